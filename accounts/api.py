@@ -1,0 +1,78 @@
+"""REST API of the accounts blueprint: who am I, and the account's API tokens."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Response, jsonify
+
+from accounts.models import ApiToken
+from accounts.tokens import account_tokens, get_account_token, issue_token, revoke_token
+from api import ApiProblem, admin_only, api_blueprint, api_user, json_object
+from errors import ValidationError, validation_problem
+from extensions import db
+
+bp = api_blueprint("accounts_api", __name__)
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def token_json(token: ApiToken) -> dict[str, Any]:
+    return {
+        "id": token.id,
+        "name": token.name,
+        "hint": token.hint,
+        "user": token.user.email,
+        "created_at": _iso(token.created_at),
+        "last_used_at": _iso(token.last_used_at),
+        "revoked_at": _iso(token.revoked_at),
+    }
+
+
+@bp.get("/account")
+def account() -> Response:
+    """The token's account and user."""
+    user = api_user()
+    return jsonify(
+        {
+            "id": user.account_id,
+            "name": user.account.name,
+            "user": {"id": user.id, "email": user.email, "role": user.role},
+        }
+    )
+
+
+@bp.get("/tokens")
+def list_tokens() -> Response:
+    """The account's API tokens, revoked ones included; never the tokens themselves."""
+    return jsonify({"tokens": [token_json(t) for t in account_tokens(api_user().account_id)]})
+
+
+@bp.post("/tokens")
+@admin_only
+def create_token() -> tuple[Response, int] | Response:
+    """Issue a token acting as the caller; the token is in this response only."""
+    body = json_object()
+    name = body.get("name")
+    if not isinstance(name, str):
+        return validation_problem({"name": ["A string is required."]})
+    try:
+        token, clear = issue_token(api_user(), name)
+    except ValidationError as error:
+        return validation_problem(error.errors)
+    db.session.commit()
+    return jsonify({**token_json(token), "token": clear}), 201
+
+
+@bp.delete("/tokens/<int:token_id>")
+@admin_only
+def delete_token(token_id: int) -> tuple[str, int]:
+    """Revoke a token of the account."""
+    token = get_account_token(api_user().account_id, token_id)
+    if token is None:
+        raise ApiProblem(404, "Not Found", "No such token in this account.")
+    revoke_token(token)
+    db.session.commit()
+    return "", 204

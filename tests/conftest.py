@@ -1,0 +1,198 @@
+"""Test fixtures: one Redis and one database per session (the ones in REDIS_URL and
+DATABASE_URL when set, else a private Redis and an SQLite file), an app per test
+with a clean database, and helpers to log in and make accounts.
+
+Everything the tests write to Redis carries a per-run namespace and is removed
+at the end, so the suite can share a Redis server with other users."""
+
+from __future__ import annotations
+
+import contextvars
+import os
+import re
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import flask_migrate
+import pytest
+import redis
+from cryptography.fernet import Fernet
+from flask import Flask, has_app_context
+from flask.testing import FlaskClient
+
+from accounts.models import Role, User
+from accounts.tokens import issue_token
+from accounts.users import add_user, create_account
+from app import create_app
+from devstack import RedisServer
+from extensions import db
+
+ROOT = Path(__file__).resolve().parent.parent
+NAMESPACE = f"fhtest-{uuid.uuid4().hex[:10]}"
+PASSWORD = "correct horse battery"
+
+
+def delete_namespace(connection: redis.Redis, namespace: str) -> None:
+    """Remove every Redis key and RQ set member this run made, nothing else."""
+    for key in connection.scan_iter(match=f"*{namespace}*", count=1000):
+        connection.delete(key)
+    for registry in (b"rq:queues", b"rq:workers"):
+        for member in connection.smembers(registry):
+            if namespace.encode() in member:
+                connection.srem(registry, member)
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    if os.environ.get("REDIS_URL"):
+        yield os.environ["REDIS_URL"]
+        return
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    yield server.url
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return os.environ.get("DATABASE_URL") or (
+        f"sqlite:///{tmp_path_factory.mktemp('database')}/fleethook.db"
+    )
+
+
+@pytest.fixture(scope="session", autouse=True)
+def environment(redis_url: str, database_url: str) -> Iterator[dict[str, str]]:
+    """The environment every app (and every subprocess) of this run starts from."""
+    values = {
+        "FLEETHOOK_ENV": "testing",
+        "SECRET_KEY": "test-secret-key-" + uuid.uuid4().hex,
+        "FLEETHOOK_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
+        "FLEETHOOK_REDIS_NAMESPACE": NAMESPACE,
+    }
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    app = create_app()
+    with app.app_context():
+        flask_migrate.upgrade()
+    yield values
+    delete_namespace(redis.Redis.from_url(redis_url), NAMESPACE)
+    with app.app_context():
+        db.engine.dispose()
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
+def reset_database() -> None:
+    db.session.remove()
+    for table in reversed(db.metadata.sorted_tables):
+        db.session.execute(table.delete())
+    db.session.commit()
+
+
+class IsolatedClient(FlaskClient):
+    """A test client whose every request runs in a context of its own, as in
+    production: nothing of the test's app context (`g`, the logged-in user, the
+    database session) leaks into a request, or back."""
+
+    def open(self, *args: Any, **kwargs: Any) -> Any:
+        response = contextvars.Context().run(super().open, *args, **kwargs)
+        if has_app_context():
+            # End the test's own transaction so its next read sees what the request wrote.
+            db.session.rollback()
+        return response
+
+
+@pytest.fixture
+def make_app() -> Iterator[Any]:
+    """Build apps with config overrides; each is cleaned up after the test."""
+    apps: list[Flask] = []
+
+    def build(**overrides: Any) -> Flask:
+        built = create_app(overrides or None)
+        built.test_client_class = IsolatedClient
+        apps.append(built)
+        return built
+
+    yield build
+    for built in apps:
+        with built.app_context():
+            db.session.remove()
+            db.engine.dispose()
+
+
+@pytest.fixture
+def app(make_app: Any) -> Iterator[Flask]:
+    app = make_app()
+    with app.app_context():
+        yield app
+        reset_database()
+        delete_namespace(redis.Redis.from_url(app.config["REDIS_URL"]), NAMESPACE)
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+def csrf_token(page: bytes) -> str:
+    match = re.search(rb'name="csrf_token" type="hidden" value="([^"]+)"', page) or re.search(
+        rb'"X-CSRFToken": "([^"]+)"', page
+    )
+    assert match, "page carries no CSRF token"
+    return match.group(1).decode()
+
+
+class AuthActions:
+    """Log in and out through the real login form, CSRF token included."""
+
+    def __init__(self, client: FlaskClient):
+        self.client = client
+
+    def login(self, email: str, password: str = PASSWORD) -> Any:
+        page = self.client.get("/login")
+        return self.client.post(
+            "/login",
+            data={"email": email, "password": password, "csrf_token": csrf_token(page.data)},
+        )
+
+    def logout(self) -> Any:
+        page = self.client.get("/")
+        return self.client.post("/logout", data={"csrf_token": csrf_token(page.data)})
+
+    def post(self, path: str, data: dict[str, str] | None = None, page: str = "/") -> Any:
+        """POST a portal form with the CSRF token of `page`."""
+        token = csrf_token(self.client.get(page).data)
+        return self.client.post(path, data={**(data or {}), "csrf_token": token})
+
+
+@pytest.fixture
+def auth(client: FlaskClient) -> AuthActions:
+    return AuthActions(client)
+
+
+def make_user(
+    account_name: str = "Acme Haulage",
+    email: str = "admin@acme.example.com",
+    role: Role = Role.ADMIN,
+    admin: User | None = None,
+) -> User:
+    """An account's admin, or (with `admin`) a user of that admin's account."""
+    if admin is not None:
+        user = add_user(admin.account, email, PASSWORD, role.value)
+    else:
+        user = create_account(account_name, email, PASSWORD)
+    db.session.commit()
+    return user
+
+
+def bearer(user: User, name: str = "test") -> dict[str, str]:
+    """Authorization header of a new token of `user`."""
+    _, clear = issue_token(user, name)
+    db.session.commit()
+    return {"Authorization": f"Bearer {clear}"}

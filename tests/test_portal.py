@@ -1,0 +1,104 @@
+"""The portal shell: pages, the Account menu, the security headers and the health check."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from tests.conftest import make_user
+
+CSP = "Content-Security-Policy"
+
+
+@pytest.fixture
+def logged_in(app, auth):
+    make_user(account_name="Acme Haulage")
+    auth.login("admin@acme.example.com")
+
+
+PAGES = ["/", "/account/tokens", "/account/users", "/webhooks/", "/login", "/no-such-page"]
+
+
+@pytest.mark.usefixtures("logged_in")
+@pytest.mark.parametrize("path", PAGES)
+def test_every_html_page_has_a_strict_csp_and_no_inline_code(client, path):
+    response = client.get(path)
+    assert response.mimetype == "text/html"
+    policy = response.headers[CSP]
+    assert "'unsafe-inline'" not in policy and "'unsafe-eval'" not in policy
+    assert "script-src 'self'" in policy and "frame-ancestors 'none'" in policy
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    html = response.data.decode()
+    assert " style=" not in html
+    assert not re.search(r"<script(?![^>]*\bsrc=)[^>]*>", html), "inline <script>"
+    assert not re.search(r"\son[a-z]+=", html), "inline event handler"
+
+
+@pytest.mark.usefixtures("logged_in")
+def test_the_account_menu_opens_the_webhook_manager_in_a_new_tab(client):
+    page = client.get("/").data.decode()
+    link = re.search(r'<a href="/webhooks/"[^>]*>Manage Webhooks</a>', page).group(0)
+    assert 'target="_blank"' in link and 'rel="noopener"' in link
+    manager = client.get("/webhooks/").data.decode()
+    for heading in ["Available Webhooks", "Webhooks", "3rd Party Integrations"]:
+        assert f">{heading}</h2>" in manager
+    assert "No webhooks yet." in manager
+
+
+@pytest.mark.usefixtures("logged_in")
+def test_htmx_is_served_from_our_own_static_route(client):
+    page = client.get("/").data.decode()
+    assert '<script src="/static/vendor/htmx.min.js" defer></script>' in page
+    assert "https://" not in re.sub(r'href="https://[^"]*"', "", page)  # no CDN anywhere
+    with client.get("/static/vendor/htmx.min.js") as script:
+        assert script.status_code == 200
+        assert b'version:"2.0.11"' in script.data.replace(b" ", b"")
+    assert '"includeIndicatorStyles": false' in page and '"allowEval": false' in page
+
+
+def test_unknown_page_is_a_404_page(app, client):
+    response = client.get("/no-such-page")
+    assert response.status_code == 404
+    assert b"There is nothing here." in response.data
+
+
+def test_healthz_is_200_when_database_and_redis_answer(app, client):
+    response = client.get("/healthz")
+    assert response.status_code == 200
+    assert response.json == {"status": "ok", "database": "ok", "redis": "ok"}
+
+
+def test_healthz_is_503_when_redis_does_not_answer(make_app):
+    app = make_app(REDIS_URL="redis://127.0.0.1:1/0")
+    response = app.test_client().get("/healthz")
+    assert response.status_code == 503
+    assert response.json["redis"].startswith("unavailable")
+    assert response.json["database"] == "ok"
+
+
+def test_healthz_is_503_when_the_database_does_not_answer(make_app, tmp_path):
+    missing = tmp_path / "no-such-dir" / "fleethook.db"
+    app = make_app(SQLALCHEMY_DATABASE_URI=f"sqlite:///{missing}")
+    response = app.test_client().get("/healthz")
+    assert response.status_code == 503
+    assert response.json["database"].startswith("unavailable")
+
+
+def test_pages_answer_503_not_a_traceback_when_the_database_is_down(make_app, tmp_path):
+    missing = tmp_path / "no-such-dir" / "fleethook.db"
+    app = make_app(SQLALCHEMY_DATABASE_URI=f"sqlite:///{missing}")
+    client = app.test_client()
+    page = client.get("/login")
+    response = client.post(
+        "/login",
+        data={
+            "email": "admin@acme.example.com",
+            "password": "correct horse battery",
+            "csrf_token": re.search(rb'name="csrf_token" type="hidden" value="([^"]+)"', page.data)
+            .group(1)
+            .decode(),
+        },
+    )
+    assert response.status_code == 503
+    assert b"cannot reach its database" in response.data

@@ -1,0 +1,2 @@
+"""Webhooks: the event catalogue, the Webhook target, signing, URL safety, and the
+Webhook Manager's portal pages and API."""
