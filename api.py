@@ -24,7 +24,9 @@ class ApiProblem(HTTPException):
     """Abort an API request with a problem response."""
 
     def __init__(self, status: int, title: str, detail: str, headers: dict[str, str] | None = None):
-        super().__init__(description=detail, response=problem(status, title, detail, headers=headers))
+        super().__init__(
+            description=detail, response=problem(status, title, detail, headers=headers)
+        )
 
 
 def api_blueprint(name: str, import_name: str) -> Blueprint:

@@ -116,7 +116,8 @@ def load_config(environ: Mapping[str, str], instance_path: str) -> dict[str, Any
         "REDIS_URL": environ.get("REDIS_URL", "") or "redis://127.0.0.1:6379/0",
         # Prefixes every key and queue name Fleethook makes in Redis, so several
         # installations (or test runs) can share one server.
-        "FLEETHOOK_REDIS_NAMESPACE": environ.get("FLEETHOOK_REDIS_NAMESPACE", "") or DEFAULT_REDIS_NAMESPACE,
+        "FLEETHOOK_REDIS_NAMESPACE": environ.get("FLEETHOOK_REDIS_NAMESPACE", "")
+        or DEFAULT_REDIS_NAMESPACE,
         "FLEETHOOK_ENCRYPTION_KEYS": encryption_keys,
         "FLEETHOOK_ALLOW_LOCAL_NETWORK": parse_bool(
             "FLEETHOOK_ALLOW_LOCAL_NETWORK", environ.get("FLEETHOOK_ALLOW_LOCAL_NETWORK", "")

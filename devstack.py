@@ -34,9 +34,7 @@ INSTANCE = ROOT / "instance"
 BIN = Path(sys.executable).parent
 
 HTMX_VERSION = "2.0.11"
-HTMX_INTEGRITY = (
-    "sha512-Thx/WtpeOQqSrqBCw/A1cwGJGg4UrVa3+sW0GmrM3p4gJgO89ecH4qtbnyzDDWFvBTqjnIMCgELTNt636dtamA=="
-)
+HTMX_INTEGRITY = "sha512-Thx/WtpeOQqSrqBCw/A1cwGJGg4UrVa3+sW0GmrM3p4gJgO89ecH4qtbnyzDDWFvBTqjnIMCgELTNt636dtamA=="  # noqa: E501
 HTMX_TARGET = ROOT / "static" / "vendor" / "htmx.min.js"
 NPM_REGISTRY = os.environ.get("NPM_REGISTRY", "https://registry.npmjs.org").rstrip("/")
 

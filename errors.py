@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import redis
 from flask import Flask, Response, current_app, jsonify, render_template, request
@@ -53,7 +53,7 @@ def _wants_json() -> bool:
 
 def _handle_http_error(error: HTTPException) -> Response | tuple[str, int]:
     if error.response is not None:  # the raiser built the whole answer
-        return error.response
+        return cast(Response, error.response)
     status = error.code or 500
     # Keep the headers that tell a client what to do next; the body is ours.
     headers = {

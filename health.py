@@ -32,4 +32,6 @@ def healthz() -> tuple[Response, int]:
     """200 when the database and Redis answer, 503 otherwise."""
     checks = {"database": _check_database(), "redis": _check_redis()}
     healthy = all(result == "ok" for result in checks.values())
-    return jsonify({"status": "ok" if healthy else "unavailable", **checks}), 200 if healthy else 503
+    return jsonify(
+        {"status": "ok" if healthy else "unavailable", **checks}
+    ), 200 if healthy else 503

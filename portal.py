@@ -18,7 +18,7 @@ from errors import ValidationError
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-class EmptyForm(FlaskForm):  # type: ignore[misc]
+class EmptyForm(FlaskForm):
     """A form with no fields: a POST button that carries the CSRF token."""
 
 

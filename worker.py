@@ -14,7 +14,7 @@ from app import create_app
 from extensions import db
 
 
-class FleethookWorker(Worker):  # type: ignore[misc]
+class FleethookWorker(Worker):
     """`rq worker -w worker.FleethookWorker`: forks a work horse per job, as RQ does,
     with the app's context around the job."""
 

@@ -34,7 +34,9 @@ def create_account_command(name: str, email: str, password: str) -> None:
     except ValidationError as error:
         _fail(error)
     db.session.commit()
-    click.echo(f"Created account {user.account.name!r} (id {user.account_id}) with admin {user.email}")
+    click.echo(
+        f"Created account {user.account.name!r} (id {user.account_id}) with admin {user.email}"
+    )
 
 
 @tokens_cli.command("create")

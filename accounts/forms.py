@@ -10,16 +10,16 @@ from wtforms.validators import InputRequired
 from accounts.models import Role
 
 
-class LoginForm(FlaskForm):  # type: ignore[misc]
+class LoginForm(FlaskForm):
     email = EmailField("Email", validators=[InputRequired("Enter your email address.")])
     password = PasswordField("Password", validators=[InputRequired("Enter your password.")])
 
 
-class TokenForm(FlaskForm):  # type: ignore[misc]
+class TokenForm(FlaskForm):
     name = StringField("Name", description="What will use it, e.g. “Dispatch system”.")
 
 
-class UserForm(FlaskForm):  # type: ignore[misc]
+class UserForm(FlaskForm):
     email = EmailField("Email")
     role = SelectField(
         "Role",

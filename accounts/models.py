@@ -18,7 +18,7 @@ class Role(StrEnum):
     MEMBER = "member"  # may look
 
 
-class Account(db.Model):  # type: ignore[name-defined,misc]
+class Account(db.Model):  # type: ignore[name-defined]
     """A customer: the unit of tenancy. Every object belongs to exactly one."""
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -30,7 +30,7 @@ class Account(db.Model):  # type: ignore[name-defined,misc]
     )
 
 
-class User(UserMixin, db.Model):  # type: ignore[name-defined,misc]
+class User(UserMixin, db.Model):  # type: ignore[name-defined]
     id: Mapped[int] = mapped_column(primary_key=True)
     account_id: Mapped[int] = mapped_column(
         ForeignKey("account.id", ondelete="CASCADE"), index=True
@@ -48,7 +48,7 @@ class User(UserMixin, db.Model):  # type: ignore[name-defined,misc]
         return self.role == Role.ADMIN
 
 
-class ApiToken(db.Model):  # type: ignore[name-defined,misc]
+class ApiToken(db.Model):  # type: ignore[name-defined]
     """A bearer token for the REST API. It acts as the user who holds it, with that
     user's role. Only a SHA-256 of the token is kept."""
 

@@ -122,7 +122,9 @@ def users() -> str | tuple[str, int]:
             abort(403, "Only an admin of the account can add users.")
         try:
             user = add_user(
-                current_user.account, form.email.data or "", form.password.data or "",
+                current_user.account,
+                form.email.data or "",
+                form.password.data or "",
                 form.role.data or "",
             )
             db.session.commit()

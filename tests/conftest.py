@@ -34,8 +34,13 @@ NAMESPACE = f"fhtest-{uuid.uuid4().hex[:10]}"
 PASSWORD = "correct horse battery"
 
 
+# RQ's own housekeeping locks, outside any namespace; removed at the end only if
+# this run created them.
+RQ_HOUSEKEEPING_KEYS = ("rq:clean_groups",)
+
+
 def delete_namespace(connection: redis.Redis, namespace: str) -> None:
-    """Remove every Redis key and RQ set member this run made, nothing else."""
+    """Remove every Redis key and RQ set member this run made in its namespace."""
     for key in connection.scan_iter(match=f"*{namespace}*", count=1000):
         connection.delete(key)
     for registry in (b"rq:queues", b"rq:workers"):
@@ -73,12 +78,17 @@ def environment(redis_url: str, database_url: str) -> Iterator[dict[str, str]]:
         "FLEETHOOK_REDIS_NAMESPACE": NAMESPACE,
     }
     saved = {name: os.environ.get(name) for name in values}
+    connection = redis.Redis.from_url(redis_url)
+    housekeeping_before = {key for key in RQ_HOUSEKEEPING_KEYS if connection.exists(key)}
     os.environ.update(values)
     app = create_app()
     with app.app_context():
         flask_migrate.upgrade()
     yield values
-    delete_namespace(redis.Redis.from_url(redis_url), NAMESPACE)
+    delete_namespace(connection, NAMESPACE)
+    for key in set(RQ_HOUSEKEEPING_KEYS) - housekeeping_before:
+        connection.delete(key)
+    connection.close()
     with app.app_context():
         db.engine.dispose()
     for name, value in saved.items():

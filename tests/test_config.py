@@ -52,9 +52,7 @@ def test_development_and_testing_start_without_secret_key(tmp_path, env):
 
 def test_encryption_keys_are_a_comma_separated_list(tmp_path):
     second = Fernet.generate_key().decode()
-    config = load_config(
-        production(FLEETHOOK_ENCRYPTION_KEYS=f" {KEY}, {second} "), str(tmp_path)
-    )
+    config = load_config(production(FLEETHOOK_ENCRYPTION_KEYS=f" {KEY}, {second} "), str(tmp_path))
     assert config["FLEETHOOK_ENCRYPTION_KEYS"] == [KEY, second]
 
 
@@ -63,7 +61,9 @@ def test_a_malformed_encryption_key_is_named(tmp_path):
         load_config(production(FLEETHOOK_ENCRYPTION_KEYS=f"{KEY},not-a-key"), str(tmp_path))
 
 
-@pytest.mark.parametrize(("value", "expected"), [("1", True), ("on", True), ("0", False), ("", False)])
+@pytest.mark.parametrize(
+    ("value", "expected"), [("1", True), ("on", True), ("0", False), ("", False)]
+)
 def test_allow_local_network_is_an_explicit_switch(tmp_path, value, expected):
     config = load_config(production(FLEETHOOK_ALLOW_LOCAL_NETWORK=value), str(tmp_path))
     assert config["FLEETHOOK_ALLOW_LOCAL_NETWORK"] is expected
@@ -80,7 +80,8 @@ def test_unknown_environment_is_refused(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "url", ["postgres://u@db:5432/fh", "postgresql://u@db:5432/fh", "postgresql+psycopg://u@db:5432/fh"]
+    "url",
+    ["postgres://u@db:5432/fh", "postgresql://u@db:5432/fh", "postgresql+psycopg://u@db:5432/fh"],
 )
 def test_postgres_urls_use_psycopg_3(tmp_path, url):
     config = load_config(production(DATABASE_URL=url), str(tmp_path))

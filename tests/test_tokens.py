@@ -8,7 +8,6 @@ import re
 from sqlalchemy import text
 
 from accounts.models import ApiToken, Role
-from app import create_app
 from extensions import db
 from tests.conftest import bearer, make_user
 
@@ -95,8 +94,16 @@ def test_an_admin_token_creates_and_revokes_tokens(app, client):
 def test_cli_creates_an_account_and_prints_a_token_alone_on_the_last_line(app, client):
     runner = app.test_cli_runner()
     created = runner.invoke(
-        args=["accounts", "create", "--name", "Blue Trucks", "--email", "ops@blue.example.com",
-              "--password", "a long enough password"]
+        args=[
+            "accounts",
+            "create",
+            "--name",
+            "Blue Trucks",
+            "--email",
+            "ops@blue.example.com",
+            "--password",
+            "a long enough password",
+        ]
     )
     assert created.exit_code == 0, created.output
     issued = runner.invoke(args=["tokens", "create", "--email", "ops@blue.example.com"])
@@ -110,7 +117,16 @@ def test_cli_creates_an_account_and_prints_a_token_alone_on_the_last_line(app, c
 def test_cli_refuses_bad_input_and_creates_nothing(app):
     runner = app.test_cli_runner()
     result = runner.invoke(
-        args=["accounts", "create", "--name", "", "--email", "not-an-address", "--password", "short"]
+        args=[
+            "accounts",
+            "create",
+            "--name",
+            "",
+            "--email",
+            "not-an-address",
+            "--password",
+            "short",
+        ]
     )
     assert result.exit_code == 2
     assert "--password: Use at least 12 characters." in result.output
@@ -121,8 +137,8 @@ def test_cli_refuses_bad_input_and_creates_nothing(app):
     assert db.session.query(ApiToken).count() == 0
 
 
-def test_tokens_work_in_every_process(app, client):
+def test_tokens_work_in_every_process(app, make_app):
     """A token issued here is accepted by a second app instance: nothing is process-local."""
     headers = bearer(make_user())
-    other = create_app().test_client()
+    other = make_app().test_client()
     assert other.get("/api/v1/account", headers=headers).status_code == 200

@@ -17,7 +17,11 @@ def test_an_admin_adds_a_member_who_can_then_log_in(app, client, auth):
     auth.login("admin@acme.example.com")
     response = auth.post(
         "/account/users",
-        {"email": "Driver.Desk@acme.example.com", "role": "member", "password": "another long password"},
+        {
+            "email": "Driver.Desk@acme.example.com",
+            "role": "member",
+            "password": "another long password",
+        },
     )
     assert response.status_code == 200
     assert b"driver.desk@acme.example.com can now log in as member." in response.data
