@@ -205,6 +205,24 @@ def development_secrets(path: Path) -> dict[str, str]:
     return values
 
 
+def _wait_until_healthy(
+    url: str, children: Sequence[tuple[str, subprocess.Popen[bytes]]], timeout: float = 60.0
+) -> bool:
+    """Poll /healthz until it answers 200, a child dies, or time runs out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if any(process.poll() is not None for _, process in children):
+            return False
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return True
+        except OSError:
+            pass
+        time.sleep(0.25)
+    return False
+
+
 class Stop(Exception):
     """SIGINT or SIGTERM arrived."""
 
@@ -243,6 +261,7 @@ def run() -> int:
                 "--workers", "2",
                 "--threads", "4",
                 "--access-logfile", "-",
+                "--no-control-socket",
                 "app:create_app()",
             ],
             "worker": [
@@ -257,6 +276,9 @@ def run() -> int:
             children.append(
                 (name, subprocess.Popen(command, cwd=ROOT, env=env, start_new_session=True))
             )
+        if not _wait_until_healthy(url + "healthz", children):
+            print("devstack: the portal did not become healthy; stopping", flush=True)
+            return 1
         print(
             f"\n  Fleethook portal: {url}\n"
             + "".join(f"  {line}\n" for line in credentials.strip().splitlines())
