@@ -27,7 +27,7 @@ from accounts.tokens import issue_token
 from accounts.users import add_user, create_account
 from app import create_app
 from devstack import RedisServer
-from extensions import db
+from extensions import db, redis_client
 
 ROOT = Path(__file__).resolve().parent.parent
 NAMESPACE = f"fhtest-{uuid.uuid4().hex[:10]}"
@@ -91,6 +91,7 @@ def environment(redis_url: str, database_url: str) -> Iterator[dict[str, str]]:
     connection.close()
     with app.app_context():
         db.engine.dispose()
+        redis_client().close()
     for name, value in saved.items():
         if value is None:
             os.environ.pop(name, None)
@@ -134,6 +135,7 @@ def make_app() -> Iterator[Any]:
         with built.app_context():
             db.session.remove()
             db.engine.dispose()
+            redis_client().close()
 
 
 @pytest.fixture
@@ -142,7 +144,7 @@ def app(make_app: Any) -> Iterator[Flask]:
     with app.app_context():
         yield app
         reset_database()
-        delete_namespace(redis.Redis.from_url(app.config["REDIS_URL"]), NAMESPACE)
+        delete_namespace(redis_client(), NAMESPACE)
 
 
 @pytest.fixture
