@@ -102,3 +102,22 @@ def test_pages_answer_503_not_a_traceback_when_the_database_is_down(make_app, tm
     )
     assert response.status_code == 503
     assert b"cannot reach its database" in response.data
+
+
+def test_an_unexpected_error_is_a_500_page_or_problem_and_is_logged(make_app, caplog):
+    app = make_app(TESTING=False)
+
+    def broken() -> str:
+        raise RuntimeError("boom")
+
+    app.add_url_rule("/broken", view_func=broken)
+    app.add_url_rule("/api/v1/broken", endpoint="api_broken", view_func=broken)
+    client = app.test_client()
+    page = client.get("/broken")
+    assert page.status_code == 500
+    assert b"Something went wrong on our side." in page.data
+    assert b"boom" not in page.data and b"Traceback" not in page.data
+    api = client.get("/api/v1/broken")
+    assert api.status_code == 500
+    assert api.mimetype == "application/problem+json"
+    assert "unhandled error on GET /broken" in caplog.text
