@@ -1,6 +1,6 @@
-"""Helpers every portal view shares: the admin check, htmx-aware rendering, putting
-a domain `ValidationError` next to the form fields it names, and the empty form
-whose only job is to carry a CSRF token on bare POST buttons."""
+"""Helpers every portal view shares: the admin check, putting a domain
+`ValidationError` next to the form fields it names, and the empty form whose only
+job is to carry a CSRF token on bare POST buttons."""
 
 from __future__ import annotations
 
@@ -8,10 +8,9 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any, TypeVar, cast
 
-from flask import abort, render_template
+from flask import abort
 from flask_login import current_user, login_required
 from flask_wtf import FlaskForm
-from htmx_flask import request as htmx_request
 
 from errors import ValidationError
 
@@ -33,15 +32,6 @@ def admin_required(view: F) -> F:
         return view(*args, **kwargs)
 
     return cast(F, wrapped)
-
-
-def is_htmx_request() -> bool:
-    return bool(htmx_request.htmx)
-
-
-def render_page_or_fragment(page: str, fragment: str, **context: Any) -> str:
-    """The fragment alone for htmx requests, the whole page otherwise."""
-    return render_template(fragment if is_htmx_request() else page, **context)
 
 
 def show_errors(form: FlaskForm, error: ValidationError) -> None:

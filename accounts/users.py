@@ -117,6 +117,11 @@ def authenticate(email: str, password: str) -> User | None:
     return user if check_password_hash(user.password_hash, password) else None
 
 
+def get_account_user(account_id: int, user_id: int) -> User | None:
+    """The account's user with this id; another account's id finds nothing."""
+    return db.session.scalar(select(User).where(User.id == user_id, User.account_id == account_id))
+
+
 def account_users(account_id: int) -> list[User]:
     return list(
         db.session.scalars(select(User).where(User.account_id == account_id).order_by(User.email))

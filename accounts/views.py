@@ -13,12 +13,21 @@ from accounts import login_throttle
 from accounts.forms import LoginForm, TokenForm, UserForm
 from accounts.models import User
 from accounts.tokens import account_tokens, get_account_token, issue_token, revoke_token
-from accounts.users import account_users, add_user, authenticate, normalise_email, remove_user
+from accounts.users import (
+    account_users,
+    add_user,
+    authenticate,
+    get_account_user,
+    normalise_email,
+    remove_user,
+)
 from errors import ValidationError
 from extensions import db, login_manager
 from portal import EmptyForm, admin_required, show_errors
 
 bp = Blueprint("accounts", __name__)
+
+Page = tuple[str, int]
 
 
 def _safe_next(target: str | None) -> str:
@@ -72,30 +81,36 @@ def overview() -> str:
     return render_template("accounts/overview.html")
 
 
-@bp.route("/account/tokens", methods=["GET", "POST"])
-@login_required
-def tokens() -> str | tuple[str, int]:
-    """List the account's API tokens; admins create one, shown once."""
-    form = TokenForm()
-    new_token = None
-    status = 200
-    if request.method == "POST":
-        if not current_user.is_admin:
-            abort(403, "Only an admin of the account can create API tokens.")
-        try:
-            _, new_token = issue_token(current_user, form.name.data or "")
-            db.session.commit()
-            form = TokenForm(formdata=None)
-        except ValidationError as error:
-            show_errors(form, error)
-            status = 422
-    return render_template(
+def _tokens_page(form: TokenForm, new_token: str | None = None, status: int = 200) -> Page:
+    page = render_template(
         "accounts/tokens.html",
         form=form,
         new_token=new_token,
         tokens=account_tokens(current_user.account_id),
         button=EmptyForm(),
-    ), status
+    )
+    return page, status
+
+
+@bp.get("/account/tokens")
+@login_required
+def tokens() -> Page:
+    """The account's API tokens."""
+    return _tokens_page(TokenForm(formdata=None))
+
+
+@bp.post("/account/tokens")
+@admin_required
+def create_token() -> Page:
+    """Create an API token and show it, this once."""
+    form = TokenForm()
+    try:
+        _, clear = issue_token(current_user, form.name.data or "")
+    except ValidationError as error:
+        show_errors(form, error)
+        return _tokens_page(form, status=422)
+    db.session.commit()
+    return _tokens_page(TokenForm(formdata=None), new_token=clear)
 
 
 @bp.post("/account/tokens/<int:token_id>/revoke")
@@ -111,49 +126,57 @@ def revoke(token_id: int) -> Response:
     return redirect(url_for("accounts.tokens"))
 
 
-@bp.route("/account/users", methods=["GET", "POST"])
-@login_required
-def users() -> str | tuple[str, int]:
-    """List the account's users; admins add one."""
-    form = UserForm()
-    status = 200
-    if request.method == "POST":
-        if not current_user.is_admin:
-            abort(403, "Only an admin of the account can add users.")
-        try:
-            user = add_user(
-                current_user.account,
-                form.email.data or "",
-                form.password.data or "",
-                form.role.data or "",
-            )
-            db.session.commit()
-            flash(f"{user.email} can now log in as {user.role}.", "success")
-            form = UserForm(formdata=None)
-        except ValidationError as error:
-            show_errors(form, error)
-            status = 422
-    return render_template(
+def _users_page(form: UserForm, status: int = 200) -> Page:
+    page = render_template(
         "accounts/users.html",
         form=form,
         users=account_users(current_user.account_id),
         button=EmptyForm(),
-    ), status
+    )
+    return page, status
+
+
+@bp.get("/account/users")
+@login_required
+def users() -> Page:
+    """The account's users."""
+    return _users_page(UserForm(formdata=None))
+
+
+@bp.post("/account/users")
+@admin_required
+def add() -> Response | Page:
+    """Add a user to the account."""
+    form = UserForm()
+    try:
+        user = add_user(
+            current_user.account,
+            form.email.data or "",
+            form.password.data or "",
+            form.role.data or "",
+        )
+    except ValidationError as error:
+        show_errors(form, error)
+        return _users_page(form, status=422)
+    db.session.commit()
+    flash(f"{user.email} can now log in as {user.role}.", "success")
+    return redirect(url_for("accounts.users"))
 
 
 @bp.post("/account/users/<int:user_id>/remove")
 @admin_required
 def remove(user_id: int) -> Response:
     """Remove a user of the account (never the last admin)."""
-    user = db.session.get(User, user_id)
-    if user is None or user.account_id != current_user.account_id:
+    user = get_account_user(current_user.account_id, user_id)
+    if user is None:
         abort(404)
     try:
         remove_user(user)
-        db.session.commit()
-        flash(f"{user.email} removed.", "success")
     except ValidationError as error:
-        flash(str(error.errors["user"][0]), "error")
+        flash(error.errors["user"][0], "error")
+        return redirect(url_for("accounts.users"))
+    db.session.commit()
+    flash(f"{user.email} removed.", "success")
     return redirect(url_for("accounts.users"))
 
 

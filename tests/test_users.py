@@ -23,8 +23,9 @@ def test_an_admin_adds_a_member_who_can_then_log_in(app, client, auth):
             "password": "another long password",
         },
     )
-    assert response.status_code == 200
-    assert b"driver.desk@acme.example.com can now log in as member." in response.data
+    assert response.status_code == 302
+    page = client.get("/account/users")
+    assert b"driver.desk@acme.example.com can now log in as member." in page.data
     other = AuthActions(app.test_client())
     assert other.login("driver.desk@acme.example.com", "another long password").status_code == 302
 

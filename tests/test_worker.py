@@ -6,20 +6,18 @@ import subprocess
 import sys
 from pathlib import Path
 
-from rq import Queue
 from rq.job import Job, JobStatus
 
 from accounts.models import Account
 from config import worker_queues
-from extensions import db, redis_client
+from extensions import db, queue, redis_client
 from tests.conftest import NAMESPACE, ROOT, make_user
 
 
 def test_a_job_runs_in_the_app_context_of_a_real_worker(app):
     account_id = make_user(account_name="Before").account_id
     queue_name = worker_queues(NAMESPACE)[0]
-    queue = Queue(queue_name, connection=redis_client())
-    job = queue.enqueue(
+    job = queue().enqueue(
         "tests.worker_jobs.rename_account", account_id, "After", job_id=f"{NAMESPACE}-rename"
     )
     rq = Path(sys.executable).parent / "rq"
