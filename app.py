@@ -12,6 +12,8 @@ from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from config import load_config
+from database import utcnow
+from encryption import init_encryption, mask
 from errors import register_error_handlers
 from extensions import init_extensions
 from security import init_security
@@ -33,10 +35,12 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies)  # type: ignore[method-assign]
 
     init_extensions(app)
+    init_encryption(app)
     init_security(app)
     register_error_handlers(app)
     _register_blueprints(app)
     _register_commands(app)
+    _register_template_helpers(app)
     _warn_if_htmx_missing(app)
     return app
 
@@ -45,12 +49,16 @@ def _register_blueprints(app: Flask) -> None:
     from accounts import api as accounts_api
     from accounts import views as accounts_views
     from health import bp as health_bp
+    from openapi import bp as openapi_bp
+    from webhooks import api as webhooks_api
     from webhooks import views as webhooks_views
 
     app.register_blueprint(health_bp)
+    app.register_blueprint(openapi_bp)
     app.register_blueprint(accounts_views.bp)
     app.register_blueprint(accounts_api.bp)
     app.register_blueprint(webhooks_views.bp)
+    app.register_blueprint(webhooks_api.bp)
 
 
 def _register_commands(app: Flask) -> None:
@@ -60,6 +68,11 @@ def _register_commands(app: Flask) -> None:
     app.cli.add_command(accounts_cli)
     app.cli.add_command(tokens_cli)
     app.cli.add_command(demo_cli)
+
+
+def _register_template_helpers(app: Flask) -> None:
+    app.jinja_env.filters["mask"] = mask
+    app.jinja_env.globals["now"] = utcnow
 
 
 def _configure_logging(app: Flask) -> None:

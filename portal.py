@@ -1,4 +1,5 @@
-"""Helpers every portal view shares: the admin check, putting a domain
+"""Helpers every portal view shares: the admin check, htmx-aware rendering (pages,
+fragments, dialogs; the one place that reads htmx-flask), putting a domain
 `ValidationError` next to the form fields it names, and the empty form whose only
 job is to carry a CSRF token on bare POST buttons."""
 
@@ -8,9 +9,10 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any, TypeVar, cast
 
-from flask import abort
+from flask import Response, abort, make_response, render_template
 from flask_login import current_user, login_required
 from flask_wtf import FlaskForm
+from htmx_flask import request as htmx_request
 
 from errors import ValidationError
 
@@ -34,10 +36,40 @@ def admin_required(view: F) -> F:
     return cast(F, wrapped)
 
 
+def is_htmx_request() -> bool:
+    """An htmx swap; a history restore wants the whole page, not a fragment."""
+    return bool(htmx_request.htmx) and not htmx_request.htmx.history_restore_request
+
+
+def render_page_or_fragment(
+    page: str, fragment: str, status: int = 200, **context: Any
+) -> Response:
+    """The fragment alone for htmx requests, the whole page otherwise."""
+    template = fragment if is_htmx_request() else page
+    response = make_response(render_template(template, **context), status)
+    response.vary.add("HX-Request")
+    return response
+
+
+def render_dialog(
+    content: str, title: str, status: int = 200, trigger: str | None = None, **context: Any
+) -> Response:
+    """`content` in a modal dialog for htmx requests, or on a page of its own, so
+    every dialog also works without JavaScript. `trigger` names an event htmx
+    raises on the page (HX-Trigger), e.g. to refresh a grid."""
+    response = render_page_or_fragment(
+        "dialog_page.html", "_dialog.html", status, content=content, title=title, **context
+    )
+    if trigger:
+        response.headers["HX-Trigger"] = trigger
+    return response
+
+
 def show_errors(form: FlaskForm, error: ValidationError) -> None:
     """Put each domain error next to its field; errors of no field go to the form."""
     for field_name, messages in error.errors.items():
-        field = getattr(form, field_name, None)
+        # Nested API fields ("custom_header.name") are flat form fields here.
+        field = getattr(form, field_name.replace(".", "_"), None)
         if field is None:
             form.form_errors.extend(messages)
         else:

@@ -68,6 +68,16 @@ def run_migrations_offline():
         context.run_migrations()
 
 
+def render_item(type_, obj, autogen_context):
+    """Write the models' own column types (UTC timestamps, encrypted text) as the
+    plain SQL types they store, so migrations never import application code."""
+    from sqlalchemy.types import TypeDecorator
+
+    if type_ == "type" and isinstance(obj, TypeDecorator):
+        return "sa." + repr(obj.impl)
+    return False
+
+
 def run_migrations_online():
     """Run migrations in 'online' mode.
 
@@ -96,6 +106,7 @@ def run_migrations_online():
         context.configure(
             connection=connection,
             target_metadata=get_metadata(),
+            render_item=render_item,
             **conf_args
         )
 

@@ -7,8 +7,6 @@ Create Date: ${create_date}
 """
 from alembic import op
 import sqlalchemy as sa
-
-import database  # noqa: F401  (the models' own column types)
 ${imports if imports else ""}
 
 # revision identifiers, used by Alembic.

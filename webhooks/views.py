@@ -1,15 +1,289 @@
-"""Portal pages of the webhooks blueprint: the Webhook Manager."""
+"""Portal pages of the webhooks blueprint: the Webhook Manager (available types,
+the live grid), the create/edit/delete dialogs, the example preview and the detail
+page."""
 
 from __future__ import annotations
 
-from flask import Blueprint, render_template
-from flask_login import login_required
+from typing import Any
+
+from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
+from flask.typing import ResponseReturnValue
+from flask_login import current_user, login_required
+
+from encryption import mask
+from errors import ValidationError
+from extensions import db
+from portal import (
+    EmptyForm,
+    admin_required,
+    is_htmx_request,
+    render_dialog,
+    render_page_or_fragment,
+    show_errors,
+)
+from webhooks.events import EVENT_TYPES, EventType
+from webhooks.forms import WebhookForm
+from webhooks.lifecycle import (
+    account_webhooks,
+    create_webhook,
+    delete_webhook,
+    get_account_webhook,
+    pause_webhook,
+    resume_webhook,
+    rotate_secret,
+    update_webhook,
+)
+from webhooks.models import Webhook
+from webhooks.url_safety import is_plain_http
+from webhooks.wire import ContentType, example_request
 
 bp = Blueprint("webhooks", __name__, url_prefix="/webhooks")
+
+# Events raised on the page (HX-Trigger): the grid refreshes at once, the open
+# dialog closes.
+CHANGED = "webhooks-changed"
+CLOSE_DIALOG = "close-dialog"
+
+
+def _event_type(key: str | None) -> EventType:
+    if key not in EVENT_TYPES:
+        abort(404)
+    return EVENT_TYPES[key]
+
+
+def _own_webhook(webhook_id: int) -> Webhook:
+    webhook = get_account_webhook(current_user.account_id, webhook_id)
+    if webhook is None:
+        abort(404)
+    return webhook
+
+
+def _grid_context() -> dict[str, Any]:
+    return {
+        "webhooks": account_webhooks(current_user.account_id),
+        "event_types": EVENT_TYPES,
+        "button": EmptyForm(),
+    }
 
 
 @bp.get("/")
 @login_required
-def manager() -> str:
-    """The Webhook Manager: available webhooks, the webhooks grid, integrations."""
-    return render_template("webhooks/manager.html")
+def manager() -> Response:
+    """The Webhook Manager; htmx polling gets just the grid."""
+    return render_page_or_fragment(
+        "webhooks/manager.html", "webhooks/_grid.html", **_grid_context()
+    )
+
+
+def _form_dialog(
+    form: WebhookForm, event_type: EventType, webhook: Webhook | None = None, status: int = 200
+) -> Response:
+    setting_value = None
+    setting = event_type.setting
+    if setting is not None:
+        setting_field = getattr(form, setting.field)
+        setting_field.label.text = f"{setting.label} ({setting.unit})"
+        setting_field.description = f"{setting.help} {setting.minimum}–{setting.maximum}."
+        raw = (setting_field.data or "").strip()
+        setting_value = int(raw) if raw.isdigit() else None
+    headers, body = example_request(
+        event_type,
+        ContentType(form.content_type.data or ContentType.JSON.value),
+        setting_value,
+        _example_header(form.custom_header_name.data, webhook),
+    )
+    return render_dialog(
+        "webhooks/_webhook_form.html",
+        f"Edit webhook {webhook.id}" if webhook else f"Create {event_type.name} Webhook",
+        status,
+        form=form,
+        event_type=event_type,
+        webhook=webhook,
+        example_headers=headers,
+        example_body=body.decode(),
+        plain_http=is_plain_http(form.url.data or ""),
+    )
+
+
+def _example_header(name: str | None, webhook: Webhook | None) -> tuple[str, str] | None:
+    name = (name or "").strip()
+    if not name:
+        return None
+    stored = webhook.custom_header_value if webhook and webhook.custom_header_value else None
+    return name, stored or ""
+
+
+@bp.get("/new")
+@admin_required
+def new() -> Response:
+    """The Create Webhook dialog for one event type."""
+    event_type = _event_type(request.args.get("event_type"))
+    form = WebhookForm(formdata=None, event_type=event_type.key)
+    if event_type.setting is not None:
+        getattr(form, event_type.setting.field).data = str(event_type.setting.default)
+    return _form_dialog(form, event_type)
+
+
+@bp.post("/new")
+@admin_required
+def create() -> Response:
+    """Add Webhook: save it and show its signing secret, once."""
+    form = WebhookForm()
+    event_type = _event_type(form.event_type.data)
+    try:
+        webhook, secret = create_webhook(
+            current_user.account_id, form.values(event_type, editing=False, has_header=False)
+        )
+    except ValidationError as error:
+        show_errors(form, error)
+        return _form_dialog(form, event_type, status=422)
+    db.session.commit()
+    return render_dialog(
+        "webhooks/_secret.html",
+        f"Webhook {webhook.id} added",
+        trigger=CHANGED,
+        webhook=webhook,
+        secret=secret,
+        rotated=False,
+    )
+
+
+@bp.get("/example")
+@login_required
+def example() -> str:
+    """The example headers and body for the dialog's current choices."""
+    event_type = _event_type(request.args.get("event_type"))
+    content_type = request.args.get("content_type", ContentType.JSON.value)
+    if content_type not in set(ContentType):
+        abort(400, "content_type is json or form")
+    setting_value = None
+    if event_type.setting is not None:
+        raw = request.args.get(event_type.setting.field, "").strip()
+        setting_value = int(raw) if raw.isdigit() else None
+    webhook = None
+    if request.args.get("webhook_id", "").isdigit():
+        webhook = _own_webhook(int(request.args["webhook_id"]))
+    headers, body = example_request(
+        event_type,
+        ContentType(content_type),
+        setting_value,
+        _example_header(request.args.get("custom_header_name"), webhook),
+    )
+    return render_template(
+        "webhooks/_example.html",
+        example_headers=headers,
+        example_body=body.decode(),
+        plain_http=is_plain_http(request.args.get("url", "")),
+    )
+
+
+@bp.get("/<int:webhook_id>")
+@login_required
+def detail(webhook_id: int) -> str:
+    """One webhook: its settings, its secret, its messages."""
+    webhook = _own_webhook(webhook_id)
+    return render_template(
+        "webhooks/detail.html",
+        webhook=webhook,
+        event_type=EVENT_TYPES[webhook.event_type],
+        masked_header=mask(webhook.custom_header_value) if webhook.custom_header_value else None,
+        button=EmptyForm(),
+    )
+
+
+@bp.get("/<int:webhook_id>/edit")
+@admin_required
+def edit(webhook_id: int) -> Response:
+    """The Edit Webhook dialog."""
+    webhook = _own_webhook(webhook_id)
+    form = WebhookForm(formdata=None, obj=webhook)
+    form.custom_header_value.data = ""  # never sent back to the browser
+    event_type = EVENT_TYPES[webhook.event_type]
+    if event_type.setting is not None:
+        value = getattr(webhook, event_type.setting.field)
+        getattr(form, event_type.setting.field).data = "" if value is None else str(value)
+    return _form_dialog(form, event_type, webhook)
+
+
+@bp.post("/<int:webhook_id>/edit")
+@admin_required
+def update(webhook_id: int) -> ResponseReturnValue:
+    """Save the Edit Webhook dialog."""
+    webhook = _own_webhook(webhook_id)
+    form = WebhookForm()
+    event_type = EVENT_TYPES[webhook.event_type]
+    values = form.values(event_type, editing=True, has_header=bool(webhook.custom_header_name))
+    try:
+        update_webhook(webhook, values)
+    except ValidationError as error:
+        show_errors(form, error)
+        return _form_dialog(form, event_type, webhook, status=422)
+    db.session.commit()
+    return _after_change(f"Webhook {webhook.id} saved.")
+
+
+def _after_change(message: str) -> ResponseReturnValue:
+    """htmx: close the dialog and let the grid refresh itself; otherwise back to
+    the Webhook Manager with a message."""
+    if is_htmx_request():
+        return Response(status=204, headers={"HX-Trigger": f"{CHANGED}, {CLOSE_DIALOG}"})
+    flash(message, "success")
+    return redirect(url_for("webhooks.manager"))
+
+
+@bp.post("/<int:webhook_id>/pause")
+@admin_required
+def pause(webhook_id: int) -> ResponseReturnValue:
+    """Pause: messages queue up and nothing is sent."""
+    webhook = _own_webhook(webhook_id)
+    pause_webhook(webhook)
+    db.session.commit()
+    return _after_change(f"Webhook {webhook.id} paused.")
+
+
+@bp.post("/<int:webhook_id>/resume")
+@admin_required
+def resume(webhook_id: int) -> ResponseReturnValue:
+    """Resume sending."""
+    webhook = _own_webhook(webhook_id)
+    resume_webhook(webhook)
+    db.session.commit()
+    return _after_change(f"Webhook {webhook.id} resumed.")
+
+
+@bp.post("/<int:webhook_id>/rotate-secret")
+@admin_required
+def rotate(webhook_id: int) -> Response:
+    """A new signing secret, shown once; the old one signs beside it for 24 hours."""
+    webhook = _own_webhook(webhook_id)
+    secret = rotate_secret(webhook)
+    db.session.commit()
+    return render_dialog(
+        "webhooks/_secret.html",
+        f"New secret for webhook {webhook.id}",
+        webhook=webhook,
+        secret=secret,
+        rotated=True,
+    )
+
+
+@bp.get("/<int:webhook_id>/delete")
+@admin_required
+def confirm_delete(webhook_id: int) -> Response:
+    """Ask before deleting."""
+    webhook = _own_webhook(webhook_id)
+    return render_dialog(
+        "webhooks/_confirm_delete.html", f"Delete webhook {webhook.id}?", webhook=webhook,
+        button=EmptyForm(),
+    )  # fmt: skip
+
+
+@bp.post("/<int:webhook_id>/delete")
+@admin_required
+def delete(webhook_id: int) -> ResponseReturnValue:
+    """Delete the webhook and everything queued for it."""
+    webhook = _own_webhook(webhook_id)
+    name = webhook.name
+    delete_webhook(webhook)
+    db.session.commit()
+    return _after_change(f"Webhook “{name}” deleted.")

@@ -1,0 +1,423 @@
+"""The OpenAPI 3.1 document of the REST API, served at `/api/v1/openapi.json`
+without authentication. A test holds it to the URL map: every `/api/v1` route and
+method must appear here."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Response, jsonify
+
+from webhooks.events import EVENT_TYPES
+from webhooks.lifecycle import MAX_HEADER_VALUE_LENGTH, MAX_NAME_LENGTH
+from webhooks.url_safety import MAX_URL_LENGTH
+from webhooks.wire import USER_AGENT
+
+bp = Blueprint("openapi", __name__, url_prefix="/api/v1")
+
+JSON = "application/json"
+PROBLEM = "application/problem+json"
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {JSON: {"schema": schema}}}
+
+
+def _problem(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {PROBLEM: {"schema": _ref("Problem")}}}
+
+
+def _operation(
+    summary: str,
+    responses: dict[str, Any],
+    body: dict[str, Any] | None = None,
+    admin: bool = False,
+    parameters: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    answers = {**responses, "401": _problem("No valid API token.")}
+    if admin:
+        answers["403"] = _problem("The token's user is a member; only admins change things.")
+    if body is not None:
+        answers["400"] = _problem("The body is not a JSON object.")
+        answers["415"] = _problem("The body is not application/json.")
+        answers["422"] = _problem("Some fields are invalid; `errors` names them.")
+    operation: dict[str, Any] = {"summary": summary, "responses": answers}
+    if body is not None:
+        operation["requestBody"] = {"required": True, "content": {JSON: {"schema": body}}}
+    if parameters:
+        operation["parameters"] = parameters
+    return operation
+
+
+def _path_id(name: str, description: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "path",
+        "required": True,
+        "description": description,
+        "schema": {"type": "integer", "minimum": 1},
+    }
+
+
+WEBHOOK_ID = _path_id("webhook_id", "The webhook's ID.")
+NOT_FOUND = _problem("No such webhook in this account.")
+NULLABLE_STRING = {"type": ["string", "null"]}
+TIMESTAMP = {"type": "string", "format": "date-time"}
+NULLABLE_TIMESTAMP = {"type": ["string", "null"], "format": "date-time"}
+
+CUSTOM_HEADER = {
+    "type": ["object", "null"],
+    "required": ["name", "value"],
+    "additionalProperties": False,
+    "properties": {
+        "name": {"type": "string", "pattern": r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$"},
+        "value": {"type": "string", "minLength": 1, "maxLength": MAX_HEADER_VALUE_LENGTH},
+    },
+}
+
+_WEBHOOK_FIELDS: dict[str, Any] = {
+    "name": {"type": "string", "minLength": 1, "maxLength": MAX_NAME_LENGTH},
+    "url": {"type": "string", "format": "uri", "maxLength": MAX_URL_LENGTH},
+    "content_type": {"enum": ["json", "form"], "default": "json"},
+    "threshold_mph": {
+        "type": ["integer", "null"],
+        "description": "speed: 5–200 mph (default 70); posted_speed: 1–100 mph over the "
+        "limit (default 10). Other types take none.",
+    },
+    "idle_minutes": {
+        "type": ["integer", "null"],
+        "description": "idle: 1–1440 minutes (default 10). Other types take none.",
+    },
+    "contact_email": {"type": ["string", "null"], "format": "email"},
+    "custom_header": {
+        **CUSTOM_HEADER,
+        "description": "Sent with every POST; stored encrypted, returned masked.",
+    },
+}
+
+
+def _schemas() -> dict[str, Any]:
+    event_keys = list(EVENT_TYPES)
+    return {
+        "Problem": {
+            "type": "object",
+            "required": ["type", "title", "status"],
+            "properties": {
+                "type": {"type": "string"},
+                "title": {"type": "string"},
+                "status": {"type": "integer"},
+                "detail": {"type": "string"},
+                "errors": {
+                    "type": "object",
+                    "additionalProperties": {"type": "array", "items": {"type": "string"}},
+                },
+            },
+        },
+        "Account": {
+            "type": "object",
+            "required": ["id", "name", "user"],
+            "properties": {
+                "id": {"type": "integer"},
+                "name": {"type": "string"},
+                "user": {
+                    "type": "object",
+                    "required": ["id", "email", "role"],
+                    "properties": {
+                        "id": {"type": "integer"},
+                        "email": {"type": "string"},
+                        "role": {"enum": ["admin", "member"]},
+                    },
+                },
+            },
+        },
+        "Token": {
+            "type": "object",
+            "required": ["id", "name", "hint", "user", "created_at"],
+            "properties": {
+                "id": {"type": "integer"},
+                "name": {"type": "string"},
+                "hint": {"type": "string", "description": "The token's first characters."},
+                "user": {"type": "string"},
+                "created_at": TIMESTAMP,
+                "last_used_at": NULLABLE_TIMESTAMP,
+                "revoked_at": NULLABLE_TIMESTAMP,
+            },
+        },
+        "NewToken": {
+            "allOf": [
+                _ref("Token"),
+                {
+                    "type": "object",
+                    "required": ["token"],
+                    "properties": {"token": {"type": "string", "description": "Shown once."}},
+                },
+            ]
+        },
+        "EventType": {
+            "type": "object",
+            "required": ["key", "name", "description", "setting", "example"],
+            "properties": {
+                "key": {"enum": event_keys},
+                "name": {"type": "string"},
+                "description": {"type": "string"},
+                "setting": {
+                    "type": ["object", "null"],
+                    "properties": {
+                        "field": {"enum": ["threshold_mph", "idle_minutes"]},
+                        "label": {"type": "string"},
+                        "unit": {"type": "string"},
+                        "minimum": {"type": "integer"},
+                        "maximum": {"type": "integer"},
+                        "default": {"type": "integer"},
+                    },
+                },
+                "example": _ref("Event"),
+            },
+        },
+        "Event": {
+            "type": "object",
+            "description": f"The JSON body a receiver gets (user-agent {USER_AGENT}).",
+            "required": ["type", "timestamp", "data"],
+            "properties": {
+                "type": {"enum": event_keys},
+                "timestamp": TIMESTAMP,
+                "data": {
+                    "type": "object",
+                    "required": ["vehicle"],
+                    "properties": {
+                        "vehicle": {
+                            "type": "object",
+                            "required": ["id", "name", "vin"],
+                            "properties": {
+                                "id": {"type": "integer"},
+                                "name": {"type": "string"},
+                                "vin": {"type": "string"},
+                            },
+                        }
+                    },
+                },
+            },
+        },
+        "Webhook": {
+            "type": "object",
+            "required": [
+                "id",
+                "event_type",
+                "name",
+                "url",
+                "content_type",
+                "status",
+                "queue_depth",
+                "total_messages",
+                "created_at",
+            ],
+            "properties": {
+                "id": {"type": "integer"},
+                "event_type": {"enum": event_keys},
+                **_WEBHOOK_FIELDS,
+                "status": {"enum": ["active", "paused", "failing", "disabled"]},
+                "status_reason": NULLABLE_STRING,
+                "queue_depth": {"type": "integer", "minimum": 0},
+                "total_messages": {"type": "integer", "minimum": 0},
+                "previous_secret_expires_at": NULLABLE_TIMESTAMP,
+                "created_at": TIMESTAMP,
+                "updated_at": TIMESTAMP,
+            },
+        },  # fmt: skip
+        "WebhookWithSecret": {
+            "allOf": [
+                _ref("Webhook"),
+                {
+                    "type": "object",
+                    "required": ["secret"],
+                    "properties": {
+                        "secret": {
+                            "type": "string",
+                            "pattern": "^whsec_",
+                            "description": "The signing secret, in this response only.",
+                        }
+                    },
+                },
+            ]
+        },
+        "WebhookCreate": {
+            "type": "object",
+            "required": ["event_type", "name", "url"],
+            "additionalProperties": False,
+            "properties": {"event_type": {"enum": event_keys}, **_WEBHOOK_FIELDS},
+        },
+        "WebhookChange": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": _WEBHOOK_FIELDS,
+        },
+    }
+
+
+def _paths() -> dict[str, Any]:
+    webhook = _json(_ref("Webhook"), "The webhook.")
+    return {
+        "/api/v1/openapi.json": {
+            "get": {
+                "summary": "This document",
+                "security": [],
+                "responses": {"200": {"description": "OpenAPI 3.1", "content": {JSON: {}}}},
+            }
+        },
+        "/api/v1/account": {
+            "get": _operation("The token's account and user", {"200": _json(_ref("Account"), "")})
+        },
+        "/api/v1/tokens": {
+            "get": _operation(
+                "The account's API tokens (never the tokens themselves)",
+                {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "properties": {"tokens": {"type": "array", "items": _ref("Token")}},
+                        },
+                        "Tokens.",
+                    )
+                },
+            ),  # fmt: skip
+            "post": _operation(
+                "Issue a token acting as the caller",
+                {"201": _json(_ref("NewToken"), "The token, shown once.")},
+                body={
+                    "type": "object",
+                    "required": ["name"],
+                    "properties": {"name": {"type": "string", "minLength": 1, "maxLength": 100}},
+                },
+                admin=True,
+            ),
+        },
+        "/api/v1/tokens/{token_id}": {
+            "delete": _operation(
+                "Revoke a token",
+                {"204": {"description": "Revoked."}, "404": _problem("No such token.")},
+                admin=True,
+                parameters=[_path_id("token_id", "The token's ID.")],
+            )
+        },
+        "/api/v1/event-types": {
+            "get": _operation(
+                "The event catalogue",
+                {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "properties": {
+                                "event_types": {"type": "array", "items": _ref("EventType")}
+                            },
+                        },
+                        "",
+                    )
+                },
+            )  # fmt: skip
+        },
+        "/api/v1/webhooks": {
+            "get": _operation(
+                "The account's webhooks, by id, a page at a time",
+                {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "required": ["webhooks", "next_cursor"],
+                            "properties": {
+                                "webhooks": {"type": "array", "items": _ref("Webhook")},
+                                "next_cursor": NULLABLE_STRING,
+                            },
+                        },
+                        "A page; pass next_cursor as cursor for the next one.",
+                    ),
+                    "422": _problem("limit or cursor is invalid."),
+                },
+                parameters=[
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "schema": {"type": "integer", "minimum": 1, "maximum": 200, "default": 50},
+                    },
+                    {"name": "cursor", "in": "query", "schema": {"type": "string"}},
+                ],
+            ),  # fmt: skip
+            "post": _operation(
+                "Create a webhook",
+                {"201": _json(_ref("WebhookWithSecret"), "Created; the secret is shown once.")},
+                body=_ref("WebhookCreate"),
+                admin=True,
+            ),
+        },
+        "/api/v1/webhooks/{webhook_id}": {
+            "get": _operation(
+                "One webhook", {"200": webhook, "404": NOT_FOUND}, parameters=[WEBHOOK_ID]
+            ),
+            "patch": _operation(
+                "Change some fields",
+                {"200": webhook, "404": NOT_FOUND},
+                body=_ref("WebhookChange"),
+                admin=True,
+                parameters=[WEBHOOK_ID],
+            ),
+            "delete": _operation(
+                "Delete a webhook",
+                {"204": {"description": "Deleted."}, "404": NOT_FOUND},
+                admin=True,
+                parameters=[WEBHOOK_ID],
+            ),
+        },  # fmt: skip
+        **{
+            f"/api/v1/webhooks/{{webhook_id}}/{action}": {
+                "post": _operation(
+                    summary,
+                    {"200": _json(_ref(schema), ""), "404": NOT_FOUND},
+                    admin=True,
+                    parameters=[WEBHOOK_ID],
+                )
+            }
+            for action, summary, schema in [
+                ("pause", "Pause: messages queue up, nothing is sent", "Webhook"),
+                ("resume", "Resume sending", "Webhook"),
+                (
+                    "rotate-secret",
+                    "New secret (shown once); the old one signs 24 h more",
+                    "WebhookWithSecret",
+                ),
+            ]
+        },  # fmt: skip
+    }
+
+
+def openapi_document() -> dict[str, Any]:
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Fleethook API",
+            "version": "1",
+            "description": "Webhooks and integrations of a fleet-telematics platform. "
+            "Errors are application/problem+json (RFC 9457).",
+        },
+        "servers": [{"url": "/"}],
+        "security": [{"bearer": []}],
+        "paths": _paths(),
+        "components": {
+            "schemas": _schemas(),
+            "securitySchemes": {
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "An account API token (fh_…), from the portal or the CLI.",
+                }
+            },
+        },
+    }
+
+
+@bp.get("/openapi.json")
+def openapi_json() -> Response:
+    """This API's OpenAPI 3.1 document."""
+    return jsonify(openapi_document())

@@ -1,0 +1,220 @@
+"""The event catalogue: the 14 event types with their portal names, descriptions
+and per-webhook settings, and `build_event`, the one builder of event bodies. The
+detector, the Demo button and the portal's examples all build through it, so what
+the portal shows is what receivers get."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Setting:
+    """A number each webhook of a type chooses, e.g. the mph of a Speed webhook."""
+
+    field: str  # its API and form name
+    label: str
+    unit: str
+    minimum: int
+    maximum: int
+    default: int
+    help: str
+
+
+@dataclass(frozen=True)
+class EventType:
+    key: str  # stable API name
+    name: str  # what the portal shows
+    description: str
+    setting: Setting | None = None
+    # The event's own fields in an example, beside the common vehicle and fix fields.
+    example_details: Mapping[str, Any] = field(default_factory=dict)
+    example_speed_mph: float = 58.0
+
+
+@dataclass(frozen=True)
+class VehicleSnapshot:
+    """What is known of a vehicle when an event happens; unknown values are None
+    and left out of the payload."""
+
+    vehicle_id: int
+    name: str
+    vin: str
+    driver: Mapping[str, Any] | None = None  # {"id", "name"}
+    latitude: float | None = None
+    longitude: float | None = None
+    heading: int | None = None
+    speed_mph: float | None = None
+    odometer_mi: float | None = None
+    fix_time: datetime | None = None
+
+
+SPEED_THRESHOLD = Setting(
+    "threshold_mph", "Speed threshold", "mph", 5, 200, 70,
+    "Send an event when a vehicle's speed reaches this many mph.",
+)  # fmt: skip
+POSTED_SPEED_MARGIN = Setting(
+    "threshold_mph", "Over the posted limit by", "mph", 1, 100, 10,
+    "Send an event when a vehicle goes this many mph over the posted speed limit.",
+)  # fmt: skip
+IDLE_MINUTES = Setting(
+    "idle_minutes", "Idle for", "minutes", 1, 1440, 10,
+    "Send an event when the ignition is on and the vehicle has not moved for this long.",
+)  # fmt: skip
+
+_EXAMPLE_TIME = datetime(2026, 5, 14, 15, 42, 7, tzinfo=UTC)
+_LANDMARK = {"id": 311, "name": "Joliet Distribution Center"}
+_DRIVER = {"id": 17, "name": "Dana Whitfield"}
+
+
+def _rfc3339(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+EVENT_TYPES: dict[str, EventType] = {
+    event.key: event
+    for event in [
+        EventType("location", "Location", "Every position the vehicle reports."),
+        EventType(
+            "speed", "Speed", "The vehicle's speed reaches the threshold you set.",
+            SPEED_THRESHOLD, {"threshold_mph": 70}, 74.6,
+        ),
+        EventType(
+            "posted_speed", "Posted Speed",
+            "The vehicle goes faster than the posted speed limit by the margin you set.",
+            POSTED_SPEED_MARGIN,
+            {"posted_speed_mph": 55, "over_limit_mph": 13.4, "threshold_mph": 10}, 68.4,
+        ),
+        EventType(
+            "heartbeat", "Heartbeat",
+            "The device checks in (about daily), with its last known position.",
+        ),
+        EventType(
+            "trip_complete", "Trip Complete",
+            "A trip ends (ignition on, then off), with its summary.",
+            None,
+            {
+                "trip": {
+                    "started_at": _rfc3339(_EXAMPLE_TIME - timedelta(minutes=47, seconds=12)),
+                    "ended_at": _rfc3339(_EXAMPLE_TIME),
+                    "duration_s": 2832,
+                    "distance_mi": 31.7,
+                    "max_speed_mph": 67.0,
+                    "idle_s": 240,
+                    "start": {"latitude": 41.8781, "longitude": -87.6298},
+                    "end": {"latitude": 41.5250, "longitude": -88.0817},
+                }
+            },
+            0.0,
+        ),
+        EventType("ignition_on", "Ignition On", "The ignition is switched on.", None,
+                  {"ignition": True}, 0.0),
+        EventType("ignition_off", "Ignition Off", "The ignition is switched off.", None,
+                  {"ignition": False}, 0.0),
+        EventType(
+            "landmark_enter", "Landmark Enter", "The vehicle enters one of your landmarks.",
+            None, {"landmark": _LANDMARK, "transition": "enter"},
+        ),
+        EventType(
+            "landmark_leave", "Landmark Leave", "The vehicle leaves one of your landmarks.",
+            None, {"landmark": _LANDMARK, "transition": "leave"},
+        ),
+        EventType(
+            "landmark_change", "Landmark Change",
+            "The vehicle enters or leaves one of your landmarks.",
+            None, {"landmark": _LANDMARK, "transition": "enter"},
+        ),
+        EventType(
+            "idle", "Idle",
+            "The ignition is on and the vehicle stands still for the minutes you set.",
+            IDLE_MINUTES,
+            {
+                "idle_minutes": 10,
+                "idle_since": _rfc3339(_EXAMPLE_TIME - timedelta(minutes=10)),
+                "idle_duration_s": 600,
+            },
+            0.0,
+        ),
+        EventType(
+            "temperature", "Temperature", "A temperature reading arrives from a sensor.", None,
+            {"temperatures": [{"sensor": "reefer-1", "fahrenheit": 36.5},
+                              {"sensor": "reefer-2", "fahrenheit": 38.1}]},
+        ),
+        EventType(
+            "dvir", "DVIR", "A driver files a vehicle inspection report.", None,
+            {
+                "dvir": {
+                    "driver": "Dana Whitfield",
+                    "defects": [{"component": "Brakes",
+                                 "description": "Air leak at the rear axle"}],
+                    "safety_status": "unsafe",
+                }
+            },
+        ),
+        EventType(
+            "driver_assignment", "Driver Assignment", "A driver is assigned to the vehicle.",
+            None, {"previous_driver": {"id": 9, "name": "Sam Ortega"}},
+        ),
+    ]
+}  # fmt: skip
+
+
+class UnknownEventField(ValueError):
+    """A builder was given a field its event type does not carry."""
+
+
+def build_event(
+    event_type: EventType,
+    occurred_at: datetime,
+    vehicle: VehicleSnapshot,
+    details: Mapping[str, Any],
+) -> dict[str, Any]:
+    """The body every receiver gets: `{"type", "timestamp", "data"}`.
+
+    `data` holds the vehicle, the driver and position fields that are known, then
+    the event's own fields, which must be the ones its catalogue entry names."""
+    unknown = set(details) - set(event_type.example_details)
+    if unknown:
+        raise UnknownEventField(f"{event_type.key} events carry no {', '.join(sorted(unknown))}")
+    data: dict[str, Any] = {
+        "vehicle": {"id": vehicle.vehicle_id, "name": vehicle.name, "vin": vehicle.vin}
+    }
+    known = {
+        "driver": vehicle.driver,
+        "latitude": vehicle.latitude,
+        "longitude": vehicle.longitude,
+        "heading": vehicle.heading,
+        "speed_mph": vehicle.speed_mph,
+        "odometer_mi": vehicle.odometer_mi,
+        "fix_time": _rfc3339(vehicle.fix_time) if vehicle.fix_time else None,
+    }
+    data.update({name: value for name, value in known.items() if value is not None})
+    data.update(details)
+    return {"type": event_type.key, "timestamp": _rfc3339(occurred_at), "data": data}
+
+
+EXAMPLE_VEHICLE = VehicleSnapshot(
+    vehicle_id=1042,
+    name="Truck 42",
+    vin="1FUJGLDR3CLBP8834",
+    driver=_DRIVER,
+    latitude=41.5250,
+    longitude=-88.0817,
+    heading=225,
+    speed_mph=58.0,
+    odometer_mi=128463.2,
+    fix_time=_EXAMPLE_TIME - timedelta(seconds=2),
+)
+
+
+def example_event(event_type: EventType, setting_value: int | None = None) -> dict[str, Any]:
+    """A realistic event of this type, built like a real one; `setting_value` puts
+    the webhook's own threshold into it."""
+    details = dict(event_type.example_details)
+    if event_type.setting is not None and setting_value is not None:
+        details[event_type.setting.field] = setting_value
+    vehicle = replace(EXAMPLE_VEHICLE, speed_mph=event_type.example_speed_mph)
+    return build_event(event_type, _EXAMPLE_TIME, vehicle, details)

@@ -1,0 +1,72 @@
+"""Portal forms of the webhooks blueprint. Fields arrive as text; `values()` turns
+them into the mapping `lifecycle.clean_fields` checks, the same the API sends."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask_wtf import FlaskForm
+from wtforms import BooleanField, EmailField, HiddenField, RadioField, SelectChoice, StringField
+
+from webhooks.events import EventType
+from webhooks.wire import ContentType
+
+
+def _number_or_text(text: str | None) -> Any:
+    """An integer when the text is one; otherwise the text, for the rules to refuse."""
+    text = (text or "").strip()
+    if not text:
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        return text
+
+
+class WebhookForm(FlaskForm):
+    event_type = HiddenField()
+    url = StringField("URL", description="Where we POST each event: https://…")
+    name = StringField("Name", description="How you will recognise it in the grid.")
+    content_type = RadioField(
+        "Content Type",
+        choices=[
+            SelectChoice(ContentType.JSON.value, "json — application/json"),
+            SelectChoice(ContentType.FORM.value, "form — application/x-www-form-urlencoded"),
+        ],
+        default=ContentType.JSON.value,
+    )
+    threshold_mph = StringField("Threshold (mph)")
+    idle_minutes = StringField("Idle for (minutes)")
+    contact_email = EmailField(
+        "Contact email (optional)", description="Who we tell when this endpoint keeps failing."
+    )
+    custom_header_name = StringField(
+        "Custom header name (optional)",
+        description="Sent with every POST, for receivers that check a static credential.",
+    )
+    custom_header_value = StringField("Custom header value", description="Stored encrypted.")
+    remove_custom_header = BooleanField("Remove the custom header")
+
+    def values(self, event_type: EventType, editing: bool, has_header: bool) -> dict[str, Any]:
+        """The fields as `clean_fields` takes them. Editing, a blank header value
+        keeps the stored one."""
+        values: dict[str, Any] = {
+            "name": self.name.data or "",
+            "url": self.url.data or "",
+            "content_type": self.content_type.data,
+            "contact_email": self.contact_email.data or None,
+        }
+        if not editing:
+            values["event_type"] = event_type.key
+        if event_type.setting is not None:
+            setting_field = getattr(self, event_type.setting.field)
+            values[event_type.setting.field] = _number_or_text(setting_field.data)
+        header_name = (self.custom_header_name.data or "").strip()
+        header_value = self.custom_header_value.data or ""
+        if editing and self.remove_custom_header.data:
+            values["custom_header"] = None
+        elif header_name and (header_value or not (editing and has_header)):
+            values["custom_header"] = {"name": header_name, "value": header_value}
+        elif header_value and not header_name:
+            values["custom_header"] = {"name": "", "value": header_value}
+        return values

@@ -1,0 +1,255 @@
+"""Creating, changing, pausing, resuming, re-keying and deleting webhooks. Every
+rule about a webhook's fields lives in `clean_fields`, which the portal's forms and
+the API both call; callers commit."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+from email_validator import EmailNotValidError, validate_email
+from flask import current_app
+from sqlalchemy import select
+
+from database import utcnow
+from errors import ValidationError
+from extensions import db
+from outbox.models import TargetStatus
+from webhooks.events import EVENT_TYPES, EventType
+from webhooks.models import Webhook
+from webhooks.url_safety import Resolver, resolve_host, url_problems
+from webhooks.wire import RESERVED_HEADERS, ContentType, new_secret
+
+FIELDS = (
+    "event_type", "name", "url", "content_type", "threshold_mph", "idle_minutes",
+    "contact_email", "custom_header",
+)  # fmt: skip
+MAX_NAME_LENGTH = 100
+MAX_HEADER_VALUE_LENGTH = 1024
+# How long a rotated-out secret keeps signing beside the new one.
+SECRET_OVERLAP = timedelta(hours=24)
+# An HTTP field name is a "token" (RFC 9110, section 5.1).
+_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+
+
+def _resolver() -> Resolver:
+    # Tests put a stub resolver here; nothing else should.
+    resolver: Resolver = current_app.config.get("FLEETHOOK_RESOLVER") or resolve_host
+    return resolver
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_event_type(
+    values: Mapping[str, Any], current: Webhook | None
+) -> tuple[EventType | None, list[str]]:
+    key = values.get("event_type")
+    if current is not None:
+        if "event_type" in values and key != current.event_type:
+            return EVENT_TYPES[current.event_type], [
+                "A webhook keeps its event type; create another webhook for another type."
+            ]
+        return EVENT_TYPES[current.event_type], []
+    if not isinstance(key, str) or key not in EVENT_TYPES:
+        return None, ["Choose one of: " + ", ".join(EVENT_TYPES) + "."]
+    return EVENT_TYPES[key], []
+
+
+def _check_name(value: Any) -> tuple[str, list[str]]:
+    if not isinstance(value, str) or not value.strip():
+        return "", ["Give the webhook a name."]
+    if len(value.strip()) > MAX_NAME_LENGTH:
+        return "", [f"At most {MAX_NAME_LENGTH} characters."]
+    return value.strip(), []
+
+
+def _check_url(value: Any) -> tuple[str, list[str]]:
+    if not isinstance(value, str) or not value.strip():
+        return "", ["Enter the URL that will receive the events."]
+    url = value.strip()
+    allow_local = current_app.config["FLEETHOOK_ALLOW_LOCAL_NETWORK"]
+    return url, url_problems(url, allow_local, _resolver())
+
+
+def _check_setting(event_type: EventType, name: str, value: Any) -> list[str]:
+    setting = event_type.setting
+    if setting is None or setting.field != name:
+        takers = [e.key for e in EVENT_TYPES.values() if e.setting and e.setting.field == name]
+        return [f"Only {' and '.join(takers)} webhooks take this setting."]
+    if not _is_int(value):
+        return [f"A whole number of {setting.unit}."]
+    if not setting.minimum <= value <= setting.maximum:
+        return [f"Between {setting.minimum} and {setting.maximum} {setting.unit}."]
+    return []
+
+
+def _check_contact_email(value: Any) -> tuple[str | None, list[str]]:
+    if value is None or value == "":
+        return None, []
+    if not isinstance(value, str):
+        return None, ["An email address, or nothing."]
+    try:
+        validate_email(value.strip(), check_deliverability=False)
+    except EmailNotValidError as error:
+        return None, [str(error)]
+    return value.strip().lower(), []
+
+
+def _check_custom_header(value: Any) -> tuple[tuple[str, str] | None, dict[str, list[str]]]:
+    if value is None:
+        return None, {}
+    if not isinstance(value, Mapping) or set(value) != {"name", "value"}:
+        return None, {"custom_header": ['An object {"name": …, "value": …}, or null.']}
+    name, content = value["name"], value["value"]
+    errors: dict[str, list[str]] = {}
+    if not isinstance(name, str) or not _HEADER_NAME.fullmatch(name.strip()):
+        errors["custom_header.name"] = ["A header name: letters, digits and - only, no spaces."]
+    elif name.strip().lower() in RESERVED_HEADERS:
+        errors["custom_header.name"] = [f"{name.strip()} is set by Fleethook; choose another."]
+    if not isinstance(content, str) or not content.strip():
+        errors["custom_header.value"] = ["Enter the header's value."]
+    elif len(content) > MAX_HEADER_VALUE_LENGTH:
+        errors["custom_header.value"] = [f"At most {MAX_HEADER_VALUE_LENGTH} characters."]
+    elif any(ord(char) < 32 or ord(char) == 127 for char in content):
+        errors["custom_header.value"] = ["No line breaks or control characters."]
+    if errors:
+        return None, errors
+    return (name.strip(), content.strip()), {}
+
+
+def clean_fields(values: Mapping[str, Any], current: Webhook | None = None) -> dict[str, Any]:
+    """Check fields for a new webhook (`current` None: event_type, name and url are
+    required) or for a change (only the fields given). Returns the cleaned fields;
+    raises ValidationError naming every bad field."""
+    errors: dict[str, list[str]] = {}
+    cleaned: dict[str, Any] = {}
+    creating = current is None
+    for unknown in sorted(set(values) - set(FIELDS)):
+        errors[unknown] = ["Not a webhook field."]
+
+    event_type, problems = _check_event_type(values, current)
+    if problems:
+        errors["event_type"] = problems
+    elif creating and event_type is not None:
+        cleaned["event_type"] = event_type.key
+    if creating or "name" in values:
+        cleaned["name"], problems = _check_name(values.get("name"))
+        if problems:
+            errors["name"] = problems
+    if creating or "url" in values:
+        cleaned["url"], problems = _check_url(values.get("url"))
+        if problems:
+            errors["url"] = problems
+    if creating or "content_type" in values:
+        content_type = values.get("content_type", ContentType.JSON.value if creating else None)
+        if content_type not in set(ContentType):
+            errors["content_type"] = ['"json" (application/json) or "form" (urlencoded).']
+        cleaned["content_type"] = content_type
+    if event_type is not None:
+        for name in ("threshold_mph", "idle_minutes"):
+            setting = event_type.setting
+            applies = setting is not None and setting.field == name
+            if name in values and (values[name] is not None or applies):
+                value = values[name]
+            elif creating and setting is not None and applies:
+                value = setting.default
+            else:
+                continue
+            problems = _check_setting(event_type, name, value)
+            if problems:
+                errors[name] = problems
+            cleaned[name] = value
+    if "contact_email" in values:
+        cleaned["contact_email"], problems = _check_contact_email(values["contact_email"])
+        if problems:
+            errors["contact_email"] = problems
+    if "custom_header" in values:
+        cleaned["custom_header"], header_errors = _check_custom_header(values["custom_header"])
+        errors.update(header_errors)
+
+    if errors:
+        raise ValidationError(errors)
+    return cleaned
+
+
+def _apply(webhook: Webhook, cleaned: Mapping[str, Any]) -> None:
+    for name, value in cleaned.items():
+        if name == "custom_header":
+            webhook.custom_header_name, webhook.custom_header_value = value or (None, None)
+        else:
+            setattr(webhook, name, value)
+
+
+def create_webhook(account_id: int, values: Mapping[str, Any]) -> tuple[Webhook, str]:
+    """A new, active webhook and its signing secret (shown once, stored encrypted)."""
+    cleaned = clean_fields(values)
+    secret = new_secret()
+    webhook = Webhook(
+        account_id=account_id, status=TargetStatus.ACTIVE.value, signing_secret=secret
+    )
+    _apply(webhook, cleaned)
+    db.session.add(webhook)
+    return webhook, secret
+
+
+def update_webhook(webhook: Webhook, values: Mapping[str, Any]) -> None:
+    _apply(webhook, clean_fields(values, current=webhook))
+
+
+def pause_webhook(webhook: Webhook) -> None:
+    """Stop sending; messages keep queueing until it is resumed."""
+    webhook.status = TargetStatus.PAUSED.value
+    webhook.status_reason = "Paused by a user"
+
+
+def resume_webhook(webhook: Webhook) -> None:
+    """Send again, after a pause or after Fleethook disabled it."""
+    webhook.status = TargetStatus.ACTIVE.value
+    webhook.status_reason = None
+
+
+def rotate_secret(webhook: Webhook, now: datetime | None = None) -> str:
+    """A new signing secret; the old one keeps signing beside it for 24 hours."""
+    now = now or utcnow()
+    webhook.previous_signing_secret = webhook.signing_secret
+    webhook.previous_secret_expires_at = now + SECRET_OVERLAP
+    webhook.signing_secret = new_secret()
+    return webhook.signing_secret
+
+
+def signing_secrets(webhook: Webhook, now: datetime | None = None) -> list[str]:
+    """The secrets that sign an attempt now: the current one, and the previous one
+    while its overlap lasts."""
+    now = now or utcnow()
+    secrets = [webhook.signing_secret]
+    expires = webhook.previous_secret_expires_at
+    if webhook.previous_signing_secret and expires is not None and now < expires:
+        secrets.append(webhook.previous_signing_secret)
+    return secrets
+
+
+def delete_webhook(webhook: Webhook) -> None:
+    db.session.delete(webhook)
+
+
+def get_account_webhook(account_id: int, webhook_id: int) -> Webhook | None:
+    """The account's webhook with this id; another account's id finds nothing."""
+    return db.session.scalar(
+        select(Webhook).where(Webhook.id == webhook_id, Webhook.account_id == account_id)
+    )
+
+
+def account_webhooks(
+    account_id: int, after_id: int | None = None, limit: int | None = None
+) -> list[Webhook]:
+    """The account's webhooks by id, optionally from after `after_id`."""
+    query = select(Webhook).where(Webhook.account_id == account_id).order_by(Webhook.id)
+    if after_id is not None:
+        query = query.where(Webhook.id > after_id)
+    if limit is not None:
+        query = query.limit(limit)
+    return list(db.session.scalars(query))

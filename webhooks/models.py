@@ -1,0 +1,33 @@
+"""The `webhook` table: a Target that POSTs events of one type to one URL."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import ForeignKey, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from database import UTCDateTime
+from encryption import EncryptedText
+from outbox.models import Target
+
+
+class Webhook(Target):
+    __tablename__ = "webhook"
+
+    id: Mapped[int] = mapped_column(ForeignKey("target.id", ondelete="CASCADE"), primary_key=True)
+    event_type: Mapped[str] = mapped_column(String(32))
+    name: Mapped[str] = mapped_column(String(100))
+    url: Mapped[str] = mapped_column(String(2048))
+    content_type: Mapped[str] = mapped_column(String(8))
+    threshold_mph: Mapped[int | None]  # speed and posted_speed
+    idle_minutes: Mapped[int | None]  # idle
+    contact_email: Mapped[str | None] = mapped_column(String(254))
+    custom_header_name: Mapped[str | None] = mapped_column(String(100))
+    custom_header_value: Mapped[str | None] = mapped_column(EncryptedText)
+    signing_secret: Mapped[str] = mapped_column(EncryptedText)
+    # After a rotation the old secret signs beside the new one until it expires.
+    previous_signing_secret: Mapped[str | None] = mapped_column(EncryptedText)
+    previous_secret_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    __mapper_args__ = {"polymorphic_identity": "webhook"}

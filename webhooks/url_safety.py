@@ -1,0 +1,142 @@
+"""Which webhook URLs Fleethook accepts: absolute http(s) URLs whose host is, and
+resolves only to, public addresses — in every spelling of an address — unless the
+operator allows local networks (FLEETHOOK_ALLOW_LOCAL_NETWORK).
+
+This is the check at save time; the sender checks again, at connect time, on the
+address it actually connects to."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import socket
+from collections.abc import Callable
+from urllib.parse import urlsplit
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+Resolver = Callable[[str], list[str]]
+
+MAX_URL_LENGTH = 2048
+
+# Names that mean "this machine" or "this site" whatever DNS says.
+LOCAL_NAMES = frozenset(
+    {"localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback", "broadcasthost"}
+)
+LOCAL_SUFFIXES = (
+    ".localhost", ".localdomain", ".local", ".internal", ".intranet", ".lan",
+    ".home.arpa", ".arpa",
+)  # fmt: skip
+
+# 64:ff9b::/96 (RFC 6052) and 64:ff9b:1::/48 (RFC 8215) carry an IPv4 address in
+# their last 32 bits, reached through a NAT64 gateway.
+NAT64_PREFIXES = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
+
+_NUMERIC_HOST = re.compile(r"[0-9a-fA-FxX.]+")
+
+
+def resolve_host(host: str) -> list[str]:
+    """Every address the system resolver gives for `host`."""
+    infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+    return sorted({str(info[4][0]) for info in infos})
+
+
+def parse_address(host: str) -> IPAddress | None:
+    """The address `host` spells, in any form a client would accept — dotted,
+    decimal (2130706433), octal (0177.0.0.1), hex (0x7f.1), short (127.1),
+    bracketed IPv6 with or without a zone — or None for a name."""
+    host = host.strip().rstrip(".")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    host = host.split("%", 1)[0]  # an IPv6 zone id
+    try:
+        return ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    if _NUMERIC_HOST.fullmatch(host):
+        try:
+            # inet_aton reads the historic forms curl and browsers still accept.
+            return ipaddress.IPv4Address(socket.inet_aton(host))
+        except OSError:
+            return None
+    return None
+
+
+def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if address.sixtofour is not None:
+        return address.sixtofour
+    if address.teredo is not None:
+        return address.teredo[1]
+    for prefix in NAT64_PREFIXES:
+        if address in prefix:
+            return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return None
+
+
+def is_public_address(address: IPAddress) -> bool:
+    """True only for a global unicast address, also for the IPv4 address an IPv6
+    address carries (mapped, 6to4, Teredo, NAT64)."""
+    if isinstance(address, ipaddress.IPv6Address):
+        embedded = _embedded_ipv4(address)
+        if embedded is not None:
+            return is_public_address(embedded)
+    return (
+        address.is_global
+        and not address.is_multicast
+        and not address.is_reserved
+        and not address.is_unspecified
+    )
+
+
+def is_local_name(host: str) -> bool:
+    name = host.strip().rstrip(".").lower()
+    return name in LOCAL_NAMES or name.endswith(LOCAL_SUFFIXES) or "." not in name
+
+
+def url_problems(
+    url: str, allow_local_network: bool, resolve: Resolver = resolve_host
+) -> list[str]:
+    """What is wrong with `url` as a webhook URL; an empty list when nothing is."""
+    if len(url) > MAX_URL_LENGTH:
+        return [f"At most {MAX_URL_LENGTH:,} characters."]
+    if any(char.isspace() or ord(char) < 32 for char in url):
+        return ["A URL has no spaces or control characters."]
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as error:
+        return [f"Not a valid URL ({error})."]
+    if parts.scheme not in ("http", "https"):
+        return ["Use an http:// or https:// URL."]
+    if parts.username is not None or parts.password is not None or "@" in parts.netloc:
+        return ["Leave the user name and password out of the URL; use a custom header instead."]
+    host = parts.hostname
+    if not host:
+        return ["The URL needs a host name."]
+    if port == 0:
+        return ["Port 0 cannot be reached."]
+    if allow_local_network:
+        return []
+
+    literal = parse_address(host)
+    if literal is not None:
+        if not is_public_address(literal):
+            return [f"{literal} is not a public address; webhooks go to the internet."]
+        return []
+    if is_local_name(host):
+        return [f"{host} is a local name; use the public name of your server."]
+    try:
+        addresses = resolve(host)
+    except (OSError, UnicodeError):
+        return [f"{host} does not resolve; check the name."]
+    if not addresses:
+        return [f"{host} does not resolve; check the name."]
+    private = [a for a in addresses if not is_public_address(ipaddress.ip_address(a))]
+    if private:
+        return [f"{host} resolves to {', '.join(private)}, which is not a public address."]
+    return []
+
+
+def is_plain_http(url: str) -> bool:
+    return url.strip().lower().startswith("http://")
