@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextvars
 import os
 import re
+import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,6 +33,20 @@ from extensions import db, redis_client
 ROOT = Path(__file__).resolve().parent.parent
 NAMESPACE = f"fhtest-{uuid.uuid4().hex[:10]}"
 PASSWORD = "correct horse battery"
+
+# What names resolve to in tests (this machine has no DNS, and tests must not
+# depend on the internet): the app's FLEETHOOK_RESOLVER.
+DNS = {
+    "hooks.example.com": ["93.184.215.14"],
+    "receiver.example.net": ["93.184.215.15", "2606:2800:21f:cb07:6820:80da:af6b:8b2c"],
+    "internal.example.com": ["10.0.0.7"],
+}
+
+
+def stub_resolve(host: str) -> list[str]:
+    if host not in DNS:
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+    return DNS[host]
 
 
 # RQ's own housekeeping locks, outside any namespace; removed at the end only if
@@ -125,7 +140,7 @@ def make_app() -> Iterator[Any]:
     apps: list[Flask] = []
 
     def build(**overrides: Any) -> Flask:
-        built = create_app(overrides or None)
+        built = create_app({"FLEETHOOK_RESOLVER": stub_resolve, **overrides})
         built.test_client_class = IsolatedClient
         apps.append(built)
         return built
@@ -160,6 +175,10 @@ def csrf_token(page: bytes) -> str:
     return match.group(1).decode()
 
 
+# The header htmx puts on its requests.
+HTMX = {"HX-Request": "true"}
+
+
 class AuthActions:
     """Log in and out through the real login form, CSRF token included."""
 
@@ -177,10 +196,17 @@ class AuthActions:
         page = self.client.get("/")
         return self.client.post("/logout", data={"csrf_token": csrf_token(page.data)})
 
-    def post(self, path: str, data: dict[str, str] | None = None, page: str = "/") -> Any:
-        """POST a portal form with the CSRF token of `page`."""
+    def post(
+        self,
+        path: str,
+        data: dict[str, str] | None = None,
+        page: str = "/",
+        htmx: bool = False,
+    ) -> Any:
+        """POST a portal form with the CSRF token of `page`; as htmx sends it if asked."""
         token = csrf_token(self.client.get(page).data)
-        return self.client.post(path, data={**(data or {}), "csrf_token": token})
+        headers = HTMX if htmx else {}
+        return self.client.post(path, data={**(data or {}), "csrf_token": token}, headers=headers)
 
 
 @pytest.fixture

@@ -86,9 +86,10 @@ def _form_dialog(
         setting_field.description = f"{setting.help} {setting.minimum}–{setting.maximum}."
         raw = (setting_field.data or "").strip()
         setting_value = int(raw) if raw.isdigit() else None
+    chosen = form.content_type.data
     headers, body = example_request(
         event_type,
-        ContentType(form.content_type.data or ContentType.JSON.value),
+        ContentType(chosen) if chosen in set(ContentType) else ContentType.JSON,
         setting_value,
         _example_header(form.custom_header_name.data, webhook),
     )
