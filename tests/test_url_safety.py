@@ -90,6 +90,8 @@ NON_PUBLIC_HOSTS = [
     ("[64:ff9b::7f00:1]", "64:ff9b::7f00:1"),  # NAT64 of loopback
     ("[64:ff9b::a9fe:a9fe]", "64:ff9b::a9fe:a9fe"),  # NAT64 of metadata
     ("[2002:7f00:1::]", "2002:7f00:1::"),  # 6to4 of loopback
+    ("[fec0::1]", "fec0::1"),  # deprecated site-local
+    ("[64:ff9b:1::808:808]", "64:ff9b:1::808:808"),  # local-use NAT64: gateway-defined
     ("[2001:db8::1]", "2001:db8::1"),  # documentation
 ]
 

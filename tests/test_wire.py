@@ -431,3 +431,16 @@ def test_example_request_without_custom_header_has_only_the_standard_headers() -
         "webhook-signature",
         "user-agent",
     }
+
+
+@pytest.mark.parametrize("value", [5, 25, 80, 200])
+def test_examples_show_an_event_that_passes_the_webhooks_own_setting(value):
+    speed = example_event(EVENT_TYPES["speed"], value)["data"]
+    assert speed["threshold_mph"] == value and speed["speed_mph"] >= value
+    posted = example_event(EVENT_TYPES["posted_speed"], min(value, 100))["data"]
+    assert posted["over_limit_mph"] >= posted["threshold_mph"]
+    assert posted["speed_mph"] == pytest.approx(
+        posted["posted_speed_mph"] + posted["over_limit_mph"]
+    )
+    idle = example_event(EVENT_TYPES["idle"], value)["data"]
+    assert idle["idle_duration_s"] == value * 60 and idle["speed_mph"] == 0

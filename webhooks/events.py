@@ -211,10 +211,19 @@ EXAMPLE_VEHICLE = VehicleSnapshot(
 
 
 def example_event(event_type: EventType, setting_value: int | None = None) -> dict[str, Any]:
-    """A realistic event of this type, built like a real one; `setting_value` puts
-    the webhook's own threshold into it."""
+    """A realistic event of this type, built like a real one. `setting_value` is the
+    webhook's own threshold; the example then shows an event that would pass it."""
     details = dict(event_type.example_details)
+    speed = event_type.example_speed_mph
     if event_type.setting is not None and setting_value is not None:
         details[event_type.setting.field] = setting_value
-    vehicle = replace(EXAMPLE_VEHICLE, speed_mph=event_type.example_speed_mph)
+        if event_type.key == "speed":
+            speed = setting_value + 4.6
+        elif event_type.key == "posted_speed":
+            details["over_limit_mph"] = round(setting_value + 3.4, 1)
+            speed = details["posted_speed_mph"] + details["over_limit_mph"]
+        elif event_type.key == "idle":
+            details["idle_duration_s"] = setting_value * 60
+            details["idle_since"] = _rfc3339(_EXAMPLE_TIME - timedelta(minutes=setting_value))
+    vehicle = replace(EXAMPLE_VEHICLE, speed_mph=round(speed, 1))
     return build_event(event_type, _EXAMPLE_TIME, vehicle, details)

@@ -27,9 +27,10 @@ LOCAL_SUFFIXES = (
     ".home.arpa", ".arpa",
 )  # fmt: skip
 
-# 64:ff9b::/96 (RFC 6052) and 64:ff9b:1::/48 (RFC 8215) carry an IPv4 address in
-# their last 32 bits, reached through a NAT64 gateway.
-NAT64_PREFIXES = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
+# The well-known NAT64 prefix (RFC 6052) carries an IPv4 address in its last 32
+# bits. The local-use prefix 64:ff9b:1::/48 (RFC 8215) is refused outright: where
+# its IPv4 bits sit depends on the gateway's configuration.
+NAT64_PREFIX = ipaddress.ip_network("64:ff9b::/96")
 
 _NUMERIC_HOST = re.compile(r"[0-9a-fA-FxX.]+")
 
@@ -68,9 +69,8 @@ def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | No
         return address.sixtofour
     if address.teredo is not None:
         return address.teredo[1]
-    for prefix in NAT64_PREFIXES:
-        if address in prefix:
-            return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    if address in NAT64_PREFIX:
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
     return None
 
 
@@ -81,6 +81,8 @@ def is_public_address(address: IPAddress) -> bool:
         embedded = _embedded_ipv4(address)
         if embedded is not None:
             return is_public_address(embedded)
+        if address.is_site_local:  # fec0::/10: deprecated, but still used inside networks
+            return False
     return (
         address.is_global
         and not address.is_multicast
