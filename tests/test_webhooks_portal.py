@@ -225,6 +225,8 @@ def test_the_dialog_updates_its_example_live(admin, client):
     dialog = client.get("/webhooks/new?event_type=speed", headers=HTMX).data.decode()
     example = re.search(r'<div id="example"(.*?)>', dialog, re.S).group(1)
     assert 'hx-get="/webhooks/example"' in example
+    # Its own target: it sits in a form whose hx-target (the dialog host) it would inherit.
+    assert 'hx-target="this"' in example
     assert "change from:#webhook-form" in example
     assert "[name=&#39;content_type&#39;]" in example or "[name='content_type']" in example
 
@@ -236,6 +238,9 @@ def test_the_grid_is_a_fragment_for_htmx_and_polls_itself(admin, client):
     assert body.lstrip().startswith('<div id="webhooks-grid"') and "<html" not in body
     assert 'hx-trigger="every 2s, webhooks-changed from:body"' in body
     assert 'hx-get="/webhooks/"' in body and 'hx-swap="outerHTML"' in body
+    # Buttons opening dialogs must not inherit the grid's outerHTML swap.
+    openers = re.findall(r'<[^>]*hx-target="#dialog-host"[^>]*>', body)
+    assert len(openers) == 3 and all('hx-swap="innerHTML"' in o for o in openers)
     assert "HX-Request" in fragment.headers["Vary"]
     page = client.get(MANAGER).data.decode()
     assert "<html" in page and '<div id="webhooks-grid"' in page
