@@ -38,6 +38,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     init_encryption(app)
     init_security(app)
     register_error_handlers(app)
+    _register_target_kinds()
     _register_blueprints(app)
     _register_commands(app)
     _register_template_helpers(app)
@@ -45,16 +46,25 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     return app
 
 
+def _register_target_kinds() -> None:
+    from outbox.registry import register
+    from webhooks.sender import WebhookKind
+
+    register(WebhookKind())
+
+
 def _register_blueprints(app: Flask) -> None:
     from accounts import api as accounts_api
     from accounts import views as accounts_views
     from health import bp as health_bp
     from openapi import bp as openapi_bp
+    from outbox.metrics import bp as metrics_bp
     from webhooks import api as webhooks_api
     from webhooks import views as webhooks_views
 
     app.register_blueprint(health_bp)
     app.register_blueprint(openapi_bp)
+    app.register_blueprint(metrics_bp)
     app.register_blueprint(accounts_views.bp)
     app.register_blueprint(accounts_api.bp)
     app.register_blueprint(webhooks_views.bp)

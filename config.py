@@ -7,6 +7,7 @@ import os
 import secrets
 import warnings
 from collections.abc import Mapping
+from datetime import timedelta
 from typing import Any
 
 from cryptography.fernet import Fernet
@@ -61,8 +62,26 @@ def normalise_database_url(url: str) -> str:
 
 
 def worker_queues(namespace: str) -> list[str]:
-    """The RQ queues workers listen on, most urgent first."""
-    return [f"{namespace}:default"]
+    """The RQ queues of the main workers, most urgent first."""
+    return [f"{namespace}:{kind}" for kind in ("deliveries", "integrations", "maintenance")]
+
+
+def retry_queues(namespace: str) -> list[str]:
+    """The queue of targets that failed lately, for workers of its own (isolation)."""
+    return [f"{namespace}:retries"]
+
+
+def _number(environ: Mapping[str, str], name: str, default: float) -> float:
+    raw = environ.get(name, "")
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number; got {raw!r}") from None
+    if value <= 0:
+        raise ConfigError(f"{name} must be above 0; got {raw!r}")
+    return value
 
 
 def load_config(environ: Mapping[str, str], instance_path: str) -> dict[str, Any]:
@@ -107,6 +126,14 @@ def load_config(environ: Mapping[str, str], instance_path: str) -> dict[str, Any
         raise ConfigError("FLEETHOOK_TRUSTED_PROXIES must be a whole number") from None
 
     return {
+        # Delivery (see README, "Delivery").
+        "FLEETHOOK_RETENTION": timedelta(hours=_number(environ, "FLEETHOOK_RETENTION_HOURS", 72)),
+        "FLEETHOOK_CONNECT_TIMEOUT": _number(environ, "FLEETHOOK_CONNECT_TIMEOUT", 5),
+        "FLEETHOOK_READ_TIMEOUT": _number(environ, "FLEETHOOK_READ_TIMEOUT", 15),
+        "FLEETHOOK_QUEUE_DEPTH_CAP": int(_number(environ, "FLEETHOOK_QUEUE_DEPTH_CAP", 5000)),
+        "FLEETHOOK_SWEEP_SECONDS": int(_number(environ, "FLEETHOOK_SWEEP_SECONDS", 5)),
+        "FLEETHOOK_SMTP_URL": environ.get("FLEETHOOK_SMTP_URL", ""),
+        "FLEETHOOK_MAIL_FROM": environ.get("FLEETHOOK_MAIL_FROM", "fleethook@localhost"),
         "FLEETHOOK_ENV": env,
         "TESTING": env == "testing",
         "SECRET_KEY": secret_key,

@@ -28,9 +28,6 @@ _REDIS = "fleethook.redis"
 # Redis answers in microseconds; a second without an answer means it is gone.
 REDIS_TIMEOUT_SECONDS = 2.0
 
-# The queue drain jobs run on; workers listen on it (see README, Workers).
-DEFAULT_QUEUE = "default"
-
 
 def init_extensions(app: Flask) -> None:
     db.init_app(app)
@@ -61,10 +58,7 @@ def redis_key(*parts: str) -> str:
     return ":".join((current_app.config["FLEETHOOK_REDIS_NAMESPACE"], *parts))
 
 
-def queue_name(kind: str = DEFAULT_QUEUE) -> str:
-    return redis_key(kind)
-
-
-def queue(kind: str = DEFAULT_QUEUE) -> Queue:
-    """An RQ queue of this installation."""
-    return Queue(queue_name(kind), connection=redis_client())
+def queue(kind: str) -> Queue:
+    """An RQ queue of this installation: deliveries, integrations, retries or
+    maintenance (see outbox/queues.py)."""
+    return Queue(redis_key(kind), connection=redis_client())

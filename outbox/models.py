@@ -1,13 +1,17 @@
-"""Tables of the outbox: `Target`, the row every webhook and integration is, holding
-the status and counters the grids show."""
+"""Tables of the outbox: `Target` (the row every webhook and integration is, with
+its status, counters and drain lease), `OutboxMessage` (one event for one target)
+and `DeliveryAttempt` (one try at sending a message)."""
 
 from __future__ import annotations
 
+import secrets
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
-from sqlalchemy import ForeignKey, String
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import JSON, BigInteger, ForeignKey, Index, String, Text
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from database import UTCDateTime, utcnow
 from extensions import db
@@ -38,7 +42,102 @@ class Target(db.Model):  # type: ignore[name-defined]
     # grid reads two integers instead of counting millions of rows.
     queue_depth: Mapped[int] = mapped_column(default=0)
     total_messages: Mapped[int] = mapped_column(default=0)
+    # The drain that may send this target's messages now: one at a time, so a
+    # target's messages leave in order however many workers run.
+    drain_owner: Mapped[str | None] = mapped_column(String(80))
+    drain_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # When this target last failed; recent failures drain from the retries queue.
+    last_failure_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
     __mapper_args__ = {"polymorphic_on": "kind", "polymorphic_identity": "target"}
+
+
+class MessageStatus(StrEnum):
+    PENDING = "pending"  # waiting for its (next) attempt
+    SENDING = "sending"  # leased by a drain
+    DELIVERED = "delivered"  # the receiver answered 2xx
+    DEAD = "dead"  # attempts failed until the retention window ended
+    EXPIRED = "expired"  # never sent within the retention window (target paused)
+
+
+OPEN_STATUSES = (MessageStatus.PENDING.value, MessageStatus.SENDING.value)
+
+MESSAGE_ID_PREFIX = "msg_"
+
+
+def new_message_id() -> str:
+    """A webhook-id: kept by the message for every attempt and redelivery."""
+    return MESSAGE_ID_PREFIX + secrets.token_hex(12)
+
+
+Payload = JSON().with_variant(JSONB(), "postgresql")
+
+
+class OutboxMessage(db.Model):  # type: ignore[name-defined]
+    """One event for one target, written in the transaction that produced it."""
+
+    __tablename__ = "outbox_message"
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(db.Integer, "sqlite"), primary_key=True
+    )
+    target_id: Mapped[int] = mapped_column(ForeignKey("target.id", ondelete="CASCADE"))
+    # 1, 2, 3 … per target: the order receivers get them in.
+    sequence: Mapped[int]
+    # The webhook-id: the same on every attempt and redelivery.
+    message_id: Mapped[str] = mapped_column(String(40), unique=True)
+    event_type: Mapped[str] = mapped_column(String(32))
+    payload: Mapped[dict[str, Any]] = mapped_column(Payload)
+    is_test: Mapped[bool] = mapped_column(default=False)
+    status: Mapped[str] = mapped_column(String(10), default=MessageStatus.PENDING.value)
+    attempts: Mapped[int] = mapped_column(default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    lease_owner: Mapped[str | None] = mapped_column(String(80))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(String(500))
+    last_status_code: Mapped[int | None]
+    last_latency_ms: Mapped[int | None]
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    attempt_records: Mapped[list[DeliveryAttempt]] = relationship(
+        back_populates="message",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
+        order_by="DeliveryAttempt.id",
+    )
+
+    __table_args__ = (
+        # A target's open messages in order: claims, queue views, FIFO.
+        Index("ix_outbox_message_target_status_sequence", "target_id", "status", "sequence"),
+        # What the sweeper looks for: open messages by due time.
+        Index("ix_outbox_message_status_next_attempt_at", "status", "next_attempt_at"),
+        # The messages list of a target, newest first.
+        Index("ix_outbox_message_target_created", "target_id", "created_at"),
+    )
+
+
+class DeliveryAttempt(db.Model):  # type: ignore[name-defined]
+    """One try at sending a message, with what was sent and what came back."""
+
+    __tablename__ = "delivery_attempt"
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(db.Integer, "sqlite"), primary_key=True
+    )
+    message_id: Mapped[int] = mapped_column(
+        ForeignKey("outbox_message.id", ondelete="CASCADE"), index=True
+    )
+    attempted_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    outcome: Mapped[str] = mapped_column(String(16))
+    status_code: Mapped[int | None]
+    duration_ms: Mapped[int]
+    error: Mapped[str | None] = mapped_column(String(500))
+    # Custom header values are masked before they are stored.
+    request_headers: Mapped[dict[str, str]] = mapped_column(Payload)
+    response_headers: Mapped[dict[str, str] | None] = mapped_column(Payload)
+    response_body: Mapped[str | None] = mapped_column(Text)  # at most 4 KiB
+
+    message: Mapped[OutboxMessage] = relationship(back_populates="attempt_records")

@@ -17,7 +17,7 @@ from tests.conftest import NAMESPACE, ROOT, make_user
 def test_a_job_runs_in_the_app_context_of_a_real_worker(app):
     account_id = make_user(account_name="Before").account_id
     queue_name = worker_queues(NAMESPACE)[0]
-    job = queue().enqueue(
+    job = queue("deliveries").enqueue(
         "tests.worker_jobs.rename_account", account_id, "After", job_id=f"{NAMESPACE}-rename"
     )
     rq = Path(sys.executable).parent / "rq"

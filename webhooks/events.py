@@ -52,6 +52,17 @@ class VehicleSnapshot:
     fix_time: datetime | None = None
 
 
+@dataclass(frozen=True)
+class DetectedEvent:
+    """An event as the detector (or the Demo button) hands it to the outbox."""
+
+    event_type: EventType
+    occurred_at: datetime
+    vehicle: VehicleSnapshot
+    details: Mapping[str, Any] = field(default_factory=dict)
+    is_test: bool = False  # a Demo event; receivers see "test": true
+
+
 SPEED_THRESHOLD = Setting(
     "threshold_mph", "Speed threshold", "mph", 5, 200, 70,
     "Send an event when a vehicle's speed reaches this many mph.",

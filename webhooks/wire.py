@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from encryption import mask
+from outbox.models import MESSAGE_ID_PREFIX, new_message_id  # noqa: F401  (re-exported)
 from webhooks.events import EventType, example_event
 
 try:
@@ -25,7 +26,6 @@ except PackageNotFoundError:  # running from a checkout that was never installed
 
 SECRET_PREFIX = "whsec_"
 SECRET_BYTES = 32  # Standard Webhooks allows 24 to 64
-MESSAGE_ID_PREFIX = "msg_"
 
 # Signs the portal's examples; it signs nothing real and is shown on purpose.
 PLACEHOLDER_SECRET = SECRET_PREFIX + base64.b64encode(b"example only; not your secret!!!").decode()
@@ -53,10 +53,6 @@ class ContentType(StrEnum):
 
 def new_secret() -> str:
     return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(SECRET_BYTES)).decode()
-
-
-def new_message_id() -> str:
-    return MESSAGE_ID_PREFIX + secrets.token_hex(12)
 
 
 def _form_value(value: Any) -> str:

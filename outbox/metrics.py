@@ -1,0 +1,108 @@
+"""`GET /metrics` in the Prometheus text format: deliveries by outcome and a
+delivery latency histogram (counted in Redis by every worker), drains, and from
+the database the pending messages and the age of the oldest due one per queue."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import cast
+
+from flask import Blueprint, Response
+from sqlalchemy import func, select
+
+from database import utcnow
+from extensions import db, redis_client, redis_key
+from outbox.models import MessageStatus, OutboxMessage, Target
+from outbox.registry import Result
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("metrics", __name__)
+
+LATENCY_BUCKETS_MS = (5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 20000)
+
+
+def _key() -> str:
+    return redis_key("metrics")
+
+
+def record_delivery(result: Result, kind: str) -> None:
+    """Count one attempt; metrics never stand in the way of a delivery."""
+    outcome = "delivered" if result.delivered else "gone" if result.gone else "failed"
+    bucket = next((b for b in LATENCY_BUCKETS_MS if result.duration_ms <= b), "inf")
+    try:
+        pipe = redis_client().pipeline(transaction=False)
+        pipe.hincrby(_key(), f"deliveries|{kind}|{outcome}", 1)
+        pipe.hincrby(_key(), f"latency_bucket|{bucket}", 1)
+        pipe.hincrby(_key(), "latency_count", 1)
+        pipe.hincrbyfloat(_key(), "latency_sum", result.duration_ms / 1000)
+        pipe.execute()
+    except Exception:
+        log.debug("metrics not recorded", exc_info=True)
+
+
+def record_drain() -> None:
+    try:
+        redis_client().hincrby(_key(), "drains", 1)
+    except Exception:
+        log.debug("metrics not recorded", exc_info=True)
+
+
+def _lines_from_redis() -> list[str]:
+    stored = cast(dict[bytes, bytes], redis_client().hgetall(_key()))
+    raw = {k.decode(): v.decode() for k, v in stored.items()}
+    lines = [
+        "# HELP fleethook_deliveries_total Delivery attempts by target kind and outcome.",
+        "# TYPE fleethook_deliveries_total counter",
+    ]
+    for name, value in sorted(raw.items()):
+        if name.startswith("deliveries|"):
+            _, kind, outcome = name.split("|")
+            lines.append(f'fleethook_deliveries_total{{kind="{kind}",outcome="{outcome}"}} {value}')
+    lines += [
+        "# HELP fleethook_delivery_duration_seconds Time from request to response.",
+        "# TYPE fleethook_delivery_duration_seconds histogram",
+    ]
+    cumulative = 0
+    for bucket in (*LATENCY_BUCKETS_MS, "inf"):
+        cumulative += int(raw.get(f"latency_bucket|{bucket}", 0))
+        le = "+Inf" if bucket == "inf" else f"{int(bucket) / 1000:g}"
+        lines.append(f'fleethook_delivery_duration_seconds_bucket{{le="{le}"}} {cumulative}')
+    lines.append(f"fleethook_delivery_duration_seconds_sum {raw.get('latency_sum', 0)}")
+    lines.append(f"fleethook_delivery_duration_seconds_count {raw.get('latency_count', 0)}")
+    lines += [
+        "# HELP fleethook_drains_total Drain jobs run.",
+        "# TYPE fleethook_drains_total counter",
+        f"fleethook_drains_total {raw.get('drains', 0)}",
+    ]
+    return lines
+
+
+def _lines_from_database(now: datetime) -> list[str]:
+    rows = db.session.execute(
+        select(Target.kind, func.count(OutboxMessage.id), func.min(OutboxMessage.next_attempt_at))
+        .join(Target, Target.id == OutboxMessage.target_id)
+        .where(OutboxMessage.status == MessageStatus.PENDING)
+        .group_by(Target.kind)
+    ).all()
+    lines = [
+        "# HELP fleethook_pending_messages Messages waiting to be sent, by target kind.",
+        "# TYPE fleethook_pending_messages gauge",
+    ]
+    ages = [
+        "# HELP fleethook_oldest_due_seconds Age of the oldest message that is due.",
+        "# TYPE fleethook_oldest_due_seconds gauge",
+    ]
+    for kind, count, oldest in rows:
+        lines.append(f'fleethook_pending_messages{{kind="{kind}"}} {count}')
+        age = max(0.0, (now - oldest).total_seconds()) if oldest else 0.0
+        ages.append(f'fleethook_oldest_due_seconds{{kind="{kind}"}} {age:.3f}')
+    return lines + ages
+
+
+@bp.get("/metrics")
+def metrics() -> Response:
+    """Prometheus metrics of this installation."""
+    body = "\n".join(_lines_from_redis() + _lines_from_database(utcnow())) + "\n"
+    return Response(body, mimetype="text/plain; version=0.0.4")

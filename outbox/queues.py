@@ -1,0 +1,89 @@
+"""Queues and nudges: after a commit, one drain job per affected target, with a
+deterministic job id, on the queue its health calls for."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from rq.exceptions import DuplicateJobError
+from sqlalchemy import event
+from sqlalchemy.orm import Session
+
+from database import utcnow
+from extensions import db, queue, redis_client, redis_key
+from outbox.models import Target
+from outbox.registry import kind_of
+
+log = logging.getLogger(__name__)
+
+DELIVERIES = "deliveries"  # drains of healthy webhooks
+INTEGRATIONS = "integrations"  # drains of integrations
+RETRIES = "retries"  # drains of targets that failed lately, on workers of their own
+MAINTENANCE = "maintenance"  # the sweeper and other housekeeping
+
+# A target that failed this recently drains from RETRIES, so its timeouts cannot
+# hold the workers healthy targets need.
+RECENT_FAILURE = timedelta(minutes=10)
+# An RQ job may run this long: the drain budget plus one slow request, with room.
+DRAIN_JOB_TIMEOUT = 180
+
+_PENDING = "fleethook.nudges"
+
+
+def drain_job_id(target_id: int, follow_up: bool = False) -> str:
+    return redis_key("drain", str(target_id), *(["next"] if follow_up else []))
+
+
+def queue_for(target: Target) -> str:
+    failed = target.last_failure_at
+    if failed is not None and utcnow() - failed < RECENT_FAILURE:
+        return RETRIES
+    return kind_of(target).queue
+
+
+def nudge_after_commit(targets: list[Target]) -> None:
+    """Nudge these targets once the current transaction commits (never before:
+    a drain must find the messages)."""
+    pending = db.session.info.setdefault(_PENDING, {})
+    for target in targets:
+        pending[target.id] = queue_for(target)
+
+
+def nudge(target_id: int, queue_name: str, follow_up: bool = False) -> None:
+    """Enqueue a drain of this target unless one is queued already; if one is
+    running, ask it to look again before it stops."""
+    try:
+        queue(queue_name).enqueue(
+            "outbox.drain.drain_target",
+            target_id,
+            job_id=drain_job_id(target_id, follow_up),
+            unique=True,
+            result_ttl=0,
+            failure_ttl=24 * 3600,
+            job_timeout=DRAIN_JOB_TIMEOUT,
+        )
+    except DuplicateJobError:
+        redis_client().set(again_key(target_id), 1, ex=DRAIN_JOB_TIMEOUT)
+
+
+def again_key(target_id: int) -> str:
+    return redis_key("drain-again", str(target_id))
+
+
+@event.listens_for(Session, "after_commit")
+def _nudge_committed(session: Session) -> None:
+    # No SQL here: the transaction is over. The queues were chosen before commit.
+    pending = session.info.pop(_PENDING, None)
+    if not pending:
+        return
+    try:
+        for target_id, queue_name in sorted(pending.items()):
+            nudge(target_id, queue_name)
+    except Exception:  # Redis down: the sweeper finds the messages in the database
+        log.warning("could not nudge targets %s; the sweeper will", sorted(pending))
+
+
+@event.listens_for(Session, "after_rollback")
+def _forget_nudges(session: Session) -> None:
+    session.info.pop(_PENDING, None)

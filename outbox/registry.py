@@ -1,0 +1,55 @@
+"""The kinds of target the outbox serves. `webhooks/` and `integrations/` register
+theirs at start-up; the outbox calls them and imports neither."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from outbox.models import OutboxMessage, Target
+
+
+@dataclass
+class Result:
+    """What one attempt at one message came to."""
+
+    delivered: bool
+    status_code: int | None = None
+    duration_ms: int = 0
+    error: str | None = None
+    # Seconds the receiver asked us to wait (Retry-After), if it did.
+    retry_after: float | None = None
+    # The receiver says it is gone for good (410): stop the target.
+    gone: bool = False
+    request_headers: dict[str, str] = field(default_factory=dict)
+    response_headers: dict[str, str] | None = None
+    response_body: str | None = None
+
+
+class TargetKind(Protocol):
+    """How the outbox treats one kind of target."""
+
+    kind: str
+    queue: str  # the queue its drains run on while healthy
+
+    def payload_for(self, target: Target, event: Any) -> dict[str, Any] | None:
+        """The message body this target wants for `event`, or None to skip it."""
+
+    def send(
+        self, target: Target, messages: Sequence[OutboxMessage], stop_at: float
+    ) -> list[Result]:
+        """Send messages in order; stop after the first that is not delivered, or
+        before starting one once time.monotonic() passes `stop_at` (always send
+        at least one). Returns one result per message attempted."""
+
+
+_KINDS: dict[str, TargetKind] = {}
+
+
+def register(kind: TargetKind) -> None:
+    _KINDS[kind.kind] = kind
+
+
+def kind_of(target: Target) -> TargetKind:
+    return _KINDS[target.kind]

@@ -1,0 +1,79 @@
+"""The sweeper: every few seconds, from the database alone, nudge every target
+with due or lease-expired messages (so a flushed or restarted Redis loses
+nothing), and close messages older than the retention window."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import current_app
+from sqlalchemy import and_, case, func, or_, select, update
+
+from database import utcnow
+from extensions import db
+from outbox.models import OPEN_STATUSES, MessageStatus, OutboxMessage, Target, TargetStatus
+from outbox.queues import nudge, queue_for
+
+
+def close_old_messages(now: Any) -> int:
+    """Messages past retention end: dead if they were tried, expired if never."""
+    cutoff = now - current_app.config["FLEETHOOK_RETENTION"]
+    old = and_(
+        OutboxMessage.status.in_(OPEN_STATUSES),
+        OutboxMessage.created_at < cutoff,
+        or_(OutboxMessage.lease_expires_at.is_(None), OutboxMessage.lease_expires_at < now),
+    )
+    per_target = db.session.execute(
+        select(OutboxMessage.target_id, func.count()).where(old).group_by(OutboxMessage.target_id)
+    ).all()
+    if not per_target:
+        return 0
+    db.session.execute(
+        update(OutboxMessage)
+        .where(old)
+        .values(
+            status=case(
+                (OutboxMessage.attempts > 0, MessageStatus.DEAD.value),
+                else_=MessageStatus.EXPIRED.value,
+            ),
+            finished_at=now,
+            lease_owner=None,
+            lease_expires_at=None,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    for target_id, count in per_target:
+        db.session.execute(
+            update(Target)
+            .where(Target.id == target_id)
+            .values(queue_depth=Target.queue_depth - count)
+            .execution_options(synchronize_session=False)
+        )
+    db.session.commit()
+    return sum(count for _, count in per_target)
+
+
+def targets_with_due_work(now: Any) -> list[Target]:
+    due = or_(
+        and_(OutboxMessage.status == MessageStatus.PENDING, OutboxMessage.next_attempt_at <= now),
+        and_(OutboxMessage.status == MessageStatus.SENDING, OutboxMessage.lease_expires_at < now),
+    )
+    target_ids = select(OutboxMessage.target_id).where(due).distinct()
+    return list(
+        db.session.scalars(
+            select(Target).where(
+                Target.id.in_(target_ids),
+                Target.status.not_in((TargetStatus.PAUSED.value, TargetStatus.DISABLED.value)),
+            )
+        )
+    )
+
+
+def sweep() -> dict[str, int]:
+    """RQ job (run by `rq cron`): close old messages, then nudge due targets."""
+    now = utcnow()
+    closed = close_old_messages(now)
+    targets = targets_with_due_work(now)
+    for target in targets:
+        nudge(target.id, queue_for(target))
+    return {"closed": closed, "nudged": len(targets)}
