@@ -132,6 +132,7 @@ def load_config(environ: Mapping[str, str], instance_path: str) -> dict[str, Any
         "FLEETHOOK_READ_TIMEOUT": _number(environ, "FLEETHOOK_READ_TIMEOUT", 15),
         "FLEETHOOK_QUEUE_DEPTH_CAP": int(_number(environ, "FLEETHOOK_QUEUE_DEPTH_CAP", 5000)),
         "FLEETHOOK_SWEEP_SECONDS": int(_number(environ, "FLEETHOOK_SWEEP_SECONDS", 5)),
+        "FLEETHOOK_LEASE_SECONDS": _number(environ, "FLEETHOOK_LEASE_SECONDS", 60),
         "FLEETHOOK_SMTP_URL": environ.get("FLEETHOOK_SMTP_URL", ""),
         "FLEETHOOK_MAIL_FROM": environ.get("FLEETHOOK_MAIL_FROM", "fleethook@localhost"),
         "FLEETHOOK_ENV": env,

@@ -11,14 +11,18 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any, cast
 
+from flask import current_app
 from sqlalchemy import CursorResult, and_, or_, select, update
 
 from extensions import db
 from outbox.models import OPEN_STATUSES, MessageStatus, OutboxMessage, Target
 
-# How long a drain or a claimed message stays ours without renewal. A killed
-# worker's messages are claimable again after this (plus one sweep interval).
-LEASE = timedelta(seconds=60)
+
+def lease() -> timedelta:
+    """How long a drain or a claimed message stays ours without renewal
+    (FLEETHOOK_LEASE_SECONDS, 60). A killed worker's messages are claimable
+    again after it, plus one sweep interval."""
+    return timedelta(seconds=current_app.config["FLEETHOOK_LEASE_SECONDS"])
 
 
 def acquire_drain(target_id: int, owner: str, now: datetime) -> bool:
@@ -33,7 +37,7 @@ def acquire_drain(target_id: int, owner: str, now: datetime) -> bool:
                 Target.drain_expires_at < now,
             ),
         )
-        .values(drain_owner=owner, drain_expires_at=now + LEASE)
+        .values(drain_owner=owner, drain_expires_at=now + lease())
         .execution_options(synchronize_session=False)
     )
     db.session.commit()
@@ -93,7 +97,7 @@ def claim_due_messages(
         db.session.scalars(
             update(OutboxMessage)
             .where(OutboxMessage.id.in_(due), _claimable(now))
-            .values(status=MessageStatus.SENDING, lease_owner=owner, lease_expires_at=now + LEASE)
+            .values(status=MessageStatus.SENDING, lease_owner=owner, lease_expires_at=now + lease())
             .returning(OutboxMessage.id)
             .execution_options(synchronize_session=False)
         )

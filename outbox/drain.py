@@ -20,10 +20,10 @@ from sqlalchemy import update
 from database import utcnow
 from extensions import db, redis_client
 from outbox.claims import (
-    LEASE,
     acquire_drain,
     claim_due_messages,
     has_due_messages,
+    lease,
     release_drain,
     release_messages,
     rows_changed,
@@ -50,7 +50,7 @@ def drain_target(target_id: int) -> dict[str, Any]:
     owner = _owner()
     if not acquire_drain(target_id, owner, utcnow()):
         # Another drain is at work on this target; have it look again.
-        redis_client().set(again_key(target_id), 1, ex=int(LEASE.total_seconds()) * 3)
+        redis_client().set(again_key(target_id), 1, ex=int(lease().total_seconds()) * 3)
         return {"target": target_id, "sent": 0, "skipped": "another drain holds the target"}
     record_drain()
     attempted = 0
@@ -71,7 +71,7 @@ def drain_target(target_id: int) -> dict[str, Any]:
                 current_app.config["FLEETHOOK_CONNECT_TIMEOUT"]
                 + current_app.config["FLEETHOOK_READ_TIMEOUT"]
             )
-            stop_at = min(budget_ends, claimed_at + LEASE.total_seconds() - slowest - 5)
+            stop_at = min(budget_ends, claimed_at + lease().total_seconds() - slowest - 5)
             results = kind_of(target).send(target, batch, stop_at)
             record_results(target, owner, batch[: len(results)], results)
             release_messages([m.id for m in batch[len(results) :]], owner)
@@ -113,7 +113,7 @@ def record_results(
         if result.delivered:
             values: dict[str, Any] = {"status": MessageStatus.DELIVERED, "finished_at": now}
             finished += 1
-        elif now - message.created_at > retention:
+        elif now - message.retain_from > retention:
             values = {"status": MessageStatus.DEAD, "finished_at": now}
             finished += 1
         else:

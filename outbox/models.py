@@ -100,6 +100,8 @@ class OutboxMessage(db.Model):  # type: ignore[name-defined]
     last_status_code: Mapped[int | None]
     last_latency_ms: Mapped[int | None]
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # The retention window counts from here: creation, or the last redelivery.
+    retain_from: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     attempt_records: Mapped[list[DeliveryAttempt]] = relationship(

@@ -4,8 +4,10 @@ deterministic job id, on the queue its health calls for."""
 from __future__ import annotations
 
 import logging
+import re
 from datetime import timedelta
 
+from flask import current_app
 from rq.exceptions import DuplicateJobError
 from sqlalchemy import event
 from sqlalchemy.orm import Session
@@ -32,7 +34,9 @@ _PENDING = "fleethook.nudges"
 
 
 def drain_job_id(target_id: int, follow_up: bool = False) -> str:
-    return redis_key("drain", str(target_id), *(["next"] if follow_up else []))
+    """The target's drain job id (RQ allows letters, digits, - and _ only)."""
+    name = "-".join([current_app.config["FLEETHOOK_REDIS_NAMESPACE"], "drain", str(target_id)])
+    return re.sub(r"[^A-Za-z0-9_-]", "_", name + ("-next" if follow_up else ""))
 
 
 def queue_for(target: Target) -> str:
@@ -81,7 +85,7 @@ def _nudge_committed(session: Session) -> None:
         for target_id, queue_name in sorted(pending.items()):
             nudge(target_id, queue_name)
     except Exception:  # Redis down: the sweeper finds the messages in the database
-        log.warning("could not nudge targets %s; the sweeper will", sorted(pending))
+        log.warning("could not nudge targets %s; the sweeper will", sorted(pending), exc_info=True)
 
 
 @event.listens_for(Session, "after_rollback")

@@ -20,7 +20,7 @@ def close_old_messages(now: Any) -> int:
     cutoff = now - current_app.config["FLEETHOOK_RETENTION"]
     old = and_(
         OutboxMessage.status.in_(OPEN_STATUSES),
-        OutboxMessage.created_at < cutoff,
+        OutboxMessage.retain_from < cutoff,
         or_(OutboxMessage.lease_expires_at.is_(None), OutboxMessage.lease_expires_at < now),
     )
     per_target = db.session.execute(

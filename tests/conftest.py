@@ -154,8 +154,10 @@ def make_app() -> Iterator[Any]:
 
 
 @pytest.fixture
-def app(make_app: Any) -> Iterator[Flask]:
-    app = make_app()
+def app(make_app: Any, request: pytest.FixtureRequest) -> Iterator[Flask]:
+    """The app of a test, with `@pytest.mark.app_config(KEY=value)` on top."""
+    marker = request.node.get_closest_marker("app_config")
+    app = make_app(**(marker.kwargs if marker else {}))
     with app.app_context():
         yield app
         reset_database()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -16,8 +17,10 @@ from sqlalchemy import select
 from database import utcnow
 from errors import ValidationError
 from extensions import db
-from outbox.models import TargetStatus
-from webhooks.events import EVENT_TYPES, EventType
+from outbox.fanout import fan_out
+from outbox.models import OutboxMessage, TargetStatus
+from outbox.queues import nudge_after_commit
+from webhooks.events import EVENT_TYPES, EXAMPLE_VEHICLE, DetectedEvent, EventType, example_event
 from webhooks.models import Webhook
 from webhooks.url_safety import Resolver, resolve_host, url_problems
 from webhooks.wire import RESERVED_HEADERS, ContentType, new_secret
@@ -207,9 +210,12 @@ def pause_webhook(webhook: Webhook) -> None:
 
 
 def resume_webhook(webhook: Webhook) -> None:
-    """Send again, after a pause or after Fleethook disabled it."""
+    """Send again, after a pause or after Fleethook disabled it: the backlog goes
+    out in order."""
     webhook.status = TargetStatus.ACTIVE.value
     webhook.status_reason = None
+    webhook.last_failure_at = None
+    nudge_after_commit([webhook])
 
 
 def rotate_secret(webhook: Webhook, now: datetime | None = None) -> str:
@@ -234,6 +240,22 @@ def signing_secrets(webhook: Webhook, now: datetime | None = None) -> list[str]:
 
 def delete_webhook(webhook: Webhook) -> None:
     db.session.delete(webhook)
+
+
+def send_demo(webhook: Webhook) -> OutboxMessage:
+    """Queue a realistic test event of the webhook's type (marked "test": true)
+    through the real pipeline; the caller commits."""
+    event_type = EVENT_TYPES[webhook.event_type]
+    setting = event_type.setting
+    example = example_event(event_type, getattr(webhook, setting.field) if setting else None)
+    details = {k: v for k, v in example["data"].items() if k in event_type.example_details}
+    event = DetectedEvent(
+        event_type, utcnow(), replace(EXAMPLE_VEHICLE, fix_time=utcnow()), details, is_test=True
+    )
+    vehicle_speed = example["data"].get("speed_mph")
+    event = replace(event, vehicle=replace(event.vehicle, speed_mph=vehicle_speed))
+    messages = fan_out(webhook.account_id, event, only=webhook)
+    return messages[0]
 
 
 def get_account_webhook(account_id: int, webhook_id: int) -> Webhook | None:

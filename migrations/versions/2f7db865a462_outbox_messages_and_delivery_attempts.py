@@ -35,6 +35,7 @@ def upgrade():
     sa.Column('last_status_code', sa.Integer(), nullable=True),
     sa.Column('last_latency_ms', sa.Integer(), nullable=True),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('retain_from', sa.DateTime(timezone=True), nullable=False),
     sa.Column('finished_at', sa.DateTime(timezone=True), nullable=True),
     sa.ForeignKeyConstraint(['target_id'], ['target.id'], name=op.f('fk_outbox_message_target_id_target'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_outbox_message')),

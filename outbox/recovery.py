@@ -1,0 +1,93 @@
+"""Getting messages out again: redeliver one message, or recover every dead or
+expired message of a target since a time. Both keep the message's webhook-id, so
+receivers can de-duplicate; the caller commits (drains are nudged after)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import func, select, update
+
+from database import utcnow
+from extensions import db
+from outbox.models import OPEN_STATUSES, MessageStatus, OutboxMessage, Target
+from outbox.queues import nudge_after_commit
+
+FINISHED = (MessageStatus.DELIVERED.value, MessageStatus.DEAD.value, MessageStatus.EXPIRED.value)
+
+
+def redeliver(target: Target, message: OutboxMessage) -> bool:
+    """Send a finished message again; False if it is still on its way."""
+    if message.status in OPEN_STATUSES:
+        return False
+    _reopen(target, [message.id])
+    return True
+
+
+def recover_since(target: Target, since: datetime) -> int:
+    """Send again every dead or expired message created since `since`."""
+    ids = list(
+        db.session.scalars(
+            select(OutboxMessage.id).where(
+                OutboxMessage.target_id == target.id,
+                OutboxMessage.status.in_((MessageStatus.DEAD.value, MessageStatus.EXPIRED.value)),
+                OutboxMessage.created_at >= since,
+            )
+        )
+    )
+    _reopen(target, ids)
+    return len(ids)
+
+
+def _reopen(target: Target, message_ids: list[int]) -> None:
+    if not message_ids:
+        return
+    now = utcnow()
+    db.session.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.id.in_(message_ids))
+        .values(
+            status=MessageStatus.PENDING,
+            next_attempt_at=now,
+            finished_at=None,
+            # A fresh retention window: recovered messages are not closed at once.
+            retain_from=now,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    db.session.execute(
+        update(Target)
+        .where(Target.id == target.id)
+        .values(queue_depth=Target.queue_depth + len(message_ids))
+        .execution_options(synchronize_session=False)
+    )
+    nudge_after_commit([target])
+
+
+def target_messages(
+    target_id: int, status: str | None = None, before_id: int | None = None, limit: int = 50
+) -> list[OutboxMessage]:
+    """A target's messages, newest first, optionally of one status."""
+    query = select(OutboxMessage).where(OutboxMessage.target_id == target_id)
+    if status:
+        query = query.where(OutboxMessage.status == status)
+    if before_id is not None:
+        query = query.where(OutboxMessage.id < before_id)
+    return list(db.session.scalars(query.order_by(OutboxMessage.id.desc()).limit(limit)))
+
+
+def get_target_message(target_id: int, message_pk: int) -> OutboxMessage | None:
+    return db.session.scalar(
+        select(OutboxMessage).where(
+            OutboxMessage.id == message_pk, OutboxMessage.target_id == target_id
+        )
+    )
+
+
+def status_counts(target_id: int) -> dict[str, int]:
+    rows = db.session.execute(
+        select(OutboxMessage.status, func.count())
+        .where(OutboxMessage.target_id == target_id)
+        .group_by(OutboxMessage.status)
+    ).all()
+    return {status: count for status, count in rows}

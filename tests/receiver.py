@@ -1,0 +1,100 @@
+"""A real HTTP receiver on loopback for delivery tests. The path picks the answer:
+
+    /ok  /no-content  /status/<code>[?retry_after=N]  /redirect  /hang  /reset  /slow/<ms>
+
+It records every request (path, headers, body) it gets."""
+
+from __future__ import annotations
+
+import socket
+import struct
+import threading
+import time
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
+
+from requests.structures import CaseInsensitiveDict
+
+
+@dataclass
+class Received:
+    path: str
+    headers: CaseInsensitiveDict[str]
+    body: bytes
+    at: float
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, like real receivers
+    server: ReceiverServer
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def _answer(
+        self, status: int, headers: dict[str, str] | None = None, body: bytes = b"ok"
+    ) -> None:
+        self.send_response(status)
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_POST(self) -> None:  # noqa: N802
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        url = urlsplit(self.path)
+        self.server.record(
+            Received(url.path, CaseInsensitiveDict(self.headers.items()), body, time.time())
+        )
+        parts = url.path.strip("/").split("/")
+        query = parse_qs(url.query)
+        if parts[0] == "ok":
+            self._answer(200)
+        elif parts[0] == "no-content":
+            self._answer(204, body=b"")
+        elif parts[0] == "status":
+            headers = {"Retry-After": query["retry_after"][0]} if "retry_after" in query else {}
+            self._answer(int(parts[1]), headers, b"x" * int(query.get("size", ["2"])[0]))
+        elif parts[0] == "redirect":
+            self._answer(301, {"Location": "/ok"})
+        elif parts[0] == "hang":
+            time.sleep(float(query.get("seconds", ["3"])[0]))
+            self._answer(200)
+        elif parts[0] == "reset":
+            # SO_LINGER 0: close with a TCP reset instead of a clean FIN.
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.connection.close()
+            self.close_connection = True
+        elif parts[0] == "slow":
+            time.sleep(int(parts[1]) / 1000)
+            self._answer(200)
+        else:
+            self._answer(404)
+
+
+class ReceiverServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.received: list[Received] = []
+        self._lock = threading.Lock()
+
+    def record(self, request: Received) -> None:
+        with self._lock:
+            self.received.append(request)
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}{path}"
+
+    def requests_to(self, prefix: str) -> list[Received]:
+        with self._lock:
+            return [r for r in self.received if r.path.startswith(prefix)]
+
+
+def start_receiver() -> ReceiverServer:
+    server = ReceiverServer()
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
