@@ -9,6 +9,7 @@ from datetime import timedelta
 
 from flask import current_app
 from rq.exceptions import DuplicateJobError
+from rq.job import Job, JobStatus
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
@@ -31,6 +32,7 @@ RECENT_FAILURE = timedelta(minutes=10)
 DRAIN_JOB_TIMEOUT = 180
 
 _PENDING = "fleethook.nudges"
+_WAITING = (JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED)
 
 
 def drain_job_id(target_id: int, follow_up: bool = False) -> str:
@@ -54,21 +56,34 @@ def nudge_after_commit(targets: list[Target]) -> None:
         pending[target.id] = queue_for(target)
 
 
-def nudge(target_id: int, queue_name: str, follow_up: bool = False) -> None:
+def nudge(
+    target_id: int, queue_name: str, follow_up: bool = False, replace_stale: bool = False
+) -> None:
     """Enqueue a drain of this target unless one is queued already; if one is
-    running, ask it to look again before it stops."""
-    try:
-        queue(queue_name).enqueue(
-            "outbox.drain.drain_target",
-            target_id,
-            job_id=drain_job_id(target_id, follow_up),
-            unique=True,
-            result_ttl=0,
-            failure_ttl=24 * 3600,
-            job_timeout=DRAIN_JOB_TIMEOUT,
-        )
-    except DuplicateJobError:
-        redis_client().set(again_key(target_id), 1, ex=DRAIN_JOB_TIMEOUT)
+    running, ask it to look again before it stops.
+
+    `replace_stale` is for the sweeper, which calls it only for targets no drain
+    holds: a job under the target's id that is not waiting in a queue then
+    belongs to a crashed worker (RQ notices those only every 10 minutes)."""
+    job_id = drain_job_id(target_id, follow_up)
+    for _ in range(2):
+        try:
+            queue(queue_name).enqueue(
+                "outbox.drain.drain_target",
+                target_id,
+                job_id=job_id,
+                unique=True,
+                result_ttl=0,
+                failure_ttl=300,
+                job_timeout=DRAIN_JOB_TIMEOUT,
+            )
+            return
+        except DuplicateJobError:
+            existing = Job.fetch(job_id, connection=redis_client())
+            if not replace_stale or existing.get_status(refresh=False) in _WAITING:
+                redis_client().set(again_key(target_id), 1, ex=DRAIN_JOB_TIMEOUT)
+                return
+            existing.delete()
 
 
 def again_key(target_id: int) -> str:

@@ -54,6 +54,7 @@ def close_old_messages(now: Any) -> int:
 
 
 def targets_with_due_work(now: Any) -> list[Target]:
+    """Targets with due or lease-expired messages that no live drain holds."""
     due = or_(
         and_(OutboxMessage.status == MessageStatus.PENDING, OutboxMessage.next_attempt_at <= now),
         and_(OutboxMessage.status == MessageStatus.SENDING, OutboxMessage.lease_expires_at < now),
@@ -64,6 +65,7 @@ def targets_with_due_work(now: Any) -> list[Target]:
             select(Target).where(
                 Target.id.in_(target_ids),
                 Target.status.not_in((TargetStatus.PAUSED.value, TargetStatus.DISABLED.value)),
+                or_(Target.drain_owner.is_(None), Target.drain_expires_at < now),
             )
         )
     )
@@ -75,5 +77,5 @@ def sweep() -> dict[str, int]:
     closed = close_old_messages(now)
     targets = targets_with_due_work(now)
     for target in targets:
-        nudge(target.id, queue_for(target))
+        nudge(target.id, queue_for(target), replace_stale=True)
     return {"closed": closed, "nudged": len(targets)}

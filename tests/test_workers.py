@@ -1,0 +1,182 @@
+"""Delivery by real `rq worker` processes: FIFO per target under four workers, a
+worker killed with SIGKILL mid-drain, and Redis flushed with drains queued."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import psutil
+import pytest
+from sqlalchemy import func, select
+
+from config import retry_queues, worker_queues
+from devstack import RedisServer
+from extensions import db
+from outbox.models import OutboxMessage
+from outbox.sweeper import sweep
+from tests.conftest import NAMESPACE, ROOT, make_user
+from tests.receiver import start_receiver
+from tests.test_delivery import emit, webhook_to
+
+RQ = str(Path(sys.executable).parent / "rq")
+SETTINGS = {
+    "FLEETHOOK_ALLOW_LOCAL_NETWORK": "1",
+    "FLEETHOOK_LEASE_SECONDS": "3",
+    "FLEETHOOK_CONNECT_TIMEOUT": "1",
+    "FLEETHOOK_READ_TIMEOUT": "2",
+}
+pytestmark = pytest.mark.app_config(
+    FLEETHOOK_ALLOW_LOCAL_NETWORK=True, FLEETHOOK_LEASE_SECONDS=3, FLEETHOOK_READ_TIMEOUT=2
+)
+
+
+class Workers:
+    """`rq worker` processes on this run's database, like production runs them."""
+
+    def __init__(self, redis_url: str):
+        self.redis_url = redis_url
+        self.processes: list[subprocess.Popen[bytes]] = []
+
+    def start(self, count: int = 1) -> None:
+        env = {**os.environ, **SETTINGS, "REDIS_URL": self.redis_url}
+        for _ in range(count):
+            name = f"{NAMESPACE}-worker-{len(self.processes)}-{os.getpid()}"
+            self.processes.append(
+                subprocess.Popen(
+                    [RQ, "worker", "--worker-class", "worker.FleethookWorker", "--url",
+                     self.redis_url, "--name", name, "--quiet",
+                     *worker_queues(NAMESPACE), *retry_queues(NAMESPACE)],
+                    cwd=ROOT, env=env, start_new_session=True,
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                )
+            )  # fmt: skip
+
+    def kill_hard(self, process: subprocess.Popen[bytes]) -> None:
+        """SIGKILL the worker and its work horse, as a crash would."""
+        for child in psutil.Process(process.pid).children(recursive=True):
+            child.kill()
+        process.kill()
+        process.wait()
+
+    def stop(self) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+        for process in self.processes:
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+
+
+@pytest.fixture
+def receiver():
+    server = start_receiver()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def workers(app):
+    pool = Workers(app.config["REDIS_URL"])
+    yield pool
+    pool.stop()
+
+
+def delivered_count() -> int:
+    db.session.rollback()
+    return db.session.scalar(select(func.count()).where(OutboxMessage.status == "delivered"))
+
+
+def wait_until(condition, seconds: float, every: float = 0.2) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(every)
+    return condition()
+
+
+def test_four_workers_keep_each_targets_order(app, receiver, workers):
+    account = make_user().account_id
+    hooks = [webhook_to(account, receiver.url(f"/ok/{n}"))[0] for n in range(3)]
+    workers.start(4)
+    for batch in range(15):
+        emit(account, 10, start=batch * 10 + 1)
+        time.sleep(0.05)
+    assert wait_until(lambda: delivered_count() == 450, 90), delivered_count()
+    for n, hook in enumerate(hooks):
+        seen = [json.loads(r.body)["data"]["odometer_mi"] for r in receiver.requests_to(f"/ok/{n}")]
+        assert seen == [float(i) for i in range(1, 151)], f"target {hook.id} out of order"
+
+
+def test_a_killed_worker_loses_nothing(app, receiver, workers):
+    account = make_user().account_id
+    hook, _ = webhook_to(account, receiver.url("/slow/4"))
+    workers.start(1)
+    emit(account, 500)
+    assert wait_until(lambda: len(receiver.requests_to("/slow")) >= 60, 60)
+    workers.kill_hard(workers.processes[0])
+    killed_at = len(receiver.requests_to("/slow"))
+    assert killed_at < 500
+    workers.start(1)
+    # The dead worker's leases expire (3 s here), then the sweeper hands the work on.
+    time.sleep(3.5)
+    sweep()
+    assert wait_until(lambda: delivered_count() == 500, 90), delivered_count()
+    got = receiver.requests_to("/slow")
+    by_id = defaultdict(list)
+    for request in got:
+        by_id[request.headers["webhook-id"]].append(request.body)
+    assert len(by_id) == 500
+    duplicated = {mid: bodies for mid, bodies in by_id.items() if len(bodies) > 1}
+    # Only messages in flight at the kill (one claimed batch) come twice, unchanged.
+    assert len(duplicated) <= 100
+    assert all(len(set(bodies)) == 1 for bodies in duplicated.values())
+    seen = [json.loads(r.body)["data"]["odometer_mi"] for r in got]
+    firsts = list(dict.fromkeys(seen))
+    assert firsts == [float(i) for i in range(1, 501)]
+
+
+def test_a_flushed_redis_loses_nothing_once_the_sweeper_runs(make_app, receiver, tmp_path):
+    private = RedisServer(tmp_path / "redis").start()  # FLUSHALL must not touch a shared Redis
+    app = make_app(
+        REDIS_URL=private.url, FLEETHOOK_ALLOW_LOCAL_NETWORK=True, FLEETHOOK_LEASE_SECONDS=3
+    )
+    pool = Workers(private.url)
+    try:
+        with app.app_context():
+            account = make_user().account_id
+            webhook_to(account, receiver.url("/slow/5"))
+            for n in range(2):
+                webhook_to(account, receiver.url(f"/ok/{n}"))
+            emit(account, 200)  # one drain job queued per target
+            pool.start(1)
+            assert wait_until(lambda: len(receiver.requests_to("/slow")) >= 5, 30)
+            from extensions import redis_client
+
+            redis_client().flushall()  # queued drains, the running job's record: gone
+            time.sleep(4)  # the running drain stops or ends; its leases expire (3 s)
+            lost = 600 - delivered_count()
+            assert lost > 0, "the flush should have stranded messages"
+            assert wait_until(lambda: sweep() and delivered_count() == 600, 60, every=2)
+            counts = Counter(r.path for r in receiver.received)
+            assert counts["/ok/0"] == counts["/ok/1"] == 200
+            assert len({r.headers["webhook-id"] for r in receiver.received}) == 600
+            db.session.remove()
+    finally:
+        pool.stop()
+        with app.app_context():
+            from tests.conftest import reset_database
+
+            reset_database()
+        private.stop()
