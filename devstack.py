@@ -1,6 +1,6 @@
 """The embedded stack behind `make run` and `make test`: fetching the pinned htmx,
-starting a private Redis server, and supervising the portal and worker processes
-so that Ctrl-C stops everything that was started.
+starting a private Redis server, and supervising the portal, the workers and the
+sweeper so that Ctrl-C stops everything that was started.
 
     python devstack.py assets   fetch static/vendor/htmx.min.js (pinned, hash-checked)
     python devstack.py run      migrate, seed the demo account, run portal + worker
@@ -251,7 +251,7 @@ def run() -> int:
             env["REDIS_URL"] = redis.url
         _flask(["db", "upgrade"], env)
         credentials = _flask(["demo", "seed"], env, capture=True)
-        from config import DEFAULT_REDIS_NAMESPACE, worker_queues
+        from config import DEFAULT_REDIS_NAMESPACE, retry_queues, worker_queues
 
         namespace = env.get("FLEETHOOK_REDIS_NAMESPACE") or DEFAULT_REDIS_NAMESPACE
         commands = {
@@ -271,6 +271,15 @@ def run() -> int:
                 "--url", env["REDIS_URL"],
                 *worker_queues(namespace),
             ],
+            # Targets that failed lately drain here, so their timeouts cannot
+            # hold the worker healthy targets need.
+            "retry worker": [
+                str(BIN / "rq"), "worker",
+                "--worker-class", "worker.FleethookWorker",
+                "--url", env["REDIS_URL"],
+                *retry_queues(namespace),
+            ],
+            "sweeper": [str(BIN / "rq"), "cron", "outbox.cron_config", "--url", env["REDIS_URL"]],
         }  # fmt: skip
         for name, command in commands.items():
             children.append(

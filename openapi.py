@@ -64,6 +64,13 @@ def _path_id(name: str, description: str) -> dict[str, Any]:
 
 
 WEBHOOK_ID = _path_id("webhook_id", "The webhook's ID.")
+MESSAGE_ID = {
+    "name": "message_id",
+    "in": "path",
+    "required": True,
+    "description": "The message's webhook-id (msg_…).",
+    "schema": {"type": "string"},
+}
 NOT_FOUND = _problem("No such webhook in this account.")
 NULLABLE_STRING = {"type": ["string", "null"]}
 TIMESTAMP = {"type": "string", "format": "date-time"}
@@ -244,6 +251,51 @@ def _schemas() -> dict[str, Any]:
                 },
             ]
         },
+        "Message": {
+            "type": "object",
+            "required": ["id", "sequence", "event_type", "status", "attempts", "created_at"],
+            "properties": {
+                "id": {"type": "string", "description": "The webhook-id header it is sent with."},
+                "sequence": {"type": "integer", "minimum": 1},
+                "event_type": {"type": "string"},
+                "test": {"type": "boolean"},
+                "status": {"enum": ["pending", "sending", "delivered", "dead", "expired"]},
+                "attempts": {"type": "integer", "minimum": 0},
+                "last_status_code": {"type": ["integer", "null"]},
+                "last_latency_ms": {"type": ["integer", "null"]},
+                "last_error": NULLABLE_STRING,
+                "created_at": TIMESTAMP,
+                "next_attempt_at": NULLABLE_TIMESTAMP,
+                "finished_at": NULLABLE_TIMESTAMP,
+            },
+        },
+        "MessageDetail": {
+            "allOf": [
+                _ref("Message"),
+                {
+                    "type": "object",
+                    "properties": {
+                        "payload": _ref("Event"),
+                        "attempt_log": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "properties": {
+                                    "attempted_at": TIMESTAMP,
+                                    "outcome": {"type": "string"},
+                                    "status_code": {"type": ["integer", "null"]},
+                                    "duration_ms": {"type": "integer"},
+                                    "error": NULLABLE_STRING,
+                                    "request_headers": {"type": "object"},
+                                    "response_headers": {"type": ["object", "null"]},
+                                    "response_body": NULLABLE_STRING,
+                                },
+                            },
+                        },
+                    },
+                },
+            ]
+        },
         "WebhookCreate": {
             "type": "object",
             "required": ["event_type", "name", "url"],
@@ -370,6 +422,82 @@ def _paths() -> dict[str, Any]:
                 parameters=[WEBHOOK_ID],
             ),
         },  # fmt: skip
+        "/api/v1/webhooks/{webhook_id}/demo": {
+            "post": _operation(
+                'Send a test event ("test": true) through the real pipeline',
+                {"202": _json(_ref("Message"), "Queued."), "404": NOT_FOUND},
+                admin=True,
+                parameters=[WEBHOOK_ID],
+            )
+        },
+        "/api/v1/webhooks/{webhook_id}/messages": {
+            "get": _operation(
+                "The webhook's messages, newest first",
+                {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "required": ["messages", "next_cursor"],
+                            "properties": {
+                                "messages": {"type": "array", "items": _ref("Message")},
+                                "next_cursor": NULLABLE_STRING,
+                            },
+                        },
+                        "A page.",
+                    ),
+                    "404": NOT_FOUND,
+                    "422": _problem("status, limit or cursor is invalid."),
+                },
+                parameters=[
+                    WEBHOOK_ID,
+                    {
+                        "name": "status",
+                        "in": "query",
+                        "schema": {"enum": ["pending", "sending", "delivered", "dead", "expired"]},
+                    },
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "schema": {"type": "integer", "minimum": 1, "maximum": 200, "default": 50},
+                    },
+                    {"name": "cursor", "in": "query", "schema": {"type": "string"}},
+                ],
+            )
+        },
+        "/api/v1/webhooks/{webhook_id}/messages/{message_id}": {
+            "get": _operation(
+                "One message, its payload and every attempt",
+                {"200": _json(_ref("MessageDetail"), ""), "404": NOT_FOUND},
+                parameters=[WEBHOOK_ID, MESSAGE_ID],
+            )
+        },
+        "/api/v1/webhooks/{webhook_id}/messages/{message_id}/redeliver": {
+            "post": _operation(
+                "Send a finished message again (same webhook-id)",
+                {
+                    "202": _json(_ref("Message"), "Queued."),
+                    "404": NOT_FOUND,
+                    "409": _problem("The message is still on its way."),
+                },
+                admin=True,
+                parameters=[WEBHOOK_ID, MESSAGE_ID],
+            )
+        },
+        "/api/v1/webhooks/{webhook_id}/recover": {
+            "post": _operation(
+                "Send again every dead or expired message since a time",
+                {
+                    "202": _json(
+                        {"type": "object", "properties": {"recovered": {"type": "integer"}}},
+                        "Queued.",
+                    ),
+                    "404": NOT_FOUND,
+                },
+                body={"type": "object", "required": ["since"], "properties": {"since": TIMESTAMP}},
+                admin=True,
+                parameters=[WEBHOOK_ID],
+            )
+        },
         **{
             f"/api/v1/webhooks/{{webhook_id}}/{action}": {
                 "post": _operation(

@@ -76,10 +76,11 @@ def target_messages(
     return list(db.session.scalars(query.order_by(OutboxMessage.id.desc()).limit(limit)))
 
 
-def get_target_message(target_id: int, message_pk: int) -> OutboxMessage | None:
+def find_message(target_id: int, message_id: str) -> OutboxMessage | None:
+    """The target's message with this webhook-id; another target's finds nothing."""
     return db.session.scalar(
         select(OutboxMessage).where(
-            OutboxMessage.id == message_pk, OutboxMessage.target_id == target_id
+            OutboxMessage.message_id == message_id, OutboxMessage.target_id == target_id
         )
     )
 

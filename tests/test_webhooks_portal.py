@@ -240,7 +240,7 @@ def test_the_grid_is_a_fragment_for_htmx_and_polls_itself(admin, client):
     assert 'hx-get="/webhooks/"' in body and 'hx-swap="outerHTML"' in body
     # Buttons opening dialogs must not inherit the grid's outerHTML swap.
     openers = re.findall(r'<[^>]*hx-target="#dialog-host"[^>]*>', body)
-    assert len(openers) == 3 and all('hx-swap="innerHTML"' in o for o in openers)
+    assert len(openers) == 4 and all('hx-swap="innerHTML"' in o for o in openers)
     assert "HX-Request" in fragment.headers["Vary"]
     page = client.get(MANAGER).data.decode()
     assert "<html" in page and '<div id="webhooks-grid"' in page

@@ -3,6 +3,7 @@ list, create, read, change, delete, pause, resume, rotate the secret."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from flask import Response, jsonify, request, url_for
@@ -11,6 +12,8 @@ from api import ApiProblem, admin_only, api_blueprint, api_user, json_object
 from encryption import mask
 from errors import ValidationError, validation_problem
 from extensions import db
+from outbox.models import OPEN_STATUSES, MessageStatus, OutboxMessage
+from outbox.recovery import find_message, recover_since, redeliver, target_messages
 from webhooks.events import EVENT_TYPES, EventType, example_event
 from webhooks.lifecycle import (
     account_webhooks,
@@ -20,6 +23,7 @@ from webhooks.lifecycle import (
     pause_webhook,
     resume_webhook,
     rotate_secret,
+    send_demo,
     update_webhook,
 )
 from webhooks.models import Webhook
@@ -188,3 +192,114 @@ def rotate(webhook_id: int) -> Response:
     secret = rotate_secret(webhook)
     db.session.commit()
     return jsonify({**webhook_json(webhook), "secret": secret})
+
+
+def message_json(message: OutboxMessage, full: bool = False) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "id": message.message_id,
+        "sequence": message.sequence,
+        "event_type": message.event_type,
+        "test": message.is_test,
+        "status": message.status,
+        "attempts": message.attempts,
+        "last_status_code": message.last_status_code,
+        "last_latency_ms": message.last_latency_ms,
+        "last_error": message.last_error,
+        "created_at": _iso(message.created_at),
+        "next_attempt_at": _iso(message.next_attempt_at)
+        if message.status in OPEN_STATUSES
+        else None,
+        "finished_at": _iso(message.finished_at),
+    }
+    if full:
+        body["payload"] = message.payload
+        body["attempt_log"] = [
+            {
+                "attempted_at": _iso(a.attempted_at),
+                "outcome": a.outcome,
+                "status_code": a.status_code,
+                "duration_ms": a.duration_ms,
+                "error": a.error,
+                "request_headers": a.request_headers,
+                "response_headers": a.response_headers,
+                "response_body": a.response_body,
+            }
+            for a in message.attempt_records
+        ]
+    return body
+
+
+def _own_message(webhook: Webhook, message_id: str) -> OutboxMessage:
+    message = find_message(webhook.id, message_id)
+    if message is None:
+        raise ApiProblem(404, "Not Found", "No such message for this webhook.")
+    return message
+
+
+@bp.post("/webhooks/<int:webhook_id>/demo")
+@admin_only
+def demo(webhook_id: int) -> tuple[Response, int]:
+    """Send a test event of the webhook's type through the real pipeline."""
+    message = send_demo(_own_webhook(webhook_id))
+    db.session.commit()
+    return jsonify(message_json(message)), 202
+
+
+@bp.get("/webhooks/<int:webhook_id>/messages")
+def list_messages(webhook_id: int) -> Response | tuple[Response, int]:
+    """The webhook's messages, newest first (`status`, `limit`, `cursor`)."""
+    webhook = _own_webhook(webhook_id)
+    status = request.args.get("status")
+    try:
+        limit, cursor = _page_arguments()
+        if status is not None and status not in set(MessageStatus):
+            raise ValidationError({"status": ["One of: " + ", ".join(MessageStatus) + "."]})
+    except ValidationError as error:
+        return validation_problem(error.errors)
+    found = target_messages(webhook.id, status, before_id=cursor, limit=limit + 1)
+    page = found[:limit]
+    next_cursor = str(page[-1].id) if len(found) > limit else None
+    return jsonify({"messages": [message_json(m) for m in page], "next_cursor": next_cursor})
+
+
+@bp.get("/webhooks/<int:webhook_id>/messages/<message_id>")
+def get_message(webhook_id: int, message_id: str) -> Response:
+    """One message: its payload and every attempt."""
+    message = _own_message(_own_webhook(webhook_id), message_id)
+    return jsonify(message_json(message, full=True))
+
+
+@bp.post("/webhooks/<int:webhook_id>/messages/<message_id>/redeliver")
+@admin_only
+def redeliver_message(webhook_id: int, message_id: str) -> tuple[Response, int]:
+    """Send a delivered, dead or expired message again, with the same webhook-id."""
+    webhook = _own_webhook(webhook_id)
+    message = _own_message(webhook, message_id)
+    if not redeliver(webhook, message):
+        raise ApiProblem(409, "Conflict", "The message is still on its way; nothing to redo.")
+    db.session.commit()
+    db.session.refresh(message)
+    return jsonify(message_json(message)), 202
+
+
+@bp.post("/webhooks/<int:webhook_id>/recover")
+@admin_only
+def recover(webhook_id: int) -> tuple[Response, int]:
+    """Send again every dead or expired message since `since` (RFC 3339)."""
+    webhook = _own_webhook(webhook_id)
+    since = parse_since(json_object().get("since"))
+    if since is None:
+        return validation_problem({"since": ["An RFC 3339 time, e.g. 2026-05-14T00:00:00Z."]}), 422
+    count = recover_since(webhook, since)
+    db.session.commit()
+    return jsonify({"recovered": count}), 202
+
+
+def parse_since(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else None

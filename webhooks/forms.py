@@ -6,7 +6,16 @@ from __future__ import annotations
 from typing import Any
 
 from flask_wtf import FlaskForm
-from wtforms import BooleanField, EmailField, HiddenField, RadioField, SelectChoice, StringField
+from wtforms import (
+    BooleanField,
+    DateTimeLocalField,
+    EmailField,
+    HiddenField,
+    RadioField,
+    SelectChoice,
+    StringField,
+)
+from wtforms.validators import InputRequired
 
 from webhooks.events import EventType
 from webhooks.wire import ContentType
@@ -70,3 +79,11 @@ class WebhookForm(FlaskForm):
         elif header_value and not header_name:
             values["custom_header"] = {"name": "", "value": header_value}
         return values
+
+
+class RecoverForm(FlaskForm):
+    since = DateTimeLocalField(
+        "Recover dead and expired messages since (UTC)",
+        format="%Y-%m-%dT%H:%M",
+        validators=[InputRequired()],
+    )

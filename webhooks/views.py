@@ -4,6 +4,7 @@ page."""
 
 from __future__ import annotations
 
+from datetime import UTC
 from typing import Any
 
 from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
@@ -13,6 +14,14 @@ from flask_login import current_user, login_required
 from encryption import mask
 from errors import ValidationError
 from extensions import db
+from outbox.models import MessageStatus
+from outbox.recovery import (
+    find_message,
+    recover_since,
+    redeliver,
+    status_counts,
+    target_messages,
+)
 from portal import (
     EmptyForm,
     admin_required,
@@ -22,7 +31,7 @@ from portal import (
     show_errors,
 )
 from webhooks.events import EVENT_TYPES, EventType
-from webhooks.forms import WebhookForm
+from webhooks.forms import RecoverForm, WebhookForm
 from webhooks.lifecycle import (
     account_webhooks,
     create_webhook,
@@ -31,11 +40,12 @@ from webhooks.lifecycle import (
     pause_webhook,
     resume_webhook,
     rotate_secret,
+    send_demo,
     update_webhook,
 )
 from webhooks.models import Webhook
 from webhooks.url_safety import is_plain_http
-from webhooks.wire import ContentType, example_request
+from webhooks.wire import ContentType, encode_body, example_request
 
 bp = Blueprint("webhooks", __name__, url_prefix="/webhooks")
 
@@ -43,6 +53,9 @@ bp = Blueprint("webhooks", __name__, url_prefix="/webhooks")
 # dialog closes.
 CHANGED = "webhooks-changed"
 CLOSE_DIALOG = "close-dialog"
+# Messages shown in the live feed and per page of the messages panel.
+FEED_SIZE = 15
+MESSAGES_PAGE = 50
 
 
 def _event_type(key: str | None) -> EventType:
@@ -183,12 +196,20 @@ def example() -> str:
 def detail(webhook_id: int) -> str:
     """One webhook: its settings, its secret, its messages."""
     webhook = _own_webhook(webhook_id)
+    status = request.args.get("status")
+    if status not in set(MessageStatus):
+        status = None
     return render_template(
         "webhooks/detail.html",
         webhook=webhook,
         event_type=EVENT_TYPES[webhook.event_type],
         masked_header=mask(webhook.custom_header_value) if webhook.custom_header_value else None,
         button=EmptyForm(),
+        messages=target_messages(webhook.id, status, limit=MESSAGES_PAGE),
+        counts=status_counts(webhook.id),
+        status_filter=status,
+        statuses=list(MessageStatus),
+        recover_form=RecoverForm(),
     )
 
 
@@ -288,3 +309,76 @@ def delete(webhook_id: int) -> ResponseReturnValue:
     delete_webhook(webhook)
     db.session.commit()
     return _after_change(f"Webhook “{name}” deleted.")
+
+
+@bp.post("/<int:webhook_id>/demo")
+@admin_required
+def demo(webhook_id: int) -> Response:
+    """Demo: send a test event and open the live feed of the webhook's messages."""
+    webhook = _own_webhook(webhook_id)
+    send_demo(webhook)
+    db.session.commit()
+    return render_dialog(
+        "webhooks/_feed_panel.html",
+        f"Live feed · {webhook.name}",
+        trigger=CHANGED,
+        webhook=webhook,
+        messages=target_messages(webhook.id, limit=FEED_SIZE),
+    )
+
+
+@bp.get("/<int:webhook_id>/feed")
+@login_required
+def feed(webhook_id: int) -> str:
+    """The live feed: the latest messages as they are sent and answered."""
+    webhook = _own_webhook(webhook_id)
+    return render_template(
+        "webhooks/_feed.html",
+        webhook=webhook,
+        messages=target_messages(webhook.id, limit=FEED_SIZE),
+    )
+
+
+@bp.get("/<int:webhook_id>/messages/<message_id>")
+@login_required
+def message(webhook_id: int, message_id: str) -> str:
+    """One message: what was sent, and every attempt with its answer."""
+    webhook = _own_webhook(webhook_id)
+    found = find_message(webhook.id, message_id)
+    if found is None:
+        abort(404)
+    body = encode_body(found.payload, ContentType(webhook.content_type)).decode()
+    return render_template(
+        "webhooks/message.html", webhook=webhook, message=found, body=body, button=EmptyForm()
+    )
+
+
+@bp.post("/<int:webhook_id>/messages/<message_id>/redeliver")
+@admin_required
+def redeliver_message(webhook_id: int, message_id: str) -> ResponseReturnValue:
+    """Send a finished message again, with the same webhook-id."""
+    webhook = _own_webhook(webhook_id)
+    found = find_message(webhook.id, message_id)
+    if found is None:
+        abort(404)
+    if redeliver(webhook, found):
+        db.session.commit()
+        flash(f"{message_id} queued again.", "success")
+    else:
+        flash(f"{message_id} is still on its way.", "info")
+    return redirect(url_for("webhooks.detail", webhook_id=webhook.id))
+
+
+@bp.post("/<int:webhook_id>/recover")
+@admin_required
+def recover(webhook_id: int) -> ResponseReturnValue:
+    """Send again every dead or expired message since a time."""
+    webhook = _own_webhook(webhook_id)
+    form = RecoverForm()
+    if not form.validate_on_submit():
+        flash("Choose a date and time (UTC) to recover from.", "error")
+        return redirect(url_for("webhooks.detail", webhook_id=webhook.id))
+    count = recover_since(webhook, form.since.data.replace(tzinfo=UTC))
+    db.session.commit()
+    flash(f"{count} dead or expired messages queued again.", "success")
+    return redirect(url_for("webhooks.detail", webhook_id=webhook.id))
