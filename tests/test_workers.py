@@ -44,15 +44,15 @@ class Workers:
         self.redis_url = redis_url
         self.processes: list[subprocess.Popen[bytes]] = []
 
-    def start(self, count: int = 1) -> None:
+    def start(self, count: int = 1, queues: list[str] | None = None) -> None:
         env = {**os.environ, **SETTINGS, "REDIS_URL": self.redis_url}
+        listen = queues or [*worker_queues(NAMESPACE), *retry_queues(NAMESPACE)]
         for _ in range(count):
             name = f"{NAMESPACE}-worker-{len(self.processes)}-{os.getpid()}"
             self.processes.append(
                 subprocess.Popen(
                     [RQ, "worker", "--worker-class", "worker.FleethookWorker", "--url",
-                     self.redis_url, "--name", name, "--quiet",
-                     *worker_queues(NAMESPACE), *retry_queues(NAMESPACE)],
+                     self.redis_url, "--name", name, "--quiet", *listen],
                     cwd=ROOT, env=env, start_new_session=True,
                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                 )
@@ -180,3 +180,29 @@ def test_a_flushed_redis_loses_nothing_once_the_sweeper_runs(make_app, receiver,
 
             reset_database()
         private.stop()
+
+
+def test_a_black_holed_target_does_not_hold_up_a_healthy_one(app, receiver, workers):
+    account = make_user().account_id
+    webhook_to(account, receiver.url("/hang?seconds=30"))
+    healthy, _ = webhook_to(account, receiver.url("/ok/healthy"))
+    workers.start(1, worker_queues(NAMESPACE))
+    workers.start(1, retry_queues(NAMESPACE))
+    emit(account, 1)  # the black hole's first drain costs the main worker one read timeout
+    assert wait_until(lambda: len(receiver.requests_to("/ok/healthy")) == 1, 15)
+    time.sleep(1)
+    for n in range(2, 12):
+        emit(account, 1, start=n)
+        time.sleep(0.3)
+    assert wait_until(lambda: len(receiver.requests_to("/ok/healthy")) == 11, 15)
+    db.session.rollback()
+    latencies = [
+        (m.finished_at - m.created_at).total_seconds()
+        for m in db.session.scalars(
+            select(OutboxMessage).where(OutboxMessage.target_id == healthy.id)
+        )
+        if m.sequence > 1
+    ]
+    # The black hole now drains from the retries queue: healthy deliveries never
+    # wait for its 2-second read timeouts.
+    assert max(latencies) < 1.5, latencies
