@@ -15,7 +15,7 @@ from typing import Any
 
 from flask import current_app
 from rq import get_current_job
-from sqlalchemy import update
+from sqlalchemy import bindparam, insert, update
 
 from database import utcnow
 from extensions import db, redis_client
@@ -28,7 +28,7 @@ from outbox.claims import (
     release_messages,
     rows_changed,
 )
-from outbox.metrics import record_delivery, record_drain
+from outbox.metrics import record_deliveries, record_drain
 from outbox.models import DeliveryAttempt, MessageStatus, OutboxMessage, Target, TargetStatus
 from outbox.queues import again_key, drain_job_id, nudge, queue_for
 from outbox.registry import Result, kind_of
@@ -101,74 +101,107 @@ def _follow_up(target_id: int) -> None:
 def record_results(
     target: Target, owner: str, messages: Sequence[OutboxMessage], results: Sequence[Result]
 ) -> None:
-    """Write each attempt and the message's new state — only while this drain's
-    lease on the message holds (fencing) — and keep the target's status and Queue
-    Depth in step, all in one transaction."""
+    """Write every attempt and each message's new state — only for messages this
+    drain's lease still holds (fencing) — and keep the target's status and Queue
+    Depth in step, in one transaction with one statement per kind of change."""
     now = utcnow()
     retention = current_app.config["FLEETHOOK_RETENTION"]
-    finished = 0
+    fence = (OutboxMessage.lease_owner == owner, OutboxMessage.lease_expires_at > now)
+    released = {"lease_owner": None, "lease_expires_at": None}
+    pairs = list(zip(messages, results, strict=True))
+    recorded: list[tuple[OutboxMessage, Result, str]] = []
+
+    delivered = [(m, r) for m, r in pairs if r.delivered]
+    if delivered:
+        won = set(
+            db.session.scalars(
+                update(OutboxMessage)
+                .where(OutboxMessage.id.in_([m.id for m, _ in delivered]), *fence)
+                .values(
+                    status=MessageStatus.DELIVERED,
+                    finished_at=now,
+                    attempts=OutboxMessage.attempts + 1,
+                    last_error=None,
+                    **released,
+                )
+                .returning(OutboxMessage.id)
+                .execution_options(synchronize_session=False)
+            )
+        )
+        # Status code and latency differ per message; written in one executemany.
+        details = [
+            {"b_id": m.id, "b_code": r.status_code, "b_ms": r.duration_ms}
+            for m, r in delivered
+            if m.id in won
+        ]
+        if details:
+            db.session.connection().execute(
+                update(OutboxMessage.__table__)
+                .where(OutboxMessage.__table__.c.id == bindparam("b_id"))
+                .values(last_status_code=bindparam("b_code"), last_latency_ms=bindparam("b_ms")),
+                details,
+            )
+        recorded += [(m, r, "delivered") for m, r in delivered if m.id in won]
+
     last_failure: Result | None = None
-    for message, result in zip(messages, results, strict=True):
-        attempts = message.attempts + 1
+    for message, result in pairs:
         if result.delivered:
-            values: dict[str, Any] = {"status": MessageStatus.DELIVERED, "finished_at": now}
-            finished += 1
-        elif now - message.retain_from > retention:
-            values = {"status": MessageStatus.DEAD, "finished_at": now}
-            finished += 1
+            continue
+        attempts = message.attempts + 1
+        if now - message.retain_from > retention:
+            values: dict[str, Any] = {"status": MessageStatus.DEAD, "finished_at": now}
         else:
             values = {
                 "status": MessageStatus.PENDING,
                 "next_attempt_at": next_attempt_at(attempts, result.retry_after, now),
             }
-        fenced = rows_changed(
-            db.session.execute(
-                update(OutboxMessage)
-                .where(
-                    OutboxMessage.id == message.id,
-                    OutboxMessage.lease_owner == owner,
-                    OutboxMessage.lease_expires_at > now,
-                )
-                .values(
-                    attempts=attempts,
-                    lease_owner=None,
-                    lease_expires_at=None,
-                    last_status_code=result.status_code,
-                    last_latency_ms=result.duration_ms,
-                    last_error=result.error,
-                    **values,
-                )
-                .execution_options(synchronize_session=False)
+        changed = db.session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.id == message.id, *fence)
+            .values(
+                attempts=attempts,
+                last_status_code=result.status_code,
+                last_latency_ms=result.duration_ms,
+                last_error=result.error,
+                **released,
+                **values,
             )
+            .execution_options(synchronize_session=False)
         )
-        if fenced != 1:
-            log.warning("lease lost: not recording %s for target %s", message.message_id, target.id)
-            if values["status"] != MessageStatus.PENDING:
-                finished -= 1
-            continue
-        db.session.add(
-            DeliveryAttempt(
-                message_id=message.id,
-                attempted_at=now,
-                outcome=values["status"].value if result.delivered else _failure_kind(result),
-                status_code=result.status_code,
-                duration_ms=result.duration_ms,
-                error=result.error,
-                request_headers=result.request_headers,
-                response_headers=result.response_headers,
-                response_body=result.response_body,
-            )
-        )
-        record_delivery(result, target.kind)
-        log.info(
-            "delivery webhook-id=%s target=%s outcome=%s status=%s ms=%s",
-            message.message_id, target.id, "delivered" if result.delivered else "failed",
-            result.status_code, result.duration_ms,
-        )  # fmt: skip
-        if not result.delivered:
+        if rows_changed(changed) == 1:
+            recorded.append((message, result, values["status"].value))
             last_failure = result
-    _update_target(target, finished, last_failure, results, now)
+
+    lost = len(pairs) - len(recorded)
+    if lost:
+        log.warning("lease lost: %s results not recorded for target %s", lost, target.id)
+    if recorded:
+        db.session.execute(
+            insert(DeliveryAttempt),
+            [
+                {
+                    "message_id": m.id,
+                    "attempted_at": now,
+                    "outcome": "delivered" if r.delivered else _failure_kind(r),
+                    "status_code": r.status_code,
+                    "duration_ms": r.duration_ms,
+                    "error": r.error,
+                    "request_headers": r.request_headers,
+                    "response_headers": r.response_headers,
+                    "response_body": r.response_body,
+                }
+                for m, r, _ in recorded
+            ],
+        )
+    finished = sum(1 for _, _, status in recorded if status != MessageStatus.PENDING)
+    _update_target(target, finished, last_failure, [r for _, r, _ in recorded], now)
     db.session.commit()
+    record_deliveries([r for _, r, _ in recorded], target.kind)
+    for message, result, status in recorded:
+        log.info(
+            "delivery webhook-id=%s target=%s outcome=%s http=%s ms=%s",
+            message.message_id, target.id, status, result.status_code, result.duration_ms,
+        )  # fmt: skip
 
 
 def _failure_kind(result: Result) -> str:

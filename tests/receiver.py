@@ -27,6 +27,7 @@ class Received:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, like real receivers
+    disable_nagle_algorithm = True  # else delayed ACKs add 40 ms to every answer
     server: ReceiverServer
 
     def log_message(self, *args: object) -> None:

@@ -147,6 +147,9 @@ class WebhookKind:
     kind = "webhook"
     queue = DELIVERIES
 
+    def __init__(self) -> None:
+        self._sessions: dict[tuple[Any, ...], requests.Session] = {}
+
     def payload_for(self, target: Target, event: Any) -> dict[str, Any] | None:
         if not isinstance(target, Webhook) or not isinstance(event, DetectedEvent):
             return None
@@ -158,12 +161,25 @@ class WebhookKind:
         assert isinstance(target, Webhook)
         secrets = signing_secrets(target)
         results: list[Result] = []
-        with http_session() as session:
-            for message in messages:
-                if results and time.monotonic() > stop_at:
-                    break
-                result = post(session, target, message, secrets)
-                results.append(result)
-                if not result.delivered:
-                    break  # later messages wait behind this one
+        session = self._session()
+        for message in messages:
+            if results and time.monotonic() > stop_at:
+                break
+            result = post(session, target, message, secrets)
+            results.append(result)
+            if not result.delivered:
+                break  # later messages wait behind this one
         return results
+
+    def _session(self) -> requests.Session:
+        # One keep-alive session per process and settings (RQ runs one job at a
+        # time in a process): connections survive from one batch and drain to the next.
+        config = current_app.config
+        settings = (
+            config["FLEETHOOK_ALLOW_LOCAL_NETWORK"],
+            config["FLEETHOOK_CONNECT_TIMEOUT"],
+            config["FLEETHOOK_READ_TIMEOUT"],
+        )
+        if settings not in self._sessions:
+            self._sessions[settings] = http_session()
+        return self._sessions[settings]
