@@ -125,14 +125,23 @@ def load_config(environ: Mapping[str, str], instance_path: str) -> dict[str, Any
     except ValueError:
         raise ConfigError("FLEETHOOK_TRUSTED_PROXIES must be a whole number") from None
 
+    connect_timeout = _number(environ, "FLEETHOOK_CONNECT_TIMEOUT", 5)
+    read_timeout = _number(environ, "FLEETHOOK_READ_TIMEOUT", 15)
+    lease_seconds = _number(environ, "FLEETHOOK_LEASE_SECONDS", 60)
+    if lease_seconds < connect_timeout + read_timeout + 2:
+        raise ConfigError(
+            "FLEETHOOK_LEASE_SECONDS must be at least FLEETHOOK_CONNECT_TIMEOUT + "
+            "FLEETHOOK_READ_TIMEOUT + 2, so a claim outlasts the slowest request"
+        )
+
     return {
         # Delivery (see README, "Delivery").
         "FLEETHOOK_RETENTION": timedelta(hours=_number(environ, "FLEETHOOK_RETENTION_HOURS", 72)),
-        "FLEETHOOK_CONNECT_TIMEOUT": _number(environ, "FLEETHOOK_CONNECT_TIMEOUT", 5),
-        "FLEETHOOK_READ_TIMEOUT": _number(environ, "FLEETHOOK_READ_TIMEOUT", 15),
+        "FLEETHOOK_CONNECT_TIMEOUT": connect_timeout,
+        "FLEETHOOK_READ_TIMEOUT": read_timeout,
         "FLEETHOOK_QUEUE_DEPTH_CAP": int(_number(environ, "FLEETHOOK_QUEUE_DEPTH_CAP", 5000)),
         "FLEETHOOK_SWEEP_SECONDS": int(_number(environ, "FLEETHOOK_SWEEP_SECONDS", 5)),
-        "FLEETHOOK_LEASE_SECONDS": _number(environ, "FLEETHOOK_LEASE_SECONDS", 60),
+        "FLEETHOOK_LEASE_SECONDS": lease_seconds,
         "FLEETHOOK_SMTP_URL": environ.get("FLEETHOOK_SMTP_URL", ""),
         "FLEETHOOK_MAIL_FROM": environ.get("FLEETHOOK_MAIL_FROM", "fleethook@localhost"),
         "FLEETHOOK_ENV": env,

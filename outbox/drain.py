@@ -66,12 +66,13 @@ def drain_target(target_id: int) -> dict[str, Any]:
                 if redis_client().getdel(again_key(target_id)):
                     continue
                 break
-            # Stop sending while the leases still cover the slowest possible request.
+            # Start no request the lease would not outlast (config.py keeps the lease
+            # longer than the slowest request).
             slowest = (
                 current_app.config["FLEETHOOK_CONNECT_TIMEOUT"]
                 + current_app.config["FLEETHOOK_READ_TIMEOUT"]
             )
-            stop_at = min(budget_ends, claimed_at + lease().total_seconds() - slowest - 5)
+            stop_at = min(budget_ends, claimed_at + lease().total_seconds() - slowest - 1)
             results = kind_of(target).send(target, batch, stop_at)
             record_results(target, owner, batch[: len(results)], results)
             release_messages([m.id for m in batch[len(results) :]], owner)
@@ -95,7 +96,9 @@ def _follow_up(target_id: int) -> None:
     if asked_again or has_due_messages(target_id, utcnow()):
         job = get_current_job()
         i_am_follow_up = job is not None and job.id == drain_job_id(target_id, follow_up=True)
-        nudge(target_id, queue_for(target), follow_up=not i_am_follow_up)
+        # This drain held the target until now, so a job under the other id that
+        # is not waiting in a queue is a crashed one: replace it.
+        nudge(target_id, queue_for(target), follow_up=not i_am_follow_up, replace_stale=True)
 
 
 def record_results(

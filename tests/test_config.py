@@ -98,3 +98,8 @@ def test_factory_takes_test_config_over_environment(make_app):
     app = make_app(LOGIN_FAILURE_LIMIT="2 per minute")
     assert app.config["LOGIN_FAILURE_LIMIT"] == "2 per minute"
     assert app.config["TESTING"] is True
+
+
+def test_a_lease_shorter_than_the_slowest_request_is_refused(tmp_path):
+    with pytest.raises(ConfigError, match="FLEETHOOK_LEASE_SECONDS"):
+        load_config(production(FLEETHOOK_LEASE_SECONDS="10"), str(tmp_path))

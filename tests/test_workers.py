@@ -28,12 +28,15 @@ from tests.test_delivery import emit, webhook_to
 RQ = str(Path(sys.executable).parent / "rq")
 SETTINGS = {
     "FLEETHOOK_ALLOW_LOCAL_NETWORK": "1",
-    "FLEETHOOK_LEASE_SECONDS": "3",
+    "FLEETHOOK_LEASE_SECONDS": "6",
     "FLEETHOOK_CONNECT_TIMEOUT": "1",
     "FLEETHOOK_READ_TIMEOUT": "2",
 }
 pytestmark = pytest.mark.app_config(
-    FLEETHOOK_ALLOW_LOCAL_NETWORK=True, FLEETHOOK_LEASE_SECONDS=3, FLEETHOOK_READ_TIMEOUT=2
+    FLEETHOOK_ALLOW_LOCAL_NETWORK=True,
+    FLEETHOOK_LEASE_SECONDS=6,
+    FLEETHOOK_CONNECT_TIMEOUT=1,
+    FLEETHOOK_READ_TIMEOUT=2,
 )
 
 
@@ -97,6 +100,23 @@ def delivered_count() -> int:
     return db.session.scalar(select(func.count()).where(OutboxMessage.status == "delivered"))
 
 
+def _state() -> str:
+    """What the database holds, for a failure message."""
+    from outbox.models import Target
+
+    db.session.rollback()
+    rows = db.session.execute(
+        select(OutboxMessage.target_id, OutboxMessage.status, func.count()).group_by(
+            OutboxMessage.target_id, OutboxMessage.status
+        )
+    ).all()
+    targets = [
+        (t.id, t.status, t.drain_owner, t.drain_expires_at)
+        for t in db.session.scalars(select(Target))
+    ]
+    return f"messages {rows}; targets {targets}; sweep {sweep()}"
+
+
 def wait_until(condition, seconds: float, every: float = 0.2) -> bool:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -129,10 +149,9 @@ def test_a_killed_worker_loses_nothing(app, receiver, workers):
     killed_at = len(receiver.requests_to("/slow"))
     assert killed_at < 500
     workers.start(1)
-    # The dead worker's leases expire (3 s here), then the sweeper hands the work on.
-    time.sleep(3.5)
-    sweep()
-    assert wait_until(lambda: delivered_count() == 500, 90), delivered_count()
+    # The dead worker's leases expire (6 s here); the sweeper, which `rq cron` runs
+    # every few seconds, then hands the work on.
+    assert wait_until(lambda: sweep() and delivered_count() == 500, 90, every=1), delivered_count()
     got = receiver.requests_to("/slow")
     by_id = defaultdict(list)
     for request in got:
@@ -150,7 +169,11 @@ def test_a_killed_worker_loses_nothing(app, receiver, workers):
 def test_a_flushed_redis_loses_nothing_once_the_sweeper_runs(make_app, receiver, tmp_path):
     private = RedisServer(tmp_path / "redis").start()  # FLUSHALL must not touch a shared Redis
     app = make_app(
-        REDIS_URL=private.url, FLEETHOOK_ALLOW_LOCAL_NETWORK=True, FLEETHOOK_LEASE_SECONDS=3
+        REDIS_URL=private.url,
+        FLEETHOOK_ALLOW_LOCAL_NETWORK=True,
+        FLEETHOOK_LEASE_SECONDS=6,
+        FLEETHOOK_CONNECT_TIMEOUT=1,
+        FLEETHOOK_READ_TIMEOUT=2,
     )
     pool = Workers(private.url)
     try:
@@ -165,10 +188,11 @@ def test_a_flushed_redis_loses_nothing_once_the_sweeper_runs(make_app, receiver,
             from extensions import redis_client
 
             redis_client().flushall()  # queued drains, the running job's record: gone
-            time.sleep(4)  # the running drain stops or ends; its leases expire (3 s)
+            time.sleep(7)  # the running drain stops or ends; its leases expire (6 s)
             lost = 600 - delivered_count()
             assert lost > 0, "the flush should have stranded messages"
-            assert wait_until(lambda: sweep() and delivered_count() == 600, 60, every=2)
+            recovered = wait_until(lambda: sweep() and delivered_count() == 600, 60, every=2)
+            assert recovered, _state()
             counts = Counter(r.path for r in receiver.received)
             assert counts["/ok/0"] == counts["/ok/1"] == 200
             assert len({r.headers["webhook-id"] for r in receiver.received}) == 600
