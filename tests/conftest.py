@@ -29,6 +29,7 @@ from accounts.users import add_user, create_account
 from app import create_app
 from devstack import RedisServer
 from extensions import db, redis_client
+from tests.receiver import ReceiverServer, start_receiver
 
 ROOT = Path(__file__).resolve().parent.parent
 NAMESPACE = f"fhtest-{uuid.uuid4().hex[:10]}"
@@ -162,6 +163,15 @@ def app(make_app: Any, request: pytest.FixtureRequest) -> Iterator[Flask]:
         yield app
         reset_database()
         delete_namespace(redis_client(), NAMESPACE)
+
+
+@pytest.fixture
+def receiver() -> Iterator[ReceiverServer]:
+    """A real HTTP receiver on loopback (tests/receiver.py)."""
+    server = start_receiver()
+    yield server
+    server.shutdown()
+    server.server_close()
 
 
 @pytest.fixture

@@ -28,21 +28,12 @@ from outbox.recovery import recover_since, redeliver
 from outbox.registry import Result
 from outbox.sweeper import close_old_messages, sweep
 from tests.conftest import NAMESPACE, make_user
-from tests.receiver import start_receiver
 from webhooks.events import EVENT_TYPES, EXAMPLE_VEHICLE, DetectedEvent
 from webhooks.lifecycle import create_webhook, pause_webhook, resume_webhook, rotate_secret
 
 pytestmark = pytest.mark.app_config(
     FLEETHOOK_ALLOW_LOCAL_NETWORK=True, FLEETHOOK_CONNECT_TIMEOUT=1, FLEETHOOK_READ_TIMEOUT=1
 )
-
-
-@pytest.fixture
-def receiver():
-    server = start_receiver()
-    yield server
-    server.shutdown()
-    server.server_close()
 
 
 @pytest.fixture

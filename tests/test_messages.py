@@ -13,18 +13,9 @@ from extensions import db
 from outbox.drain import drain_target
 from outbox.models import OutboxMessage
 from tests.conftest import HTMX, bearer, make_user
-from tests.receiver import start_receiver
 from tests.test_delivery import emit, webhook_to
 
 pytestmark = pytest.mark.app_config(FLEETHOOK_ALLOW_LOCAL_NETWORK=True, FLEETHOOK_READ_TIMEOUT=1)
-
-
-@pytest.fixture
-def receiver():
-    server = start_receiver()
-    yield server
-    server.shutdown()
-    server.server_close()
 
 
 @pytest.fixture

@@ -22,7 +22,6 @@ from extensions import db
 from outbox.models import OutboxMessage
 from outbox.sweeper import sweep
 from tests.conftest import NAMESPACE, ROOT, make_user
-from tests.receiver import start_receiver
 from tests.test_delivery import emit, webhook_to
 
 RQ = str(Path(sys.executable).parent / "rq")
@@ -78,14 +77,6 @@ class Workers:
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
-
-
-@pytest.fixture
-def receiver():
-    server = start_receiver()
-    yield server
-    server.shutdown()
-    server.server_close()
 
 
 @pytest.fixture
