@@ -10,7 +10,7 @@ from urllib.parse import unquote, urlsplit
 
 from flask import current_app
 
-from extensions import queue
+from extensions import db, queue
 from outbox.models import Target
 
 log = logging.getLogger(__name__)
@@ -25,8 +25,6 @@ def alert_auto_paused(target: Target) -> None:
 
 def send_auto_pause_email(target_id: int) -> None:
     """Job: email the contact address of an auto-paused webhook."""
-    from extensions import db
-
     target = db.session.get(Target, target_id)
     contact = getattr(target, "contact_email", None)
     if target is None or not contact:
