@@ -1,0 +1,145 @@
+"""Landmark shapes: a circle ({"latitude", "longitude", "radius_m"}) or a GeoJSON
+Polygon (holes allowed), checked on the way in, tested for containing a point, and
+drawn as a small SVG.
+
+Containment rules: a point on a polygon's edge is inside (so is one on a hole's
+edge, which is the polygon's boundary too); a circle contains the points whose
+great-circle distance to its centre is at most its radius."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from shapely.geometry import Point, Polygon, shape
+from shapely.validation import explain_validity
+
+EARTH_RADIUS_M = 6_371_008.8  # mean Earth radius (IUGG)
+MAX_RADIUS_M = 100_000
+MAX_POLYGON_POINTS = 10_000
+
+
+class ShapeError(ValueError):
+    """A landmark shape that cannot be used, with the reason in words."""
+
+
+def distance_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    """Great-circle (haversine) distance in metres."""
+    phi1, phi2 = math.radians(lat1), math.radians(lat2)
+    dphi, dlambda = phi2 - phi1, math.radians(lon2 - lon1)
+    a = math.sin(dphi / 2) ** 2 + math.cos(phi1) * math.cos(phi2) * math.sin(dlambda / 2) ** 2
+    return 2 * EARTH_RADIUS_M * math.asin(math.sqrt(a))
+
+
+def _coordinate(value: Any, name: str, low: float, high: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ShapeError(f"{name} must be a number.")
+    if not low <= value <= high:
+        raise ShapeError(f"{name} must be between {low:g} and {high:g}.")
+    return float(value)
+
+
+@dataclass(frozen=True)
+class Circle:
+    latitude: float
+    longitude: float
+    radius_m: float
+
+    def contains(self, latitude: float, longitude: float) -> bool:
+        return distance_m(self.latitude, self.longitude, latitude, longitude) <= self.radius_m
+
+    def bounds(self) -> tuple[float, float, float, float]:
+        """(min lon, min lat, max lon, max lat), a little generous."""
+        dlat = math.degrees(self.radius_m / EARTH_RADIUS_M)
+        dlon = dlat / max(math.cos(math.radians(self.latitude)), 1e-6)
+        return (self.longitude - dlon, self.latitude - dlat, self.longitude + dlon,
+                self.latitude + dlat)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Area:
+    polygon: Polygon
+
+    def contains(self, latitude: float, longitude: float) -> bool:
+        return bool(self.polygon.covers(Point(longitude, latitude)))
+
+    def bounds(self) -> tuple[float, float, float, float]:
+        min_x, min_y, max_x, max_y = self.polygon.bounds
+        return (min_x, min_y, max_x, max_y)
+
+
+Shape = Circle | Area
+
+
+def parse_circle(value: Any) -> Circle:
+    if not isinstance(value, Mapping) or set(value) != {"latitude", "longitude", "radius_m"}:
+        raise ShapeError('A circle is {"latitude": …, "longitude": …, "radius_m": …}.')
+    radius = value["radius_m"]
+    if isinstance(radius, bool) or not isinstance(radius, int | float):
+        raise ShapeError("radius_m must be a number of metres.")
+    if not 1 <= radius <= MAX_RADIUS_M:
+        raise ShapeError(f"radius_m must be between 1 and {MAX_RADIUS_M:,} metres.")
+    return Circle(
+        _coordinate(value["latitude"], "latitude", -90, 90),
+        _coordinate(value["longitude"], "longitude", -180, 180),
+        float(radius),
+    )
+
+
+def parse_polygon(value: Any) -> Area:
+    """A GeoJSON Polygon: [longitude, latitude] rings, the first the outline, the
+    rest holes; each ring closed (first point repeated last)."""
+    if not isinstance(value, Mapping) or value.get("type") != "Polygon":
+        raise ShapeError('A polygon is GeoJSON: {"type": "Polygon", "coordinates": [rings]}.')
+    rings = value.get("coordinates")
+    if not isinstance(rings, list) or not rings:
+        raise ShapeError("coordinates must be a list of rings, the outline first.")
+    points = 0
+    for ring in rings:
+        if not isinstance(ring, list) or len(ring) < 4:
+            raise ShapeError("Each ring needs at least 4 positions, the first repeated last.")
+        for position in ring:
+            if not isinstance(position, list) or len(position) < 2:
+                raise ShapeError("A position is [longitude, latitude].")
+            _coordinate(position[0], "longitude", -180, 180)
+            _coordinate(position[1], "latitude", -90, 90)
+        if ring[0][:2] != ring[-1][:2]:
+            raise ShapeError("Each ring must end where it starts.")
+        points += len(ring)
+    if points > MAX_POLYGON_POINTS:
+        raise ShapeError(f"At most {MAX_POLYGON_POINTS:,} positions in all.")
+    polygon = shape({"type": "Polygon", "coordinates": rings})
+    if not polygon.is_valid:
+        raise ShapeError(f"The polygon is not valid: {explain_validity(polygon)}.")
+    if polygon.area == 0:
+        raise ShapeError("The polygon has no area.")
+    return Area(polygon)
+
+
+def svg(shape_: Shape, size: int = 120) -> str:
+    """A small SVG of the shape (north up), for the landmark pages."""
+    min_x, min_y, max_x, max_y = shape_.bounds()
+    span = max(max_x - min_x, max_y - min_y) or 1.0
+    pad = span * 0.1
+
+    def xy(lon: float, lat: float) -> str:
+        x = (lon - min_x + pad) / (span + 2 * pad) * size
+        y = (max_y - lat + pad) / (span + 2 * pad) * size
+        return f"{x:.1f},{y:.1f}"
+
+    if isinstance(shape_, Circle):
+        centre = xy(shape_.longitude, shape_.latitude).split(",")
+        radius = (shape_.bounds()[3] - shape_.latitude) / (span + 2 * pad) * size
+        body = f'<circle cx="{centre[0]}" cy="{centre[1]}" r="{radius:.1f}"/>'
+    else:
+        rings = [shape_.polygon.exterior, *shape_.polygon.interiors]
+        path = " ".join(
+            "M" + " L".join(xy(lon, lat) for lon, lat in ring.coords) + " Z" for ring in rings
+        )
+        body = f'<path d="{path}" fill-rule="evenodd"/>'
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {size} {size}" '
+        f'width="{size}" height="{size}" class="landmark-shape" role="img">{body}</svg>'
+    )
