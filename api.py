@@ -12,7 +12,7 @@ from werkzeug.exceptions import BadRequest, HTTPException
 
 from accounts.models import ApiToken, User
 from accounts.tokens import find_active_token
-from errors import problem
+from errors import ValidationError, problem
 from extensions import csrf
 
 API_PREFIX = "/api/v1"
@@ -83,3 +83,22 @@ def json_object() -> dict[str, Any]:
     if not isinstance(body, dict):
         raise ApiProblem(400, "Bad Request", "The body must be a JSON object.")
     return body
+
+
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 200
+
+
+def page_arguments() -> tuple[int, int | None]:
+    """`limit` (1–200, default 50) and `cursor` (the last id of the previous page)."""
+    errors: dict[str, list[str]] = {}
+    limit_text = request.args.get("limit", str(DEFAULT_PAGE_SIZE))
+    cursor_text = request.args.get("cursor")
+    limit = int(limit_text) if limit_text.isdigit() else 0
+    if not 1 <= limit <= MAX_PAGE_SIZE:
+        errors["limit"] = [f"A whole number from 1 to {MAX_PAGE_SIZE}."]
+    if cursor_text is not None and not cursor_text.isdigit():
+        errors["cursor"] = ["Pass the next_cursor of the previous page, unchanged."]
+    if errors:
+        raise ValidationError(errors)
+    return limit, int(cursor_text) if cursor_text is not None else None

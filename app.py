@@ -56,6 +56,7 @@ def _register_target_kinds() -> None:
 def _register_blueprints(app: Flask) -> None:
     from accounts import api as accounts_api
     from accounts import views as accounts_views
+    from fleet import api as fleet_api
     from health import bp as health_bp
     from openapi import bp as openapi_bp
     from outbox.metrics import bp as metrics_bp
@@ -69,6 +70,7 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(accounts_api.bp)
     app.register_blueprint(webhooks_views.bp)
     app.register_blueprint(webhooks_api.bp)
+    app.register_blueprint(fleet_api.bp)
 
 
 def _register_commands(app: Flask) -> None:

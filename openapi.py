@@ -64,6 +64,11 @@ def _path_id(name: str, description: str) -> dict[str, Any]:
 
 
 WEBHOOK_ID = _path_id("webhook_id", "The webhook's ID.")
+PAGE_PARAMETERS = [
+    {"name": "limit", "in": "query",
+     "schema": {"type": "integer", "minimum": 1, "maximum": 200, "default": 50}},
+    {"name": "cursor", "in": "query", "schema": {"type": "string"}},
+]  # fmt: skip
 MESSAGE_ID = {
     "name": "message_id",
     "in": "path",
@@ -296,6 +301,70 @@ def _schemas() -> dict[str, Any]:
                 },
             ]
         },
+        "Vehicle": {
+            "type": "object",
+            "required": ["id", "name", "vin"],
+            "properties": {
+                "id": {"type": "integer"},
+                "name": {"type": "string", "maxLength": 100},
+                "vin": {"type": "string", "pattern": "^[A-HJ-NPR-Z0-9]{17}$"},
+                "plate": NULLABLE_STRING,
+                "group": NULLABLE_STRING,
+                "odometer_mi": {"type": ["number", "null"]},
+                "engine_hours": {"type": ["number", "null"]},
+                "fuel_level_pct": {"type": ["number", "null"]},
+                "created_at": TIMESTAMP,
+                "warnings": {"type": "array", "items": {"type": "string"}},
+            },
+        },
+        "VehicleCreate": {
+            "type": "object",
+            "required": ["name", "vin"],
+            "additionalProperties": False,
+            "properties": {
+                "name": {"type": "string", "minLength": 1, "maxLength": 100},
+                "vin": {"type": "string", "description": "17 characters, no I, O or Q."},
+                "plate": {"type": ["string", "null"], "maxLength": 20},
+                "group": {"type": ["string", "null"], "maxLength": 60},
+            },
+        },
+        "Circle": {
+            "type": "object",
+            "required": ["latitude", "longitude", "radius_m"],
+            "properties": {
+                "latitude": {"type": "number", "minimum": -90, "maximum": 90},
+                "longitude": {"type": "number", "minimum": -180, "maximum": 180},
+                "radius_m": {"type": "number", "minimum": 1, "maximum": 100000},
+            },
+        },
+        "Polygon": {
+            "type": "object",
+            "description": "GeoJSON Polygon: [longitude, latitude] rings, outline first, "
+            "then holes; each ring closed.",
+            "required": ["type", "coordinates"],
+            "properties": {"type": {"const": "Polygon"}, "coordinates": {"type": "array"}},
+        },
+        "Landmark": {
+            "type": "object",
+            "required": ["id", "name"],
+            "properties": {
+                "id": {"type": "integer"},
+                "name": {"type": "string"},
+                "circle": _ref("Circle"),
+                "polygon": _ref("Polygon"),
+                "created_at": TIMESTAMP,
+            },
+        },
+        "LandmarkCreate": {
+            "type": "object",
+            "required": ["name"],
+            "additionalProperties": False,
+            "properties": {
+                "name": {"type": "string", "minLength": 1, "maxLength": 100},
+                "circle": _ref("Circle"),
+                "polygon": _ref("Polygon"),
+            },
+        },
         "WebhookCreate": {
             "type": "object",
             "required": ["event_type", "name", "url"],
@@ -421,6 +490,34 @@ def _paths() -> dict[str, Any]:
                 admin=True,
                 parameters=[WEBHOOK_ID],
             ),
+        },  # fmt: skip
+        **{
+            f"/api/v1/{plural}": {
+                "get": _operation(
+                    f"The account's {plural}, by id, a page at a time",
+                    {
+                        "200": _json(
+                            {
+                                "type": "object",
+                                "properties": {
+                                    plural: {"type": "array", "items": _ref(schema)},
+                                    "next_cursor": NULLABLE_STRING,
+                                },
+                            },
+                            "A page.",
+                        ),
+                        "422": _problem("limit or cursor is invalid."),
+                    },
+                    parameters=PAGE_PARAMETERS,
+                ),
+                "post": _operation(
+                    f"Add a {plural[:-1]}",
+                    {"201": _json(_ref(schema), "Added.")},
+                    body=_ref(f"{schema}Create"),
+                    admin=True,
+                ),
+            }
+            for plural, schema in (("vehicles", "Vehicle"), ("landmarks", "Landmark"))
         },  # fmt: skip
         "/api/v1/webhooks/{webhook_id}/demo": {
             "post": _operation(

@@ -8,7 +8,7 @@ from typing import Any
 
 from flask import Response, jsonify, request, url_for
 
-from api import ApiProblem, admin_only, api_blueprint, api_user, json_object
+from api import ApiProblem, admin_only, api_blueprint, api_user, json_object, page_arguments
 from encryption import mask
 from errors import ValidationError, validation_problem
 from extensions import db
@@ -29,9 +29,6 @@ from webhooks.lifecycle import (
 from webhooks.models import Webhook
 
 bp = api_blueprint("webhooks_api", __name__)
-
-DEFAULT_PAGE_SIZE = 50
-MAX_PAGE_SIZE = 200
 
 
 def _iso(value: Any) -> str | None:
@@ -89,20 +86,6 @@ def _own_webhook(webhook_id: int) -> Webhook:
     return webhook
 
 
-def _page_arguments() -> tuple[int, int | None]:
-    errors: dict[str, list[str]] = {}
-    limit_text = request.args.get("limit", str(DEFAULT_PAGE_SIZE))
-    cursor_text = request.args.get("cursor")
-    limit = int(limit_text) if limit_text.isdigit() else 0
-    if not 1 <= limit <= MAX_PAGE_SIZE:
-        errors["limit"] = [f"A whole number from 1 to {MAX_PAGE_SIZE}."]
-    if cursor_text is not None and not cursor_text.isdigit():
-        errors["cursor"] = ["Pass the next_cursor of the previous page, unchanged."]
-    if errors:
-        raise ValidationError(errors)
-    return limit, int(cursor_text) if cursor_text is not None else None
-
-
 @bp.get("/event-types")
 def list_event_types() -> Response:
     """The 14 event types, each with its setting and an example payload."""
@@ -113,7 +96,7 @@ def list_event_types() -> Response:
 def list_webhooks() -> Response | tuple[Response, int]:
     """The account's webhooks by id, a page at a time (`limit`, `cursor`)."""
     try:
-        limit, cursor = _page_arguments()
+        limit, cursor = page_arguments()
     except ValidationError as error:
         return validation_problem(error.errors)
     # One more than asked tells whether another page follows.
@@ -251,7 +234,7 @@ def list_messages(webhook_id: int) -> Response | tuple[Response, int]:
     webhook = _own_webhook(webhook_id)
     status = request.args.get("status")
     try:
-        limit, cursor = _page_arguments()
+        limit, cursor = page_arguments()
         if status is not None and status not in set(MessageStatus):
             raise ValidationError({"status": ["One of: " + ", ".join(MessageStatus) + "."]})
     except ValidationError as error:
