@@ -28,6 +28,17 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def parse_rfc3339(value: Any) -> datetime | None:
+    """An RFC 3339 time with its offset ("…Z" or "…+02:00"), or None."""
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else None
+
+
 class UTCDateTime(TypeDecorator[datetime]):
     """A timestamp stored in UTC and always read back timezone-aware.
 

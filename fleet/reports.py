@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from database import parse_rfc3339
 from errors import ValidationError
 from fleet.vin import normalise_vin, vin_problems
 
@@ -100,7 +101,7 @@ def check_report(raw: Any, now: datetime) -> tuple[Report | None, dict[str, list
     elif not isinstance(vehicle_id, int) or isinstance(vehicle_id, bool) or vehicle_id < 1:
         errors["vehicle_id"] = ["A vehicle id (a positive whole number)."]
 
-    when = _parse_time(raw.get("time"))
+    when = parse_rfc3339(raw.get("time"))
     if when is None:
         errors["time"] = ["An RFC 3339 time with its offset, e.g. 2026-05-14T15:42:07Z."]
     elif when > now + MAX_FUTURE:
@@ -169,13 +170,3 @@ def check_batch(body: Any, now: datetime) -> list[Report]:
     if errors:
         raise ValidationError(errors)
     return reports
-
-
-def _parse_time(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return moment if moment.tzinfo is not None else None

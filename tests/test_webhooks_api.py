@@ -11,11 +11,12 @@ from standardwebhooks.webhooks import Webhook as StandardWebhook
 
 from accounts.models import Role
 from extensions import db
+from outbox.models import new_message_id
 from tests.conftest import bearer, make_user
 from webhooks.events import EVENT_TYPES, example_event
 from webhooks.lifecycle import signing_secrets
 from webhooks.models import Webhook
-from webhooks.wire import ContentType, encode_body, new_message_id, request_headers
+from webhooks.wire import ContentType, encode_body, request_headers
 
 NEW = {"event_type": "speed", "name": "Dispatch", "url": "https://hooks.example.com/in"}
 

@@ -14,6 +14,7 @@ import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from encryption import mask
+from outbox.models import new_message_id
 from webhooks.events import (
     EVENT_TYPES,
     EventType,
@@ -29,7 +30,6 @@ from webhooks.wire import (
     ContentType,
     encode_body,
     example_request,
-    new_message_id,
     new_secret,
     request_headers,
 )

@@ -3,12 +3,12 @@ list, create, read, change, delete, pause, resume, rotate the secret."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from flask import Response, jsonify, request, url_for
 
 from api import ApiProblem, admin_only, api_blueprint, api_user, json_object, page_arguments
+from database import parse_rfc3339
 from encryption import mask
 from errors import ValidationError, validation_problem
 from extensions import db
@@ -270,19 +270,9 @@ def redeliver_message(webhook_id: int, message_id: str) -> tuple[Response, int]:
 def recover(webhook_id: int) -> tuple[Response, int]:
     """Send again every dead or expired message since `since` (RFC 3339)."""
     webhook = _own_webhook(webhook_id)
-    since = parse_since(json_object().get("since"))
+    since = parse_rfc3339(json_object().get("since"))
     if since is None:
         return validation_problem({"since": ["An RFC 3339 time, e.g. 2026-05-14T00:00:00Z."]}), 422
     count = recover_since(webhook, since)
     db.session.commit()
     return jsonify({"recovered": count}), 202
-
-
-def parse_since(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return moment if moment.tzinfo is not None else None

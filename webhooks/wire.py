@@ -16,7 +16,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from encryption import mask
-from outbox.models import MESSAGE_ID_PREFIX, new_message_id  # noqa: F401  (re-exported)
+from outbox.models import MESSAGE_ID_PREFIX
 from webhooks.events import EventType, example_event
 
 try:
