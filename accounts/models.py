@@ -23,6 +23,9 @@ class Account(db.Model):  # type: ignore[name-defined]
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(100))
+    # Bumped by every change to the account's landmarks, so each process knows
+    # when its cached landmark index is stale (fleet/landmark_index.py).
+    landmarks_version: Mapped[int] = mapped_column(default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     users: Mapped[list[User]] = relationship(

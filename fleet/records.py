@@ -10,7 +10,8 @@ from sqlalchemy import select
 
 from errors import ValidationError
 from extensions import db
-from fleet.geometry import Shape, ShapeError, parse_circle, parse_polygon
+from fleet.geometry import ShapeError, parse_circle, parse_polygon
+from fleet.landmark_index import landmarks_changed
 from fleet.models import Landmark, Vehicle
 from fleet.vin import check_digit_warning, normalise_vin, vin_problems
 
@@ -69,12 +70,6 @@ def create_vehicle(account_id: int, values: Mapping[str, Any]) -> tuple[Vehicle,
     return vehicle, [warning] if warning else []
 
 
-def landmark_shape(landmark: Landmark) -> Shape:
-    if "circle" in landmark.shape:
-        return parse_circle(landmark.shape["circle"])
-    return parse_polygon(landmark.shape["polygon"])
-
-
 def create_landmark(account_id: int, values: Mapping[str, Any]) -> Landmark:
     errors = _unknown(values, LANDMARK_FIELDS)
     name, problems = _text(values, "name", 100, True)
@@ -93,6 +88,7 @@ def create_landmark(account_id: int, values: Mapping[str, Any]) -> Landmark:
         raise ValidationError(errors)
     landmark = Landmark(account_id=account_id, name=name, shape={kind: values[kind]})
     db.session.add(landmark)
+    landmarks_changed(account_id)
     return landmark
 
 

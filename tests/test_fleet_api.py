@@ -7,8 +7,8 @@ import pytest
 
 from accounts.models import Role
 from extensions import db
+from fleet.landmark_index import shape_of
 from fleet.models import Landmark, Vehicle
-from fleet.records import landmark_shape
 from tests.conftest import bearer, make_user
 from tests.test_fleet_shapes import HOLE, OUTLINE
 
@@ -76,7 +76,7 @@ def test_landmarks_take_a_circle_or_a_polygon(client, headers):
                        headers=headers)  # fmt: skip
     assert made.status_code == 201
     depot = db.session.get(Landmark, made.json["id"])
-    assert landmark_shape(depot).contains(41.872, -87.638)
+    assert shape_of(depot.shape).contains(41.872, -87.638)
     names = [
         lm["name"] for lm in client.get("/api/v1/landmarks", headers=headers).json["landmarks"]
     ]

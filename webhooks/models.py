@@ -22,6 +22,8 @@ class Webhook(Target):
     content_type: Mapped[str] = mapped_column(String(8))
     threshold_mph: Mapped[int | None]  # speed and posted_speed
     idle_minutes: Mapped[int | None]  # idle
+    # Only vehicles of this group (Vehicle.group_name); None: every vehicle.
+    vehicle_group: Mapped[str | None] = mapped_column(String(60))
     contact_email: Mapped[str | None] = mapped_column(String(254))
     custom_header_name: Mapped[str | None] = mapped_column(String(100))
     custom_header_value: Mapped[str | None] = mapped_column(EncryptedText)
