@@ -105,6 +105,12 @@ _WEBHOOK_FIELDS: dict[str, Any] = {
         "description": "idle: 1–1440 minutes (default 10). Other types take none.",
     },
     "contact_email": {"type": ["string", "null"], "format": "email"},
+    "vehicle_group": {
+        "type": ["string", "null"],
+        "maxLength": 60,
+        "description": "Only vehicles of this group (the vehicles' `group`); null: every "
+        "vehicle.",
+    },
     "custom_header": {
         **CUSTOM_HEADER,
         "description": "Sent with every POST; stored encrypted, returned masked.",

@@ -1,4 +1,4 @@
-"""REST API of the fleet: vehicles and landmarks."""
+"""REST API of the fleet: vehicles, landmarks and the telemetry ingest."""
 
 from __future__ import annotations
 
@@ -7,8 +7,10 @@ from typing import Any
 from flask import Response, jsonify
 
 from api import admin_only, api_blueprint, api_user, json_object, page_arguments
+from database import utcnow
 from errors import ValidationError, validation_problem
 from extensions import db
+from fleet.ingest import ingest
 from fleet.models import Landmark, Vehicle
 from fleet.records import account_landmarks, account_vehicles, create_landmark, create_vehicle
 
@@ -84,3 +86,21 @@ def add_landmark() -> tuple[Response, int] | Response:
         return validation_problem(error.errors)
     db.session.commit()
     return jsonify(landmark_json(landmark)), 201
+
+
+@bp.post("/telemetry")
+@admin_only
+def post_telemetry() -> Response | tuple[Response, int]:
+    """Ingest one report or {"reports": [...]}: 202 with the counts, or 422 with
+    errors by index and nothing written."""
+    try:
+        result = ingest(api_user().account_id, json_object(), utcnow())
+    except ValidationError as error:
+        return validation_problem(error.errors)
+    db.session.commit()
+    return jsonify(
+        accepted=result.accepted,
+        duplicates=result.duplicates,
+        events=result.events,
+        messages=result.messages,
+    ), 202

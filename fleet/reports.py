@@ -148,25 +148,31 @@ def check_report(raw: Any, now: datetime) -> tuple[Report | None, dict[str, list
     return Report(vin, vehicle_id, when, kind, values), {}
 
 
-def check_batch(body: Any, now: datetime) -> list[Report]:
-    """All reports of a body, or ValidationError naming every bad field by index."""
-    if isinstance(body, Mapping) and "reports" in body:
+def error_key(batched: bool, index: int, field: str) -> str:
+    """Where an error is: "reports[3].latitude" in a batch, "latitude" alone."""
+    where = f"reports[{index}]" if batched else ""
+    return ".".join(part for part in (where, field) if part) or "report"
+
+
+def check_batch(body: Any, now: datetime) -> tuple[list[Report], bool]:
+    """All reports of a body, and whether it was a batch ({"reports": [...]}), or
+    ValidationError naming every bad field by index."""
+    batched = isinstance(body, Mapping) and "reports" in body
+    if batched:
         raw_reports = body["reports"]
         if set(body) != {"reports"} or not isinstance(raw_reports, list):
             raise ValidationError({"reports": ['{"reports": [report, …]} and nothing else.']})
         if not 1 <= len(raw_reports) <= MAX_BATCH:
             raise ValidationError({"reports": [f"From 1 to {MAX_BATCH:,} reports."]})
-        prefix = "reports[{}]"
     else:
-        raw_reports, prefix = [body], ""
+        raw_reports = [body]
     reports, errors = [], {}
     for index, raw in enumerate(raw_reports):
         report, problems = check_report(raw, now)
-        where = prefix.format(index)
         for key, messages in problems.items():
-            errors[".".join(part for part in (where, key) if part) or "report"] = messages
+            errors[error_key(batched, index, key)] = messages
         if report is not None:
             reports.append(report)
     if errors:
         raise ValidationError(errors)
-    return reports
+    return reports, batched

@@ -3,6 +3,7 @@ account, in the caller's transaction; the drains are nudged after it commits."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from flask import current_app
@@ -49,19 +50,21 @@ def enqueue_message(
     return message
 
 
-def fan_out(account_id: int, event: Any, only: Target | None = None) -> list[OutboxMessage]:
-    """Queue `event` for every target of the account that wants it (or for `only`).
-    The caller commits; drains are nudged after the commit."""
-    if only is not None:
-        targets = [only]
-    else:
-        targets = list(
-            db.session.scalars(
-                select(Target)
-                .where(Target.account_id == account_id, Target.status != TargetStatus.DISABLED)
-                .order_by(Target.id)
-            )
+def account_targets(account_id: int) -> list[Target]:
+    """The targets of the account that take messages (not disabled), by id."""
+    return list(
+        db.session.scalars(
+            select(Target)
+            .where(Target.account_id == account_id, Target.status != TargetStatus.DISABLED)
+            .order_by(Target.id)
         )
+    )
+
+
+def fan_out(event: Any, targets: Sequence[Target]) -> list[OutboxMessage]:
+    """Queue `event` for each of `targets` that wants it (usually the account's
+    `account_targets`, loaded once per batch of events). The caller commits; drains
+    are nudged after the commit."""
     messages = []
     nudged = []
     for target in targets:
@@ -75,6 +78,7 @@ def fan_out(account_id: int, event: Any, only: Target | None = None) -> list[Out
         )
         if target.status not in (TargetStatus.PAUSED, TargetStatus.DISABLED):
             nudged.append(target)
-    db.session.flush()
-    nudge_after_commit(nudged)
+    if messages:
+        db.session.flush()
+        nudge_after_commit(nudged)
     return messages

@@ -21,7 +21,7 @@ from database import utcnow
 from extensions import db, redis_client
 from outbox.claims import claim_due_messages
 from outbox.drain import drain_target, record_results
-from outbox.fanout import fan_out
+from outbox.fanout import account_targets, fan_out
 from outbox.models import DeliveryAttempt, MessageStatus, OutboxMessage, Target
 from outbox.queues import DELIVERIES, RETRIES, drain_job_id, queue_for
 from outbox.recovery import recover_since, redeliver
@@ -55,8 +55,9 @@ def webhook_to(account_id: int, url: str, **values):
 
 
 def emit(account_id: int, count: int, start: int = 1) -> None:
+    targets = account_targets(account_id)
     for n in range(start, start + count):
-        fan_out(account_id, location(float(n)))
+        fan_out(location(float(n)), targets)
     db.session.commit()
 
 
@@ -295,7 +296,7 @@ def test_events_reach_only_the_webhooks_that_want_them(account, receiver):
         EVENT_TYPES["landmark_enter"], utcnow(), EXAMPLE_VEHICLE, crossing_details
     )
     for event in (slow, fast, enter):
-        fan_out(account, event)
+        fan_out(event, account_targets(account))
     db.session.commit()
     assert len(messages_of(speed.id)) == 1
     assert messages_of(speed.id)[0].payload["data"]["threshold_mph"] == 70

@@ -93,8 +93,10 @@ def test_a_batch_with_one_bad_report_is_refused_whole_with_its_index():
     with pytest.raises(ValidationError) as refused:
         check_batch({"reports": [good, {**POSITION, "latitude": 200}, good]}, NOW)
     assert refused.value.errors == {"reports[1].latitude": ["A number from -90 to 90."]}
-    assert len(check_batch({"reports": [good, good]}, NOW)) == 2
-    assert len(check_batch(good, NOW)) == 1
+    assert check_batch({"reports": [good, good]}, NOW)[1] is True
+    assert len(check_batch({"reports": [good, good]}, NOW)[0]) == 2
+    assert check_batch(good, NOW)[1] is False
+    assert len(check_batch(good, NOW)[0]) == 1
 
 
 @pytest.mark.parametrize(

@@ -68,6 +68,7 @@ def webhook_json(webhook: Webhook) -> dict[str, Any]:
         "threshold_mph": webhook.threshold_mph,
         "idle_minutes": webhook.idle_minutes,
         "contact_email": webhook.contact_email,
+        "vehicle_group": webhook.vehicle_group,
         "custom_header": header,
         "status": webhook.status,
         "status_reason": webhook.status_reason,

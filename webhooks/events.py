@@ -50,6 +50,8 @@ class VehicleSnapshot:
     speed_mph: float | None = None
     odometer_mi: float | None = None
     fix_time: datetime | None = None
+    # Not in payloads: lets a webhook limited to one vehicle group skip the rest.
+    group: str | None = None
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,13 @@ class DetectedEvent:
     vehicle: VehicleSnapshot
     details: Mapping[str, Any] = field(default_factory=dict)
     is_test: bool = False  # a Demo event; receivers see "test": true
+    # Idle events: the idle seconds at the vehicle's previous report and at this
+    # one. A webhook with N minutes takes the event whose window N crosses, so each
+    # idle period reaches it once.
+    idle_window_s: tuple[float, float] | None = None
+    # The position report's own values (fault codes, engine hours …) for the
+    # integrations that sync them; not part of webhook payloads.
+    report: Mapping[str, Any] = field(default_factory=dict)
 
 
 SPEED_THRESHOLD = Setting(
@@ -113,7 +122,9 @@ EVENT_TYPES: dict[str, EventType] = {
                     "ended_at": _rfc3339(_EXAMPLE_TIME),
                     "duration_s": 2832,
                     "distance_mi": 31.7,
+                    "distance_source": "odometer",
                     "max_speed_mph": 67.0,
+                    "average_speed_mph": 40.3,
                     "idle_s": 240,
                     "start": {"latitude": 41.8781, "longitude": -87.6298},
                     "end": {"latitude": 41.5250, "longitude": -88.0817},

@@ -13,6 +13,7 @@ from wtforms import (
     HiddenField,
     RadioField,
     SelectChoice,
+    SelectField,
     StringField,
 )
 from wtforms.validators import InputRequired
@@ -46,6 +47,12 @@ class WebhookForm(FlaskForm):
     )
     threshold_mph = StringField("Threshold (mph)")
     idle_minutes = StringField("Idle for (minutes)")
+    vehicle_group = SelectField(
+        "Vehicles",
+        description="Limit the webhook to one group of vehicles (the vehicles' Group).",
+        choices=[("", "All vehicles")],
+        validate_choice=False,  # the rules in lifecycle.clean_fields decide
+    )
     contact_email = EmailField(
         "Contact email (optional)", description="Who we tell when this endpoint keeps failing."
     )
@@ -64,6 +71,7 @@ class WebhookForm(FlaskForm):
             "url": self.url.data or "",
             "content_type": self.content_type.data,
             "contact_email": self.contact_email.data or None,
+            "vehicle_group": self.vehicle_group.data or None,
         }
         if not editing:
             values["event_type"] = event_type.key

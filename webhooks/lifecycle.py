@@ -27,10 +27,11 @@ from webhooks.wire import RESERVED_HEADERS, ContentType, new_secret
 
 FIELDS = (
     "event_type", "name", "url", "content_type", "threshold_mph", "idle_minutes",
-    "contact_email", "custom_header",
+    "contact_email", "custom_header", "vehicle_group",
 )  # fmt: skip
 MAX_NAME_LENGTH = 100
 MAX_HEADER_VALUE_LENGTH = 1024
+MAX_GROUP_LENGTH = 60  # as Vehicle.group_name
 # How long a rotated-out secret keeps signing beside the new one.
 SECRET_OVERLAP = timedelta(hours=24)
 # An HTTP field name is a "token" (RFC 9110, section 5.1).
@@ -170,6 +171,17 @@ def clean_fields(values: Mapping[str, Any], current: Webhook | None = None) -> d
         cleaned["contact_email"], problems = _check_contact_email(values["contact_email"])
         if problems:
             errors["contact_email"] = problems
+    if "vehicle_group" in values:
+        group = values["vehicle_group"]
+        if group is None or (isinstance(group, str) and not group.strip()):
+            cleaned["vehicle_group"] = None
+        elif not isinstance(group, str) or len(group.strip()) > MAX_GROUP_LENGTH:
+            errors["vehicle_group"] = [
+                f"A vehicle group's name (at most {MAX_GROUP_LENGTH} characters), or null "
+                "for every vehicle."
+            ]
+        else:
+            cleaned["vehicle_group"] = group.strip()
     if "custom_header" in values:
         cleaned["custom_header"], header_errors = _check_custom_header(values["custom_header"])
         errors.update(header_errors)
@@ -254,7 +266,7 @@ def send_demo(webhook: Webhook) -> OutboxMessage:
     )
     vehicle_speed = example["data"].get("speed_mph")
     event = replace(event, vehicle=replace(event.vehicle, speed_mph=vehicle_speed))
-    messages = fan_out(webhook.account_id, event, only=webhook)
+    messages = fan_out(event, [webhook])
     return messages[0]
 
 

@@ -39,6 +39,9 @@ def wanted_payload(webhook: Webhook, event: DetectedEvent) -> dict[str, Any] | N
         webhook.event_type == "landmark_change" and key in LANDMARK_CROSSINGS
     ):
         return None
+    if webhook.vehicle_group and not event.is_test:
+        if event.vehicle.group != webhook.vehicle_group:
+            return None
     details = dict(event.details)
     if webhook.event_type == "speed" and not event.is_test:
         if (event.vehicle.speed_mph or 0) < (webhook.threshold_mph or 0):
@@ -47,7 +50,8 @@ def wanted_payload(webhook: Webhook, event: DetectedEvent) -> dict[str, Any] | N
         if details.get("over_limit_mph", 0) < (webhook.threshold_mph or 0):
             return None
     if webhook.event_type == "idle" and not event.is_test:
-        if details.get("idle_duration_s", 0) < (webhook.idle_minutes or 0) * 60:
+        before, now = event.idle_window_s or (0.0, 0.0)
+        if not before < (webhook.idle_minutes or 0) * 60 <= now:
             return None
     if "threshold_mph" in details:
         details["threshold_mph"] = webhook.threshold_mph

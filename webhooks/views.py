@@ -14,6 +14,7 @@ from flask_login import current_user, login_required
 from encryption import mask
 from errors import ValidationError
 from extensions import db
+from fleet.records import vehicle_groups
 from outbox.models import MessageStatus
 from outbox.recovery import (
     find_message,
@@ -99,6 +100,12 @@ def _form_dialog(
         setting_field.description = f"{setting.help} {setting.minimum}–{setting.maximum}."
         raw = (setting_field.data or "").strip()
         setting_value = int(raw) if raw.isdigit() else None
+    # The portal's one look into the fleet: the groups its vehicles are in.
+    groups = vehicle_groups(current_user.account_id)
+    chosen_group = form.vehicle_group.data or (webhook.vehicle_group if webhook else None)
+    if chosen_group and chosen_group not in groups:
+        groups.append(chosen_group)
+    form.vehicle_group.choices = [("", "All vehicles")] + [(name, name) for name in groups]
     chosen = form.content_type.data
     headers, body = example_request(
         event_type,
