@@ -78,9 +78,7 @@ _cache_lock = threading.Lock()
 def account_landmarks_index(account_id: int) -> AccountLandmarks:
     """The account's landmark index, rebuilt only when its landmarks changed since
     this process last built it (one small read of the version otherwise)."""
-    version = db.session.scalar(
-        select(Account.landmarks_version).where(Account.id == account_id)
-    )
+    version = db.session.scalar(select(Account.landmarks_version).where(Account.id == account_id))
     cached = _cache.get(account_id)
     if cached is not None and cached.version == version:
         return cached
