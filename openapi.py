@@ -44,7 +44,7 @@ def _operation(
     if body is not None:
         answers["400"] = _problem("The body is not a JSON object.")
         answers["415"] = _problem("The body is not application/json.")
-        answers["422"] = _problem("Some fields are invalid; `errors` names them.")
+        answers.setdefault("422", _problem("Some fields are invalid; `errors` names them."))
     operation: dict[str, Any] = {"summary": summary, "responses": answers}
     if body is not None:
         operation["requestBody"] = {"required": True, "content": {JSON: {"schema": body}}}
@@ -371,6 +371,65 @@ def _schemas() -> dict[str, Any]:
                 "polygon": _ref("Polygon"),
             },
         },
+        "TelemetryReport": {
+            "type": "object",
+            "description": "One report. Name the vehicle by `vin` or `vehicle_id`. position: "
+            "latitude, longitude, speed_mph (0–250), heading [0, 360), ignition; optional "
+            "odometer_mi, posted_speed_mph, engine_hours, fuel_level_pct (0–100), "
+            "temperatures [{sensor, fahrenheit}], fault_codes [{code, description}]. "
+            "dvir: driver, defects [{component, description}], safety_status. "
+            "driver_assignment: driver. heartbeat: nothing more. A report repeated (same "
+            "vehicle, type and time) is a duplicate; one older than the vehicle's newest "
+            "position makes only the events of the report itself, never a transition.",
+            "required": ["type", "time"],
+            "properties": {
+                "type": {"enum": ["position", "heartbeat", "dvir", "driver_assignment"]},
+                "time": {**TIMESTAMP, "description": "At most 5 minutes in the future."},
+                "vin": {"type": "string"},
+                "vehicle_id": {"type": "integer", "minimum": 1},
+                "latitude": {"type": "number", "minimum": -90, "maximum": 90},
+                "longitude": {"type": "number", "minimum": -180, "maximum": 180},
+                "speed_mph": {"type": "number", "minimum": 0, "maximum": 250},
+                "heading": {"type": "number", "minimum": 0, "exclusiveMaximum": 360},
+                "ignition": {"type": "boolean"},
+                "odometer_mi": {"type": "number", "minimum": 0},
+                "posted_speed_mph": {"type": "number", "minimum": 0, "maximum": 120},
+                "engine_hours": {"type": "number", "minimum": 0},
+                "fuel_level_pct": {"type": "number", "minimum": 0, "maximum": 100},
+                "temperatures": {"type": "array", "maxItems": 32},
+                "fault_codes": {"type": "array", "maxItems": 64},
+                "driver": {"type": "string", "maxLength": 100},
+                "defects": {"type": "array", "maxItems": 50},
+                "safety_status": {"enum": ["safe", "unsafe"]},
+            },
+        },
+        "TelemetryBatch": {
+            "type": "object",
+            "required": ["reports"],
+            "additionalProperties": False,
+            "properties": {
+                "reports": {
+                    "type": "array",
+                    "minItems": 1,
+                    "maxItems": 1000,
+                    "items": _ref("TelemetryReport"),
+                }
+            },
+        },
+        "IngestResult": {
+            "type": "object",
+            "required": ["accepted", "duplicates", "events", "messages"],
+            "properties": {
+                "accepted": {"type": "integer", "description": "Reports stored and detected."},
+                "duplicates": {"type": "integer", "description": "Reports seen before."},
+                "events": {
+                    "type": "integer",
+                    "description": "Events detected (speed, posted_speed and idle counted "
+                    "when a webhook's threshold took them).",
+                },
+                "messages": {"type": "integer", "description": "Outbox messages queued."},
+            },
+        },
         "WebhookCreate": {
             "type": "object",
             "required": ["event_type", "name", "url"],
@@ -525,6 +584,20 @@ def _paths() -> dict[str, Any]:
             }
             for plural, schema in (("vehicles", "Vehicle"), ("landmarks", "Landmark"))
         },  # fmt: skip
+        "/api/v1/telemetry": {
+            "post": _operation(
+                "Ingest one report or a batch of up to 1,000",
+                {
+                    "202": _json(_ref("IngestResult"), "Stored; events queued."),
+                    "422": _problem(
+                        'A report is invalid ("reports[3].latitude") or names a vehicle the '
+                        "account does not have; nothing was written."
+                    ),
+                },
+                body={"oneOf": [_ref("TelemetryReport"), _ref("TelemetryBatch")]},
+                admin=True,
+            )
+        },
         "/api/v1/webhooks/{webhook_id}/demo": {
             "post": _operation(
                 'Send a test event ("test": true) through the real pipeline',
