@@ -4,6 +4,7 @@ messages show them; duplicates, late reports, whole-batch refusal, tenancy."""
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
 
@@ -398,4 +399,19 @@ def test_state_lives_in_the_database_across_app_instances(fleet, make_app):
     second = make_app().test_client()  # another process starts from the database alike
     response = second.post("/api/v1/telemetry", json=position(60), headers=fleet.headers)
     assert response.status_code == 202
+    assert len(fleet.received("ignition_on")) == 1
+
+
+def test_the_same_batch_posted_concurrently_is_detected_once(fleet, make_app):
+    batch = {"reports": [position(0, speed=0, ignition=False)]
+             + [position(10 * n, speed=40) for n in range(1, 20)]}  # fmt: skip
+    clients = [make_app().test_client() for _ in range(4)]
+    with ThreadPoolExecutor(len(clients)) as pool:
+        posts = [pool.submit(c.post, "/api/v1/telemetry", json=batch, headers=fleet.headers)
+                 for c in clients]  # fmt: skip
+        answers = [post.result() for post in posts]
+    assert [answer.status_code for answer in answers] == [202] * 4
+    assert sum(answer.json["accepted"] for answer in answers) == 20
+    assert sum(answer.json["duplicates"] for answer in answers) == 60
+    assert len(fleet.received("location")) == 20
     assert len(fleet.received("ignition_on")) == 1
