@@ -1,0 +1,149 @@
+"""Ingest throughput with few and with many landmarks, in one run.
+
+    .venv/bin/python bench/ingest_landmarks.py [--reports 5000] [--landmarks 10,10000]
+
+For each landmark count: a fresh database (SQLite in a temporary directory, or
+the DATABASE_URL given, which is emptied first), one account with 50 vehicles, the
+landmarks (circles and polygons scattered over a 60 × 60 km area, with a vehicle
+route running through it), a Location and a Landmark Change webhook, then position
+reports posted through the ingest API (Flask's test client, in this process) in
+batches of 100. Prints reports per second and the ratio between the counts; the
+figure that matters is the ratio, since absolute times on a shared machine vary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import sys
+import tempfile
+import time
+from datetime import timedelta
+from pathlib import Path
+
+from cryptography.fernet import Fernet
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+BATCH = 100
+VEHICLES = 50
+CENTRE = (41.88, -87.63)
+SPAN_DEG = 0.27  # about 30 km either way
+
+
+def _landmark(rng: random.Random, n: int) -> dict:
+    lat = CENTRE[0] + rng.uniform(-SPAN_DEG, SPAN_DEG)
+    lon = CENTRE[1] + rng.uniform(-SPAN_DEG, SPAN_DEG)
+    if n % 2:
+        return {"name": f"Site {n}", "circle": {"latitude": lat, "longitude": lon,
+                                                "radius_m": rng.uniform(50, 400)}}  # fmt: skip
+    d = rng.uniform(0.001, 0.004)
+    ring = [[lon - d, lat - d], [lon + d, lat - d], [lon + d, lat + d], [lon - d, lat + d],
+            [lon - d, lat - d]]  # fmt: skip
+    return {"name": f"Site {n}", "polygon": {"type": "Polygon", "coordinates": [ring]}}
+
+
+def run(
+    landmark_count: int, report_count: int, database_url: str | None, webhooks: list[str]
+) -> float:
+    from app import create_app
+    from database import utcnow
+    from extensions import db
+    from fleet.records import create_landmark, create_vehicle
+    from fleet.vin import check_digit
+    from webhooks.lifecycle import create_webhook
+
+    workdir = Path(tempfile.mkdtemp(prefix="fh-bench-"))
+    os.environ["DATABASE_URL"] = database_url or f"sqlite:///{workdir}/bench.db"
+    app = create_app({"FLEETHOOK_ALLOW_LOCAL_NETWORK": True})
+    rng = random.Random(7)
+    with app.app_context():
+        import flask_migrate
+
+        flask_migrate.downgrade(revision="base")
+        flask_migrate.upgrade()
+        from accounts.tokens import issue_token
+        from accounts.users import create_account
+
+        user = create_account("Bench", "bench@example.com", "bench-password-123")
+        db.session.flush()
+        vins = []
+        for n in range(VEHICLES):
+            base = f"1FTBENCH0{n:08d}"
+            vin = base[:8] + check_digit(base) + base[9:]
+            create_vehicle(user.account_id, {"name": f"Truck {n}", "vin": vin})
+            vins.append(vin)
+        for n in range(landmark_count):
+            create_landmark(user.account_id, _landmark(rng, n))
+        for key in webhooks:
+            create_webhook(user.account_id, {"event_type": key, "name": key,
+                                             "url": "http://127.0.0.1:9/"})  # fmt: skip
+        _, token = issue_token(user, "bench")
+        db.session.commit()
+        headers = {"Authorization": f"Bearer {token}"}
+
+    client = app.test_client()
+    start = utcnow() - timedelta(hours=1)
+    places = {vin: [CENTRE[0] + rng.uniform(-0.2, 0.2), CENTRE[1] + rng.uniform(-0.2, 0.2)]
+              for vin in vins}  # fmt: skip
+    batches = []
+    for b in range(report_count // BATCH):
+        reports = []
+        for i in range(BATCH):
+            vin = vins[(b * BATCH + i) % VEHICLES]
+            place = places[vin]
+            place[0] += rng.uniform(-0.002, 0.002)
+            place[1] += rng.uniform(-0.002, 0.002)
+            moment = start + timedelta(seconds=b * BATCH + i)
+            reports.append({"vin": vin, "type": "position",
+                            "time": moment.isoformat().replace("+00:00", "Z"),
+                            "latitude": place[0], "longitude": place[1], "speed_mph": 35.0,
+                            "heading": 90, "ignition": True})  # fmt: skip
+        batches.append({"reports": reports})
+    client.post("/api/v1/telemetry", json=batches.pop(0), headers=headers)  # warm: index built
+    began = time.perf_counter()
+    messages = 0
+    for batch in batches:
+        response = client.post("/api/v1/telemetry", json=batch, headers=headers)
+        assert response.status_code == 202, response.json
+        messages += response.json["messages"]
+    elapsed = time.perf_counter() - began
+    reports = len(batches) * BATCH
+    print(f"{landmark_count:>6} landmarks: {reports / elapsed:7.0f} reports/s "
+          f"({reports} reports, {messages} messages queued)", flush=True)  # fmt: skip
+    return reports / elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--reports", type=int, default=5000)
+    parser.add_argument("--landmarks", default="10,10000")
+    parser.add_argument(
+        "--webhooks", default="location,landmark_change",
+        help="event types subscribed; without landmark_change crossings are detected, not queued",
+    )  # fmt: skip
+    arguments = parser.parse_args()
+    from devstack import RedisServer
+
+    redis_server = RedisServer(Path(tempfile.mkdtemp(prefix="fh-bench-redis-"))).start()
+    database_url = os.environ.get("DATABASE_URL")
+    os.environ.update({
+        "FLEETHOOK_ENV": "testing", "SECRET_KEY": "bench", "REDIS_URL": redis_server.url,
+        "FLEETHOOK_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
+        "FLEETHOOK_REDIS_NAMESPACE": "fhbench",
+    })  # fmt: skip
+    try:
+        rates = {}
+        for count in (int(n) for n in arguments.landmarks.split(",")):
+            rates[count] = run(
+                count, arguments.reports, database_url, arguments.webhooks.split(",")
+            )
+        low, high = min(rates), max(rates)
+        print(f"ratio {low} / {high} landmarks: {rates[low] / rates[high]:.2f}")
+    finally:
+        redis_server.stop()
+
+
+if __name__ == "__main__":
+    main()
