@@ -104,3 +104,15 @@ def account_landmarks(account_id: int, after_id: int | None, limit: int) -> list
     if after_id is not None:
         query = query.where(Landmark.id > after_id)
     return list(db.session.scalars(query.limit(limit)))
+
+
+def vehicle_groups(account_id: int) -> list[str]:
+    """The names of the groups the account's vehicles are in, sorted."""
+    return list(
+        db.session.scalars(
+            select(Vehicle.group_name)
+            .where(Vehicle.account_id == account_id, Vehicle.group_name.is_not(None))
+            .distinct()
+            .order_by(Vehicle.group_name)
+        )
+    )

@@ -247,3 +247,15 @@ def test_openapi_schemas_resolve(client):
     assert document["components"]["schemas"]["WebhookCreate"]["properties"]["event_type"][
         "enum"
     ] == [*EVENT_TYPES]
+
+
+def test_a_webhook_may_be_limited_to_one_vehicle_group(client, admin_headers):
+    created = create(client, admin_headers, vehicle_group=" North ")
+    assert created.status_code == 201 and created.json["vehicle_group"] == "North"
+    url = f"/api/v1/webhooks/{created.json['id']}"
+    for bad in (12, "x" * 61):
+        response = client.patch(url, json={"vehicle_group": bad}, headers=admin_headers)
+        assert response.status_code == 422 and "vehicle_group" in response.json["errors"]
+    assert client.get(url, headers=admin_headers).json["vehicle_group"] == "North"
+    cleared = client.patch(url, json={"vehicle_group": None}, headers=admin_headers)
+    assert cleared.status_code == 200 and cleared.json["vehicle_group"] is None

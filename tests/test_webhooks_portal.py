@@ -394,3 +394,19 @@ def test_secrets_are_encrypted_at_rest_and_masked_on_screen(admin, client):
     assert "top-secret" not in dump
     page = client.get(f"/webhooks/{webhook.id}").data.decode()
     assert "Bearer top-secret-9876" not in page and "9876" in page
+
+
+def test_the_form_offers_the_accounts_vehicle_groups(admin, client, auth):
+    from fleet.records import create_vehicle
+
+    for n, group in enumerate(["South", "North", "North", None]):
+        create_vehicle(admin.account_id, {"name": f"T{n}", "vin": f"1FUJGLDR3CLBP88{n}4"[:17],
+                                          "group": group})  # fmt: skip
+    other = make_user("Other Co", "admin@other.example.com")
+    create_vehicle(other.account_id, {"name": "X", "vin": "1M8GDM9AXKP042788", "group": "West"})
+    db.session.commit()
+    page = client.get("/webhooks/new?event_type=location").get_data(as_text=True)
+    options = re.findall(r'<option[^>]*value="([^"]*)"', page)
+    assert options == ["", "North", "South"]
+    auth.post("/webhooks/new", valid_form("location", vehicle_group="South"), page=MANAGER)
+    assert db.session.query(Webhook).one().vehicle_group == "South"

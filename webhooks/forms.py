@@ -50,7 +50,7 @@ class WebhookForm(FlaskForm):
     vehicle_group = SelectField(
         "Vehicles",
         description="Limit the webhook to one group of vehicles (the vehicles' Group).",
-        choices=[("", "All vehicles")],
+        choices=[SelectChoice("", "All vehicles")],
         validate_choice=False,  # the rules in lifecycle.clean_fields decide
     )
     contact_email = EmailField(

@@ -10,6 +10,7 @@ from typing import Any
 from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_login import current_user, login_required
+from wtforms import SelectChoice
 
 from encryption import mask
 from errors import ValidationError
@@ -105,7 +106,9 @@ def _form_dialog(
     chosen_group = form.vehicle_group.data or (webhook.vehicle_group if webhook else None)
     if chosen_group and chosen_group not in groups:
         groups.append(chosen_group)
-    form.vehicle_group.choices = [("", "All vehicles")] + [(name, name) for name in groups]
+    form.vehicle_group.choices = [SelectChoice("", "All vehicles")] + [
+        SelectChoice(name, name) for name in groups
+    ]
     chosen = form.content_type.data
     headers, body = example_request(
         event_type,
