@@ -102,14 +102,13 @@ _WEBHOOK_FIELDS: dict[str, Any] = {
     },
     "idle_minutes": {
         "type": ["integer", "null"],
-        "description": "idle: 1–1440 minutes (default 10). Other types take none.",
+        "description": "idle: 1–1440 minutes (default 5). Other types take none.",
     },
     "contact_email": {"type": ["string", "null"], "format": "email"},
     "vehicle_group": {
         "type": ["string", "null"],
         "maxLength": 60,
-        "description": "Only vehicles of this group (the vehicles' `group`); null: every "
-        "vehicle.",
+        "description": "Only vehicles of this group (the vehicles' `group`); null: every vehicle.",
     },
     "custom_header": {
         **CUSTOM_HEADER,

@@ -136,9 +136,16 @@ def _position(
     here = snapshot(vehicle, state, values, when)
     speed = values["speed_mph"]
     found.events.append(
-        DetectedEvent(EVENT_TYPES["location"], when, here, report={
-            key: values[key] for key in ("engine_hours", "fuel_level_pct", "fault_codes")
-            if key in values})  # fmt: skip
+        DetectedEvent(
+            EVENT_TYPES["location"],
+            when,
+            here,
+            report={
+                key: values[key]
+                for key in ("engine_hours", "fuel_level_pct", "fault_codes")
+                if key in values
+            },
+        )  # fmt: skip
     )
     if speed >= SPEED_THRESHOLD.minimum:
         found.add("speed", when, here, threshold_mph=None)
@@ -306,4 +313,3 @@ def assign_driver(vehicle: Vehicle, driver: Driver | None, at: datetime, source:
     event = record_assignment(vehicle, vehicle_state(vehicle), driver, at, source)
     if event is not None:
         fan_out(event, account_targets(vehicle.account_id))
-

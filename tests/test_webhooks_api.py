@@ -89,7 +89,7 @@ def test_rotate_secret_signs_with_both_secrets_for_a_day(client, admin_headers):
 
 def test_defaults_fill_the_setting_and_content_type(client, admin_headers):
     idle = create(client, admin_headers, event_type="idle").json
-    assert idle["idle_minutes"] == 10 and idle["threshold_mph"] is None
+    assert idle["idle_minutes"] == 5 and idle["threshold_mph"] is None
     assert idle["content_type"] == "json"
 
 

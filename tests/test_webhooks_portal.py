@@ -91,7 +91,7 @@ def test_the_plus_opens_a_dialog_for_htmx_and_a_page_otherwise(admin, client):
     assert 'name="threshold_mph"' in dialog and 'value="70"' in dialog
     assert "Example HTTP Headers" in dialog and "Example POST body" in dialog
     page = client.get("/webhooks/new?event_type=idle").data.decode()
-    assert "<html" in page and 'name="idle_minutes"' in page and 'value="10"' in page
+    assert "<html" in page and 'name="idle_minutes"' in page and 'value="5"' in page
     assert client.get("/webhooks/new?event_type=teleport").status_code == 404
 
 

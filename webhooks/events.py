@@ -81,7 +81,7 @@ POSTED_SPEED_MARGIN = Setting(
     "Send an event when a vehicle goes this many mph over the posted speed limit.",
 )  # fmt: skip
 IDLE_MINUTES = Setting(
-    "idle_minutes", "Idle for", "minutes", 1, 1440, 10,
+    "idle_minutes", "Idle for", "minutes", 1, 1440, 5,
     "Send an event when the ignition is on and the vehicle has not moved for this long.",
 )  # fmt: skip
 
