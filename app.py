@@ -57,6 +57,7 @@ def _register_blueprints(app: Flask) -> None:
     from accounts import api as accounts_api
     from accounts import views as accounts_views
     from fleet import api as fleet_api
+    from fleet import views as fleet_views
     from health import bp as health_bp
     from openapi import bp as openapi_bp
     from outbox.metrics import bp as metrics_bp
@@ -71,15 +72,18 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(webhooks_views.bp)
     app.register_blueprint(webhooks_api.bp)
     app.register_blueprint(fleet_api.bp)
+    app.register_blueprint(fleet_views.bp)
 
 
 def _register_commands(app: Flask) -> None:
     from accounts.cli import accounts_cli, tokens_cli
     from demo import demo_cli
+    from fleet.simulator import simulate_command
 
     app.cli.add_command(accounts_cli)
     app.cli.add_command(tokens_cli)
     app.cli.add_command(demo_cli)
+    app.cli.add_command(simulate_command)
 
 
 def _register_template_helpers(app: Flask) -> None:

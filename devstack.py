@@ -3,7 +3,9 @@ starting a private Redis server, and supervising the portal, the workers and the
 sweeper so that Ctrl-C stops everything that was started.
 
     python devstack.py assets   fetch static/vendor/htmx.min.js (pinned, hash-checked)
-    python devstack.py run      migrate, seed the demo account, run portal + worker
+    python devstack.py run      migrate, seed the demo account, run portal + workers
+                                and the demo vehicle simulator (--no-simulator, or
+                                FLEETHOOK_SIMULATOR=0, leaves the simulator out)
 
 Standard library only (apart from the app's own CLI, run as subprocesses), so it
 works before and outside the app's imports.
@@ -17,6 +19,7 @@ import hashlib
 import importlib.util
 import io
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -223,6 +226,19 @@ def _wait_until_healthy(
     return False
 
 
+def simulator_wanted(env: Mapping[str, str], flag_off: bool = False) -> bool:
+    """Whether `make run` starts the simulator: unless --no-simulator or
+    FLEETHOOK_SIMULATOR=0 (or false/no/off)."""
+    value = env.get("FLEETHOOK_SIMULATOR", "1").strip().lower()
+    return not flag_off and value not in ("0", "false", "no", "off")
+
+
+def demo_token(credentials: str) -> str | None:
+    """The API token `flask demo seed` printed."""
+    match = re.search(r"API token:\s+(\S+)", credentials)
+    return match.group(1) if match else None
+
+
 class Stop(Exception):
     """SIGINT or SIGTERM arrived."""
 
@@ -231,7 +247,7 @@ def _raise_stop(signum: int, _frame: object) -> None:
     raise Stop(signal.Signals(signum).name)
 
 
-def run() -> int:
+def run(simulator: bool = True) -> int:
     """`make run`: the whole product on embedded defaults, until Ctrl-C."""
     signal.signal(signal.SIGINT, _raise_stop)
     signal.signal(signal.SIGTERM, _raise_stop)
@@ -288,18 +304,43 @@ def run() -> int:
         if not _wait_until_healthy(url + "healthz", children):
             print("devstack: the portal did not become healthy; stopping", flush=True)
             return 1
+        token = demo_token(credentials)
+        if not simulator:
+            simulator_line = "Simulator: off (--no-simulator or FLEETHOOK_SIMULATOR=0)"
+        elif token is None:
+            simulator_line = "Simulator: not started (`flask demo seed` printed no API token)"
+        else:
+            # The token goes in the environment, not on the command line `ps` shows.
+            simulator_env = {**env, "FLEETHOOK_SIMULATOR_TOKEN": token}
+            command = [str(BIN / "flask"), "--app", "app", "simulate", "--url", url.rstrip("/")]
+            process = subprocess.Popen(command, cwd=ROOT, env=simulator_env, start_new_session=True)
+            children.append(("simulator", process))
+            simulator_line = (
+                "Simulator: 5 demo vehicles post telemetry, events flow within a minute.\n"
+                f"    `kill {process.pid}` stops it alone; "
+                "`FLEETHOOK_SIMULATOR=0 make run` starts without it."
+            )
         print(
             f"\n  Fleethook portal: {url}\n"
             + "".join(f"  {line}\n" for line in credentials.strip().splitlines())
             + f"  Redis: {env['REDIS_URL']}   Database: {env.get('DATABASE_URL') or 'instance/'}\n"
+            f"  {simulator_line}\n"
             "  Ctrl-C stops everything.\n",
             flush=True,
         )
+        watched = list(children)
         while True:
-            for name, process in children:
-                if process.poll() is not None:
-                    print(f"devstack: {name} exited ({process.returncode}); stopping", flush=True)
-                    return 1
+            for name, process in list(watched):
+                if process.poll() is None:
+                    continue
+                if name == "simulator":
+                    # Demo traffic only: the product keeps running without it.
+                    print(f"devstack: simulator exited ({process.returncode}); the rest keeps "
+                          "running", flush=True)  # fmt: skip
+                    watched.remove((name, process))
+                    continue
+                print(f"devstack: {name} exited ({process.returncode}); stopping", flush=True)
+                return 1
             time.sleep(0.5)
     except Stop as stop:
         print(f"\ndevstack: {stop}, stopping…", flush=True)
@@ -316,12 +357,16 @@ def run() -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("command", choices=["assets", "run"])
+    parser.add_argument(
+        "--no-simulator", action="store_true",
+        help="run: do not start the demo vehicle simulator (or FLEETHOOK_SIMULATOR=0)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     if args.command == "assets":
         fetch_htmx()
         return 0
     fetch_htmx()
-    return run()
+    return run(simulator=simulator_wanted(os.environ, args.no_simulator))
 
 
 if __name__ == "__main__":

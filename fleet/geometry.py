@@ -143,3 +143,11 @@ def svg(shape_: Shape, size: int = 120) -> str:
         f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {size} {size}" '
         f'width="{size}" height="{size}" class="landmark-shape" role="img">{body}</svg>'
     )
+
+
+def area_m2(area: Area) -> float:
+    """The polygon's area on the ground (holes excluded), projected around its own
+    latitude: within a fraction of a percent for geofence-sized shapes."""
+    metres_per_degree = math.radians(1) * EARTH_RADIUS_M
+    squeeze = math.cos(math.radians(area.polygon.centroid.y))  # a degree of longitude shrinks
+    return float(area.polygon.area) * metres_per_degree**2 * squeeze

@@ -1,22 +1,44 @@
-"""Adding and listing an account's vehicles and landmarks, with every rule on
-their fields; the API (and later the portal) call these. Callers commit."""
+"""Adding, changing, deleting and listing an account's vehicles, drivers and
+landmarks, with every rule on their fields, and the CSV import of vehicles; the
+API and the portal call these. Callers commit."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import csv
+import io
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from errors import ValidationError
 from extensions import db
-from fleet.geometry import ShapeError, parse_circle, parse_polygon
-from fleet.landmark_index import landmarks_changed
-from fleet.models import Landmark, Vehicle
+from fleet.geometry import (
+    Area,
+    Circle,
+    ShapeError,
+    area_m2,
+    parse_circle,
+    parse_polygon,
+    svg,
+)
+from fleet.landmark_index import landmarks_changed, shape_of
+from fleet.models import Driver, Landmark, Vehicle
 from fleet.vin import check_digit_warning, normalise_vin, vin_problems
 
 VEHICLE_FIELDS = ("name", "vin", "plate", "group")
+# A vehicle's VIN is its identity (events and integrations name it): fixed once added.
+VEHICLE_EDIT_FIELDS = ("name", "plate", "group", "driver_id")
+DRIVER_FIELDS = ("name", "external_id")
+# Text fields: (field, most characters, required).
+VEHICLE_TEXTS = (("name", 100, True), ("plate", 20, False), ("group", 60, False))
+DRIVER_TEXTS = (("name", 100, True), ("external_id", 60, False))
 LANDMARK_FIELDS = ("name", "circle", "polygon")
+
+# The CSV import: a file this large at most, and this many vehicles (lines after the header).
+MAX_IMPORT_BYTES = 1024 * 1024
+MAX_IMPORT_ROWS = 5000
 
 
 def _text(
@@ -32,45 +54,300 @@ def _text(
     return value.strip(), []
 
 
+def _texts(
+    values: Mapping[str, Any],
+    rules: tuple[tuple[str, int, bool], ...],
+    errors: dict[str, list[str]],
+) -> dict[str, Any]:
+    """The text fields named by `rules` (field, limit, required), trimmed; their
+    problems go into `errors`."""
+    cleaned: dict[str, Any] = {}
+    for field, limit, required in rules:
+        cleaned[field], problems = _text(values, field, limit, required)
+        if problems:
+            errors[field] = problems
+    return cleaned
+
+
 def _unknown(values: Mapping[str, Any], known: tuple[str, ...]) -> dict[str, list[str]]:
     return {name: ["Not a field here."] for name in sorted(set(values) - set(known))}
 
 
-def create_vehicle(account_id: int, values: Mapping[str, Any]) -> tuple[Vehicle, list[str]]:
-    """A new vehicle and the warnings worth showing (a doubtful check digit)."""
+def _check_vehicle(
+    values: Mapping[str, Any], duplicate: Callable[[str], str | None]
+) -> tuple[dict[str, Any], dict[str, list[str]]]:
+    """The cleaned fields of a new vehicle and the problems of each; `duplicate`
+    says why a well-formed VIN is taken, or None."""
     errors = _unknown(values, VEHICLE_FIELDS)
-    cleaned: dict[str, Any] = {}
-    for field, limit, required in (("name", 100, True), ("plate", 20, False), ("group", 60, False)):
-        cleaned[field], problems = _text(values, field, limit, required)
-        if problems:
-            errors[field] = problems
+    cleaned = _texts(values, VEHICLE_TEXTS, errors)
     given_vin = values.get("vin")
     vin = normalise_vin(given_vin) if isinstance(given_vin, str) else ""
     if not vin:
         errors["vin"] = ["Required: the 17-character VIN."]
     else:
         problems = vin_problems(vin)
-        if not problems and db.session.scalar(
-            select(Vehicle.id).where(Vehicle.account_id == account_id, Vehicle.vin == vin)
-        ):
-            problems = ["This account already has a vehicle with this VIN."]
+        if not problems:
+            taken = duplicate(vin)
+            problems = [taken] if taken else []
         if problems:
             errors["vin"] = problems
-    if errors:
-        raise ValidationError(errors)
-    vehicle = Vehicle(
+    cleaned["vin"] = vin
+    return cleaned, errors
+
+
+def _new_vehicle(account_id: int, cleaned: Mapping[str, Any]) -> Vehicle:
+    return Vehicle(
         account_id=account_id,
         name=cleaned["name"],
-        vin=vin,
+        vin=cleaned["vin"],
         plate=cleaned["plate"],
         group_name=cleaned["group"],
     )
+
+
+def _account_vin_taken(account_id: int) -> Callable[[str], str | None]:
+    def taken(vin: str) -> str | None:
+        found = db.session.scalar(
+            select(Vehicle.id).where(Vehicle.account_id == account_id, Vehicle.vin == vin)
+        )
+        return "This account already has a vehicle with this VIN." if found else None
+
+    return taken
+
+
+def create_vehicle(account_id: int, values: Mapping[str, Any]) -> tuple[Vehicle, list[str]]:
+    """A new vehicle and the warnings worth showing (a doubtful check digit)."""
+    cleaned, errors = _check_vehicle(values, _account_vin_taken(account_id))
+    if errors:
+        raise ValidationError(errors)
+    vehicle = _new_vehicle(account_id, cleaned)
     db.session.add(vehicle)
-    warning = check_digit_warning(vin)
+    warning = check_digit_warning(cleaned["vin"])
     return vehicle, [warning] if warning else []
 
 
-def create_landmark(account_id: int, values: Mapping[str, Any]) -> Landmark:
+def update_vehicle(vehicle: Vehicle, values: Mapping[str, Any]) -> Driver | None:
+    """Change a vehicle's name, plate and group, and check the driver it should
+    have (`driver_id`: one of the account's drivers, or None for no driver).
+
+    The driver is returned, not set: `fleet.detector.assign_driver` records the
+    change and its event, and only when it is a change."""
+    errors = _unknown(values, VEHICLE_EDIT_FIELDS)
+    cleaned = _texts(values, VEHICLE_TEXTS, errors)
+    driver = None
+    driver_id = values.get("driver_id")
+    if driver_id is not None:
+        if isinstance(driver_id, int) and not isinstance(driver_id, bool):
+            driver = get_account_driver(vehicle.account_id, driver_id)
+        if driver is None:
+            errors["driver_id"] = ["Choose one of the account's drivers, or no driver."]
+    if errors:
+        raise ValidationError(errors)
+    vehicle.name = cleaned["name"]
+    vehicle.plate = cleaned["plate"]
+    vehicle.group_name = cleaned["group"]
+    return driver
+
+
+def delete_vehicle(vehicle: Vehicle) -> None:
+    """Delete a vehicle; its reports, state and assignment history go with it."""
+    db.session.delete(vehicle)
+
+
+def get_account_vehicle(account_id: int, vehicle_id: int) -> Vehicle | None:
+    """The vehicle if it belongs to the account; None otherwise, as if it did not exist."""
+    return db.session.scalar(
+        select(Vehicle).where(Vehicle.id == vehicle_id, Vehicle.account_id == account_id)
+    )
+
+
+def vehicles_with_drivers(account_id: int) -> list[tuple[Vehicle, Driver | None]]:
+    """Every vehicle of the account by name, with its current driver."""
+    rows = db.session.execute(
+        select(Vehicle, Driver)
+        .outerjoin(Driver, Vehicle.driver_id == Driver.id)
+        .where(Vehicle.account_id == account_id)
+        .order_by(func.lower(Vehicle.name), Vehicle.id)
+    )
+    return [(vehicle, driver) for vehicle, driver in rows]
+
+
+def import_vehicles_csv(account_id: int, data: bytes) -> tuple[list[Vehicle], list[str]]:
+    """Add every vehicle of a CSV file (header `name,vin,plate,group`, plate and
+    group optional; UTF-8 with or without a BOM), or none: any bad line refuses
+    the whole file. Errors are keyed "line 3: vin", lines counted from 1 with the
+    header as line 1; whole-file problems are keyed "file". Warnings (a doubtful
+    check digit) start with their line too."""
+    if len(data) > MAX_IMPORT_BYTES:
+        raise ValidationError(
+            {"file": [f"At most 1 MiB; this file has {len(data) / 1024 / 1024:.1f} MiB."]}
+        )
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = data[: error.start].count(b"\n") + 1
+        raise ValidationError(
+            {"file": [f"Line {line} is not UTF-8 text. Save the file as CSV (UTF-8)."]}
+        ) from None
+    try:
+        header, rows = _csv_rows(text)
+    except csv.Error as error:
+        raise ValidationError({"file": [f"Not a CSV file this can read: {error}."]}) from None
+    errors = _header_problems(header)
+    if errors:
+        raise ValidationError(errors)
+    if not rows:
+        raise ValidationError({"file": ["No vehicles: put one per line after the header."]})
+    if len(rows) > MAX_IMPORT_ROWS:
+        raise ValidationError(
+            {"file": [f"At most {MAX_IMPORT_ROWS:,} vehicles in one file; this has {len(rows):,}."]}
+        )
+
+    existing = set(db.session.scalars(select(Vehicle.vin).where(Vehicle.account_id == account_id)))
+    first_line: dict[str, int] = {}
+
+    def duplicate(vin: str) -> str | None:
+        if vin in existing:
+            return "This account already has a vehicle with this VIN."
+        if vin in first_line:
+            return f"The same VIN as line {first_line[vin]}."
+        return None
+
+    checked = []
+    for line, cells in rows:
+        if len(cells) > len(header):
+            errors[f"line {line}: row"] = [
+                f"{len(cells)} values, but the header names {len(header)} columns."
+            ]
+            continue
+        values = dict(zip(header, cells, strict=False))
+        cleaned, problems = _check_vehicle(values, duplicate)
+        for field, messages in problems.items():
+            errors[f"line {line}: {field}"] = messages
+        if cleaned["vin"] and "vin" not in problems:
+            first_line[cleaned["vin"]] = line
+        checked.append((line, cleaned))
+    if errors:
+        raise ValidationError(errors)
+
+    vehicles = [_new_vehicle(account_id, cleaned) for _, cleaned in checked]
+    db.session.add_all(vehicles)
+    warnings = []
+    for line, cleaned in checked:
+        warning = check_digit_warning(cleaned["vin"])
+        if warning:
+            warnings.append(f"Line {line} ({cleaned['vin']}): {warning}")
+    return vehicles, warnings
+
+
+def _csv_rows(text: str) -> tuple[list[str], list[tuple[int, list[str]]]]:
+    """The header (column names, trimmed and lower-cased) and each non-blank row
+    with the line it starts on (a quoted value may span lines)."""
+    reader = csv.reader(io.StringIO(text, newline=""))
+    header: list[str] = []
+    rows: list[tuple[int, list[str]]] = []
+    previous_end = 0
+    for cells in reader:
+        line, previous_end = previous_end + 1, reader.line_num
+        if line == 1:
+            header = [cell.strip().lower() for cell in cells]
+        elif any(cell.strip() for cell in cells):
+            rows.append((line, cells))
+    return header, rows
+
+
+def _header_problems(header: list[str]) -> dict[str, list[str]]:
+    expected = ", ".join(VEHICLE_FIELDS)
+    if not any(header):
+        return {"line 1: header": [f"The first line must be the header: {expected}."]}
+    problems = []
+    for column in ("name", "vin"):
+        if column not in header:
+            problems.append(f"No “{column}” column: the header is {expected}.")
+    for column in sorted(set(header) - set(VEHICLE_FIELDS)):
+        if column:
+            problems.append(f"Unknown column “{column}”: the columns are {expected}.")
+        else:
+            problems.append("A column without a name (a stray comma?).")
+    for column in sorted({c for c in header if header.count(c) > 1}):
+        problems.append(f"The column “{column}” appears twice.")
+    return {"line 1: header": problems} if problems else {}
+
+
+def _check_driver(
+    account_id: int, values: Mapping[str, Any], driver_id: int | None
+) -> tuple[dict[str, Any], dict[str, list[str]]]:
+    errors = _unknown(values, DRIVER_FIELDS)
+    cleaned = _texts(values, DRIVER_TEXTS, errors)
+    if cleaned["name"] is not None:
+        same_name = select(Driver.id).where(
+            Driver.account_id == account_id, Driver.name == cleaned["name"]
+        )
+        if driver_id is not None:
+            same_name = same_name.where(Driver.id != driver_id)
+        if db.session.scalar(same_name):
+            errors["name"] = ["This account already has a driver with this name."]
+    return cleaned, errors
+
+
+def create_driver(account_id: int, values: Mapping[str, Any]) -> Driver:
+    """A new driver: a name unique in the account, and optionally the customer's own id."""
+    cleaned, errors = _check_driver(account_id, values, None)
+    if errors:
+        raise ValidationError(errors)
+    driver = Driver(account_id=account_id, **cleaned)
+    db.session.add(driver)
+    return driver
+
+
+def update_driver(driver: Driver, values: Mapping[str, Any]) -> None:
+    """Change a driver's name and external id, by the rules of `create_driver`."""
+    cleaned, errors = _check_driver(driver.account_id, values, driver.id)
+    if errors:
+        raise ValidationError(errors)
+    driver.name = cleaned["name"]
+    driver.external_id = cleaned["external_id"]
+
+
+def delete_driver(driver: Driver) -> None:
+    """Delete a driver; the database leaves the vehicles they drove without a
+    driver (the foreign key is ON DELETE SET NULL)."""
+    db.session.delete(driver)
+
+
+def get_account_driver(account_id: int, driver_id: int) -> Driver | None:
+    """The driver if it belongs to the account; None otherwise, as if it did not exist."""
+    return db.session.scalar(
+        select(Driver).where(Driver.id == driver_id, Driver.account_id == account_id)
+    )
+
+
+def account_drivers(account_id: int) -> list[Driver]:
+    """Every driver of the account by name."""
+    return list(
+        db.session.scalars(
+            select(Driver)
+            .where(Driver.account_id == account_id)
+            .order_by(func.lower(Driver.name), Driver.id)
+        )
+    )
+
+
+def drivers_with_vehicles(account_id: int) -> list[tuple[Driver, list[Vehicle]]]:
+    """Every driver of the account by name, with the vehicles assigned to them now."""
+    drivers = account_drivers(account_id)
+    assigned: dict[int, list[Vehicle]] = {driver.id: [] for driver in drivers}
+    for vehicle in db.session.scalars(
+        select(Vehicle)
+        .where(Vehicle.account_id == account_id, Vehicle.driver_id.is_not(None))
+        .order_by(func.lower(Vehicle.name), Vehicle.id)
+    ):
+        assigned.setdefault(vehicle.driver_id or 0, []).append(vehicle)
+    return [(driver, assigned[driver.id]) for driver in drivers]
+
+
+def _check_landmark(values: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The name and stored shape of a landmark, or ValidationError."""
     errors = _unknown(values, LANDMARK_FIELDS)
     name, problems = _text(values, "name", 100, True)
     if problems:
@@ -86,10 +363,66 @@ def create_landmark(account_id: int, values: Mapping[str, Any]) -> Landmark:
             errors[kind] = [str(error)]
     if errors:
         raise ValidationError(errors)
-    landmark = Landmark(account_id=account_id, name=name, shape={kind: values[kind]})
+    return name, {kind: values[kind]}
+
+
+def create_landmark(account_id: int, values: Mapping[str, Any]) -> Landmark:
+    name, shape = _check_landmark(values)
+    landmark = Landmark(account_id=account_id, name=name, shape=shape)
     db.session.add(landmark)
     landmarks_changed(account_id)
     return landmark
+
+
+def update_landmark(landmark: Landmark, values: Mapping[str, Any]) -> None:
+    """Replace a landmark's name and shape, by the rules of `create_landmark`."""
+    landmark.name, landmark.shape = _check_landmark(values)
+    landmarks_changed(landmark.account_id)
+
+
+def delete_landmark(landmark: Landmark) -> None:
+    db.session.delete(landmark)
+    landmarks_changed(landmark.account_id)
+
+
+def get_account_landmark(account_id: int, landmark_id: int) -> Landmark | None:
+    """The landmark if it belongs to the account; None otherwise, as if it did not exist."""
+    return db.session.scalar(
+        select(Landmark).where(Landmark.id == landmark_id, Landmark.account_id == account_id)
+    )
+
+
+@dataclass(frozen=True)
+class LandmarkSummary:
+    """What the landmark pages show of a landmark besides its name."""
+
+    landmark: Landmark
+    kind: str  # "circle" or "polygon"
+    radius_m: float | None
+    area_m2: float | None
+    svg: str
+
+
+def landmark_summaries(account_id: int, svg_size: int) -> list[LandmarkSummary]:
+    """Every landmark of the account by name, with its kind, size and SVG drawing."""
+    landmarks = db.session.scalars(
+        select(Landmark)
+        .where(Landmark.account_id == account_id)
+        .order_by(func.lower(Landmark.name), Landmark.id)
+    )
+    summaries = []
+    for landmark in landmarks:
+        shape = shape_of(landmark.shape)
+        summaries.append(
+            LandmarkSummary(
+                landmark=landmark,
+                kind="circle" if isinstance(shape, Circle) else "polygon",
+                radius_m=shape.radius_m if isinstance(shape, Circle) else None,
+                area_m2=area_m2(shape) if isinstance(shape, Area) else None,
+                svg=svg(shape, svg_size),
+            )
+        )
+    return summaries
 
 
 def account_vehicles(account_id: int, after_id: int | None, limit: int) -> list[Vehicle]:
