@@ -4,6 +4,7 @@ authentication, the admin check, and JSON body parsing."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 from functools import wraps
 from typing import Any, TypeVar, cast
 
@@ -102,3 +103,8 @@ def page_arguments() -> tuple[int, int | None]:
     if errors:
         raise ValidationError(errors)
     return limit, int(cursor_text) if cursor_text is not None else None
+
+
+def iso_time(value: datetime | None) -> str | None:
+    """A timestamp as the API writes it (ISO 8601 with its UTC offset), or None."""
+    return value.isoformat() if value is not None else None

@@ -77,6 +77,13 @@ MESSAGE_ID = {
     "schema": {"type": "string"},
 }
 NOT_FOUND = _problem("No such webhook in this account.")
+FLEET_COLLECTIONS = (("vehicles", "Vehicle"), ("drivers", "Driver"), ("landmarks", "Landmark"))
+
+
+def _fleet_not_found(plural: str) -> dict[str, Any]:
+    return _problem(f"No such {plural[:-1]} in this account.")
+
+
 NULLABLE_STRING = {"type": ["string", "null"]}
 TIMESTAMP = {"type": "string", "format": "date-time"}
 NULLABLE_TIMESTAMP = {"type": ["string", "null"], "format": "date-time"}
@@ -315,11 +322,66 @@ def _schemas() -> dict[str, Any]:
                 "vin": {"type": "string", "pattern": "^[A-HJ-NPR-Z0-9]{17}$"},
                 "plate": NULLABLE_STRING,
                 "group": NULLABLE_STRING,
+                "driver": {
+                    "type": ["object", "null"],
+                    "properties": {"id": {"type": "integer"}, "name": {"type": "string"}},
+                },
                 "odometer_mi": {"type": ["number", "null"]},
                 "engine_hours": {"type": ["number", "null"]},
                 "fuel_level_pct": {"type": ["number", "null"]},
+                "last_location": {
+                    "type": ["object", "null"],
+                    "properties": {
+                        "latitude": {"type": "number"},
+                        "longitude": {"type": "number"},
+                        "fix_time": TIMESTAMP,
+                    },
+                },
+                "last_dvir": {"type": ["object", "null"]},
                 "created_at": TIMESTAMP,
                 "warnings": {"type": "array", "items": {"type": "string"}},
+            },
+        },
+        "VehicleChange": {
+            "type": "object",
+            "additionalProperties": False,
+            "description": "The fields given change; the VIN never does.",
+            "properties": {
+                "name": {"type": "string", "minLength": 1, "maxLength": 100},
+                "plate": {"type": ["string", "null"], "maxLength": 20},
+                "group": {"type": ["string", "null"], "maxLength": 60},
+                "driver_id": {
+                    "type": ["integer", "null"],
+                    "description": "Assign one of the account's drivers (null: none); a "
+                    "change makes a driver_assignment event.",
+                },
+            },
+        },
+        "Driver": {
+            "type": "object",
+            "required": ["id", "name"],
+            "properties": {
+                "id": {"type": "integer"},
+                "name": {"type": "string"},
+                "external_id": NULLABLE_STRING,
+                "created_at": TIMESTAMP,
+            },
+        },
+        "DriverCreate": {
+            "type": "object",
+            "required": ["name"],
+            "additionalProperties": False,
+            "properties": {
+                "name": {"type": "string", "minLength": 1, "maxLength": 100},
+                "external_id": {"type": ["string", "null"], "maxLength": 60},
+            },
+        },
+        "DriverChange": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "name": {"type": "string", "minLength": 1, "maxLength": 100},
+                "external_id": {"type": ["string", "null"], "maxLength": 60},
             },
         },
         "VehicleCreate": {
@@ -364,6 +426,16 @@ def _schemas() -> dict[str, Any]:
             "type": "object",
             "required": ["name"],
             "additionalProperties": False,
+            "properties": {
+                "name": {"type": "string", "minLength": 1, "maxLength": 100},
+                "circle": _ref("Circle"),
+                "polygon": _ref("Polygon"),
+            },
+        },
+        "LandmarkChange": {
+            "type": "object",
+            "additionalProperties": False,
+            "description": "A new name, or a new shape (circle or polygon) replacing the old.",
             "properties": {
                 "name": {"type": "string", "minLength": 1, "maxLength": 100},
                 "circle": _ref("Circle"),
@@ -581,8 +653,31 @@ def _paths() -> dict[str, Any]:
                     admin=True,
                 ),
             }
-            for plural, schema in (("vehicles", "Vehicle"), ("landmarks", "Landmark"))
+            for plural, schema in FLEET_COLLECTIONS
         },  # fmt: skip
+        **{
+            f"/api/v1/{plural}/{{{plural[:-1]}_id}}": {
+                "get": _operation(
+                    f"One {plural[:-1]}",
+                    {"200": _json(_ref(schema), ""), "404": _fleet_not_found(plural)},
+                    parameters=[_path_id(f"{plural[:-1]}_id", f"The {plural[:-1]}'s ID.")],
+                ),
+                "patch": _operation(
+                    f"Change a {plural[:-1]}",
+                    {"200": _json(_ref(schema), "Changed."), "404": _fleet_not_found(plural)},
+                    body=_ref(f"{schema}Change"),
+                    admin=True,
+                    parameters=[_path_id(f"{plural[:-1]}_id", f"The {plural[:-1]}'s ID.")],
+                ),
+                "delete": _operation(
+                    f"Delete a {plural[:-1]}",
+                    {"204": {"description": "Deleted."}, "404": _fleet_not_found(plural)},
+                    admin=True,
+                    parameters=[_path_id(f"{plural[:-1]}_id", f"The {plural[:-1]}'s ID.")],
+                ),
+            }
+            for plural, schema in FLEET_COLLECTIONS
+        },
         "/api/v1/telemetry": {
             "post": _operation(
                 "Ingest one report or a batch of up to 1,000",

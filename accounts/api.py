@@ -8,15 +8,11 @@ from flask import Response, jsonify
 
 from accounts.models import ApiToken
 from accounts.tokens import account_tokens, get_account_token, issue_token, revoke_token
-from api import ApiProblem, admin_only, api_blueprint, api_user, json_object
+from api import ApiProblem, admin_only, api_blueprint, api_user, iso_time, json_object
 from errors import ValidationError, validation_problem
 from extensions import db
 
 bp = api_blueprint("accounts_api", __name__)
-
-
-def _iso(value: Any) -> str | None:
-    return value.isoformat() if value is not None else None
 
 
 def token_json(token: ApiToken) -> dict[str, Any]:
@@ -25,9 +21,9 @@ def token_json(token: ApiToken) -> dict[str, Any]:
         "name": token.name,
         "hint": token.hint,
         "user": token.user.email,
-        "created_at": _iso(token.created_at),
-        "last_used_at": _iso(token.last_used_at),
-        "revoked_at": _iso(token.revoked_at),
+        "created_at": iso_time(token.created_at),
+        "last_used_at": iso_time(token.last_used_at),
+        "revoked_at": iso_time(token.revoked_at),
     }
 
 

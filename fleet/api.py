@@ -1,56 +1,96 @@
-"""REST API of the fleet: vehicles, landmarks and the telemetry ingest."""
+"""REST API of the fleet: vehicles, drivers, landmarks and the telemetry ingest."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from flask import Response, jsonify
 
-from api import admin_only, api_blueprint, api_user, json_object, page_arguments
+from api import (
+    ApiProblem,
+    admin_only,
+    api_blueprint,
+    api_user,
+    iso_time,
+    json_object,
+    page_arguments,
+)
 from database import utcnow
 from errors import ValidationError, validation_problem
 from extensions import db
+from fleet import records
+from fleet.detector import assign_driver
 from fleet.ingest import ingest
-from fleet.models import Landmark, Vehicle
-from fleet.records import account_landmarks, account_vehicles, create_landmark, create_vehicle
+from fleet.models import Driver, Landmark, Vehicle
 
 bp = api_blueprint("fleet_api", __name__)
 
 
 def vehicle_json(vehicle: Vehicle) -> dict[str, Any]:
+    driver = db.session.get(Driver, vehicle.driver_id) if vehicle.driver_id else None
+    location = None
+    if vehicle.last_fix_at is not None:
+        location = {"latitude": vehicle.last_latitude, "longitude": vehicle.last_longitude,
+                    "fix_time": iso_time(vehicle.last_fix_at)}  # fmt: skip
     return {
         "id": vehicle.id,
         "name": vehicle.name,
         "vin": vehicle.vin,
         "plate": vehicle.plate,
         "group": vehicle.group_name,
+        "driver": {"id": driver.id, "name": driver.name} if driver else None,
         "odometer_mi": vehicle.odometer_mi,
         "engine_hours": vehicle.engine_hours,
         "fuel_level_pct": vehicle.fuel_level_pct,
-        "created_at": vehicle.created_at.isoformat(),
+        "last_location": location,
+        "last_dvir": vehicle.last_dvir,
+        "created_at": iso_time(vehicle.created_at),
     }
+
+
+def driver_json(driver: Driver) -> dict[str, Any]:
+    return {"id": driver.id, "name": driver.name, "external_id": driver.external_id,
+            "created_at": iso_time(driver.created_at)}  # fmt: skip
 
 
 def landmark_json(landmark: Landmark) -> dict[str, Any]:
     return {"id": landmark.id, "name": landmark.name, **landmark.shape,
-            "created_at": landmark.created_at.isoformat()}  # fmt: skip
+            "created_at": iso_time(landmark.created_at)}  # fmt: skip
 
 
-def _page(rows: list[Any], limit: int, render: Any, key: str) -> Response:
+# What each collection is made of: its model, JSON, and records functions.
+_KINDS: dict[str, tuple[Any, Callable[[Any], dict[str, Any]]]] = {
+    "vehicles": (Vehicle, vehicle_json),
+    "drivers": (Driver, driver_json),
+    "landmarks": (Landmark, landmark_json),
+}
+
+
+def _listing(plural: str) -> Response | tuple[Response, int]:
+    model, render = _KINDS[plural]
+    try:
+        limit, cursor = page_arguments()
+    except ValidationError as error:
+        return validation_problem(error.errors)
+    rows = records.account_page(model, api_user().account_id, cursor, limit + 1)
     page = rows[:limit]
     next_cursor = str(page[-1].id) if len(rows) > limit else None
-    return jsonify({key: [render(row) for row in page], "next_cursor": next_cursor})
+    return jsonify({plural: [render(row) for row in page], "next_cursor": next_cursor})
+
+
+def _own(plural: str, object_id: int) -> Any:
+    model, _ = _KINDS[plural]
+    found = db.session.get(model, object_id)
+    if found is None or found.account_id != api_user().account_id:
+        raise ApiProblem(404, "Not Found", f"No such {plural[:-1]} in your account.")
+    return found
 
 
 @bp.get("/vehicles")
 def list_vehicles() -> Response | tuple[Response, int]:
     """The account's vehicles by id, a page at a time."""
-    try:
-        limit, cursor = page_arguments()
-    except ValidationError as error:
-        return validation_problem(error.errors)
-    rows = account_vehicles(api_user().account_id, cursor, limit + 1)
-    return _page(rows, limit, vehicle_json, "vehicles")
+    return _listing("vehicles")
 
 
 @bp.post("/vehicles")
@@ -58,22 +98,92 @@ def list_vehicles() -> Response | tuple[Response, int]:
 def add_vehicle() -> tuple[Response, int] | Response:
     """Add a vehicle; a doubtful check digit comes back as a warning."""
     try:
-        vehicle, warnings = create_vehicle(api_user().account_id, json_object())
+        vehicle, warnings = records.create_vehicle(api_user().account_id, json_object())
     except ValidationError as error:
         return validation_problem(error.errors)
     db.session.commit()
     return jsonify({**vehicle_json(vehicle), "warnings": warnings}), 201
 
 
+@bp.get("/vehicles/<int:vehicle_id>")
+def get_vehicle(vehicle_id: int) -> Response:
+    return jsonify(vehicle_json(_own("vehicles", vehicle_id)))
+
+
+@bp.patch("/vehicles/<int:vehicle_id>")
+@admin_only
+def change_vehicle(vehicle_id: int) -> Response | tuple[Response, int]:
+    """Change name, plate, group or driver (`driver_id`, null for none); the VIN stays."""
+    vehicle = _own("vehicles", vehicle_id)
+    current = {"name": vehicle.name, "plate": vehicle.plate, "group": vehicle.group_name,
+               "driver_id": vehicle.driver_id}  # fmt: skip
+    try:
+        driver = records.update_vehicle(vehicle, {**current, **json_object()})
+    except ValidationError as error:
+        return validation_problem(error.errors)
+    if (driver.id if driver else None) != vehicle.driver_id:
+        assign_driver(vehicle, driver, at=utcnow(), source="api")
+    db.session.commit()
+    return jsonify(vehicle_json(vehicle))
+
+
+@bp.delete("/vehicles/<int:vehicle_id>")
+@admin_only
+def remove_vehicle(vehicle_id: int) -> tuple[str, int]:
+    records.delete_vehicle(_own("vehicles", vehicle_id))
+    db.session.commit()
+    return "", 204
+
+
+@bp.get("/drivers")
+def list_drivers() -> Response | tuple[Response, int]:
+    """The account's drivers by id, a page at a time."""
+    return _listing("drivers")
+
+
+@bp.post("/drivers")
+@admin_only
+def add_driver() -> tuple[Response, int] | Response:
+    """Add a driver: a name unique in the account, and optionally the customer's id."""
+    try:
+        driver = records.create_driver(api_user().account_id, json_object())
+    except ValidationError as error:
+        return validation_problem(error.errors)
+    db.session.commit()
+    return jsonify(driver_json(driver)), 201
+
+
+@bp.get("/drivers/<int:driver_id>")
+def get_driver(driver_id: int) -> Response:
+    return jsonify(driver_json(_own("drivers", driver_id)))
+
+
+@bp.patch("/drivers/<int:driver_id>")
+@admin_only
+def change_driver(driver_id: int) -> Response | tuple[Response, int]:
+    driver = _own("drivers", driver_id)
+    current = {"name": driver.name, "external_id": driver.external_id}
+    try:
+        records.update_driver(driver, {**current, **json_object()})
+    except ValidationError as error:
+        return validation_problem(error.errors)
+    db.session.commit()
+    return jsonify(driver_json(driver))
+
+
+@bp.delete("/drivers/<int:driver_id>")
+@admin_only
+def remove_driver(driver_id: int) -> tuple[str, int]:
+    """Delete a driver; vehicles they drove are left without a driver."""
+    records.delete_driver(_own("drivers", driver_id))
+    db.session.commit()
+    return "", 204
+
+
 @bp.get("/landmarks")
 def list_landmarks() -> Response | tuple[Response, int]:
     """The account's landmarks by id, a page at a time."""
-    try:
-        limit, cursor = page_arguments()
-    except ValidationError as error:
-        return validation_problem(error.errors)
-    rows = account_landmarks(api_user().account_id, cursor, limit + 1)
-    return _page(rows, limit, landmark_json, "landmarks")
+    return _listing("landmarks")
 
 
 @bp.post("/landmarks")
@@ -81,11 +191,39 @@ def list_landmarks() -> Response | tuple[Response, int]:
 def add_landmark() -> tuple[Response, int] | Response:
     """Add a landmark: a circle or a GeoJSON polygon."""
     try:
-        landmark = create_landmark(api_user().account_id, json_object())
+        landmark = records.create_landmark(api_user().account_id, json_object())
     except ValidationError as error:
         return validation_problem(error.errors)
     db.session.commit()
     return jsonify(landmark_json(landmark)), 201
+
+
+@bp.get("/landmarks/<int:landmark_id>")
+def get_landmark(landmark_id: int) -> Response:
+    return jsonify(landmark_json(_own("landmarks", landmark_id)))
+
+
+@bp.patch("/landmarks/<int:landmark_id>")
+@admin_only
+def change_landmark(landmark_id: int) -> Response | tuple[Response, int]:
+    """Rename, or give a new shape (`circle` or `polygon`, replacing the old one)."""
+    landmark = _own("landmarks", landmark_id)
+    body = json_object()
+    shape = {} if {"circle", "polygon"} & set(body) else dict(landmark.shape)
+    try:
+        records.update_landmark(landmark, {"name": landmark.name, **shape, **body})
+    except ValidationError as error:
+        return validation_problem(error.errors)
+    db.session.commit()
+    return jsonify(landmark_json(landmark))
+
+
+@bp.delete("/landmarks/<int:landmark_id>")
+@admin_only
+def remove_landmark(landmark_id: int) -> tuple[str, int]:
+    records.delete_landmark(_own("landmarks", landmark_id))
+    db.session.commit()
+    return "", 204
 
 
 @bp.post("/telemetry")

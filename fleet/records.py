@@ -425,17 +425,11 @@ def landmark_summaries(account_id: int, svg_size: int) -> list[LandmarkSummary]:
     return summaries
 
 
-def account_vehicles(account_id: int, after_id: int | None, limit: int) -> list[Vehicle]:
-    query = select(Vehicle).where(Vehicle.account_id == account_id).order_by(Vehicle.id)
+def account_page(model: Any, account_id: int, after_id: int | None, limit: int) -> list[Any]:
+    """A page of the account's vehicles, drivers or landmarks by id, after `after_id`."""
+    query = select(model).where(model.account_id == account_id).order_by(model.id)
     if after_id is not None:
-        query = query.where(Vehicle.id > after_id)
-    return list(db.session.scalars(query.limit(limit)))
-
-
-def account_landmarks(account_id: int, after_id: int | None, limit: int) -> list[Landmark]:
-    query = select(Landmark).where(Landmark.account_id == account_id).order_by(Landmark.id)
-    if after_id is not None:
-        query = query.where(Landmark.id > after_id)
+        query = query.where(model.id > after_id)
     return list(db.session.scalars(query.limit(limit)))
 
 

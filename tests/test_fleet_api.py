@@ -4,6 +4,7 @@ message and nothing saved, the check-digit warning, tenancy and pages."""
 from __future__ import annotations
 
 import pytest
+from sqlalchemy import select
 
 from accounts.models import Role
 from extensions import db
@@ -107,3 +108,107 @@ def test_members_may_list_but_not_add(app, client):
     assert client.get("/api/v1/vehicles", headers=member).status_code == 200
     assert client.post("/api/v1/vehicles", json=TRUCK, headers=member).status_code == 403
     assert client.post("/api/v1/landmarks", json={"name": "x"}, headers=member).status_code == 403
+
+
+def test_a_vehicle_is_read_changed_and_deleted(client, headers):
+    vehicle = client.post("/api/v1/vehicles", json=TRUCK, headers=headers).json
+    url = f"/api/v1/vehicles/{vehicle['id']}"
+    assert client.get(url, headers=headers).json["driver"] is None
+    changed = client.patch(url, json={"name": "Truck 43", "group": None}, headers=headers)
+    assert changed.status_code == 200
+    assert (changed.json["name"], changed.json["group"], changed.json["plate"]) == (
+        "Truck 43", None, "IL 4421")  # fmt: skip
+    refused = client.patch(url, json={"vin": "1M8GDM9AXKP042788", "name": ""}, headers=headers)
+    assert refused.status_code == 422 and set(refused.json["errors"]) == {"vin", "name"}
+    assert client.get(url, headers=headers).json["name"] == "Truck 43"
+    assert client.delete(url, headers=headers).status_code == 204
+    assert client.get(url, headers=headers).status_code == 404
+
+
+def test_assigning_a_driver_through_the_api_makes_the_event(client, headers):
+    from outbox.models import OutboxMessage
+    from webhooks.lifecycle import create_webhook
+
+    vehicle = client.post("/api/v1/vehicles", json=TRUCK, headers=headers).json
+    driver = client.post("/api/v1/drivers", json={"name": "Dana Whitfield",
+                         "external_id": "E-17"}, headers=headers)  # fmt: skip
+    assert driver.status_code == 201 and driver.json["external_id"] == "E-17"
+    account_id = db.session.get(Vehicle, vehicle["id"]).account_id
+    subscription = {"event_type": "driver_assignment", "name": "d",
+                    "url": "https://hooks.example.com/d"}  # fmt: skip
+    webhook, _ = create_webhook(account_id, subscription)
+    db.session.commit()
+    url = f"/api/v1/vehicles/{vehicle['id']}"
+    assigned = client.patch(url, json={"driver_id": driver.json["id"]}, headers=headers)
+    assert assigned.json["driver"] == {"id": driver.json["id"], "name": "Dana Whitfield"}
+    [message] = db.session.query(OutboxMessage).filter_by(target_id=webhook.id).all()
+    assert message.payload["data"]["driver"]["name"] == "Dana Whitfield"
+    assert message.payload["data"]["previous_driver"] is None
+    # Saving the same driver again is no new assignment.
+    client.patch(url, json={"driver_id": driver.json["id"], "name": "Truck 42"}, headers=headers)
+    assert db.session.query(OutboxMessage).count() == 1
+    unknown = client.patch(url, json={"driver_id": 999999}, headers=headers)
+    assert unknown.status_code == 422 and "driver_id" in unknown.json["errors"]
+
+
+def test_drivers_are_listed_changed_and_deleted(client, headers):
+    ids = [client.post("/api/v1/drivers", json={"name": name}, headers=headers).json["id"]
+           for name in ("Dana", "Sam")]  # fmt: skip
+    listed = client.get("/api/v1/drivers?limit=1", headers=headers).json
+    assert [d["name"] for d in listed["drivers"]] == ["Dana"] and listed["next_cursor"]
+    clash = client.patch(f"/api/v1/drivers/{ids[1]}", json={"name": "Dana"}, headers=headers)
+    assert clash.status_code == 422 and "name" in clash.json["errors"]
+    renamed = client.patch(f"/api/v1/drivers/{ids[1]}", json={"name": "Sam O."}, headers=headers)
+    assert renamed.json["name"] == "Sam O."
+    assert client.delete(f"/api/v1/drivers/{ids[0]}", headers=headers).status_code == 204
+    assert [d["id"] for d in client.get("/api/v1/drivers", headers=headers).json["drivers"]] == [
+        ids[1]]  # fmt: skip
+
+
+def test_a_landmark_changes_shape_and_its_version_moves(client, headers):
+    from accounts.models import Account
+
+    circle = {"latitude": 41.88, "longitude": -87.63, "radius_m": 400}
+    made = client.post("/api/v1/landmarks", json={"name": "Yard", "circle": circle},
+                       headers=headers).json  # fmt: skip
+    url = f"/api/v1/landmarks/{made['id']}"
+    version = db.session.scalar(select(Account.landmarks_version))
+    polygon = {"type": "Polygon", "coordinates": [OUTLINE, HOLE]}
+    reshaped = client.patch(url, json={"polygon": polygon}, headers=headers).json
+    assert reshaped["polygon"] == polygon and "circle" not in reshaped
+    assert reshaped["name"] == "Yard"
+    renamed = client.patch(url, json={"name": "Big yard"}, headers=headers).json
+    assert renamed["polygon"] == polygon
+    bad = client.patch(url, json={"circle": {**circle, "radius_m": -1}}, headers=headers)
+    assert bad.status_code == 422
+    assert client.get(url, headers=headers).json["polygon"] == polygon
+    assert client.delete(url, headers=headers).status_code == 204
+    db.session.expire_all()
+    assert db.session.scalar(select(Account.landmarks_version)) == version + 3
+
+
+@pytest.mark.parametrize("plural", ["vehicles", "drivers", "landmarks"])
+def test_another_accounts_fleet_is_not_found(client, headers, plural):
+    bodies = {"vehicles": TRUCK, "drivers": {"name": "Dana"},
+              "landmarks": {"name": "Yard", "circle": {"latitude": 1, "longitude": 1,
+                                                       "radius_m": 50}}}  # fmt: skip
+    made = client.post(f"/api/v1/{plural}", json=bodies[plural], headers=headers).json
+    other = bearer(make_user("Other Co", "admin@other.example.com"))
+    url = f"/api/v1/{plural}/{made['id']}"
+    assert client.get(url, headers=other).status_code == 404
+    assert client.patch(url, json={"name": "Mine"}, headers=other).status_code == 404
+    assert client.delete(url, headers=other).status_code == 404
+    assert client.get(f"/api/v1/{plural}", headers=other).json[plural] == []
+    assert client.get(url, headers=headers).json["name"] == bodies[plural]["name"]
+
+
+def test_members_may_read_but_not_change_the_fleet(app, client):
+    admin = make_user()
+    admin_headers = bearer(admin)
+    vehicle = client.post("/api/v1/vehicles", json=TRUCK, headers=admin_headers).json
+    member = bearer(make_user(email="viewer@acme.example.com", role=Role.MEMBER, admin=admin))
+    url = f"/api/v1/vehicles/{vehicle['id']}"
+    assert client.get(url, headers=member).status_code == 200
+    assert client.patch(url, json={"name": "x"}, headers=member).status_code == 403
+    assert client.delete(url, headers=member).status_code == 403
+    assert client.post("/api/v1/drivers", json={"name": "x"}, headers=member).status_code == 403

@@ -7,7 +7,15 @@ from typing import Any
 
 from flask import Response, jsonify, request, url_for
 
-from api import ApiProblem, admin_only, api_blueprint, api_user, json_object, page_arguments
+from api import (
+    ApiProblem,
+    admin_only,
+    api_blueprint,
+    api_user,
+    iso_time,
+    json_object,
+    page_arguments,
+)
 from database import parse_rfc3339
 from encryption import mask
 from errors import ValidationError, validation_problem
@@ -29,10 +37,6 @@ from webhooks.lifecycle import (
 from webhooks.models import Webhook
 
 bp = api_blueprint("webhooks_api", __name__)
-
-
-def _iso(value: Any) -> str | None:
-    return value.isoformat() if value is not None else None
 
 
 def event_type_json(event_type: EventType) -> dict[str, Any]:
@@ -74,9 +78,9 @@ def webhook_json(webhook: Webhook) -> dict[str, Any]:
         "status_reason": webhook.status_reason,
         "queue_depth": webhook.queue_depth,
         "total_messages": webhook.total_messages,
-        "previous_secret_expires_at": _iso(webhook.previous_secret_expires_at),
-        "created_at": _iso(webhook.created_at),
-        "updated_at": _iso(webhook.updated_at),
+        "previous_secret_expires_at": iso_time(webhook.previous_secret_expires_at),
+        "created_at": iso_time(webhook.created_at),
+        "updated_at": iso_time(webhook.updated_at),
     }
 
 
@@ -189,17 +193,17 @@ def message_json(message: OutboxMessage, full: bool = False) -> dict[str, Any]:
         "last_status_code": message.last_status_code,
         "last_latency_ms": message.last_latency_ms,
         "last_error": message.last_error,
-        "created_at": _iso(message.created_at),
-        "next_attempt_at": _iso(message.next_attempt_at)
+        "created_at": iso_time(message.created_at),
+        "next_attempt_at": iso_time(message.next_attempt_at)
         if message.status in OPEN_STATUSES
         else None,
-        "finished_at": _iso(message.finished_at),
+        "finished_at": iso_time(message.finished_at),
     }
     if full:
         body["payload"] = message.payload
         body["attempt_log"] = [
             {
-                "attempted_at": _iso(a.attempted_at),
+                "attempted_at": iso_time(a.attempted_at),
                 "outcome": a.outcome,
                 "status_code": a.status_code,
                 "duration_ms": a.duration_ms,
