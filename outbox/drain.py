@@ -29,7 +29,14 @@ from outbox.claims import (
     rows_changed,
 )
 from outbox.metrics import record_deliveries, record_drain
-from outbox.models import DeliveryAttempt, MessageStatus, OutboxMessage, Target, TargetStatus
+from outbox.models import (
+    HELD,
+    DeliveryAttempt,
+    MessageStatus,
+    OutboxMessage,
+    Target,
+    TargetStatus,
+)
 from outbox.queues import again_key, drain_job_id, nudge, queue_for
 from outbox.registry import Result, kind_of
 from outbox.schedule import next_attempt_at
@@ -58,7 +65,7 @@ def drain_target(target_id: int) -> dict[str, Any]:
     try:
         while time.monotonic() < budget_ends:
             target = db.session.get(Target, target_id, populate_existing=True)
-            if target is None or target.status in (TargetStatus.PAUSED, TargetStatus.DISABLED):
+            if target is None or target.status in HELD:
                 break
             claimed_at = time.monotonic()
             batch = claim_due_messages(target_id, owner, utcnow(), BATCH_SIZE)
@@ -78,7 +85,7 @@ def drain_target(target_id: int) -> dict[str, Any]:
             release_messages([m.id for m in batch[len(results) :]], owner)
             attempted += len(results)
             acquire_drain(target_id, owner, utcnow())  # renew
-            if results and not results[-1].delivered:
+            if results and not (results[-1].delivered or results[-1].permanent):
                 break  # the head must wait for its retry
     finally:
         release_drain(target_id, owner)
@@ -90,7 +97,7 @@ def _follow_up(target_id: int) -> None:
     """Nudge again when work is left or arrived meanwhile, under the other of the
     target's two job ids (this job's own id exists until it ends)."""
     target = db.session.get(Target, target_id, populate_existing=True)
-    if target is None or target.status in (TargetStatus.PAUSED, TargetStatus.DISABLED):
+    if target is None or target.status in HELD:
         return
     asked_again = redis_client().getdel(again_key(target_id))
     if asked_again or has_due_messages(target_id, utcnow()):
@@ -151,7 +158,8 @@ def record_results(
         if result.delivered:
             continue
         attempts = message.attempts + 1
-        if now - message.retain_from > retention:
+        # A permanent failure (no retry can mend it) ends the message now.
+        if result.permanent or now - message.retain_from > retention:
             values: dict[str, Any] = {"status": MessageStatus.DEAD, "finished_at": now}
         else:
             values = {
@@ -173,7 +181,8 @@ def record_results(
         )
         if rows_changed(changed) == 1:
             recorded.append((message, result, values["status"].value))
-            last_failure = result
+            if not result.permanent:
+                last_failure = result
 
     lost = len(pairs) - len(recorded)
     if lost:
@@ -210,6 +219,10 @@ def record_results(
 def _failure_kind(result: Result) -> str:
     if result.gone:
         return "gone"
+    if result.permanent:
+        return "rejected"
+    if result.needs_attention:
+        return "unauthorized"
     if result.retry_after is not None:
         return "throttled"
     return "failed"
@@ -230,6 +243,9 @@ def _update_target(
         if last_failure.gone:
             changes["status"] = TargetStatus.DISABLED.value
             changes["status_reason"] = "Disabled: the endpoint answered 410 Gone"
+        elif last_failure.needs_attention:
+            changes["status"] = TargetStatus.NEEDS_ATTENTION.value
+            changes["status_reason"] = f"Needs attention: {last_failure.needs_attention}"
         elif target.status == TargetStatus.ACTIVE or target.status == TargetStatus.FAILING:
             changes["status"] = TargetStatus.FAILING.value
             changes["status_reason"] = _describe(last_failure)

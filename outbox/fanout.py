@@ -11,7 +11,7 @@ from sqlalchemy import select, update
 
 from extensions import db
 from outbox.alerts import alert_auto_paused
-from outbox.models import OutboxMessage, Target, TargetStatus, new_message_id
+from outbox.models import HELD, OutboxMessage, Target, TargetStatus, new_message_id
 from outbox.queues import nudge_after_commit
 from outbox.registry import kind_of
 
@@ -76,7 +76,7 @@ def fan_out(event: Any, targets: Sequence[Target]) -> list[OutboxMessage]:
                 target, payload["type"], payload, bool(getattr(event, "is_test", False))
             )
         )
-        if target.status not in (TargetStatus.PAUSED, TargetStatus.DISABLED):
+        if target.status not in HELD:
             nudged.append(target)
     if messages:
         db.session.flush()

@@ -25,6 +25,10 @@ class TargetStatus(StrEnum):
     NEEDS_ATTENTION = "needs_attention"  # an integration needs its credentials fixed
 
 
+# Statuses in which nothing is sent; messages keep queueing until a person acts.
+HELD = (TargetStatus.PAUSED, TargetStatus.DISABLED, TargetStatus.NEEDS_ATTENTION)
+
+
 class Target(db.Model):  # type: ignore[name-defined]
     """A destination of messages. Webhooks and integrations are kinds of target
     (joined-table inheritance), so they share one id space, the status logic and

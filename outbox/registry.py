@@ -22,6 +22,12 @@ class Result:
     retry_after: float | None = None
     # The receiver says it is gone for good (410): stop the target.
     gone: bool = False
+    # The message itself was refused for good (e.g. a provider's 422): it is dead,
+    # and the target goes on with the next one.
+    permanent: bool = False
+    # The provider refused our credentials (401/403): why, in words. The target
+    # stops sending until a person fixes them; its messages wait.
+    needs_attention: str | None = None
     request_headers: dict[str, str] = field(default_factory=dict)
     response_headers: dict[str, str] | None = None
     response_body: str | None = None
@@ -39,7 +45,8 @@ class TargetKind(Protocol):
     def send(
         self, target: Target, messages: Sequence[OutboxMessage], stop_at: float
     ) -> list[Result]:
-        """Send messages in order; stop after the first that is not delivered, or
+        """Send messages in order; stop after the first that is not delivered
+        (unless its failure is `permanent`), or
         before starting one once time.monotonic() passes `stop_at` (always send
         at least one). Returns one result per message attempted."""
 

@@ -11,7 +11,7 @@ from sqlalchemy import and_, case, func, or_, select, update
 
 from database import utcnow
 from extensions import db
-from outbox.models import OPEN_STATUSES, MessageStatus, OutboxMessage, Target, TargetStatus
+from outbox.models import HELD, OPEN_STATUSES, MessageStatus, OutboxMessage, Target
 from outbox.queues import nudge, queue_for
 
 
@@ -64,7 +64,7 @@ def targets_with_due_work(now: Any) -> list[Target]:
         db.session.scalars(
             select(Target).where(
                 Target.id.in_(target_ids),
-                Target.status.not_in((TargetStatus.PAUSED.value, TargetStatus.DISABLED.value)),
+                Target.status.not_in([status.value for status in HELD]),
                 or_(Target.drain_owner.is_(None), Target.drain_expires_at < now),
             )
         )

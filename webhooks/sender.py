@@ -1,7 +1,6 @@
 """The webhook kind of target for the outbox: which events a webhook wants, and
-the signed HTTP POSTs that deliver them over one keep-alive session — timeouts,
-a capped response read, no redirects, no proxies from the environment, and the
-address checked at connect time (requests-hardened), the one connected to."""
+the signed HTTP POSTs that deliver them over the outbound session (outbox/http.py),
+with a capped response read."""
 
 from __future__ import annotations
 
@@ -10,10 +9,9 @@ from collections.abc import Sequence
 from typing import Any
 
 import requests
-from flask import current_app
-from requests_hardened import Config, HTTPSession
 
 from encryption import mask
+from outbox.http import connection_error_text, elapsed_ms, failed_result, outbound_session
 from outbox.models import OutboxMessage, Target
 from outbox.queues import DELIVERIES
 from outbox.registry import Result
@@ -63,25 +61,6 @@ def wanted_payload(webhook: Webhook, event: DetectedEvent) -> dict[str, Any] | N
     return body
 
 
-def http_session() -> requests.Session:
-    """A keep-alive session that refuses non-public addresses when they are
-    connected to (unless local networks are allowed) and never redirects."""
-    allow_local = current_app.config["FLEETHOOK_ALLOW_LOCAL_NETWORK"]
-    session = HTTPSession(
-        Config(
-            ip_filter_enable=not allow_local,
-            ip_filter_allow_loopback_ips=False,
-            never_redirect=True,
-            default_timeout=(
-                current_app.config["FLEETHOOK_CONNECT_TIMEOUT"],
-                current_app.config["FLEETHOOK_READ_TIMEOUT"],
-            ),
-        )
-    )
-    session.trust_env = False  # no proxies or netrc from the environment
-    return session
-
-
 def post(
     session: requests.Session, webhook: Webhook, message: OutboxMessage, secrets: list[str]
 ) -> Result:
@@ -105,16 +84,16 @@ def post(
         finally:
             response.close()
     except requests.Timeout:
-        return _failed(started, shown, "timed out")
+        return failed_result(started, shown, "timed out")
     except requests.ConnectionError as error:
-        return _failed(started, shown, _connection_error(error))
+        return failed_result(started, shown, connection_error_text(error))
     except requests.RequestException as error:  # the address filter, bad URLs
-        return _failed(started, shown, f"{type(error).__name__}: {error}"[:500])
+        return failed_result(started, shown, f"{type(error).__name__}: {error}"[:500])
     status = response.status_code
     return Result(
         delivered=200 <= status < 300,
         status_code=status,
-        duration_ms=_elapsed_ms(started),
+        duration_ms=elapsed_ms(started),
         error=None if 200 <= status < 300 else f"HTTP {status}",
         retry_after=parse_retry_after(response.headers.get("Retry-After"))
         if status in THROTTLING
@@ -126,33 +105,11 @@ def post(
     )
 
 
-def _elapsed_ms(started: float) -> int:
-    return round((time.perf_counter() - started) * 1000)
-
-
-def _failed(started: float, headers: dict[str, str], error: str) -> Result:
-    return Result(
-        delivered=False, duration_ms=_elapsed_ms(started), error=error, request_headers=headers
-    )
-
-
-def _connection_error(error: requests.ConnectionError) -> str:
-    text = str(error)
-    if "refused" in text.lower():
-        return "connection refused"
-    if "reset" in text.lower() or "aborted" in text.lower():
-        return "connection reset"
-    return f"connection failed: {text[:200]}"
-
-
 class WebhookKind:
     """Registered with the outbox as the kind "webhook"."""
 
     kind = "webhook"
     queue = DELIVERIES
-
-    def __init__(self) -> None:
-        self._sessions: dict[tuple[Any, ...], requests.Session] = {}
 
     def payload_for(self, target: Target, event: Any) -> dict[str, Any] | None:
         if not isinstance(target, Webhook) or not isinstance(event, DetectedEvent):
@@ -165,7 +122,7 @@ class WebhookKind:
         assert isinstance(target, Webhook)
         secrets = signing_secrets(target)
         results: list[Result] = []
-        session = self._session()
+        session = outbound_session()
         for message in messages:
             if results and time.monotonic() > stop_at:
                 break
@@ -174,16 +131,3 @@ class WebhookKind:
             if not result.delivered:
                 break  # later messages wait behind this one
         return results
-
-    def _session(self) -> requests.Session:
-        # One keep-alive session per process and settings (RQ runs one job at a
-        # time in a process): connections survive from one batch and drain to the next.
-        config = current_app.config
-        settings = (
-            config["FLEETHOOK_ALLOW_LOCAL_NETWORK"],
-            config["FLEETHOOK_CONNECT_TIMEOUT"],
-            config["FLEETHOOK_READ_TIMEOUT"],
-        )
-        if settings not in self._sessions:
-            self._sessions[settings] = http_session()
-        return self._sessions[settings]
