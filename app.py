@@ -47,10 +47,12 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
 
 def _register_target_kinds() -> None:
+    from integrations.kind import IntegrationKind
     from outbox.registry import register
     from webhooks.sender import WebhookKind
 
     register(WebhookKind())
+    register(IntegrationKind())
 
 
 def _register_blueprints(app: Flask) -> None:

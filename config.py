@@ -19,6 +19,17 @@ MAX_REQUEST_BYTES = 1024 * 1024
 
 DEFAULT_REDIS_NAMESPACE = "fleethook"
 
+# Each provider's API address; a setting so tests and `make run` can use local fakes.
+PROVIDER_URLS = {
+    "FLEETHOOK_FLEETIO_BASE_URL": "https://secure.fleetio.com/api",
+    "FLEETHOOK_SERVICETITAN_BASE_URL": "https://api.servicetitan.io",
+    "FLEETHOOK_SERVICETITAN_AUTH_URL": "https://auth.servicetitan.io",
+    "FLEETHOOK_SALESFORCE_LOGIN_URL": "https://login.salesforce.com",
+    "FLEETHOOK_ASANA_BASE_URL": "https://app.asana.com/api/1.0",
+    # Assumed: no public Agile Fleet API documentation was found (integrations/agilefleet.py).
+    "FLEETHOOK_AGILEFLEET_BASE_URL": "https://api.agilefleet.com",
+}
+
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"", "0", "false", "no", "off"}
 
@@ -144,6 +155,18 @@ def load_config(environ: Mapping[str, str], instance_path: str) -> dict[str, Any
         "FLEETHOOK_LEASE_SECONDS": lease_seconds,
         "FLEETHOOK_SMTP_URL": environ.get("FLEETHOOK_SMTP_URL", ""),
         "FLEETHOOK_MAIL_FROM": environ.get("FLEETHOOK_MAIL_FROM", "fleethook@localhost"),
+        # Providers' API addresses (tests and the demo point them at local fakes)
+        # and the credentials Fleethook itself holds with them.
+        **{
+            name: environ.get(name, "").rstrip("/") or default
+            for name, default in PROVIDER_URLS.items()
+        },
+        "FLEETHOOK_SERVICETITAN_APP_KEY": environ.get("FLEETHOOK_SERVICETITAN_APP_KEY", ""),
+        "FLEETHOOK_SERVICETITAN_GPS_PROVIDER": environ.get(
+            "FLEETHOOK_SERVICETITAN_GPS_PROVIDER", "fleethook"
+        ),
+        "FLEETHOOK_SALESFORCE_CLIENT_ID": environ.get("FLEETHOOK_SALESFORCE_CLIENT_ID", ""),
+        "FLEETHOOK_SALESFORCE_CLIENT_SECRET": environ.get("FLEETHOOK_SALESFORCE_CLIENT_SECRET", ""),
         "FLEETHOOK_ENV": env,
         "TESTING": env == "testing",
         "SECRET_KEY": secret_key,

@@ -1,0 +1,191 @@
+"""What every provider module shares: the Provider interface the outbox's
+integration kind calls, the form fields a provider asks for, one mapping from a
+provider's HTTP answers to outbox results, and the VIN → provider vehicle map."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, Protocol
+
+import requests
+
+from database import utcnow
+from integrations.models import Integration
+from outbox.http import connection_error_text, elapsed_ms, failed_result, outbound_session
+from outbox.models import OutboxMessage
+from outbox.registry import Result
+from outbox.schedule import parse_retry_after
+
+# How long a VIN map is trusted before it is listed again (a miss refreshes it too).
+VEHICLE_MAP_TTL = timedelta(minutes=15)
+MAX_RESPONSE_BYTES = 4096
+THROTTLING = frozenset({429, 502, 503, 504})
+
+
+@dataclass(frozen=True)
+class Field:
+    """One field of a provider's form (and of the API's create body)."""
+
+    name: str
+    label: str
+    kind: str = "text"  # text | secret | checkbox | select
+    help: str = ""
+    required: bool = True
+    choices: tuple[tuple[str, str], ...] = ()
+
+
+VEHICLE_ATTRIBUTES = (
+    ("odometer", "Odometer (mi)"),
+    ("engine_hours", "Engine hours"),
+    ("fuel_level", "Fuel level (%)"),
+    ("location", "Last location"),
+    ("last_dvir", "Last DVIR"),
+)
+VEHICLE_ATTRIBUTE = Field(
+    "vehicle_attribute", "Vehicle Attribute", "select",
+    "The one vehicle attribute this integration keeps in sync; add another integration "
+    "for another attribute.", choices=VEHICLE_ATTRIBUTES,
+)  # fmt: skip
+
+
+class ProviderRejected(Exception):
+    """The provider refused the credentials or settings; the message says why in
+    plain words, for the form."""
+
+
+class Provider(Protocol):
+    key: str  # stable API name: "fleetio"
+    name: str  # what the portal shows: "Fleetio"
+    software_type: str  # "Fleet Management"
+    requirements: str  # what the customer needs, in a line
+    receives_locations: bool  # needs the signed release form
+    fields: tuple[Field, ...]
+    secret_fields: frozenset[str]  # of `fields`, those stored encrypted
+
+    def check_credentials(self, integration: Integration) -> None:
+        """One cheap authenticated call; ProviderRejected if the provider says no."""
+
+    def payload_for(self, integration: Integration, event: Any) -> dict[str, Any] | None:
+        """The message this integration needs for `event` (a DetectedEvent), or None."""
+
+    def send(
+        self, integration: Integration, messages: Sequence[OutboxMessage], stop_at: float
+    ) -> list[Result]:
+        """As outbox.registry.TargetKind.send."""
+
+
+def secrets_of(integration: Integration) -> dict[str, Any]:
+    return dict(json.loads(integration.credentials or "{}"))
+
+
+def store_secrets(integration: Integration, values: Mapping[str, Any]) -> None:
+    integration.credentials = json.dumps(dict(values), sort_keys=True)
+
+
+class Api:
+    """Calls to one provider for one integration, over the shared outbound session;
+    every call becomes a Result the outbox understands."""
+
+    def __init__(self, base_url: str, headers: Mapping[str, str], provider_name: str):
+        self.base_url = base_url.rstrip("/")
+        self.headers = dict(headers)
+        self.provider_name = provider_name
+        self.session = outbound_session()
+
+    def call(
+        self, method: str, path: str, shown_headers: Mapping[str, str] | None = None, **kwargs: Any
+    ) -> tuple[requests.Response | None, Result]:
+        """Make the request; the response (None if none came) and its Result.
+        `shown_headers` are what attempt records show instead of the real ones."""
+        url = path if path.startswith("http") else f"{self.base_url}{path}"
+        headers = {**self.headers, **kwargs.pop("headers", {})}
+        shown = dict(shown_headers if shown_headers is not None else {"method": method})
+        started = time.perf_counter()
+        try:
+            response = self.session.request(method, url, headers=headers, **kwargs)
+        except requests.Timeout:
+            return None, failed_result(started, shown, f"{self.provider_name} timed out")
+        except requests.ConnectionError as error:
+            return None, failed_result(started, shown, connection_error_text(error))
+        except requests.RequestException as error:
+            return None, failed_result(started, shown, f"{type(error).__name__}: {error}"[:500])
+        return response, result_of(response, started, shown, self.provider_name)
+
+
+def result_of(
+    response: requests.Response, started: float, shown: Mapping[str, str], provider_name: str
+) -> Result:
+    """The outbox's reading of a provider's answer: 2xx delivered; 401/403 the
+    credentials need attention (the queue waits); 422 a permanent refusal of this
+    message; 429 and 502–504 throttling (Retry-After honoured); the rest retried."""
+    status = response.status_code
+    body = response.content[:MAX_RESPONSE_BYTES].decode("utf-8", "replace")
+    result = Result(
+        delivered=200 <= status < 300,
+        status_code=status,
+        duration_ms=elapsed_ms(started),
+        request_headers=dict(shown),
+        response_headers={k.lower(): v for k, v in response.headers.items()},
+        response_body=body,
+    )
+    if result.delivered:
+        return result
+    result.error = f"{provider_name} answered HTTP {status}: {reason_in(body)}"[:500]
+    if status in (401, 403):
+        result.needs_attention = (
+            f"{provider_name} refused the credentials (HTTP {status}); update them to resume."
+        )
+    elif status == 422:
+        result.permanent = True
+    elif status in THROTTLING:
+        result.retry_after = parse_retry_after(response.headers.get("Retry-After"))
+    return result
+
+
+def reason_in(body: str) -> str:
+    """The provider's own words from an error body, when it has some."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return body.strip()[:200] or "no reason given"
+    if isinstance(data, Mapping):
+        for key in ("errors", "error", "message", "title", "detail"):
+            if key in data:
+                value = data[key]
+                return (value if isinstance(value, str) else json.dumps(value))[:300]
+    return json.dumps(data)[:300]
+
+
+def vehicle_ref(
+    integration: Integration, vin: str, list_vehicles: Callable[[], dict[str, Any]]
+) -> Any:
+    """The provider's id of the vehicle with this VIN, from the cached map; the map
+    is listed again when it is stale or the VIN is missing. A VIN the provider
+    does not know is remembered in `unmatched_vins` (shown on the page) and None
+    returned."""
+    now = utcnow()
+    stale = integration.vehicle_map_at is None or now - integration.vehicle_map_at > VEHICLE_MAP_TTL
+    if stale or vin not in integration.vehicle_map:
+        integration.vehicle_map = list_vehicles()
+        integration.vehicle_map_at = now
+        integration.unmatched_vins = sorted(
+            v for v in integration.unmatched_vins if v not in integration.vehicle_map
+        )
+    ref = integration.vehicle_map.get(vin)
+    if ref is None and vin not in integration.unmatched_vins:
+        integration.unmatched_vins = sorted([*integration.unmatched_vins, vin])
+    return ref
+
+
+def unmatched(vin: str, provider_name: str) -> Result:
+    """A message for a vehicle the provider does not have: not sendable, ever."""
+    return Result(
+        delivered=False,
+        permanent=True,
+        error=f"No vehicle with VIN {vin} in {provider_name}; it is listed on the "
+        "integration's page.",
+    )

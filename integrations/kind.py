@@ -1,0 +1,31 @@
+"""The integration kind of target for the outbox: it hands each event and each
+batch of messages to the integration's provider module."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from integrations.models import Integration
+from integrations.providers import PROVIDERS
+from outbox.models import OutboxMessage, Target
+from outbox.queues import INTEGRATIONS
+from outbox.registry import Result
+
+
+class IntegrationKind:
+    """Registered with the outbox as the kind "integration"."""
+
+    kind = "integration"
+    queue = INTEGRATIONS
+
+    def payload_for(self, target: Target, event: Any) -> dict[str, Any] | None:
+        if not isinstance(target, Integration) or getattr(event, "is_test", False):
+            return None
+        return PROVIDERS[target.provider].payload_for(target, event)
+
+    def send(
+        self, target: Target, messages: Sequence[OutboxMessage], stop_at: float
+    ) -> list[Result]:
+        assert isinstance(target, Integration)
+        return PROVIDERS[target.provider].send(target, messages, stop_at)

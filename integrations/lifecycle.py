@@ -1,0 +1,190 @@
+"""Connecting, changing and deleting integrations: every rule on their fields,
+the credential check against the provider on save, and the release form that
+providers receiving locations require. The portal and the API both call these;
+callers commit."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy import select
+
+from database import utcnow
+from errors import ValidationError
+from extensions import db
+from integrations.base import Field, ProviderRejected, secrets_of, store_secrets
+from integrations.models import Integration
+from integrations.providers import PROVIDERS
+from outbox.models import TargetStatus
+from outbox.queues import nudge_after_commit
+
+MAX_TEXT = 200
+
+
+def _provider(values: Mapping[str, Any]) -> Any:
+    key = values.get("provider")
+    if key not in PROVIDERS:
+        raise ValidationError({"provider": ["One of: " + ", ".join(sorted(PROVIDERS)) + "."]})
+    return PROVIDERS[key]
+
+
+def _clean_field(field: Field, value: Any) -> tuple[Any, list[str]]:
+    if field.kind == "checkbox":
+        if value is None:
+            return False, []
+        return (value, []) if isinstance(value, bool) else (None, ["true or false."])
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None, ([f"Enter the {field.label}."] if field.required else [])
+    if not isinstance(value, str):
+        return None, ["A string."]
+    value = value.strip()
+    if len(value) > MAX_TEXT:
+        return None, [f"At most {MAX_TEXT} characters."]
+    if field.kind == "select" and value not in {key for key, _ in field.choices}:
+        return None, ["One of: " + ", ".join(key for key, _ in field.choices) + "."]
+    return value, []
+
+
+def clean_fields(
+    provider: Any, values: Mapping[str, Any], current: Integration | None = None
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The settings and the secrets of a provider's form, or ValidationError naming
+    every bad field. Changing, a secret left out keeps the stored one."""
+    known = {field.name for field in provider.fields} | {"provider"}
+    errors = {name: ["Not a field of this provider."] for name in sorted(set(values) - known)}
+    options: dict[str, Any] = {}
+    secrets: dict[str, Any] = secrets_of(current) if current is not None else {}
+    for field in provider.fields:
+        if current is not None and field.name not in values:
+            if field.name not in provider.secret_fields:
+                options[field.name] = (current.options or {}).get(field.name)
+            continue
+        value, problems = _clean_field(field, values.get(field.name))
+        if problems:
+            errors[field.name] = problems
+        elif field.name in provider.secret_fields:
+            secrets[field.name] = value
+        else:
+            options[field.name] = value
+    if errors:
+        raise ValidationError(errors)
+    return options, secrets
+
+
+def _check_with_provider(provider: Any, integration: Integration) -> None:
+    try:
+        provider.check_credentials(integration)
+    except ProviderRejected as rejected:
+        raise ValidationError({"credentials": [str(rejected)]}) from None
+
+
+def create_integration(account_id: int, values: Mapping[str, Any]) -> Integration:
+    """A new integration, its credentials checked with the provider. Providers that
+    receive locations start paused until the release form is signed."""
+    provider = _provider(values)
+    options, secrets = clean_fields(provider, values)
+    integration = Integration(
+        account_id=account_id,
+        provider=provider.key,
+        vehicle_attribute=options.pop("vehicle_attribute", None),
+        options=options,
+        vehicle_map={},
+        unmatched_vins=[],
+    )
+    store_secrets(integration, secrets)
+    _check_with_provider(provider, integration)
+    if provider.receives_locations:
+        integration.status = TargetStatus.PAUSED.value
+        integration.status_reason = "Waiting for the release form to be signed."
+    else:
+        integration.status = TargetStatus.ACTIVE.value
+    db.session.add(integration)
+    return integration
+
+
+def update_integration(integration: Integration, values: Mapping[str, Any]) -> None:
+    """Change settings or credentials; they are checked again, and an integration
+    that needed attention resumes with its queue."""
+    provider = PROVIDERS[integration.provider]
+    given = {k: v for k, v in values.items() if k != "provider"}
+    options, secrets = clean_fields(provider, given, integration)
+    attribute = options.pop("vehicle_attribute", integration.vehicle_attribute)
+    integration.options = options
+    integration.vehicle_attribute = attribute
+    store_secrets(integration, secrets)
+    integration.vehicle_map_at = None  # other credentials may see other vehicles
+    _check_with_provider(provider, integration)
+    if integration.status == TargetStatus.NEEDS_ATTENTION:
+        integration.status = TargetStatus.ACTIVE.value
+        integration.status_reason = None
+        nudge_after_commit([integration])
+
+
+def sign_release(
+    integration: Integration, values: Mapping[str, Any], user_id: int, client_address: str
+) -> None:
+    """Record the signed release (who, title, when, from where) and activate."""
+    errors: dict[str, list[str]] = {}
+    name, title = values.get("signer_name"), values.get("signer_title")
+    for key, value in (("signer_name", name), ("signer_title", title)):
+        if not isinstance(value, str) or not value.strip() or len(value.strip()) > 100:
+            errors[key] = ["Required, at most 100 characters."]
+    if values.get("accept") is not True:
+        errors["accept"] = ["Accept the release to let locations leave the platform."]
+    if errors:
+        raise ValidationError(errors)
+    assert isinstance(name, str) and isinstance(title, str)
+    integration.release_signer_name = name.strip()
+    integration.release_signer_title = title.strip()
+    integration.release_signed_at = utcnow()
+    integration.release_user_id = user_id
+    integration.release_client_address = client_address[:45]
+    if (
+        integration.status == TargetStatus.PAUSED
+        and integration.status_reason
+        and ("release" in integration.status_reason)
+    ):
+        integration.status = TargetStatus.ACTIVE.value
+        integration.status_reason = None
+        nudge_after_commit([integration])
+
+
+def pause_integration(integration: Integration) -> None:
+    integration.status = TargetStatus.PAUSED.value
+    integration.status_reason = "Paused by a user"
+
+
+def resume_integration(integration: Integration) -> None:
+    """Send again; refused while a required release form is unsigned."""
+    if PROVIDERS[integration.provider].receives_locations and not integration.release_signed_at:
+        raise ValidationError({"release": ["Sign the release form first."]})
+    integration.status = TargetStatus.ACTIVE.value
+    integration.status_reason = None
+    integration.last_failure_at = None
+    nudge_after_commit([integration])
+
+
+def delete_integration(integration: Integration) -> None:
+    """Delete it with its messages (the outbox rows cascade), after the provider's
+    own clean-up (revoking an OAuth token) where it has one."""
+    revoke = getattr(PROVIDERS[integration.provider], "revoke", None)
+    if revoke is not None:
+        revoke(integration)
+    db.session.delete(integration)
+
+
+def get_account_integration(account_id: int, integration_id: int) -> Integration | None:
+    return db.session.scalar(
+        select(Integration).where(
+            Integration.id == integration_id, Integration.account_id == account_id
+        )
+    )
+
+
+def account_integrations(account_id: int) -> list[Integration]:
+    return list(
+        db.session.scalars(
+            select(Integration).where(Integration.account_id == account_id).order_by(Integration.id)
+        )
+    )
