@@ -135,18 +135,12 @@ def _position(
     values, when = report.fields, report.time
     here = snapshot(vehicle, state, values, when)
     speed = values["speed_mph"]
-    found.events.append(
-        DetectedEvent(
-            EVENT_TYPES["location"],
-            when,
-            here,
-            report={
-                key: values[key]
-                for key in ("engine_hours", "fuel_level_pct", "fault_codes")
-                if key in values
-            },
-        )  # fmt: skip
-    )
+    # What integrations sync beside the position (the odometer is in the snapshot;
+    # the previous reading tells whether it advanced).
+    extras = {key: values[key] for key in ("engine_hours", "fuel_level_pct", "fault_codes")
+              if key in values}  # fmt: skip
+    extras["previous_odometer_mi"] = vehicle.odometer_mi
+    found.events.append(DetectedEvent(EVENT_TYPES["location"], when, here, report=extras))
     if speed >= SPEED_THRESHOLD.minimum:
         found.add("speed", when, here, threshold_mph=None)
     posted = values.get("posted_speed_mph")

@@ -67,8 +67,9 @@ class DetectedEvent:
     # one. A webhook with N minutes takes the event whose window N crosses, so each
     # idle period reaches it once.
     idle_window_s: tuple[float, float] | None = None
-    # The position report's own values (fault codes, engine hours …) for the
-    # integrations that sync them; not part of webhook payloads.
+    # Location events: the position report's own values (engine_hours,
+    # fuel_level_pct, fault_codes) and previous_odometer_mi (the vehicle's reading
+    # before this report), for the integrations that sync them; not in payloads.
     report: Mapping[str, Any] = field(default_factory=dict)
 
 
