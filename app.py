@@ -61,6 +61,8 @@ def _register_blueprints(app: Flask) -> None:
     from fleet import api as fleet_api
     from fleet import views as fleet_views
     from health import bp as health_bp
+    from integrations import api as integrations_api
+    from integrations import views as integrations_views
     from openapi import bp as openapi_bp
     from outbox.metrics import bp as metrics_bp
     from webhooks import api as webhooks_api
@@ -75,6 +77,8 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(webhooks_api.bp)
     app.register_blueprint(fleet_api.bp)
     app.register_blueprint(fleet_views.bp)
+    app.register_blueprint(integrations_views.bp)
+    app.register_blueprint(integrations_api.bp)
 
 
 def _register_commands(app: Flask) -> None:

@@ -77,6 +77,9 @@ MESSAGE_ID = {
     "schema": {"type": "string"},
 }
 NOT_FOUND = _problem("No such webhook in this account.")
+INTEGRATION_PROVIDERS = ["servicemax", "servicetitan", "fleetio", "asana", "agilefleet"]
+INTEGRATION_ID = _path_id("integration_id", "The integration's ID.")
+INTEGRATION_NOT_FOUND = _problem("No such integration in this account.")
 FLEET_COLLECTIONS = (("vehicles", "Vehicle"), ("drivers", "Driver"), ("landmarks", "Landmark"))
 
 
@@ -501,6 +504,52 @@ def _schemas() -> dict[str, Any]:
                 "messages": {"type": "integer", "description": "Outbox messages queued."},
             },
         },
+        "Integration": {
+            "type": "object",
+            "required": ["id", "provider", "status", "queue_depth", "total_messages"],
+            "properties": {
+                "id": {"type": "integer"},
+                "provider": {"enum": INTEGRATION_PROVIDERS},
+                "vehicle_attribute": NULLABLE_STRING,
+                "options": {"type": "object", "description": "Settings that are not secret."},
+                "credentials": {
+                    "type": "object",
+                    "description": "Each secret field masked (last 4 characters); OAuth tokens "
+                    "never appear.",
+                },
+                "status": {"enum": ["active", "paused", "failing", "disabled", "needs_attention"]},
+                "status_reason": NULLABLE_STRING,
+                "queue_depth": {"type": "integer"},
+                "total_messages": {"type": "integer"},
+                "unmatched_vins": {"type": "array", "items": {"type": "string"}},
+                "release_required": {"type": "boolean"},
+                "release": {"type": ["object", "null"]},
+                "created_at": TIMESTAMP,
+            },
+        },
+        "IntegrationCreate": {
+            "type": "object",
+            "required": ["provider"],
+            "description": "fleetio: api_key, account_id, update_odometer, update_dtcs. "
+            "servicetitan: tenant_id, client_id, client_secret (and api_key). asana: api_key, "
+            "vehicle_attribute and the project. agilefleet: api_key, vehicle_attribute. "
+            "servicemax connects in the portal (Salesforce sign-in), not here. The "
+            "credentials are checked with the provider: a refusal is a 422 on `credentials`.",
+            "properties": {"provider": {"enum": INTEGRATION_PROVIDERS}},
+        },
+        "IntegrationChange": {
+            "type": "object",
+            "description": "The provider's fields to change; secrets left out are kept.",
+        },
+        "ReleaseSign": {
+            "type": "object",
+            "required": ["signer_name", "signer_title", "accept"],
+            "properties": {
+                "signer_name": {"type": "string", "maxLength": 100},
+                "signer_title": {"type": "string", "maxLength": 100},
+                "accept": {"const": True},
+            },
+        },
         "WebhookCreate": {
             "type": "object",
             "required": ["event_type", "name", "url"],
@@ -677,6 +726,81 @@ def _paths() -> dict[str, Any]:
                 ),
             }
             for plural, schema in FLEET_COLLECTIONS
+        },
+        "/api/v1/integrations": {
+            "get": _operation(
+                "The account's integrations",
+                {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "properties": {
+                                "integrations": {"type": "array", "items": _ref("Integration")}
+                            },
+                        },
+                        "",
+                    )
+                },
+            ),
+            "post": _operation(
+                "Connect a provider (credentials checked with it)",
+                {
+                    "201": _json(
+                        _ref("Integration"),
+                        "Connected (providers that receive "
+                        "locations stay paused until the release is signed).",
+                    )
+                },
+                body=_ref("IntegrationCreate"),
+                admin=True,
+            ),
+        },
+        "/api/v1/integrations/{integration_id}": {
+            "get": _operation(
+                "One integration",
+                {"200": _json(_ref("Integration"), ""), "404": INTEGRATION_NOT_FOUND},
+                parameters=[INTEGRATION_ID],
+            ),
+            "patch": _operation(
+                "Change settings or credentials",
+                {"200": _json(_ref("Integration"), ""), "404": INTEGRATION_NOT_FOUND},
+                body=_ref("IntegrationChange"),
+                admin=True,
+                parameters=[INTEGRATION_ID],
+            ),
+            "delete": _operation(
+                "Delete it and its queue (a Salesforce token is revoked)",
+                {"204": {"description": "Deleted."}, "404": INTEGRATION_NOT_FOUND},
+                admin=True,
+                parameters=[INTEGRATION_ID],
+            ),
+        },
+        "/api/v1/integrations/{integration_id}/release": {
+            "post": _operation(
+                "Sign the release form; the integration becomes active",
+                {"200": _json(_ref("Integration"), ""), "404": INTEGRATION_NOT_FOUND},
+                body=_ref("ReleaseSign"),
+                admin=True,
+                parameters=[INTEGRATION_ID],
+            )
+        },
+        **{
+            f"/api/v1/integrations/{{integration_id}}/{action}": {
+                "post": _operation(
+                    summary,
+                    {
+                        "200": _json(_ref("Integration"), ""),
+                        "404": INTEGRATION_NOT_FOUND,
+                        "409": _problem("The release form is not signed."),
+                    },
+                    admin=True,
+                    parameters=[INTEGRATION_ID],
+                )
+            }
+            for action, summary in (
+                ("pause", "Stop sending; messages queue up"),
+                ("resume", "Send again, the backlog first"),
+            )
         },
         "/api/v1/telemetry": {
             "post": _operation(

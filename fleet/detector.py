@@ -137,8 +137,9 @@ def _position(
     speed = values["speed_mph"]
     # What integrations sync beside the position (the odometer is in the snapshot;
     # the previous reading tells whether it advanced).
-    extras = {key: values[key] for key in ("engine_hours", "fuel_level_pct", "fault_codes")
-              if key in values}  # fmt: skip
+    extras: dict[str, Any] = {key: values[key] for key in
+                              ("engine_hours", "fuel_level_pct", "fault_codes")
+                              if key in values}  # fmt: skip
     extras["previous_odometer_mi"] = vehicle.odometer_mi
     found.events.append(DetectedEvent(EVENT_TYPES["location"], when, here, report=extras))
     if speed >= SPEED_THRESHOLD.minimum:

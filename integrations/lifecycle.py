@@ -13,7 +13,13 @@ from sqlalchemy import select
 from database import utcnow
 from errors import ValidationError
 from extensions import db
-from integrations.base import Field, ProviderRejected, secrets_of, store_secrets
+from integrations.base import (
+    VEHICLE_ATTRIBUTES,
+    Field,
+    ProviderRejected,
+    secrets_of,
+    store_secrets,
+)
 from integrations.models import Integration
 from integrations.providers import PROVIDERS
 from outbox.models import TargetStatus
@@ -188,3 +194,16 @@ def account_integrations(account_id: int) -> list[Integration]:
             select(Integration).where(Integration.account_id == account_id).order_by(Integration.id)
         )
     )
+
+
+def summary(integration: Integration) -> str:
+    """The grid's "Attribute or options" cell: the synced attribute, or the options on."""
+    provider = PROVIDERS[integration.provider]
+    if integration.vehicle_attribute:
+        return dict(VEHICLE_ATTRIBUTES).get(integration.vehicle_attribute, "—")
+    labels = [
+        field.label
+        for field in provider.fields
+        if field.kind == "checkbox" and (integration.options or {}).get(field.name)
+    ]
+    return ", ".join(labels) or "—"

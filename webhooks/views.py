@@ -16,6 +16,7 @@ from encryption import mask
 from errors import ValidationError
 from extensions import db
 from fleet.records import vehicle_groups
+from integrations.views import grid_context as integrations_grid_context
 from outbox.models import MessageStatus
 from outbox.recovery import (
     find_message,
@@ -84,9 +85,13 @@ def _grid_context() -> dict[str, Any]:
 @bp.get("/")
 @login_required
 def manager() -> Response:
-    """The Webhook Manager; htmx polling gets just the grid."""
+    """The Webhook Manager (webhooks, then integrations); htmx polling gets just
+    the webhooks grid."""
     return render_page_or_fragment(
-        "webhooks/manager.html", "webhooks/_grid.html", **_grid_context()
+        "webhooks/manager.html",
+        "webhooks/_grid.html",
+        **_grid_context(),
+        **integrations_grid_context(current_user.account_id),
     )
 
 

@@ -1,0 +1,329 @@
+"""Portal pages of the integrations blueprint: the provider forms (with the
+credential check), the release form, the live grid on the Webhook Manager page,
+an integration's page, pause/resume, delete, and the Salesforce connection of
+ServiceMax (OAuth web-server flow with `state` kept in the session)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    flash,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from flask.typing import ResponseReturnValue
+from flask_login import current_user, login_required
+
+from errors import ValidationError
+from extensions import db
+from integrations.base import ProviderRejected, secrets_of
+from integrations.forms import ProviderForm, ReleaseForm, provider_form
+from integrations.lifecycle import (
+    account_integrations,
+    create_integration,
+    delete_integration,
+    get_account_integration,
+    pause_integration,
+    resume_integration,
+    sign_release,
+    summary,
+    update_integration,
+)
+from integrations.models import Integration
+from integrations.providers import PROVIDERS
+from outbox.recovery import target_messages
+from portal import (
+    EmptyForm,
+    admin_required,
+    is_htmx_request,
+    render_dialog,
+    render_page_or_fragment,
+    show_errors,
+)
+
+bp = Blueprint("integrations", __name__, url_prefix="/integrations")
+
+CHANGED = "integrations-changed"
+CLOSE_DIALOG = "close-dialog"
+OAUTH_STATE = "salesforce_oauth_state"
+
+
+def _own(integration_id: int) -> Integration:
+    integration = get_account_integration(current_user.account_id, integration_id)
+    if integration is None:
+        abort(404)
+    return integration
+
+
+def _provider(key: str | None) -> Any:
+    if key not in PROVIDERS:
+        abort(404)
+    return PROVIDERS[key]
+
+
+def grid_context(account_id: int) -> dict[str, Any]:
+    """What the integrations grid shows (the Webhook Manager includes it)."""
+    return {
+        "integrations": account_integrations(account_id),
+        "providers": PROVIDERS,
+        "summary": summary,
+    }
+
+
+@bp.get("/grid")
+@login_required
+def grid() -> Response:
+    """The 3rd Party Integrations grid, for its polling."""
+    return render_page_or_fragment(
+        "integrations/_grid_page.html",
+        "integrations/_grid.html",
+        **grid_context(current_user.account_id),
+    )
+
+
+def _form_dialog(
+    form: ProviderForm, provider: Any, integration: Integration | None = None, status: int = 200
+) -> Response:
+    title = f"Edit integration {integration.id}" if integration else f"Connect {provider.name}"
+    stored = {}
+    if integration is not None:
+        stored = {name: value for name, value in secrets_of(integration).items() if value}
+    return render_dialog(
+        "integrations/_form.html", title, status, form=form, provider=provider,
+        integration=integration, stored=stored,
+    )  # fmt: skip
+
+
+@bp.get("/new")
+@admin_required
+def new() -> Response:
+    """The form of one provider (ServiceMax: the Connect with Salesforce button)."""
+    provider = _provider(request.args.get("provider"))
+    form = provider_form(provider, editing=False, formdata=None)
+    for field in provider.fields:
+        if field.kind == "checkbox":
+            getattr(form, field.name).data = True
+    return _form_dialog(form, provider)
+
+
+@bp.post("/new")
+@admin_required
+def create() -> ResponseReturnValue:
+    """Save after checking the credentials with the provider; providers that
+    receive locations go on to the release form."""
+    provider = _provider(request.form.get("provider"))
+    form = provider_form(provider, editing=False)
+    if not form.validate():  # the CSRF token
+        return _form_dialog(form, provider, status=422)
+    try:
+        integration = create_integration(
+            current_user.account_id, {"provider": provider.key, **form.values(editing=False)}
+        )
+    except ValidationError as error:
+        show_errors(form, error)
+        return _form_dialog(form, provider, status=422)
+    db.session.commit()
+    if provider.receives_locations:
+        return _release_dialog(ReleaseForm(formdata=None), integration)
+    return _after_change(f"{provider.name} connected as integration {integration.id}.")
+
+
+def _after_change(message: str) -> ResponseReturnValue:
+    if is_htmx_request():
+        return Response(status=204, headers={"HX-Trigger": f"{CHANGED}, {CLOSE_DIALOG}"})
+    flash(message, "success")
+    return redirect(url_for("webhooks.manager"))
+
+
+def _release_dialog(form: ReleaseForm, integration: Integration, status: int = 200) -> Response:
+    provider = PROVIDERS[integration.provider]
+    return render_dialog(
+        "integrations/_release.html", f"Release form: {provider.name}", status,
+        form=form, integration=integration, provider=provider, trigger=CHANGED,
+    )  # fmt: skip
+
+
+@bp.get("/<int:integration_id>/release")
+@admin_required
+def release(integration_id: int) -> Response:
+    return _release_dialog(ReleaseForm(formdata=None), _own(integration_id))
+
+
+@bp.post("/<int:integration_id>/release")
+@admin_required
+def sign(integration_id: int) -> ResponseReturnValue:
+    """Record the signed release (who, title, when, from where) and activate."""
+    integration = _own(integration_id)
+    form = ReleaseForm()
+    if not form.validate():
+        return _release_dialog(form, integration, status=422)
+    try:
+        sign_release(integration, form.values(), current_user.id, request.remote_addr or "")
+    except ValidationError as error:
+        show_errors(form, error)
+        return _release_dialog(form, integration, status=422)
+    db.session.commit()
+    return _after_change(f"Release signed; integration {integration.id} is active.")
+
+
+@bp.get("/<int:integration_id>")
+@login_required
+def detail(integration_id: int) -> str:
+    """An integration's page: status, settings (secrets masked), the release,
+    vehicles the provider does not know, and its latest messages."""
+    integration = _own(integration_id)
+    return render_template(
+        "integrations/detail.html",
+        integration=integration,
+        provider=PROVIDERS[integration.provider],
+        secrets=secrets_of(integration),
+        messages=target_messages(integration.id, None, None, 20),
+        summary=summary,
+    )
+
+
+@bp.get("/<int:integration_id>/edit")
+@admin_required
+def edit(integration_id: int) -> Response:
+    integration = _own(integration_id)
+    provider = PROVIDERS[integration.provider]
+    form = provider_form(provider, editing=True, formdata=None)
+    for field in provider.fields:
+        if field.kind == "secret":
+            continue
+        value = integration.vehicle_attribute if field.name == "vehicle_attribute" else (
+            integration.options.get(field.name))  # fmt: skip
+        getattr(form, field.name).data = value
+    return _form_dialog(form, provider, integration)
+
+
+@bp.post("/<int:integration_id>/edit")
+@admin_required
+def update(integration_id: int) -> ResponseReturnValue:
+    """Save changed settings or credentials, checked with the provider again."""
+    integration = _own(integration_id)
+    provider = PROVIDERS[integration.provider]
+    form = provider_form(provider, editing=True)
+    if not form.validate():
+        return _form_dialog(form, provider, integration, status=422)
+    try:
+        update_integration(integration, form.values(editing=True))
+    except ValidationError as error:
+        db.session.rollback()
+        show_errors(form, error)
+        return _form_dialog(form, provider, _own(integration_id), status=422)
+    db.session.commit()
+    return _after_change(f"Integration {integration.id} saved.")
+
+
+@bp.post("/<int:integration_id>/pause")
+@admin_required
+def pause(integration_id: int) -> ResponseReturnValue:
+    integration = _own(integration_id)
+    pause_integration(integration)
+    db.session.commit()
+    return _after_change(f"Integration {integration.id} paused.")
+
+
+@bp.post("/<int:integration_id>/resume")
+@admin_required
+def resume(integration_id: int) -> ResponseReturnValue:
+    integration = _own(integration_id)
+    try:
+        resume_integration(integration)
+    except ValidationError:
+        return _release_dialog(ReleaseForm(formdata=None), integration)
+    db.session.commit()
+    return _after_change(f"Integration {integration.id} resumed.")
+
+
+@bp.get("/<int:integration_id>/delete")
+@admin_required
+def confirm_delete(integration_id: int) -> Response:
+    integration = _own(integration_id)
+    return render_dialog(
+        "integrations/_confirm_delete.html", f"Delete integration {integration.id}?",
+        integration=integration, provider=PROVIDERS[integration.provider], button=EmptyForm(),
+    )  # fmt: skip
+
+
+@bp.post("/<int:integration_id>/delete")
+@admin_required
+def delete(integration_id: int) -> ResponseReturnValue:
+    """Delete the integration and its queue (revoking a Salesforce token)."""
+    integration = _own(integration_id)
+    if not EmptyForm().validate():
+        abort(400)
+    delete_integration(integration)
+    db.session.commit()
+    return _after_change(f"Integration {integration_id} deleted.")
+
+
+@bp.get("/servicemax/connect")
+@admin_required
+def salesforce_connect() -> ResponseReturnValue:
+    """Start the OAuth web-server flow: a state only this session knows, then
+    Salesforce's login page."""
+    from integrations import servicemax
+
+    state = servicemax.new_state()
+    session[OAUTH_STATE] = state
+    return redirect(servicemax.authorize_url(state, _callback_url()))
+
+
+def _callback_url() -> str:
+    return url_for("integrations.salesforce_callback", _external=True)
+
+
+@bp.get("/servicemax/callback")
+@admin_required
+def salesforce_callback() -> ResponseReturnValue:
+    """Salesforce sends the user back here with a code; a wrong or replayed state
+    is refused."""
+    from integrations import servicemax
+
+    expected = session.pop(OAUTH_STATE, None)
+    if not servicemax.state_matches(expected, request.args.get("state")):
+        abort(400, "This Salesforce sign-in was not started here (its state does not match).")
+    if request.args.get("error") or not request.args.get("code"):
+        reason = request.args.get("error_description") or request.args.get("error") or "no code"
+        flash(f"Salesforce did not connect: {reason}", "error")
+        return redirect(url_for("webhooks.manager"))
+    try:
+        integration = servicemax.connect(
+            current_user.account_id, request.args["code"], _callback_url()
+        )
+    except ProviderRejected as rejected:
+        flash(str(rejected), "error")
+        return redirect(url_for("webhooks.manager"))
+    db.session.commit()
+    flash("Salesforce connected. Sign the release form to start sending.", "success")
+    return redirect(url_for("integrations.release", integration_id=integration.id))
+
+
+@bp.post("/<int:integration_id>/technicians")
+@admin_required
+def technicians(integration_id: int) -> ResponseReturnValue:
+    """ServiceMax: which technician each driver is."""
+    from integrations import servicemax
+
+    integration = _own(integration_id)
+    if integration.provider != "servicemax" or not EmptyForm().validate():
+        abort(404)
+    try:
+        servicemax.set_technicians(integration, request.form.get("technicians", ""))
+    except ValidationError as error:
+        for messages in error.errors.values():
+            for message in messages:
+                flash(message, "error")
+        return redirect(url_for("integrations.detail", integration_id=integration.id))
+    db.session.commit()
+    flash("Technicians saved.", "success")
+    return redirect(url_for("integrations.detail", integration_id=integration.id))
