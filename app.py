@@ -48,11 +48,13 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
 def _register_target_kinds() -> None:
     from integrations.kind import IntegrationKind
+    from integrations.providers import load_providers
     from outbox.registry import register
     from webhooks.sender import WebhookKind
 
     register(WebhookKind())
     register(IntegrationKind())
+    load_providers()
 
 
 def _register_blueprints(app: Flask) -> None:

@@ -1,0 +1,204 @@
+"""Integrations in the Webhook Manager and through the API: the available
+providers, a provider's form with its field errors and the credential check's
+refusal, the grid, the release form, delete (no orphaned messages), the REST API
+(secrets never returned), members and other accounts. Providers are local fakes."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from sqlalchemy import func, select
+
+from accounts.models import Role
+from extensions import db
+from integrations.lifecycle import create_integration
+from integrations.models import Integration
+from outbox.models import OutboxMessage
+from tests.conftest import HTMX, bearer, make_user
+from tests.fakes.fleetio import ACCOUNT_TOKEN, API_KEY, FleetioFake
+
+pytestmark = pytest.mark.app_config(FLEETHOOK_ALLOW_LOCAL_NETWORK=True)
+
+MANAGER = "/webhooks/"
+FLEETIO_FORM = {"provider": "fleetio", "api_key": API_KEY, "account_id": ACCOUNT_TOKEN,
+                "update_odometer": "y", "update_dtcs": "y"}  # fmt: skip
+
+
+@pytest.fixture
+def fleetio(app):
+    server = FleetioFake().start()
+    app.config["FLEETHOOK_FLEETIO_BASE_URL"] = server.base_url
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def admin(app, auth):
+    user = make_user()
+    auth.login("admin@acme.example.com")
+    return user
+
+
+def integrations() -> list[Integration]:
+    db.session.expire_all()
+    return list(db.session.scalars(select(Integration).order_by(Integration.id)))
+
+
+def test_the_manager_lists_the_five_providers_with_a_green_plus(admin, client):
+    page = client.get(MANAGER).get_data(as_text=True)
+    assert "Available Integrations" in page and "3rd Party Integrations" in page
+    for key, name, software in [
+        ("servicemax", "ServiceMax", "Field Service Management"),
+        ("servicetitan", "Service Titan", "Business Management"),
+        ("fleetio", "Fleetio", "Fleet Management"),
+        ("asana", "Asana", "Task Management"),
+        ("agilefleet", "Agile Fleet", "Fuel Management"),
+    ]:
+        assert f'id="add-{key}"' in page and name in page and software in page
+    assert "No integrations yet." in page
+
+
+def test_members_see_providers_without_plus(app, client, auth):
+    admin = make_user()
+    make_user(email="m@acme.example.com", role=Role.MEMBER, admin=admin)
+    auth.login("m@acme.example.com")
+    page = client.get(MANAGER).get_data(as_text=True)
+    assert "Fleetio" in page and 'id="add-fleetio"' not in page
+    assert client.get("/integrations/new?provider=fleetio").status_code == 403
+
+
+def test_the_fleetio_form_connects_after_the_credential_check(admin, client, auth, fleetio):
+    dialog = client.get("/integrations/new?provider=fleetio", headers=HTMX).get_data(True)
+    for name in ("api_key", "account_id", "update_odometer", "update_dtcs"):
+        assert f'name="{name}"' in dialog
+    assert 'type="password"' in dialog  # the API key is not shown as typed
+    response = auth.post("/integrations/new", FLEETIO_FORM, page=MANAGER, htmx=True)
+    assert response.status_code == 204 and "integrations-changed" in response.headers["HX-Trigger"]
+    [saved] = integrations()
+    assert saved.provider == "fleetio" and saved.status == "active"
+    assert saved.options == {"account_id": ACCOUNT_TOKEN, "update_odometer": True,
+                             "update_dtcs": True}  # fmt: skip
+    assert [r.path for r in fleetio.requests] == ["/api/v1/vehicles"]  # the check
+    grid = client.get("/integrations/grid", headers=HTMX).get_data(as_text=True)
+    row = re.search(rf'<tr id="integration-{saved.id}">(.*?)</tr>', grid, re.S).group(1)
+    assert "Fleetio" in row and "Update Odometer, Diagnostic Trouble Codes" in row
+    assert "Active" in row and API_KEY not in grid
+
+
+def test_a_refused_key_is_shown_in_plain_words_and_nothing_saved(admin, auth, fleetio):
+    response = auth.post("/integrations/new", {**FLEETIO_FORM, "api_key": "wrong-key-1234"},
+                         page=MANAGER, htmx=True)  # fmt: skip
+    assert response.status_code == 422
+    assert "Fleetio did not accept this API key and Account Token." in response.get_data(True)
+    assert integrations() == []
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [("api_key", "", "Enter the API Key"), ("account_id", "", "Enter the Account Token"),
+     ("account_id", "x" * 201, "At most 200 characters")],
+)  # fmt: skip
+def test_each_bad_field_is_shown_and_nothing_saved(admin, auth, fleetio, field, value, message):
+    response = auth.post("/integrations/new", {**FLEETIO_FORM, field: value}, page=MANAGER,
+                         htmx=True)  # fmt: skip
+    assert response.status_code == 422 and message in response.get_data(as_text=True)
+    assert integrations() == [] and fleetio.requests == []
+
+
+def test_the_form_needs_its_csrf_token(admin, client, fleetio):
+    response = client.post("/integrations/new", data=FLEETIO_FORM)
+    assert response.status_code in (400, 422) and integrations() == []
+
+
+def test_an_unknown_provider_is_not_found(admin, client):
+    assert client.get("/integrations/new?provider=teleport").status_code == 404
+
+
+def test_delete_asks_first_and_leaves_no_messages(admin, client, auth, fleetio):
+    integration = create_integration(admin.account_id, {k: v for k, v in {
+        **FLEETIO_FORM, "update_odometer": True, "update_dtcs": True}.items()})  # fmt: skip
+    db.session.flush()
+    db.session.add(OutboxMessage(target_id=integration.id, sequence=1, message_id="msg_x",
+                                 event_type="location", payload={}, is_test=False))  # fmt: skip
+    db.session.commit()
+    dialog = client.get(f"/integrations/{integration.id}/delete", headers=HTMX).get_data(True)
+    assert "Delete integration" in dialog
+    response = auth.post(f"/integrations/{integration.id}/delete", {}, page=MANAGER, htmx=True)
+    assert response.status_code == 204
+    assert integrations() == []
+    assert db.session.scalar(select(func.count()).select_from(OutboxMessage)) == 0
+
+
+def test_the_integration_page_masks_secrets_and_lists_unmatched_vins(admin, client, fleetio):
+    integration = create_integration(admin.account_id, {
+        **FLEETIO_FORM, "update_odometer": True, "update_dtcs": False})  # fmt: skip
+    integration.unmatched_vins = ["1M8GDM9AXKP042788"]
+    db.session.commit()
+    page = client.get(f"/integrations/{integration.id}").get_data(as_text=True)
+    assert API_KEY not in page and API_KEY[-4:] in page
+    assert "1M8GDM9AXKP042788" in page and ACCOUNT_TOKEN in page
+
+
+def test_another_accounts_integration_is_not_found(admin, client, auth, fleetio):
+    other = make_user("Other Co", "admin@other.example.com")
+    theirs = create_integration(other.account_id, {
+        **FLEETIO_FORM, "update_odometer": True, "update_dtcs": True})  # fmt: skip
+    db.session.commit()
+    for path in ("", "/edit", "/delete", "/release"):
+        assert client.get(f"/integrations/{theirs.id}{path}").status_code == 404
+    for path in ("/edit", "/delete", "/pause", "/resume", "/release", "/technicians"):
+        assert auth.post(f"/integrations/{theirs.id}{path}", {}, page=MANAGER).status_code == 404
+    assert f'id="integration-{theirs.id}"' not in client.get(MANAGER).get_data(as_text=True)
+    assert len(integrations()) == 1
+
+
+def test_the_api_creates_without_returning_secrets(app, client, fleetio):
+    headers = bearer(make_user())
+    body = {"provider": "fleetio", "api_key": API_KEY, "account_id": ACCOUNT_TOKEN,
+            "update_odometer": True, "update_dtcs": False}  # fmt: skip
+    created = client.post("/api/v1/integrations", json=body, headers=headers)
+    assert created.status_code == 201, created.json
+    assert API_KEY not in created.get_data(as_text=True)
+    assert created.json["credentials"]["api_key"].endswith(API_KEY[-4:])
+    assert created.json["options"]["update_odometer"] is True
+    url = f"/api/v1/integrations/{created.json['id']}"
+    assert client.get(url, headers=headers).json["status"] == "active"
+    changed = client.patch(url, json={"update_dtcs": True}, headers=headers)
+    assert changed.status_code == 200 and changed.json["options"]["update_dtcs"] is True
+    refused = client.patch(url, json={"api_key": "wrong-key-1234"}, headers=headers)
+    assert refused.status_code == 422 and "credentials" in refused.json["errors"]
+    assert client.get(url, headers=headers).json["credentials"]["api_key"].endswith(API_KEY[-4:])
+    listed = client.get("/api/v1/integrations", headers=headers).json["integrations"]
+    assert [i["id"] for i in listed] == [created.json["id"]]
+    assert client.delete(url, headers=headers).status_code == 204
+    assert client.get(url, headers=headers).status_code == 404
+
+
+def test_the_api_refuses_bad_input_and_servicemax(app, client, fleetio):
+    headers = bearer(make_user())
+    for body, field in [({"provider": "nope"}, "provider"),
+                        ({"provider": "fleetio", "account_id": ACCOUNT_TOKEN}, "api_key"),
+                        ({"provider": "fleetio", "api_key": API_KEY, "account_id": 7},
+                         "account_id"),
+                        ({"provider": "servicemax"}, "provider")]:  # fmt: skip
+        response = client.post("/api/v1/integrations", json=body, headers=headers)
+        assert response.status_code == 422 and field in response.json["errors"], body
+    assert integrations() == []
+
+
+def test_the_api_keeps_accounts_apart_and_members_read_only(app, client, fleetio):
+    admin = make_user()
+    mine = create_integration(admin.account_id, {
+        **FLEETIO_FORM, "update_odometer": True, "update_dtcs": True})  # fmt: skip
+    db.session.commit()
+    other = bearer(make_user("Other Co", "admin@other.example.com"))
+    url = f"/api/v1/integrations/{mine.id}"
+    assert client.get(url, headers=other).status_code == 404
+    assert client.patch(url, json={"update_dtcs": False}, headers=other).status_code == 404
+    assert client.delete(url, headers=other).status_code == 404
+    assert client.get("/api/v1/integrations", headers=other).json["integrations"] == []
+    member = bearer(make_user(email="m@acme.example.com", role=Role.MEMBER, admin=admin))
+    assert client.get(url, headers=member).status_code == 200
+    assert client.delete(url, headers=member).status_code == 403
+    assert len(integrations()) == 1
