@@ -115,8 +115,10 @@ def update_integration(integration: Integration, values: Mapping[str, Any]) -> N
     provider = PROVIDERS[integration.provider]
     given = {k: v for k, v in values.items() if k != "provider"}
     options, secrets = clean_fields(provider, given, integration)
-    attribute = options.pop("vehicle_attribute", integration.vehicle_attribute)
-    integration.options = options
+    # Left out of `values`, clean_fields gives None: the stored attribute stays.
+    attribute = options.pop("vehicle_attribute", None) or integration.vehicle_attribute
+    # Options no form field owns (ServiceMax's instance URL and technicians) stay.
+    integration.options = {**(integration.options or {}), **options}
     integration.vehicle_attribute = attribute
     store_secrets(integration, secrets)
     integration.vehicle_map_at = None  # other credentials may see other vehicles

@@ -1,0 +1,480 @@
+"""The ServiceTitan integration against a fake ServiceTitan on loopback: the form's
+rules and the credential check, then telemetry in through the ingest API and the
+exact GPS-ping requests out (drains run in this process), per-ping "Fail"
+answers under HTTP 200, the token's cache and its refresh on 401, throttling and
+server errors."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from flask import Flask
+from sqlalchemy import select, text, update
+
+from database import utcnow
+from errors import ValidationError
+from extensions import db, redis_client
+from integrations import servicetitan
+from integrations.lifecycle import create_integration, sign_release
+from integrations.models import Integration
+from outbox.drain import drain_target
+from outbox.models import DeliveryAttempt, OutboxMessage
+from tests.conftest import NAMESPACE, bearer, delete_namespace, make_user, reset_database
+from tests.fakes.servicetitan import (
+    APP_KEY,
+    CLIENT_ID,
+    CLIENT_SECRET,
+    GPS_PROVIDER,
+    TENANT,
+    FakeServiceTitan,
+)
+
+VIN_A = "1FUJGLDR3CLBP8834"
+VIN_B = "3AKJHHDR7JSJY2214"
+T0 = utcnow().replace(microsecond=0) - timedelta(hours=1)
+PINGS = f"/dispatch/v2/tenant/{TENANT}/gps-provider/{GPS_PROVIDER}/gps-pings"
+VALUES = {"provider": "servicetitan", "tenant_id": TENANT, "client_id": CLIENT_ID,
+          "client_secret": CLIENT_SECRET}  # fmt: skip
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeServiceTitan]:
+    server = FakeServiceTitan().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def app(make_app: Any, fake: FakeServiceTitan) -> Iterator[Flask]:
+    """The app, with ServiceTitan's auth and API hosts both at the fake."""
+    app = make_app(
+        FLEETHOOK_ALLOW_LOCAL_NETWORK=True,
+        FLEETHOOK_CONNECT_TIMEOUT=1,
+        FLEETHOOK_READ_TIMEOUT=1,
+        FLEETHOOK_SERVICETITAN_AUTH_URL=fake.url,
+        FLEETHOOK_SERVICETITAN_BASE_URL=fake.url,
+        FLEETHOOK_SERVICETITAN_APP_KEY=APP_KEY,
+        FLEETHOOK_SERVICETITAN_GPS_PROVIDER=GPS_PROVIDER,
+    )
+    with app.app_context():
+        yield app
+        reset_database()
+        delete_namespace(redis_client(), NAMESPACE)
+
+
+def at(seconds: float) -> str:
+    return (T0 + timedelta(seconds=seconds)).isoformat().replace("+00:00", "Z")
+
+
+def epoch_ms(seconds: float) -> int:
+    return round((T0 + timedelta(seconds=seconds)).timestamp() * 1000)
+
+
+def position(vin: str, seconds: float, **values: Any) -> dict[str, Any]:
+    return {"vin": vin, "type": "position", "time": at(seconds), "latitude": 41.95,
+            "longitude": -87.80, "speed_mph": 30.0, "heading": 90, "ignition": True,
+            **values}  # fmt: skip
+
+
+class Account:
+    """An account with two vehicles and a ServiceTitan integration."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self.user = make_user()
+        self.headers = bearer(self.user)
+        self.vehicles = {}
+        for vin, name in ((VIN_A, "Truck 42"), (VIN_B, "Van 7")):
+            created = client.post("/api/v1/vehicles", headers=self.headers,
+                                  json={"name": name, "vin": vin})  # fmt: skip
+            assert created.status_code == 201, created.json
+            self.vehicles[vin] = created.json["id"]
+
+    def connect(self, sign: bool = True, **values: Any) -> Integration:
+        integration = create_integration(self.user.account_id, {**VALUES, **values})
+        db.session.commit()
+        if sign:
+            sign_release(integration, {"signer_name": "Dana Whitfield", "signer_title":
+                                       "Operations Manager", "accept": True},
+                         self.user.id, "203.0.113.9")  # fmt: skip
+            db.session.commit()
+        return integration
+
+    def report(self, *reports: dict[str, Any]) -> None:
+        response = self.client.post(
+            "/api/v1/telemetry", json={"reports": list(reports)}, headers=self.headers
+        )
+        assert response.status_code == 202, response.json
+
+    def external_id(self, vin: str, seconds: float) -> str:
+        return f"fleethook-{self.vehicles[vin]}-{epoch_ms(seconds)}"
+
+    def ping(self, vin: str, seconds: float, is_new: bool, **values: Any) -> dict[str, Any]:
+        """The ping our client must send for `position(vin, seconds)`."""
+        return {
+            "unitId": vin,
+            "unitName": "Truck 42" if vin == VIN_A else "Van 7",
+            "eventTime": at(seconds),
+            "latitude": 41.95,
+            "longitude": -87.80,
+            "speed": 30.0,
+            "street": "",
+            "city": "",
+            "region": "",
+            "postalCode": "",
+            "externalId": self.external_id(vin, seconds),
+            "isNew": is_new,
+            **values,
+        }
+
+
+@pytest.fixture
+def account(client: Any) -> Account:
+    return Account(client)
+
+
+def messages_of(integration: Integration) -> list[OutboxMessage]:
+    db.session.expire_all()
+    return list(
+        db.session.scalars(
+            select(OutboxMessage)
+            .where(OutboxMessage.target_id == integration.id)
+            .order_by(OutboxMessage.sequence)
+        )
+    )
+
+
+def statuses(integration: Integration) -> list[str]:
+    return [message.status for message in messages_of(integration)]
+
+
+def reloaded(integration: Integration) -> Integration:
+    db.session.expire_all()
+    found = db.session.get(Integration, integration.id)
+    assert found is not None
+    return found
+
+
+def make_due(integration: Integration) -> None:
+    db.session.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.target_id == integration.id, OutboxMessage.status == "pending")
+        .values(next_attempt_at=utcnow() - timedelta(seconds=1))
+    )
+    db.session.commit()
+
+
+def ping_requests(fake: FakeServiceTitan) -> list[Any]:
+    """The gps-pings requests that carried pings (the credential check sends none)."""
+    return [r for r in fake.received("POST", PINGS) if r.json]
+
+
+def token_requests(fake: FakeServiceTitan) -> list[Any]:
+    return fake.received("POST", "/connect/token")
+
+
+# -- the form and the credential check ------------------------------------------
+
+
+def test_the_form_names_every_missing_field_and_calls_nobody(app, fake):
+    user = make_user()
+    with pytest.raises(ValidationError) as refused:
+        create_integration(user.account_id, {"provider": "servicetitan", "colour": "red"})
+    assert refused.value.errors == {
+        "colour": ["Not a field of this provider."],
+        "tenant_id": ["Enter the Tenant ID."],
+        "client_id": ["Enter the Client ID."],
+        "client_secret": ["Enter the Client Secret."],
+    }
+    assert fake.requests == []
+    assert db.session.scalars(select(Integration)).all() == []
+
+
+def test_a_tenant_id_must_be_digits(app, fake):
+    user = make_user()
+    with pytest.raises(ValidationError) as refused:
+        create_integration(user.account_id, {**VALUES, "tenant_id": "acme-plumbing"})
+    assert list(refused.value.errors) == ["tenant_id"]
+    assert "Digits only" in refused.value.errors["tenant_id"][0]
+    assert fake.requests == []
+
+
+def test_refused_client_credentials_are_said_in_plain_words(app, fake):
+    user = make_user()
+    with pytest.raises(ValidationError) as refused:
+        create_integration(user.account_id, {**VALUES, "client_secret": "cs1.wrong"})
+    assert refused.value.errors == {
+        "credentials": ["ServiceTitan did not accept this client id and secret."]
+    }
+    (request,) = fake.requests
+    assert (request.method, request.path) == ("POST", "/connect/token")
+    assert request.headers["Content-Type"] == "application/x-www-form-urlencoded"
+    assert request.form == {"grant_type": "client_credentials", "client_id": CLIENT_ID,
+                            "client_secret": "cs1.wrong"}  # fmt: skip
+    db.session.rollback()
+    assert db.session.scalars(select(Integration)).all() == []
+
+
+def test_a_tenant_the_app_cannot_reach_is_refused_after_the_token(app, fake):
+    user = make_user()
+    with pytest.raises(ValidationError) as refused:
+        create_integration(user.account_id, {**VALUES, "tenant_id": "7654321"})
+    (message,) = refused.value.errors["credentials"]
+    assert message.startswith("ServiceTitan refused access to tenant 7654321")
+    assert [r.path for r in fake.requests] == [
+        "/connect/token",
+        "/dispatch/v2/tenant/7654321/gps-provider/fleethook/gps-pings",
+    ]
+
+
+def test_the_check_is_a_token_and_an_empty_batch_and_the_integration_waits_for_the_release(
+    app, fake, account
+):
+    integration = account.connect(sign=False)
+    token, check = fake.requests
+    assert (token.method, token.path) == ("POST", "/connect/token")
+    assert (check.method, check.path, check.json) == ("POST", PINGS, [])
+    issued = next(iter(fake.tokens))
+    assert check.headers["Authorization"] == f"Bearer {issued}"
+    assert check.headers["ST-App-Key"] == APP_KEY
+    assert (integration.status, integration.status_reason) == (
+        "paused", "Waiting for the release form to be signed.")  # fmt: skip
+    assert integration.options == {"tenant_id": TENANT, "client_id": CLIENT_ID}
+    raw = db.session.execute(text("SELECT credentials FROM integration")).scalar_one()
+    assert CLIENT_SECRET not in raw and "client_secret" not in raw
+
+    account.report(position(VIN_A, 0))
+    drain_target(integration.id)  # paused: nothing leaves
+    assert ping_requests(fake) == [] and statuses(integration) == ["pending"]
+
+
+# -- telemetry to pings ----------------------------------------------------------
+
+
+def test_positions_of_two_vehicles_become_one_batch_of_gps_pings(app, fake, account):
+    integration = account.connect()
+    assert reloaded(integration).status == "active"
+    account.report(position(VIN_A, 0), position(VIN_B, 5, speed_mph=0.0, latitude=41.5,
+                                                   longitude=-88.08))  # fmt: skip
+    drain_target(integration.id)
+
+    (request,) = ping_requests(fake)
+    assert (request.method, request.path, request.query) == ("POST", PINGS, {})
+    assert request.headers["Authorization"] == f"Bearer {next(iter(fake.tokens))}"
+    assert request.headers["ST-App-Key"] == APP_KEY
+    assert request.headers["Content-Type"] == "application/json"
+    assert request.json == [
+        account.ping(VIN_A, 0, is_new=True),
+        account.ping(VIN_B, 5, is_new=True, speed=0.0, latitude=41.5, longitude=-88.08),
+    ]
+    assert statuses(integration) == ["delivered", "delivered"]
+    assert reloaded(integration).queue_depth == 0
+    # The units ServiceTitan now knows are not new in later pings.
+    assert reloaded(integration).vehicle_map == {VIN_A: TENANT, VIN_B: TENANT}
+    account.report(position(VIN_A, 60))
+    drain_target(integration.id)
+    assert ping_requests(fake)[-1].json == [account.ping(VIN_A, 60, is_new=False)]
+    # What the attempt records show of the credentials is masked.
+    for attempt in db.session.scalars(select(DeliveryAttempt)):
+        shown = json.dumps(attempt.request_headers)
+        assert next(iter(fake.tokens)) not in shown and APP_KEY not in shown
+        assert attempt.request_headers["ST-App-Key"].endswith(APP_KEY[-4:])
+
+
+def test_only_location_events_make_pings(app, fake, account):
+    integration = account.connect()
+    account.report(position(VIN_A, 0), position(VIN_A, 30, ignition=False, speed_mph=0.0),
+                   {"vin": VIN_A, "type": "heartbeat", "time": at(40)})  # fmt: skip
+    assert [m.payload["ping"]["externalId"] for m in messages_of(integration)] == [
+        account.external_id(VIN_A, 0), account.external_id(VIN_A, 30)]  # fmt: skip
+
+
+def test_a_customers_own_app_key_replaces_fleethooks(app, fake, account):
+    fake.app_key = "ak1.customers-own-app"
+    integration = account.connect(api_key="ak1.customers-own-app")
+    account.report(position(VIN_A, 0))
+    drain_target(integration.id)
+    (request,) = ping_requests(fake)
+    assert request.headers["ST-App-Key"] == "ak1.customers-own-app"
+    assert statuses(integration) == ["delivered"]
+
+
+# -- per-ping answers under HTTP 200 --------------------------------------------
+
+
+def test_a_ping_that_fails_is_retried_with_servicetitans_words_and_holds_back_later_ones(
+    app, fake, account
+):
+    integration = account.connect()
+    fake.fail_ping(account.external_id(VIN_A, 0), "GPS unit is temporarily locked")
+    account.report(position(VIN_A, 0), position(VIN_B, 5))
+    drain_target(integration.id)
+
+    first, second = messages_of(integration)
+    assert (first.status, first.attempts, first.last_status_code) == ("pending", 1, 200)
+    assert first.last_error == (
+        "ServiceTitan answered Fail for this ping: GPS unit is temporarily locked"
+    )
+    assert first.next_attempt_at > utcnow()
+    # ServiceTitan took the later ping: delivered, not sent again.
+    assert second.status == "delivered"
+    assert reloaded(integration).status == "failing"
+    attempt = db.session.scalars(
+        select(DeliveryAttempt).where(DeliveryAttempt.message_id == first.id)
+    ).one()
+    assert attempt.outcome == "failed"
+    assert json.loads(attempt.response_body) == {
+        "externalId": account.external_id(VIN_A, 0), "status": "Fail",
+        "message": "GPS unit is temporarily locked"}  # fmt: skip
+
+    # A newer position waits behind the failed one (per-target FIFO) ...
+    account.report(position(VIN_B, 60))
+    drain_target(integration.id)
+    assert len(ping_requests(fake)) == 1
+    # ... and both go together when the retry is due.
+    fake.failing.clear()
+    make_due(integration)
+    drain_target(integration.id)
+    assert ping_requests(fake)[-1].json == [
+        account.ping(VIN_A, 0, is_new=True),
+        account.ping(VIN_B, 60, is_new=False),
+    ]
+    assert statuses(integration) == ["delivered"] * 3
+    assert reloaded(integration).status == "active"
+
+
+def test_a_ping_servicetitan_calls_invalid_is_dead_and_the_rest_go_on(app, fake, account):
+    integration = account.connect()
+    fake.fail_ping(account.external_id(VIN_A, 0), "Latitude is out of range")
+    account.report(position(VIN_A, 0), position(VIN_B, 5))
+    drain_target(integration.id)
+    first, second = messages_of(integration)
+    assert (first.status, first.last_error) == (
+        "dead", "ServiceTitan refused this ping: Latitude is out of range")  # fmt: skip
+    assert second.status == "delivered"
+    assert reloaded(integration).status == "active"
+    assert reloaded(integration).queue_depth == 0
+
+
+def test_a_ping_servicetitan_already_has_counts_as_delivered(app, fake, account):
+    integration = account.connect()
+    fake.fail_ping(account.external_id(VIN_A, 0), "Duplicate externalId")
+    account.report(position(VIN_A, 0))
+    drain_target(integration.id)
+    assert statuses(integration) == ["delivered"]
+
+
+# -- the token -------------------------------------------------------------------
+
+
+def test_one_token_serves_the_check_and_two_drains(app, fake, account):
+    integration = account.connect()
+    account.report(position(VIN_A, 0))
+    drain_target(integration.id)
+    account.report(position(VIN_A, 60))
+    drain_target(integration.id)
+    assert len(ping_requests(fake)) == 2
+    assert len(token_requests(fake)) == 1
+    assert statuses(integration) == ["delivered", "delivered"]
+
+
+def test_a_token_near_its_expiry_is_renewed_before_use(app, fake, account):
+    integration = account.connect()
+    (key,) = [k for k, (token, _) in servicetitan._tokens.items() if token in fake.tokens]
+    servicetitan._tokens[key] = (servicetitan._tokens[key][0], 0.0)  # expired
+    account.report(position(VIN_A, 0))
+    drain_target(integration.id)
+    assert len(token_requests(fake)) == 2
+    assert statuses(integration) == ["delivered"]
+
+
+def test_a_401_fetches_a_new_token_once_and_sends_again(app, fake, account):
+    integration = account.connect()
+    old = next(iter(fake.tokens))
+    fake.expire_tokens()
+    account.report(position(VIN_A, 0))
+    drain_target(integration.id)
+
+    refused, accepted = fake.received("POST", PINGS)[1:]
+    new = next(iter(fake.tokens))
+    assert refused.headers["Authorization"] == f"Bearer {old}"
+    assert accepted.headers["Authorization"] == f"Bearer {new}" and new != old
+    assert refused.json == accepted.json == [account.ping(VIN_A, 0, is_new=True)]
+    assert len(token_requests(fake)) == 2
+    assert statuses(integration) == ["delivered"]
+
+
+def test_a_second_401_needs_attention_and_keeps_the_queue(app, fake, account):
+    integration = account.connect()
+    fake.fail_next(401, times=2, path="gps-pings")
+    account.report(position(VIN_A, 0), position(VIN_B, 5))
+    drain_target(integration.id)
+
+    assert len(fake.received("POST", PINGS)) == 1 + 2  # the check, then two tries
+    assert len(token_requests(fake)) == 2
+    found = reloaded(integration)
+    assert found.status == "needs_attention"
+    assert found.status_reason == (
+        "Needs attention: ServiceTitan refused the credentials (HTTP 401); update them to resume."
+    )
+    assert [(m.status, m.attempts) for m in messages_of(integration)] == [("pending", 1)] * 2
+    assert found.queue_depth == 2
+    drain_target(integration.id)  # held: nothing more is sent
+    assert len(fake.received("POST", PINGS)) == 3
+
+
+def test_client_credentials_revoked_in_servicetitan_need_attention(app, fake, account):
+    integration = account.connect()
+    fake.client_secret = "cs1.regenerated"
+    fake.expire_tokens()
+    account.report(position(VIN_A, 0))
+    drain_target(integration.id)
+    found = reloaded(integration)
+    assert (found.status, found.status_reason) == (
+        "needs_attention",
+        "Needs attention: ServiceTitan did not accept this client id and secret.",
+    )
+    assert statuses(integration) == ["pending"]
+    attempt = db.session.scalars(select(DeliveryAttempt)).one()
+    assert attempt.outcome == "unauthorized" and attempt.status_code == 400
+    assert "cs1." not in json.dumps(attempt.request_headers)
+
+
+# -- throttling and server errors -----------------------------------------------
+
+
+def test_429_waits_for_retry_after(app, fake, account):
+    integration = account.connect()
+    fake.fail_next(429, headers={"Retry-After": "120"}, path="gps-pings")
+    account.report(position(VIN_A, 0), position(VIN_B, 5))
+    drain_target(integration.id)
+    now = utcnow()
+    for message in messages_of(integration):
+        assert (message.status, message.last_status_code) == ("pending", 429)
+        wait = (message.next_attempt_at - now).total_seconds()
+        assert 118 <= wait <= 121
+    assert reloaded(integration).status == "failing"
+    outcomes = {a.outcome for a in db.session.scalars(select(DeliveryAttempt))}
+    assert outcomes == {"throttled"}
+
+
+def test_500_is_retried_on_the_schedule_with_the_same_pings(app, fake, account):
+    integration = account.connect()
+    fake.fail_next(500, path="gps-pings")
+    account.report(position(VIN_A, 0))
+    drain_target(integration.id)
+    (message,) = messages_of(integration)
+    assert (message.status, message.attempts, message.last_status_code) == ("pending", 1, 500)
+    assert 3 <= (message.next_attempt_at - utcnow()).total_seconds() <= 6
+    assert reloaded(integration).status == "failing"
+
+    make_due(integration)
+    drain_target(integration.id)
+    failed, sent = ping_requests(fake)
+    assert failed.json == sent.json == [account.ping(VIN_A, 0, is_new=True)]
+    assert statuses(integration) == ["delivered"]
+    assert reloaded(integration).status == "active"
