@@ -202,3 +202,95 @@ def test_the_api_keeps_accounts_apart_and_members_read_only(app, client, fleetio
     assert client.get(url, headers=member).status_code == 200
     assert client.delete(url, headers=member).status_code == 403
     assert len(integrations()) == 1
+
+
+@pytest.fixture
+def servicetitan(app):
+    from tests.fakes.servicetitan import APP_KEY, GPS_PROVIDER, FakeServiceTitan
+
+    server = FakeServiceTitan().start()
+    app.config.update(FLEETHOOK_SERVICETITAN_AUTH_URL=server.url,
+                      FLEETHOOK_SERVICETITAN_BASE_URL=server.url,
+                      FLEETHOOK_SERVICETITAN_APP_KEY=APP_KEY,
+                      FLEETHOOK_SERVICETITAN_GPS_PROVIDER=GPS_PROVIDER)  # fmt: skip
+    yield server
+    server.stop()
+
+
+def test_servicetitan_waits_for_the_release_form(admin, client, auth, servicetitan):
+    from tests.fakes.servicetitan import CLIENT_ID, CLIENT_SECRET, TENANT
+
+    form = {"provider": "servicetitan", "tenant_id": TENANT, "client_id": CLIENT_ID,
+            "client_secret": CLIENT_SECRET}  # fmt: skip
+    response = auth.post("/integrations/new", form, page=MANAGER, htmx=True)
+    assert response.status_code == 200 and "Release form" in response.get_data(as_text=True)
+    [integration] = integrations()
+    assert integration.status == "paused" and integration.release_signed_at is None
+    release = f"/integrations/{integration.id}/release"
+    # Resuming before the release is signed opens the release form instead.
+    resumed = auth.post(f"/integrations/{integration.id}/resume", {}, page=MANAGER, htmx=True)
+    assert "Sign and activate" in resumed.get_data(as_text=True)
+    assert integrations()[0].status == "paused"
+    refused = auth.post(release, {"signer_name": "Dana Whitfield", "signer_title": ""},
+                        page=MANAGER, htmx=True)  # fmt: skip
+    assert refused.status_code == 422
+    page = refused.get_data(as_text=True)
+    assert "Required, at most 100 characters." in page and "Accept the release" in page
+    assert integrations()[0].release_signed_at is None
+    signed = auth.post(release, {"signer_name": "Dana Whitfield", "signer_title": "Fleet Manager",
+                                 "accept": "y"}, page=MANAGER, htmx=True)  # fmt: skip
+    assert signed.status_code == 204
+    [integration] = integrations()
+    assert integration.status == "active" and integration.release_user_id == admin.id
+    assert (integration.release_signer_name, integration.release_signer_title) == (
+        "Dana Whitfield", "Fleet Manager")  # fmt: skip
+    assert integration.release_client_address == "127.0.0.1"
+    assert "Dana Whitfield (Fleet Manager)" in client.get(
+        f"/integrations/{integration.id}").get_data(as_text=True)  # fmt: skip
+
+
+@pytest.fixture
+def salesforce(app):
+    from tests.fakes.salesforce import CLIENT_ID, CLIENT_SECRET, FakeSalesforce
+
+    server = FakeSalesforce().start()
+    app.config.update(FLEETHOOK_SALESFORCE_LOGIN_URL=server.url,
+                      FLEETHOOK_SALESFORCE_CLIENT_ID=CLIENT_ID,
+                      FLEETHOOK_SALESFORCE_CLIENT_SECRET=CLIENT_SECRET)  # fmt: skip
+    yield server
+    server.stop()
+
+
+def test_connect_with_salesforce_checks_the_state(admin, client, salesforce):
+    from urllib.parse import parse_qs, urlsplit
+
+    dialog = client.get("/integrations/new?provider=servicemax", headers=HTMX).get_data(True)
+    assert "Connect with Salesforce" in dialog
+    start = client.get("/integrations/servicemax/connect")
+    assert start.status_code == 302
+    target = urlsplit(start.headers["Location"])
+    assert f"{target.scheme}://{target.netloc}" == salesforce.url
+    assert target.path == "/services/oauth2/authorize"
+    query = {k: v[0] for k, v in parse_qs(target.query).items()}
+    assert query["response_type"] == "code" and query["state"]
+    callback = "/integrations/servicemax/callback"
+    code = salesforce.issue_code(query["redirect_uri"])
+    forged = client.get(f"{callback}?code={code}&state=not-the-state")
+    assert forged.status_code == 400 and integrations() == []
+    # The state was used up by the refused attempt: sign in again.
+    start = client.get("/integrations/servicemax/connect")
+    query = {k: v[0] for k, v in parse_qs(urlsplit(start.headers["Location"]).query).items()}
+    code = salesforce.issue_code(query["redirect_uri"])
+    done = client.get(f"{callback}?code={code}&state={query['state']}")
+    assert done.status_code == 302
+    [integration] = integrations()
+    assert done.headers["Location"].endswith(f"/integrations/{integration.id}/release")
+    assert integration.provider == "servicemax" and integration.status == "paused"
+    # Neither token reaches a page or the API.
+    from integrations.base import secrets_of
+
+    tokens = [v for v in secrets_of(integration).values() if isinstance(v, str) and len(v) > 8]
+    page = client.get(f"/integrations/{integration.id}").get_data(as_text=True)
+    api = client.get(f"/api/v1/integrations/{integration.id}",
+                     headers=bearer(admin)).get_data(as_text=True)  # fmt: skip
+    assert tokens and not any(token in page or token in api for token in tokens)
