@@ -6,9 +6,11 @@ from __future__ import annotations
 
 from typing import Any, cast
 
+import click
 from cryptography.fernet import Fernet, MultiFernet
 from flask import Flask, current_app
-from sqlalchemy import Text
+from flask.cli import AppGroup
+from sqlalchemy import Text, select, type_coerce, update
 from sqlalchemy.types import TypeDecorator
 
 _FERNET = "fleethook.fernet"
@@ -47,3 +49,47 @@ class EncryptedText(TypeDecorator[str]):
 
     def process_result_value(self, value: str | None, dialect: Any) -> str | None:
         return None if value is None else decrypt(value)
+
+
+def rotate_all(session: Any, metadata: Any) -> int:
+    """Re-encrypt every EncryptedText value under the first key (MultiFernet.rotate),
+    table by table in the caller's transaction; returns how many values changed.
+    Values under a key that is no longer configured fail loudly (InvalidToken)."""
+    fernet = _fernet()
+    rotated = 0
+    for table in metadata.sorted_tables:
+        columns = [c for c in table.columns if isinstance(c.type, EncryptedText)]
+        if not columns:
+            continue
+        (key,) = table.primary_key.columns
+        raw = [type_coerce(c, Text).label(c.name) for c in columns]
+        for row in session.execute(select(key, *raw)).all():
+            values = {
+                c.name: fernet.rotate(row._mapping[c.name].encode()).decode()
+                for c in columns
+                if row._mapping[c.name] is not None
+            }
+            if values:
+                session.execute(
+                    update(table)
+                    .where(key == row[0])
+                    .values(
+                        {table.c[name]: type_coerce(value, Text) for name, value in values.items()}
+                    )  # fmt: skip
+                )
+                rotated += len(values)
+    return rotated
+
+
+keys_cli = AppGroup("keys", help="Manage the encryption keys of secrets at rest.")
+
+
+@keys_cli.command("rotate")
+def rotate_command() -> None:
+    """Re-encrypt every stored secret under the first key of FLEETHOOK_ENCRYPTION_KEYS.
+    Afterwards the other keys may be removed from the setting."""
+    from extensions import db
+
+    count = rotate_all(db.session, db.metadata)
+    db.session.commit()
+    click.echo(f"Re-encrypted {count} secrets under the first key.")
