@@ -1,0 +1,277 @@
+"""Agile Fleet (FleetCommander; Fuel Management): keeps one meter of each vehicle
+— odometer, engine hours or fuel level — in step with an Agile Fleet account.
+
+ASSUMED API. No public documentation of an Agile Fleet API was found
+(../shared/PROVIDERS.md), so nothing below rests on the vendor's word. The whole
+assumed shape is the block of constants under "The assumed API" and the two
+functions that read its answers (`_vehicles_page`, `_reading_body`):
+
+- base `https://api.agilefleet.com` (FLEETHOOK_AGILEFLEET_BASE_URL), the API key
+  in an `X-API-Key` header on every call;
+- `GET /v1/vehicles?limit=100[&cursor=…]` → `{"vehicles": [{"id", "vin", …}],
+  "next_cursor": "…" | null}`: the vehicles, by pages; also the credential check
+  (with `limit=1`);
+- `POST /v1/vehicles/{id}/readings {"type": "odometer" | "engine_hours" |
+  "fuel_level", "value": <number>, "unit": "mi" | "h" | "%", "recorded_at":
+  "<RFC 3339>"}` → 2xx: one meter reading;
+- 401/403 for a bad key, 422 for a reading refused for good, 429 with
+  `Retry-After` (the same reading of answers as every provider, integrations.base).
+
+Once the vendor's documentation is in hand, only this module and its fake
+(tests/fakes/agilefleet.py) change: the header, the paths, the query and answer
+field names, the reading body and perhaps the credential check. The form, the
+payloads in the outbox and the events that feed them stay.
+
+Our choices: only the numeric attributes make sense for a fuel-management system,
+so the Vehicle Attribute offers odometer, engine hours and fuel level; location
+events feed them (the odometer only when it advanced); the portal's requirements
+text says the API is assumed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
+
+import requests
+from flask import current_app
+
+from database import utcnow
+from encryption import mask
+from integrations.base import (
+    VEHICLE_ATTRIBUTE,
+    VEHICLE_ATTRIBUTES,
+    VEHICLE_MAP_TTL,
+    Api,
+    Field,
+    ProviderRejected,
+    secrets_of,
+    unmatched,
+    vehicle_ref,
+)
+from integrations.models import Integration
+from integrations.providers import register
+from outbox.models import OutboxMessage
+from outbox.registry import Result
+
+NAME = "Agile Fleet"
+
+# -- The assumed API (no public documentation; see the module docstring) -------
+API_KEY_HEADER = "X-API-Key"
+VEHICLES_PATH = "/v1/vehicles"  # GET ?limit=&cursor= → {"vehicles", "next_cursor"}
+READINGS_PATH = "/v1/vehicles/{vehicle_id}/readings"  # POST one reading
+PAGE_SIZE = 100
+# Our attribute → (the reading's type, its unit).
+READING_TYPES = {
+    "odometer": ("odometer", "mi"),
+    "engine_hours": ("engine_hours", "h"),
+    "fuel_level": ("fuel_level", "%"),
+}
+# ------------------------------------------------------------------------------
+
+MAX_PAGES = 1000  # 100,000 vehicles: more means a loop, not a fleet
+ATTRIBUTES = tuple((key, label) for key, label in VEHICLE_ATTRIBUTES if key in READING_TYPES)
+
+
+class ListingFailed(Exception):
+    """Listing the vehicles did not work; `result` says why."""
+
+    def __init__(self, result: Result):
+        super().__init__(result.error)
+        self.result = result
+
+
+def _recently_missing(integration: Integration, vin: str) -> bool:
+    """A VIN the last listing lacked, while that listing is fresh: its messages fail
+    at once instead of listing every vehicle again for each of them (vehicle_ref
+    lists on every miss; a fleet often has vehicles the provider lacks)."""
+    listed_at = integration.vehicle_map_at
+    return (
+        vin in integration.unmatched_vins
+        and listed_at is not None
+        and utcnow() - listed_at <= VEHICLE_MAP_TTL
+    )
+
+
+def _rfc3339(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _shown(method: str, path: str, key: str) -> dict[str, str]:
+    """What attempt records show of a request: never the key itself."""
+    return {"method": method, "path": path, API_KEY_HEADER.lower(): mask(key)}
+
+
+def _vehicles_page(body: Any) -> tuple[dict[str, str], str | None]:
+    """VIN → vehicle id of one page of the assumed vehicle list, and the next cursor."""
+    if not isinstance(body, Mapping):
+        raise ValueError("not a JSON object")
+    found = {}
+    for vehicle in body.get("vehicles") or []:
+        vin = str(vehicle.get("vin") or "").strip().upper()
+        if vin and vin not in found:
+            found[vin] = str(vehicle["id"])
+    return found, body.get("next_cursor") or None
+
+
+def _reading_body(reading: Mapping[str, Any]) -> dict[str, Any]:
+    """The assumed body of one meter reading."""
+    return {
+        "type": reading["type"],
+        "value": reading["value"],
+        "unit": reading["unit"],
+        "recorded_at": reading["recorded_at"],
+    }
+
+
+def reading_value(attribute: str | None, event: Any) -> float | None:
+    """The attribute's value a location event brings (the odometer only when it
+    advanced), or None."""
+    if event.event_type.key != "location":
+        return None
+    report = event.report
+    if attribute == "odometer":
+        odometer, before = event.vehicle.odometer_mi, report.get("previous_odometer_mi")
+        if odometer is not None and (before is None or odometer > before):
+            return float(odometer)
+        return None
+    key = {"engine_hours": "engine_hours", "fuel_level": "fuel_level_pct"}.get(attribute or "")
+    value = report.get(key) if key else None
+    return float(value) if value is not None else None
+
+
+class AgileFleetProvider:
+    key = "agilefleet"
+    name = NAME
+    software_type = "Fuel Management"
+    requirements = (
+        "An Agile Fleet API key. Agile Fleet publishes no API documentation: Fleethook "
+        "speaks an assumed API (an X-API-Key header, /v1/vehicles and meter readings); "
+        "confirm with Agile Fleet that your account offers it before relying on it."
+    )
+    receives_locations = False
+    fields: tuple[Field, ...] = (
+        Field("api_key", "API key", "secret", help="The API key Agile Fleet gave your account."),
+        replace(
+            VEHICLE_ATTRIBUTE,
+            choices=ATTRIBUTES,
+            help="The meter this integration keeps in sync (a fuel-management system takes "
+            "odometer, engine hours or fuel level); add another integration for another.",
+        ),
+    )
+    secret_fields = frozenset({"api_key"})
+
+    def _api(self, integration: Integration) -> tuple[Api, str]:
+        key = str(secrets_of(integration).get("api_key") or "")
+        base_url = current_app.config["FLEETHOOK_AGILEFLEET_BASE_URL"]
+        return Api(base_url, {API_KEY_HEADER: key}, NAME), key
+
+    def check_credentials(self, integration: Integration) -> None:
+        """One page of one vehicle, which needs a good key."""
+        api, key = self._api(integration)
+        response, result = api.call(
+            "GET", VEHICLES_PATH, _shown("GET", VEHICLES_PATH, key), params={"limit": 1}
+        )
+        if response is None:
+            raise ProviderRejected(f"Agile Fleet could not be reached ({result.error}); try again.")
+        if response.status_code in (401, 403):
+            raise ProviderRejected("Agile Fleet did not accept this API key.")
+        if response.status_code == 404:
+            raise ProviderRejected(
+                "Agile Fleet has no vehicle list where Fleethook expects it: its API may "
+                "differ from the one Fleethook assumes (no public documentation exists)."
+            )
+        if not result.delivered:
+            raise ProviderRejected(f"Agile Fleet answered HTTP {response.status_code}; try again.")
+
+    def payload_for(self, integration: Integration, event: Any) -> dict[str, Any] | None:
+        attribute = integration.vehicle_attribute
+        value = reading_value(attribute, event)
+        if value is None or attribute not in READING_TYPES:
+            return None
+        kind, unit = READING_TYPES[attribute]
+        return {
+            "type": event.event_type.key,
+            "vin": event.vehicle.vin,
+            "vehicle": event.vehicle.name,
+            "reading": {
+                "type": kind,
+                "value": value,
+                "unit": unit,
+                "recorded_at": _rfc3339(event.occurred_at),
+            },
+        }
+
+    def send(
+        self, integration: Integration, messages: Sequence[OutboxMessage], stop_at: float
+    ) -> list[Result]:
+        api, key = self._api(integration)
+        results: list[Result] = []
+        for message in messages:
+            if results and time.monotonic() > stop_at:
+                break
+            result = self._post_reading(api, key, integration, message.payload)
+            results.append(result)
+            if not (result.delivered or result.permanent):
+                break
+        return results
+
+    def _post_reading(
+        self, api: Api, key: str, integration: Integration, payload: Mapping[str, Any]
+    ) -> Result:
+        """POST the reading to the vehicle; a 404 (the vehicle went away since the
+        map was listed) lists the vehicles again and tries once more."""
+        vin = payload["vin"]
+        body = _reading_body(payload["reading"])
+        result = Result(delivered=False)
+        for _attempt in (1, 2):
+            if _recently_missing(integration, vin):
+                return unmatched(vin, NAME)
+            try:
+                vehicle_id = vehicle_ref(integration, vin, lambda: self._vin_map(api, key))
+            except ListingFailed as failed:
+                return failed.result
+            if vehicle_id is None:
+                return unmatched(vin, NAME)
+            path = READINGS_PATH.format(vehicle_id=vehicle_id)
+            _, result = api.call("POST", path, _shown("POST", path, key), json=body)
+            if result.status_code != 404:
+                return result
+            integration.vehicle_map = {k: v for k, v in integration.vehicle_map.items() if k != vin}
+        return result
+
+    def _vin_map(self, api: Api, key: str) -> dict[str, str]:
+        """VIN → vehicle id over every page; ListingFailed if a page did not come."""
+        vins: dict[str, str] = {}
+        params: dict[str, Any] = {"limit": PAGE_SIZE}
+        for _ in range(MAX_PAGES):
+            response, result = api.call(
+                "GET", VEHICLES_PATH, _shown("GET", VEHICLES_PATH, key), params=params
+            )
+            if response is None or not result.delivered:
+                raise ListingFailed(result)
+            try:
+                page, cursor = _vehicles_page(_json_of(response))
+            except (ValueError, KeyError, AttributeError):
+                result.delivered = False
+                result.error = "Agile Fleet answered the vehicle list in an unexpected shape"
+                raise ListingFailed(result) from None
+            vins = {**page, **vins}
+            if cursor is None:
+                break
+            params = {**params, "cursor": cursor}
+        return vins
+
+
+def _json_of(response: requests.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+PROVIDER = AgileFleetProvider()
+register(PROVIDER)
