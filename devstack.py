@@ -4,6 +4,8 @@ sweeper so that Ctrl-C stops everything that was started.
 
     python devstack.py assets   fetch static/vendor/htmx.min.js (pinned, hash-checked)
     python devstack.py run      migrate, seed the demo account, run portal + workers
+                                (--fake-providers, or FLEETHOOK_FAKE_PROVIDERS=1: the
+                                integrations talk to local fakes of the providers)
                                 and the demo vehicle simulator (--no-simulator, or
                                 FLEETHOOK_SIMULATOR=0, leaves the simulator out)
 
@@ -247,7 +249,31 @@ def _raise_stop(signum: int, _frame: object) -> None:
     raise Stop(signal.Signals(signum).name)
 
 
-def run(simulator: bool = True) -> int:
+def start_fake_providers(
+    env: Mapping[str, str],
+) -> tuple[subprocess.Popen[bytes], dict[str, str], list[str]]:
+    """The local fakes of the five providers (tests/fakes/serve.py): their process,
+    the settings pointing Fleethook at them, and the credentials to type in."""
+    process = subprocess.Popen(
+        [str(BIN / "python"), "-m", "tests.fakes.serve"],
+        cwd=ROOT, env=dict(env), stdout=subprocess.PIPE, start_new_session=True,
+    )  # fmt: skip
+    settings: dict[str, str] = {}
+    notes: list[str] = []
+    assert process.stdout is not None
+    for raw in process.stdout:
+        line = raw.decode().strip()
+        if line == "ready":
+            return process, settings, notes
+        if line.startswith("# "):
+            notes.append(line[2:])
+        elif "=" in line:
+            name, value = line.split("=", 1)
+            settings[name] = value
+    raise SystemExit("devstack: the fake providers did not start")
+
+
+def run(simulator: bool = True, fake_providers: bool = False) -> int:
     """`make run`: the whole product on embedded defaults, until Ctrl-C."""
     signal.signal(signal.SIGINT, _raise_stop)
     signal.signal(signal.SIGTERM, _raise_stop)
@@ -265,6 +291,11 @@ def run(simulator: bool = True) -> int:
         if not env.get("REDIS_URL"):
             redis = RedisServer(INSTANCE / "redis").start()
             env["REDIS_URL"] = redis.url
+        fake_lines: list[str] = []
+        if fake_providers:
+            fakes, fake_settings, fake_lines = start_fake_providers(env)
+            children.append(("fake providers", fakes))
+            env.update(fake_settings)
         _flask(["db", "upgrade"], env)
         credentials = _flask(["demo", "seed"], env, capture=True)
         from config import DEFAULT_REDIS_NAMESPACE, retry_queues, worker_queues
@@ -325,7 +356,8 @@ def run(simulator: bool = True) -> int:
             + "".join(f"  {line}\n" for line in credentials.strip().splitlines())
             + f"  Redis: {env['REDIS_URL']}   Database: {env.get('DATABASE_URL') or 'instance/'}\n"
             f"  {simulator_line}\n"
-            "  Ctrl-C stops everything.\n",
+            + "".join(f"  Fake {line}\n" for line in fake_lines)
+            + "  Ctrl-C stops everything.\n",
             flush=True,
         )
         watched = list(children)
@@ -358,6 +390,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("command", choices=["assets", "run"])
     parser.add_argument(
+        "--fake-providers", action="store_true",
+        help="run: point the integrations at local fakes of the providers' APIs (or "
+        "FLEETHOOK_FAKE_PROVIDERS=1)",
+    )  # fmt: skip
+    parser.add_argument(
         "--no-simulator", action="store_true",
         help="run: do not start the demo vehicle simulator (or FLEETHOOK_SIMULATOR=0)",
     )  # fmt: skip
@@ -366,7 +403,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         fetch_htmx()
         return 0
     fetch_htmx()
-    return run(simulator=simulator_wanted(os.environ, args.no_simulator))
+    fakes = args.fake_providers or os.environ.get("FLEETHOOK_FAKE_PROVIDERS", "").strip().lower() in (
+        "1", "true", "yes", "on")  # fmt: skip
+    return run(simulator=simulator_wanted(os.environ, args.no_simulator), fake_providers=fakes)
 
 
 if __name__ == "__main__":

@@ -286,6 +286,9 @@ def test_connect_with_salesforce_checks_the_state(admin, client, salesforce):
     [integration] = integrations()
     assert done.headers["Location"].endswith(f"/integrations/{integration.id}/release")
     assert integration.provider == "servicemax" and integration.status == "paused"
+    # Salesforce sends the browser to a page, not a dialog: its form posts as a page.
+    release = client.get(done.headers["Location"]).get_data(as_text=True)
+    assert "Sign and activate" in release and "hx-post" not in release
     # Neither token reaches a page or the API.
     from integrations.base import secrets_of
 
