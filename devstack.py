@@ -403,8 +403,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         fetch_htmx()
         return 0
     fetch_htmx()
-    fakes = args.fake_providers or os.environ.get("FLEETHOOK_FAKE_PROVIDERS", "").strip().lower() in (
-        "1", "true", "yes", "on")  # fmt: skip
+    wanted = os.environ.get("FLEETHOOK_FAKE_PROVIDERS", "").strip().lower()
+    fakes = args.fake_providers or wanted in ("1", "true", "yes", "on")
     return run(simulator=simulator_wanted(os.environ, args.no_simulator), fake_providers=fakes)
 
 
