@@ -53,6 +53,7 @@ bp = Blueprint("integrations", __name__, url_prefix="/integrations")
 CHANGED = "integrations-changed"
 CLOSE_DIALOG = "close-dialog"
 OAUTH_STATE = "salesforce_oauth_state"
+OAUTH_RECONNECT = "salesforce_oauth_integration"
 
 
 def _own(integration_id: int) -> Integration:
@@ -275,6 +276,12 @@ def salesforce_connect() -> ResponseReturnValue:
 
     state = servicemax.new_state()
     session[OAUTH_STATE] = state
+    # Signing in again for an existing integration (its tokens were refused).
+    again = request.args.get("integration", type=int)
+    if again is not None and _own(again).provider == "servicemax":
+        session[OAUTH_RECONNECT] = again
+    else:
+        session.pop(OAUTH_RECONNECT, None)
     return redirect(servicemax.authorize_url(state, _callback_url()))
 
 
@@ -296,14 +303,22 @@ def salesforce_callback() -> ResponseReturnValue:
         reason = request.args.get("error_description") or request.args.get("error") or "no code"
         flash(f"Salesforce did not connect: {reason}", "error")
         return redirect(url_for("webhooks.manager"))
+    again = session.pop(OAUTH_RECONNECT, None)
     try:
-        integration = servicemax.connect(
-            current_user.account_id, request.args["code"], _callback_url()
-        )
+        if again is not None:
+            integration = _own(again)
+            servicemax.reconnect(integration, request.args["code"], _callback_url())
+        else:
+            integration = servicemax.connect(
+                current_user.account_id, request.args["code"], _callback_url()
+            )
     except ProviderRejected as rejected:
         flash(str(rejected), "error")
         return redirect(url_for("webhooks.manager"))
     db.session.commit()
+    if again is not None:
+        flash("Salesforce connected again; the queued locations are on their way.", "success")
+        return redirect(url_for("integrations.detail", integration_id=integration.id))
     flash("Salesforce connected. Sign the release form to start sending.", "success")
     return redirect(url_for("integrations.release", integration_id=integration.id))
 

@@ -297,3 +297,27 @@ def test_connect_with_salesforce_checks_the_state(admin, client, salesforce):
     api = client.get(f"/api/v1/integrations/{integration.id}",
                      headers=bearer(admin)).get_data(as_text=True)  # fmt: skip
     assert tokens and not any(token in page or token in api for token in tokens)
+
+
+def test_signing_in_to_salesforce_again_renews_the_tokens(admin, client, salesforce):
+    from urllib.parse import parse_qs, urlsplit
+
+    from integrations.base import secrets_of
+
+    def sign_in(path: str):
+        start = client.get(path)
+        query = {k: v[0] for k, v in parse_qs(urlsplit(start.headers["Location"]).query).items()}
+        code = salesforce.issue_code(query["redirect_uri"])
+        return client.get(f"/integrations/servicemax/callback?code={code}&state={query['state']}")
+
+    sign_in("/integrations/servicemax/connect")
+    [integration] = integrations()
+    before = secrets_of(integration)
+    integration.status, integration.status_reason = "needs_attention", "Needs attention: 401"
+    db.session.commit()
+    page = client.get(f"/integrations/{integration.id}").get_data(as_text=True)
+    assert "Sign in to Salesforce again" in page
+    again = sign_in(f"/integrations/servicemax/connect?integration={integration.id}")
+    assert again.headers["Location"].endswith(f"/integrations/{integration.id}")
+    [renewed] = integrations()  # the same integration, not a new one
+    assert renewed.status == "active" and secrets_of(renewed) != before
