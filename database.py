@@ -28,6 +28,11 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def format_rfc3339(moment: datetime) -> str:
+    """An aware time as RFC 3339 in UTC with "Z", as events and provider calls write it."""
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
 def parse_rfc3339(value: Any) -> datetime | None:
     """An RFC 3339 time with its offset ("…Z" or "…+02:00"), or None."""
     if not isinstance(value, str):

@@ -35,6 +35,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from database import format_rfc3339
 from extensions import db
 from fleet.geometry import distance_m
 from fleet.landmark_index import AccountLandmarks
@@ -52,10 +53,6 @@ from webhooks.events import (
 
 STATIONARY_MPH = 1.0
 METRES_PER_MILE = 1609.344
-
-
-def _rfc3339(moment: datetime) -> str:
-    return moment.isoformat().replace("+00:00", "Z")
 
 
 def _driver_ref(driver: Driver | None) -> dict[str, Any] | None:
@@ -117,8 +114,8 @@ def detect(
         found.add("heartbeat", report.time, snapshot(vehicle, state))
     elif report.type == "dvir":
         dvir = {key: report.fields.get(key, []) for key in ("driver", "defects", "safety_status")}
-        if vehicle.last_dvir is None or vehicle.last_dvir["time"] <= _rfc3339(report.time):
-            vehicle.last_dvir = {"time": _rfc3339(report.time), **dvir}
+        if vehicle.last_dvir is None or vehicle.last_dvir["time"] <= format_rfc3339(report.time):
+            vehicle.last_dvir = {"time": format_rfc3339(report.time), **dvir}
         found.add("dvir", report.time, snapshot(vehicle, state), dvir=dvir)
     elif report.type == "driver_assignment":
         driver = driver_named(vehicle.account_id, report.fields["driver"])
@@ -175,7 +172,7 @@ def _position(
         _advance_trip(state, values, when)
     if ignition and not was_on:
         state.trip = {
-            "started_at": _rfc3339(when),
+            "started_at": format_rfc3339(when),
             "start": {"latitude": values["latitude"], "longitude": values["longitude"]},
             "start_odometer_mi": values.get("odometer_mi"),
             "last": {"latitude": values["latitude"], "longitude": values["longitude"]},
@@ -200,7 +197,7 @@ def _position(
                 )
                 found.events.append(DetectedEvent(
                     EVENT_TYPES["idle"], when, at_start,
-                    {"idle_minutes": None, "idle_since": _rfc3339(state.idle_since),
+                    {"idle_minutes": None, "idle_since": format_rfc3339(state.idle_since),
                      "idle_duration_s": int(idle_s)},
                     idle_window_s=(before, idle_s),
                 ))  # fmt: skip
@@ -246,7 +243,7 @@ def _trip_summary(trip: Mapping[str, Any], values: Mapping[str, Any], when: date
         distance, source = trip["path_mi"], "path"
     return {
         "started_at": trip["started_at"],
-        "ended_at": _rfc3339(when),
+        "ended_at": format_rfc3339(when),
         "duration_s": int(duration_s),
         "distance_mi": round(distance, 1),
         "distance_source": source,

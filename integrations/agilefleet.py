@@ -33,21 +33,21 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from datetime import UTC, datetime
 from typing import Any
 
 import requests
 from flask import current_app
 
-from database import utcnow
+from database import format_rfc3339
 from encryption import mask
 from integrations.base import (
     VEHICLE_ATTRIBUTE,
     VEHICLE_ATTRIBUTES,
-    VEHICLE_MAP_TTL,
     Api,
     Field,
+    ListingFailed,
     ProviderRejected,
+    recently_missing,
     secrets_of,
     unmatched,
     vehicle_ref,
@@ -74,30 +74,6 @@ READING_TYPES = {
 
 MAX_PAGES = 1000  # 100,000 vehicles: more means a loop, not a fleet
 ATTRIBUTES = tuple((key, label) for key, label in VEHICLE_ATTRIBUTES if key in READING_TYPES)
-
-
-class ListingFailed(Exception):
-    """Listing the vehicles did not work; `result` says why."""
-
-    def __init__(self, result: Result):
-        super().__init__(result.error)
-        self.result = result
-
-
-def _recently_missing(integration: Integration, vin: str) -> bool:
-    """A VIN the last listing lacked, while that listing is fresh: its messages fail
-    at once instead of listing every vehicle again for each of them (vehicle_ref
-    lists on every miss; a fleet often has vehicles the provider lacks)."""
-    listed_at = integration.vehicle_map_at
-    return (
-        vin in integration.unmatched_vins
-        and listed_at is not None
-        and utcnow() - listed_at <= VEHICLE_MAP_TTL
-    )
-
-
-def _rfc3339(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def _shown(method: str, path: str, key: str) -> dict[str, str]:
@@ -201,7 +177,7 @@ class AgileFleetProvider:
                 "type": kind,
                 "value": value,
                 "unit": unit,
-                "recorded_at": _rfc3339(event.occurred_at),
+                "recorded_at": format_rfc3339(event.occurred_at),
             },
         }
 
@@ -228,7 +204,7 @@ class AgileFleetProvider:
         body = _reading_body(payload["reading"])
         result = Result(delivered=False)
         for _attempt in (1, 2):
-            if _recently_missing(integration, vin):
+            if recently_missing(integration, vin):
                 return unmatched(vin, NAME)
             try:
                 vehicle_id = vehicle_ref(integration, vin, lambda: self._vin_map(api, key))

@@ -42,21 +42,22 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import requests
 from flask import current_app
 
-from database import utcnow
+from database import format_rfc3339
 from encryption import mask
 from integrations.base import (
     VEHICLE_ATTRIBUTE,
     VEHICLE_ATTRIBUTES,
-    VEHICLE_MAP_TTL,
     Api,
     Field,
+    ListingFailed,
     ProviderRejected,
+    recently_missing,
     secrets_of,
     unmatched,
     vehicle_ref,
@@ -74,30 +75,6 @@ DEFAULT_VIN_FIELD = "VIN"
 MAX_TEXT_VALUE = 1024
 NUMERIC_ATTRIBUTES = frozenset({"odometer", "engine_hours", "fuel_level"})
 ATTRIBUTE_LABELS = dict(VEHICLE_ATTRIBUTES)
-
-
-class ListingFailed(Exception):
-    """Listing the project's tasks did not work; `result` says why."""
-
-    def __init__(self, result: Result):
-        super().__init__(result.error)
-        self.result = result
-
-
-def _recently_missing(integration: Integration, vin: str) -> bool:
-    """A VIN the last listing lacked, while that listing is fresh: its messages fail
-    at once instead of listing every vehicle again for each of them (vehicle_ref
-    lists on every miss; a fleet often has vehicles the provider lacks)."""
-    listed_at = integration.vehicle_map_at
-    return (
-        vin in integration.unmatched_vins
-        and listed_at is not None
-        and utcnow() - listed_at <= VEHICLE_MAP_TTL
-    )
-
-
-def _rfc3339(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def project_gid_in(value: str) -> str | None:
@@ -248,7 +225,7 @@ class AsanaProvider:
             "type": key,
             "vin": vehicle.vin,
             "vehicle": vehicle.name,
-            "occurred_at": _rfc3339(event.occurred_at),
+            "occurred_at": format_rfc3339(event.occurred_at),
         }
         value = attribute_value(integration.vehicle_attribute, event)
         if value is not None:
@@ -308,7 +285,7 @@ class AsanaProvider:
         since the map was listed) lists the project again and tries once more."""
         result = Result(delivered=False)
         for _attempt in (1, 2):
-            if _recently_missing(integration, vin):
+            if recently_missing(integration, vin):
                 return unmatched(vin, NAME)
             try:
                 gid = vehicle_ref(integration, vin, lambda: self._vin_map(api, token, integration))
@@ -417,7 +394,7 @@ def dvir_summary(when: datetime, dvir: Mapping[str, Any]) -> str:
     """One line for the Last DVIR field, e.g. "2026-05-14T15:42:07Z — unsafe —
     Dana Whitfield — 1 defect: Brakes: Air leak at the rear axle"."""
     defects = list(dvir.get("defects") or [])
-    parts = [_rfc3339(when)]
+    parts = [format_rfc3339(when)]
     parts += [str(dvir[key]) for key in ("safety_status", "driver") if dvir.get(key)]
     if defects:
         count = f"{len(defects)} defect" + ("s" if len(defects) > 1 else "")
@@ -432,7 +409,7 @@ def defect_task(name: str, vin: str, when: datetime, dvir: Mapping[str, Any]) ->
     defects = list(dvir.get("defects") or [])
     driver = dvir.get("driver") or "The driver"
     count = f"{len(defects)} defect" + ("s" if len(defects) > 1 else "")
-    notes = [f"{driver} reported {count} on {name} (VIN {vin}) at {_rfc3339(when)}."]
+    notes = [f"{driver} reported {count} on {name} (VIN {vin}) at {format_rfc3339(when)}."]
     if dvir.get("safety_status"):
         notes.append(f"Safety status: {dvir['safety_status']}")
     notes.append("")

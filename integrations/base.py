@@ -181,6 +181,26 @@ def vehicle_ref(
     return ref
 
 
+class ListingFailed(Exception):
+    """Listing the provider's vehicles did not work; `result` says why."""
+
+    def __init__(self, result: Result):
+        super().__init__(result.error)
+        self.result = result
+
+
+def recently_missing(integration: Integration, vin: str) -> bool:
+    """A VIN the last listing lacked, while that listing is fresh: its messages fail
+    at once instead of listing every vehicle again for each of them (vehicle_ref
+    lists on every miss; a fleet often has vehicles the provider lacks)."""
+    listed_at = integration.vehicle_map_at
+    return (
+        vin in integration.unmatched_vins
+        and listed_at is not None
+        and utcnow() - listed_at <= VEHICLE_MAP_TTL
+    )
+
+
 def unmatched(vin: str, provider_name: str) -> Result:
     """A message for a vehicle the provider does not have: not sendable, ever."""
     return Result(

@@ -44,11 +44,11 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import replace
-from datetime import UTC, datetime
 from typing import Any
 
 from flask import current_app
 
+from database import format_rfc3339
 from encryption import mask
 from integrations.base import (
     Api,
@@ -80,10 +80,6 @@ class _ListingFailed(Exception):
     def __init__(self, result: Result):
         super().__init__(result.error)
         self.result = result
-
-
-def _rfc3339(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 class Fleetio:
@@ -129,7 +125,7 @@ class Fleetio:
             return None
         options = integration.options or {}
         vehicle, report = event.vehicle, event.report
-        occurred_at = _rfc3339(event.occurred_at)
+        occurred_at = format_rfc3339(event.occurred_at)
         operations: list[dict[str, Any]] = []
         odometer, previous = vehicle.odometer_mi, report.get("previous_odometer_mi")
         if options.get("update_odometer") and odometer is not None:

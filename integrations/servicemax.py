@@ -35,13 +35,13 @@ import re
 import secrets
 import time
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 import requests
 from flask import current_app
 
+from database import format_rfc3339
 from encryption import mask
 from errors import ValidationError
 from extensions import db
@@ -81,10 +81,6 @@ def _login_url() -> str:
 def _client() -> tuple[str, str]:
     config = current_app.config
     return config["FLEETHOOK_SALESFORCE_CLIENT_ID"], config["FLEETHOOK_SALESFORCE_CLIENT_SECRET"]
-
-
-def _rfc3339(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 # --- The OAuth web-server flow ---------------------------------------------------
@@ -540,7 +536,7 @@ class ServiceMax:
             "vin": vehicle.vin,
             "latitude": vehicle.latitude,
             "longitude": vehicle.longitude,
-            "captured_on": _rfc3339(vehicle.fix_time or event.occurred_at),
+            "captured_on": format_rfc3339(vehicle.fix_time or event.occurred_at),
         }
 
     def send(

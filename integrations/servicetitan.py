@@ -79,7 +79,7 @@ from urllib.parse import quote
 import requests
 from flask import current_app
 
-from database import utcnow
+from database import format_rfc3339, utcnow
 from encryption import mask
 from errors import ValidationError
 from integrations.base import Api, Field, ProviderRejected, secrets_of
@@ -105,10 +105,6 @@ TENANT_ID = re.compile(r"[0-9]{1,19}")
 # Access tokens of this process: credential hash → (token, monotonic expiry).
 _tokens: dict[str, tuple[str, float]] = {}
 _tokens_lock = threading.Lock()
-
-
-def _rfc3339(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def _epoch_ms(moment: datetime) -> int:
@@ -324,7 +320,7 @@ class ServiceTitan:
             "ping": {
                 "unitId": vehicle.vin,
                 "unitName": vehicle.name,
-                "eventTime": _rfc3339(fixed_at),
+                "eventTime": format_rfc3339(fixed_at),
                 "latitude": vehicle.latitude,
                 "longitude": vehicle.longitude,
                 "speed": vehicle.speed_mph,

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from database import format_rfc3339
+
 
 @dataclass(frozen=True)
 class Setting:
@@ -91,10 +93,6 @@ _LANDMARK = {"id": 311, "name": "Joliet Distribution Center"}
 _DRIVER = {"id": 17, "name": "Dana Whitfield"}
 
 
-def _rfc3339(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
 EVENT_TYPES: dict[str, EventType] = {
     event.key: event
     for event in [
@@ -119,8 +117,8 @@ EVENT_TYPES: dict[str, EventType] = {
             None,
             {
                 "trip": {
-                    "started_at": _rfc3339(_EXAMPLE_TIME - timedelta(minutes=47, seconds=12)),
-                    "ended_at": _rfc3339(_EXAMPLE_TIME),
+                    "started_at": format_rfc3339(_EXAMPLE_TIME - timedelta(minutes=47, seconds=12)),
+                    "ended_at": format_rfc3339(_EXAMPLE_TIME),
                     "duration_s": 2832,
                     "distance_mi": 31.7,
                     "distance_source": "odometer",
@@ -156,7 +154,7 @@ EVENT_TYPES: dict[str, EventType] = {
             IDLE_MINUTES,
             {
                 "idle_minutes": 10,
-                "idle_since": _rfc3339(_EXAMPLE_TIME - timedelta(minutes=10)),
+                "idle_since": format_rfc3339(_EXAMPLE_TIME - timedelta(minutes=10)),
                 "idle_duration_s": 600,
             },
             0.0,
@@ -212,11 +210,11 @@ def build_event(
         "heading": vehicle.heading,
         "speed_mph": vehicle.speed_mph,
         "odometer_mi": vehicle.odometer_mi,
-        "fix_time": _rfc3339(vehicle.fix_time) if vehicle.fix_time else None,
+        "fix_time": format_rfc3339(vehicle.fix_time) if vehicle.fix_time else None,
     }
     data.update({name: value for name, value in known.items() if value is not None})
     data.update(details)
-    return {"type": event_type.key, "timestamp": _rfc3339(occurred_at), "data": data}
+    return {"type": event_type.key, "timestamp": format_rfc3339(occurred_at), "data": data}
 
 
 EXAMPLE_VEHICLE = VehicleSnapshot(
@@ -247,6 +245,6 @@ def example_event(event_type: EventType, setting_value: int | None = None) -> di
             speed = details["posted_speed_mph"] + details["over_limit_mph"]
         elif event_type.key == "idle":
             details["idle_duration_s"] = setting_value * 60
-            details["idle_since"] = _rfc3339(_EXAMPLE_TIME - timedelta(minutes=setting_value))
+            details["idle_since"] = format_rfc3339(_EXAMPLE_TIME - timedelta(minutes=setting_value))
     vehicle = replace(EXAMPLE_VEHICLE, speed_mph=round(speed, 1))
     return build_event(event_type, _EXAMPLE_TIME, vehicle, details)
