@@ -1,0 +1,195 @@
+"""The system under benchmark, built fresh for each scenario: a database (SQLite in
+a temporary directory, or an emptied PostgreSQL database), a private Redis, the
+app with one account, webhooks pointing at the benchmark receiver, and real
+`rq worker` processes — the same commands production runs."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from cryptography.fernet import Fernet
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from devstack import RedisServer  # noqa: E402
+
+BIN = Path(sys.executable).parent
+NAMESPACE = "fhbench"
+VIN = "1FUJGLDR3CLBP8834"
+
+
+@dataclass
+class Stack:
+    """A running system: its app (for set-up in this process), settings for worker
+    processes, and the API token of its account."""
+
+    engine: str
+    env: dict[str, str]
+    app: Any
+    account_id: int = 0
+    token: str = ""
+    workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    def api(self) -> Any:
+        """A client of the app's API in this process (the real views, no HTTP)."""
+        return self.app.test_client()
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+    def add_webhooks(self, urls: list[str], event_type: str = "location") -> list[tuple[int, str]]:
+        """Webhooks of the account to these URLs: (id, signing secret) each."""
+        from extensions import db
+        from webhooks.lifecycle import create_webhook
+
+        with self.app.app_context():
+            made = [
+                create_webhook(
+                    self.account_id, {"event_type": event_type, "name": f"Bench {n}", "url": url}
+                )  # fmt: skip
+                for n, url in enumerate(urls)
+            ]
+            db.session.commit()
+            return [(webhook.id, secret) for webhook, secret in made]
+
+    def ingest(self, count: int, start_second: int = 0, batch: int = 100) -> None:
+        """`count` position reports of the account's vehicle, through the ingest API."""
+        from database import utcnow
+
+        client = self.api()
+        start = utcnow() - timedelta(hours=6)
+        for first in range(0, count, batch):
+            reports = [
+                {"vin": VIN, "type": "position",
+                 "time": (start + timedelta(seconds=start_second + n)).isoformat()
+                 .replace("+00:00", "Z"),
+                 "latitude": 41.88, "longitude": -87.63, "speed_mph": 30.0, "heading": 90,
+                 "ignition": True}
+                for n in range(first, min(first + batch, count))
+            ]  # fmt: skip
+            response = client.post("/api/v1/telemetry", json={"reports": reports},
+                                   headers=self.headers)  # fmt: skip
+            assert response.status_code == 202, response.get_json()
+
+    def start_workers(self, count: int, burst: bool = False) -> None:
+        from config import retry_queues, worker_queues
+
+        queues = [*worker_queues(NAMESPACE), *retry_queues(NAMESPACE)]
+        for n in range(count):
+            command = [str(BIN / "rq"), "worker", "--worker-class", "worker.FleethookWorker",
+                       "--url", self.env["REDIS_URL"], "--name", f"bench-{os.getpid()}-{n}",
+                       "--quiet", *(["--burst"] if burst else []), *queues]  # fmt: skip
+            self.workers.append(subprocess.Popen(
+                command, cwd=ROOT, env=self.env, start_new_session=True,
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))  # fmt: skip
+
+    def stop_workers(self) -> None:
+        for process in self.workers:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+        for process in self.workers:
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+        self.workers.clear()
+
+    def queued(self) -> int:
+        """Messages not yet finished, from the database."""
+        from sqlalchemy import func, select
+
+        from extensions import db
+        from outbox.models import OPEN_STATUSES, OutboxMessage
+
+        with self.app.app_context():
+            count = db.session.scalar(
+                select(func.count()).select_from(OutboxMessage)
+                .where(OutboxMessage.status.in_(OPEN_STATUSES))
+            )  # fmt: skip
+            db.session.remove()
+            return int(count or 0)
+
+
+def _empty_postgresql(url: str) -> None:
+    """Drop every table of the benchmark database, so migrations start clean."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
+    with engine.begin() as connection:
+        connection.execute(text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
+    engine.dispose()
+
+
+@contextmanager
+def stack(engine: str, postgresql_url: str | None = None) -> Iterator[Stack]:
+    """A fresh system on `engine` ("sqlite" or "postgresql"), torn down afterwards."""
+    workdir = Path(tempfile.mkdtemp(prefix="fh-bench-"))
+    redis = RedisServer(workdir / "redis").start()
+    if engine == "postgresql":
+        if not postgresql_url:
+            raise SystemExit("bench: PostgreSQL needs --postgresql-url (or BENCH_POSTGRESQL_URL)")
+        _empty_postgresql(postgresql_url)
+        database_url = postgresql_url
+    else:
+        database_url = f"sqlite:///{workdir}/bench.db"
+    env = {
+        **os.environ,
+        "FLEETHOOK_ENV": "testing",
+        "SECRET_KEY": "bench-" + os.urandom(8).hex(),
+        "FLEETHOOK_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis.url,
+        "FLEETHOOK_REDIS_NAMESPACE": NAMESPACE,
+        "FLEETHOOK_ALLOW_LOCAL_NETWORK": "1",
+        "FLEETHOOK_QUEUE_DEPTH_CAP": "10000000",
+        "PYTHONPATH": str(ROOT),
+    }
+    os.environ.update(env)
+    import flask_migrate
+
+    from accounts.tokens import issue_token
+    from accounts.users import create_account
+    from app import create_app
+    from extensions import db
+    from fleet.records import create_vehicle
+
+    app = create_app()
+    with app.app_context():
+        flask_migrate.upgrade()
+        user = create_account("Bench Haulage", "bench@example.com", "bench-password-123")
+        db.session.flush()
+        create_vehicle(user.account_id, {"name": "Truck 42", "vin": VIN})
+        _, token = issue_token(user, "bench")
+        db.session.commit()
+        system = Stack(engine, env, app, user.account_id, token)
+        db.session.remove()
+    try:
+        yield system
+    finally:
+        system.stop_workers()
+        with app.app_context():
+            db.engine.dispose()
+        redis.stop()
+
+
+def wait_until(condition: Any, timeout: float, poll: float = 0.2) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(poll)
+    return False

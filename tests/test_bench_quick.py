@@ -1,0 +1,34 @@
+"""The benchmarks' quick mode as a smoke test: every scenario runs and delivers
+every event with verified signatures (bench/run.py fails loudly otherwise). It
+checks that the harness works, never speed: timings on a shared machine vary."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.smoke
+
+
+def test_the_quick_benchmark_delivers_everything(tmp_path):
+    env = {key: value for key, value in os.environ.items()
+           if key not in ("DATABASE_URL", "REDIS_URL", "FLEETHOOK_REDIS_NAMESPACE")}  # fmt: skip
+    env.pop("BENCH_POSTGRESQL_URL", None)
+    finished = subprocess.run(
+        [sys.executable, "bench/run.py", "--quick"], cwd=ROOT, env=env,
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert finished.returncode == 0, finished.stdout + finished.stderr
+    results = json.loads((ROOT / "bench" / "results" / "quick.json").read_text())
+    rows = results["engines"]["sqlite"]
+    assert {row["scenario"] for row in rows} == {"throughput W=1", "per-message jobs W=1"}
+    for row in rows:
+        assert row["deliveries"] == row["events"] * row["webhooks"]
+        assert row["signatures_checked"] > 0 and row["per_second"] > 0
+    assert all(value > 0 for value in results["ceiling_per_second"].values())

@@ -1,0 +1,232 @@
+"""The benchmark receiver (bench/receiver.py): behaviours per path, keep-alive and
+pipelining, signature sampling, duplicates, and control traffic kept out of the
+counts. No speed assertions: timings on a shared machine are noise."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+import requests
+
+from bench.receiver import Receiver
+from webhooks.wire import ContentType, new_secret, request_headers
+
+SECRET = new_secret()
+PATHS = {
+    "/ok": "ok",
+    "/gone": "status:410",
+    "/broken": "status:500",
+    "/slow": "slow:400",
+    "/hang": "hang",
+    "/signed": "ok",
+}
+BODY = b'{"type":"location","data":{"vehicle":{"id":1}}}'
+
+
+def signed(message_id: str, body: bytes = BODY, secret: str = SECRET) -> dict[str, str]:
+    return request_headers(ContentType.JSON, message_id, int(time.time()), body, [secret])
+
+
+@pytest.fixture(scope="module")
+def started() -> Iterator[Receiver]:
+    with Receiver(PATHS, {"/signed": SECRET}, verify_every=1) as receiver:
+        yield receiver
+
+
+@pytest.fixture
+def receiver(started: Receiver) -> Iterator[Receiver]:
+    started.reset()
+    yield started
+
+
+@pytest.fixture
+def session() -> Iterator[requests.Session]:
+    with requests.Session() as session:
+        session.trust_env = False
+        yield session
+
+
+def test_answers_per_path(receiver: Receiver, session: requests.Session) -> None:
+    assert session.post(receiver.url + "/ok", data=BODY).status_code == 200
+    assert session.post(receiver.url + "/gone", data=BODY).status_code == 410
+    assert session.post(receiver.url + "/broken", data=BODY).status_code == 500
+    assert session.post(receiver.url + "/elsewhere", data=BODY).status_code == 404
+    began = time.perf_counter()
+    assert session.post(receiver.url + "/slow", data=BODY).status_code == 200
+    assert time.perf_counter() - began >= 0.35
+    counts = receiver.counts()
+    assert {path: counts[path] for path in ["/ok", "/gone", "/broken", "/slow", "/elsewhere"]} == {
+        "/ok": 1, "/gone": 1, "/broken": 1, "/slow": 1, "/elsewhere": 1,
+    }  # fmt: skip
+
+
+def test_slow_answers_do_not_hold_up_other_connections(receiver: Receiver) -> None:
+    finished: list[float] = []
+
+    def slow() -> None:
+        with requests.Session() as other:
+            other.post(receiver.url + "/slow", data=BODY)
+        finished.append(time.perf_counter())
+
+    thread = threading.Thread(target=slow)
+    thread.start()
+    time.sleep(0.05)
+    with requests.Session() as session:
+        assert session.post(receiver.url + "/ok", data=BODY).status_code == 200
+    answered = time.perf_counter()
+    thread.join()
+    assert finished and answered < finished[0]
+
+
+def test_hang_holds_the_connection_while_other_paths_answer(
+    receiver: Receiver, session: requests.Session
+) -> None:
+    with socket.create_connection(("127.0.0.1", receiver.port)) as hung:
+        hung.sendall(b"POST /hang HTTP/1.1\r\nHost: x\r\nwebhook-id: msg_h\r\n"
+                     b"Content-Length: 2\r\n\r\n{}")  # fmt: skip
+        with pytest.raises(requests.Timeout):
+            session.post(receiver.url + "/hang", data=BODY, timeout=0.5)
+        assert session.post(receiver.url + "/ok", data=BODY, timeout=2).status_code == 200
+        hung.settimeout(0.2)
+        with pytest.raises(TimeoutError):
+            hung.recv(100)  # no answer, and not closed either (that would read b"")
+    assert receiver.counts()["/hang"] == 2
+
+
+def test_keep_alive_serves_many_posts_on_one_connection(
+    receiver: Receiver, session: requests.Session
+) -> None:
+    for n in range(1000):
+        response = session.post(receiver.url + "/ok", data=BODY, headers={"webhook-id": f"m{n}"})
+        assert response.status_code == 200
+    stats = receiver.stats()["/ok"]
+    assert stats["received"] == stats["unique"] == 1000
+    assert [webhook_id for webhook_id, _ in stats["arrivals"][:2]] == ["m0", "m1"]
+    assert receiver.connections() == 1
+
+
+def test_pipelined_and_partial_requests(receiver: Receiver) -> None:
+    one = b"POST /ok HTTP/1.1\r\nHost: x\r\nwebhook-id: msg_%d\r\nContent-Length: 7\r\n\r\nabcdefg"
+    slow = b"POST /slow HTTP/1.1\r\nHost: x\r\nwebhook-id: msg_s\r\nContent-Length: 0\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", receiver.port)) as sock:
+        sock.settimeout(2)
+        # three requests in one write, the middle one slow: answers keep request order
+        sock.sendall(one % 1 + slow + one % 2)
+        # then one split across writes, in the head and in the body
+        request = one % 3
+        for piece in (request[:5], request[5:40], request[40:-3], request[-3:]):
+            sock.sendall(piece)
+            time.sleep(0.01)
+        answers = b""
+        while answers.count(b"HTTP/1.1 200 OK") < 4:
+            data = sock.recv(4096)
+            assert data, "the receiver closed the connection"
+            answers += data
+    assert answers.count(b"HTTP/1.1 ") == 4
+    arrivals = receiver.stats()
+    assert [webhook_id for webhook_id, _ in arrivals["/ok"]["arrivals"]] == [
+        "msg_1", "msg_2", "msg_3",
+    ]  # fmt: skip
+    assert arrivals["/slow"]["received"] == 1
+
+
+@pytest.mark.parametrize("length", [b"-5", b"x"])
+def test_a_bad_content_length_is_refused(receiver: Receiver, length: bytes) -> None:
+    with socket.create_connection(("127.0.0.1", receiver.port)) as sock:
+        sock.settimeout(2)
+        sock.sendall(b"POST /ok HTTP/1.1\r\nHost: x\r\nContent-Length: " + length + b"\r\n\r\n")
+        assert sock.recv(4096).startswith(b"HTTP/1.1 400 ")
+    assert receiver.counts()["/ok"] == 0
+
+
+def test_signatures_are_verified_and_tampering_counted(
+    receiver: Receiver, session: requests.Session
+) -> None:
+    session.post(receiver.url + "/signed", data=BODY, headers=signed("msg_good"))
+    stats = receiver.stats()["/signed"]
+    assert (stats["verified"], stats["signature_failures"]) == (1, 0)
+
+    session.post(receiver.url + "/signed", data=BODY + b" ", headers=signed("msg_bad"))
+    session.post(
+        receiver.url + "/signed", data=BODY, headers=signed("msg_other", secret=new_secret())
+    )
+    stats = receiver.stats()["/signed"]
+    assert (stats["verified"], stats["signature_failures"]) == (3, 2)
+    assert stats["failures"][0].startswith("msg_bad: WebhookVerificationError")
+    # paths without a secret are not verified
+    session.post(receiver.url + "/ok", data=BODY, headers=signed("msg_x", secret=new_secret()))
+    assert receiver.stats()["/ok"]["verified"] == 0
+
+
+def test_every_nth_request_is_verified() -> None:
+    with (
+        Receiver({"/s": "ok"}, {"/s": SECRET}, verify_every=10) as receiver,
+        requests.Session() as session,
+    ):
+        for n in range(25):
+            session.post(receiver.url + "/s", data=BODY, headers={"webhook-id": f"u{n}"})
+        stats = receiver.stats()["/s"]
+    # the 1st, 11th and 21st were checked; they carry no signature, so they fail
+    assert (stats["received"], stats["verified"], stats["signature_failures"]) == (25, 3, 3)
+
+
+def test_duplicates_are_counted(receiver: Receiver, session: requests.Session) -> None:
+    for message_id in ["msg_a", "msg_b", "msg_a", "msg_a"]:
+        session.post(receiver.url + "/signed", data=BODY, headers=signed(message_id))
+    stats = receiver.stats()["/signed"]
+    assert (stats["received"], stats["unique"], stats["duplicates"]) == (4, 2, 2)
+    light = receiver.stats(arrivals=False)["/signed"]
+    assert (light["received"], light["unique"], light["duplicates"], light["arrivals"]) == (
+        4, 2, 2, [],
+    )  # fmt: skip
+    assert stats["signature_failures"] == 0
+    times = [t for _, t in stats["arrivals"]]
+    assert times == sorted(times) and abs(times[0] - time.time()) < 60
+
+
+def test_control_traffic_is_not_counted(receiver: Receiver, session: requests.Session) -> None:
+    session.post(receiver.url + "/ok", data=BODY)
+    for _ in range(3):
+        receiver.stats()
+        receiver.counts()
+        receiver.connections()
+    stats = receiver.stats()
+    assert stats["/ok"]["received"] == 1
+    assert {path: record["received"] for path, record in stats.items() if record["received"]} == {
+        "/ok": 1
+    }
+    receiver.reset()
+    assert receiver.stats()["/ok"] == {
+        "received": 0, "unique": 0, "duplicates": 0, "verified": 0,
+        "signature_failures": 0, "failures": [], "arrivals": [],
+    }  # fmt: skip
+
+
+def test_several_processes_share_the_port_and_merge_counts() -> None:
+    with Receiver({"/ok": "ok"}, processes=2) as receiver:
+        sessions = [requests.Session() for _ in range(8)]
+        for session in sessions:
+            for k in range(5):
+                session.post(receiver.url + "/ok", data=BODY, headers={"webhook-id": f"{k}"})
+            session.close()
+        stats = receiver.stats()["/ok"]
+        assert receiver.connections() == 8
+    assert (stats["received"], stats["unique"], stats["duplicates"]) == (40, 5, 35)
+
+
+def test_bad_behaviours_are_refused_before_starting() -> None:
+    with pytest.raises(ValueError):
+        Receiver({"/x": "sometimes"})
+    with pytest.raises(ValueError):
+        Receiver({"/x": "ok"}, {"/y": SECRET})
+
+
+def test_ceiling_runs_and_checks_what_the_receiver_got() -> None:
+    from bench.ceiling import measure_ceiling, measure_receiver_ceiling
+
+    assert measure_ceiling(1, 0.2) > 0
+    assert measure_receiver_ceiling(0.2, connections=2, depth=4) > 0
