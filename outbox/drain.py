@@ -207,12 +207,16 @@ def record_results(
         )
     finished = sum(1 for _, _, status in recorded if status != MessageStatus.PENDING)
     _update_target(target, finished, last_failure, [r for _, r, _ in recorded], now)
+    # Read what the log lines need now: after the commit every attribute would be
+    # loaded again, one SELECT per message.
+    target_id, kind = target.id, target.kind
+    lines = [(m.message_id, status, r.status_code, r.duration_ms) for m, r, status in recorded]
     db.session.commit()
-    record_deliveries([r for _, r, _ in recorded], target.kind)
-    for message, result, status in recorded:
+    record_deliveries([r for _, r, _ in recorded], kind)
+    for message_id, status, status_code, duration_ms in lines:
         log.info(
             "delivery webhook-id=%s target=%s outcome=%s http=%s ms=%s",
-            message.message_id, target.id, status, result.status_code, result.duration_ms,
+            message_id, target_id, status, status_code, duration_ms,
         )  # fmt: skip
 
 
