@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import sys
@@ -50,6 +51,84 @@ class Throughput:
     ratio: float
     duplicates: int
     signatures_checked: int
+
+    def summary(self) -> str:
+        return f"{self.per_second:.0f} deliveries/s, {self.ratio:.2f} of the ceiling"
+
+
+# The ingest of the latency scenarios runs in the harness process through the Flask
+# test client (the real views, no HTTP server): commit times are taken there.
+INGEST = "harness process, Flask test client"
+LATENCY_TARGETS_MS = {"p50": 50.0, "p99": 250.0}
+ISOLATION_TARGET = 1.2  # healthy p95 with the bad endpoints / without, at most
+# Short timeouts for the isolation scenario, so a black hole costs seconds, not minutes.
+SHORT_TIMEOUTS = {
+    "FLEETHOOK_CONNECT_TIMEOUT": "1",
+    "FLEETHOOK_READ_TIMEOUT": "2",
+    "FLEETHOOK_LEASE_SECONDS": "6",
+}
+
+
+@dataclass
+class Latency:
+    """Ingest commit → receiver arrival at a steady offered load, with W = 2 workers
+    already running as production runs them (one main, one retries)."""
+
+    engine: str
+    workers: int
+    webhooks: int
+    events: int
+    seconds: float  # of offered load
+    offered_per_second: float  # asked for
+    achieved_per_second: float  # events committed per second
+    deliveries: int
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+    max_ms: float
+    targets_met: bool  # p50 ≤ 50 ms and p99 ≤ 250 ms
+    duplicates: int
+    signatures_checked: int
+    ingest: str = INGEST
+
+    def summary(self) -> str:
+        met = "met" if self.targets_met else "NOT met"
+        return (f"p50 {self.p50_ms:.0f} ms, p95 {self.p95_ms:.0f} ms, p99 {self.p99_ms:.0f} ms "
+                f"at {self.achieved_per_second:.0f} events/s (targets {met})")  # fmt: skip
+
+
+@dataclass
+class Isolation:
+    """Healthy endpoints' latency with and without a black hole and a failing
+    endpoint beside them, at the same offered load, W = 2 (one main, one retries)."""
+
+    engine: str
+    workers: int
+    healthy_webhooks: int
+    events: int  # per variant
+    seconds: float  # of offered load, per variant
+    offered_per_second: float  # events/s (each goes to every webhook)
+    achieved_per_second_without: float
+    achieved_per_second_with: float
+    healthy_deliveries: int  # per variant
+    p50_ms_without: float
+    p95_ms_without: float
+    p50_ms_with: float
+    p95_ms_with: float
+    ratio: float  # p95 with / p95 without
+    target_met: bool  # ratio ≤ 1.2
+    hang_requests: int  # requests the black hole read (and never answered)
+    failing_requests: int  # requests answered 500
+    duplicates: int
+    signatures_checked: int
+    ingest: str = INGEST
+
+    def summary(self) -> str:
+        met = "met" if self.target_met else "NOT met"
+        return (
+            f"healthy p95 {self.p95_ms_without:.0f} ms without the bad endpoints, "
+            f"{self.p95_ms_with:.0f} ms with them: {self.ratio:.2f}× (target {met})"
+        )
 
 
 def _check_delivered(stats: dict[str, Any], paths: list[str], expected: int) -> tuple[int, int]:
@@ -127,6 +206,171 @@ def throughput(
                               duplicates, checked)  # fmt: skip
 
 
+@dataclass
+class _Steady:
+    """What one steady-load run measured on its healthy paths."""
+
+    events: int
+    achieved_per_second: float
+    latencies_ms: list[float]  # sorted, one per healthy delivery
+    duplicates: int
+    signatures_checked: int
+    received: dict[str, int]  # requests per path, healthy or not
+
+
+def latency(
+    engine: str, rate: float, seconds: float, webhooks: int, postgresql_url: str | None,
+    batch: int = 10,
+) -> Latency:  # fmt: skip
+    """`rate` events/s for `seconds`, posted `batch` reports at a time, each to
+    `webhooks` Location webhooks; per delivery, ingest commit → receiver arrival."""
+    paths = [f"/w{n}" for n in range(webhooks)]
+    run = _steady_load(engine, dict.fromkeys(paths, "ok"), rate, seconds, batch, postgresql_url)
+    p50, p95, p99 = (_percentile(run.latencies_ms, p) for p in (50, 95, 99))
+    met = p50 <= LATENCY_TARGETS_MS["p50"] and p99 <= LATENCY_TARGETS_MS["p99"]
+    return Latency(engine, 2, webhooks, run.events, seconds, rate, run.achieved_per_second,
+                   len(run.latencies_ms), p50, p95, p99, round(run.latencies_ms[-1], 1), met,
+                   run.duplicates, run.signatures_checked)  # fmt: skip
+
+
+def isolation(
+    engine: str, rate: float, seconds: float, healthy: int, postgresql_url: str | None,
+    batch: int = 5,
+) -> Isolation:  # fmt: skip
+    """The same steady load twice on fresh systems with short timeouts: to `healthy`
+    endpoints alone, then with a black hole ("hang") and an endpoint answering 500
+    beside them; the healthy endpoints' p95 latency of the second run over the first."""
+    paths = dict.fromkeys((f"/w{n}" for n in range(healthy)), "ok")
+    bad = {"/hang": "hang", "/failing": "status:500"}
+    alone = _steady_load(engine, paths, rate, seconds, batch, postgresql_url, SHORT_TIMEOUTS)
+    beside = _steady_load(engine, {**paths, **bad}, rate, seconds, batch, postgresql_url,
+                          SHORT_TIMEOUTS)  # fmt: skip
+    p95_alone, p95_beside = (_percentile(r.latencies_ms, 95) for r in (alone, beside))
+    ratio = p95_beside / p95_alone if p95_alone > 0 else float("inf")
+    return Isolation(
+        engine, 2, healthy, alone.events, seconds, rate, alone.achieved_per_second,
+        beside.achieved_per_second, len(alone.latencies_ms),
+        _percentile(alone.latencies_ms, 50), p95_alone,
+        _percentile(beside.latencies_ms, 50), p95_beside, round(ratio, 3),
+        ratio <= ISOLATION_TARGET, beside.received.get("/hang", 0),
+        beside.received.get("/failing", 0), alone.duplicates + beside.duplicates,
+        alone.signatures_checked + beside.signatures_checked,
+    )  # fmt: skip
+
+
+def _steady_load(
+    engine: str, behaviours: dict[str, str], rate: float, seconds: float, batch: int,
+    postgresql_url: str | None, settings: dict[str, str] | None = None,
+) -> _Steady:  # fmt: skip
+    """A fresh system with one Location webhook per receiver path and its two
+    production workers running; reports posted at a steady `rate`; then every event
+    must reach every "ok" path (Lost otherwise), and each delivery's latency is its
+    first arrival minus its report's commit time (the message's `fix_time` names the
+    report)."""
+    paths = list(behaviours)
+    healthy = [path for path, behaviour in behaviours.items() if behaviour == "ok"]
+    with stack(engine, postgresql_url, settings) as system:
+        secrets = _webhooks_at(system, paths)
+        with Receiver(behaviours, secrets) as receiver:
+            _point_webhooks(system, receiver.url)
+            system.start_production_workers()
+            if not wait_until(lambda: _workers_ready(system) >= 2, timeout=60):
+                raise RuntimeError("the rq workers did not start")
+            committed, achieved = _paced_ingest(system, rate, seconds, batch)
+            expected = len(committed) * len(healthy)
+            done = wait_until(
+                lambda: (
+                    sum(receiver.stats(arrivals=False)[p]["unique"] for p in healthy) >= expected
+                ),
+                timeout=max(120.0, expected / 20),
+            )  # fmt: skip
+            system.stop_workers()
+            stats = receiver.stats()
+            if not done:
+                got = sum(stats[p]["unique"] for p in healthy)
+                raise Lost(f"only {got} of {expected} healthy deliveries arrived in time")
+            duplicates, checked = _check_delivered(stats, healthy, len(committed))
+            for path in set(paths) - set(healthy):  # the bad ones' samples verify too
+                if stats[path]["signature_failures"]:
+                    raise Lost(f"{path}: {stats[path]['signature_failures']} signatures failed")
+                checked += stats[path]["verified"]
+            report_of = _report_of_message(system)
+            latencies: list[float] = []
+            for path in healthy:
+                seen: set[str] = set()
+                for webhook_id, arrived in stats[path]["arrivals"]:
+                    if webhook_id in seen:
+                        continue  # a duplicate: the first arrival counts
+                    seen.add(webhook_id)
+                    if webhook_id not in report_of:
+                        raise Lost(f"{path}: webhook-id {webhook_id!r} is no outbox message")
+                    latencies.append((arrived - committed[report_of[webhook_id]]) * 1000)
+            latencies.sort()
+            received = {path: stats[path]["received"] for path in paths}
+            return _Steady(len(committed), achieved, latencies, duplicates, checked, received)
+
+
+def _workers_ready(system: Stack) -> int:
+    from redis import Redis
+    from rq import Worker
+
+    connection = Redis.from_url(system.env["REDIS_URL"])
+    try:
+        return len(Worker.all(connection=connection))
+    finally:
+        connection.close()
+
+
+def _paced_ingest(
+    system: Stack, rate: float, seconds: float, batch: int
+) -> tuple[list[float], float]:
+    """Post `batch` reports every `batch / rate` seconds for `seconds`, one request
+    at a time; returns each report's commit time (time.time() as its request
+    returns; report n at index n) and the rate achieved between the first commit
+    and the last. A loop that falls behind does not burst to catch up."""
+    client = system.api()
+    interval = batch / rate
+    committed: list[float] = []
+    next_at = time.monotonic()
+    for first in range(0, max(batch, round(rate * seconds)), batch):
+        now = time.monotonic()
+        if now < next_at:
+            time.sleep(next_at - now)
+        elif now - next_at > interval:
+            next_at = now
+        system.post_reports(range(first, first + batch), client)
+        committed.extend([time.time()] * batch)
+        next_at += interval
+    span = committed[-1] - committed[0]
+    achieved = (len(committed) - batch) / span if span > 0 else float("inf")
+    return committed, round(achieved, 1)
+
+
+def _report_of_message(system: Stack) -> dict[str, int]:
+    """Every outbox message's webhook-id → the n of the report it came from."""
+    from sqlalchemy import select
+
+    from extensions import db
+    from outbox.models import OutboxMessage
+
+    with system.app.app_context():
+        rows = db.session.execute(select(OutboxMessage.message_id, OutboxMessage.payload))
+        found = {
+            message_id: system.report_second(payload["data"]["fix_time"])
+            for message_id, payload in rows
+        }
+        db.session.remove()
+    return found
+
+
+def _percentile(sorted_values: list[float], percent: float) -> float:
+    """Nearest-rank percentile of an ascending list, rounded to 0.1."""
+    if not sorted_values:
+        raise Lost("no deliveries to measure")
+    rank = max(1, math.ceil(percent / 100 * len(sorted_values)))
+    return round(sorted_values[rank - 1], 1)
+
+
 def _queue_per_message_jobs(system: Stack, events: int) -> None:
     """Ingest with the drains' nudges removed, then one RQ job per message."""
     from rq import Queue
@@ -165,23 +409,32 @@ def run(mode: str, engines: list[str], postgresql_url: str | None) -> dict[str, 
     results["ceiling_per_second"] = ceilings
     for engine in engines:
         rows: list[dict[str, Any]] = []
-        scenarios: list[tuple[str, Callable[[], Throughput]]] = []
+        scenarios: list[tuple[str, Callable[[], Throughput | Latency | Isolation]]] = []
         events, webhooks = (200, 5) if quick else (2000, 10)
         worker_counts = (1,) if quick else ((1, 2, 4) if engine == "postgresql" else (1, 2))
         for w in worker_counts:
             ceiling = ceilings[min(w, 2)]
             scenarios.append((f"throughput W={w}", partial(
                 throughput, engine, w, events, webhooks, ceiling, postgresql_url)))  # fmt: skip
-        baseline_events = 40 if quick else 300
+        baseline_events = 40 if quick else 100  # one job per message: ~17 jobs/s
         scenarios.append(("per-message jobs W=1", partial(
             throughput, engine, 1, baseline_events, webhooks, ceilings[1], postgresql_url,
             per_message_jobs=True)))  # fmt: skip
+        rate, seconds = (50.0, 8.0) if quick else (200.0, 60.0)
+        scenarios.append((f"latency {rate:.0f} events/s", partial(
+            latency, engine, rate, seconds, 1, postgresql_url)))  # fmt: skip
+        # 10 events/s × 20 webhooks = 200 deliveries/s: below what one main worker
+        # keeps up with across 20 targets (at 50 events/s the backlog grows for the
+        # whole run and both p95s measure the backlog, not the isolation).
+        rate, seconds = (10.0, 5.0) if quick else (10.0, 20.0)
+        scenarios.append(("isolation", partial(
+            isolation, engine, rate, seconds, 20, postgresql_url)))  # fmt: skip
         for name, scenario in scenarios:
             started = time.monotonic()
-            row = asdict(scenario())
+            result = scenario()
+            row = asdict(result)
             row["scenario"] = name
-            print(f"[{engine}] {name}: {row['per_second']:.0f} deliveries/s, "
-                  f"{row['ratio']:.2f} of the ceiling "
+            print(f"[{engine}] {name}: {result.summary()} "
                   f"({time.monotonic() - started:.0f} s)", flush=True)  # fmt: skip
             rows.append(row)
         results["engines"][engine] = rows

@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,12 @@ NAMESPACE = "fhbench"
 VIN = "1FUJGLDR3CLBP8834"
 
 
+def _epoch() -> datetime:
+    from database import utcnow
+
+    return utcnow().replace(microsecond=0) - timedelta(hours=6)
+
+
 @dataclass
 class Stack:
     """A running system: its app (for set-up in this process), settings for worker
@@ -41,6 +47,9 @@ class Stack:
     account_id: int = 0
     token: str = ""
     workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    # Report n of the run is timed `epoch` + n seconds (whole seconds, six hours ago),
+    # so a location event's `fix_time` names its report.
+    epoch: datetime = field(default_factory=_epoch)
 
     def api(self) -> Any:
         """A client of the app's API in this process (the real views, no HTTP)."""
@@ -67,34 +76,57 @@ class Stack:
 
     def ingest(self, count: int, start_second: int = 0, batch: int = 100) -> None:
         """`count` position reports of the account's vehicle, through the ingest API."""
-        from database import utcnow
-
         client = self.api()
-        start = utcnow() - timedelta(hours=6)
-        for first in range(0, count, batch):
-            reports = [
-                {"vin": VIN, "type": "position",
-                 "time": (start + timedelta(seconds=start_second + n)).isoformat()
-                 .replace("+00:00", "Z"),
-                 "latitude": 41.88, "longitude": -87.63, "speed_mph": 30.0, "heading": 90,
-                 "ignition": True}
-                for n in range(first, min(first + batch, count))
-            ]  # fmt: skip
-            response = client.post("/api/v1/telemetry", json={"reports": reports},
-                                   headers=self.headers)  # fmt: skip
-            assert response.status_code == 202, response.get_json()
+        for first in range(start_second, start_second + count, batch):
+            self.post_reports(range(first, min(first + batch, start_second + count)), client)
 
-    def start_workers(self, count: int, burst: bool = False) -> None:
+    def post_reports(self, seconds: range, client: Any = None) -> None:
+        """One ingest request: the reports timed `epoch` + each of `seconds`. The
+        ingest commits before it answers, so the return is just after the commit."""
+        reports = [
+            {"vin": VIN, "type": "position",
+             "time": (self.epoch + timedelta(seconds=n)).isoformat().replace("+00:00", "Z"),
+             "latitude": 41.88, "longitude": -87.63, "speed_mph": 30.0, "heading": 90,
+             "ignition": True}
+            for n in seconds
+        ]  # fmt: skip
+        response = (client or self.api()).post(
+            "/api/v1/telemetry", json={"reports": reports}, headers=self.headers
+        )
+        assert response.status_code == 202, response.get_json()
+
+    def report_second(self, fix_time: str) -> int:
+        """The n of the report an event's `fix_time` came from."""
+        from database import parse_rfc3339
+
+        moment = parse_rfc3339(fix_time)
+        assert moment is not None, fix_time
+        return round((moment - self.epoch).total_seconds())
+
+    def start_workers(
+        self, count: int, burst: bool = False, queues: list[str] | None = None
+    ) -> None:
+        """`count` `rq worker` processes on `queues` (default: every queue, main and
+        retries alike)."""
         from config import retry_queues, worker_queues
 
-        queues = [*worker_queues(NAMESPACE), *retry_queues(NAMESPACE)]
-        for n in range(count):
+        if queues is None:
+            queues = [*worker_queues(NAMESPACE), *retry_queues(NAMESPACE)]
+        for n in range(len(self.workers), len(self.workers) + count):
             command = [str(BIN / "rq"), "worker", "--worker-class", "worker.FleethookWorker",
                        "--url", self.env["REDIS_URL"], "--name", f"bench-{os.getpid()}-{n}",
                        "--quiet", *(["--burst"] if burst else []), *queues]  # fmt: skip
             self.workers.append(subprocess.Popen(
                 command, cwd=ROOT, env=self.env, start_new_session=True,
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))  # fmt: skip
+
+    def start_production_workers(self) -> None:
+        """Two workers as production runs them: one on the main queues (deliveries,
+        integrations, maintenance), one on the retries queue (isolation)."""
+        from config import retry_queues, worker_queues
+
+        self.start_workers(1, queues=worker_queues(NAMESPACE))
+        self.start_workers(1, queues=retry_queues(NAMESPACE))
 
     def stop_workers(self) -> None:
         for process in self.workers:
@@ -135,8 +167,12 @@ def _empty_postgresql(url: str) -> None:
 
 
 @contextmanager
-def stack(engine: str, postgresql_url: str | None = None) -> Iterator[Stack]:
-    """A fresh system on `engine` ("sqlite" or "postgresql"), torn down afterwards."""
+def stack(
+    engine: str, postgresql_url: str | None = None, settings: dict[str, str] | None = None
+) -> Iterator[Stack]:
+    """A fresh system on `engine` ("sqlite" or "postgresql"), torn down afterwards;
+    `settings` are extra environment variables for the app and the workers (e.g.
+    {"FLEETHOOK_READ_TIMEOUT": "2"}), gone again afterwards."""
     workdir = Path(tempfile.mkdtemp(prefix="fh-bench-"))
     redis = RedisServer(workdir / "redis").start()
     if engine == "postgresql":
@@ -157,7 +193,9 @@ def stack(engine: str, postgresql_url: str | None = None) -> Iterator[Stack]:
         "FLEETHOOK_ALLOW_LOCAL_NETWORK": "1",
         "FLEETHOOK_QUEUE_DEPTH_CAP": "10000000",
         "PYTHONPATH": str(ROOT),
+        **(settings or {}),
     }
+    before = {name: os.environ.get(name) for name in settings or {}}
     os.environ.update(env)
     import flask_migrate
 
@@ -184,6 +222,11 @@ def stack(engine: str, postgresql_url: str | None = None) -> Iterator[Stack]:
         with app.app_context():
             db.engine.dispose()
         redis.stop()
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def wait_until(condition: Any, timeout: float, poll: float = 0.2) -> bool:

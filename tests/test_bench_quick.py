@@ -26,9 +26,22 @@ def test_the_quick_benchmark_delivers_everything(tmp_path):
     )  # fmt: skip
     assert finished.returncode == 0, finished.stdout + finished.stderr
     results = json.loads((ROOT / "bench" / "results" / "quick.json").read_text())
-    rows = results["engines"]["sqlite"]
-    assert {row["scenario"] for row in rows} == {"throughput W=1", "per-message jobs W=1"}
-    for row in rows:
+    rows = {row["scenario"]: row for row in results["engines"]["sqlite"]}
+    assert set(rows) == {
+        "throughput W=1", "per-message jobs W=1", "latency 50 events/s", "isolation",
+    }  # fmt: skip
+    for name in ("throughput W=1", "per-message jobs W=1"):
+        row = rows[name]
         assert row["deliveries"] == row["events"] * row["webhooks"]
         assert row["signatures_checked"] > 0 and row["per_second"] > 0
+    latency = rows["latency 50 events/s"]
+    assert latency["events"] > 0
+    assert latency["deliveries"] == latency["events"] * latency["webhooks"]
+    assert latency["signatures_checked"] > 0 and latency["p99_ms"] > 0
+    isolation = rows["isolation"]
+    assert isolation["events"] > 0
+    assert isolation["healthy_deliveries"] == isolation["events"] * isolation["healthy_webhooks"]
+    assert isolation["signatures_checked"] > 0 and isolation["p95_ms_without"] > 0
+    # the bad endpoints were there and were tried
+    assert isolation["hang_requests"] > 0 and isolation["failing_requests"] > 0
     assert all(value > 0 for value in results["ceiling_per_second"].values())
