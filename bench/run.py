@@ -390,6 +390,92 @@ def _queue_per_message_jobs(system: Stack, events: int) -> None:
         db.session.remove()
 
 
+@dataclass
+class GridGrowth:
+    engine: str
+    webhooks: int
+    messages_small: int
+    messages_large: int
+    p95_ms_small: float
+    p95_ms_large: float
+    ratio: float
+    target_met: bool
+
+    def summary(self) -> str:
+        met = "met" if self.target_met else "NOT met"
+        return (f"grid p95 {self.p95_ms_small:.0f} ms at {self.messages_small:,} messages, "
+                f"{self.p95_ms_large:.0f} ms at {self.messages_large:,}: {self.ratio:.2f}× "
+                f"(target {met})")  # fmt: skip
+
+
+def _add_messages(system: Stack, target_ids: list[int], first: int, count: int) -> None:
+    """`count` delivered messages spread over the targets, in bulk (the grid reads
+    the targets' counters, so what matters is only that the rows are there)."""
+    from sqlalchemy import insert
+
+    from database import utcnow
+    from extensions import db
+    from outbox.models import OutboxMessage
+
+    now = utcnow()
+    payload = {"type": "location", "data": {"vehicle": {"id": 1, "name": "Truck", "vin": "X"}}}
+    with system.app.app_context():
+        chunk = 20_000
+        for start in range(first, first + count, chunk):
+            rows = [
+                {"target_id": target_ids[n % len(target_ids)], "sequence": n // len(target_ids) + 1,
+                 "message_id": f"msg_bench{n:012d}", "event_type": "location", "payload": payload,
+                 "is_test": False, "status": "delivered", "attempts": 1, "next_attempt_at": now,
+                 "created_at": now, "retain_from": now, "finished_at": now}
+                for n in range(start, min(start + chunk, first + count))
+            ]  # fmt: skip
+            db.session.execute(insert(OutboxMessage), rows)
+            db.session.commit()
+        db.session.remove()
+
+
+def _grid_p95_ms(system: Stack, user_id: int, samples: int) -> float:
+    """p95 of the grid's polling request (GET /webhooks/ as htmx asks for it)."""
+    client = system.app.test_client()
+    with client.session_transaction() as session:
+        session["_user_id"] = str(user_id)
+        session["_fresh"] = True
+    timings = []
+    for _ in range(samples + 3):
+        started = time.perf_counter()
+        response = client.get("/webhooks/", headers={"HX-Request": "true"})
+        timings.append((time.perf_counter() - started) * 1000)
+        assert response.status_code == 200, response.status_code
+    timings = sorted(timings[3:])  # the first requests warm caches
+    return timings[int(0.95 * (len(timings) - 1))]
+
+
+def grid_growth(
+    engine: str, postgresql_url: str | None, webhooks: int, small: int, large: int,
+    samples: int,
+) -> GridGrowth:  # fmt: skip
+    """The grid's polling fragment with `webhooks` webhooks, at `small` and then
+    `large` messages in the outbox (target: p95 ratio ≤ 1.5)."""
+    from sqlalchemy import select
+
+    from accounts.models import User
+    from extensions import db
+
+    with stack(engine, postgresql_url) as system:
+        made = system.add_webhooks([f"http://127.0.0.1:9/w{n}" for n in range(webhooks)])
+        ids = [webhook_id for webhook_id, _ in made]
+        with system.app.app_context():
+            user_id = db.session.scalar(select(User.id))
+            db.session.remove()
+        _add_messages(system, ids, 0, small)
+        p95_small = _grid_p95_ms(system, user_id, samples)
+        _add_messages(system, ids, small, large - small)
+        p95_large = _grid_p95_ms(system, user_id, samples)
+    ratio = p95_large / p95_small
+    return GridGrowth(engine, webhooks, small, large, round(p95_small, 1), round(p95_large, 1),
+                      round(ratio, 3), ratio <= 1.5)  # fmt: skip
+
+
 def machine() -> dict[str, Any]:
     import psutil
 
@@ -409,7 +495,9 @@ def run(mode: str, engines: list[str], postgresql_url: str | None) -> dict[str, 
     results["ceiling_per_second"] = ceilings
     for engine in engines:
         rows: list[dict[str, Any]] = []
-        scenarios: list[tuple[str, Callable[[], Throughput | Latency | Isolation]]] = []
+        scenarios: list[
+            tuple[str, Callable[[], Throughput | Latency | Isolation | GridGrowth]]
+        ] = []
         events, webhooks = (200, 5) if quick else (2000, 10)
         worker_counts = (1,) if quick else ((1, 2, 4) if engine == "postgresql" else (1, 2))
         for w in worker_counts:
@@ -429,6 +517,10 @@ def run(mode: str, engines: list[str], postgresql_url: str | None) -> dict[str, 
         rate, seconds = (10.0, 5.0) if quick else (10.0, 20.0)
         scenarios.append(("isolation", partial(
             isolation, engine, rate, seconds, 20, postgresql_url)))  # fmt: skip
+        hooks, small, large = (100, 1_000, 10_000) if quick else (1_000, 10_000, 1_000_000)
+        samples = 10 if quick else 40
+        scenarios.append(("grid growth", partial(
+            grid_growth, engine, postgresql_url, hooks, small, large, samples)))  # fmt: skip
         for name, scenario in scenarios:
             started = time.monotonic()
             result = scenario()

@@ -29,6 +29,7 @@ def test_the_quick_benchmark_delivers_everything(tmp_path):
     rows = {row["scenario"]: row for row in results["engines"]["sqlite"]}
     assert set(rows) == {
         "throughput W=1", "per-message jobs W=1", "latency 50 events/s", "isolation",
+        "grid growth",
     }  # fmt: skip
     for name in ("throughput W=1", "per-message jobs W=1"):
         row = rows[name]
@@ -44,4 +45,6 @@ def test_the_quick_benchmark_delivers_everything(tmp_path):
     assert isolation["signatures_checked"] > 0 and isolation["p95_ms_without"] > 0
     # the bad endpoints were there and were tried
     assert isolation["hang_requests"] > 0 and isolation["failing_requests"] > 0
+    grid = rows["grid growth"]
+    assert grid["messages_large"] > grid["messages_small"] and grid["p95_ms_large"] > 0
     assert all(value > 0 for value in results["ceiling_per_second"].values())
