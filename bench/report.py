@@ -33,7 +33,8 @@ NOTES = """
   per message (0.91 s → 0.29 s per 3,000 messages).
 - **W = 1 below 0.75**: RQ forks a work horse for every drain job, and each fork
   opens new database and HTTP connections (sessions are per process). Two workers
-  overlap those costs (SQLite W = 2 reaches 0.77). Not yet tried: RQ's
+  overlap those costs (SQLite W = 2: 0.70 in this run, 0.77 in the previous one —
+  run-to-run noise on a shared 2-core machine). Not yet tried: RQ's
   `SimpleWorker`-style execution for drains, and longer drains per job.
 - **PostgreSQL W = 2 → 4 is flat**: two cores run the receiver, the workers and
   PostgreSQL; W = 4 has nothing more to run on. On more hosts each worker brings its
