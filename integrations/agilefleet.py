@@ -30,7 +30,6 @@ text says the API is assumed.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
@@ -55,7 +54,7 @@ from integrations.base import (
 from integrations.models import Integration
 from integrations.providers import register
 from outbox.models import OutboxMessage
-from outbox.registry import Result
+from outbox.registry import Result, send_in_order
 
 NAME = "Agile Fleet"
 
@@ -185,15 +184,11 @@ class AgileFleetProvider:
         self, integration: Integration, messages: Sequence[OutboxMessage], stop_at: float
     ) -> list[Result]:
         api, key = self._api(integration)
-        results: list[Result] = []
-        for message in messages:
-            if results and time.monotonic() > stop_at:
-                break
-            result = self._post_reading(api, key, integration, message.payload)
-            results.append(result)
-            if not (result.delivered or result.permanent):
-                break
-        return results
+        return send_in_order(
+            messages,
+            stop_at,
+            lambda message: self._post_reading(api, key, integration, message.payload),
+        )
 
     def _post_reading(
         self, api: Api, key: str, integration: Integration, payload: Mapping[str, Any]

@@ -40,7 +40,6 @@ Our choices, not Asana's:
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -65,7 +64,7 @@ from integrations.base import (
 from integrations.models import Integration
 from integrations.providers import register
 from outbox.models import OutboxMessage
-from outbox.registry import Result
+from outbox.registry import Result, send_in_order
 
 NAME = "Asana"
 PAGE_SIZE = 100  # Asana's largest page
@@ -242,15 +241,11 @@ class AsanaProvider:
         self, integration: Integration, messages: Sequence[OutboxMessage], stop_at: float
     ) -> list[Result]:
         api, token = self._api(integration)
-        results: list[Result] = []
-        for message in messages:
-            if results and time.monotonic() > stop_at:
-                break
-            result = self._send_one(api, token, integration, message.payload)
-            results.append(result)
-            if not (result.delivered or result.permanent):
-                break
-        return results
+        return send_in_order(
+            messages,
+            stop_at,
+            lambda message: self._send_one(api, token, integration, message.payload),
+        )
 
     def _send_one(
         self, api: Api, token: str, integration: Integration, payload: Mapping[str, Any]

@@ -41,7 +41,6 @@ refused as out of sequence; a fault may be recorded twice)."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
@@ -61,7 +60,7 @@ from integrations.base import (
 from integrations.models import Integration
 from integrations.providers import register
 from outbox.models import OutboxMessage
-from outbox.registry import Result
+from outbox.registry import Result, send_in_order
 
 # The date version of Fleetio's API this client speaks (sent on every call).
 API_VERSION = "2024-03-15"
@@ -152,16 +151,12 @@ class Fleetio:
         self, integration: Integration, messages: Sequence[OutboxMessage], stop_at: float
     ) -> list[Result]:
         api = self._api(integration)
-        results: list[Result] = []
         missing: set[str] = set()  # VINs already listed afresh and not found, this batch
-        for message in messages:
-            if results and time.monotonic() > stop_at:
-                break
-            result = self._send_one(api, integration, message.payload, missing)
-            results.append(result)
-            if not (result.delivered or result.permanent):
-                break  # later messages wait behind this one
-        return results
+        return send_in_order(
+            messages,
+            stop_at,
+            lambda message: self._send_one(api, integration, message.payload, missing),
+        )
 
     def _send_one(
         self, api: Api, integration: Integration, payload: dict[str, Any], missing: set[str]

@@ -33,7 +33,6 @@ import json
 import logging
 import re
 import secrets
-import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import urlencode, urlsplit
@@ -50,7 +49,7 @@ from integrations.models import Integration
 from integrations.providers import register
 from outbox.models import OutboxMessage, TargetStatus
 from outbox.queues import nudge_after_commit
-from outbox.registry import Result
+from outbox.registry import Result, send_in_order
 
 log = logging.getLogger(__name__)
 
@@ -544,15 +543,9 @@ class ServiceMax:
     ) -> list[Result]:
         """One PATCH per message, in order, over one client (one renewal at most)."""
         client = SalesforceClient(integration)
-        results: list[Result] = []
-        for message in messages:
-            if results and time.monotonic() > stop_at:
-                break
-            result = client.update_technician(message.payload)
-            results.append(result)
-            if not (result.delivered or result.permanent):
-                break
-        return results
+        return send_in_order(
+            messages, stop_at, lambda message: client.update_technician(message.payload)
+        )
 
     def revoke(self, integration: Integration) -> None:
         revoke(integration)

@@ -3,7 +3,8 @@ theirs at start-up; the outbox calls them and imports neither."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -60,3 +61,20 @@ def register(kind: TargetKind) -> None:
 
 def kind_of(target: Target) -> TargetKind:
     return _KINDS[target.kind]
+
+
+def send_in_order(
+    messages: Sequence[OutboxMessage], stop_at: float, send_one: Callable[[OutboxMessage], Result]
+) -> list[Result]:
+    """The ordering contract of TargetKind.send for kinds that send one message at a
+    time: in order; stop after a failure that is not permanent (later messages wait
+    behind it); start no message after `stop_at`, but always send one."""
+    results: list[Result] = []
+    for message in messages:
+        if results and time.monotonic() > stop_at:
+            break
+        result = send_one(message)
+        results.append(result)
+        if not (result.delivered or result.permanent):
+            break
+    return results

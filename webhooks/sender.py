@@ -14,7 +14,7 @@ from encryption import mask
 from outbox.http import connection_error_text, elapsed_ms, failed_result, outbound_session
 from outbox.models import OutboxMessage, Target
 from outbox.queues import DELIVERIES
-from outbox.registry import Result
+from outbox.registry import Result, send_in_order
 from outbox.schedule import parse_retry_after
 from webhooks.events import EVENT_TYPES, DetectedEvent, build_event
 from webhooks.lifecycle import signing_secrets
@@ -121,13 +121,7 @@ class WebhookKind:
     ) -> list[Result]:
         assert isinstance(target, Webhook)
         secrets = signing_secrets(target)
-        results: list[Result] = []
         session = outbound_session()
-        for message in messages:
-            if results and time.monotonic() > stop_at:
-                break
-            result = post(session, target, message, secrets)
-            results.append(result)
-            if not result.delivered:
-                break  # later messages wait behind this one
-        return results
+        return send_in_order(
+            messages, stop_at, lambda message: post(session, target, message, secrets)
+        )
