@@ -304,4 +304,4 @@ def assign_driver(vehicle: Vehicle, driver: Driver | None, at: datetime, source:
     """Assign a driver from the portal or the API, with its event; the caller commits."""
     event = record_assignment(vehicle, vehicle_state(vehicle), driver, at, source)
     if event is not None:
-        fan_out(event, account_targets(vehicle.account_id))
+        fan_out([event], account_targets(vehicle.account_id))

@@ -118,7 +118,8 @@ def ingest(account_id: int, body: Any, now: datetime) -> IngestResult:
     landmarks = account_landmarks_index(account_id)
     targets = account_targets(account_id)
 
-    accepted = events = messages = 0
+    accepted = 0
+    detected = []
     # In time order, so a batch's transitions come out as they happened.
     ordered = sorted(zip(reports, vehicles, strict=True), key=lambda pair: pair[0].time)
     for report, vehicle in ordered:
@@ -127,9 +128,12 @@ def ingest(account_id: int, body: Any, now: datetime) -> IngestResult:
             continue
         new.discard(key)  # a second copy in this batch is a duplicate
         accepted += 1
-        for event in detect(report, vehicle, states[vehicle.id], landmarks):
-            queued = fan_out(event, targets)
-            messages += len(queued)
-            if queued or event.event_type.key not in _CANDIDATES:
-                events += 1
+        detected += detect(report, vehicle, states[vehicle.id], landmarks)
+    queued = fan_out(detected, targets)
+    events = sum(
+        1
+        for event, messages in zip(detected, queued, strict=True)
+        if messages or event.event_type.key not in _CANDIDATES
+    )
+    messages = sum(len(m) for m in queued)
     return IngestResult(accepted, len(reports) - accepted, events, messages)

@@ -26,7 +26,9 @@ def lease() -> timedelta:
 
 
 def acquire_drain(target_id: int, owner: str, now: datetime) -> bool:
-    """Take (or renew) the target's drain lease; False if another drain holds it."""
+    """Take (or renew) the target's drain lease; False if another drain holds it.
+    Not committed here: the caller's next write commits it (one transaction fewer
+    per batch)."""
     result = db.session.execute(
         update(Target)
         .where(
@@ -40,7 +42,6 @@ def acquire_drain(target_id: int, owner: str, now: datetime) -> bool:
         .values(drain_owner=owner, drain_expires_at=now + lease())
         .execution_options(synchronize_session=False)
     )
-    db.session.commit()
     return rows_changed(result) == 1
 
 

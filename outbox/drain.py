@@ -56,6 +56,7 @@ def drain_target(target_id: int) -> dict[str, Any]:
     """RQ job: send the target's due messages, in order, for a few seconds."""
     owner = _owner()
     if not acquire_drain(target_id, owner, utcnow()):
+        db.session.rollback()
         # Another drain is at work on this target; have it look again.
         redis_client().set(again_key(target_id), 1, ex=int(lease().total_seconds()) * 3)
         return {"target": target_id, "sent": 0, "skipped": "another drain holds the target"}
@@ -81,12 +82,16 @@ def drain_target(target_id: int) -> dict[str, Any]:
             )
             stop_at = min(budget_ends, claimed_at + lease().total_seconds() - slowest - 1)
             results = kind_of(target).send(target, batch, stop_at)
+            acquire_drain(target_id, owner, utcnow())  # renew, committed with the results
             record_results(target, owner, batch[: len(results)], results)
             release_messages([m.id for m in batch[len(results) :]], owner)
             attempted += len(results)
-            acquire_drain(target_id, owner, utcnow())  # renew
             if results and not (results[-1].delivered or results[-1].permanent):
                 break  # the head must wait for its retry
+            if len(batch) < BATCH_SIZE and not redis_client().getdel(again_key(target_id)):
+                # Everything due was in this batch, and no nudge came since: no
+                # need to claim again to learn that nothing is left.
+                break
     finally:
         release_drain(target_id, owner)
     _follow_up(target_id)

@@ -56,8 +56,7 @@ def webhook_to(account_id: int, url: str, **values):
 
 def emit(account_id: int, count: int, start: int = 1) -> None:
     targets = account_targets(account_id)
-    for n in range(start, start + count):
-        fan_out(location(float(n)), targets)
+    fan_out([location(float(n)) for n in range(start, start + count)], targets)
     db.session.commit()
 
 
@@ -295,8 +294,7 @@ def test_events_reach_only_the_webhooks_that_want_them(account, receiver):
     enter = DetectedEvent(
         EVENT_TYPES["landmark_enter"], utcnow(), EXAMPLE_VEHICLE, crossing_details
     )
-    for event in (slow, fast, enter):
-        fan_out(event, account_targets(account))
+    fan_out([slow, fast, enter], account_targets(account))
     db.session.commit()
     assert len(messages_of(speed.id)) == 1
     assert messages_of(speed.id)[0].payload["data"]["threshold_mph"] == 70

@@ -266,8 +266,8 @@ def send_demo(webhook: Webhook) -> OutboxMessage:
     )
     vehicle_speed = example["data"].get("speed_mph")
     event = replace(event, vehicle=replace(event.vehicle, speed_mph=vehicle_speed))
-    messages = fan_out(event, [webhook])
-    return messages[0]
+    ((message,),) = fan_out([event], [webhook])
+    return message
 
 
 def get_account_webhook(account_id: int, webhook_id: int) -> Webhook | None:
