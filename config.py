@@ -150,6 +150,7 @@ def load_config(environ: Mapping[str, str], instance_path: str) -> dict[str, Any
         "FLEETHOOK_RETENTION": timedelta(hours=_number(environ, "FLEETHOOK_RETENTION_HOURS", 72)),
         "FLEETHOOK_CONNECT_TIMEOUT": connect_timeout,
         "FLEETHOOK_READ_TIMEOUT": read_timeout,
+        "FLEETHOOK_MAIN_READ_TIMEOUT": _number(environ, "FLEETHOOK_MAIN_READ_TIMEOUT", 3),
         "FLEETHOOK_QUEUE_DEPTH_CAP": int(_number(environ, "FLEETHOOK_QUEUE_DEPTH_CAP", 5000)),
         "FLEETHOOK_SWEEP_SECONDS": int(_number(environ, "FLEETHOOK_SWEEP_SECONDS", 5)),
         "FLEETHOOK_LEASE_SECONDS": lease_seconds,

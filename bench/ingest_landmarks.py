@@ -1,14 +1,15 @@
-"""Ingest throughput with few and with many landmarks, in one run.
+"""Ingest throughput with few and with many landmarks: part of `bench/run.py`
+("ingest vs landmarks"), and runnable alone:
 
     .venv/bin/python bench/ingest_landmarks.py [--reports 5000] [--landmarks 10,10000]
+        [--postgresql-url URL]
 
-For each landmark count: a fresh database (SQLite in a temporary directory, or
-the DATABASE_URL given, which is emptied first), one account with 50 vehicles, the
-landmarks (circles and polygons scattered over a 60 × 60 km area, with a vehicle
-route running through it), a Location and a Landmark Change webhook, then position
-reports posted through the ingest API (Flask's test client, in this process) in
-batches of 100. Prints reports per second and the ratio between the counts; the
-figure that matters is the ratio, since absolute times on a shared machine vary.
+For each landmark count: a fresh system (bench/stack.py), 50 vehicles, the
+landmarks (circles and polygons scattered over a 60 × 60 km area, with the
+vehicles' routes running through it), a Location and a Landmark Change webhook,
+then position reports posted through the ingest API (Flask's test client, in this
+process) in batches of 100. The figure that matters is the ratio between the
+counts' reports per second, since absolute times on a shared machine vary.
 """
 
 from __future__ import annotations
@@ -17,14 +18,14 @@ import argparse
 import os
 import random
 import sys
-import tempfile
 import time
 from datetime import timedelta
 from pathlib import Path
-
-from cryptography.fernet import Fernet
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.stack import stack  # noqa: E402
 
 BATCH = 100
 VEHICLES = 50
@@ -44,44 +45,32 @@ def _landmark(rng: random.Random, n: int) -> dict:
     return {"name": f"Site {n}", "polygon": {"type": "Polygon", "coordinates": [ring]}}
 
 
-def run(
-    landmark_count: int, report_count: int, database_url: str | None, webhooks: list[str]
-) -> float:
-    from app import create_app
+def reports_per_second(system: Any, landmark_count: int, report_count: int,
+                       webhooks: list[str]) -> float:  # fmt: skip
+    """Set up the landmarks, vehicles and webhooks in `system`, then time the ingest."""
     from database import utcnow
     from extensions import db
     from fleet.records import create_landmark, create_vehicle
     from fleet.vin import check_digit
     from webhooks.lifecycle import create_webhook
 
-    workdir = Path(tempfile.mkdtemp(prefix="fh-bench-"))
-    os.environ["DATABASE_URL"] = database_url or f"sqlite:///{workdir}/bench.db"
-    app = create_app({"FLEETHOOK_ALLOW_LOCAL_NETWORK": True})
+    app = system.app
     rng = random.Random(7)
     with app.app_context():
-        import flask_migrate
-
-        flask_migrate.downgrade(revision="base")
-        flask_migrate.upgrade()
-        from accounts.tokens import issue_token
-        from accounts.users import create_account
-
-        user = create_account("Bench", "bench@example.com", "bench-password-123")
-        db.session.flush()
         vins = []
         for n in range(VEHICLES):
             base = f"1FTBENCH0{n:08d}"
             vin = base[:8] + check_digit(base) + base[9:]
-            create_vehicle(user.account_id, {"name": f"Truck {n}", "vin": vin})
+            create_vehicle(system.account_id, {"name": f"Truck {n}", "vin": vin})
             vins.append(vin)
         for n in range(landmark_count):
-            create_landmark(user.account_id, _landmark(rng, n))
+            create_landmark(system.account_id, _landmark(rng, n))
         for key in webhooks:
-            create_webhook(user.account_id, {"event_type": key, "name": key,
-                                             "url": "http://127.0.0.1:9/"})  # fmt: skip
-        _, token = issue_token(user, "bench")
+            create_webhook(system.account_id, {"event_type": key, "name": key,
+                                               "url": "http://127.0.0.1:9/"})  # fmt: skip
         db.session.commit()
-        headers = {"Authorization": f"Bearer {token}"}
+        db.session.remove()
+    headers = system.headers
 
     client = app.test_client()
     start = utcnow() - timedelta(hours=1)
@@ -116,33 +105,24 @@ def run(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0] if __doc__ else "")
     parser.add_argument("--reports", type=int, default=5000)
     parser.add_argument("--landmarks", default="10,10000")
     parser.add_argument(
         "--webhooks", default="location,landmark_change",
         help="event types subscribed; without landmark_change crossings are detected, not queued",
     )  # fmt: skip
+    parser.add_argument("--postgresql-url", default=os.environ.get("BENCH_POSTGRESQL_URL"))
     arguments = parser.parse_args()
-    from devstack import RedisServer
-
-    redis_server = RedisServer(Path(tempfile.mkdtemp(prefix="fh-bench-redis-"))).start()
-    database_url = os.environ.get("DATABASE_URL")
-    os.environ.update({
-        "FLEETHOOK_ENV": "testing", "SECRET_KEY": "bench", "REDIS_URL": redis_server.url,
-        "FLEETHOOK_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
-        "FLEETHOOK_REDIS_NAMESPACE": "fhbench",
-    })  # fmt: skip
-    try:
-        rates = {}
-        for count in (int(n) for n in arguments.landmarks.split(",")):
-            rates[count] = run(
-                count, arguments.reports, database_url, arguments.webhooks.split(",")
+    engine = "postgresql" if arguments.postgresql_url else "sqlite"
+    rates = {}
+    for count in (int(n) for n in arguments.landmarks.split(",")):
+        with stack(engine, arguments.postgresql_url) as system:
+            rates[count] = reports_per_second(
+                system, count, arguments.reports, arguments.webhooks.split(",")
             )
-        low, high = min(rates), max(rates)
-        print(f"ratio {low} / {high} landmarks: {rates[low] / rates[high]:.2f}")
-    finally:
-        redis_server.stop()
+    low, high = min(rates), max(rates)
+    print(f"ratio {low} / {high} landmarks: {rates[low] / rates[high]:.2f}")
 
 
 if __name__ == "__main__":

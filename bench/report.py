@@ -117,6 +117,27 @@ def render(results: dict[str, Any]) -> str:
                 f"{row['messages_large']:,} | **{row['ratio']:.2f}×** | "
                 f"{'met' if row['target_met'] else 'NOT met'} |"
             )
+        for row in _rows(rows, "ingest vs landmarks"):
+            lines.append("\n### Growth: ingest with few and many landmarks (target: ratio ≤ 1.5)\n")
+            lines.append("| reports | few landmarks | many landmarks | ratio | target |")
+            lines.append("|---|---|---|---|---|")
+            lines.append(
+                f"| {row['reports']:,} in batches of 100 | {row['per_second_small']:,.0f}/s "
+                f"with {row['landmarks_small']:,} | {row['per_second_large']:,.0f}/s with "
+                f"{row['landmarks_large']:,} | **{row['ratio']:.2f}×** | "
+                f"{'met' if row['target_met'] else 'NOT met'} |"
+            )
+        for row in _rows(rows, "worker memory"):
+            lines.append("\n### Growth: one worker's resident memory (target: ≤ 1.1×)\n")
+            lines.append("| deliveries (small → large) | RSS after small | RSS after large | "
+                         "ratio | target |")  # fmt: skip
+            lines.append("|---|---|---|---|---|")
+            lines.append(
+                f"| {row['deliveries_small']:,} → {row['deliveries_large']:,} to "
+                f"{row['webhooks']} webhooks | {row['rss_mib_small']:.1f} MiB | "
+                f"{row['rss_mib_large']:.1f} MiB | **{row['ratio']:.3f}×** | "
+                f"{'met' if row['target_met'] else 'NOT met'} |"
+            )
     return "\n".join(lines) + "\n" + NOTES
 
 

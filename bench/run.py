@@ -3,10 +3,10 @@
     .venv/bin/python bench/run.py --quick            # under 2 minutes: every scenario ran
     .venv/bin/python bench/run.py --full [--postgresql-url URL]
 
-Writes bench/results/<mode>-<engine>.json and, for --full, the tables of
-BENCHMARKS.md. Every figure is a ratio or a percentile from one run; absolute
-rates are context. The run fails (exit 1) if any event is lost or any sampled
-signature fails to verify.
+Writes bench/results/<mode>.json; `bench/report.py bench/results/full.json >
+BENCHMARKS.md` renders the tables. `--only SCENARIO` runs a part. Every figure is a
+ratio or a percentile from one run; absolute rates are context. The run fails
+(exit 1) if any event is lost or any sampled signature fails to verify.
 """
 
 from __future__ import annotations
@@ -61,18 +61,22 @@ class Throughput:
 INGEST = "harness process, Flask test client"
 LATENCY_TARGETS_MS = {"p50": 50.0, "p99": 250.0}
 ISOLATION_TARGET = 1.2  # healthy p95 with the bad endpoints / without, at most
+GROWTH_TARGET = 1.5  # grid p95 and ingest rate, large / small, at most
+MEMORY_TARGET = 1.1  # worker RSS after the large run / after the small one, at most
+PRODUCTION_WORKERS = 3  # Stack.start_production_workers: two main, one retries
 # Short timeouts for the isolation scenario, so a black hole costs seconds, not minutes.
 SHORT_TIMEOUTS = {
     "FLEETHOOK_CONNECT_TIMEOUT": "1",
     "FLEETHOOK_READ_TIMEOUT": "2",
+    "FLEETHOOK_MAIN_READ_TIMEOUT": "0.5",
     "FLEETHOOK_LEASE_SECONDS": "6",
 }
 
 
 @dataclass
 class Latency:
-    """Ingest commit → receiver arrival at a steady offered load, with W = 2 workers
-    already running as production runs them (one main, one retries)."""
+    """Ingest commit → receiver arrival at a steady offered load, with W = 3 workers
+    already running as production runs them (two main, one retries)."""
 
     engine: str
     workers: int
@@ -100,7 +104,7 @@ class Latency:
 @dataclass
 class Isolation:
     """Healthy endpoints' latency with and without a black hole and a failing
-    endpoint beside them, at the same offered load, W = 2 (one main, one retries)."""
+    endpoint beside them, at the same offered load, W = 3 (two main, one retries)."""
 
     engine: str
     workers: int
@@ -228,9 +232,10 @@ def latency(
     run = _steady_load(engine, dict.fromkeys(paths, "ok"), rate, seconds, batch, postgresql_url)
     p50, p95, p99 = (_percentile(run.latencies_ms, p) for p in (50, 95, 99))
     met = p50 <= LATENCY_TARGETS_MS["p50"] and p99 <= LATENCY_TARGETS_MS["p99"]
-    return Latency(engine, 2, webhooks, run.events, seconds, rate, run.achieved_per_second,
-                   len(run.latencies_ms), p50, p95, p99, round(run.latencies_ms[-1], 1), met,
-                   run.duplicates, run.signatures_checked)  # fmt: skip
+    return Latency(engine, PRODUCTION_WORKERS, webhooks, run.events, seconds, rate,
+                   run.achieved_per_second, len(run.latencies_ms), p50, p95, p99,
+                   round(run.latencies_ms[-1], 1), met, run.duplicates,
+                   run.signatures_checked)  # fmt: skip
 
 
 def isolation(
@@ -248,7 +253,7 @@ def isolation(
     p95_alone, p95_beside = (_percentile(r.latencies_ms, 95) for r in (alone, beside))
     ratio = p95_beside / p95_alone if p95_alone > 0 else float("inf")
     return Isolation(
-        engine, 2, healthy, alone.events, seconds, rate, alone.achieved_per_second,
+        engine, PRODUCTION_WORKERS, healthy, alone.events, seconds, rate, alone.achieved_per_second,
         beside.achieved_per_second, len(alone.latencies_ms),
         _percentile(alone.latencies_ms, 50), p95_alone,
         _percentile(beside.latencies_ms, 50), p95_beside, round(ratio, 3),
@@ -274,7 +279,7 @@ def _steady_load(
         with Receiver(behaviours, secrets) as receiver:
             _point_webhooks(system, receiver.url)
             system.start_production_workers()
-            if not wait_until(lambda: _workers_ready(system) >= 2, timeout=60):
+            if not wait_until(lambda: _workers_ready(system) >= PRODUCTION_WORKERS, timeout=60):
                 raise RuntimeError("the rq workers did not start")
             committed, achieved = _paced_ingest(system, rate, seconds, batch)
             expected = len(committed) * len(healthy)
@@ -473,7 +478,102 @@ def grid_growth(
         p95_large = _grid_p95_ms(system, user_id, samples)
     ratio = p95_large / p95_small
     return GridGrowth(engine, webhooks, small, large, round(p95_small, 1), round(p95_large, 1),
-                      round(ratio, 3), ratio <= 1.5)  # fmt: skip
+                      round(ratio, 3), ratio <= GROWTH_TARGET)  # fmt: skip
+
+
+@dataclass
+class WorkerMemory:
+    engine: str
+    webhooks: int
+    deliveries_small: int
+    deliveries_large: int
+    rss_mib_small: float
+    rss_mib_large: float
+    ratio: float
+    target_met: bool
+    duplicates: int
+    signatures_checked: int
+
+    def summary(self) -> str:
+        met = "met" if self.target_met else "NOT met"
+        return (f"worker RSS {self.rss_mib_small:.1f} MiB after {self.deliveries_small:,} "
+                f"deliveries, {self.rss_mib_large:.1f} MiB after {self.deliveries_large:,}: "
+                f"{self.ratio:.3f}× (target {met})")  # fmt: skip
+
+
+def worker_memory(
+    engine: str, postgresql_url: str | None, webhooks: int, small: int, large: int
+) -> WorkerMemory:
+    """One `rq worker` delivers `large` messages (`large / webhooks` events to each
+    of `webhooks` webhooks); its resident memory as the receiver counts `small`
+    deliveries, and again at `large` (target: ratio ≤ 1.1)."""
+    import psutil
+
+    paths = [f"/w{n}" for n in range(webhooks)]
+    events = large // webhooks
+    with stack(engine, postgresql_url) as system:
+        secrets = _webhooks_at(system, paths)
+        with Receiver(dict.fromkeys(paths, "ok"), secrets) as receiver:
+            _point_webhooks(system, receiver.url)
+            system.ingest(events, batch=500)
+            system.start_workers(1)
+            worker = psutil.Process(system.workers[0].pid)
+
+            def delivered() -> int:
+                return sum(s["unique"] for s in receiver.stats(arrivals=False).values())
+
+            rss = {}
+            for count in (small, large):
+                if not wait_until(lambda n=count: delivered() >= n,  # type: ignore[misc]
+                                  timeout=max(120.0, count / 20), poll=0.05):  # fmt: skip
+                    raise Lost(f"only {delivered()} of {count} deliveries arrived in time")
+                rss[count] = worker.memory_info().rss / 2**20
+            system.stop_workers()
+            duplicates, checked = _check_delivered(receiver.stats(arrivals=False), paths, events)
+    ratio = rss[large] / rss[small]
+    return WorkerMemory(engine, webhooks, small, large, round(rss[small], 1),
+                        round(rss[large], 1), round(ratio, 3), ratio <= MEMORY_TARGET,
+                        duplicates, checked)  # fmt: skip
+
+
+@dataclass
+class IngestGrowth:
+    engine: str
+    reports: int
+    landmarks_small: int
+    landmarks_large: int
+    per_second_small: float  # reports/s
+    per_second_large: float
+    ratio: float  # small / large
+    target_met: bool
+
+    def summary(self) -> str:
+        met = "met" if self.target_met else "NOT met"
+        return (f"ingest {self.per_second_small:.0f} reports/s with {self.landmarks_small:,} "
+                f"landmarks, {self.per_second_large:.0f} with {self.landmarks_large:,}: "
+                f"{self.ratio:.2f}× (target {met})")  # fmt: skip
+
+
+def ingest_growth(
+    engine: str, postgresql_url: str | None, reports: int, small: int, large: int
+) -> IngestGrowth:
+    """Reports per second through the ingest API with `small` and with `large`
+    landmarks (bench/ingest_landmarks.py; target: ratio ≤ 1.5)."""
+    from bench.ingest_landmarks import reports_per_second
+
+    rates = {}
+    for count in (small, large):
+        with stack(engine, postgresql_url) as system:
+            rates[count] = reports_per_second(
+                system, count, reports, ["location", "landmark_change"]
+            )
+    ratio = rates[small] / rates[large]
+    return IngestGrowth(engine, reports, small, large, round(rates[small], 1),
+                        round(rates[large], 1), round(ratio, 3),
+                        ratio <= GROWTH_TARGET)  # fmt: skip
+
+
+Result = Throughput | Latency | Isolation | GridGrowth | IngestGrowth | WorkerMemory
 
 
 def machine() -> dict[str, Any]:
@@ -487,7 +587,9 @@ def machine() -> dict[str, Any]:
     }
 
 
-def run(mode: str, engines: list[str], postgresql_url: str | None) -> dict[str, Any]:
+def run(
+    mode: str, engines: list[str], postgresql_url: str | None, only: list[str] | None = None
+) -> dict[str, Any]:
     quick = mode == "quick"
     results: dict[str, Any] = {"mode": mode, "machine": machine(), "engines": {}}
     seconds = 3.0 if quick else 10.0
@@ -495,9 +597,7 @@ def run(mode: str, engines: list[str], postgresql_url: str | None) -> dict[str, 
     results["ceiling_per_second"] = ceilings
     for engine in engines:
         rows: list[dict[str, Any]] = []
-        scenarios: list[
-            tuple[str, Callable[[], Throughput | Latency | Isolation | GridGrowth]]
-        ] = []
+        scenarios: list[tuple[str, Callable[[], Result]]] = []
         events, webhooks = (200, 5) if quick else (2000, 10)
         worker_counts = (1,) if quick else ((1, 2, 4) if engine == "postgresql" else (1, 2))
         for w in worker_counts:
@@ -521,7 +621,15 @@ def run(mode: str, engines: list[str], postgresql_url: str | None) -> dict[str, 
         samples = 10 if quick else 40
         scenarios.append(("grid growth", partial(
             grid_growth, engine, postgresql_url, hooks, small, large, samples)))  # fmt: skip
+        reports, few, many = (500, 10, 1_000) if quick else (5_000, 10, 10_000)
+        scenarios.append(("ingest vs landmarks", partial(
+            ingest_growth, engine, postgresql_url, reports, few, many)))  # fmt: skip
+        small, large = (1_000, 10_000) if quick else (10_000, 200_000)
+        scenarios.append(("worker memory", partial(
+            worker_memory, engine, postgresql_url, 10, small, large)))  # fmt: skip
         for name, scenario in scenarios:
+            if only and not any(name.startswith(prefix) for prefix in only):
+                continue
             started = time.monotonic()
             result = scenario()
             row = asdict(result)
@@ -539,16 +647,21 @@ def main() -> int:
     modes.add_argument("--quick", action="store_const", dest="mode", const="quick")
     modes.add_argument("--full", action="store_const", dest="mode", const="full")
     parser.add_argument("--postgresql-url", default=os.environ.get("BENCH_POSTGRESQL_URL"))
+    parser.add_argument(
+        "--only", action="append", metavar="SCENARIO",
+        help="run only the scenarios whose names start with this (repeatable), e.g. "
+        "--only isolation; the results then go to <mode>-partial.json",
+    )  # fmt: skip
     parser.set_defaults(mode="quick")
     arguments = parser.parse_args()
     engines = ["sqlite"] + (["postgresql"] if arguments.postgresql_url else [])
     try:
-        results = run(arguments.mode, engines, arguments.postgresql_url)
+        results = run(arguments.mode, engines, arguments.postgresql_url, arguments.only)
     except Lost as lost:
         print(f"bench: FAILED — {lost}", file=sys.stderr)
         return 1
     RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"{arguments.mode}.json"
+    out = RESULTS / f"{arguments.mode}{'-partial' if arguments.only else ''}.json"
     out.write_text(json.dumps(results, indent=2))
     print(f"bench: results in {out.relative_to(ROOT)}")
     return 0

@@ -125,7 +125,7 @@ class Stack:
         integrations, maintenance), one on the retries queue (isolation)."""
         from config import retry_queues, worker_queues
 
-        self.start_workers(1, queues=worker_queues(NAMESPACE))
+        self.start_workers(2, queues=worker_queues(NAMESPACE))
         self.start_workers(1, queues=retry_queues(NAMESPACE))
 
     def stop_workers(self) -> None:

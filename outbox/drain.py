@@ -11,6 +11,7 @@ import socket
 import time
 import uuid
 from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 from flask import current_app
@@ -18,7 +19,7 @@ from rq import get_current_job
 from sqlalchemy import bindparam, insert, update
 
 from database import utcnow
-from extensions import db, redis_client
+from extensions import db, redis_client, redis_key
 from outbox.claims import (
     acquire_drain,
     claim_due_messages,
@@ -28,6 +29,7 @@ from outbox.claims import (
     release_messages,
     rows_changed,
 )
+from outbox.http import read_timeout_cap
 from outbox.metrics import record_deliveries, record_drain
 from outbox.models import (
     HELD,
@@ -37,7 +39,7 @@ from outbox.models import (
     Target,
     TargetStatus,
 )
-from outbox.queues import again_key, drain_job_id, nudge, queue_for
+from outbox.queues import RETRIES, again_key, drain_job_id, nudge, queue_for
 from outbox.registry import Result, kind_of
 from outbox.schedule import next_attempt_at
 
@@ -81,7 +83,8 @@ def drain_target(target_id: int) -> dict[str, Any]:
                 + current_app.config["FLEETHOOK_READ_TIMEOUT"]
             )
             stop_at = min(budget_ends, claimed_at + lease().total_seconds() - slowest - 1)
-            results = kind_of(target).send(target, batch, stop_at)
+            with _patience():
+                results = kind_of(target).send(target, batch, stop_at)
             acquire_drain(target_id, owner, utcnow())  # renew, committed with the results
             record_results(target, owner, batch[: len(results)], results)
             release_messages([m.id for m in batch[len(results) :]], owner)
@@ -96,6 +99,17 @@ def drain_target(target_id: int) -> dict[str, Any]:
         release_drain(target_id, owner)
     _follow_up(target_id)
     return {"target": target_id, "sent": attempted}
+
+
+def _patience() -> AbstractContextManager[None]:
+    """On the main queues a drain waits FLEETHOOK_MAIN_READ_TIMEOUT at most for an
+    answer: a receiver that never answers costs a main worker that long once, then
+    its target drains from the retries queue (it failed lately), where drains wait
+    the full FLEETHOOK_READ_TIMEOUT on workers of their own."""
+    job = get_current_job()
+    if job is None or job.origin == redis_key(RETRIES):
+        return nullcontext()
+    return read_timeout_cap(current_app.config["FLEETHOOK_MAIN_READ_TIMEOUT"])
 
 
 def _follow_up(target_id: int) -> None:

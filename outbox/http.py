@@ -6,6 +6,9 @@ from the environment, and the connected address checked at connect time
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 import requests
@@ -17,9 +20,10 @@ from outbox.registry import Result
 # One keep-alive session per process and settings (RQ runs one job at a time in a
 # process): connections survive from one batch and drain to the next.
 _sessions: dict[tuple[Any, ...], requests.Session] = {}
+_read_timeout_cap: ContextVar[float | None] = ContextVar("read_timeout_cap", default=None)
 
 
-def http_session() -> requests.Session:
+def http_session(read_timeout: float | None = None) -> requests.Session:
     """A keep-alive session that refuses non-public addresses when they are
     connected to (unless local networks are allowed) and never redirects."""
     allow_local = current_app.config["FLEETHOOK_ALLOW_LOCAL_NETWORK"]
@@ -30,7 +34,7 @@ def http_session() -> requests.Session:
             never_redirect=True,
             default_timeout=(
                 current_app.config["FLEETHOOK_CONNECT_TIMEOUT"],
-                current_app.config["FLEETHOOK_READ_TIMEOUT"],
+                read_timeout or current_app.config["FLEETHOOK_READ_TIMEOUT"],
             ),
         )
     )
@@ -38,16 +42,31 @@ def http_session() -> requests.Session:
     return session
 
 
+@contextmanager
+def read_timeout_cap(seconds: float) -> Iterator[None]:
+    """Sessions taken inside wait at most `seconds` for an answer (drains on the
+    main queues: see outbox/drain.py)."""
+    token = _read_timeout_cap.set(seconds)
+    try:
+        yield
+    finally:
+        _read_timeout_cap.reset(token)
+
+
 def outbound_session() -> requests.Session:
-    """This process's session for the current settings."""
+    """This process's session for the current settings and read timeout."""
     config = current_app.config
+    read_timeout = config["FLEETHOOK_READ_TIMEOUT"]
+    cap = _read_timeout_cap.get()
+    if cap is not None:
+        read_timeout = min(read_timeout, cap)
     settings = (
         config["FLEETHOOK_ALLOW_LOCAL_NETWORK"],
         config["FLEETHOOK_CONNECT_TIMEOUT"],
-        config["FLEETHOOK_READ_TIMEOUT"],
+        read_timeout,
     )
     if settings not in _sessions:
-        _sessions[settings] = http_session()
+        _sessions[settings] = http_session(read_timeout)
     return _sessions[settings]
 
 

@@ -29,7 +29,7 @@ def test_the_quick_benchmark_delivers_everything(tmp_path):
     rows = {row["scenario"]: row for row in results["engines"]["sqlite"]}
     assert set(rows) == {
         "throughput W=1", "per-message jobs W=1", "latency 50 events/s", "isolation",
-        "grid growth",
+        "grid growth", "ingest vs landmarks", "worker memory",
     }  # fmt: skip
     for name in ("throughput W=1", "per-message jobs W=1"):
         row = rows[name]
@@ -47,4 +47,9 @@ def test_the_quick_benchmark_delivers_everything(tmp_path):
     assert isolation["hang_requests"] > 0 and isolation["failing_requests"] > 0
     grid = rows["grid growth"]
     assert grid["messages_large"] > grid["messages_small"] and grid["p95_ms_large"] > 0
+    ingest = rows["ingest vs landmarks"]
+    assert ingest["landmarks_large"] > ingest["landmarks_small"] and ingest["per_second_large"] > 0
+    memory = rows["worker memory"]
+    assert memory["deliveries_large"] > memory["deliveries_small"]
+    assert memory["rss_mib_small"] > 0 and memory["signatures_checked"] > 0
     assert all(value > 0 for value in results["ceiling_per_second"].values())

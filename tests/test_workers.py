@@ -19,7 +19,7 @@ from sqlalchemy import func, select
 from config import retry_queues, worker_queues
 from devstack import RedisServer
 from extensions import db
-from outbox.models import OutboxMessage
+from outbox.models import DeliveryAttempt, OutboxMessage
 from outbox.sweeper import sweep
 from tests.conftest import NAMESPACE, ROOT, make_user
 from tests.test_delivery import emit, webhook_to
@@ -30,12 +30,14 @@ SETTINGS = {
     "FLEETHOOK_LEASE_SECONDS": "6",
     "FLEETHOOK_CONNECT_TIMEOUT": "1",
     "FLEETHOOK_READ_TIMEOUT": "2",
+    "FLEETHOOK_MAIN_READ_TIMEOUT": "0.5",
 }
 pytestmark = pytest.mark.app_config(
     FLEETHOOK_ALLOW_LOCAL_NETWORK=True,
     FLEETHOOK_LEASE_SECONDS=6,
     FLEETHOOK_CONNECT_TIMEOUT=1,
     FLEETHOOK_READ_TIMEOUT=2,
+    FLEETHOOK_MAIN_READ_TIMEOUT=0.5,
 )
 
 
@@ -221,3 +223,19 @@ def test_a_black_holed_target_does_not_hold_up_a_healthy_one(app, receiver, work
     # The black hole now drains from the retries queue: healthy deliveries never
     # wait for its 2-second read timeouts.
     assert max(latencies) < 1.5, latencies
+
+
+def test_a_slow_receiver_holds_a_main_worker_only_for_the_main_read_timeout(app, receiver, workers):
+    account = make_user().account_id
+    webhook_to(account, receiver.url("/slow/1200"))  # slower than 0.5 s, within 2 s
+    workers.start(1, worker_queues(NAMESPACE))
+    workers.start(1, retry_queues(NAMESPACE))
+    emit(account, 1)
+    # The first attempt gives up after 0.5 s; the retry (5 s later, which the sweeper
+    # queues) drains from the retries queue with the full read timeout.
+    assert wait_until(lambda: sweep() is not None and delivered_count() == 1, 30), _state()
+    first, *_, last = db.session.scalars(select(DeliveryAttempt).order_by(DeliveryAttempt.id))
+    assert first.outcome == "failed" and first.error == "timed out"
+    assert first.duration_ms < 1100, first.duration_ms
+    assert last.outcome == "delivered" and last.duration_ms >= 1200
+    assert len(receiver.requests_to("/slow")) >= 2
