@@ -15,13 +15,18 @@ its connection, as HTTP/1.1 requires). What a path does is fixed at start:
     "status:<code>" that status (e.g. "status:500", "status:410")
     "hang"          read the request and never answer; the connection stays open
     "slow:<ms>"     answer 200 after <ms> milliseconds (a timer: other connections
-                    are not held up)
+                    are not held up); "slow:<min>-<max>" a random delay in that range
+
+`behave(path, behaviour)` changes a path's behaviour while it runs (requests already
+hung stay hung).
 
 Unknown paths get 404 (or the `default` behaviour). Every request is recorded
 under its path as (webhook-id, arrival time.time()); the arrival time is when the
 request's last byte was read. Every `verify_every`-th request of a path that has a
 secret is checked with `standardwebhooks` (the first request of each path always
-is); failures are counted and the first few messages kept.
+is); failures are counted and the first few messages kept. A webhook-id that comes
+again with another body counts as a `body_mismatch` (a redelivery must repeat the
+message exactly).
 
 The parent talks to the server over a multiprocessing Pipe (stats, reset, stop),
 so control traffic never shows up in the counts. With `processes` > 1 several
@@ -34,6 +39,7 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import random
 import signal
 import socket
 import time
@@ -55,6 +61,7 @@ class PathStats(TypedDict):
     duplicates: int
     verified: int  # signatures checked (passed or failed)
     signature_failures: int
+    body_mismatches: int  # repeats of a webhook-id with another body
     failures: list[str]  # the first few failure messages, "<webhook-id>: <error>"
     arrivals: list[tuple[str, float]]  # (webhook-id, time.time()), in arrival order
 
@@ -84,29 +91,12 @@ class _Path:
     """One path's behaviour and what it has received (in the server process)."""
 
     __slots__ = (
-        "behaviour", "delay", "answer", "answer_close", "webhook", "verify_every",
-        "ids", "times", "seen", "count", "verified", "failures", "messages",
+        "behaviour", "delays", "answer", "answer_close", "webhook", "verify_every",
+        "ids", "times", "seen", "count", "verified", "failures", "messages", "mismatches",
     )  # fmt: skip
 
     def __init__(self, behaviour: str, secret: str | None, verify_every: int) -> None:
-        self.behaviour = behaviour
-        self.delay = 0.0  # seconds before answering; HANG: never
-        status = 200
-        if behaviour == "ok":
-            pass
-        elif behaviour == "hang":
-            self.delay = HANG
-        elif behaviour.startswith("status:"):
-            status = int(behaviour.removeprefix("status:"))
-        elif behaviour.startswith("slow:"):
-            self.delay = int(behaviour.removeprefix("slow:")) / 1000
-        else:
-            raise ValueError(f"unknown behaviour {behaviour!r}")
-        if not 100 <= status <= 599:
-            raise ValueError(f"not an HTTP status: {behaviour!r}")
-        body = b"ok" if status < 300 else b"error"
-        self.answer = _response(status, body)
-        self.answer_close = _response(status, body, close=True)
+        self.behave(behaviour)
         self.webhook: Any = None
         if secret:
             from standardwebhooks.webhooks import Webhook
@@ -115,13 +105,44 @@ class _Path:
         self.verify_every = max(1, verify_every)
         self.reset()
 
+    def behave(self, behaviour: str) -> None:
+        delays = (0.0, 0.0)  # seconds before answering, at least and at most
+        status = 200
+        if behaviour == "ok":
+            pass
+        elif behaviour == "hang":
+            delays = (HANG, HANG)
+        elif behaviour.startswith("status:"):
+            status = int(behaviour.removeprefix("status:"))
+        elif behaviour.startswith("slow:"):
+            low, _, high = behaviour.removeprefix("slow:").partition("-")
+            delays = (int(low) / 1000, int(high or low) / 1000)
+            if delays[1] < delays[0]:
+                raise ValueError(f"an empty range: {behaviour!r}")
+        else:
+            raise ValueError(f"unknown behaviour {behaviour!r}")
+        if not 100 <= status <= 599:
+            raise ValueError(f"not an HTTP status: {behaviour!r}")
+        body = b"ok" if status < 300 else b"error"
+        self.behaviour = behaviour
+        self.delays = delays
+        self.answer = _response(status, body)
+        self.answer_close = _response(status, body, close=True)
+
+    @property
+    def delay(self) -> float:
+        low, high = self.delays
+        return low if low == high else random.uniform(low, high)
+
     def reset(self) -> None:
         self.ids: list[bytes] = []
-        self.seen: set[bytes] = set()  # distinct ids, so polling need not ship the lists
+        # distinct ids (so polling need not ship the lists) → a digest of the body
+        self.seen: dict[bytes, int] = {}
         self.times = array("d")
         self.count = 0
         self.verified = 0
         self.failures = 0
+        self.mismatches = 0
         self.messages: list[str] = []
 
     def check(self, head: bytes, body: bytes, webhook_id: bytes) -> None:
@@ -145,6 +166,7 @@ class _Path:
             "unique": len(self.seen),
             "verified": self.verified,
             "signature_failures": self.failures,
+            "body_mismatches": self.mismatches,
             "failures": list(self.messages),
             "ids": list(self.ids) if arrivals else None,
             "times": self.times.tobytes() if arrivals else None,
@@ -269,22 +291,25 @@ class _Connection(asyncio.Protocol):
 
             record = self.server.path(parts[1])
             record.ids.append(webhook_id)
-            record.seen.add(webhook_id)
+            digest = hash(bytes(buffer[body_start:position]))
+            if record.seen.setdefault(webhook_id, digest) != digest:
+                record.mismatches += 1
             record.times.append(now)
             if record.webhook is not None and record.count % record.verify_every == 0:
                 record.check(head, bytes(buffer[body_start:position]), webhook_id)
             record.count += 1
 
             answer = record.answer_close if close else record.answer
-            if record.delay == 0.0 and not self.queue:
+            delay = record.delay
+            if delay == 0.0 and not self.queue:
                 out.append(answer)
             else:
                 slot: list[Any] = [None, close]
-                if record.delay == 0.0:
+                if delay == 0.0:
                     slot[0] = answer
                 self.queue.append(slot)
-                if record.delay > 0:
-                    self.loop.call_later(record.delay, self._ready, slot, answer)
+                if delay > 0:
+                    self.loop.call_later(delay, self._ready, slot, answer)
             if close:
                 self.closing = True
                 break
@@ -365,6 +390,10 @@ async def _main(control: Connection, sock: socket.socket, state: _Server) -> Non
         elif command == "reset":
             state.reset()
             control.send("reset")
+        elif command == "behave":
+            path, behaviour = argument
+            state.path(path.encode()).behave(behaviour)
+            control.send("behave")
         elif command == "stop":
             if not stopped.done():
                 stopped.set_result(None)
@@ -472,13 +501,15 @@ class Receiver:
                 into = merged.setdefault(
                     path,
                     PathStats(received=0, unique=0, duplicates=0, verified=0,
-                              signature_failures=0, failures=[], arrivals=[]),
+                              signature_failures=0, body_mismatches=0, failures=[],
+                              arrivals=[]),
                 )  # fmt: skip
                 into["received"] += record["received"]
                 into["unique"] += record["unique"]
                 into["duplicates"] = into["received"] - into["unique"]
                 into["verified"] += record["verified"]
                 into["signature_failures"] += record["signature_failures"]
+                into["body_mismatches"] += record["body_mismatches"]
                 room = MAX_FAILURE_MESSAGES - len(into["failures"])
                 into["failures"].extend(record["failures"][:room])
                 if arrivals:
@@ -507,6 +538,11 @@ class Receiver:
     def reset(self) -> None:
         """Forget what was received (behaviours and open connections stay)."""
         self._ask("reset")
+
+    def behave(self, path: str, behaviour: str) -> None:
+        """From now on answer `path` this way (see the module docstring)."""
+        _Path(behaviour, None, 1)  # fail here, not in the server process
+        self._ask("behave", (path, behaviour))
 
     def stop(self) -> None:
         workers, self._workers = self._workers, []

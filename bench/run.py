@@ -150,29 +150,6 @@ def _check_delivered(stats: dict[str, Any], paths: list[str], expected: int) -> 
     return duplicates, checked
 
 
-def _webhooks_at(system: Stack, receiver_paths: list[str]) -> dict[str, str]:
-    """One Location webhook per path (created before the receiver knows its secret);
-    returns path → signing secret."""
-    made = system.add_webhooks([f"http://127.0.0.1:9/{p.strip('/')}" for p in receiver_paths])
-    return {path: secret for path, (_, secret) in zip(receiver_paths, made, strict=True)}
-
-
-def _point_webhooks(system: Stack, base_url: str) -> None:
-    from sqlalchemy import update
-
-    from extensions import db
-    from webhooks.models import Webhook
-
-    with system.app.app_context():
-        for webhook in db.session.scalars(db.select(Webhook)):
-            path = webhook.url.split("/", 3)[3]
-            db.session.execute(
-                update(Webhook).where(Webhook.id == webhook.id).values(url=f"{base_url}/{path}")
-            )
-        db.session.commit()
-        db.session.remove()
-
-
 def throughput(
     engine: str, workers: int, events: int, webhooks: int, ceiling: float,
     postgresql_url: str | None, per_message_jobs: bool = False,
@@ -181,9 +158,9 @@ def throughput(
     `rq worker` processes; deliveries per second from the first arrival to the last."""
     paths = [f"/w{n}" for n in range(webhooks)]
     with stack(engine, postgresql_url) as system:
-        secrets = _webhooks_at(system, paths)
+        secrets = system.webhooks_at(paths)
         with Receiver(dict.fromkeys(paths, "ok"), secrets) as receiver:
-            _point_webhooks(system, receiver.url)
+            system.point_webhooks(receiver.url)
             if per_message_jobs:
                 _queue_per_message_jobs(system, events)
             else:
@@ -275,9 +252,9 @@ def _steady_load(
     paths = list(behaviours)
     healthy = [path for path, behaviour in behaviours.items() if behaviour == "ok"]
     with stack(engine, postgresql_url, settings) as system:
-        secrets = _webhooks_at(system, paths)
+        secrets = system.webhooks_at(paths)
         with Receiver(behaviours, secrets) as receiver:
-            _point_webhooks(system, receiver.url)
+            system.point_webhooks(receiver.url)
             system.start_production_workers()
             if not wait_until(lambda: _workers_ready(system) >= PRODUCTION_WORKERS, timeout=60):
                 raise RuntimeError("the rq workers did not start")
@@ -512,9 +489,9 @@ def worker_memory(
     paths = [f"/w{n}" for n in range(webhooks)]
     events = large // webhooks
     with stack(engine, postgresql_url) as system:
-        secrets = _webhooks_at(system, paths)
+        secrets = system.webhooks_at(paths)
         with Receiver(dict.fromkeys(paths, "ok"), secrets) as receiver:
-            _point_webhooks(system, receiver.url)
+            system.point_webhooks(receiver.url)
             system.ingest(events, batch=500)
             system.start_workers(1)
             worker = psutil.Process(system.workers[0].pid)

@@ -46,6 +46,8 @@ class Stack:
     app: Any
     account_id: int = 0
     token: str = ""
+    redis: Any = None  # its devstack.RedisServer (the chaos run restarts it)
+    workdir: Path | None = None  # worker logs go there
     workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
     # Report n of the run is timed `epoch` + n seconds (whole seconds, six hours ago),
     # so a location event's `fix_time` names its report.
@@ -73,6 +75,28 @@ class Stack:
             ]
             db.session.commit()
             return [(webhook.id, secret) for webhook, secret in made]
+
+    def webhooks_at(self, receiver_paths: list[str]) -> dict[str, str]:
+        """One Location webhook per path (created before the receiver knows its
+        secret, at a placeholder address; see point_webhooks); path → secret."""
+        made = self.add_webhooks([f"http://127.0.0.1:9/{p.strip('/')}" for p in receiver_paths])
+        return {path: secret for path, (_, secret) in zip(receiver_paths, made, strict=True)}
+
+    def point_webhooks(self, base_url: str) -> None:
+        """Move every webhook's address to `base_url`, keeping its path."""
+        from sqlalchemy import select, update
+
+        from extensions import db
+        from webhooks.models import Webhook
+
+        with self.app.app_context():
+            for webhook in db.session.scalars(select(Webhook)):
+                path = webhook.url.split("/", 3)[3]
+                db.session.execute(
+                    update(Webhook).where(Webhook.id == webhook.id).values(url=f"{base_url}/{path}")
+                )
+            db.session.commit()
+            db.session.remove()
 
     def ingest(self, count: int, start_second: int = 0, batch: int = 100) -> None:
         """`count` position reports of the account's vehicle, through the ingest API."""
@@ -116,9 +140,12 @@ class Stack:
             command = [str(BIN / "rq"), "worker", "--worker-class", "worker.FleethookWorker",
                        "--url", self.env["REDIS_URL"], "--name", f"bench-{os.getpid()}-{n}",
                        "--quiet", *(["--burst"] if burst else []), *queues]  # fmt: skip
+            log = open(self.workdir / f"worker-{n}.log", "ab") if self.workdir else None  # noqa: SIM115
             self.workers.append(subprocess.Popen(
                 command, cwd=ROOT, env=self.env, start_new_session=True,
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))  # fmt: skip
+                stdout=log or subprocess.DEVNULL, stderr=subprocess.STDOUT))  # fmt: skip
+            if log:
+                log.close()  # the worker has its own copy
 
     def start_production_workers(self) -> None:
         """Two workers as production runs them: one on the main queues (deliveries,
@@ -213,7 +240,7 @@ def stack(
         create_vehicle(user.account_id, {"name": "Truck 42", "vin": VIN})
         _, token = issue_token(user, "bench")
         db.session.commit()
-        system = Stack(engine, env, app, user.account_id, token)
+        system = Stack(engine, env, app, user.account_id, token, redis, workdir)
         db.session.remove()
     try:
         yield system
