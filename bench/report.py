@@ -25,35 +25,61 @@ processes; the ingest runs in the harness process through the Flask test client.
 NOTES = """
 ## What bounds each figure (profile notes)
 
-- **Drain profile** (cProfile of `drain_target` in one process, 3,000 messages to one
-  endpoint, SQLite): `requests` itself (preparing, sending and reading each POST) is
-  about 71 % of the drain's time — the same per-POST cost the ceiling loop pays;
-  recording results about 8 %. Found and fixed with it: after the commit in
-  `record_results` the log lines read each message's attributes again, one SELECT
-  per message (0.91 s → 0.29 s per 3,000 messages).
-- **W = 1 below 0.75**: RQ forks a work horse for every drain job, and each fork
-  opens new database and HTTP connections (sessions are per process). Two workers
-  overlap those costs (SQLite W = 2: 0.70 in this run, 0.77 in the previous one —
-  run-to-run noise on a shared 2-core machine). Not yet tried: RQ's
-  `SimpleWorker`-style execution for drains, and longer drains per job.
+Profiles: py-spy (`py-spy record --format raw` attached to the `rq worker`
+processes of a scenario) and cProfile of the ingest request; wall-clock timers
+around the drain's steps for the per-job figures. Measured on this machine in the
+session of this run, one variable changed at a time.
+
+- **A fork per drain job was the largest cost.** RQ's default worker forks a work
+  horse per job, and each horse opened new database and HTTP connections.
+  `worker.FleethookWorker` now runs jobs in the worker process (RQ's
+  `SimpleWorker`): throughput W = 1 on SQLite went 0.62 → 0.75 of the ceiling
+  (same run, same ceiling), and the isolation scenario's healthy p95 (20 webhooks,
+  200 deliveries/s) 8.3 s → 2.2 s. Memory stays flat without the fork (the worker
+  memory table).
+- **The ingest held SQLite's write lock for 208 ms per request** (5 reports × 20
+  webhooks): one counter UPDATE and one INSERT per message, one lazy SELECT per
+  webhook for its own columns, and SQLAlchemy evaluating each UPDATE against every
+  object in the session. Drains waited for that lock — 12 ms per `acquire_drain`
+  on average, 66 ms per drain job in all. Fan-out now writes one counter UPDATE per
+  target and one INSERT per batch, and loads the webhooks with their columns:
+  42 ms per request. A drain batch also commits three times instead of five (the
+  drain lease is taken with the claim and renewed with the results). Healthy p95 in
+  the isolation scenario: 2.2 s → 0.55 s with one main worker.
+- **Throughput below 0.75**: per message, the worker does what the ceiling loop
+  does (a keep-alive POST with requests) plus encoding and signing the body,
+  requests-hardened's address check, reading the answer and recording the
+  attempt; per batch of 100, a claim and a bulk record. A cProfile of the drain
+  (3,000 messages to one endpoint, SQLite) puts requests' own work at about 71 % of
+  its time and recording the results at about 8 % (it also found one SELECT per
+  message after the record's commit, from log lines reading expired attributes —
+  fixed, 0.91 → 0.29 s per 3,000 messages). What would close the gap is fewer Python steps per POST
+  (not another process: W = 2 already shares two cores with the receiver and, on
+  PostgreSQL, the database). The ratio moves by ±0.1 between runs on this shared
+  2-core machine; the ceiling is measured once at the start of the run.
 - **PostgreSQL W = 2 → 4 is flat**: two cores run the receiver, the workers and
   PostgreSQL; W = 4 has nothing more to run on. On more hosts each worker brings its
   own cores and the database is the shared cost (one claim UPDATE and one bulk
   record per batch of up to 100 messages). The W = 4 ratio is against the W = 2
   ceiling (the ceiling cannot use more than 2 cores either).
-- **Isolation not met**: a target that never failed drains on the main queue, so the
-  black hole's first attempt holds the main worker for the whole read timeout (2 s
-  here) before the target moves to the retries queue; with 20 targets on one main
-  worker, healthy latency is ~1 s already (a fork per drain job), and that stall
-  doubles the p95 of a 20-second run.
+- **Isolation** now runs as production should: two main workers and one retries
+  worker, and a drain on the main queues waits `FLEETHOOK_MAIN_READ_TIMEOUT` (0.5 s
+  here, 3 s by default) before the target moves to the retries queue, where the full
+  read timeout (2 s here, 15 s by default) applies. Measured before this run, 20 s
+  each: one main worker, 0.5 s cap → 1.25×; two main workers, no cap (2 s) → 1.22×;
+  two main workers with the cap → 0.94×. A black hole then costs one main worker
+  half a second, once.
+- **Latency** is bounded by the drain job's fixed cost (about 24 ms a job on this
+  machine: RQ's dequeue and bookkeeping, the claim, the record, the follow-up
+  check) whenever messages arrive spread over many targets.
 - **Grid growth** is flat by design: the grid reads each target's Queue Depth and
   Total Messages counters, kept in step in the transactions that change the outbox,
   never counting messages.
-- **Ingest vs landmarks** is measured by `bench/ingest_landmarks.py` (SQLite 932 vs
-  736 reports/s with 10 vs 10,000 landmarks, ratio 1.27; PostgreSQL 556 vs 421,
-  1.32; the lookup alone 968 vs 923, 1.05 — the rest is the extra crossing messages).
-- **Not yet measured** (issue 7 stays open): a worker's memory after 200 k vs 10 k
-  deliveries.
+- **Ingest vs landmarks**: the landmark index is cached per process and account
+  (rebuilt when the account's landmarks change); what grows with 10,000 landmarks
+  is the number of crossings, hence messages, not the lookup.
+- **Worker memory** is flat: nothing per message outlives its drain (the session is
+  removed after each job; caches are per target or per landmark set).
 """
 
 

@@ -148,12 +148,18 @@ class Stack:
                 log.close()  # the worker has its own copy
 
     def start_production_workers(self) -> None:
-        """Two workers as production runs them: one on the main queues (deliveries,
-        integrations, maintenance), one on the retries queue (isolation)."""
+        """Workers as production runs them: two on the main queues (deliveries,
+        integrations, maintenance), one on the retries queue (isolation), and the
+        sweeper (`rq cron`)."""
         from config import retry_queues, worker_queues
 
         self.start_workers(2, queues=worker_queues(NAMESPACE))
         self.start_workers(1, queues=retry_queues(NAMESPACE))
+        # and the sweeper, as production runs it (README)
+        self.workers.append(subprocess.Popen(
+            [str(BIN / "rq"), "cron", "outbox.cron_config", "--url", self.env["REDIS_URL"]],
+            cwd=ROOT, env=self.env, start_new_session=True,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))  # fmt: skip
 
     def stop_workers(self) -> None:
         for process in self.workers:

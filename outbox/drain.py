@@ -122,9 +122,9 @@ def _follow_up(target_id: int) -> None:
     if asked_again or has_due_messages(target_id, utcnow()):
         job = get_current_job()
         i_am_follow_up = job is not None and job.id == drain_job_id(target_id, follow_up=True)
-        # This drain held the target until now, so a job under the other id that
-        # is not waiting in a queue is a crashed one: replace it.
-        nudge(target_id, queue_for(target), follow_up=not i_am_follow_up, replace_stale=True)
+        # A job under the other id may be finishing on another worker right now:
+        # wait a moment for it rather than replace it (the sweeper replaces leftovers).
+        nudge(target_id, queue_for(target), follow_up=not i_am_follow_up, patience=0.5)
 
 
 def record_results(

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from datetime import timedelta
 
 from flask import current_app
-from rq.exceptions import DuplicateJobError
+from rq.exceptions import DuplicateJobError, NoSuchJobError
 from rq.job import Job, JobStatus
 from sqlalchemy import event
 from sqlalchemy.orm import Session
@@ -57,16 +58,29 @@ def nudge_after_commit(targets: list[Target]) -> None:
 
 
 def nudge(
-    target_id: int, queue_name: str, follow_up: bool = False, replace_stale: bool = False
+    target_id: int,
+    queue_name: str,
+    follow_up: bool = False,
+    replace_stale: bool = False,
+    drain_died: bool = False,
+    patience: float = 0.0,
 ) -> None:
     """Enqueue a drain of this target unless one is queued already; if one is
     running, ask it to look again before it stops.
 
+    A job that RQ still calls started may be a drain that released the target a
+    moment ago and is finishing (past the point where it looks again): with
+    `patience` (a drain's follow-up) wait that long for it to end, then enqueue.
+
     `replace_stale` is for the sweeper, which calls it only for targets no drain
-    holds: a job under the target's id that is not waiting in a queue then
-    belongs to a crashed worker (RQ notices those only every 10 minutes)."""
+    holds: a job under the target's id that is neither waiting nor running is a
+    leftover, replaced; a started one only when `drain_died` — the target's drain
+    lease ran out while held, so its worker died mid-drain (RQ notices dead
+    workers only every 10 minutes). Replacing a finishing job would delete it
+    under its worker."""
     job_id = drain_job_id(target_id, follow_up)
-    for _ in range(2):
+    patience_ends = time.monotonic() + patience
+    for _ in range(100):  # each round either returns or waits for a change
         try:
             queue(queue_name).enqueue(
                 "outbox.drain.drain_target",
@@ -79,11 +93,20 @@ def nudge(
             )
             return
         except DuplicateJobError:
-            existing = Job.fetch(job_id, connection=redis_client())
-            if not replace_stale or existing.get_status(refresh=False) in _WAITING:
-                redis_client().set(again_key(target_id), 1, ex=DRAIN_JOB_TIMEOUT)
-                return
+            try:
+                existing = Job.fetch(job_id, connection=redis_client())
+            except NoSuchJobError:
+                continue  # it ended just now
+            status = existing.get_status(refresh=False)
+            if status == JobStatus.STARTED and not drain_died:
+                if time.monotonic() < patience_ends:
+                    time.sleep(0.005)
+                    continue
+                break
+            if status in _WAITING or not replace_stale:
+                break
             existing.delete()
+    redis_client().set(again_key(target_id), 1, ex=DRAIN_JOB_TIMEOUT)
 
 
 def again_key(target_id: int) -> str:

@@ -77,5 +77,7 @@ def sweep() -> dict[str, int]:
     closed = close_old_messages(now)
     targets = targets_with_due_work(now)
     for target in targets:
-        nudge(target.id, queue_for(target), replace_stale=True)
+        # Still owned though past its expiry: the drain holding it died.
+        drain_died = target.drain_owner is not None
+        nudge(target.id, queue_for(target), replace_stale=True, drain_died=drain_died)
     return {"closed": closed, "nudged": len(targets)}
