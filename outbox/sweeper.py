@@ -11,6 +11,7 @@ from sqlalchemy import and_, case, func, or_, select, update
 
 from database import utcnow
 from extensions import db
+from outbox.claims import rows_changed
 from outbox.models import HELD, OPEN_STATUSES, MessageStatus, OutboxMessage, Target
 from outbox.queues import nudge, queue_for
 
@@ -71,10 +72,26 @@ def targets_with_due_work(now: Any) -> list[Target]:
     )
 
 
+def release_expired_claims(now: Any) -> int:
+    """Claimed messages whose lease ran out (their drain died) are pending again,
+    so no message shows as being sent for longer than its lease and one sweep. A
+    drain that outlived its lease cannot mark them any more (fencing)."""
+    released = db.session.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.status == MessageStatus.SENDING, OutboxMessage.lease_expires_at < now)
+        .values(status=MessageStatus.PENDING, lease_owner=None, lease_expires_at=None)
+        .execution_options(synchronize_session=False)
+    )
+    db.session.commit()
+    return rows_changed(released)
+
+
 def sweep() -> dict[str, int]:
-    """RQ job (run by `rq cron`): close old messages, then nudge due targets."""
+    """RQ job (run by `rq cron`): close old messages, hand back expired claims,
+    then nudge due targets."""
     now = utcnow()
     closed = close_old_messages(now)
+    release_expired_claims(now)
     targets = targets_with_due_work(now)
     for target in targets:
         # Still owned though past its expiry: the drain holding it died.

@@ -174,6 +174,29 @@ def test_every_nth_request_is_verified() -> None:
     assert (stats["received"], stats["verified"], stats["signature_failures"]) == (25, 3, 3)
 
 
+def test_a_repeat_with_another_body_is_counted(
+    receiver: Receiver, session: requests.Session
+) -> None:
+    for message_id, body in [("msg_a", BODY), ("msg_a", BODY), ("msg_a", BODY + b" ")]:
+        session.post(receiver.url + "/ok", data=body, headers={"webhook-id": message_id})
+    stats = receiver.stats(arrivals=False)["/ok"]
+    assert (stats["duplicates"], stats["body_mismatches"]) == (2, 1)
+
+
+def test_a_behaviour_changes_while_it_runs(session: requests.Session) -> None:
+    with Receiver({"/x": "ok"}) as receiver:
+        assert session.post(receiver.url + "/x", data=BODY).status_code == 200
+        receiver.behave("/x", "status:503")
+        assert session.post(receiver.url + "/x", data=BODY).status_code == 503
+        receiver.behave("/x", "slow:150-250")
+        started = time.monotonic()
+        assert session.post(receiver.url + "/x", data=BODY).status_code == 200
+        assert 0.15 <= time.monotonic() - started < 1.0
+        assert receiver.stats(arrivals=False)["/x"]["received"] == 3
+        with pytest.raises(ValueError):
+            receiver.behave("/x", "slow:300-100")
+
+
 def test_duplicates_are_counted(receiver: Receiver, session: requests.Session) -> None:
     for message_id in ["msg_a", "msg_b", "msg_a", "msg_a"]:
         session.post(receiver.url + "/signed", data=BODY, headers=signed(message_id))
@@ -202,7 +225,7 @@ def test_control_traffic_is_not_counted(receiver: Receiver, session: requests.Se
     receiver.reset()
     assert receiver.stats()["/ok"] == {
         "received": 0, "unique": 0, "duplicates": 0, "verified": 0,
-        "signature_failures": 0, "failures": [], "arrivals": [],
+        "signature_failures": 0, "body_mismatches": 0, "failures": [], "arrivals": [],
     }  # fmt: skip
 
 
