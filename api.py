@@ -13,7 +13,8 @@ from werkzeug.exceptions import BadRequest, HTTPException
 
 from accounts.models import ApiToken, User
 from accounts.tokens import find_active_token
-from errors import ValidationError, problem
+from database import MAX_ID
+from errors import ValidationError, problem, validation_problem
 from extensions import csrf
 
 API_PREFIX = "/api/v1"
@@ -74,31 +75,78 @@ def admin_only(view: F) -> F:
 
 
 def json_object() -> dict[str, Any]:
-    """The request body as a JSON object, or a 400 problem saying what is wrong."""
+    """The request body as a JSON object, or a 400 problem saying what is wrong;
+    a 422 problem naming the field whose text no database can store."""
     if not request.is_json:
         raise ApiProblem(415, "Unsupported Media Type", "Send the body as application/json.")
     try:
         body = request.get_json()
-    except BadRequest:
+    except (BadRequest, RecursionError):  # RecursionError: nested too deep to parse
         raise ApiProblem(400, "Bad Request", "The body is not valid JSON.") from None
     if not isinstance(body, dict):
         raise ApiProblem(400, "Bad Request", "The body must be a JSON object.")
+    where = unstorable_text(body)
+    if where is not None:
+        raise HTTPException(
+            response=validation_problem({where: [
+                "Text may not hold NUL characters (\\u0000) or unpaired surrogates "
+                "(\\ud800–\\udfff)."]})
+        )  # fmt: skip
     return body
+
+
+def _storable(text: str) -> bool:
+    if "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def unstorable_text(body: Any) -> str | None:
+    """Where a parsed JSON body holds a string (key or value) with a NUL character
+    or an unpaired surrogate — JSON spells both (\\u0000, \\ud800), but
+    PostgreSQL stores neither and UTF-8 has no unpaired surrogates — as the path
+    "reports[3].driver"; None if it holds none."""
+    stack: list[tuple[str, Any]] = [("", body)]
+    while stack:
+        path, value = stack.pop()
+        if isinstance(value, str):
+            if not _storable(value):
+                return path or "body"
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                shown = key if _storable(key) else ascii(key)[1:-1]
+                where = f"{path}.{shown}" if path else shown
+                if not _storable(key):
+                    return where
+                stack.append((where, item))
+        elif isinstance(value, list):
+            stack.extend((f"{path}[{index}]", item) for index, item in enumerate(value))
+    return None
 
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200
 
 
-def page_arguments() -> tuple[int, int | None]:
-    """`limit` (1–200, default 50) and `cursor` (the last id of the previous page)."""
+def _is_number(text: str) -> bool:
+    """ASCII digits only: str.isdigit() is true of "²" too, which int() refuses."""
+    return text.isascii() and text.isdigit()
+
+
+def page_arguments(max_cursor: int = MAX_ID) -> tuple[int, int | None]:
+    """`limit` (1–200, default 50) and `cursor` (the last id of the previous page,
+    at most `max_cursor`: the largest id of the rows paged)."""
     errors: dict[str, list[str]] = {}
     limit_text = request.args.get("limit", str(DEFAULT_PAGE_SIZE))
     cursor_text = request.args.get("cursor")
-    limit = int(limit_text) if limit_text.isdigit() else 0
+    limit = int(limit_text) if _is_number(limit_text) else 0
     if not 1 <= limit <= MAX_PAGE_SIZE:
         errors["limit"] = [f"A whole number from 1 to {MAX_PAGE_SIZE}."]
-    if cursor_text is not None and not cursor_text.isdigit():
+    if cursor_text is not None and not (_is_number(cursor_text) and int(cursor_text) <= max_cursor):
         errors["cursor"] = ["Pass the next_cursor of the previous page, unchanged."]
     if errors:
         raise ValidationError(errors)

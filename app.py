@@ -10,9 +10,10 @@ from typing import Any
 
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
+from werkzeug.routing import IntegerConverter
 
 from config import load_config
-from database import utcnow
+from database import MAX_ID, utcnow
 from encryption import init_encryption, mask
 from errors import register_error_handlers
 from extensions import init_extensions
@@ -21,9 +22,29 @@ from security import init_security
 HTMX_STATIC_PATH = "vendor/htmx.min.js"
 
 
+def numbers_up_to(limit: int) -> str:
+    """A regular expression of the decimal numbers from 0 to `limit`."""
+    digits = str(limit)
+    options = [rf"\d{{1,{len(digits) - 1}}}"] if len(digits) > 1 else []
+    for index, digit in enumerate(digits):
+        if digit != "0":
+            rest = len(digits) - index - 1
+            options.append(digits[:index] + f"[0-{int(digit) - 1}]" + rf"\d{{{rest}}}")
+    return "(?:" + "|".join([*options, digits]) + ")"
+
+
+class IdConverter(IntegerConverter):
+    """`<int:…>` as Werkzeug's, but only up to the largest id a row can have: a
+    larger number in a URL is a 404, not a query the database cannot run. (By the
+    regex: a `max` would make Werkzeug answer 405 to some methods instead.)"""
+
+    regex = numbers_up_to(MAX_ID)
+
+
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     """Build the app from the environment, then `test_config` on top (tests only)."""
     app = Flask(__name__, instance_relative_config=True)
+    app.url_map.converters["int"] = IdConverter
     os.makedirs(app.instance_path, exist_ok=True)
     app.config.update(load_config(os.environ, app.instance_path))
     if test_config:

@@ -20,6 +20,12 @@ NAMING_CONVENTION = {
     "pk": "pk_%(table_name)s",
 }
 
+# The largest id a row can have: INTEGER primary keys are 32 bits on PostgreSQL;
+# the outbox's messages and attempts have BIGINT ids, up to MAX_BIG_ID. A larger
+# number from a client names nothing, and cannot even be queried.
+MAX_ID = 2**31 - 1
+MAX_BIG_ID = 2**63 - 1
+
 # How long an SQLite connection waits for another process's write lock.
 SQLITE_BUSY_TIMEOUT_MS = 5000
 
@@ -34,14 +40,22 @@ def format_rfc3339(moment: datetime) -> str:
 
 
 def parse_rfc3339(value: Any) -> datetime | None:
-    """An RFC 3339 time with its offset ("…Z" or "…+02:00"), or None."""
+    """An RFC 3339 time with its offset ("…Z" or "…+02:00"), or None; None too for
+    a time that is before year 1 or after year 9999 in UTC
+    ("0001-01-01T00:00:00+05:00"), which no timestamp column can hold."""
     if not isinstance(value, str):
         return None
     try:
         moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         return None
-    return moment if moment.tzinfo is not None else None
+    if moment.tzinfo is None:
+        return None
+    try:
+        moment.astimezone(UTC)
+    except OverflowError:
+        return None
+    return moment
 
 
 class UTCDateTime(TypeDecorator[datetime]):

@@ -1,9 +1,11 @@
 """Secrets at rest: MultiFernet over FLEETHOOK_ENCRYPTION_KEYS (the first key
-encrypts, every key decrypts), and the `EncryptedText` column type that stores
-only ciphertext."""
+encrypts, every key decrypts), the `EncryptedText` column type that stores
+only ciphertext, and the filter that keeps decrypted rows out of SQLAlchemy's
+debug log."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any, cast
 
 import click
@@ -16,9 +18,23 @@ from sqlalchemy.types import TypeDecorator
 _FERNET = "fleethook.fernet"
 
 
+class _NoFetchedRows(logging.Filter):
+    """SQLAlchemy's DEBUG log (`echo="debug"`) shows each row it fetched after the
+    column types ran, EncryptedText values decrypted; drop those records. The
+    statements and their parameters (ciphertext only) still log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).endswith("Row %r")
+
+
+_NO_FETCHED_ROWS = _NoFetchedRows()
+
+
 def init_encryption(app: Flask) -> None:
     keys = app.config["FLEETHOOK_ENCRYPTION_KEYS"]
     app.extensions[_FERNET] = MultiFernet([Fernet(key) for key in keys])
+    # The logger of every engine (with echo on, too); adding it again is a no-op.
+    logging.getLogger("sqlalchemy.engine.Engine").addFilter(_NO_FETCHED_ROWS)
 
 
 def _fernet() -> MultiFernet:

@@ -8,6 +8,8 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify
 
+from accounts.audit import ACTIONS, HIDDEN
+from database import MAX_ID
 from webhooks.events import EVENT_TYPES
 from webhooks.lifecycle import MAX_HEADER_VALUE_LENGTH, MAX_NAME_LENGTH
 from webhooks.url_safety import MAX_URL_LENGTH
@@ -59,7 +61,7 @@ def _path_id(name: str, description: str) -> dict[str, Any]:
         "in": "path",
         "required": True,
         "description": description,
-        "schema": {"type": "integer", "minimum": 1},
+        "schema": {"type": "integer", "minimum": 1, "maximum": MAX_ID},
     }
 
 
@@ -172,6 +174,42 @@ def _schemas() -> dict[str, Any]:
                 "created_at": TIMESTAMP,
                 "last_used_at": NULLABLE_TIMESTAMP,
                 "revoked_at": NULLABLE_TIMESTAMP,
+            },
+        },
+        "AuditEvent": {
+            "type": "object",
+            "required": [
+                "id",
+                "at",
+                "actor",
+                "action",
+                "object_type",
+                "object_id",
+                "object_name",
+                "details",
+                "client_address",
+            ],
+            "properties": {
+                "id": {"type": "integer"},
+                "at": TIMESTAMP,
+                "actor": {
+                    "type": "string",
+                    "description": "The user's email; through the API, API token "
+                    '"<name>" (<hint>…) of <email>; "command line" for flask commands.',
+                },
+                "action": {"enum": list(ACTIONS)},
+                "object_type": {"enum": ["webhook", "integration", "token", "user"]},
+                "object_id": {"type": "integer"},
+                "object_name": {"type": "string", "description": "As it was at the change."},
+                "details": {
+                    "type": ["object", "null"],
+                    "description": "The fields changed and their new values; secrets are "
+                    f'"{HIDDEN}".',
+                },
+                "client_address": {
+                    "type": ["string", "null"],
+                    "description": "The client's address; null for the command line.",
+                },
             },
         },
         "NewToken": {
@@ -607,6 +645,27 @@ def _paths() -> dict[str, Any]:
                 {"204": {"description": "Revoked."}, "404": _problem("No such token.")},
                 admin=True,
                 parameters=[_path_id("token_id", "The token's ID.")],
+            )
+        },
+        "/api/v1/audit-events": {
+            "get": _operation(
+                "The account's audit log, newest first, a page at a time (admins only)",
+                {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "required": ["audit_events", "next_cursor"],
+                            "properties": {
+                                "audit_events": {"type": "array", "items": _ref("AuditEvent")},
+                                "next_cursor": NULLABLE_STRING,
+                            },
+                        },
+                        "A page; pass next_cursor as cursor for the next one.",
+                    ),
+                    "403": _problem("The token's user is a member; only admins read the log."),
+                    "422": _problem("limit or cursor is invalid."),
+                },
+                parameters=PAGE_PARAMETERS,
             )
         },
         "/api/v1/event-types": {

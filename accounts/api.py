@@ -1,4 +1,5 @@
-"""REST API of the accounts blueprint: who am I, and the account's API tokens."""
+"""REST API of the accounts blueprint: who am I, the account's API tokens, and its
+audit log."""
 
 from __future__ import annotations
 
@@ -6,9 +7,18 @@ from typing import Any
 
 from flask import Response, jsonify
 
+from accounts.audit import AuditEvent, account_events
 from accounts.models import ApiToken
 from accounts.tokens import account_tokens, get_account_token, issue_token, revoke_token
-from api import ApiProblem, admin_only, api_blueprint, api_user, iso_time, json_object
+from api import (
+    ApiProblem,
+    admin_only,
+    api_blueprint,
+    api_user,
+    iso_time,
+    json_object,
+    page_arguments,
+)
 from errors import ValidationError, validation_problem
 from extensions import db
 
@@ -72,3 +82,35 @@ def delete_token(token_id: int) -> tuple[str, int]:
     revoke_token(token)
     db.session.commit()
     return "", 204
+
+
+def audit_event_json(event: AuditEvent) -> dict[str, Any]:
+    return {
+        "id": event.id,
+        "at": iso_time(event.at),
+        "actor": event.actor,
+        "action": event.action,
+        "object_type": event.object_type,
+        "object_id": event.object_id,
+        "object_name": event.object_name,
+        "details": event.details,
+        "client_address": event.client_address,
+    }
+
+
+@bp.get("/audit-events")
+def list_audit_events() -> Response | tuple[Response, int]:
+    """The account's audit log, newest first, a page at a time (`limit`, `cursor`)."""
+    if not api_user().is_admin:
+        raise ApiProblem(403, "Forbidden", "Only an admin's token may read the audit log.")
+    try:
+        limit, cursor = page_arguments()
+    except ValidationError as error:
+        return validation_problem(error.errors)
+    # One more than asked tells whether another page follows.
+    found = account_events(api_user().account_id, before_id=cursor, limit=limit + 1)
+    page = found[:limit]
+    next_cursor = str(page[-1].id) if len(found) > limit else None
+    return jsonify(
+        {"audit_events": [audit_event_json(e) for e in page], "next_cursor": next_cursor}
+    )

@@ -8,6 +8,7 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
+from accounts.audit import record
 from accounts.models import ApiToken, User
 from database import utcnow
 from errors import ValidationError
@@ -50,6 +51,7 @@ def issue_token(user: User, name: str) -> tuple[ApiToken, str]:
         hint=clear[:8],
     )
     db.session.add(token)
+    record(user.account_id, "token.created", token, {"name": token.name, "user": user.email})
     return token, clear
 
 
@@ -57,6 +59,7 @@ def revoke_token(token: ApiToken) -> None:
     """Revoke a token; the caller commits. Revoking twice changes nothing."""
     if token.revoked_at is None:
         token.revoked_at = utcnow()
+        record(token.account_id, "token.revoked", token)
 
 
 def find_active_token(clear: str) -> ApiToken | None:

@@ -6,6 +6,7 @@ from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import func, select
 from werkzeug.security import check_password_hash, generate_password_hash
 
+from accounts.audit import record
 from accounts.models import Account, Role, User
 from errors import ValidationError
 from extensions import db
@@ -92,6 +93,8 @@ def _new_user(account: Account, email: str, password: str, role: Role) -> User:
         role=role.value,
     )
     db.session.add(user)
+    db.session.flush()  # the account's id, for the audit event
+    record(user.account_id, "user.created", user, {"email": user.email, "role": user.role})
     return user
 
 
@@ -105,6 +108,10 @@ def remove_user(user: User) -> None:
         )
         if admins == 1:
             raise ValidationError({"user": ["The account's last admin cannot be removed."]})
+    record(user.account_id, "user.removed", user, {"email": user.email, "role": user.role})
+    # The event goes in first: if the user removes themselves, the database then
+    # clears its actor_user_id (SET NULL) instead of refusing a dangling reference.
+    db.session.flush()
     db.session.delete(user)
 
 

@@ -1,5 +1,5 @@
 """Portal pages of the accounts blueprint: log in and out, the account overview,
-API tokens and users."""
+API tokens, users and the audit log."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from flask_login import current_user, login_required, login_user, logout_user
 from werkzeug.wrappers import Response
 
 from accounts import login_throttle
+from accounts.audit import account_events
 from accounts.forms import LoginForm, TokenForm, UserForm
 from accounts.models import User
 from accounts.tokens import account_tokens, get_account_token, issue_token, revoke_token
@@ -28,6 +29,9 @@ from portal import EmptyForm, admin_required, show_errors
 bp = Blueprint("accounts", __name__)
 
 Page = tuple[str, int]
+
+# Events per page of the audit log.
+AUDIT_PAGE = 50
 
 
 def _safe_next(target: str | None) -> str:
@@ -178,6 +182,19 @@ def remove(user_id: int) -> Response:
     db.session.commit()
     flash(f"{user.email} removed.", "success")
     return redirect(url_for("accounts.users"))
+
+
+@bp.get("/account/audit")
+@admin_required
+def audit() -> str:
+    """The account's audit log, newest first, a page at a time (`cursor`)."""
+    cursor = request.args.get("cursor", type=int)
+    found = account_events(current_user.account_id, before_id=cursor, limit=AUDIT_PAGE + 1)
+    events = found[:AUDIT_PAGE]
+    next_cursor = events[-1].id if len(found) > AUDIT_PAGE else None
+    return render_template(
+        "accounts/audit.html", events=events, next_cursor=next_cursor, paged=cursor is not None
+    )
 
 
 @login_manager.user_loader

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from database import parse_rfc3339
+from database import MAX_ID, parse_rfc3339
 from errors import ValidationError
 from fleet.vin import normalise_vin, vin_problems
 
@@ -98,7 +98,11 @@ def check_report(raw: Any, now: datetime) -> tuple[Report | None, dict[str, list
             errors["vin"] = vin_problems(vin) if isinstance(vin, str) else ["A string."]
         else:
             vin = normalise_vin(vin)
-    elif not isinstance(vehicle_id, int) or isinstance(vehicle_id, bool) or vehicle_id < 1:
+    elif (
+        not isinstance(vehicle_id, int)
+        or isinstance(vehicle_id, bool)
+        or not 1 <= vehicle_id <= MAX_ID
+    ):
         errors["vehicle_id"] = ["A vehicle id (a positive whole number)."]
 
     when = parse_rfc3339(raw.get("time"))

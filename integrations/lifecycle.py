@@ -1,7 +1,7 @@
 """Connecting, changing and deleting integrations: every rule on their fields,
 the credential check against the provider on save, and the release form that
 providers receiving locations require. The portal and the API both call these;
-callers commit."""
+each change adds its audit event; callers commit."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from accounts.audit import HIDDEN, record
 from database import utcnow
 from errors import ValidationError
 from extensions import db
@@ -30,7 +31,7 @@ MAX_TEXT = 200
 
 def _provider(values: Mapping[str, Any]) -> Any:
     key = values.get("provider")
-    if key not in PROVIDERS:
+    if not isinstance(key, str) or key not in PROVIDERS:
         raise ValidationError({"provider": ["One of: " + ", ".join(sorted(PROVIDERS)) + "."]})
     return PROVIDERS[key]
 
@@ -85,6 +86,21 @@ def _check_with_provider(provider: Any, integration: Integration) -> None:
         raise ValidationError({"credentials": [str(rejected)]}) from None
 
 
+def _settings(integration: Integration) -> dict[str, Any]:
+    """The settings that are not secret, as the audit log shows them."""
+    return {"vehicle_attribute": integration.vehicle_attribute, **(integration.options or {})}
+
+
+def audit_details(integration: Integration) -> dict[str, Any]:
+    """What the audit log keeps of a new integration: its provider and settings;
+    of its secrets, only which are set."""
+    secrets = secrets_of(integration)
+    hidden = {name: HIDDEN for name in PROVIDERS[integration.provider].secret_fields
+              if secrets.get(name)}  # fmt: skip
+    settings = {k: v for k, v in _settings(integration).items() if v is not None}
+    return {"provider": integration.provider, **settings, **dict(sorted(hidden.items()))}
+
+
 def create_integration(account_id: int, values: Mapping[str, Any]) -> Integration:
     """A new integration, its credentials checked with the provider. Providers that
     receive locations start paused until the release form is signed."""
@@ -106,6 +122,7 @@ def create_integration(account_id: int, values: Mapping[str, Any]) -> Integratio
     else:
         integration.status = TargetStatus.ACTIVE.value
     db.session.add(integration)
+    record(account_id, "integration.created", integration, audit_details(integration))
     return integration
 
 
@@ -115,6 +132,7 @@ def update_integration(integration: Integration, values: Mapping[str, Any]) -> N
     provider = PROVIDERS[integration.provider]
     given = {k: v for k, v in values.items() if k != "provider"}
     options, secrets = clean_fields(provider, given, integration)
+    settings_before, secrets_before = _settings(integration), secrets_of(integration)
     # Left out of `values`, clean_fields gives None: the stored attribute stays.
     attribute = options.pop("vehicle_attribute", None) or integration.vehicle_attribute
     # Options no form field owns (ServiceMax's instance URL and technicians) stay.
@@ -123,10 +141,16 @@ def update_integration(integration: Integration, values: Mapping[str, Any]) -> N
     store_secrets(integration, secrets)
     integration.vehicle_map_at = None  # other credentials may see other vehicles
     _check_with_provider(provider, integration)
+    changed = {k: v for k, v in _settings(integration).items() if settings_before.get(k) != v}
+    changed |= {name: HIDDEN for name in sorted(provider.secret_fields)
+                if secrets.get(name) != secrets_before.get(name)}  # fmt: skip
     if integration.status == TargetStatus.NEEDS_ATTENTION:
         integration.status = TargetStatus.ACTIVE.value
         integration.status_reason = None
         nudge_after_commit([integration])
+        changed["status"] = integration.status
+    if changed:
+        record(integration.account_id, "integration.updated", integration, changed)
 
 
 def sign_release(
@@ -148,6 +172,9 @@ def sign_release(
     integration.release_signed_at = utcnow()
     integration.release_user_id = user_id
     integration.release_client_address = client_address[:45]
+    record(integration.account_id, "integration.release_signed", integration,
+           {"signer_name": integration.release_signer_name,
+            "signer_title": integration.release_signer_title})  # fmt: skip
     if (
         integration.status == TargetStatus.PAUSED
         and integration.status_reason
@@ -161,6 +188,7 @@ def sign_release(
 def pause_integration(integration: Integration) -> None:
     integration.status = TargetStatus.PAUSED.value
     integration.status_reason = "Paused by a user"
+    record(integration.account_id, "integration.paused", integration)
 
 
 def resume_integration(integration: Integration) -> None:
@@ -171,6 +199,7 @@ def resume_integration(integration: Integration) -> None:
     integration.status_reason = None
     integration.last_failure_at = None
     nudge_after_commit([integration])
+    record(integration.account_id, "integration.resumed", integration)
 
 
 def delete_integration(integration: Integration) -> None:
@@ -179,6 +208,7 @@ def delete_integration(integration: Integration) -> None:
     revoke = getattr(PROVIDERS[integration.provider], "revoke", None)
     if revoke is not None:
         revoke(integration)
+    record(integration.account_id, "integration.deleted", integration)
     db.session.delete(integration)
 
 

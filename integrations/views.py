@@ -21,12 +21,14 @@ from flask import (
 from flask.typing import ResponseReturnValue
 from flask_login import current_user, login_required
 
+from accounts.audit import record
 from errors import ValidationError
 from extensions import db
 from integrations.base import ProviderRejected, secrets_of
 from integrations.forms import ProviderForm, ReleaseForm, provider_form
 from integrations.lifecycle import (
     account_integrations,
+    audit_details,
     create_integration,
     delete_integration,
     get_account_integration,
@@ -308,9 +310,16 @@ def salesforce_callback() -> ResponseReturnValue:
         if again is not None:
             integration = _own(again)
             servicemax.reconnect(integration, request.args["code"], _callback_url())
+            record(integration.account_id, "integration.reconnected", integration)
         else:
             integration = servicemax.connect(
                 current_user.account_id, request.args["code"], _callback_url()
+            )
+            record(
+                integration.account_id,
+                "integration.created",
+                integration,
+                audit_details(integration),
             )
     except ProviderRejected as rejected:
         flash(str(rejected), "error")
@@ -339,6 +348,8 @@ def technicians(integration_id: int) -> ResponseReturnValue:
             for message in messages:
                 flash(message, "error")
         return redirect(url_for("integrations.detail", integration_id=integration.id))
+    mapped = len(integration.options.get("technicians") or {})
+    record(integration.account_id, "integration.updated", integration, {"technicians": mapped})
     db.session.commit()
     flash("Technicians saved.", "success")
     return redirect(url_for("integrations.detail", integration_id=integration.id))

@@ -1,10 +1,16 @@
 """The outbound HTTP session every sender uses (webhook POSTs and provider API
 calls alike): keep-alive, timeouts from the settings, no redirects, no proxies
-from the environment, and the connected address checked at connect time
-(requests-hardened) unless the operator allows local networks."""
+from the environment, and the address checked at connect time unless the
+operator allows local networks: each request resolves its host once, is refused
+unless every address of the answer is public (outbox/addresses.py, the rule URLs
+are saved by), and connects to the first of them — what was checked is what is
+connected to, whatever the name answers a moment later."""
 
 from __future__ import annotations
 
+import ipaddress
+import logging
+import socket
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -13,14 +19,101 @@ from typing import Any
 
 import requests
 from flask import current_app
+from requests.adapters import HTTPAdapter
+from requests.structures import CaseInsensitiveDict
 from requests_hardened import Config, HTTPSession
+from requests_hardened.ip_filter import EXTRA_BLOCKED_NET_RANGES, InvalidIPAddress
+from urllib3.util.connection import allowed_gai_family
 
+from outbox.addresses import IPAddress, is_public_address
 from outbox.registry import Result
+
+log = logging.getLogger(__name__)
 
 # One keep-alive session per process and settings (RQ runs one job at a time in a
 # process): connections survive from one batch and drain to the next.
 _sessions: dict[tuple[Any, ...], requests.Session] = {}
 _read_timeout_cap: ContextVar[float | None] = ContextVar("read_timeout_cap", default=None)
+
+
+class NotPublicAddress(InvalidIPAddress):
+    """The host of a request resolved, when it was sent, to an address that is not
+    public; nothing was connected to."""
+
+
+def may_connect_to(address: IPAddress) -> bool:
+    """Public by Fleethook's rule, and outside the ranges requests-hardened refuses
+    as well (NAT64 and 6to4 as a whole, among others)."""
+    plain = address
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        plain = address.ipv4_mapped
+    return is_public_address(address) and not any(
+        plain in network for network in EXTRA_BLOCKED_NET_RANGES
+    )
+
+
+def connect_address(host: str, port: int | None) -> IPAddress:
+    """The address to connect to for `host`: one lookup, refused unless every
+    address of the answer may be connected to, then the first of them."""
+    try:
+        infos = socket.getaddrinfo(host, port, family=allowed_gai_family(), type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError) as error:
+        reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+        raise requests.ConnectionError(f"{host} does not resolve ({reason})") from error
+    addresses = [
+        ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
+        for info in infos
+        if info[0] in (socket.AF_INET, socket.AF_INET6)
+    ]
+    if not addresses:
+        raise requests.ConnectionError(f"{host} does not resolve (no address)")
+    refused = [address for address in addresses if not may_connect_to(address)]
+    if refused:
+        shown = ", ".join(str(address) for address in refused)
+        log.warning("not connecting to %s: %s is not a public address", host, shown)
+        if [str(address) for address in addresses] == [host]:
+            raise NotPublicAddress(f"{host} is not a public address; not connected.")
+        raise NotPublicAddress(
+            f"{host} resolves to {shown}, which is not a public address; not connected."
+        )
+    return addresses[0]
+
+
+class PublicAddressAdapter(HTTPAdapter):
+    """Connects only where `connect_address` allows: the pool is keyed by the
+    checked address, while the Host header, TLS server name and certificate check
+    keep the URL's host (as requests-hardened's IPFilterAdapter does)."""
+
+    def __init__(self, https: bool) -> None:
+        super().__init__()
+        self._https = https
+
+    def build_connection_pool_key_attributes(
+        self,
+        request: requests.PreparedRequest,
+        verify: bool | str,
+        cert: str | tuple[str, str] | None = None,
+    ) -> Any:
+        host_params, pool_kwargs = super().build_connection_pool_key_attributes(
+            request, verify, cert
+        )
+        host, port = host_params["host"], host_params["port"]
+        if not host:
+            raise requests.exceptions.InvalidURL("Invalid URL: missing hostname")
+        named = f"[{host}]" if ":" in host else host
+        # A copy: the caller's headers may be shared between requests.
+        request.headers = CaseInsensitiveDict(request.headers or {})
+        request.headers["Host"] = named if port is None else f"{named}:{port}"
+        if self._https:
+            pool_kwargs["assert_hostname"] = host  # type: ignore[typeddict-unknown-key]
+            pool_kwargs["server_hostname"] = host  # type: ignore[typeddict-unknown-key]
+        address = connect_address(host, port)
+        host_params["host"] = f"[{address}]" if address.version == 6 else str(address)
+        return host_params, pool_kwargs
+
+    def get_connection(self, url: Any, proxies: Any = None) -> Any:
+        # Deprecated in requests, and it would skip the check above.
+        raise NotImplementedError("use get_connection_with_tls_context")
 
 
 def http_session(read_timeout: float | None = None) -> requests.Session:
@@ -29,7 +122,7 @@ def http_session(read_timeout: float | None = None) -> requests.Session:
     allow_local = current_app.config["FLEETHOOK_ALLOW_LOCAL_NETWORK"]
     session = HTTPSession(
         Config(
-            ip_filter_enable=not allow_local,
+            ip_filter_enable=False,  # PublicAddressAdapter below does it
             ip_filter_allow_loopback_ips=False,
             never_redirect=True,
             default_timeout=(
@@ -38,6 +131,9 @@ def http_session(read_timeout: float | None = None) -> requests.Session:
             ),
         )
     )
+    if not allow_local:
+        session.mount("http://", PublicAddressAdapter(https=False))
+        session.mount("https://", PublicAddressAdapter(https=True))
     session.trust_env = False  # no proxies or netrc from the environment
     return session
 

@@ -28,7 +28,7 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():  # isdigit() alone takes "²", float() does not
         return float(value)
     try:
         moment = parsedate_to_datetime(value)

@@ -1,6 +1,7 @@
 """A real HTTP receiver on loopback for delivery tests. The path picks the answer:
 
-    /ok  /no-content  /status/<code>[?retry_after=N]  /redirect  /hang  /reset  /slow/<ms>
+    /ok  /no-content  /status/<code>[?retry_after=N]  /redirect  /redirect/<code>?to=<url>
+    /hang  /reset  /slow/<ms>
 
 It records every request (path, headers, body) it gets."""
 
@@ -58,6 +59,8 @@ class _Handler(BaseHTTPRequestHandler):
         elif parts[0] == "status":
             headers = {"Retry-After": query["retry_after"][0]} if "retry_after" in query else {}
             self._answer(int(parts[1]), headers, b"x" * int(query.get("size", ["2"])[0]))
+        elif parts[0] == "redirect" and parts[1:2] != [] and "to" in query:  # /redirect/<code>
+            self._answer(int(parts[1]), {"Location": query["to"][0]})
         elif parts[0] == "redirect":
             self._answer(301, {"Location": "/ok"})
         elif parts[0] == "hang":

@@ -16,7 +16,7 @@ from api import (
     json_object,
     page_arguments,
 )
-from database import parse_rfc3339
+from database import MAX_BIG_ID, parse_rfc3339
 from encryption import mask
 from errors import ValidationError, validation_problem
 from extensions import db
@@ -239,7 +239,7 @@ def list_messages(webhook_id: int) -> Response | tuple[Response, int]:
     webhook = _own_webhook(webhook_id)
     status = request.args.get("status")
     try:
-        limit, cursor = page_arguments()
+        limit, cursor = page_arguments(MAX_BIG_ID)
         if status is not None and status not in set(MessageStatus):
             raise ValidationError({"status": ["One of: " + ", ".join(MessageStatus) + "."]})
     except ValidationError as error:

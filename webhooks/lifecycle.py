@@ -1,6 +1,6 @@
 """Creating, changing, pausing, resuming, re-keying and deleting webhooks. Every
 rule about a webhook's fields lives in `clean_fields`, which the portal's forms and
-the API both call; callers commit."""
+the API both call; each change adds its audit event; callers commit."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from email_validator import EmailNotValidError, validate_email
 from flask import current_app
 from sqlalchemy import select
 
+from accounts.audit import HIDDEN, record
 from database import utcnow
 from errors import ValidationError
 from extensions import db
@@ -150,7 +151,7 @@ def clean_fields(values: Mapping[str, Any], current: Webhook | None = None) -> d
             errors["url"] = problems
     if creating or "content_type" in values:
         content_type = values.get("content_type", ContentType.JSON.value if creating else None)
-        if content_type not in set(ContentType):
+        if not isinstance(content_type, str) or content_type not in set(ContentType):
             errors["content_type"] = ['"json" (application/json) or "form" (urlencoded).']
         cleaned["content_type"] = content_type
     if event_type is not None:
@@ -199,6 +200,22 @@ def _apply(webhook: Webhook, cleaned: Mapping[str, Any]) -> None:
             setattr(webhook, name, value)
 
 
+def _stored_value(webhook: Webhook, name: str) -> Any:
+    if name == "custom_header":
+        if webhook.custom_header_name is None:
+            return None
+        return webhook.custom_header_name, webhook.custom_header_value
+    return getattr(webhook, name)
+
+
+def _audit_details(cleaned: Mapping[str, Any]) -> dict[str, Any]:
+    """Cleaned fields as the audit log keeps them: the custom header's value hidden."""
+    details = dict(cleaned)
+    if details.get("custom_header"):
+        details["custom_header"] = {"name": details["custom_header"][0], "value": HIDDEN}
+    return details
+
+
 def create_webhook(account_id: int, values: Mapping[str, Any]) -> tuple[Webhook, str]:
     """A new, active webhook and its signing secret (shown once, stored encrypted)."""
     cleaned = clean_fields(values)
@@ -208,17 +225,24 @@ def create_webhook(account_id: int, values: Mapping[str, Any]) -> tuple[Webhook,
     )
     _apply(webhook, cleaned)
     db.session.add(webhook)
+    record(account_id, "webhook.created", webhook, _audit_details(cleaned))
     return webhook, secret
 
 
 def update_webhook(webhook: Webhook, values: Mapping[str, Any]) -> None:
-    _apply(webhook, clean_fields(values, current=webhook))
+    """Change the fields given; the audit log gets those whose value changed."""
+    cleaned = clean_fields(values, current=webhook)
+    changed = {k: v for k, v in cleaned.items() if v != _stored_value(webhook, k)}
+    _apply(webhook, cleaned)
+    if changed:
+        record(webhook.account_id, "webhook.updated", webhook, _audit_details(changed))
 
 
 def pause_webhook(webhook: Webhook) -> None:
     """Stop sending; messages keep queueing until it is resumed."""
     webhook.status = TargetStatus.PAUSED.value
     webhook.status_reason = "Paused by a user"
+    record(webhook.account_id, "webhook.paused", webhook)
 
 
 def resume_webhook(webhook: Webhook) -> None:
@@ -228,6 +252,7 @@ def resume_webhook(webhook: Webhook) -> None:
     webhook.status_reason = None
     webhook.last_failure_at = None
     nudge_after_commit([webhook])
+    record(webhook.account_id, "webhook.resumed", webhook)
 
 
 def rotate_secret(webhook: Webhook, now: datetime | None = None) -> str:
@@ -236,6 +261,7 @@ def rotate_secret(webhook: Webhook, now: datetime | None = None) -> str:
     webhook.previous_signing_secret = webhook.signing_secret
     webhook.previous_secret_expires_at = now + SECRET_OVERLAP
     webhook.signing_secret = new_secret()
+    record(webhook.account_id, "webhook.secret_rotated", webhook)
     return webhook.signing_secret
 
 
@@ -251,6 +277,7 @@ def signing_secrets(webhook: Webhook, now: datetime | None = None) -> list[str]:
 
 
 def delete_webhook(webhook: Webhook) -> None:
+    record(webhook.account_id, "webhook.deleted", webhook)
     db.session.delete(webhook)
 
 

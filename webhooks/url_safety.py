@@ -2,8 +2,9 @@
 resolves only to, public addresses — in every spelling of an address — unless the
 operator allows local networks (FLEETHOOK_ALLOW_LOCAL_NETWORK).
 
-This is the check at save time; the sender checks again, at connect time, on the
-address it actually connects to."""
+This is the check at save time; the outbound session (outbox/http.py) checks again
+at connect time, with the same rule (outbox/addresses.py), every address the name
+resolves to then, and connects to one of those it checked."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ import socket
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+from outbox.addresses import IPAddress, is_public_address
+
 Resolver = Callable[[str], list[str]]
 
 MAX_URL_LENGTH = 2048
@@ -26,11 +28,6 @@ LOCAL_SUFFIXES = (
     ".localhost", ".localdomain", ".local", ".internal", ".intranet", ".lan",
     ".home.arpa", ".arpa",
 )  # fmt: skip
-
-# The well-known NAT64 prefix (RFC 6052) carries an IPv4 address in its last 32
-# bits. The local-use prefix 64:ff9b:1::/48 (RFC 8215) is refused outright: where
-# its IPv4 bits sit depends on the gateway's configuration.
-NAT64_PREFIX = ipaddress.ip_network("64:ff9b::/96")
 
 _NUMERIC_HOST = re.compile(r"[0-9a-fA-FxX.]+")
 
@@ -60,35 +57,6 @@ def parse_address(host: str) -> IPAddress | None:
         except OSError:
             return None
     return None
-
-
-def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
-    if address.ipv4_mapped is not None:
-        return address.ipv4_mapped
-    if address.sixtofour is not None:
-        return address.sixtofour
-    if address.teredo is not None:
-        return address.teredo[1]
-    if address in NAT64_PREFIX:
-        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
-    return None
-
-
-def is_public_address(address: IPAddress) -> bool:
-    """True only for a global unicast address, also for the IPv4 address an IPv6
-    address carries (mapped, 6to4, Teredo, NAT64)."""
-    if isinstance(address, ipaddress.IPv6Address):
-        embedded = _embedded_ipv4(address)
-        if embedded is not None:
-            return is_public_address(embedded)
-        if address.is_site_local:  # fec0::/10: deprecated, but still used inside networks
-            return False
-    return (
-        address.is_global
-        and not address.is_multicast
-        and not address.is_reserved
-        and not address.is_unspecified
-    )
 
 
 def is_local_name(host: str) -> bool:
