@@ -93,6 +93,8 @@ def render(results: dict[str, Any]) -> str:
     lines = [HEADER]
     lines.append(f"Machine: {machine['cores']} cores, {machine['memory_gib']} GiB, Python "
                  f"{machine['python']}, {machine['platform']}.\n")  # fmt: skip
+    if results.get("conditions"):  # what else ran meanwhile, added by whoever ran it
+        lines.append(f"Conditions: {results['conditions']}\n")
     lines.append("## Ceiling: a plain requests.Session keep-alive loop, signed bodies\n")
     lines.append("| W (processes) | POST/s |\n|---|---|")
     lines += [f"| {w} | {float(rate):,.0f} |" for w, rate in ceiling.items()]
