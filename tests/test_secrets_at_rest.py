@@ -21,6 +21,8 @@ import base64
 import json
 import logging
 import secrets
+import subprocess
+import sys
 import zlib
 from datetime import timedelta
 from pathlib import Path
@@ -102,12 +104,24 @@ def database_dump() -> str:
 
 
 def database_files() -> bytes:
-    """The SQLite database and its write-ahead log, byte for byte (b"" elsewhere)."""
+    """The SQLite database and its write-ahead log, byte for byte (b"" elsewhere).
+
+    Read by a child process: closing any descriptor of the database file in this
+    process would drop the POSIX locks SQLite's own connections here hold on it,
+    and the next write from another process would corrupt the WAL index."""
     if db.engine.dialect.name != "sqlite":
         return b""
     path = Path(db.engine.url.database or "")
-    files = (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-journal"))
-    return b"".join(file.read_bytes() for file in files if file.exists())
+    files = [str(path.with_name(path.name + suffix)) for suffix in ("", "-wal", "-journal")]
+    reader = (
+        "import os, sys\n"
+        "for name in sys.argv[1:]:\n"
+        "    if os.path.exists(name):\n"
+        "        sys.stdout.buffer.write(open(name, 'rb').read())\n"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", reader, *files], capture_output=True, check=True
+    ).stdout
 
 
 def _redis_values(connection: Any, key: bytes) -> list[Any]:
