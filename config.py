@@ -73,8 +73,11 @@ def normalise_database_url(url: str) -> str:
 
 
 def worker_queues(namespace: str) -> list[str]:
-    """The RQ queues of the main workers, most urgent first."""
-    return [f"{namespace}:{kind}" for kind in ("deliveries", "integrations", "maintenance")]
+    """The RQ queues of the main workers, in the order a worker takes jobs from them.
+    Housekeeping (the sweep) comes first: its jobs are short, and behind a queue of
+    drains it waited for a gap that never came under load — with claims of killed
+    workers left held past their lease."""
+    return [f"{namespace}:{kind}" for kind in ("maintenance", "deliveries", "integrations")]
 
 
 def retry_queues(namespace: str) -> list[str]:

@@ -14,3 +14,10 @@ def rename_account(account_id: int, name: str) -> str:
     account.name = name
     db.session.commit()
     return current_app.config["FLEETHOOK_ENV"]
+
+
+def note_run(key: str, label: str) -> None:
+    """Append this job's label to a Redis list: the order the worker ran jobs in."""
+    from extensions import redis_client
+
+    redis_client().rpush(key, label)
