@@ -55,8 +55,10 @@ session of this run, one variable changed at a time.
   message after the record's commit, from log lines reading expired attributes —
   fixed, 0.91 → 0.29 s per 3,000 messages). What would close the gap is fewer Python steps per POST
   (not another process: W = 2 already shares two cores with the receiver and, on
-  PostgreSQL, the database). The ratio moves by ±0.1 between runs on this shared
-  2-core machine; the ceiling is measured once at the start of the run.
+  PostgreSQL, the database, which takes its share of the two cores — hence
+  PostgreSQL's lower ratios). The ratio moves by about ±0.07 between runs of the
+  same code on this machine (0.68 here, 0.75 in an earlier quiet run); the ceiling
+  is measured once at the start of the run.
 - **PostgreSQL W = 2 → 4 is flat**: two cores run the receiver, the workers and
   PostgreSQL; W = 4 has nothing more to run on. On more hosts each worker brings its
   own cores and the database is the shared cost (one claim UPDATE and one bulk
@@ -69,9 +71,10 @@ session of this run, one variable changed at a time.
   each: one main worker, 0.5 s cap → 1.25×; two main workers, no cap (2 s) → 1.22×;
   two main workers with the cap → 0.94×. A black hole then costs one main worker
   half a second, once.
-- **Latency** is bounded by the drain job's fixed cost (about 24 ms a job on this
-  machine: RQ's dequeue and bookkeeping, the claim, the record, the follow-up
-  check) whenever messages arrive spread over many targets.
+- **Latency** is bounded by the drain job's fixed cost (RQ's dequeue and
+  bookkeeping, the claim, the record, the follow-up check: about 24 ms a job on a
+  loaded machine, under 10 ms on a quiet one) whenever messages arrive spread over
+  many targets.
 - **Grid growth** is flat by design: the grid reads each target's Queue Depth and
   Total Messages counters, kept in step in the transactions that change the outbox,
   never counting messages.
