@@ -13,7 +13,7 @@ from werkzeug.exceptions import BadRequest, HTTPException
 
 from accounts.models import ApiToken, User
 from accounts.tokens import find_active_token
-from database import MAX_ID
+from database import MAX_ID, whole_number
 from errors import ValidationError, problem, validation_problem
 from extensions import csrf
 
@@ -132,25 +132,21 @@ DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200
 
 
-def _is_number(text: str) -> bool:
-    """ASCII digits only: str.isdigit() is true of "²" too, which int() refuses."""
-    return text.isascii() and text.isdigit()
-
-
 def page_arguments(max_cursor: int = MAX_ID) -> tuple[int, int | None]:
     """`limit` (1–200, default 50) and `cursor` (the last id of the previous page,
     at most `max_cursor`: the largest id of the rows paged)."""
     errors: dict[str, list[str]] = {}
     limit_text = request.args.get("limit", str(DEFAULT_PAGE_SIZE))
     cursor_text = request.args.get("cursor")
-    limit = int(limit_text) if _is_number(limit_text) else 0
+    limit = whole_number(limit_text, MAX_PAGE_SIZE) or 0
     if not 1 <= limit <= MAX_PAGE_SIZE:
         errors["limit"] = [f"A whole number from 1 to {MAX_PAGE_SIZE}."]
-    if cursor_text is not None and not (_is_number(cursor_text) and int(cursor_text) <= max_cursor):
+    cursor = whole_number(cursor_text, max_cursor)
+    if cursor_text is not None and cursor is None:
         errors["cursor"] = ["Pass the next_cursor of the previous page, unchanged."]
     if errors:
         raise ValidationError(errors)
-    return limit, int(cursor_text) if cursor_text is not None else None
+    return limit, cursor
 
 
 def iso_time(value: datetime | None) -> str | None:

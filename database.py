@@ -26,6 +26,18 @@ NAMING_CONVENTION = {
 MAX_ID = 2**31 - 1
 MAX_BIG_ID = 2**63 - 1
 
+
+def whole_number(text: str | None, maximum: int = MAX_ID) -> int | None:
+    """The number a client wrote (ASCII digits, at most `maximum`), or None. Not
+    str.isdigit() alone: it is true of "²", which int() refuses; and a number past
+    `maximum` is no id at all (a PostgreSQL INTEGER cannot even hold it)."""
+    text = (text or "").strip()
+    if not (text.isascii() and text.isdigit()) or len(text) > len(str(maximum)):
+        return None
+    value = int(text)
+    return value if value <= maximum else None
+
+
 # How long an SQLite connection waits for another process's write lock.
 SQLITE_BUSY_TIMEOUT_MS = 5000
 

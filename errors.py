@@ -11,6 +11,8 @@ from flask_wtf.csrf import CSRFError
 from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException, InternalServerError, ServiceUnavailable
 
+from extensions import login_manager
+
 API_PREFIX = "/api/"
 
 
@@ -74,6 +76,10 @@ def _handle_csrf_error(error: CSRFError) -> tuple[str, int]:
 def _handle_unavailable(error: Exception) -> Response | tuple[str, int]:
     # The database or Redis is down: say so plainly and let the next request retry.
     current_app.logger.warning("backing service unavailable: %s", error.__class__.__name__)
+    # The page's menu would load the signed-in user from the database that just
+    # failed, and that second error would escape as a bare 500: render this page as
+    # for a visitor (the session cookie is untouched, the next page is signed in).
+    login_manager._update_request_context_with_user()
     return _handle_http_error(
         ServiceUnavailable("A backing service is unavailable. Please try again shortly.")
     )

@@ -22,6 +22,7 @@ from accounts.users import (
     normalise_email,
     remove_user,
 )
+from database import whole_number
 from errors import ValidationError
 from extensions import db, login_manager
 from portal import EmptyForm, admin_required, show_errors
@@ -188,7 +189,7 @@ def remove(user_id: int) -> Response:
 @admin_required
 def audit() -> str:
     """The account's audit log, newest first, a page at a time (`cursor`)."""
-    cursor = request.args.get("cursor", type=int)
+    cursor = whole_number(request.args.get("cursor"))
     found = account_events(current_user.account_id, before_id=cursor, limit=AUDIT_PAGE + 1)
     events = found[:AUDIT_PAGE]
     next_cursor = events[-1].id if len(found) > AUDIT_PAGE else None

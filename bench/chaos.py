@@ -109,6 +109,7 @@ class Findings:
     longest_overdue_claim_s: float = 0.0
     longest_stall_s: float = 0.0  # no new delivery at a healthy receiver
     ingest_retries: int = 0
+    logs: Path | None = None  # the run's directory, with each process's log
 
     def fail(self, message: str) -> None:
         print(f"chaos: FAILED — {message}", flush=True)
@@ -150,10 +151,13 @@ class Supervisor:
         }
 
     def start(self, name: str) -> None:
-        self.processes[name] = subprocess.Popen(
-            self.commands()[name], cwd=ROOT, env=self.env, start_new_session=True,
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
+        # Each process's output goes to <name>.log in the run's directory (printed at
+        # the end), to read the traceback behind a failure.
+        with open(self.system.workdir / f"{name}.log", "ab") as log:
+            self.processes[name] = subprocess.Popen(
+                self.commands()[name], cwd=ROOT, env=self.env, start_new_session=True,
+                stdout=log, stderr=subprocess.STDOUT,
+            )  # fmt: skip
 
     def start_all(self) -> None:
         for name in self.commands():
@@ -320,6 +324,7 @@ def run(plan: Plan, postgresql_url: str | None) -> Findings:
     paths = [f"/w{n}" for n in range(plan.webhooks)]
     hole = paths[-1]
     with stack(engine, postgresql_url, SETTINGS) as system:
+        findings.logs = system.workdir
         secrets = system.webhooks_at(paths)
         with Receiver(dict.fromkeys(paths, ANSWER), secrets, verify_every=5) as receiver:
             system.point_webhooks(receiver.url)
@@ -475,7 +480,8 @@ def main() -> int:
         flush=True,
     )
     if findings.failures:
-        print(f"chaos: FAILED ({len(findings.failures)} failures)", file=sys.stderr)
+        print(f"chaos: FAILED ({len(findings.failures)} failures); the processes' logs are "
+              f"in {findings.logs}", file=sys.stderr)  # fmt: skip
         return 1
     print("chaos: passed")
     return 0

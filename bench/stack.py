@@ -44,10 +44,10 @@ class Stack:
     engine: str
     env: dict[str, str]
     app: Any
-    account_id: int = 0
-    token: str = ""
-    redis: Any = None  # its devstack.RedisServer (the chaos run restarts it)
-    workdir: Path | None = None  # worker logs go there
+    account_id: int
+    token: str
+    redis: Any  # its devstack.RedisServer (the chaos run restarts it)
+    workdir: Path  # the processes' logs go there
     workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
     # Report n of the run is timed `epoch` + n seconds (whole seconds, six hours ago),
     # so a location event's `fix_time` names its report.
@@ -140,12 +140,10 @@ class Stack:
             command = [str(BIN / "rq"), "worker", "--worker-class", "worker.FleethookWorker",
                        "--url", self.env["REDIS_URL"], "--name", f"bench-{os.getpid()}-{n}",
                        "--quiet", *(["--burst"] if burst else []), *queues]  # fmt: skip
-            log = open(self.workdir / f"worker-{n}.log", "ab") if self.workdir else None  # noqa: SIM115
-            self.workers.append(subprocess.Popen(
-                command, cwd=ROOT, env=self.env, start_new_session=True,
-                stdout=log or subprocess.DEVNULL, stderr=subprocess.STDOUT))  # fmt: skip
-            if log:
-                log.close()  # the worker has its own copy
+            with open(self.workdir / f"worker-{n}.log", "ab") as log:  # the worker has its own copy
+                self.workers.append(subprocess.Popen(
+                    command, cwd=ROOT, env=self.env, start_new_session=True,
+                    stdout=log, stderr=subprocess.STDOUT))  # fmt: skip
 
     def start_production_workers(self) -> None:
         """Workers as production runs them: two on the main queues (deliveries,

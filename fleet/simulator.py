@@ -73,6 +73,7 @@ from flask import current_app
 from flask.cli import with_appcontext
 
 from fleet.vin import check_digit
+from outbox.schedule import parse_retry_after
 
 DEFAULT_URL = "http://127.0.0.1:5000"
 DEFAULT_VEHICLES = 5
@@ -839,9 +840,9 @@ class Api:
                         f"{method} {self.base + path} answered {status}: {response.text.strip()}"
                     )
                 problem = f"answered {status}"
-                retry_after = response.headers.get("Retry-After", "")
-                if retry_after.isdigit():
-                    wait = max(wait, float(retry_after))
+                retry_after = parse_retry_after(response.headers.get("Retry-After"))
+                if retry_after is not None:
+                    wait = max(wait, retry_after)
             if self.stop.is_set():
                 raise Stopped()
             self.log(f"{method} {path} {problem}; trying again in {wait:g} s")

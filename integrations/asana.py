@@ -80,9 +80,9 @@ def project_gid_in(value: str) -> str | None:
     """The project's gid from what the form got: the gid itself, or the address
     of the project in Asana (`…/0/<gid>/…` or `…/project/<gid>/…`)."""
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():  # not "²", which isdigit() takes too
         return value
-    found = re.search(r"/(?:0|project)/(\d+)(?:/|$|\?)", value)
+    found = re.search(r"/(?:0|project)/([0-9]+)(?:/|$|\?)", value)
     return found.group(1) if found else None
 
 

@@ -22,6 +22,7 @@ from flask.typing import ResponseReturnValue
 from flask_login import current_user, login_required
 
 from accounts.audit import record
+from database import whole_number
 from errors import ValidationError
 from extensions import db
 from integrations.base import ProviderRejected, secrets_of
@@ -279,7 +280,7 @@ def salesforce_connect() -> ResponseReturnValue:
     state = servicemax.new_state()
     session[OAUTH_STATE] = state
     # Signing in again for an existing integration (its tokens were refused).
-    again = request.args.get("integration", type=int)
+    again = whole_number(request.args.get("integration"))
     if again is not None and _own(again).provider == "servicemax":
         session[OAUTH_RECONNECT] = again
     else:

@@ -22,7 +22,7 @@ from flask import current_app
 from requests.adapters import HTTPAdapter
 from requests.structures import CaseInsensitiveDict
 from requests_hardened import Config, HTTPSession
-from requests_hardened.ip_filter import EXTRA_BLOCKED_NET_RANGES, InvalidIPAddress
+from requests_hardened.ip_filter import InvalidIPAddress
 from urllib3.util.connection import allowed_gai_family
 
 from outbox.addresses import IPAddress, is_public_address
@@ -41,17 +41,6 @@ class NotPublicAddress(InvalidIPAddress):
     public; nothing was connected to."""
 
 
-def may_connect_to(address: IPAddress) -> bool:
-    """Public by Fleethook's rule, and outside the ranges requests-hardened refuses
-    as well (NAT64 and 6to4 as a whole, among others)."""
-    plain = address
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        plain = address.ipv4_mapped
-    return is_public_address(address) and not any(
-        plain in network for network in EXTRA_BLOCKED_NET_RANGES
-    )
-
-
 def connect_address(host: str, port: int | None) -> IPAddress:
     """The address to connect to for `host`: one lookup, refused unless every
     address of the answer may be connected to, then the first of them."""
@@ -67,7 +56,7 @@ def connect_address(host: str, port: int | None) -> IPAddress:
     ]
     if not addresses:
         raise requests.ConnectionError(f"{host} does not resolve (no address)")
-    refused = [address for address in addresses if not may_connect_to(address)]
+    refused = [address for address in addresses if not is_public_address(address)]
     if refused:
         shown = ", ".join(str(address) for address in refused)
         log.warning("not connecting to %s: %s is not a public address", host, shown)

@@ -210,6 +210,14 @@ def test_a_token_asana_refuses_is_said_in_plain_words(fleet, asana):
             {"project_gid": "my fleet"},
             "The project is the number in its Asana address (or paste the address).",
         ),
+        (  # "²" and "٣" are digits to str.isdigit(), not to Asana
+            {"project_gid": "\u00b2\u0663"},
+            "The project is the number in its Asana address (or paste the address).",
+        ),
+        (
+            {"project_gid": "https://app.asana.com/0/\u0663\u0663/list"},
+            "The project is the number in its Asana address (or paste the address).",
+        ),
         ({"vin_field": "Serial"}, 'The project has no text custom field "Serial" for the VINs.'),
         (
             {"vin_field": "Odometer (mi)"},

@@ -6,6 +6,7 @@ import re
 
 import pytest
 
+from extensions import db
 from tests.conftest import make_user
 
 CSP = "Content-Security-Policy"
@@ -57,6 +58,33 @@ def test_htmx_is_served_from_our_own_static_route(client):
     assert '"includeIndicatorStyles": false' in page and '"allowEval": false' in page
 
 
+NOT_NUMBERS = ["\u00b2", "\u0663", "-1", "1.5", "9" * 20, "9" * 5000, "1\x00"]
+
+
+@pytest.mark.usefixtures("logged_in")
+@pytest.mark.parametrize("value", NOT_NUMBERS)
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/webhooks/example?event_type=speed&threshold_mph={}",
+        "/webhooks/example?event_type=speed&webhook_id={}",
+        "/account/audit?cursor={}",
+    ],
+)
+def test_a_query_number_that_is_no_number_is_ignored_not_a_500(client, path, value):
+    # "²" and "٣" pass str.isdigit(); 20 nines overflow a PostgreSQL INTEGER; 5,000
+    # digits pass neither int() (its digit limit) nor any column.
+    response = client.get(path.format(value))
+    assert response.status_code == 200, response.data[:300]
+
+
+@pytest.mark.usefixtures("logged_in")
+@pytest.mark.parametrize("value", NOT_NUMBERS)
+def test_signing_in_to_salesforce_again_for_no_such_integration_starts_afresh(client, value):
+    response = client.get(f"/integrations/servicemax/connect?integration={value}")
+    assert response.status_code == 302
+
+
 def test_unknown_page_is_a_404_page(app, client):
     response = client.get("/no-such-page")
     assert response.status_code == 404
@@ -102,6 +130,37 @@ def test_pages_answer_503_not_a_traceback_when_the_database_is_down(make_app, tm
     )
     assert response.status_code == 503
     assert b"cannot reach its database" in response.data
+
+
+def test_a_signed_in_page_answers_503_when_the_database_goes_away(make_app, tmp_path):
+    # Found by the chaos run: the 503 page loaded the signed-in user for its menu —
+    # from the database that had just failed — and the second error became a bare 500.
+    (tmp_path / "data").mkdir()
+    app = make_app(SQLALCHEMY_DATABASE_URI=f"sqlite:///{tmp_path / 'data' / 'fleethook.db'}")
+    with app.app_context():
+        db.create_all()
+        make_user()
+    client = app.test_client()
+    page = client.get("/login")
+    client.post(
+        "/login",
+        data={
+            "email": "admin@acme.example.com",
+            "password": "correct horse battery",
+            "csrf_token": re.search(rb'name="csrf_token" type="hidden" value="([^"]+)"', page.data)
+            .group(1)
+            .decode(),
+        },
+    )
+    assert client.get("/webhooks/").status_code == 200
+    with app.app_context():
+        db.engine.dispose()
+    (tmp_path / "data").rename(tmp_path / "gone")
+    response = client.get("/webhooks/")
+    assert response.status_code == 503
+    assert b"cannot reach its database" in response.data
+    (tmp_path / "gone").rename(tmp_path / "data")
+    assert client.get("/webhooks/").status_code == 200  # still signed in
 
 
 def test_an_unexpected_error_is_a_500_page_or_problem_and_is_logged(make_app, caplog):

@@ -93,13 +93,17 @@ NON_PUBLIC_HOSTS = [
     ("[fec0::1]", "fec0::1"),  # deprecated site-local
     ("[64:ff9b:1::808:808]", "64:ff9b:1::808:808"),  # local-use NAT64: gateway-defined
     ("[2001:db8::1]", "2001:db8::1"),  # documentation
+    # Translation prefixes as a whole, as the send-time check refuses them: a relay
+    # reaches whatever IPv4 address they carry, public or not.
+    ("[64:ff9b::808:808]", "64:ff9b::808:808"),  # NAT64 of 8.8.8.8
+    ("[2002:808:808::1]", "2002:808:808::1"),  # 6to4 of 8.8.8.8
+    ("192.88.99.1", "192.88.99.1"),  # 6to4 relay anycast
 ]
 
 PUBLIC_HOSTS = [
     (PUBLIC_V4, PUBLIC_V4),
     ("8.8.8.8", "8.8.8.8"),
     ("[2606:2800:21f:cb07:6820:80da:af6b:8b2c]", "2606:2800:21f:cb07:6820:80da:af6b:8b2c"),
-    ("[64:ff9b::808:808]", "64:ff9b::808:808"),  # NAT64 of 8.8.8.8
 ]
 
 LOCAL_NAMES = [

@@ -12,6 +12,7 @@ from flask.typing import ResponseReturnValue
 from flask_login import current_user, login_required
 from wtforms import SelectChoice
 
+from database import whole_number
 from encryption import mask
 from errors import ValidationError
 from extensions import db
@@ -104,8 +105,7 @@ def _form_dialog(
         setting_field = getattr(form, setting.field)
         setting_field.label.text = f"{setting.label} ({setting.unit})"
         setting_field.description = f"{setting.help} {setting.minimum}–{setting.maximum}."
-        raw = (setting_field.data or "").strip()
-        setting_value = int(raw) if raw.isdigit() else None
+        setting_value = whole_number(setting_field.data)
     # The portal's one look into the fleet: the groups its vehicles are in.
     groups = vehicle_groups(current_user.account_id)
     chosen_group = form.vehicle_group.data or (webhook.vehicle_group if webhook else None)
@@ -187,11 +187,9 @@ def example() -> str:
         abort(400, "content_type is json or form")
     setting_value = None
     if event_type.setting is not None:
-        raw = request.args.get(event_type.setting.field, "").strip()
-        setting_value = int(raw) if raw.isdigit() else None
-    webhook = None
-    if request.args.get("webhook_id", "").isdigit():
-        webhook = _own_webhook(int(request.args["webhook_id"]))
+        setting_value = whole_number(request.args.get(event_type.setting.field))
+    webhook_id = whole_number(request.args.get("webhook_id"))
+    webhook = _own_webhook(webhook_id) if webhook_id is not None else None
     headers, body = example_request(
         event_type,
         ContentType(content_type),
