@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: run test lint assets clean
+.PHONY: run test e2e screenshots lint assets clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Fleethook needs Python 3.11 or newer")'
@@ -29,10 +29,18 @@ run: $(VENV)/.run-installed assets
 test: $(VENV)/.dev-installed assets
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# The browser tests alone (`make test` runs them too); they drive /usr/bin/chromium.
+e2e: $(VENV)/.dev-installed assets
+	$(BIN)/python -m pytest tests/e2e $(PYTEST_ARGS)
+
+# The browser tests, writing the README's pictures into docs/screenshots/.
+screenshots: $(VENV)/.dev-installed assets
+	FLEETHOOK_SCREENSHOTS=docs/screenshots $(BIN)/python -m pytest tests/e2e $(PYTEST_ARGS)
+
 lint: $(VENV)/.dev-installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
 clean:
-	rm -rf $(VENV) static/vendor .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) static/vendor .cache .pytest_cache .mypy_cache .ruff_cache

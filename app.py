@@ -118,7 +118,10 @@ def _register_commands(app: Flask) -> None:
 
 
 def _register_template_helpers(app: Flask) -> None:
+    from portal import relative_time
+
     app.jinja_env.filters["mask"] = mask
+    app.jinja_env.filters["relative_time"] = relative_time
     app.jinja_env.globals["now"] = utcnow
 
 

@@ -48,33 +48,40 @@ STOP_GRACE_SECONDS = 10.0
 REDIS_START_SECONDS = 10.0
 
 
-# --- htmx -----------------------------------------------------------------------
+# --- pinned npm files: htmx (and axe-core for the browser tests) ----------------
 
 
 def fetch_htmx(target: Path = HTMX_TARGET) -> None:
-    """Download the pinned htmx.org npm package and keep its dist/htmx.min.js.
+    """Download the pinned htmx.org npm package and keep its dist/htmx.min.js."""
+    fetch_npm_file("htmx.org", HTMX_VERSION, HTMX_INTEGRITY, "dist/htmx.min.js", target)
+
+
+def fetch_npm_file(package: str, version: str, integrity: str, member: str, target: Path) -> None:
+    """Download a pinned npm package and keep one file of it (`member`, a path
+    inside the package) as `target`; nothing when that version is already there.
 
     The tarball must match the integrity hash of package-lock style pins, so a
-    changed or tampered release is refused rather than served."""
+    changed or tampered release is refused rather than served. The browser tests
+    fetch axe-core through here too (tests/e2e/conftest.py)."""
     stamp = target.with_suffix(".version")
-    if target.exists() and stamp.exists() and stamp.read_text().strip() == HTMX_VERSION:
+    if target.exists() and stamp.exists() and stamp.read_text().strip() == version:
         return
-    url = f"{NPM_REGISTRY}/htmx.org/-/htmx.org-{HTMX_VERSION}.tgz"
-    print(f"devstack: fetching htmx {HTMX_VERSION} from {url}", flush=True)
+    url = f"{NPM_REGISTRY}/{package}/-/{package.rsplit('/', 1)[-1]}-{version}.tgz"
+    print(f"devstack: fetching {package} {version} from {url}", flush=True)
     with urllib.request.urlopen(url, timeout=60) as response:
         tarball = response.read()
-    algorithm, _, expected = HTMX_INTEGRITY.partition("-")
+    algorithm, _, expected = integrity.partition("-")
     actual = base64.b64encode(hashlib.new(algorithm, tarball).digest()).decode()
     if actual != expected:
-        raise SystemExit(f"devstack: htmx tarball from {url} fails its integrity check")
+        raise SystemExit(f"devstack: {package} tarball from {url} fails its integrity check")
     with tarfile.open(fileobj=io.BytesIO(tarball), mode="r:gz") as archive:
-        member = archive.extractfile("package/dist/htmx.min.js")
-        if member is None:
-            raise SystemExit("devstack: htmx tarball has no dist/htmx.min.js")
-        script = member.read()
+        extracted = archive.extractfile(f"package/{member}")
+        if extracted is None:
+            raise SystemExit(f"devstack: {package} tarball has no {member}")
+        content = extracted.read()
     target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_bytes(script)
-    stamp.write_text(HTMX_VERSION + "\n")
+    target.write_bytes(content)
+    stamp.write_text(version + "\n")
 
 
 # --- Redis ----------------------------------------------------------------------

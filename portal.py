@@ -1,11 +1,13 @@
 """Helpers every portal view shares: the admin check, htmx-aware rendering (pages,
 fragments, dialogs; the one place that reads htmx-flask), putting a domain
-`ValidationError` next to the form fields it names, and the empty form whose only
-job is to carry a CSRF token on bare POST buttons."""
+`ValidationError` next to the form fields it names, the empty form whose only
+job is to carry a CSRF token on bare POST buttons, and the `relative_time` filter
+through which every template shows a time."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 from functools import wraps
 from typing import Any, TypeVar, cast
 
@@ -13,7 +15,9 @@ from flask import Response, abort, make_response, render_template
 from flask_login import current_user, login_required
 from flask_wtf import FlaskForm
 from htmx_flask import request as htmx_request
+from markupsafe import Markup, escape
 
+from database import parse_rfc3339, utcnow
 from errors import ValidationError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -74,3 +78,59 @@ def show_errors(form: FlaskForm, error: ValidationError) -> None:
             form.form_errors.extend(messages)
         else:
             field.errors = [*field.errors, *messages]
+
+
+# Times: relative to now ("just now", "2 min ago", "3 h ago", "yesterday", then
+# the date), the exact UTC time on hover. The grids re-render every 2 s, so a
+# time computed on the server stays fresh without any script.
+
+MINUTE = 60
+HOUR = 60 * MINUTE
+DAY = 24 * HOUR
+
+
+def describe(moment: datetime, now: datetime) -> str:
+    """`moment` in words relative to `now`. Under a minute either way is "just now"
+    (clocks of web and worker hosts differ by a little); past two days, the date."""
+    seconds = (now - moment).total_seconds()
+    past = seconds >= 0
+    gap = abs(seconds)
+    if gap < MINUTE:
+        return "just now"
+    if gap < HOUR:
+        amount = f"{int(gap // MINUTE)} min"
+    elif gap < DAY:
+        amount = f"{int(gap // HOUR)} h"
+    elif gap < 2 * DAY:
+        return "yesterday" if past else "tomorrow"
+    else:
+        return moment.astimezone(UTC).strftime("%Y-%m-%d")
+    return f"{amount} ago" if past else f"in {amount}"
+
+
+def exact(moment: datetime) -> str:
+    """The exact time, as the hover text shows it: "2026-11-30 03:12:05 UTC"."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _as_moment(value: datetime | str) -> datetime | None:
+    if isinstance(value, datetime):
+        # Columns give aware times; a naive one can only be UTC here.
+        return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+    return parse_rfc3339(value)
+
+
+def relative_time(
+    value: datetime | str | None, empty: str = "—", now: datetime | None = None
+) -> Markup:
+    """The Jinja filter: `<time datetime="…" title="… UTC">2 min ago</time>`.
+    `value` is an aware time or an RFC 3339 string (times inside stored reports);
+    nothing gives `empty`, and text that is no time is shown as it is."""
+    if value is None or value == "":
+        return Markup(escape(empty))
+    moment = _as_moment(value)
+    if moment is None:
+        return Markup(escape(value))
+    machine = moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    words = describe(moment, now or utcnow())
+    return Markup('<time datetime="{}" title="{}">{}</time>').format(machine, exact(moment), words)

@@ -22,7 +22,7 @@ from flask.typing import ResponseReturnValue
 from flask_login import current_user, login_required
 
 from accounts.audit import record
-from database import whole_number
+from database import utcnow, whole_number
 from errors import ValidationError
 from extensions import db
 from integrations.base import ProviderRejected, secrets_of
@@ -41,6 +41,7 @@ from integrations.lifecycle import (
 )
 from integrations.models import Integration
 from integrations.providers import PROVIDERS
+from outbox.activity import RecentActivity, account_activity, target_activity
 from outbox.recovery import target_messages
 from portal import (
     EmptyForm,
@@ -72,10 +73,12 @@ def _provider(key: str | None) -> Any:
     return PROVIDERS[key]
 
 
-def grid_context(account_id: int) -> dict[str, Any]:
-    """What the integrations grid shows (the Webhook Manager includes it)."""
+def grid_context(account_id: int, activity: RecentActivity | None = None) -> dict[str, Any]:
+    """What the integrations grid shows (the Webhook Manager includes it, passing
+    the `activity` it has already read for the whole account)."""
     return {
         "integrations": account_integrations(account_id),
+        "activity": activity if activity is not None else account_activity(account_id, utcnow()),
         "providers": PROVIDERS,
         "summary": summary,
     }
@@ -189,6 +192,7 @@ def detail(integration_id: int) -> str:
         provider=PROVIDERS[integration.provider],
         secrets=secrets_of(integration),
         messages=target_messages(integration.id, None, None, 20),
+        activity=target_activity(integration.id, utcnow()),
         summary=summary,
     )
 

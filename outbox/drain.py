@@ -20,6 +20,7 @@ from sqlalchemy import bindparam, insert, update
 
 from database import utcnow
 from extensions import db, redis_client, redis_key
+from outbox.activity import record_activity
 from outbox.claims import (
     acquire_drain,
     claim_due_messages,
@@ -226,6 +227,8 @@ def record_results(
         )
     finished = sum(1 for _, _, status in recorded if status != MessageStatus.PENDING)
     _update_target(target, finished, last_failure, [r for _, r, _ in recorded], now)
+    delivered_count = sum(1 for _, r, _ in recorded if r.delivered)
+    record_activity(target.id, now, delivered_count, len(recorded) - delivered_count)
     # Read what the log lines need now: after the commit every attribute would be
     # loaded again, one SELECT per message.
     target_id, kind = target.id, target.kind
@@ -261,6 +264,13 @@ def _update_target(
     changes: dict[str, Any] = {}
     if finished:
         changes["queue_depth"] = Target.queue_depth - finished
+    if any(result.delivered for result in results):
+        changes["last_delivered_at"] = now
+    failures = [result for result in results if not result.delivered]
+    if failures:
+        # Permanent refusals too: the grid shows the latest error of any kind.
+        changes["last_error"] = _error_text(failures[-1])
+        changes["last_error_at"] = now
     if last_failure is not None:
         changes["last_failure_at"] = now
         if last_failure.gone:
@@ -283,6 +293,17 @@ def _update_target(
             .values(**changes)
             .execution_options(synchronize_session=False)
         )
+
+
+def _error_text(result: Result) -> str:
+    """What went wrong, in a few words for the grid (Target.last_error)."""
+    if result.error:
+        text = result.error
+    elif result.status_code is not None:
+        text = f"HTTP {result.status_code}"
+    else:
+        text = "The attempt failed"
+    return text[:500]
 
 
 def _describe(result: Result) -> str:

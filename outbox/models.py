@@ -1,6 +1,7 @@
 """Tables of the outbox: `Target` (the row every webhook and integration is, with
-its status, counters and drain lease), `OutboxMessage` (one event for one target)
-and `DeliveryAttempt` (one try at sending a message)."""
+its status, counters and drain lease), `OutboxMessage` (one event for one target),
+`DeliveryAttempt` (one try at sending a message) and `TargetActivity` (a target's
+deliveries and failures per minute, for the charts)."""
 
 from __future__ import annotations
 
@@ -52,6 +53,12 @@ class Target(db.Model):  # type: ignore[name-defined]
     drain_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # When this target last failed; recent failures drain from the retries queue.
     last_failure_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # What the grid shows of the latest results, written with them by the drain:
+    # reading them is cheaper than looking for them among millions of attempts.
+    # (last_failure_at is cleared when the target recovers; these stay.)
+    last_delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(String(500))
+    last_error_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
@@ -147,3 +154,23 @@ class DeliveryAttempt(db.Model):  # type: ignore[name-defined]
     response_body: Mapped[str | None] = mapped_column(Text)  # at most 4 KiB
 
     message: Mapped[OutboxMessage] = relationship(back_populates="attempt_records")
+
+
+class TargetActivity(db.Model):  # type: ignore[name-defined]
+    """A target's attempts in one minute: how many were delivered, how many failed.
+    One row per target and minute with any attempt, added to once per drain batch
+    (outbox/activity.py), and dropped by the sweeper after a couple of hours."""
+
+    __tablename__ = "target_activity"
+
+    target_id: Mapped[int] = mapped_column(
+        ForeignKey("target.id", ondelete="CASCADE"), primary_key=True
+    )
+    # Whole minutes since the Unix epoch (UTC): an integer compares, groups and
+    # conflicts the same way on SQLite and PostgreSQL.
+    minute: Mapped[int] = mapped_column(primary_key=True)
+    delivered: Mapped[int] = mapped_column(default=0)
+    failed: Mapped[int] = mapped_column(default=0)
+
+    # What the sweeper prunes by.
+    __table_args__ = (Index("ix_target_activity_minute", "minute"),)

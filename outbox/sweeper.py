@@ -1,6 +1,7 @@
 """The sweeper: every few seconds, from the database alone, nudge every target
 with due or lease-expired messages (so a flushed or restarted Redis loses
-nothing), and close messages older than the retention window."""
+nothing), close messages older than the retention window, and drop per-minute
+activity counters the charts no longer show."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from sqlalchemy import and_, case, func, or_, select, update
 
 from database import utcnow
 from extensions import db
+from outbox.activity import prune_activity
 from outbox.claims import rows_changed
 from outbox.models import HELD, OPEN_STATUSES, MessageStatus, OutboxMessage, Target
 from outbox.queues import nudge, queue_for
@@ -88,10 +90,11 @@ def release_expired_claims(now: Any) -> int:
 
 def sweep() -> dict[str, int]:
     """RQ job (run by `rq cron`): close old messages, hand back expired claims,
-    then nudge due targets."""
+    drop old activity counters, then nudge due targets."""
     now = utcnow()
     closed = close_old_messages(now)
     release_expired_claims(now)
+    prune_activity(now)
     targets = targets_with_due_work(now)
     for target in targets:
         # Still owned though past its expiry: the drain holding it died.

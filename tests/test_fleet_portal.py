@@ -246,8 +246,12 @@ def test_the_list_shows_driver_odometer_last_fix_and_dvir(admin, client):
         "safety_status": "unsafe",
     }
     db.session.commit()
-    cells = row_cells(client.get(VEHICLES).data, f"vehicle-{vehicle.id}")
-    assert cells[4:8] == ["Dana Whitfield", "48,211 mi", "2025-03-04 15:06", "Unsafe 2025-03-04"]
+    page = client.get(VEHICLES).data
+    cells = row_cells(page, f"vehicle-{vehicle.id}")
+    # Over two days ago: the date, with the exact time on hover.
+    assert cells[4:8] == ["Dana Whitfield", "48,211 mi", "2025-03-04", "Unsafe 2025-03-04"]
+    assert '<time datetime="2025-03-04T15:06:07Z" title="2025-03-04 15:06:07 UTC">' in page.decode()
+    assert '<time datetime="2025-03-04T07:00:00Z" title="2025-03-04 07:00:00 UTC">' in page.decode()
 
 
 def test_edit_shows_the_vin_read_only(admin, client):

@@ -12,12 +12,13 @@ from flask.typing import ResponseReturnValue
 from flask_login import current_user, login_required
 from wtforms import SelectChoice
 
-from database import whole_number
+from database import utcnow, whole_number
 from encryption import mask
 from errors import ValidationError
 from extensions import db
 from fleet.records import vehicle_groups
 from integrations.views import grid_context as integrations_grid_context
+from outbox.activity import account_activity, target_activity
 from outbox.models import MessageStatus
 from outbox.recovery import (
     find_message,
@@ -76,8 +77,11 @@ def _own_webhook(webhook_id: int) -> Webhook:
 
 
 def _grid_context() -> dict[str, Any]:
+    # Two queries however many messages there are: the webhooks (with their
+    # counters and latest results) and the last hour of activity of them all.
     return {
         "webhooks": account_webhooks(current_user.account_id),
+        "activity": account_activity(current_user.account_id, utcnow()),
         "event_types": EVENT_TYPES,
         "button": EmptyForm(),
     }
@@ -88,12 +92,13 @@ def _grid_context() -> dict[str, Any]:
 def manager() -> Response:
     """The Webhook Manager (webhooks, then integrations); htmx polling gets just
     the webhooks grid."""
-    return render_page_or_fragment(
-        "webhooks/manager.html",
-        "webhooks/_grid.html",
-        **_grid_context(),
-        **integrations_grid_context(current_user.account_id),
-    )
+    context = _grid_context()
+    if not is_htmx_request():
+        # The activity read for the webhooks covers the account's integrations too.
+        context.update(
+            integrations_grid_context(current_user.account_id, activity=context["activity"])
+        )
+    return render_page_or_fragment("webhooks/manager.html", "webhooks/_grid.html", **context)
 
 
 def _form_dialog(
@@ -220,6 +225,7 @@ def detail(webhook_id: int) -> str:
         button=EmptyForm(),
         messages=target_messages(webhook.id, status, limit=MESSAGES_PAGE),
         counts=status_counts(webhook.id),
+        activity=target_activity(webhook.id, utcnow()),
         status_filter=status,
         statuses=list(MessageStatus),
         recover_form=RecoverForm(),

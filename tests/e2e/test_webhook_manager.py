@@ -1,0 +1,211 @@
+"""In the browser: the Webhook Manager's webhooks — add one with the green +, watch
+the example change with the content type, Demo through the real worker to the real
+receiver, pause and resume, rotate the secret, delete; and the webhook's pages."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import uuid
+from typing import Any
+
+import pytest
+from playwright.sync_api import Page, expect
+from standardwebhooks.webhooks import Webhook as StandardWebhook
+
+from tests.e2e.browser_checks import BrowserChecks
+from tests.e2e.grids import action, cell, rest_pointer, scroll_to, webhook_row
+from tests.e2e.live import Live
+
+pytestmark = pytest.mark.e2e
+
+DEMO_SECONDS = 5
+# A signing secret as shown: whsec_ and the base64 of 24 to 64 random bytes.
+SECRET = re.compile(r"^whsec_[A-Za-z0-9+/]{32,}={0,2}$")
+
+
+def add_webhook(live: Live, name: str, event_type: str = "speed", **fields: Any) -> Any:
+    """A webhook to a path of its own on the receiver, made through the API."""
+    path = f"/ok/{event_type}-{uuid.uuid4().hex[:8]}"
+    body = {"event_type": event_type, "name": name, "url": live.receiver.url(path), **fields}
+    created = live.api.post("/api/v1/webhooks", body)
+    created["path"] = path
+    return created
+
+
+def open_manager(page: Page, checks: BrowserChecks) -> None:
+    page.goto("/webhooks/")
+    expect(page.get_by_role("heading", level=1, name="Webhook Manager")).to_be_visible()
+    checks.audit(page)
+
+
+def test_add_a_location_webhook_with_the_green_plus(
+    page: Page, live: Live, checks: BrowserChecks
+) -> None:
+    add_webhook(live, "Speeding alerts", "speed", threshold_mph=70)
+    add_webhook(live, "Trip reports to dispatch", "trip_complete", content_type="form")
+    open_manager(page, checks)
+
+    page.get_by_role("link", name="Add a Location webhook").click()
+    dialog = page.get_by_role("dialog", name="Create Location Webhook")
+    expect(dialog).to_be_visible()
+    expect(dialog.get_by_label("URL", exact=True)).to_be_focused()  # ready to type
+    headers, body = dialog.locator("#example-headers"), dialog.locator("#example-body")
+    expect(headers).to_contain_text("content-type: application/json")
+    expect(body).to_have_text(re.compile(r'^\{"type": ?"location"'))
+    url = live.receiver.url("/ok/yard-locations")
+    dialog.get_by_label("URL", exact=True).fill(url)
+    dialog.get_by_label("Name", exact=True).fill("Yard location feed")
+    checks.audit(page, "Create Location Webhook dialog")
+    checks.screenshot(page, "create-webhook")
+
+    dialog.get_by_label("form — application/x-www-form-urlencoded").check()
+    expect(headers).to_contain_text("content-type: application/x-www-form-urlencoded")
+    expect(body).to_have_text(re.compile(r"^type=location&timestamp="))
+    expect(headers).not_to_contain_text("application/json")
+    checks.audit(page, "Create Location Webhook dialog, form-encoded")
+
+    dialog.get_by_role("button", name="Add Webhook").click()
+    added = page.get_by_role("dialog", name=re.compile(r"^Webhook \d+ added$"))
+    expect(added).to_be_visible()
+    title = added.get_by_role("heading", name=re.compile(r"^Webhook \d+ added$")).inner_text()
+    webhook_id = int(re.findall(r"\d+", title)[0])
+    expect(added).to_contain_text(f"Yard location feed has ID {webhook_id}")
+    expect(added.get_by_text(SECRET)).to_be_visible()
+    checks.audit(page, "new webhook's secret dialog")
+    added.get_by_role("button", name="Done").click()
+    expect(added).to_have_count(0)
+
+    row = webhook_row(page, webhook_id)
+    expect(cell(row, "ID")).to_have_text(str(webhook_id))
+    expect(cell(row, "Name")).to_have_text("Yard location feed")
+    expect(cell(row, "Type")).to_have_text("Location")
+    expect(cell(row, "URL")).to_have_text(url)
+    expect(cell(row, "Status")).to_contain_text("Active")
+    assert live.api.get(f"/api/v1/webhooks/{webhook_id}")["content_type"] == "form"
+    scroll_to(page, "Webhooks")
+    checks.screenshot(page, "webhook-manager")
+    checks.assert_clean()
+
+
+def test_demo_arrives_in_the_live_feed_delivered_by_the_worker(
+    page: Page, live: Live, checks: BrowserChecks
+) -> None:
+    webhook = add_webhook(live, "Dispatch board", "speed", threshold_mph=65)
+    open_manager(page, checks)
+    row = webhook_row(page, webhook["id"])
+
+    started = time.monotonic()
+    row.get_by_role("button", name="Demo").click()
+    feed = page.get_by_role("dialog", name=re.compile("Live feed"))
+    expect(feed).to_be_visible()
+    rest_pointer(page)
+    delivered = feed.get_by_role("row").filter(has_text="Delivered")
+    expect(delivered).to_be_visible(timeout=DEMO_SECONDS * 1000)
+    waited = time.monotonic() - started
+    expect(cell(delivered, "HTTP")).to_have_text("200")
+    message_id = cell(delivered, "webhook-id").inner_text().strip()
+
+    received = live.receiver.requests_to(webhook["path"])
+    assert [r.headers["webhook-id"] for r in received] == [message_id], live.worker.log_tail()
+    payload = StandardWebhook(webhook["secret"]).verify(received[0].body, dict(received[0].headers))
+    assert payload["type"] == "speed"
+    assert waited < DEMO_SECONDS
+    checks.audit(page, "live feed")
+    checks.screenshot(page, "demo-feed")
+    page.keyboard.press("Escape")
+    expect(feed).to_have_count(0)
+    expect(row.get_by_role("button", name="Demo")).to_be_focused()  # back where it was
+
+    # The webhook's own page lists the message; the message's page shows what was sent.
+    row.get_by_role("link", name=str(webhook["id"]), exact=True).click()
+    expect(page).to_have_url(f"{live.url}/webhooks/{webhook['id']}")
+    expect(page.get_by_role("heading", level=1)).to_contain_text("Dispatch board")
+    listed = page.get_by_role("row").filter(has_text=message_id)
+    expect(cell(listed, "Status")).to_have_text("Delivered")
+    checks.audit(page)
+    checks.screenshot(page, "webhook-detail")
+
+    listed.get_by_role("link", name=message_id).click()
+    expect(page.get_by_role("heading", level=1)).to_have_text(message_id)
+    expect(page.get_by_role("main")).to_contain_text(json.dumps(payload["data"]["vehicle"]["vin"]))
+    checks.audit(page)
+    checks.assert_clean()
+
+
+def test_pause_and_resume_change_the_status_in_the_grid(
+    page: Page, live: Live, checks: BrowserChecks
+) -> None:
+    webhook = add_webhook(live, "Idle alerts", "idle", idle_minutes=10)
+    open_manager(page, checks)
+    row = webhook_row(page, webhook["id"])
+    status = cell(row, "Status")
+    expect(status).to_contain_text("Active")
+
+    row.get_by_role("button", name="Pause").click()
+    expect(status).to_contain_text("Paused")
+    expect(row.get_by_role("button", name="Resume")).to_be_visible()
+    assert live.api.get(f"/api/v1/webhooks/{webhook['id']}")["status"] == "paused"
+    checks.audit(page, "a webhook paused")
+
+    row.get_by_role("button", name="Resume").click()
+    expect(status).to_contain_text("Active")
+    expect(row.get_by_role("button", name="Pause")).to_be_visible()
+    assert live.api.get(f"/api/v1/webhooks/{webhook['id']}")["status"] == "active"
+    checks.assert_clean()
+
+
+def test_rotating_the_secret_shows_the_new_one_once(
+    page: Page, live: Live, checks: BrowserChecks
+) -> None:
+    webhook = add_webhook(live, "Ignition events", "ignition_on")
+    open_manager(page, checks)
+    row = webhook_row(page, webhook["id"])
+
+    row.get_by_role("button", name="Rotate secret").click()
+    dialog = page.get_by_role("dialog", name=f"New secret for webhook {webhook['id']}")
+    shown = dialog.get_by_text(SECRET)
+    expect(shown).to_be_visible()
+    secret = shown.inner_text().strip()
+    assert secret != webhook["secret"]
+    expect(dialog).to_contain_text("shown only once")
+    checks.audit(page, "rotated secret dialog")
+    dialog.get_by_role("button", name="Done").click()
+    expect(dialog).to_have_count(0)
+    expect(page.get_by_text(secret)).to_have_count(0)
+
+    # The shown secret is the real one: the next delivery is signed with it (and,
+    # for the overlap, with the previous one).
+    live.api.post(f"/api/v1/webhooks/{webhook['id']}/demo", {}, expect=202)
+    deadline = time.monotonic() + DEMO_SECONDS
+    while not live.receiver.requests_to(webhook["path"]) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    received = live.receiver.requests_to(webhook["path"])
+    assert received, live.worker.log_tail()
+    StandardWebhook(secret).verify(received[0].body, dict(received[0].headers))
+    StandardWebhook(webhook["secret"]).verify(received[0].body, dict(received[0].headers))
+
+    page.goto(f"/webhooks/{webhook['id']}")
+    expect(page.get_by_role("heading", name="Signing secret")).to_be_visible()
+    expect(page.get_by_role("main")).not_to_contain_text("whsec_")
+    checks.audit(page)
+    checks.assert_clean()
+
+
+def test_deleting_a_webhook_removes_its_row(page: Page, live: Live, checks: BrowserChecks) -> None:
+    webhook = add_webhook(live, "Old DVIR endpoint", "dvir")
+    open_manager(page, checks)
+    row = webhook_row(page, webhook["id"])
+    expect(row).to_be_visible()
+
+    action(row, "Delete").click()
+    dialog = page.get_by_role("dialog", name=f"Delete webhook {webhook['id']}?")
+    expect(dialog).to_contain_text("Old DVIR endpoint")
+    checks.audit(page, "delete dialog")
+    dialog.get_by_role("button", name="Delete webhook").click()
+
+    expect(dialog).to_have_count(0)
+    expect(row).to_have_count(0)
+    live.api.get(f"/api/v1/webhooks/{webhook['id']}", expect=404)
+    checks.assert_clean()
