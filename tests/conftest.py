@@ -241,6 +241,14 @@ def make_user(
     return user
 
 
+@pytest.fixture
+def admin(app: Flask, auth: AuthActions) -> User:
+    """The signed-in admin of Acme Haulage."""
+    user = make_user()
+    auth.login("admin@acme.example.com")
+    return user
+
+
 def bearer(user: User, name: str = "test") -> dict[str, str]:
     """Authorization header of a new token of `user`."""
     _, clear = issue_token(user, name)

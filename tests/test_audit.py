@@ -38,14 +38,6 @@ FLEETIO = {"provider": "fleetio", "api_key": API_KEY, "account_id": ACCOUNT_TOKE
 
 
 @pytest.fixture
-def admin(app, auth):
-    """The logged-in admin of Acme Haulage."""
-    user = make_user()
-    auth.login(ADMIN)
-    return user
-
-
-@pytest.fixture
 def fleetio(app):
     server = FleetioFake().start()
     app.config["FLEETHOOK_FLEETIO_BASE_URL"] = server.base_url

@@ -44,13 +44,6 @@ def make_vin(serial: int, correct: bool = True) -> str:
 
 
 @pytest.fixture
-def admin(app, auth):
-    user = make_user(account_name="Acme Haulage")
-    auth.login("admin@acme.example.com")
-    return user
-
-
-@pytest.fixture
 def other(app):
     """The admin of another account."""
     return make_user(account_name="Blue Freight", email="admin@blue.example.com")

@@ -33,13 +33,6 @@ def fleetio(app):
     server.stop()
 
 
-@pytest.fixture
-def admin(app, auth):
-    user = make_user()
-    auth.login("admin@acme.example.com")
-    return user
-
-
 def integrations() -> list[Integration]:
     db.session.expire_all()
     return list(db.session.scalars(select(Integration).order_by(Integration.id)))

@@ -7,7 +7,7 @@ import re
 import pytest
 
 from extensions import db
-from tests.conftest import make_user
+from tests.conftest import AuthActions, make_user
 
 CSP = "Content-Security-Policy"
 
@@ -117,17 +117,7 @@ def test_pages_answer_503_not_a_traceback_when_the_database_is_down(make_app, tm
     missing = tmp_path / "no-such-dir" / "fleethook.db"
     app = make_app(SQLALCHEMY_DATABASE_URI=f"sqlite:///{missing}")
     client = app.test_client()
-    page = client.get("/login")
-    response = client.post(
-        "/login",
-        data={
-            "email": "admin@acme.example.com",
-            "password": "correct horse battery",
-            "csrf_token": re.search(rb'name="csrf_token" type="hidden" value="([^"]+)"', page.data)
-            .group(1)
-            .decode(),
-        },
-    )
+    response = AuthActions(client).login("admin@acme.example.com")
     assert response.status_code == 503
     assert b"cannot reach its database" in response.data
 
@@ -141,17 +131,7 @@ def test_a_signed_in_page_answers_503_when_the_database_goes_away(make_app, tmp_
         db.create_all()
         make_user()
     client = app.test_client()
-    page = client.get("/login")
-    client.post(
-        "/login",
-        data={
-            "email": "admin@acme.example.com",
-            "password": "correct horse battery",
-            "csrf_token": re.search(rb'name="csrf_token" type="hidden" value="([^"]+)"', page.data)
-            .group(1)
-            .decode(),
-        },
-    )
+    AuthActions(client).login("admin@acme.example.com")
     assert client.get("/webhooks/").status_code == 200
     with app.app_context():
         db.engine.dispose()

@@ -55,13 +55,6 @@ NOW = datetime(2026, 11, 30, 3, 12, 5, tzinfo=UTC)
 
 
 @pytest.fixture
-def admin(app, auth):
-    user = make_user(account_name="Acme Haulage")
-    auth.login("admin@acme.example.com")
-    return user
-
-
-@pytest.fixture
 def member(app, auth):
     admin = make_user(account_name="Acme Haulage")
     user = make_user(email="viewer@acme.example.com", role=Role.MEMBER, admin=admin)

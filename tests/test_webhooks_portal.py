@@ -22,13 +22,6 @@ from webhooks.wire import ContentType, example_request
 MANAGER = "/webhooks/"
 
 
-@pytest.fixture
-def admin(app, auth):
-    user = make_user(account_name="Acme Haulage")
-    auth.login("admin@acme.example.com")
-    return user
-
-
 def new_webhook(account_id: int, **values) -> Webhook:
     webhook, _ = create_webhook(
         account_id,
