@@ -3,12 +3,12 @@ authentication, the admin check, and JSON body parsing."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from functools import wraps
 from typing import Any, TypeVar, cast
 
-from flask import Blueprint, g, request
+from flask import Blueprint, Response, g, jsonify, request
 from werkzeug.exceptions import BadRequest, HTTPException
 
 from accounts.models import ApiToken, User
@@ -147,6 +147,14 @@ def page_arguments(max_cursor: int = MAX_ID) -> tuple[int, int | None]:
     if errors:
         raise ValidationError(errors)
     return limit, cursor
+
+
+def page_json(key: str, found: Sequence[Any], limit: int, render: Callable[[Any], Any]) -> Response:
+    """A page of a listing: `found` holds up to limit + 1 rows — one more than asked
+    tells whether another page follows, and the last row shown is its cursor."""
+    page = found[:limit]
+    next_cursor = str(page[-1].id) if len(found) > limit else None
+    return jsonify({key: [render(row) for row in page], "next_cursor": next_cursor})
 
 
 def iso_time(value: datetime | None) -> str | None:

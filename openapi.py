@@ -55,6 +55,21 @@ def _operation(
     return operation
 
 
+def _page(key: str, item: str) -> dict[str, Any]:
+    """The 200 answer of a listing: a page of `item`s under `key`, and next_cursor."""
+    return _json(
+        {
+            "type": "object",
+            "required": [key, "next_cursor"],
+            "properties": {
+                key: {"type": "array", "items": _ref(item)},
+                "next_cursor": NULLABLE_STRING,
+            },
+        },
+        "A page; pass next_cursor as cursor for the next one.",
+    )
+
+
 def _path_id(name: str, description: str) -> dict[str, Any]:
     return {
         "name": name,
@@ -651,17 +666,7 @@ def _paths() -> dict[str, Any]:
             "get": _operation(
                 "The account's audit log, newest first, a page at a time (admins only)",
                 {
-                    "200": _json(
-                        {
-                            "type": "object",
-                            "required": ["audit_events", "next_cursor"],
-                            "properties": {
-                                "audit_events": {"type": "array", "items": _ref("AuditEvent")},
-                                "next_cursor": NULLABLE_STRING,
-                            },
-                        },
-                        "A page; pass next_cursor as cursor for the next one.",
-                    ),
+                    "200": _page("audit_events", "AuditEvent"),
                     "403": _problem("The token's user is a member; only admins read the log."),
                     "422": _problem("limit or cursor is invalid."),
                 },
@@ -688,17 +693,7 @@ def _paths() -> dict[str, Any]:
             "get": _operation(
                 "The account's webhooks, by id, a page at a time",
                 {
-                    "200": _json(
-                        {
-                            "type": "object",
-                            "required": ["webhooks", "next_cursor"],
-                            "properties": {
-                                "webhooks": {"type": "array", "items": _ref("Webhook")},
-                                "next_cursor": NULLABLE_STRING,
-                            },
-                        },
-                        "A page; pass next_cursor as cursor for the next one.",
-                    ),
+                    "200": _page("webhooks", "Webhook"),
                     "422": _problem("limit or cursor is invalid."),
                 },
                 parameters=[
@@ -740,16 +735,7 @@ def _paths() -> dict[str, Any]:
                 "get": _operation(
                     f"The account's {plural}, by id, a page at a time",
                     {
-                        "200": _json(
-                            {
-                                "type": "object",
-                                "properties": {
-                                    plural: {"type": "array", "items": _ref(schema)},
-                                    "next_cursor": NULLABLE_STRING,
-                                },
-                            },
-                            "A page.",
-                        ),
+                        "200": _page(plural, schema),
                         "422": _problem("limit or cursor is invalid."),
                     },
                     parameters=PAGE_PARAMETERS,
@@ -887,17 +873,7 @@ def _paths() -> dict[str, Any]:
             "get": _operation(
                 "The webhook's messages, newest first",
                 {
-                    "200": _json(
-                        {
-                            "type": "object",
-                            "required": ["messages", "next_cursor"],
-                            "properties": {
-                                "messages": {"type": "array", "items": _ref("Message")},
-                                "next_cursor": NULLABLE_STRING,
-                            },
-                        },
-                        "A page.",
-                    ),
+                    "200": _page("messages", "Message"),
                     "404": NOT_FOUND,
                     "422": _problem("status, limit or cursor is invalid."),
                 },

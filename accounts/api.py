@@ -18,6 +18,7 @@ from api import (
     iso_time,
     json_object,
     page_arguments,
+    page_json,
 )
 from errors import ValidationError, validation_problem
 from extensions import db
@@ -107,10 +108,5 @@ def list_audit_events() -> Response | tuple[Response, int]:
         limit, cursor = page_arguments()
     except ValidationError as error:
         return validation_problem(error.errors)
-    # One more than asked tells whether another page follows.
     found = account_events(api_user().account_id, before_id=cursor, limit=limit + 1)
-    page = found[:limit]
-    next_cursor = str(page[-1].id) if len(found) > limit else None
-    return jsonify(
-        {"audit_events": [audit_event_json(e) for e in page], "next_cursor": next_cursor}
-    )
+    return page_json("audit_events", found, limit, audit_event_json)

@@ -15,6 +15,7 @@ from api import (
     iso_time,
     json_object,
     page_arguments,
+    page_json,
 )
 from database import utcnow
 from errors import ValidationError, validation_problem
@@ -74,9 +75,7 @@ def _listing(plural: str) -> Response | tuple[Response, int]:
     except ValidationError as error:
         return validation_problem(error.errors)
     rows = records.account_page(model, api_user().account_id, cursor, limit + 1)
-    page = rows[:limit]
-    next_cursor = str(page[-1].id) if len(rows) > limit else None
-    return jsonify({plural: [render(row) for row in page], "next_cursor": next_cursor})
+    return page_json(plural, rows, limit, render)
 
 
 def _own(plural: str, object_id: int) -> Any:

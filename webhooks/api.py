@@ -15,6 +15,7 @@ from api import (
     iso_time,
     json_object,
     page_arguments,
+    page_json,
 )
 from database import MAX_BIG_ID, parse_rfc3339
 from encryption import mask
@@ -104,11 +105,8 @@ def list_webhooks() -> Response | tuple[Response, int]:
         limit, cursor = page_arguments()
     except ValidationError as error:
         return validation_problem(error.errors)
-    # One more than asked tells whether another page follows.
     found = account_webhooks(api_user().account_id, after_id=cursor, limit=limit + 1)
-    page = found[:limit]
-    next_cursor = str(page[-1].id) if len(found) > limit else None
-    return jsonify({"webhooks": [webhook_json(w) for w in page], "next_cursor": next_cursor})
+    return page_json("webhooks", found, limit, webhook_json)
 
 
 @bp.post("/webhooks")
@@ -245,9 +243,7 @@ def list_messages(webhook_id: int) -> Response | tuple[Response, int]:
     except ValidationError as error:
         return validation_problem(error.errors)
     found = target_messages(webhook.id, status, before_id=cursor, limit=limit + 1)
-    page = found[:limit]
-    next_cursor = str(page[-1].id) if len(found) > limit else None
-    return jsonify({"messages": [message_json(m) for m in page], "next_cursor": next_cursor})
+    return page_json("messages", found, limit, message_json)
 
 
 @bp.get("/webhooks/<int:webhook_id>/messages/<message_id>")
