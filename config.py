@@ -3,6 +3,7 @@ that refuse to start with a configuration that would be unsafe or unusable."""
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 import warnings
@@ -62,6 +63,21 @@ def parse_encryption_keys(value: str) -> list[str]:
                 "print(Fernet.generate_key().decode())'`)"
             ) from None
     return keys
+
+
+def parse_networks(value: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    """FLEETHOOK_ALLOWED_NETWORKS: comma-separated CIDR blocks (10.20.0.0/16, fd00::/8)."""
+    networks = []
+    for part in value.split(","):
+        if not part.strip():
+            continue
+        try:
+            networks.append(ipaddress.ip_network(part.strip()))
+        except ValueError:
+            raise ConfigError(
+                f"FLEETHOOK_ALLOWED_NETWORKS: {part.strip()!r} is not a network (e.g. 10.20.0.0/16)"
+            ) from None
+    return networks
 
 
 def normalise_database_url(url: str) -> str:
@@ -141,11 +157,13 @@ def load_config(environ: Mapping[str, str], instance_path: str) -> dict[str, Any
 
     connect_timeout = _number(environ, "FLEETHOOK_CONNECT_TIMEOUT", 5)
     read_timeout = _number(environ, "FLEETHOOK_READ_TIMEOUT", 15)
+    deadline = _number(environ, "FLEETHOOK_DELIVERY_DEADLINE", 10)
     lease_seconds = _number(environ, "FLEETHOOK_LEASE_SECONDS", 60)
-    if lease_seconds < connect_timeout + read_timeout + 2:
+    if lease_seconds < max(connect_timeout + read_timeout, deadline) + 2:
         raise ConfigError(
             "FLEETHOOK_LEASE_SECONDS must be at least FLEETHOOK_CONNECT_TIMEOUT + "
-            "FLEETHOOK_READ_TIMEOUT + 2, so a claim outlasts the slowest request"
+            "FLEETHOOK_READ_TIMEOUT + 2 and FLEETHOOK_DELIVERY_DEADLINE + 2, so a claim "
+            "outlasts the slowest request"
         )
 
     return {
@@ -154,6 +172,10 @@ def load_config(environ: Mapping[str, str], instance_path: str) -> dict[str, Any
         "FLEETHOOK_CONNECT_TIMEOUT": connect_timeout,
         "FLEETHOOK_READ_TIMEOUT": read_timeout,
         "FLEETHOOK_MAIN_READ_TIMEOUT": _number(environ, "FLEETHOOK_MAIN_READ_TIMEOUT", 3),
+        # One webhook attempt's whole time: connect, send and the complete answer.
+        "FLEETHOOK_DELIVERY_DEADLINE": deadline,
+        # Requests one worker process keeps in flight at most, across its targets.
+        "FLEETHOOK_WORKER_IN_FLIGHT": int(_number(environ, "FLEETHOOK_WORKER_IN_FLIGHT", 512)),
         "FLEETHOOK_QUEUE_DEPTH_CAP": int(_number(environ, "FLEETHOOK_QUEUE_DEPTH_CAP", 5000)),
         "FLEETHOOK_SWEEP_SECONDS": int(_number(environ, "FLEETHOOK_SWEEP_SECONDS", 5)),
         "FLEETHOOK_LEASE_SECONDS": lease_seconds,
@@ -186,6 +208,9 @@ def load_config(environ: Mapping[str, str], instance_path: str) -> dict[str, Any
         "FLEETHOOK_ALLOW_LOCAL_NETWORK": parse_bool(
             "FLEETHOOK_ALLOW_LOCAL_NETWORK", environ.get("FLEETHOOK_ALLOW_LOCAL_NETWORK", "")
         ),
+        # Networks deliveries may reach though they are not public (on-premises
+        # receivers), while every other non-public address stays refused.
+        "FLEETHOOK_ALLOWED_NETWORKS": parse_networks(environ.get("FLEETHOOK_ALLOWED_NETWORKS", "")),
         # How many reverse proxies in front of the portal to trust for the client
         # address and scheme (X-Forwarded-For / -Proto); 0 trusts none.
         "FLEETHOOK_TRUSTED_PROXIES": trusted_proxies,

@@ -10,8 +10,20 @@ from flask import Blueprint, Response, jsonify
 
 from accounts.audit import ACTIONS, HIDDEN
 from database import MAX_ID
+from outbox.models import (
+    DEFAULT_MAX_IN_FLIGHT,
+    MAX_IN_FLIGHT_RANGE,
+    MessageStatus,
+    Ordering,
+    TargetStatus,
+)
 from webhooks.events import EVENT_TYPES
-from webhooks.lifecycle import MAX_HEADER_VALUE_LENGTH, MAX_NAME_LENGTH
+from webhooks.lifecycle import (
+    LATEST_WINS_EVENT_TYPES,
+    MAX_HEADER_VALUE_LENGTH,
+    MAX_NAME_LENGTH,
+    MAX_RATE_LIMIT,
+)
 from webhooks.url_safety import MAX_URL_LENGTH
 from webhooks.wire import USER_AGENT
 
@@ -105,6 +117,8 @@ def _fleet_not_found(plural: str) -> dict[str, Any]:
 
 
 NULLABLE_STRING = {"type": ["string", "null"]}
+TARGET_STATUSES = [status.value for status in TargetStatus]
+MESSAGE_STATUSES = [status.value for status in MessageStatus]
 TIMESTAMP = {"type": "string", "format": "date-time"}
 NULLABLE_TIMESTAMP = {"type": ["string", "null"], "format": "date-time"}
 
@@ -140,6 +154,59 @@ _WEBHOOK_FIELDS: dict[str, Any] = {
     "custom_header": {
         **CUSTOM_HEADER,
         "description": "Sent with every POST; stored encrypted, returned masked.",
+    },
+    "ordering": {
+        "enum": [o.value for o in Ordering],
+        "default": Ordering.VEHICLE.value,
+        "description": "vehicle: each vehicle's events in order, many vehicles at once; "
+        "webhook: every event in order, one request at a time (at most one message per "
+        "round trip of the receiver); none: no order, a failed message holds nothing back.",
+    },
+    "max_in_flight": {
+        "type": "integer",
+        "minimum": MAX_IN_FLIGHT_RANGE[0],
+        "maximum": MAX_IN_FLIGHT_RANGE[1],
+        "default": DEFAULT_MAX_IN_FLIGHT,
+        "description": "Requests this webhook may have in flight at once: more means more "
+        "requests at once to the receiver.",
+    },
+    "rate_limit": {
+        "type": ["number", "null"],
+        "exclusiveMinimum": 0,
+        "maximum": MAX_RATE_LIMIT,
+        "default": None,
+        "description": "At most this many messages per second (null: no limit); messages "
+        "wait rather than exceed it.",
+    },
+    "latest_wins": {
+        "type": "boolean",
+        "default": False,
+        "description": f"{' and '.join(LATEST_WINS_EVENT_TYPES)} webhooks only: when a "
+        "backlog forms, older pending messages of a vehicle are dropped (status superseded) "
+        "and only its newest is sent.",
+    },
+}
+# What the engine reports of a webhook's sending; never part of a request.
+_WEBHOOK_STATE: dict[str, Any] = {
+    "in_flight": {
+        "type": "integer",
+        "minimum": 0,
+        "readOnly": True,
+        "description": "Requests in flight now.",
+    },
+    "window": {
+        "type": "integer",
+        "minimum": 1,
+        "maximum": MAX_IN_FLIGHT_RANGE[1],
+        "readOnly": True,
+        "description": "Requests it may have in flight today: up to max_in_flight, halved "
+        "when the receiver answers 429, 502, 503, 504 or times out, grown by one after "
+        "successes.",
+    },
+    "throttled_until": {
+        **NULLABLE_TIMESTAMP,
+        "readOnly": True,
+        "description": "The receiver asked to wait (Retry-After): nothing is sent before this.",
     },
 }
 
@@ -293,13 +360,21 @@ def _schemas() -> dict[str, Any]:
                 "status",
                 "queue_depth",
                 "total_messages",
+                "ordering",
+                "max_in_flight",
+                "rate_limit",
+                "latest_wins",
+                "in_flight",
+                "window",
+                "throttled_until",
                 "created_at",
             ],
             "properties": {
                 "id": {"type": "integer"},
                 "event_type": {"enum": event_keys},
                 **_WEBHOOK_FIELDS,
-                "status": {"enum": ["active", "paused", "failing", "disabled"]},
+                **_WEBHOOK_STATE,
+                "status": {"enum": TARGET_STATUSES},
                 "status_reason": NULLABLE_STRING,
                 "queue_depth": {"type": "integer", "minimum": 0},
                 "total_messages": {"type": "integer", "minimum": 0},
@@ -332,7 +407,7 @@ def _schemas() -> dict[str, Any]:
                 "sequence": {"type": "integer", "minimum": 1},
                 "event_type": {"type": "string"},
                 "test": {"type": "boolean"},
-                "status": {"enum": ["pending", "sending", "delivered", "dead", "expired"]},
+                "status": {"enum": MESSAGE_STATUSES},
                 "attempts": {"type": "integer", "minimum": 0},
                 "last_status_code": {"type": ["integer", "null"]},
                 "last_latency_ms": {"type": ["integer", "null"]},
@@ -570,7 +645,7 @@ def _schemas() -> dict[str, Any]:
                     "description": "Each secret field masked (last 4 characters); OAuth tokens "
                     "never appear.",
                 },
-                "status": {"enum": ["active", "paused", "failing", "disabled", "needs_attention"]},
+                "status": {"enum": TARGET_STATUSES},
                 "status_reason": NULLABLE_STRING,
                 "queue_depth": {"type": "integer"},
                 "total_messages": {"type": "integer"},
@@ -882,7 +957,7 @@ def _paths() -> dict[str, Any]:
                     {
                         "name": "status",
                         "in": "query",
-                        "schema": {"enum": ["pending", "sending", "delivered", "dead", "expired"]},
+                        "schema": {"enum": MESSAGE_STATUSES},
                     },
                     {
                         "name": "limit",

@@ -1,10 +1,14 @@
-"""Who may send what: the drain lease on a target (one drain at a time, so a
-target's messages leave in order), and the lease on each claimed message (so a
-worker whose lease expired cannot mark anything).
+"""Who may send what: the drain lease on a target (one drain at a time per target),
+and the lease on each claimed message (so a worker whose lease expired cannot mark
+anything). What is claimed follows the target's ordering: the due head of each
+lane with the messages right behind it (ordering "vehicle"), the head of the whole
+target (ordering "webhook"), or any due message (ordering "none"). A lane's head
+is never skipped: the heads are found among every open message of the target,
+and a lane whose head is in flight or waiting for its retry is left alone whole.
 
-PostgreSQL locks the candidate rows with FOR UPDATE SKIP LOCKED; SQLite, which has
-no row locks (SQLAlchemy silently drops with_for_update there), relies on the
-conditional UPDATE … RETURNING whose result says which rows this worker won."""
+Claims read the committed rows and then take them with a conditional
+UPDATE … RETURNING whose result says which rows this worker won (SQLite has no
+row locks; on PostgreSQL the UPDATE re-checks each row it waited for)."""
 
 from __future__ import annotations
 
@@ -12,10 +16,10 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 
 from flask import current_app
-from sqlalchemy import CursorResult, and_, or_, select, update
+from sqlalchemy import CursorResult, and_, func, or_, select, update
 
 from extensions import db
-from outbox.models import OPEN_STATUSES, MessageStatus, OutboxMessage, Target
+from outbox.models import OPEN_STATUSES, MessageStatus, Ordering, OutboxMessage, Target
 
 
 def lease() -> timedelta:
@@ -25,10 +29,10 @@ def lease() -> timedelta:
     return timedelta(seconds=current_app.config["FLEETHOOK_LEASE_SECONDS"])
 
 
-def acquire_drain(target_id: int, owner: str, now: datetime) -> bool:
-    """Take (or renew) the target's drain lease; False if another drain holds it.
-    Not committed here: the caller's next write commits it (one transaction fewer
-    per batch)."""
+def acquire_drain(target_id: int, owner: str, now: datetime, in_flight: int = 0) -> bool:
+    """Take (or renew) the target's drain lease, noting how many requests it has in
+    flight (the grid shows it); False if another drain holds it. Not committed
+    here: the caller's next write commits it (one transaction fewer per batch)."""
     result = db.session.execute(
         update(Target)
         .where(
@@ -39,7 +43,7 @@ def acquire_drain(target_id: int, owner: str, now: datetime) -> bool:
                 Target.drain_expires_at < now,
             ),
         )
-        .values(drain_owner=owner, drain_expires_at=now + lease())
+        .values(drain_owner=owner, drain_expires_at=now + lease(), in_flight=in_flight)
         .execution_options(synchronize_session=False)
     )
     return rows_changed(result) == 1
@@ -54,7 +58,7 @@ def release_drain(target_id: int, owner: str) -> None:
     db.session.execute(
         update(Target)
         .where(Target.id == target_id, Target.drain_owner == owner)
-        .values(drain_owner=None, drain_expires_at=None)
+        .values(drain_owner=None, drain_expires_at=None, in_flight=0)
         .execution_options(synchronize_session=False)
     )
     db.session.commit()
@@ -70,8 +74,8 @@ def _claimable(now: datetime):  # type: ignore[no-untyped-def]
 def claim_due_messages(
     target_id: int, owner: str, now: datetime, limit: int
 ) -> list[OutboxMessage]:
-    """Lease the target's next due messages, in sequence order. A message waiting
-    for its retry holds back every later one (per-target FIFO)."""
+    """Lease the target's next due messages, in sequence order: one lane for the
+    whole target. A message waiting for its retry holds back every later one."""
     candidates = (
         select(
             OutboxMessage.id,
@@ -83,46 +87,190 @@ def claim_due_messages(
         .order_by(OutboxMessage.sequence)
         .limit(limit)
     )
-    if db.session.get_bind().dialect.name == "postgresql":
-        candidates = candidates.with_for_update(skip_locked=True)
     due = []
     for row in db.session.execute(candidates):
-        leased_by_another = row.status == MessageStatus.SENDING and row.lease_expires_at >= now
-        if leased_by_another or row.next_attempt_at > now:
+        if not _is_due(row, now):
             break
         due.append(row.id)
-    if not due:
+    runs = _take([due], owner, now)
+    return runs[0] if runs else []
+
+
+def claim_lane_runs(
+    target: Target, owner: str, now: datetime, lanes: int, run_length: int
+) -> list[list[OutboxMessage]]:
+    """Lease work for up to `lanes` more requests in flight: per lane, its due head
+    and up to `run_length` - 1 messages right behind it, to be sent one after
+    another. Oldest heads first, so no lane waits behind a busier one."""
+    if lanes <= 0:
+        return []
+    if target.ordering == Ordering.WEBHOOK:
+        run = claim_due_messages(target.id, owner, now, run_length)
+        return [run] if run else []
+    if target.ordering == Ordering.NONE:
+        rows = db.session.execute(
+            select(
+                OutboxMessage.id,
+                OutboxMessage.status,
+                OutboxMessage.next_attempt_at,
+                OutboxMessage.lease_expires_at,
+            )
+            .where(OutboxMessage.target_id == target.id, _claimable(now), _due(now))
+            .order_by(OutboxMessage.sequence)
+            .limit(lanes)
+        )
+        return _take([[row.id] for row in rows], owner, now)
+    if target.latest_wins:
+        supersede_backlogs(target.id, now)
+    runs = []
+    for lane in _lanes(target.id, run_length):
+        if not _is_due(lane[0], now):
+            continue  # its head is in flight or waiting for its retry: the lane waits
+        run = []
+        for row in lane:
+            if not _is_due(row, now):
+                break
+            run.append(row)
+        runs.append(run)
+    runs.sort(key=lambda run: run[0].sequence)
+    return _take([[row.id for row in run] for run in runs[:lanes]], owner, now)
+
+
+def _lanes(target_id: int, run_length: int) -> list[list[Any]]:
+    """The first `run_length` open messages of each of the target's lanes."""
+    ranked = (
+        select(
+            OutboxMessage.id,
+            OutboxMessage.ordering_key,
+            OutboxMessage.sequence,
+            OutboxMessage.status,
+            OutboxMessage.next_attempt_at,
+            OutboxMessage.lease_expires_at,
+            func.row_number()
+            .over(partition_by=OutboxMessage.ordering_key, order_by=OutboxMessage.lane_sequence)
+            .label("place"),
+        )
+        .where(OutboxMessage.target_id == target_id, OutboxMessage.status.in_(OPEN_STATUSES))
+        .subquery()
+    )
+    lanes: dict[str, list[Any]] = {}
+    for row in db.session.execute(
+        select(ranked)
+        .where(ranked.c.place <= run_length)
+        .order_by(ranked.c.ordering_key, ranked.c.place)
+    ):
+        lanes.setdefault(row.ordering_key, []).append(row)
+    return list(lanes.values())
+
+
+def _is_due(row: Any, now: datetime) -> bool:
+    if row.status == MessageStatus.SENDING:
+        return bool(row.lease_expires_at < now)  # its drain died: due again
+    return bool(row.next_attempt_at <= now)
+
+
+def _due(now: datetime):  # type: ignore[no-untyped-def]
+    return or_(OutboxMessage.status == MessageStatus.SENDING, OutboxMessage.next_attempt_at <= now)
+
+
+def _take(runs: list[list[int]], owner: str, now: datetime) -> list[list[OutboxMessage]]:
+    """Lease the messages of `runs`; of each run keep the unbroken part from its
+    head (a gap would send out of order) and hand back the rest. Commits."""
+    wanted = [message_id for run in runs for message_id in run]
+    if not wanted:
         db.session.commit()
         return []
     won = set(
         db.session.scalars(
             update(OutboxMessage)
-            .where(OutboxMessage.id.in_(due), _claimable(now))
+            .where(OutboxMessage.id.in_(wanted), _claimable(now))
             .values(status=MessageStatus.SENDING, lease_owner=owner, lease_expires_at=now + lease())
             .returning(OutboxMessage.id)
             .execution_options(synchronize_session=False)
         )
     )
     db.session.commit()
-    # Keep the unbroken run from the head: a gap would send out of order.
-    claimed = []
-    for message_id in due:
-        if message_id not in won:
-            break
-        claimed.append(message_id)
-    stray = won - set(claimed)
+    kept: list[list[int]] = []
+    for run in runs:
+        unbroken = []
+        for message_id in run:
+            if message_id not in won:
+                break
+            unbroken.append(message_id)
+        if unbroken:
+            kept.append(unbroken)
+    stray = won - {message_id for run in kept for message_id in run}
     if stray:
         release_messages(sorted(stray), owner)
-    if not claimed:
+    if not kept:
         return []
-    return list(
-        db.session.scalars(
+    loaded = {
+        message.id: message
+        for message in db.session.scalars(
             select(OutboxMessage)
-            .where(OutboxMessage.id.in_(claimed))
-            .order_by(OutboxMessage.sequence)
+            .where(OutboxMessage.id.in_([m for run in kept for m in run]))
             .execution_options(populate_existing=True)
         )
+    }
+    return [[loaded[message_id] for message_id in run] for run in kept]
+
+
+def supersede_backlogs(target_id: int, now: datetime) -> int:
+    """Latest wins: in each lane whose head may go now and that has more than one
+    open message, every pending message but the newest is superseded. The newest
+    takes over the lane's retry count, so a receiver that stays down is retried on
+    the schedule, not at once. Not committed here: the claim that follows commits."""
+    rows = db.session.execute(
+        select(
+            OutboxMessage.id,
+            OutboxMessage.ordering_key,
+            OutboxMessage.lane_sequence,
+            OutboxMessage.status,
+            OutboxMessage.attempts,
+            OutboxMessage.next_attempt_at,
+            OutboxMessage.lease_expires_at,
+        )
+        .where(OutboxMessage.target_id == target_id, OutboxMessage.status.in_(OPEN_STATUSES))
+        .order_by(OutboxMessage.ordering_key, OutboxMessage.lane_sequence)
+    ).all()
+    lanes: dict[str, list[Any]] = {}
+    for row in rows:
+        lanes.setdefault(row.ordering_key, []).append(row)
+    superseded: list[int] = []
+    for lane in lanes.values():
+        if len(lane) < 2 or not _is_due(lane[0], now):
+            continue
+        *older, newest = lane
+        superseded += [row.id for row in older]
+        carried = max(row.attempts for row in lane)
+        if carried > newest.attempts:
+            db.session.execute(
+                update(OutboxMessage)
+                .where(OutboxMessage.id == newest.id)
+                .values(attempts=carried)
+                .execution_options(synchronize_session=False)
+            )
+    if not superseded:
+        return 0
+    changed = db.session.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.id.in_(superseded), _claimable(now))
+        .values(
+            status=MessageStatus.SUPERSEDED,
+            finished_at=now,
+            lease_owner=None,
+            lease_expires_at=None,
+        )
+        .execution_options(synchronize_session=False)
     )
+    count = rows_changed(changed)
+    db.session.execute(
+        update(Target)
+        .where(Target.id == target_id)
+        .values(queue_depth=Target.queue_depth - count)
+        .execution_options(synchronize_session=False)
+    )
+    return count
 
 
 def release_messages(message_ids: list[int], owner: str) -> None:
@@ -138,15 +286,17 @@ def release_messages(message_ids: list[int], owner: str) -> None:
     db.session.commit()
 
 
-def has_due_messages(target_id: int, now: datetime) -> bool:
-    head = db.session.execute(
-        select(OutboxMessage.status, OutboxMessage.next_attempt_at, OutboxMessage.lease_expires_at)
-        .where(OutboxMessage.target_id == target_id, OutboxMessage.status.in_(OPEN_STATUSES))
-        .order_by(OutboxMessage.sequence)
-        .limit(1)
-    ).first()
-    if head is None:
-        return False
-    if head.status == MessageStatus.SENDING:
-        return bool(head.lease_expires_at < now)
-    return bool(head.next_attempt_at <= now)
+def has_due_messages(target: Target, now: datetime) -> bool:
+    """Whether a claim would find work now: a lane whose head is due (ordering
+    "vehicle"), the target's head (ordering "webhook"), or any due message."""
+    if target.ordering == Ordering.VEHICLE:
+        return any(_is_due(lane[0], now) for lane in _lanes(target.id, 1))
+    query = select(
+        OutboxMessage.status, OutboxMessage.next_attempt_at, OutboxMessage.lease_expires_at
+    ).where(OutboxMessage.target_id == target.id)
+    if target.ordering == Ordering.NONE:
+        query = query.where(_claimable(now), _due(now))
+    else:
+        query = query.where(OutboxMessage.status.in_(OPEN_STATUSES))
+    head = db.session.execute(query.order_by(OutboxMessage.sequence).limit(1)).first()
+    return head is not None and _is_due(head, now)

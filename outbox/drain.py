@@ -1,7 +1,11 @@
-"""The drain job: one RQ job sends a batch of a target's due messages after another
-over one keep-alive session, records every attempt under its leases, and stops
-when nothing is due or its time budget is spent — re-nudging itself if work is
-left. One job per target, never one per message."""
+"""The drain job. For kinds that hand over ready-to-send deliveries (webhooks), one
+RQ job keeps many requests in flight: across the lanes of its target up to the
+target's window, and across targets — it takes other targets' queued drain jobs
+off its queue while it has room. Requests go through the process's transport
+(outbox/transport.py); this thread claims, records and nudges. For kinds that send
+a batch themselves (integrations), one job sends one target's messages in order.
+Either way every attempt is recorded under its leases, and a job stops claiming
+when its time budget is spent, re-nudging the targets that have work left."""
 
 from __future__ import annotations
 
@@ -11,11 +15,16 @@ import socket
 import time
 import uuid
 from collections.abc import Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from flask import current_app
-from rq import get_current_job
+from rq import Queue, get_current_job
+from rq.exceptions import NoSuchJobError
+from rq.job import Job
 from sqlalchemy import bindparam, insert, update
 
 from database import utcnow
@@ -24,6 +33,7 @@ from outbox.activity import record_activity
 from outbox.claims import (
     acquire_drain,
     claim_due_messages,
+    claim_lane_runs,
     has_due_messages,
     lease,
     release_drain,
@@ -41,14 +51,24 @@ from outbox.models import (
     TargetStatus,
 )
 from outbox.queues import RETRIES, again_key, drain_job_id, nudge, queue_for
-from outbox.registry import Result, kind_of
-from outbox.schedule import next_attempt_at
+from outbox.registry import ConcurrentKind, Result, SerialKind, kind_of
+from outbox.schedule import RETRY_STEPS, next_attempt_at
+from outbox.transport import Delivery, transport
 
 log = logging.getLogger(__name__)
 
-# Messages claimed at once, and seconds one drain may keep a worker.
+# Messages a serial drain claims at once; messages of one lane sent one after
+# another in one slot before the drain claims again.
 BATCH_SIZE = 100
+RUN_LENGTH = 20
+# Seconds a drain job claims for (its attempts in flight then finish, by their
+# deadline), and the longest it waits for an answer before looking at its targets.
 TIME_BUDGET_SECONDS = 5.0
+CONCURRENT_BUDGET_SECONDS = 20.0
+TICK_SECONDS = 0.05
+# Targets one drain job serves at once.
+MAX_TARGETS = 1000
+DRAIN_FUNCTION = "outbox.drain.drain_target"
 
 
 def _owner() -> str:
@@ -56,7 +76,213 @@ def _owner() -> str:
 
 
 def drain_target(target_id: int) -> dict[str, Any]:
-    """RQ job: send the target's due messages, in order, for a few seconds."""
+    """RQ job: send the target's due messages (and, for webhooks, other targets'
+    while there is room) for a few seconds."""
+    target = db.session.get(Target, target_id)
+    if target is None:
+        return {"target": target_id, "sent": 0}
+    if isinstance(kind_of(target), ConcurrentKind):
+        return ConcurrentDrain(_owner()).run(target_id)
+    return _serial_drain(target_id)
+
+
+@dataclass
+class _Lane:
+    """Messages of one lane in flight: one slot of the target's window."""
+
+    messages: list[OutboxMessage]
+    future: Future[list[Result]]
+
+
+@dataclass
+class _Served:
+    """A target this drain holds."""
+
+    target_id: int
+    runs: list[_Lane] = field(default_factory=list)
+    done: list[tuple[list[OutboxMessage], list[Result]]] = field(default_factory=list)
+    # Claim again: at the start, after results, or when asked to look again.
+    look: bool = True
+    attempted: int = 0
+    # Rate limit: when the next message may start (time.monotonic()).
+    next_start: float = 0.0
+
+
+class ConcurrentDrain:
+    """One job's drain of webhook-like targets, many requests in flight."""
+
+    def __init__(self, owner: str) -> None:
+        self.owner = owner
+        self.served: dict[int, _Served] = {}
+        self.transport = transport()
+        config = current_app.config
+        self.deadline = float(config["FLEETHOOK_DELIVERY_DEADLINE"])
+        self.process_cap = int(config["FLEETHOOK_WORKER_IN_FLIGHT"])
+        self.claims_end = time.monotonic() + CONCURRENT_BUDGET_SECONDS
+        job = get_current_job()
+        # Only a job on a queue takes its neighbours' jobs; a direct call drains one.
+        self.queue_name = job.origin if job is not None else None
+        self.own_job_id = job.id if job is not None else None
+
+    def run(self, first_target_id: int) -> dict[str, Any]:
+        self._serve(first_target_id)
+        attempted = 0
+        while self.served:
+            if time.monotonic() < self.claims_end:
+                self._take_queued_targets()
+            for served in list(self.served.values()):
+                self._claim(served)
+            futures = [lane.future for s in self.served.values() for lane in s.runs]
+            if futures:
+                wait(futures, timeout=TICK_SECONDS, return_when=FIRST_COMPLETED)
+            elif any(s.look for s in self.served.values()):
+                time.sleep(TICK_SECONDS)  # a rate-limited target waits for its next start
+            for served in list(self.served.values()):
+                self._collect(served)
+                if served.done:
+                    attempted += self._record(served)
+                if not served.runs and not served.look:
+                    self._finish(served)
+        return {"target": first_target_id, "sent": attempted}
+
+    def _in_flight(self) -> int:
+        return sum(len(s.runs) for s in self.served.values())
+
+    def _serve(self, target_id: int) -> None:
+        if target_id in self.served:
+            return
+        if not acquire_drain(target_id, self.owner, utcnow()):
+            db.session.rollback()
+            # Another drain is at work on this target; have it look again.
+            redis_client().set(again_key(target_id), 1, ex=int(lease().total_seconds()) * 3)
+            return
+        db.session.commit()
+        record_drain()
+        self.served[target_id] = _Served(target_id)
+
+    def _take_queued_targets(self) -> None:
+        """Take the drain jobs waiting on this job's queue while there is room: their
+        targets are served here, alongside, instead of one job after another."""
+        if self.queue_name is None:
+            return
+        rq_queue = Queue(self.queue_name, connection=redis_client())
+        while len(self.served) < MAX_TARGETS and self._in_flight() < self.process_cap:
+            # Queue.pop_job_id() fails on an empty queue (rq 3.0): pop it here.
+            popped = redis_client().lpop(rq_queue.key)
+            if popped is None:
+                return
+            job_id = popped.decode() if isinstance(popped, bytes) else str(popped)
+            try:
+                job = Job.fetch(job_id, connection=redis_client())
+            except NoSuchJobError:
+                continue
+            if job.func_name != DRAIN_FUNCTION:
+                rq_queue.push_job_id(job_id, at_front=True)
+                return
+            target_id = int(job.args[0])
+            job.delete(remove_from_queue=False)
+            self._serve(target_id)
+
+    def _claim(self, served: _Served) -> None:
+        if not served.look:
+            return
+        if time.monotonic() >= self.claims_end:
+            served.look = False  # the job's budget is spent: finish what is in flight
+            return
+        target = db.session.get(Target, served.target_id, populate_existing=True)
+        now = utcnow()
+        if target is None or target.status in HELD:
+            db.session.rollback()
+            served.look = False
+            return
+        if target.throttled_until is not None and target.throttled_until > now:
+            db.session.rollback()
+            served.look = False  # the sweeper nudges it again once the pause is over
+            return
+        window = max(1, min(target.send_window, target.max_in_flight))
+        room = min(window - len(served.runs), self.process_cap - self._in_flight())
+        run_length = RUN_LENGTH
+        if target.rate_limit:
+            # One message a slot, started no faster than the limit.
+            wait_s = served.next_start - time.monotonic()
+            if wait_s > 0:
+                return  # looked at again next tick
+            room, run_length = min(room, 1), 1
+        if room <= 0:
+            db.session.rollback()
+            return
+        acquire_drain(served.target_id, self.owner, now, in_flight=len(served.runs))
+        runs = claim_lane_runs(target, self.owner, now, room, run_length)  # commits
+        served.look = False
+        if not runs:
+            if redis_client().getdel(again_key(served.target_id)):
+                served.look = True
+            return
+        if target.rate_limit:
+            served.next_start = time.monotonic() + 1.0 / target.rate_limit
+        # Start no request the lease would not outlast.
+        stop_at = time.monotonic() + lease().total_seconds() - self.deadline - 1
+        kind = kind_of(target)
+        assert isinstance(kind, ConcurrentKind)
+        for run in runs:
+            prepared: list[Delivery | Result] = kind.deliveries(target, run)
+            ready: list[Delivery] = []
+            for item in prepared:
+                if not isinstance(item, Delivery):
+                    break
+                ready.append(item)
+            if not ready:
+                # The first message could not even be built: that is its attempt.
+                failed = prepared[0]
+                assert isinstance(failed, Result)
+                served.done.append((run[:1], [failed]))
+                release_messages([m.id for m in run[1:]], self.owner)
+                continue
+            future = self.transport.send_run(ready, self.deadline, stop_at)
+            served.runs.append(_Lane(run[: len(ready)], future))
+            release_messages([m.id for m in run[len(ready) :]], self.owner)
+        served.look = len(served.runs) < window
+
+    def _collect(self, served: _Served) -> None:
+        still = []
+        for lane in served.runs:
+            if lane.future.done():
+                results = lane.future.result()
+                served.done.append((lane.messages, results))
+                release_messages([m.id for m in lane.messages[len(results) :]], self.owner)
+            else:
+                still.append(lane)
+        served.runs = still
+
+    def _record(self, served: _Served) -> int:
+        messages = [m for batch, results in served.done for m in batch[: len(results)]]
+        results = [r for _, batch_results in served.done for r in batch_results]
+        served.done = []
+        target = db.session.get(Target, served.target_id, populate_existing=True)
+        if target is None:
+            served.runs, served.look = [], False
+            return 0
+        acquire_drain(served.target_id, self.owner, utcnow(), in_flight=len(served.runs))
+        record_results(target, self.owner, messages, results)
+        served.attempted += len(results)
+        served.look = True
+        return len(results)
+
+    def _finish(self, served: _Served) -> None:
+        del self.served[served.target_id]
+        release_drain(served.target_id, self.owner)
+        mine = served.target_id == self._own_target()
+        _follow_up(served.target_id, own_job=mine)
+
+    def _own_target(self) -> int | None:
+        job = get_current_job()
+        if job is None or job.func_name != DRAIN_FUNCTION:
+            return None
+        return int(job.args[0])
+
+
+def _serial_drain(target_id: int) -> dict[str, Any]:
+    """One target's due messages, sent in order by its kind, for a few seconds."""
     owner = _owner()
     if not acquire_drain(target_id, owner, utcnow()):
         db.session.rollback()
@@ -85,7 +311,7 @@ def drain_target(target_id: int) -> dict[str, Any]:
             )
             stop_at = min(budget_ends, claimed_at + lease().total_seconds() - slowest - 1)
             with _patience():
-                results = kind_of(target).send(target, batch, stop_at)
+                results = _send_serially(target, batch, stop_at)
             acquire_drain(target_id, owner, utcnow())  # renew, committed with the results
             record_results(target, owner, batch[: len(results)], results)
             release_messages([m.id for m in batch[len(results) :]], owner)
@@ -98,34 +324,64 @@ def drain_target(target_id: int) -> dict[str, Any]:
                 break
     finally:
         release_drain(target_id, owner)
-    _follow_up(target_id)
+    _follow_up(target_id, own_job=True)
     return {"target": target_id, "sent": attempted}
 
 
+def _send_serially(target: Target, batch: Sequence[OutboxMessage], stop_at: float) -> list[Result]:
+    """The kind's send; an exception in it is the head's failed attempt, not a
+    drain that dies with its messages claimed and nothing recorded."""
+    started = time.perf_counter()
+    kind = kind_of(target)
+    assert isinstance(kind, SerialKind)
+    try:
+        return kind.send(target, batch, stop_at)
+    except Exception as error:
+        log.exception("sending to target %s failed unexpectedly", target.id)
+        db.session.rollback()
+        return [
+            Result(
+                delivered=False,
+                duration_ms=round((time.perf_counter() - started) * 1000),
+                error=f"{type(error).__name__}: {error}"[:500],
+            )
+        ]
+
+
 def _patience() -> AbstractContextManager[None]:
-    """On the main queues a drain waits FLEETHOOK_MAIN_READ_TIMEOUT at most for an
-    answer: a receiver that never answers costs a main worker that long once, then
-    its target drains from the retries queue (it failed lately), where drains wait
-    the full FLEETHOOK_READ_TIMEOUT on workers of their own."""
+    """On the main queues a serial drain waits FLEETHOOK_MAIN_READ_TIMEOUT at most
+    for an answer: a provider that never answers costs a main worker that long
+    once, then its target drains from the retries queue (it failed lately), where
+    drains wait the full FLEETHOOK_READ_TIMEOUT on workers of their own."""
     job = get_current_job()
     if job is None or job.origin == redis_key(RETRIES):
         return nullcontext()
     return read_timeout_cap(current_app.config["FLEETHOOK_MAIN_READ_TIMEOUT"])
 
 
-def _follow_up(target_id: int) -> None:
-    """Nudge again when work is left or arrived meanwhile, under the other of the
-    target's two job ids (this job's own id exists until it ends)."""
+def _follow_up(target_id: int, own_job: bool) -> None:
+    """Nudge again when work is left or arrived meanwhile. For the job's own target
+    under the other of its two job ids (this job's id exists until it ends); a
+    target taken from the queue had its job deleted, so its first id is free."""
     target = db.session.get(Target, target_id, populate_existing=True)
+    now = utcnow()
     if target is None or target.status in HELD:
+        db.session.rollback()
         return
+    if target.throttled_until is not None and target.throttled_until > now:
+        db.session.rollback()
+        return  # the receiver asked for a pause; the sweeper nudges it after
     asked_again = redis_client().getdel(again_key(target_id))
-    if asked_again or has_due_messages(target_id, utcnow()):
-        job = get_current_job()
-        i_am_follow_up = job is not None and job.id == drain_job_id(target_id, follow_up=True)
-        # A job under the other id may be finishing on another worker right now:
-        # wait a moment for it rather than replace it (the sweeper replaces leftovers).
-        nudge(target_id, queue_for(target), follow_up=not i_am_follow_up, patience=0.5)
+    if asked_again or has_due_messages(target, now):
+        follow_up = False
+        if own_job:
+            job = get_current_job()
+            i_am_follow_up = job is not None and job.id == drain_job_id(target_id, follow_up=True)
+            follow_up = not i_am_follow_up
+        # A job under that id may be finishing on another worker right now: wait a
+        # moment for it rather than replace it (the sweeper replaces leftovers).
+        nudge(target_id, queue_for(target), follow_up=follow_up, patience=0.5)
+    db.session.rollback()
 
 
 def record_results(
@@ -286,6 +542,7 @@ def _update_target(
         changes["status"] = TargetStatus.ACTIVE.value
         changes["status_reason"] = None
         changes["last_failure_at"] = None
+    changes.update(_back_pressure(target, results, now))
     if changes:
         db.session.execute(
             update(Target)
@@ -293,6 +550,25 @@ def _update_target(
             .values(**changes)
             .execution_options(synchronize_session=False)
         )
+
+
+def _back_pressure(target: Target, results: Sequence[Result], now: Any) -> dict[str, Any]:
+    """The target's window: halved when the receiver pushes back (429/502/503/504,
+    or no answer by the deadline), one more after a batch of successes without,
+    up to max_in_flight. A Retry-After pauses the whole target until then."""
+    changes: dict[str, Any] = {}
+    if any(result.throttled for result in results):
+        changes["send_window"] = max(1, target.send_window // 2)
+        waits = [result.retry_after for result in results if result.retry_after is not None]
+        if waits:
+            pause = min(max(waits), RETRY_STEPS[-1])
+            changes["throttled_until"] = now + timedelta(seconds=pause)
+    elif any(result.delivered for result in results):
+        if target.send_window < target.max_in_flight:
+            changes["send_window"] = target.send_window + 1
+        elif target.send_window > target.max_in_flight:  # max_in_flight was lowered
+            changes["send_window"] = target.max_in_flight
+    return changes
 
 
 def _error_text(result: Result) -> str:

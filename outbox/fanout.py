@@ -1,5 +1,6 @@
 """Fan-out: one event becomes one outbox message per matching target of the
-account, in the caller's transaction; the drains are nudged after it commits."""
+account, in the caller's transaction, numbered in its target and in its lane
+(the event's vehicle); the drains are nudged after it commits."""
 
 from __future__ import annotations
 
@@ -8,12 +9,21 @@ from typing import Any
 
 from flask import current_app
 from sqlalchemy import select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import with_polymorphic
 from sqlalchemy.orm.attributes import set_committed_value
 
 from extensions import db
 from outbox.alerts import alert_auto_paused
-from outbox.models import HELD, OutboxMessage, Target, TargetStatus, new_message_id
+from outbox.models import (
+    HELD,
+    TARGET_LANE,
+    OutboxLane,
+    OutboxMessage,
+    Target,
+    TargetStatus,
+    new_message_id,
+)
 from outbox.queues import nudge_after_commit
 from outbox.registry import kind_of
 
@@ -55,6 +65,7 @@ def fan_out(events: Sequence[Any], targets: Sequence[Target]) -> list[list[Outbo
                 event_type=payload["type"],
                 payload=payload,
                 is_test=bool(getattr(event, "is_test", False)),
+                ordering_key=getattr(event, "ordering_key", TARGET_LANE),
             )
             messages.append(message)
             by_target.setdefault(target.id, []).append(message)
@@ -90,7 +101,42 @@ def fan_out(events: Sequence[Any], targets: Sequence[Target]) -> list[list[Outbo
             alert_auto_paused(target)
         if target.status not in HELD:
             nudged.append(target)
+    number_lanes(by_target)
     db.session.add_all([message for messages in per_event for message in messages])
     db.session.flush()
     nudge_after_commit(nudged)
     return per_event
+
+
+def number_lanes(by_target: dict[int, list[OutboxMessage]]) -> None:
+    """Give each message the next sequence number of its lane: one upsert of the
+    lanes' counters for the whole batch (each lane once, with how many it gets).
+    The target rows locked above serialise concurrent fan-outs to a target."""
+    counts: dict[tuple[int, str], int] = {}
+    for target_id in sorted(by_target):
+        for message in by_target[target_id]:
+            lane = (target_id, message.ordering_key)
+            counts[lane] = counts.get(lane, 0) + 1
+    dialect = sqlite if db.session.get_bind().dialect.name == "sqlite" else postgresql
+    upsert = dialect.insert(OutboxLane)
+    statement = upsert.on_conflict_do_update(
+        index_elements=[OutboxLane.target_id, OutboxLane.ordering_key],
+        set_={"last_sequence": OutboxLane.last_sequence + upsert.excluded.last_sequence},
+    ).returning(OutboxLane.target_id, OutboxLane.ordering_key, OutboxLane.last_sequence)
+    last = {
+        (row.target_id, row.ordering_key): row.last_sequence
+        for row in db.session.execute(
+            statement,
+            [
+                {"target_id": target_id, "ordering_key": key, "last_sequence": count}
+                for (target_id, key), count in counts.items()
+            ],
+        )
+    }
+    # Number each lane's messages up to its new last sequence, in event order.
+    following = {lane: last[lane] - count for lane, count in counts.items()}
+    for target_id, messages in by_target.items():
+        for message in messages:
+            lane = (target_id, message.ordering_key)
+            following[lane] += 1
+            message.lane_sequence = following[lane]

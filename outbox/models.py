@@ -1,7 +1,8 @@
 """Tables of the outbox: `Target` (the row every webhook and integration is, with
-its status, counters and drain lease), `OutboxMessage` (one event for one target),
-`DeliveryAttempt` (one try at sending a message) and `TargetActivity` (a target's
-deliveries and failures per minute, for the charts)."""
+its status, counters, delivery settings and drain lease), `OutboxMessage` (one
+event for one target, in one ordering lane), `OutboxLane` (each lane's last
+sequence number), `DeliveryAttempt` (one try at sending a message) and
+`TargetActivity` (a target's deliveries and failures per minute, for the charts)."""
 
 from __future__ import annotations
 
@@ -30,6 +31,19 @@ class TargetStatus(StrEnum):
 HELD = (TargetStatus.PAUSED, TargetStatus.DISABLED, TargetStatus.NEEDS_ATTENTION)
 
 
+class Ordering(StrEnum):
+    """Which messages of a target must arrive in the order they were created."""
+
+    VEHICLE = "vehicle"  # each vehicle's (each lane's) messages, in order
+    WEBHOOK = "webhook"  # every message of the target: one lane, one request at a time
+    NONE = "none"  # no order: any due message may go
+
+
+# Requests one target may have in flight at once (Target.max_in_flight).
+MAX_IN_FLIGHT_RANGE = (1, 64)
+DEFAULT_MAX_IN_FLIGHT = 16
+
+
 class Target(db.Model):  # type: ignore[name-defined]
     """A destination of messages. Webhooks and integrations are kinds of target
     (joined-table inheritance), so they share one id space, the status logic and
@@ -51,6 +65,20 @@ class Target(db.Model):  # type: ignore[name-defined]
     # target's messages leave in order however many workers run.
     drain_owner: Mapped[str | None] = mapped_column(String(80))
     drain_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # How its messages are ordered and how many requests may be in flight (up to
+    # max_in_flight; `send_window` is today's limit, halved when the receiver pushes
+    # back and grown again by its successes). `in_flight` is what the grid shows.
+    ordering: Mapped[str] = mapped_column(String(8), default=Ordering.VEHICLE.value)
+    max_in_flight: Mapped[int] = mapped_column(default=DEFAULT_MAX_IN_FLIGHT)
+    send_window: Mapped[int] = mapped_column(default=DEFAULT_MAX_IN_FLIGHT)
+    in_flight: Mapped[int] = mapped_column(default=0)
+    # At most this many messages a second (None: as fast as the window allows).
+    rate_limit: Mapped[float | None]
+    # Location and heartbeat only: a lane's older pending messages are superseded
+    # by its newest when a backlog forms.
+    latest_wins: Mapped[bool] = mapped_column(default=False)
+    # The receiver asked us to wait (Retry-After): nothing is sent before this.
+    throttled_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # When this target last failed; recent failures drain from the retries queue.
     last_failure_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # What the grid shows of the latest results, written with them by the drain:
@@ -71,9 +99,20 @@ class MessageStatus(StrEnum):
     DELIVERED = "delivered"  # the receiver answered 2xx
     DEAD = "dead"  # attempts failed until the retention window ended
     EXPIRED = "expired"  # never sent within the retention window (target paused)
+    SUPERSEDED = "superseded"  # a newer message of its lane was sent instead (latest wins)
 
 
 OPEN_STATUSES = (MessageStatus.PENDING.value, MessageStatus.SENDING.value)
+FINISHED_STATUSES = tuple(s.value for s in MessageStatus if s.value not in OPEN_STATUSES)
+
+# The lane of an event that names no vehicle: the target's own.
+TARGET_LANE = "target"
+
+
+def vehicle_lane(vehicle_id: int) -> str:
+    """The ordering key of a vehicle's events (the fleethook-ordering-key header)."""
+    return f"vehicle:{vehicle_id}"
+
 
 MESSAGE_ID_PREFIX = "msg_"
 
@@ -95,8 +134,12 @@ class OutboxMessage(db.Model):  # type: ignore[name-defined]
         BigInteger().with_variant(db.Integer, "sqlite"), primary_key=True
     )
     target_id: Mapped[int] = mapped_column(ForeignKey("target.id", ondelete="CASCADE"))
-    # 1, 2, 3 … per target: the order receivers get them in.
+    # 1, 2, 3 … per target: the order of the whole target (ordering "webhook").
     sequence: Mapped[int]
+    # The lane (vehicle:<id>, or "target") and 1, 2, 3 … within it: the order of
+    # ordering "vehicle", and the fleethook-ordering-key / -sequence headers.
+    ordering_key: Mapped[str] = mapped_column(String(64), default=TARGET_LANE)
+    lane_sequence: Mapped[int] = mapped_column(default=0)
     # The webhook-id: the same on every attempt and redelivery.
     message_id: Mapped[str] = mapped_column(String(40), unique=True)
     event_type: Mapped[str] = mapped_column(String(32))
@@ -125,11 +168,32 @@ class OutboxMessage(db.Model):  # type: ignore[name-defined]
     __table_args__ = (
         # A target's open messages in order: claims, queue views, FIFO.
         Index("ix_outbox_message_target_status_sequence", "target_id", "status", "sequence"),
+        # A target's open messages lane by lane: the heads of its lanes.
+        Index(
+            "ix_outbox_message_target_status_lane",
+            "target_id",
+            "status",
+            "ordering_key",
+            "lane_sequence",
+        ),
         # What the sweeper looks for: open messages by due time.
         Index("ix_outbox_message_status_next_attempt_at", "status", "next_attempt_at"),
         # The messages list of a target, newest first.
         Index("ix_outbox_message_target_created", "target_id", "created_at"),
     )
+
+
+class OutboxLane(db.Model):  # type: ignore[name-defined]
+    """A lane's last sequence number, so the next message of the lane gets the next
+    one (contiguous per lane: a receiver sees a gap when it missed a message)."""
+
+    __tablename__ = "outbox_lane"
+
+    target_id: Mapped[int] = mapped_column(
+        ForeignKey("target.id", ondelete="CASCADE"), primary_key=True
+    )
+    ordering_key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    last_sequence: Mapped[int] = mapped_column(default=0)
 
 
 class DeliveryAttempt(db.Model):  # type: ignore[name-defined]

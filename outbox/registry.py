@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from outbox.models import OutboxMessage, Target
 
@@ -21,6 +21,9 @@ class Result:
     error: str | None = None
     # Seconds the receiver asked us to wait (Retry-After), if it did.
     retry_after: float | None = None
+    # The receiver pushed back (429/502/503/504) or did not answer by the deadline:
+    # the target's window of requests in flight is halved.
+    throttled: bool = False
     # The receiver says it is gone for good (410): stop the target.
     gone: bool = False
     # The message itself was refused for good (e.g. a provider's 422): it is dead,
@@ -43,6 +46,21 @@ class TargetKind(Protocol):
     def payload_for(self, target: Target, event: Any) -> dict[str, Any] | None:
         """The message body this target wants for `event`, or None to skip it."""
 
+
+@runtime_checkable
+class ConcurrentKind(TargetKind, Protocol):
+    """A kind whose messages the outbox sends itself, many in flight at once
+    (outbox/transport.py): it hands over each message ready to send."""
+
+    def deliveries(self, target: Target, messages: Sequence[OutboxMessage]) -> list[Any]:
+        """Each message as a transport Delivery, in order; a message that cannot
+        be built ends the list as its failed Result."""
+
+
+@runtime_checkable
+class SerialKind(TargetKind, Protocol):
+    """A kind that sends a batch of messages in order itself (a provider's API)."""
+
     def send(
         self, target: Target, messages: Sequence[OutboxMessage], stop_at: float
     ) -> list[Result]:
@@ -52,14 +70,14 @@ class TargetKind(Protocol):
         at least one). Returns one result per message attempted."""
 
 
-_KINDS: dict[str, TargetKind] = {}
+_KINDS: dict[str, ConcurrentKind | SerialKind] = {}
 
 
-def register(kind: TargetKind) -> None:
+def register(kind: ConcurrentKind | SerialKind) -> None:
     _KINDS[kind.kind] = kind
 
 
-def kind_of(target: Target) -> TargetKind:
+def kind_of(target: Target) -> ConcurrentKind | SerialKind:
     return _KINDS[target.kind]
 
 

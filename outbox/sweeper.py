@@ -69,6 +69,8 @@ def targets_with_due_work(now: Any) -> list[Target]:
                 Target.id.in_(target_ids),
                 Target.status.not_in([status.value for status in HELD]),
                 or_(Target.drain_owner.is_(None), Target.drain_expires_at < now),
+                # A receiver's Retry-After pauses its target until then.
+                or_(Target.throttled_until.is_(None), Target.throttled_until <= now),
             )
         )
     )

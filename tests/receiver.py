@@ -1,12 +1,18 @@
 """A real HTTP receiver on loopback for delivery tests. The path picks the answer:
 
     /ok  /no-content  /status/<code>[?retry_after=N]  /redirect  /redirect/<code>?to=<url>
-    /hang  /reset  /slow/<ms>
+    /hang  /reset  /slow/<ms>  /random/<low ms>-<high ms>
+    /trickle[?seconds=N]  (headers, then one byte of body every 0.1 s)
+    /big-header?bytes=N  (200 with one response header of N bytes)
+    /fail-vehicle/<vehicle id>[?times=N]  (500 for that vehicle's first N events, else 200)
 
-It records every request (path, headers, body) it gets."""
+It records every request (path, headers, body) it gets, and the most requests it
+had in hand at once."""
 
 from __future__ import annotations
 
+import json
+import random
 import socket
 import struct
 import threading
@@ -45,6 +51,13 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def do_POST(self) -> None:  # noqa: N802
+        self.server.started()
+        try:
+            self._post()
+        finally:
+            self.server.ended()
+
+    def _post(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
         url = urlsplit(self.path)
         self.server.record(
@@ -74,8 +87,38 @@ class _Handler(BaseHTTPRequestHandler):
         elif parts[0] == "slow":
             time.sleep(int(parts[1]) / 1000)
             self._answer(200)
+        elif parts[0] == "random":
+            low, high = (int(ms) for ms in parts[1].split("-"))
+            time.sleep(random.uniform(low, high) / 1000)
+            self._answer(200)
+        elif parts[0] == "trickle":
+            self._trickle(float(query.get("seconds", ["30"])[0]))
+        elif parts[0] == "fail-vehicle":
+            vehicle = json.loads(body)["data"]["vehicle"]["id"]
+            times = int(query.get("times", ["1000000"])[0])
+            if vehicle == int(parts[1]) and self.server.count_failure(vehicle) <= times:
+                self._answer(500)
+            else:
+                self._answer(200)
+        elif parts[0] == "big-header":
+            self._answer(200, {"X-Big": "a" * int(query["bytes"][0])})
         else:
             self._answer(404)
+
+    def _trickle(self, seconds: float) -> None:
+        """A 200 whose body comes one byte at a time: every read gets something,
+        so only a deadline for the whole answer ends it."""
+        length = int(seconds * 10) + 1
+        self.send_response(200)
+        self.send_header("Content-Length", str(length))
+        self.end_headers()
+        try:
+            for _ in range(length):
+                self.wfile.write(b".")
+                self.wfile.flush()
+                time.sleep(0.1)
+        except OSError:
+            self.close_connection = True  # the sender gave up
 
 
 class ReceiverServer(ThreadingHTTPServer):
@@ -85,6 +128,23 @@ class ReceiverServer(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), _Handler)
         self.received: list[Received] = []
         self._lock = threading.Lock()
+        self._in_hand = 0
+        self.most_at_once = 0
+        self._failures: dict[int, int] = {}
+
+    def started(self) -> None:
+        with self._lock:
+            self._in_hand += 1
+            self.most_at_once = max(self.most_at_once, self._in_hand)
+
+    def ended(self) -> None:
+        with self._lock:
+            self._in_hand -= 1
+
+    def count_failure(self, vehicle: int) -> int:
+        with self._lock:
+            self._failures[vehicle] = self._failures.get(vehicle, 0) + 1
+            return self._failures[vehicle]
 
     def record(self, request: Received) -> None:
         with self._lock:

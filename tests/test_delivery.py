@@ -32,7 +32,10 @@ from webhooks.events import EVENT_TYPES, EXAMPLE_VEHICLE, DetectedEvent
 from webhooks.lifecycle import create_webhook, pause_webhook, resume_webhook, rotate_secret
 
 pytestmark = pytest.mark.app_config(
-    FLEETHOOK_ALLOW_LOCAL_NETWORK=True, FLEETHOOK_CONNECT_TIMEOUT=1, FLEETHOOK_READ_TIMEOUT=1
+    FLEETHOOK_ALLOW_LOCAL_NETWORK=True,
+    FLEETHOOK_CONNECT_TIMEOUT=1,
+    FLEETHOOK_READ_TIMEOUT=1,
+    FLEETHOOK_DELIVERY_DEADLINE=1,
 )
 
 
@@ -134,7 +137,7 @@ MATRIX = [
     ("/status/500", False, 500, "HTTP 500", (4, 6), "failing"),
     ("/status/503?retry_after=1", False, 503, "HTTP 503", (4.9, 5.1), "failing"),
     ("/status/503?retry_after=999999", False, 503, "HTTP 503", (35999, 36001), "failing"),
-    ("/hang", False, None, "timed out", (4, 6), "failing"),
+    ("/hang", False, None, "timed out: no complete answer within 1 s", (4, 6), "failing"),
     ("refused", False, None, "connection refused", (4, 6), "failing"),
     ("/reset", False, None, "connection reset", (4, 6), "failing"),
 ]

@@ -357,7 +357,7 @@ def test_a_name_rebound_to_a_non_public_address_gets_no_connection(
     drain_target(webhook_id)
 
     assert listeners.connections() == []
-    assert_waits_for_a_retry(webhook_id, f"resolves to {shown(address)}, which is {REFUSED}")
+    assert_waits_for_a_retry(webhook_id, REFUSED)
 
 
 @pytest.mark.parametrize("address", own_addresses() or ["none"])
@@ -402,8 +402,9 @@ def test_an_answer_with_any_non_public_address_gets_no_connection_in_any_order(
     emit(account_id)
     drain_target(webhook_id)
     assert listeners.connections() == []
+    message = assert_waits_for_a_retry(webhook_id, REFUSED)
     bad = [shown(a) for a in answer if a not in (PUBLIC_V4, PUBLIC_V6, "93.184.215.15")]
-    assert_waits_for_a_retry(webhook_id, f"resolves to {', '.join(bad)}, which is {REFUSED}")
+    assert not any(address in (message.last_error or "") for address in bad)
 
 
 @pytest.mark.parametrize(
@@ -652,5 +653,6 @@ def test_an_integration_whose_provider_host_rebinds_to_loopback_makes_no_connect
     assert listeners.connections() == []
     message = only_message(integration_id)
     assert message.status == "pending" and message.attempts == 1
-    assert f"resolves to 127.0.0.1, which is {REFUSED}" in (message.last_error or "")
+    assert REFUSED in (message.last_error or "")
+    assert "127.0.0.1" not in (message.last_error or "")  # no internal address is told
     assert message.next_attempt_at is not None and message.next_attempt_at > utcnow()

@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from database import format_rfc3339
+from outbox.models import vehicle_lane
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,11 @@ class DetectedEvent:
     # fuel_level_pct, fault_codes) and previous_odometer_mi (the vehicle's reading
     # before this report), for the integrations that sync them; not in payloads.
     report: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def ordering_key(self) -> str:
+        """The lane this event's messages go in: its vehicle's."""
+        return vehicle_lane(self.vehicle.vehicle_id)
 
 
 SPEED_THRESHOLD = Setting(

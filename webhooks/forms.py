@@ -18,8 +18,20 @@ from wtforms import (
 )
 from wtforms.validators import InputRequired
 
+from outbox.models import DEFAULT_MAX_IN_FLIGHT, MAX_IN_FLIGHT_RANGE, Ordering
 from webhooks.events import EventType
+from webhooks.lifecycle import LATEST_WINS_EVENT_TYPES
 from webhooks.wire import ContentType
+
+# Each ordering with what it costs.
+ORDERING_CHOICES = {
+    Ordering.VEHICLE: "Per vehicle (default): each vehicle's events in order, many vehicles "
+    "at once.",
+    Ordering.WEBHOOK: "Whole webhook: one request at a time, at most one message per round "
+    "trip of your receiver.",
+    Ordering.NONE: "None: a failed message holds nothing back, but a vehicle's events may "
+    "arrive out of order.",
+}
 
 
 def _number_or_text(text: str | None) -> Any:
@@ -29,6 +41,17 @@ def _number_or_text(text: str | None) -> Any:
         return None
     try:
         return int(text)
+    except ValueError:
+        return text
+
+
+def _decimal_or_text(text: str | None) -> Any:
+    """A number (2.5) when the text is one; otherwise the text, for the rules to refuse."""
+    text = (text or "").strip()
+    if not text:
+        return None
+    try:
+        return float(text)
     except ValueError:
         return text
 
@@ -62,6 +85,24 @@ class WebhookForm(FlaskForm):
     )
     custom_header_value = StringField("Custom header value", description="Stored encrypted.")
     remove_custom_header = BooleanField("Remove the custom header")
+    ordering = RadioField(
+        "Ordering",
+        choices=[SelectChoice(o.value, words) for o, words in ORDERING_CHOICES.items()],
+        default=Ordering.VEHICLE.value,
+    )
+    max_in_flight = StringField(
+        "Requests at once ({}–{})".format(*MAX_IN_FLIGHT_RANGE),
+        default=str(DEFAULT_MAX_IN_FLIGHT),
+        description="More means more requests at once to your receiver.",
+    )
+    rate_limit = StringField(
+        "Rate limit (messages per second, optional)",
+        description="Messages wait rather than exceed it; leave it empty for no limit.",
+    )
+    latest_wins = BooleanField(
+        "Send only the newest position when a backlog forms",
+        description="Older positions of a vehicle are dropped (superseded) when a backlog forms.",
+    )
 
     def values(self, event_type: EventType, editing: bool, has_header: bool) -> dict[str, Any]:
         """The fields as `clean_fields` takes them. Editing, a blank header value
@@ -86,6 +127,18 @@ class WebhookForm(FlaskForm):
             values["custom_header"] = {"name": header_name, "value": header_value}
         elif header_value and not header_name:
             values["custom_header"] = {"name": "", "value": header_value}
+        # A delivery setting left out of the post (a dialog opened before they
+        # existed) keeps its stored value, or its default.
+        if self.ordering.raw_data:
+            values["ordering"] = self.ordering.data
+        if self.max_in_flight.raw_data:
+            values["max_in_flight"] = _number_or_text(self.max_in_flight.data)
+        if self.rate_limit.raw_data:
+            values["rate_limit"] = _decimal_or_text(self.rate_limit.data)
+        # An unticked box is not posted at all. Other types never show it: only a
+        # tick is sent for them, for the rules to refuse.
+        if event_type.key in LATEST_WINS_EVENT_TYPES or self.latest_wins.data:
+            values["latest_wins"] = bool(self.latest_wins.data)
         return values
 
 

@@ -19,7 +19,7 @@ from database import utcnow
 from errors import ValidationError
 from extensions import db
 from outbox.fanout import fan_out
-from outbox.models import OutboxMessage, TargetStatus
+from outbox.models import MAX_IN_FLIGHT_RANGE, Ordering, OutboxMessage, TargetStatus
 from outbox.queues import nudge_after_commit
 from webhooks.events import EVENT_TYPES, EXAMPLE_VEHICLE, DetectedEvent, EventType, example_event
 from webhooks.models import Webhook
@@ -29,9 +29,17 @@ from webhooks.wire import RESERVED_HEADERS, ContentType, new_secret
 FIELDS = (
     "event_type", "name", "url", "content_type", "threshold_mph", "idle_minutes",
     "contact_email", "custom_header", "vehicle_group",
+    "ordering", "max_in_flight", "rate_limit", "latest_wins",
 )  # fmt: skip
+# What the API shows of the engine's state; nobody sets them.
+READ_ONLY_FIELDS = ("in_flight", "window", "throttled_until")
 MAX_NAME_LENGTH = 100
 MAX_HEADER_VALUE_LENGTH = 1024
+# A webhook's rate limit, in messages per second: above 0, at most this.
+MAX_RATE_LIMIT = 1000
+# Types whose every message is the vehicle's whole latest state (its position), so
+# a newer one makes an older one worthless: the only ones "latest wins" may drop.
+LATEST_WINS_EVENT_TYPES = ("location", "heartbeat")
 MAX_GROUP_LENGTH = 60  # as Vehicle.group_name
 # How long a rotated-out secret keeps signing beside the new one.
 SECRET_OVERLAP = timedelta(hours=24)
@@ -119,11 +127,63 @@ def _check_custom_header(value: Any) -> tuple[tuple[str, str] | None, dict[str, 
         errors["custom_header.value"] = ["Enter the header's value."]
     elif len(content) > MAX_HEADER_VALUE_LENGTH:
         errors["custom_header.value"] = [f"At most {MAX_HEADER_VALUE_LENGTH} characters."]
-    elif any(ord(char) < 32 or ord(char) == 127 for char in content):
-        errors["custom_header.value"] = ["No line breaks or control characters."]
+    else:
+        problem = header_value_problem(content)
+        if problem:
+            errors["custom_header.value"] = [problem]
     if errors:
         return None, errors
     return (name.strip(), content.strip()), {}
+
+
+def header_value_problem(value: str) -> str | None:
+    """Why HTTP cannot carry this header value, or None. A field value is visible
+    ASCII, spaces and Latin-1 (RFC 9110, section 5.5), which is also all the
+    sender encodes; anything else could never be sent."""
+    for char in value:
+        code = ord(char)
+        if code < 32 or 127 <= code < 160:
+            return "No line breaks or control characters."
+        if code > 255:
+            return f"Use plain ASCII text; {char} cannot be sent in an HTTP header."
+    return None
+
+
+def _check_ordering(value: Any) -> list[str]:
+    if not isinstance(value, str) or value not in set(Ordering):
+        return ["One of: " + ", ".join(f'"{o.value}"' for o in Ordering) + "."]
+    return []
+
+
+def _check_max_in_flight(value: Any) -> list[str]:
+    low, high = MAX_IN_FLIGHT_RANGE
+    if not _is_int(value) or not low <= value <= high:
+        return [f"A whole number of requests from {low} to {high}."]
+    return []
+
+
+def _check_rate_limit(value: Any) -> tuple[float | None, list[str]]:
+    if value is None:
+        return None, []
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    # Written this way round, NaN fails the test too.
+    if not number or not 0 < value <= MAX_RATE_LIMIT:
+        return None, [
+            f"Messages per second: a number above 0 and at most {MAX_RATE_LIMIT}, "
+            "or empty (null) for no limit."
+        ]
+    return float(value), []
+
+
+def _check_latest_wins(event_type: EventType | None, value: Any) -> list[str]:
+    if not isinstance(value, bool):
+        return ["true or false."]
+    if value and event_type is not None and event_type.key not in LATEST_WINS_EVENT_TYPES:
+        return [
+            f"Only {' and '.join(LATEST_WINS_EVENT_TYPES)} webhooks may drop older "
+            "messages; every other event must arrive."
+        ]
+    return []
 
 
 def clean_fields(values: Mapping[str, Any], current: Webhook | None = None) -> dict[str, Any]:
@@ -134,7 +194,10 @@ def clean_fields(values: Mapping[str, Any], current: Webhook | None = None) -> d
     cleaned: dict[str, Any] = {}
     creating = current is None
     for unknown in sorted(set(values) - set(FIELDS)):
-        errors[unknown] = ["Not a webhook field."]
+        if unknown in READ_ONLY_FIELDS:
+            errors[unknown] = ["Set by Fleethook as it sends; read-only."]
+        else:
+            errors[unknown] = ["Not a webhook field."]
 
     event_type, problems = _check_event_type(values, current)
     if problems:
@@ -186,6 +249,33 @@ def clean_fields(values: Mapping[str, Any], current: Webhook | None = None) -> d
     if "custom_header" in values:
         cleaned["custom_header"], header_errors = _check_custom_header(values["custom_header"])
         errors.update(header_errors)
+    elif current is not None and current.custom_header_value:
+        # Saved before values HTTP cannot carry were refused: every change asks for
+        # a new one, or the engine would stop on it again.
+        problem = header_value_problem(current.custom_header_value)
+        if problem:
+            errors["custom_header.value"] = [
+                f"The stored value cannot be sent: enter a new one, or remove the header. {problem}"
+            ]
+    if "ordering" in values:
+        problems = _check_ordering(values["ordering"])
+        if problems:
+            errors["ordering"] = problems
+        cleaned["ordering"] = values["ordering"]
+    if "max_in_flight" in values:
+        problems = _check_max_in_flight(values["max_in_flight"])
+        if problems:
+            errors["max_in_flight"] = problems
+        cleaned["max_in_flight"] = values["max_in_flight"]
+    if "rate_limit" in values:
+        cleaned["rate_limit"], problems = _check_rate_limit(values["rate_limit"])
+        if problems:
+            errors["rate_limit"] = problems
+    if "latest_wins" in values:
+        problems = _check_latest_wins(event_type, values["latest_wins"])
+        if problems:
+            errors["latest_wins"] = problems
+        cleaned["latest_wins"] = values["latest_wins"]
 
     if errors:
         raise ValidationError(errors)
@@ -198,6 +288,11 @@ def _apply(webhook: Webhook, cleaned: Mapping[str, Any]) -> None:
             webhook.custom_header_name, webhook.custom_header_value = value or (None, None)
         else:
             setattr(webhook, name, value)
+    if "max_in_flight" in cleaned:
+        # The window never exceeds the maximum: a new webhook starts with all of it;
+        # a raised maximum is grown into by successes, as after a push-back.
+        window = webhook.send_window or cleaned["max_in_flight"]
+        webhook.send_window = min(window, cleaned["max_in_flight"])
 
 
 def _stored_value(webhook: Webhook, name: str) -> Any:
@@ -230,10 +325,18 @@ def create_webhook(account_id: int, values: Mapping[str, Any]) -> tuple[Webhook,
 
 
 def update_webhook(webhook: Webhook, values: Mapping[str, Any]) -> None:
-    """Change the fields given; the audit log gets those whose value changed."""
+    """Change the fields given; the audit log gets those whose value changed. A
+    webhook the engine stopped on a setting it could not send (needs attention)
+    is active again: the person has fixed it, and its backlog goes out."""
     cleaned = clean_fields(values, current=webhook)
     changed = {k: v for k, v in cleaned.items() if v != _stored_value(webhook, k)}
     _apply(webhook, cleaned)
+    if webhook.status == TargetStatus.NEEDS_ATTENTION:
+        webhook.status = TargetStatus.ACTIVE.value
+        webhook.status_reason = None
+        webhook.last_failure_at = None
+        nudge_after_commit([webhook])
+        changed["status"] = webhook.status
     if changed:
         record(webhook.account_id, "webhook.updated", webhook, _audit_details(changed))
 

@@ -1,31 +1,32 @@
 """The webhook kind of target for the outbox: which events a webhook wants, and
-the signed HTTP POSTs that deliver them over the outbound session (outbox/http.py),
-with a capped response read."""
+each message as a signed HTTP POST that the outbox's concurrent transport
+(outbox/transport.py) sends."""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Sequence
 from typing import Any
 
-import requests
-
 from encryption import mask
-from outbox.http import connection_error_text, elapsed_ms, failed_result, outbound_session
-from outbox.models import OutboxMessage, Target
+from outbox.models import Ordering, OutboxMessage, Target
 from outbox.queues import DELIVERIES
-from outbox.registry import Result, send_in_order
-from outbox.schedule import parse_retry_after
+from outbox.registry import Result
+from outbox.transport import Delivery, Signed
 from webhooks.events import EVENT_TYPES, DetectedEvent, build_event
 from webhooks.lifecycle import signing_secrets
 from webhooks.models import Webhook
-from webhooks.wire import ContentType, encode_body, request_headers
+from webhooks.wire import (
+    ORDERING_KEY_HEADER,
+    SEQUENCE_HEADER,
+    ContentType,
+    encode_body,
+    request_headers,
+)
 
-# What we keep of a response body.
-MAX_RESPONSE_BYTES = 4096
-# Answers that ask us to slow down; their Retry-After is honoured.
-THROTTLING = frozenset({429, 502, 503, 504})
-GONE = 410
+log = logging.getLogger(__name__)
+
 LANDMARK_CROSSINGS = ("landmark_enter", "landmark_leave")
 
 
@@ -61,52 +62,45 @@ def wanted_payload(webhook: Webhook, event: DetectedEvent) -> dict[str, Any] | N
     return body
 
 
-def post(
-    session: requests.Session, webhook: Webhook, message: OutboxMessage, secrets: list[str]
-) -> Result:
-    """One signed attempt at one message."""
+def delivery_of(webhook: Webhook, message: OutboxMessage, secrets: list[str]) -> Delivery:
+    """A message as the transport sends it: its body, encoded once, and its
+    headers, signed at the time of each attempt."""
     content_type = ContentType(webhook.content_type)
     body = encode_body(message.payload, content_type)
     custom = None
     if webhook.custom_header_name and webhook.custom_header_value:
         custom = (webhook.custom_header_name, webhook.custom_header_value)
-    headers = request_headers(
-        content_type, message.message_id, int(time.time()), body, secrets, custom
-    )
-    shown = dict(headers)
-    if custom is not None:
-        shown[custom[0]] = mask(custom[1])
-    started = time.perf_counter()
-    try:
-        response = session.post(webhook.url, data=body, headers=headers, stream=True)
-        try:
-            content = next(response.iter_content(MAX_RESPONSE_BYTES), b"")
-        finally:
-            response.close()
-    except requests.Timeout:
-        return failed_result(started, shown, "timed out")
-    except requests.ConnectionError as error:
-        return failed_result(started, shown, connection_error_text(error))
-    except requests.RequestException as error:  # the address filter, bad URLs
-        return failed_result(started, shown, f"{type(error).__name__}: {error}"[:500])
-    status = response.status_code
-    return Result(
-        delivered=200 <= status < 300,
-        status_code=status,
-        duration_ms=elapsed_ms(started),
-        error=None if 200 <= status < 300 else f"HTTP {status}",
-        retry_after=parse_retry_after(response.headers.get("Retry-After"))
-        if status in THROTTLING
-        else None,
-        gone=status == GONE,
-        request_headers=shown,
-        response_headers={k.lower(): v for k, v in response.headers.items()},
-        response_body=content[:MAX_RESPONSE_BYTES].decode("utf-8", "replace"),
-    )
+    ordering = ordering_headers(webhook, message)
+    # Plain values only: `sign` runs in the transport's thread, where the ORM
+    # objects of this thread's session must not be touched.
+    message_id = message.message_id
+
+    def sign(timestamp: int) -> Signed:
+        headers = request_headers(content_type, message_id, timestamp, body, secrets, custom)
+        headers.update(ordering)
+        shown = dict(headers)
+        if custom is not None:
+            shown[custom[0]] = mask(custom[1])
+        return Signed(headers, shown)
+
+    return Delivery(webhook.url, body, sign)
+
+
+def ordering_headers(webhook: Webhook, message: OutboxMessage) -> dict[str, str]:
+    """fleethook-ordering-key and fleethook-sequence: the lane a message is ordered
+    in and its number there (docs/receiving.md). One lane, the webhook's own, when
+    the whole webhook is in order."""
+    if webhook.ordering == Ordering.WEBHOOK:
+        return {ORDERING_KEY_HEADER: "webhook", SEQUENCE_HEADER: str(message.sequence)}
+    return {
+        ORDERING_KEY_HEADER: message.ordering_key,
+        SEQUENCE_HEADER: str(message.lane_sequence),
+    }
 
 
 class WebhookKind:
-    """Registered with the outbox as the kind "webhook"."""
+    """Registered with the outbox as the kind "webhook": its messages go through
+    the concurrent transport."""
 
     kind = "webhook"
     queue = DELIVERIES
@@ -116,12 +110,25 @@ class WebhookKind:
             return None
         return wanted_payload(target, event)
 
-    def send(
-        self, target: Target, messages: Sequence[OutboxMessage], stop_at: float
-    ) -> list[Result]:
+    def deliveries(
+        self, target: Target, messages: Sequence[OutboxMessage]
+    ) -> list[Delivery | Result]:
+        """Each message ready to send, in order; a message that cannot even be built
+        ends the list as its failed attempt."""
         assert isinstance(target, Webhook)
-        secrets = signing_secrets(target)
-        session = outbound_session()
-        return send_in_order(
-            messages, stop_at, lambda message: post(session, target, message, secrets)
-        )
+        built: list[Delivery | Result] = []
+        started = time.perf_counter()
+        try:
+            secrets = signing_secrets(target)
+            for message in messages:
+                built.append(delivery_of(target, message, secrets))
+        except Exception as error:  # recorded, and retried on the schedule
+            log.exception("could not build a delivery for webhook %s", target.id)
+            built.append(
+                Result(
+                    delivered=False,
+                    duration_ms=round((time.perf_counter() - started) * 1000),
+                    error=f"could not build the request: {type(error).__name__}: {error}"[:500],
+                )
+            )
+        return built

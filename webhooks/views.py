@@ -36,8 +36,9 @@ from portal import (
     show_errors,
 )
 from webhooks.events import EVENT_TYPES, EventType
-from webhooks.forms import RecoverForm, WebhookForm
+from webhooks.forms import ORDERING_CHOICES, RecoverForm, WebhookForm
 from webhooks.lifecycle import (
+    LATEST_WINS_EVENT_TYPES,
     account_webhooks,
     create_webhook,
     delete_webhook,
@@ -136,6 +137,7 @@ def _form_dialog(
         example_headers=headers,
         example_body=body.decode(),
         plain_http=is_plain_http(form.url.data or ""),
+        offers_latest_wins=event_type.key in LATEST_WINS_EVENT_TYPES,
     )
 
 
@@ -221,6 +223,8 @@ def detail(webhook_id: int) -> str:
         "webhooks/detail.html",
         webhook=webhook,
         event_type=EVENT_TYPES[webhook.event_type],
+        ordering_choices=ORDERING_CHOICES,
+        offers_latest_wins=webhook.event_type in LATEST_WINS_EVENT_TYPES,
         masked_header=mask(webhook.custom_header_value) if webhook.custom_header_value else None,
         button=EmptyForm(),
         messages=target_messages(webhook.id, status, limit=MESSAGES_PAGE),
@@ -243,6 +247,9 @@ def edit(webhook_id: int) -> Response:
     if event_type.setting is not None:
         value = getattr(webhook, event_type.setting.field)
         getattr(form, event_type.setting.field).data = "" if value is None else str(value)
+    # 5, not 5.0; and every digit it has, so saving the dialog again changes nothing.
+    rate = webhook.rate_limit
+    form.rate_limit.data = "" if rate is None else str(rate).removesuffix(".0")
     return _form_dialog(form, event_type, webhook)
 
 

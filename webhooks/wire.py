@@ -24,6 +24,10 @@ try:
 except PackageNotFoundError:  # running from a checkout that was never installed
     USER_AGENT = "Fleethook-Webhooks/dev"
 
+# The lane a message is ordered in, and its number there (docs/receiving.md).
+ORDERING_KEY_HEADER = "fleethook-ordering-key"
+SEQUENCE_HEADER = "fleethook-sequence"
+
 SECRET_PREFIX = "whsec_"
 SECRET_BYTES = 32  # Standard Webhooks allows 24 to 64
 
@@ -36,6 +40,7 @@ RESERVED_HEADERS = frozenset(
         "content-type", "content-length", "content-encoding", "transfer-encoding",
         "host", "connection", "user-agent", "webhook-id", "webhook-timestamp",
         "webhook-signature", "expect", "te", "upgrade", "trailer", "keep-alive",
+        ORDERING_KEY_HEADER, SEQUENCE_HEADER,
     }
 )  # fmt: skip
 

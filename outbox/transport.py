@@ -1,0 +1,368 @@
+"""The transport of concurrent deliveries: one asyncio loop per process, in a thread
+of its own, with one aiohttp session, so a worker keeps many requests in flight
+while its drain (in the worker's own thread) claims and records in the database.
+
+Every request has one hard deadline for connect, send and the whole answer,
+whatever the receiver trickles; keep-alive connections are reused; redirects are
+never followed; no proxy, netrc or cookie is taken from anywhere. Unless the
+operator allows local networks, the address is checked when a connection is
+opened: each new connection resolves its host once (`CheckedResolver`), is refused
+unless every address of the answer may be connected to (outbox/addresses.py, the
+rule URLs are saved by), and connects to those checked addresses — never by name
+again — while the Host header, the TLS server name and the certificate check keep
+the URL's host.
+
+A `Delivery` is what a kind hands over: the URL, the body, and how to sign an
+attempt at a given time; `send_run` sends a lane's messages one after another and
+stops at the first that is not delivered."""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import errno
+import ipaddress
+import logging
+import socket
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+from aiohttp.abc import AbstractResolver, ResolveResult
+from flask import current_app
+from yarl import URL
+
+from outbox.addresses import IPAddress, is_public_address
+from outbox.registry import Result
+from outbox.schedule import parse_retry_after
+
+log = logging.getLogger(__name__)
+
+# What an attempt record keeps of the answer.
+MAX_RESPONSE_BODY_BYTES = 4096
+MAX_RESPONSE_HEADER_BYTES = 8192
+# Answers that ask us to slow down; their Retry-After is honoured.
+THROTTLING = frozenset({429, 502, 503, 504})
+GONE = 410
+# Connections one process keeps open at most (across every target).
+MAX_CONNECTIONS = 1024
+
+
+class NotPublicAddress(OSError):
+    """The host resolved, when a connection was opened, to an address that may not
+    be connected to; nothing was connected to."""
+
+
+class UnsendableSetting(ValueError):
+    """The target's own settings make a request impossible (e.g. a custom header
+    value HTTP cannot carry); no retry can mend it, a person must."""
+
+
+@dataclass(frozen=True)
+class Signed:
+    """The headers of one attempt, and what its record shows of them (masked)."""
+
+    headers: dict[str, str]
+    shown: dict[str, str]
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One message, ready to send: signed at the moment of each attempt."""
+
+    url: str
+    body: bytes
+    sign: Callable[[int], Signed]  # unix time of the attempt -> its headers
+
+
+def may_connect(allow_local: bool, allowed_networks: Sequence[Any]) -> Callable[[IPAddress], bool]:
+    """The address rule of this installation: any address when local networks are
+    allowed, else public addresses and those of FLEETHOOK_ALLOWED_NETWORKS."""
+
+    def rule(address: IPAddress) -> bool:
+        if allow_local or is_public_address(address):
+            return True
+        return any(address in network for network in allowed_networks)
+
+    return rule
+
+
+class CheckedResolver(AbstractResolver):
+    """One lookup per new connection, refused unless every address may be
+    connected to; the connector then connects to exactly these addresses."""
+
+    def __init__(self, allowed: Callable[[IPAddress], bool]) -> None:
+        self._allowed = allowed
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        try:
+            infos = await asyncio.to_thread(
+                socket.getaddrinfo, host, port, family, socket.SOCK_STREAM
+            )
+        except (OSError, UnicodeError) as error:
+            reason = error.strerror if isinstance(error, OSError) and error.strerror else error
+            raise OSError(f"{host} does not resolve ({reason})") from error
+        results: list[ResolveResult] = []
+        for info_family, _, proto, _, sockaddr in infos:
+            if info_family not in (socket.AF_INET, socket.AF_INET6):
+                continue
+            address = ipaddress.ip_address(str(sockaddr[0]).split("%", 1)[0])
+            if not self._allowed(address):
+                log.warning("not connecting to %s: %s is not a public address", host, address)
+                raise NotPublicAddress(f"{host} is not a public address; not connected.")
+            results.append(
+                ResolveResult(
+                    hostname=host,
+                    host=str(address),
+                    port=port,
+                    family=info_family,
+                    proto=proto,
+                    flags=socket.AI_NUMERICHOST,
+                )
+            )
+        if not results:
+            raise OSError(f"{host} does not resolve (no address)")
+        return results
+
+    async def close(self) -> None:
+        return None
+
+
+class Transport:
+    """A process's loop and session for one set of settings."""
+
+    def __init__(self, allowed: Callable[[IPAddress], bool], connect_timeout: float) -> None:
+        self._allowed = allowed
+        self._connect_timeout = connect_timeout
+        self._loop = asyncio.new_event_loop()
+        self._session: aiohttp.ClientSession | None = None
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="fleethook-transport", daemon=True
+        )
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self._open(), self._loop).result()
+
+    async def _open(self) -> None:
+        connector = aiohttp.TCPConnector(
+            resolver=CheckedResolver(self._allowed),
+            use_dns_cache=False,  # every new connection is checked again
+            limit=MAX_CONNECTIONS,
+            limit_per_host=0,
+        )
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            cookie_jar=aiohttp.DummyCookieJar(),  # nothing carries from one receiver to another
+            trust_env=False,  # no proxy or netrc from the environment
+            auto_decompress=False,  # what we keep of a body is raw bytes, never inflated
+            skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding"),
+            max_field_size=MAX_RESPONSE_HEADER_BYTES,
+            max_line_size=MAX_RESPONSE_HEADER_BYTES,
+        )
+
+    def send_run(
+        self, deliveries: Sequence[Delivery], deadline: float, stop_at: float
+    ) -> Future[list[Result]]:
+        """Send `deliveries` in order, each within `deadline` seconds, stopping
+        after the first that is not delivered (unless its failure is permanent) and
+        starting none once time.monotonic() passes `stop_at` (always one)."""
+        return asyncio.run_coroutine_threadsafe(
+            self._send_run(deliveries, deadline, stop_at), self._loop
+        )
+
+    async def _send_run(
+        self, deliveries: Sequence[Delivery], deadline: float, stop_at: float
+    ) -> list[Result]:
+        results: list[Result] = []
+        for delivery in deliveries:
+            if results and time.monotonic() > stop_at:
+                break
+            result = await self.attempt(delivery, deadline)
+            results.append(result)
+            if not (result.delivered or result.permanent):
+                break
+        return results
+
+    async def attempt(self, delivery: Delivery, deadline: float) -> Result:
+        """One attempt; whatever happens, a Result (never an exception)."""
+        started = time.perf_counter()
+        shown: dict[str, str] = {}
+        try:
+            signed = delivery.sign(int(time.time()))
+            shown = signed.shown
+            self._check_literal(delivery.url)
+            async with asyncio.timeout(deadline):
+                return await self._post(delivery, signed, started)
+        except TimeoutError:
+            timed_out = _failed(
+                started, shown, f"timed out: no complete answer within {deadline:g} s"
+            )
+            timed_out.throttled = True  # a receiver past its deadline is overloaded
+            return timed_out
+        except UnsendableSetting as error:
+            return _failed(started, shown, str(error), needs_attention=str(error))
+        except NotPublicAddress as error:
+            return _failed(started, shown, str(error))
+        except aiohttp.ClientConnectorError as error:
+            return _failed(started, shown, _connect_error(error))
+        except aiohttp.ServerDisconnectedError:
+            return _failed(started, shown, "the receiver closed the connection without answering")
+        except aiohttp.ClientResponseError as error:
+            return _failed(started, shown, f"the answer could not be read: {error.message}"[:500])
+        except aiohttp.ClientOSError as error:
+            if error.errno in (errno.ECONNRESET, errno.ECONNABORTED, errno.EPIPE):
+                return _failed(started, shown, "connection reset")
+            return _failed(started, shown, f"connection failed: {error.strerror or error}"[:500])
+        except aiohttp.InvalidURL as error:
+            return _failed(started, shown, f"not a URL that can be sent to: {error}"[:500])
+        except Exception as error:  # anything else still ends as a recorded attempt
+            log.exception("delivery attempt to %s failed unexpectedly", URL(delivery.url).host)
+            return _failed(started, shown, f"{type(error).__name__}: {error}"[:500])
+
+    def _check_literal(self, url: str) -> None:
+        # An address in the URL is never resolved, so it is checked here.
+        host = URL(url).host or ""
+        try:
+            address = ipaddress.ip_address(host.strip("[]").split("%", 1)[0])
+        except ValueError:
+            return
+        if not self._allowed(address):
+            raise NotPublicAddress(f"{address} is not a public address; not connected.")
+
+    async def _post(self, delivery: Delivery, signed: Signed, started: float) -> Result:
+        assert self._session is not None
+        try:
+            # Fails when a value cannot be carried by HTTP (not Latin-1, or CR/LF).
+            for name, value in signed.headers.items():
+                value.encode("latin-1")
+                if "\r" in value or "\n" in value or "\r" in name or "\n" in name:
+                    raise ValueError("line breaks in a header")
+        except (UnicodeEncodeError, ValueError) as error:
+            raise UnsendableSetting(
+                f"A header's value cannot be sent over HTTP ({error.__class__.__name__}); "
+                "edit the webhook's custom header."
+            ) from error
+        async with self._session.post(
+            delivery.url,
+            data=delivery.body,
+            headers=signed.headers,
+            allow_redirects=False,
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=self._connect_timeout),
+        ) as response:
+            body = await _read_capped(response)
+            status = response.status
+            return Result(
+                delivered=200 <= status < 300,
+                status_code=status,
+                duration_ms=_elapsed_ms(started),
+                error=None if 200 <= status < 300 else f"HTTP {status}",
+                retry_after=parse_retry_after(response.headers.get("Retry-After"))
+                if status in THROTTLING
+                else None,
+                throttled=status in THROTTLING,
+                gone=status == GONE,
+                request_headers=signed.shown,
+                response_headers=capped_headers(response.headers.items()),
+                response_body=body.decode("utf-8", "replace"),
+            )
+
+    def close(self) -> None:
+        async def shut() -> None:
+            if self._session is not None:
+                await self._session.close()
+
+        asyncio.run_coroutine_threadsafe(shut(), self._loop).result(timeout=5)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=5)
+
+
+async def _read_capped(response: aiohttp.ClientResponse) -> bytes:
+    """At most MAX_RESPONSE_BODY_BYTES of the body. A body read to its end leaves
+    the connection for the next request; a longer one closes it."""
+    chunks: list[bytes] = []
+    size = 0
+    while size < MAX_RESPONSE_BODY_BYTES:
+        chunk = await response.content.read(MAX_RESPONSE_BODY_BYTES - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    if not response.content.at_eof():
+        response.close()
+    return b"".join(chunks)
+
+
+def capped_headers(items: Any) -> dict[str, str]:
+    """Response headers as an attempt stores them: at most 8 KiB in all."""
+    kept: dict[str, str] = {}
+    size = 0
+    for name, value in items:
+        size += len(name) + len(value) + 4
+        if size > MAX_RESPONSE_HEADER_BYTES:
+            kept["x-fleethook-truncated"] = "true"
+            break
+        kept[name.lower()] = value
+    return kept
+
+
+def _connect_error(error: aiohttp.ClientConnectorError) -> str:
+    if isinstance(error, aiohttp.ClientConnectorCertificateError):
+        return f"the receiver's TLS certificate was refused: {error.certificate_error}"[:500]
+    cause = error.os_error
+    if isinstance(cause, NotPublicAddress) or "does not resolve" in str(cause):
+        return str(cause)
+    if isinstance(cause, ConnectionRefusedError):
+        return "connection refused"
+    return f"connection failed: {cause.strerror or cause}"[:500]
+
+
+def _elapsed_ms(started: float) -> int:
+    return round((time.perf_counter() - started) * 1000)
+
+
+def _failed(
+    started: float, shown: dict[str, str], error: str, needs_attention: str | None = None
+) -> Result:
+    return Result(
+        delivered=False,
+        duration_ms=_elapsed_ms(started),
+        error=error,
+        needs_attention=needs_attention,
+        request_headers=shown,
+    )
+
+
+_transports: dict[tuple[Any, ...], Transport] = {}
+_transports_lock = threading.Lock()
+
+
+@atexit.register
+def _close_transports() -> None:
+    # Close the sessions while their loops still run (aiohttp warns otherwise).
+    for each in _transports.values():
+        try:
+            each.close()
+        except Exception:  # exiting anyway
+            pass
+
+
+def transport() -> Transport:
+    """This process's transport for the current settings."""
+    config = current_app.config
+    networks = tuple(config["FLEETHOOK_ALLOWED_NETWORKS"])
+    settings = (
+        config["FLEETHOOK_ALLOW_LOCAL_NETWORK"],
+        networks,
+        config["FLEETHOOK_CONNECT_TIMEOUT"],
+    )
+    with _transports_lock:
+        if settings not in _transports:
+            _transports[settings] = Transport(
+                may_connect(settings[0], networks), config["FLEETHOOK_CONNECT_TIMEOUT"]
+            )
+        return _transports[settings]
