@@ -211,6 +211,9 @@ def load_config(environ: Mapping[str, str], instance_path: str) -> dict[str, Any
         # Networks deliveries may reach though they are not public (on-premises
         # receivers), while every other non-public address stays refused.
         "FLEETHOOK_ALLOWED_NETWORKS": parse_networks(environ.get("FLEETHOOK_ALLOWED_NETWORKS", "")),
+        # Extra CA certificates (a PEM file) deliveries trust beside the system's:
+        # for receivers whose certificate a private CA signed.
+        "FLEETHOOK_DELIVERY_CA_FILE": environ.get("FLEETHOOK_DELIVERY_CA_FILE", ""),
         # How many reverse proxies in front of the portal to trust for the client
         # address and scheme (X-Forwarded-For / -Proto); 0 trusts none.
         "FLEETHOOK_TRUSTED_PROXIES": trusted_proxies,

@@ -24,6 +24,7 @@ import errno
 import ipaddress
 import logging
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -137,9 +138,18 @@ class CheckedResolver(AbstractResolver):
 class Transport:
     """A process's loop and session for one set of settings."""
 
-    def __init__(self, allowed: Callable[[IPAddress], bool], connect_timeout: float) -> None:
+    def __init__(
+        self,
+        allowed: Callable[[IPAddress], bool],
+        connect_timeout: float,
+        ca_file: str | None = None,
+    ) -> None:
         self._allowed = allowed
         self._connect_timeout = connect_timeout
+        # The system's CAs, plus the operator's own (FLEETHOOK_DELIVERY_CA_FILE).
+        self._tls = ssl.create_default_context()
+        if ca_file:
+            self._tls.load_verify_locations(cafile=ca_file)
         self._loop = asyncio.new_event_loop()
         self._session: aiohttp.ClientSession | None = None
         self._thread = threading.Thread(
@@ -152,6 +162,7 @@ class Transport:
         connector = aiohttp.TCPConnector(
             resolver=CheckedResolver(self._allowed),
             use_dns_cache=False,  # every new connection is checked again
+            ssl=self._tls,
             limit=MAX_CONNECTIONS,
             limit_per_host=0,
         )
@@ -355,14 +366,13 @@ def transport() -> Transport:
     """This process's transport for the current settings."""
     config = current_app.config
     networks = tuple(config["FLEETHOOK_ALLOWED_NETWORKS"])
-    settings = (
-        config["FLEETHOOK_ALLOW_LOCAL_NETWORK"],
-        networks,
-        config["FLEETHOOK_CONNECT_TIMEOUT"],
-    )
+    allow_local = config["FLEETHOOK_ALLOW_LOCAL_NETWORK"]
+    connect_timeout = config["FLEETHOOK_CONNECT_TIMEOUT"]
+    ca_file = config["FLEETHOOK_DELIVERY_CA_FILE"] or None
+    settings = (allow_local, networks, connect_timeout, ca_file)
     with _transports_lock:
         if settings not in _transports:
             _transports[settings] = Transport(
-                may_connect(settings[0], networks), config["FLEETHOOK_CONNECT_TIMEOUT"]
+                may_connect(allow_local, networks), connect_timeout, ca_file
             )
         return _transports[settings]

@@ -19,10 +19,12 @@ import pytest
 from sqlalchemy import func, select, update
 
 from database import utcnow
-from extensions import db
+from extensions import db, redis_client
+from outbox.claims import acquire_drain
 from outbox.drain import drain_target
 from outbox.fanout import account_targets, fan_out
 from outbox.models import DeliveryAttempt, OutboxMessage, Target
+from outbox.queues import again_key
 from tests.conftest import make_user
 from tests.receiver import Received
 from webhooks.events import EVENT_TYPES, EXAMPLE_VEHICLE, DetectedEvent
@@ -138,6 +140,19 @@ def test_a_failing_head_holds_back_its_own_lane_only(account, receiver):
     drain_target(webhook.id)
     assert lanes(receiver.received)["vehicle:2"] == [1, 1, 2, 3]
     assert statuses(webhook.id) == {"delivered": 9}
+
+
+def test_a_target_another_drain_holds_is_left_to_it(account, receiver):
+    webhook = webhook_to(account, receiver.url("/ok"))
+    emit(account, range(1, 3), 2)
+    assert acquire_drain(webhook.id, "another-host:1:drain", utcnow())
+    db.session.commit()
+    drain_target(webhook.id)
+    # Two drains would each keep a window in flight: the holder alone sends, and
+    # is asked to look again for what came meanwhile.
+    assert receiver.received == []
+    assert redis_client().get(again_key(webhook.id))
+    assert statuses(webhook.id) == {"pending": 4}
 
 
 def test_the_window_keeps_max_in_flight_requests_at_once(account, receiver):

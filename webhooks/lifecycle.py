@@ -85,7 +85,8 @@ def _check_url(value: Any) -> tuple[str, list[str]]:
         return "", ["Enter the URL that will receive the events."]
     url = value.strip()
     allow_local = current_app.config["FLEETHOOK_ALLOW_LOCAL_NETWORK"]
-    return url, url_problems(url, allow_local, _resolver())
+    allowed = current_app.config["FLEETHOOK_ALLOWED_NETWORKS"]
+    return url, url_problems(url, allow_local, _resolver(), allowed)
 
 
 def _check_setting(event_type: EventType, name: str, value: Any) -> list[str]:

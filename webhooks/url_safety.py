@@ -11,12 +11,13 @@ from __future__ import annotations
 import ipaddress
 import re
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from urllib.parse import urlsplit
 
 from outbox.addresses import IPAddress, is_public_address
 
 Resolver = Callable[[str], list[str]]
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 MAX_URL_LENGTH = 2048
 
@@ -65,9 +66,17 @@ def is_local_name(host: str) -> bool:
 
 
 def url_problems(
-    url: str, allow_local_network: bool, resolve: Resolver = resolve_host
+    url: str,
+    allow_local_network: bool,
+    resolve: Resolver = resolve_host,
+    allowed_networks: Sequence[IPNetwork] = (),
 ) -> list[str]:
-    """What is wrong with `url` as a webhook URL; an empty list when nothing is."""
+    """What is wrong with `url` as a webhook URL; an empty list when nothing is.
+    Addresses in `allowed_networks` (FLEETHOOK_ALLOWED_NETWORKS) count as public."""
+
+    def may_connect(address: IPAddress) -> bool:
+        return is_public_address(address) or any(address in n for n in allowed_networks)
+
     if len(url) > MAX_URL_LENGTH:
         return [f"At most {MAX_URL_LENGTH:,} characters."]
     if any(char.isspace() or ord(char) < 32 for char in url):
@@ -91,10 +100,10 @@ def url_problems(
 
     literal = parse_address(host)
     if literal is not None:
-        if not is_public_address(literal):
+        if not may_connect(literal):
             return [f"{literal} is not a public address; webhooks go to the internet."]
         return []
-    if is_local_name(host):
+    if is_local_name(host) and not allowed_networks:
         return [f"{host} is a local name; use the public name of your server."]
     try:
         addresses = resolve(host)
@@ -102,7 +111,7 @@ def url_problems(
         return [f"{host} does not resolve; check the name."]
     if not addresses:
         return [f"{host} does not resolve; check the name."]
-    private = [a for a in addresses if not is_public_address(ipaddress.ip_address(a))]
+    private = [a for a in addresses if not may_connect(ipaddress.ip_address(a))]
     if private:
         return [f"{host} resolves to {', '.join(private)}, which is not a public address."]
     return []
