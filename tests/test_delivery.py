@@ -219,6 +219,24 @@ def test_a_worker_whose_lease_expired_cannot_mark_anything(account, receiver):
     assert messages_of(webhook.id)[0].status == "delivered"
 
 
+def test_a_worker_whose_claim_was_taken_over_cannot_mark_it(account, receiver):
+    webhook, _ = webhook_to(account, receiver.url("/ok"))
+    emit(account, 1)
+    (claimed,) = claim_due_messages(webhook.id, "worker-a", utcnow(), 10)
+    # worker-a's lease ran out and worker-b claimed the message, with a fresh lease.
+    db.session.execute(
+        update(OutboxMessage).values(
+            lease_owner="worker-b", lease_expires_at=utcnow() + timedelta(minutes=1)
+        )
+    )
+    db.session.commit()
+    record_results(webhook, "worker-a", [claimed], [Result(delivered=False, error="late")])
+    (message,) = messages_of(webhook.id)
+    assert message.status == "sending" and message.lease_owner == "worker-b"
+    assert message.attempts == 0 and message.last_error is None
+    assert db.session.scalars(select(DeliveryAttempt)).all() == []
+
+
 def test_retention_ends_in_dead_or_expired_and_counts_down(account, receiver):
     failing, _ = webhook_to(account, receiver.url("/status/500"))
     paused, _ = webhook_to(account, receiver.url("/ok"))
