@@ -20,6 +20,8 @@ from outbox.models import OutboxMessage
 from outbox.registry import Result
 from outbox.schedule import parse_retry_after
 
+# Why an integration that sends locations waits after it is connected.
+RELEASE_REASON = "Waiting for the release form to be signed."
 # How long a VIN map is trusted before it is listed again (a miss refreshes it too).
 VEHICLE_MAP_TTL = timedelta(minutes=15)
 MAX_RESPONSE_BYTES = 4096

@@ -15,6 +15,7 @@ from database import utcnow
 from errors import ValidationError
 from extensions import db
 from integrations.base import (
+    RELEASE_REASON,
     VEHICLE_ATTRIBUTES,
     Field,
     ProviderRejected,
@@ -24,7 +25,7 @@ from integrations.base import (
 from integrations.models import Integration
 from integrations.providers import PROVIDERS
 from outbox.models import TargetStatus
-from outbox.queues import nudge_after_commit
+from outbox.status import activate, hold_for_release, is_waiting_for_release, needs_fixing, pause
 
 MAX_TEXT = 200
 
@@ -117,8 +118,7 @@ def create_integration(account_id: int, values: Mapping[str, Any]) -> Integratio
     store_secrets(integration, secrets)
     _check_with_provider(provider, integration)
     if provider.receives_locations:
-        integration.status = TargetStatus.PAUSED.value
-        integration.status_reason = "Waiting for the release form to be signed."
+        hold_for_release(integration, RELEASE_REASON)
     else:
         integration.status = TargetStatus.ACTIVE.value
     db.session.add(integration)
@@ -144,10 +144,8 @@ def update_integration(integration: Integration, values: Mapping[str, Any]) -> N
     changed = {k: v for k, v in _settings(integration).items() if settings_before.get(k) != v}
     changed |= {name: HIDDEN for name in sorted(provider.secret_fields)
                 if secrets.get(name) != secrets_before.get(name)}  # fmt: skip
-    if integration.status == TargetStatus.NEEDS_ATTENTION:
-        integration.status = TargetStatus.ACTIVE.value
-        integration.status_reason = None
-        nudge_after_commit([integration])
+    if needs_fixing(integration):
+        activate(integration)
         changed["status"] = integration.status
     if changed:
         record(integration.account_id, "integration.updated", integration, changed)
@@ -175,19 +173,12 @@ def sign_release(
     record(integration.account_id, "integration.release_signed", integration,
            {"signer_name": integration.release_signer_name,
             "signer_title": integration.release_signer_title})  # fmt: skip
-    if (
-        integration.status == TargetStatus.PAUSED
-        and integration.status_reason
-        and ("release" in integration.status_reason)
-    ):
-        integration.status = TargetStatus.ACTIVE.value
-        integration.status_reason = None
-        nudge_after_commit([integration])
+    if is_waiting_for_release(integration):
+        activate(integration)
 
 
 def pause_integration(integration: Integration) -> None:
-    integration.status = TargetStatus.PAUSED.value
-    integration.status_reason = "Paused by a user"
+    pause(integration)
     record(integration.account_id, "integration.paused", integration)
 
 
@@ -195,10 +186,7 @@ def resume_integration(integration: Integration) -> None:
     """Send again; refused while a required release form is unsigned."""
     if PROVIDERS[integration.provider].receives_locations and not integration.release_signed_at:
         raise ValidationError({"release": ["Sign the release form first."]})
-    integration.status = TargetStatus.ACTIVE.value
-    integration.status_reason = None
-    integration.last_failure_at = None
-    nudge_after_commit([integration])
+    activate(integration)
     record(integration.account_id, "integration.resumed", integration)
 
 

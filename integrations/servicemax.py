@@ -44,12 +44,19 @@ from database import format_rfc3339
 from encryption import mask
 from errors import ValidationError
 from extensions import db
-from integrations.base import Api, Field, ProviderRejected, secrets_of, store_secrets
+from integrations.base import (
+    RELEASE_REASON,
+    Api,
+    Field,
+    ProviderRejected,
+    secrets_of,
+    store_secrets,
+)
 from integrations.models import Integration
 from integrations.providers import register
-from outbox.models import OutboxMessage, TargetStatus
-from outbox.queues import nudge_after_commit
+from outbox.models import OutboxMessage
 from outbox.registry import Result, send_in_order
+from outbox.status import activate, hold_for_release, needs_fixing
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +68,6 @@ LATITUDE, LONGITUDE, CAPTURED_ON = (
     "SVMXC__Longitude__c",
     "SVMXC__Latlong_Captured_On__c",
 )
-RELEASE_REASON = "Waiting for the release form to be signed."
 CONNECT_ONLY = (
     "ServiceMax connects through Salesforce sign-in: use Connect with Salesforce in the "
     "portal's Webhook Manager."
@@ -212,9 +218,8 @@ def connect(account_id: int, code: str, redirect_uri: str) -> Integration:
         options={"technicians": {}},
         vehicle_map={},
         unmatched_vins=[],
-        status=TargetStatus.PAUSED.value,
-        status_reason=RELEASE_REASON,
     )
+    hold_for_release(integration, RELEASE_REASON)
     _store_tokens(integration, tokens)
     _check_or_revoke(integration)
     db.session.add(integration)
@@ -236,10 +241,8 @@ def reconnect(integration: Integration, code: str, redirect_uri: str) -> None:
     old_refresh_token = json.loads(old_credentials or "{}").get("refresh_token")
     if old_refresh_token and old_refresh_token != tokens["refresh_token"]:
         _revoke_token(integration.id, old_refresh_token)
-    if integration.status == TargetStatus.NEEDS_ATTENTION:
-        integration.status = TargetStatus.ACTIVE.value
-        integration.status_reason = None
-        nudge_after_commit([integration])
+    if needs_fixing(integration):
+        activate(integration)
 
 
 def revoke(integration: Integration) -> None:

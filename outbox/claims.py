@@ -286,15 +286,17 @@ def release_messages(message_ids: list[int], owner: str) -> None:
     db.session.commit()
 
 
-def has_due_messages(target: Target, now: datetime) -> bool:
+def has_due_messages(target: Target, now: datetime, ordering: str | None = None) -> bool:
     """Whether a claim would find work now: a lane whose head is due (ordering
-    "vehicle"), the target's head (ordering "webhook"), or any due message."""
-    if target.ordering == Ordering.VEHICLE:
+    "vehicle"), the target's head (ordering "webhook"), or any due message.
+    `ordering` overrides the target's (serial kinds send in target order)."""
+    ordering = ordering or target.ordering
+    if ordering == Ordering.VEHICLE:
         return any(_is_due(lane[0], now) for lane in _lanes(target.id, 1))
     query = select(
         OutboxMessage.status, OutboxMessage.next_attempt_at, OutboxMessage.lease_expires_at
     ).where(OutboxMessage.target_id == target.id)
-    if target.ordering == Ordering.NONE:
+    if ordering == Ordering.NONE:
         query = query.where(_claimable(now), _due(now))
     else:
         query = query.where(OutboxMessage.status.in_(OPEN_STATUSES))

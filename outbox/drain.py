@@ -46,13 +46,14 @@ from outbox.models import (
     HELD,
     DeliveryAttempt,
     MessageStatus,
+    Ordering,
     OutboxMessage,
     Target,
-    TargetStatus,
 )
 from outbox.queues import RETRIES, again_key, drain_job_id, nudge, queue_for
 from outbox.registry import ConcurrentKind, Result, SerialKind, kind_of
 from outbox.schedule import RETRY_STEPS, next_attempt_at
+from outbox.status import after_attempts
 from outbox.transport import Delivery, transport
 
 log = logging.getLogger(__name__)
@@ -372,7 +373,10 @@ def _follow_up(target_id: int, own_job: bool) -> None:
         db.session.rollback()
         return  # the receiver asked for a pause; the sweeper nudges it after
     asked_again = redis_client().getdel(again_key(target_id))
-    if asked_again or has_due_messages(target, now):
+    # Kinds that send a batch themselves send in the target's order, whatever its
+    # ordering setting says (only concurrent kinds have lanes).
+    ordering = None if isinstance(kind_of(target), ConcurrentKind) else Ordering.WEBHOOK
+    if asked_again or has_due_messages(target, now, ordering):
         follow_up = False
         if own_job:
             job = get_current_job()
@@ -527,21 +531,7 @@ def _update_target(
         # Permanent refusals too: the grid shows the latest error of any kind.
         changes["last_error"] = _error_text(failures[-1])
         changes["last_error_at"] = now
-    if last_failure is not None:
-        changes["last_failure_at"] = now
-        if last_failure.gone:
-            changes["status"] = TargetStatus.DISABLED.value
-            changes["status_reason"] = "Disabled: the endpoint answered 410 Gone"
-        elif last_failure.needs_attention:
-            changes["status"] = TargetStatus.NEEDS_ATTENTION.value
-            changes["status_reason"] = f"Needs attention: {last_failure.needs_attention}"
-        elif target.status == TargetStatus.ACTIVE or target.status == TargetStatus.FAILING:
-            changes["status"] = TargetStatus.FAILING.value
-            changes["status_reason"] = _describe(last_failure)
-    elif results and target.status == TargetStatus.FAILING:
-        changes["status"] = TargetStatus.ACTIVE.value
-        changes["status_reason"] = None
-        changes["last_failure_at"] = None
+    changes.update(after_attempts(target, last_failure, results, now))
     changes.update(_back_pressure(target, results, now))
     if changes:
         db.session.execute(
@@ -580,9 +570,3 @@ def _error_text(result: Result) -> str:
     else:
         text = "The attempt failed"
     return text[:500]
-
-
-def _describe(result: Result) -> str:
-    if result.status_code is not None:
-        return f"Retrying: the last attempt got HTTP {result.status_code}"
-    return f"Retrying: {result.error or 'the last attempt failed'}"

@@ -26,6 +26,7 @@ from outbox.models import (
 )
 from outbox.queues import nudge_after_commit
 from outbox.registry import kind_of
+from outbox.status import pause_at_cap
 
 
 def account_targets(account_id: int) -> list[Target]:
@@ -93,11 +94,7 @@ def fan_out(events: Sequence[Any], targets: Sequence[Target]) -> list[list[Outbo
         for n, message in enumerate(queued):
             message.sequence = total - len(queued) + 1 + n
         if depth > cap and target.status in (TargetStatus.ACTIVE, TargetStatus.FAILING):
-            target.status = TargetStatus.PAUSED.value
-            target.status_reason = (
-                f"Paused automatically: Queue Depth passed {cap:,}. Fix the receiver, then "
-                "Resume to deliver the backlog."
-            )
+            pause_at_cap(target, cap)
             alert_auto_paused(target)
         if target.status not in HELD:
             nudged.append(target)

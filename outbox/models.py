@@ -55,7 +55,9 @@ class Target(db.Model):  # type: ignore[name-defined]
         ForeignKey("account.id", ondelete="CASCADE"), index=True
     )
     status: Mapped[str] = mapped_column(String(20), default=TargetStatus.ACTIVE.value)
-    # Why the status is what it is, in words for the grid ("Endpoint answered 410").
+    # Why the status is what it is: the cause code asks (outbox/status.py), and the
+    # words the grid shows ("Disabled: the endpoint answered 410 Gone").
+    status_cause: Mapped[str | None] = mapped_column(String(24))
     status_reason: Mapped[str | None] = mapped_column(String(500))
     # Kept in step with the outbox in the same transactions that change it, so the
     # grid reads two integers instead of counting millions of rows.

@@ -20,7 +20,7 @@ from errors import ValidationError
 from extensions import db
 from outbox.fanout import fan_out
 from outbox.models import MAX_IN_FLIGHT_RANGE, Ordering, OutboxMessage, TargetStatus
-from outbox.queues import nudge_after_commit
+from outbox.status import activate, needs_fixing, pause
 from webhooks.events import EVENT_TYPES, EXAMPLE_VEHICLE, DetectedEvent, EventType, example_event
 from webhooks.models import Webhook
 from webhooks.url_safety import Resolver, resolve_host, url_problems
@@ -332,11 +332,8 @@ def update_webhook(webhook: Webhook, values: Mapping[str, Any]) -> None:
     cleaned = clean_fields(values, current=webhook)
     changed = {k: v for k, v in cleaned.items() if v != _stored_value(webhook, k)}
     _apply(webhook, cleaned)
-    if webhook.status == TargetStatus.NEEDS_ATTENTION:
-        webhook.status = TargetStatus.ACTIVE.value
-        webhook.status_reason = None
-        webhook.last_failure_at = None
-        nudge_after_commit([webhook])
+    if needs_fixing(webhook):
+        activate(webhook)
         changed["status"] = webhook.status
     if changed:
         record(webhook.account_id, "webhook.updated", webhook, _audit_details(changed))
@@ -344,18 +341,14 @@ def update_webhook(webhook: Webhook, values: Mapping[str, Any]) -> None:
 
 def pause_webhook(webhook: Webhook) -> None:
     """Stop sending; messages keep queueing until it is resumed."""
-    webhook.status = TargetStatus.PAUSED.value
-    webhook.status_reason = "Paused by a user"
+    pause(webhook)
     record(webhook.account_id, "webhook.paused", webhook)
 
 
 def resume_webhook(webhook: Webhook) -> None:
     """Send again, after a pause or after Fleethook disabled it: the backlog goes
     out in order."""
-    webhook.status = TargetStatus.ACTIVE.value
-    webhook.status_reason = None
-    webhook.last_failure_at = None
-    nudge_after_commit([webhook])
+    activate(webhook)
     record(webhook.account_id, "webhook.resumed", webhook)
 
 

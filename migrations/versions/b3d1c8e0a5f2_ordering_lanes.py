@@ -1,6 +1,6 @@
 """ordering lanes: each message's lane and its sequence in it, the lanes' counters,
-and the delivery settings of a target (ordering, requests in flight, rate limit,
-latest wins, throttling)
+the delivery settings of a target (ordering, requests in flight, rate limit,
+latest wins, throttling) and the typed cause of its status
 
 Revision ID: b3d1c8e0a5f2
 Revises: 7fbf73c5462d
@@ -45,10 +45,17 @@ def upgrade():
         batch_op.add_column(sa.Column('rate_limit', sa.Double(), nullable=True))
         batch_op.add_column(sa.Column('latest_wins', sa.Boolean(), nullable=False, server_default=sa.false()))
         batch_op.add_column(sa.Column('throttled_until', sa.DateTime(timezone=True), nullable=True))
+        batch_op.add_column(sa.Column('status_cause', sa.String(length=24), nullable=True))
+    # Integrations paused for their release form said so in words only.
+    op.execute(
+        "UPDATE target SET status_cause = 'release_form' "
+        "WHERE status = 'paused' AND status_reason LIKE '%release form%'"
+    )
 
 
 def downgrade():
     with op.batch_alter_table('target', schema=None) as batch_op:
+        batch_op.drop_column('status_cause')
         batch_op.drop_column('throttled_until')
         batch_op.drop_column('latest_wins')
         batch_op.drop_column('rate_limit')
