@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any
 
@@ -93,6 +93,7 @@ class _Lane:
 
     messages: list[OutboxMessage]
     future: Future[list[Result]]
+    started: float = field(default_factory=time.monotonic)
 
 
 @dataclass
@@ -107,6 +108,9 @@ class _Served:
     attempted: int = 0
     # Rate limit: when the next message may start (time.monotonic()).
     next_start: float = 0.0
+    # When the window was last halved: push-back from requests started before it
+    # was already answered by that halving (once per window, as TCP does).
+    halved_at: float = 0.0
 
 
 class ConcurrentDrain:
@@ -249,6 +253,10 @@ class ConcurrentDrain:
         for lane in served.runs:
             if lane.future.done():
                 results = lane.future.result()
+                if lane.started < served.halved_at:
+                    results = [replace(result, throttled=False) for result in results]
+                elif any(result.throttled for result in results):
+                    served.halved_at = time.monotonic()
                 served.done.append((lane.messages, results))
                 release_messages([m.id for m in lane.messages[len(results) :]], self.owner)
             else:

@@ -310,3 +310,47 @@ def test_a_huge_response_header_is_a_recorded_attempt_stored_small(account, rece
     (kept,) = attempts_of(big.id)
     assert kept.outcome == "delivered"
     assert len(json.dumps(kept.response_headers)) < 9000
+
+
+def test_push_back_halves_the_window_and_successes_grow_it_again(account, receiver):
+    webhook = webhook_to(account, receiver.url("/status/503"))
+    emit(account, range(1, 3), 1)
+    drain_target(webhook.id)
+    db.session.rollback()
+    target = db.session.get(Target, webhook.id)
+    assert target.send_window == 8  # 16, halved once for the batch that pushed back
+    assert target.throttled_until is None  # no Retry-After: the schedule alone
+    db.session.execute(
+        update(Webhook).where(Webhook.id == webhook.id).values(url=receiver.url("/ok"))
+    )
+    make_due(webhook.id)
+    drain_target(webhook.id)
+    db.session.rollback()
+    assert db.session.get(Target, webhook.id).send_window == 9
+
+
+def test_retry_after_pauses_the_webhook_not_the_worker(account, receiver):
+    throttled = webhook_to(account, receiver.url("/status/429?retry_after=120"))
+    healthy = webhook_to(account, receiver.url("/ok/healthy"))
+    emit(account, range(1, 3), 2)
+    drain_target(throttled.id)
+    db.session.rollback()
+    target = db.session.get(Target, throttled.id)
+    assert 115 < (target.throttled_until - utcnow()).total_seconds() <= 120
+    make_due(throttled.id)  # due, but the receiver asked for two minutes
+    drain_target(throttled.id)
+    assert len(receiver.requests_to("/status")) == 2  # the two lanes' heads, once
+    drain_target(healthy.id)
+    assert statuses(healthy.id) == {"delivered": 4}
+
+
+def test_a_rate_limit_spaces_the_messages(account, receiver):
+    webhook = webhook_to(account, receiver.url("/ok"), rate_limit=10.0)
+    emit(account, range(1, 9), 1)
+    drain_target(webhook.id)
+    arrivals = sorted(request.at for request in receiver.received)
+    assert len(arrivals) == 8
+    # At most 10 a second: each start at least 0.1 s after the one before (a slow
+    # machine only spreads them further).
+    gaps = [later - earlier for earlier, later in zip(arrivals, arrivals[1:], strict=False)]
+    assert min(gaps) >= 0.09, gaps
