@@ -67,8 +67,10 @@ RUN_LENGTH = 20
 TIME_BUDGET_SECONDS = 5.0
 CONCURRENT_BUDGET_SECONDS = 20.0
 TICK_SECONDS = 0.05
-# Targets one drain job serves at once.
+# Targets one drain job serves at once, and takes off its queue per look: a few at
+# a time, so the other workers on the queue get their share.
 MAX_TARGETS = 1000
+TAKEN_PER_LOOK = 20
 DRAIN_FUNCTION = "outbox.drain.drain_target"
 
 
@@ -88,8 +90,9 @@ def drain_target(target_id: int) -> dict[str, Any]:
 
 
 @dataclass
-class _Lane:
-    """Messages of one lane in flight: one slot of the target's window."""
+class _InFlight:
+    """A run of one lane's messages being sent, one after another: one slot of the
+    target's window."""
 
     messages: list[OutboxMessage]
     future: Future[list[Result]]
@@ -101,13 +104,15 @@ class _Served:
     """A target this drain holds."""
 
     target_id: int
-    runs: list[_Lane] = field(default_factory=list)
+    in_flight: list[_InFlight] = field(default_factory=list)
     done: list[tuple[list[OutboxMessage], list[Result]]] = field(default_factory=list)
     # Claim again: at the start, after results, or when asked to look again.
     look: bool = True
-    attempted: int = 0
     # Rate limit: when the next message may start (time.monotonic()).
     next_start: float = 0.0
+    # The target's window when it was last read: no need to read the target
+    # again while that many are in flight.
+    window: int = 0
     # When the window was last halved: push-back from requests started before it
     # was already answered by that halving (once per window, as TCP does).
     halved_at: float = 0.0
@@ -127,7 +132,6 @@ class ConcurrentDrain:
         job = get_current_job()
         # Only a job on a queue takes its neighbours' jobs; a direct call drains one.
         self.queue_name = job.origin if job is not None else None
-        self.own_job_id = job.id if job is not None else None
 
     def run(self, first_target_id: int) -> dict[str, Any]:
         self._serve(first_target_id)
@@ -137,7 +141,7 @@ class ConcurrentDrain:
                 self._take_queued_targets()
             for served in list(self.served.values()):
                 self._claim(served)
-            futures = [lane.future for s in self.served.values() for lane in s.runs]
+            futures = [lane.future for s in self.served.values() for lane in s.in_flight]
             if futures:
                 wait(futures, timeout=TICK_SECONDS, return_when=FIRST_COMPLETED)
             elif any(s.look for s in self.served.values()):
@@ -146,24 +150,16 @@ class ConcurrentDrain:
                 self._collect(served)
                 if served.done:
                     attempted += self._record(served)
-                if not served.runs and not served.look:
+                if not served.in_flight and not served.look:
                     self._finish(served)
         return {"target": first_target_id, "sent": attempted}
 
     def _in_flight(self) -> int:
-        return sum(len(s.runs) for s in self.served.values())
+        return sum(len(s.in_flight) for s in self.served.values())
 
     def _serve(self, target_id: int) -> None:
-        if target_id in self.served:
-            return
-        if not acquire_drain(target_id, self.owner, utcnow()):
-            db.session.rollback()
-            # Another drain is at work on this target; have it look again.
-            redis_client().set(again_key(target_id), 1, ex=int(lease().total_seconds()) * 3)
-            return
-        db.session.commit()
-        record_drain()
-        self.served[target_id] = _Served(target_id)
+        if target_id not in self.served and _take_drain(target_id, self.owner):
+            self.served[target_id] = _Served(target_id)
 
     def _take_queued_targets(self) -> None:
         """Take the drain jobs waiting on this job's queue while there is room: their
@@ -171,7 +167,9 @@ class ConcurrentDrain:
         if self.queue_name is None:
             return
         rq_queue = Queue(self.queue_name, connection=redis_client())
-        while len(self.served) < MAX_TARGETS and self._in_flight() < self.process_cap:
+        for _ in range(TAKEN_PER_LOOK):
+            if len(self.served) >= MAX_TARGETS or self._in_flight() >= self.process_cap:
+                return
             # Queue.pop_job_id() fails on an empty queue (rq 3.0): pop it here.
             popped = redis_client().lpop(rq_queue.key)
             if popped is None:
@@ -194,6 +192,10 @@ class ConcurrentDrain:
         if time.monotonic() >= self.claims_end:
             served.look = False  # the job's budget is spent: finish what is in flight
             return
+        if served.window and len(served.in_flight) >= served.window:
+            return  # its window is full: looked at again when a request ends
+        if served.next_start > time.monotonic():
+            return  # rate-limited: looked at again next tick
         target = db.session.get(Target, served.target_id, populate_existing=True)
         now = utcnow()
         if target is None or target.status in HELD:
@@ -204,19 +206,16 @@ class ConcurrentDrain:
             db.session.rollback()
             served.look = False  # the sweeper nudges it again once the pause is over
             return
-        window = max(1, min(target.send_window, target.max_in_flight))
-        room = min(window - len(served.runs), self.process_cap - self._in_flight())
+        window = served.window = max(1, min(target.send_window, target.max_in_flight))
+        room = min(window - len(served.in_flight), self.process_cap - self._in_flight())
         run_length = RUN_LENGTH
         if target.rate_limit:
             # One message a slot, started no faster than the limit.
-            wait_s = served.next_start - time.monotonic()
-            if wait_s > 0:
-                return  # looked at again next tick
             room, run_length = min(room, 1), 1
         if room <= 0:
             db.session.rollback()
             return
-        acquire_drain(served.target_id, self.owner, now, in_flight=len(served.runs))
+        acquire_drain(served.target_id, self.owner, now, in_flight=len(served.in_flight))
         runs = claim_lane_runs(target, self.owner, now, room, run_length)  # commits
         served.look = False
         if not runs:
@@ -244,13 +243,13 @@ class ConcurrentDrain:
                 release_messages([m.id for m in run[1:]], self.owner)
                 continue
             future = self.transport.send_run(ready, self.deadline, stop_at)
-            served.runs.append(_Lane(run[: len(ready)], future))
+            served.in_flight.append(_InFlight(run[: len(ready)], future))
             release_messages([m.id for m in run[len(ready) :]], self.owner)
-        served.look = len(served.runs) < window
+        served.look = len(served.in_flight) < window
 
     def _collect(self, served: _Served) -> None:
         still = []
-        for lane in served.runs:
+        for lane in served.in_flight:
             if lane.future.done():
                 results = lane.future.result()
                 if lane.started < served.halved_at:
@@ -261,7 +260,7 @@ class ConcurrentDrain:
                 release_messages([m.id for m in lane.messages[len(results) :]], self.owner)
             else:
                 still.append(lane)
-        served.runs = still
+        served.in_flight = still
 
     def _record(self, served: _Served) -> int:
         messages = [m for batch, results in served.done for m in batch[: len(results)]]
@@ -269,11 +268,10 @@ class ConcurrentDrain:
         served.done = []
         target = db.session.get(Target, served.target_id, populate_existing=True)
         if target is None:
-            served.runs, served.look = [], False
+            served.in_flight, served.look = [], False
             return 0
-        acquire_drain(served.target_id, self.owner, utcnow(), in_flight=len(served.runs))
+        acquire_drain(served.target_id, self.owner, utcnow(), in_flight=len(served.in_flight))
         record_results(target, self.owner, messages, results)
-        served.attempted += len(results)
         served.look = True
         return len(results)
 
@@ -290,15 +288,23 @@ class ConcurrentDrain:
         return int(job.args[0])
 
 
+def _take_drain(target_id: int, owner: str) -> bool:
+    """Take the target's drain lease; when another drain holds it, ask that one to
+    look again before it stops (for what this nudge was about)."""
+    if not acquire_drain(target_id, owner, utcnow()):
+        db.session.rollback()
+        redis_client().set(again_key(target_id), 1, ex=int(lease().total_seconds()) * 3)
+        return False
+    db.session.commit()
+    record_drain()
+    return True
+
+
 def _serial_drain(target_id: int) -> dict[str, Any]:
     """One target's due messages, sent in order by its kind, for a few seconds."""
     owner = _owner()
-    if not acquire_drain(target_id, owner, utcnow()):
-        db.session.rollback()
-        # Another drain is at work on this target; have it look again.
-        redis_client().set(again_key(target_id), 1, ex=int(lease().total_seconds()) * 3)
+    if not _take_drain(target_id, owner):
         return {"target": target_id, "sent": 0, "skipped": "another drain holds the target"}
-    record_drain()
     attempted = 0
     budget_ends = time.monotonic() + TIME_BUDGET_SECONDS
     try:
