@@ -122,22 +122,31 @@ def claim_lane_runs(
         return _take([[row.id] for row in rows], owner, now)
     if target.latest_wins:
         supersede_backlogs(target.id, now)
+    # The heads first; then the runs behind the oldest due heads only.
+    heads = [lane[0] for lane in _lanes(target.id, 1) if _is_due(lane[0], now)]
+    chosen = sorted(heads, key=lambda head: head.sequence)[:lanes]
+    if not chosen:
+        db.session.commit()
+        return []
     runs = []
-    for lane in _lanes(target.id, run_length):
-        if not _is_due(lane[0], now):
-            continue  # its head is in flight or waiting for its retry: the lane waits
+    for lane in _lanes(target.id, run_length, [head.ordering_key for head in chosen]):
         run = []
         for row in lane:
             if not _is_due(row, now):
                 break
             run.append(row)
-        runs.append(run)
+        if run:
+            runs.append(run)
     runs.sort(key=lambda run: run[0].sequence)
-    return _take([[row.id for row in run] for run in runs[:lanes]], owner, now)
+    return _take([[row.id for row in run] for run in runs], owner, now)
 
 
-def _lanes(target_id: int, run_length: int) -> list[list[Any]]:
-    """The first `run_length` open messages of each of the target's lanes."""
+def _lanes(target_id: int, run_length: int, keys: list[str] | None = None) -> list[list[Any]]:
+    """The first `run_length` open messages of each of the target's lanes (or of
+    the lanes `keys` names)."""
+    where = [OutboxMessage.target_id == target_id, OutboxMessage.status.in_(OPEN_STATUSES)]
+    if keys is not None:
+        where.append(OutboxMessage.ordering_key.in_(keys))
     ranked = (
         select(
             OutboxMessage.id,
@@ -150,7 +159,7 @@ def _lanes(target_id: int, run_length: int) -> list[list[Any]]:
             .over(partition_by=OutboxMessage.ordering_key, order_by=OutboxMessage.lane_sequence)
             .label("place"),
         )
-        .where(OutboxMessage.target_id == target_id, OutboxMessage.status.in_(OPEN_STATUSES))
+        .where(*where)
         .subquery()
     )
     lanes: dict[str, list[Any]] = {}
