@@ -22,10 +22,11 @@ from database import utcnow
 from devstack import RedisServer
 from extensions import db
 from outbox.fanout import account_targets, fan_out
-from outbox.models import DeliveryAttempt, OutboxMessage, Target
+from outbox.models import OutboxMessage, Target
 from outbox.sweeper import sweep
 from tests.conftest import NAMESPACE, ROOT, make_user
 from tests.test_delivery import emit, webhook_to
+from tests.test_lanes import attempts_of
 from webhooks.events import EVENT_TYPES, EXAMPLE_VEHICLE, DetectedEvent
 from webhooks.lifecycle import create_webhook
 
@@ -331,15 +332,3 @@ def test_a_trickling_receiver_costs_a_slot_until_its_deadline_never_the_worker(
     assert 2000 <= attempt.duration_ms < 3000, attempt.duration_ms
     first_trickle = receiver.requests_to("/trickle")[0].at
     assert healthy_done < first_trickle + 2, "the healthy webhook waited for the trickle"
-
-
-def attempts_of(target_id: int) -> list[DeliveryAttempt]:
-    db.session.rollback()
-    return list(
-        db.session.scalars(
-            select(DeliveryAttempt)
-            .join(OutboxMessage)
-            .where(OutboxMessage.target_id == target_id)
-            .order_by(DeliveryAttempt.id)
-        )
-    )
