@@ -1,14 +1,19 @@
-"""The per-message-job baseline: one RQ job per outbox message, sent by the same
-sender the drains use — the design DESIGN.md rejects, measured for contrast."""
+"""The per-message-job baseline: one RQ job per outbox message, sent the way the
+drains send it (a webhook through the process's concurrent transport, an
+integration through its kind's own send) — the design DESIGN.md rejects, measured
+for contrast."""
 
 from __future__ import annotations
 
 import time
 
+from flask import current_app
+
 from database import utcnow
 from extensions import db
 from outbox.models import MessageStatus, OutboxMessage, Target
-from outbox.registry import kind_of
+from outbox.registry import ConcurrentKind, Result, kind_of
+from outbox.transport import Delivery, transport
 
 
 def deliver_one(message_id: int) -> bool:
@@ -18,7 +23,18 @@ def deliver_one(message_id: int) -> bool:
         return False
     target = db.session.get(Target, message.target_id)
     assert target is not None
-    [result] = kind_of(target).send(target, [message], time.monotonic() + 30)
+    kind = kind_of(target)
+    if isinstance(kind, ConcurrentKind):
+        [prepared] = kind.deliveries(target, [message])
+        if isinstance(prepared, Delivery):
+            deadline = float(current_app.config["FLEETHOOK_DELIVERY_DEADLINE"])
+            future = transport().send_run([prepared], deadline, time.monotonic() + deadline)
+            [result] = future.result()
+        else:
+            result = prepared
+        assert isinstance(result, Result)
+    else:
+        [result] = kind.send(target, [message], time.monotonic() + 30)
     if result.delivered:
         message.status = MessageStatus.DELIVERED.value
         message.finished_at = utcnow()

@@ -16,6 +16,9 @@ its connection, as HTTP/1.1 requires). What a path does is fixed at start:
     "hang"          read the request and never answer; the connection stays open
     "slow:<ms>"     answer 200 after <ms> milliseconds (a timer: other connections
                     are not held up); "slow:<min>-<max>" a random delay in that range
+    "trickle"       send the status line and headers of a 200 at once (Content-Length
+                    1,000,000), then one body byte every 100 ms ("trickle:<ms>": every
+                    <ms>) until the client goes: the answer never completes in time
 
 `behave(path, behaviour)` changes a path's behaviour while it runs (requests already
 hung stay hung).
@@ -27,6 +30,14 @@ secret is checked with `standardwebhooks` (the first request of each path always
 is); failures are counted and the first few messages kept. A webhook-id that comes
 again with another body counts as a `body_mismatch` (a redelivery must repeat the
 message exactly).
+
+Lanes: a request carrying `fleethook-ordering-key` and `fleethook-sequence` headers
+is checked against the lane (that key, at that path) the first time its webhook-id
+arrives: the first arrivals of each lane must carry 1, 2, 3, … in that order. A
+first arrival with another number counts as `out_of_sequence` (the first few kept
+in `order_failures`); redeliveries of an id already seen are not checked again
+(at-least-once). The check needs every request of a lane in one process, so it is
+made only with `processes` = 1.
 
 The parent talks to the server over a multiprocessing Pipe (stats, reset, stop),
 so control traffic never shows up in the counts. With `processes` > 1 several
@@ -64,6 +75,10 @@ class PathStats(TypedDict):
     body_mismatches: int  # repeats of a webhook-id with another body
     failures: list[str]  # the first few failure messages, "<webhook-id>: <error>"
     arrivals: list[tuple[str, float]]  # (webhook-id, time.time()), in arrival order
+    lanes: int  # distinct fleethook-ordering-key values seen (0: not checked)
+    in_sequence: int  # first arrivals whose fleethook-sequence was the lane's next
+    out_of_sequence: int  # first arrivals whose fleethook-sequence was not
+    order_failures: list[str]  # the first few, "<webhook-id>: <what>"
 
 
 def _response(status: int, body: bytes, close: bool = False) -> bytes:
@@ -85,6 +100,10 @@ _HEAD_TOO_LARGE = _response(431, b"headers too large", close=True)
 _CHUNKED = _response(501, b"chunked bodies are not supported", close=True)
 
 HANG = -1.0  # a _Path's delay that never ends
+TRICKLE_BYTES = 1_000_000  # the Content-Length a trickling answer announces
+TRICKLE_HEAD = (
+    f"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {TRICKLE_BYTES}\r\n\r\n"
+).encode("latin-1")
 
 
 class _Path:
@@ -93,9 +112,14 @@ class _Path:
     __slots__ = (
         "behaviour", "delays", "answer", "answer_close", "webhook", "verify_every",
         "ids", "times", "seen", "count", "verified", "failures", "messages", "mismatches",
+        "trickle", "lanes", "in_sequence", "out_of_sequence", "order_messages",
     )  # fmt: skip
 
-    def __init__(self, behaviour: str, secret: str | None, verify_every: int) -> None:
+    def __init__(
+        self, behaviour: str, secret: str | None, verify_every: int, check_order: bool = True
+    ) -> None:
+        # lane → the last fleethook-sequence that arrived first; None: not checked
+        self.lanes: dict[bytes, int] | None = {} if check_order else None
         self.behave(behaviour)
         self.webhook: Any = None
         if secret:
@@ -108,10 +132,15 @@ class _Path:
     def behave(self, behaviour: str) -> None:
         delays = (0.0, 0.0)  # seconds before answering, at least and at most
         status = 200
+        trickle = 0.0  # seconds between the body bytes of a trickling answer
         if behaviour == "ok":
             pass
         elif behaviour == "hang":
             delays = (HANG, HANG)
+        elif behaviour == "trickle" or behaviour.startswith("trickle:"):
+            trickle = int(behaviour.partition(":")[2] or 100) / 1000
+            if trickle <= 0:
+                raise ValueError(f"a trickle needs a pause between bytes: {behaviour!r}")
         elif behaviour.startswith("status:"):
             status = int(behaviour.removeprefix("status:"))
         elif behaviour.startswith("slow:"):
@@ -126,8 +155,9 @@ class _Path:
         body = b"ok" if status < 300 else b"error"
         self.behaviour = behaviour
         self.delays = delays
-        self.answer = _response(status, body)
-        self.answer_close = _response(status, body, close=True)
+        self.trickle = trickle
+        self.answer = TRICKLE_HEAD if trickle else _response(status, body)
+        self.answer_close = TRICKLE_HEAD if trickle else _response(status, body, close=True)
 
     @property
     def delay(self) -> float:
@@ -144,6 +174,32 @@ class _Path:
         self.failures = 0
         self.mismatches = 0
         self.messages: list[str] = []
+        if self.lanes is not None:
+            self.lanes = {}
+        self.in_sequence = 0
+        self.out_of_sequence = 0
+        self.order_messages: list[str] = []
+
+    def sequence(self, lane: bytes, number: bytes, webhook_id: bytes) -> None:
+        """A first arrival in `lane` numbered `number`: the lane's next, or counted."""
+        assert self.lanes is not None
+        expected = self.lanes.get(lane, 0) + 1
+        try:
+            got = int(number)
+        except ValueError:
+            got = -1
+        if got == expected:
+            self.in_sequence += 1
+        else:
+            self.out_of_sequence += 1
+            if len(self.order_messages) < MAX_FAILURE_MESSAGES:
+                self.order_messages.append(
+                    f"{webhook_id.decode('latin-1') or '(no webhook-id)'}: lane "
+                    f"{lane.decode('latin-1')} got fleethook-sequence "
+                    f"{number.decode('latin-1')!r} where {expected} was next"
+                )
+        # Judge what follows against this one, so one swap is not a cascade.
+        self.lanes[lane] = max(got, self.lanes.get(lane, 0))
 
     def check(self, head: bytes, body: bytes, webhook_id: bytes) -> None:
         """Verify one request's signature, counting a failure."""
@@ -168,6 +224,10 @@ class _Path:
             "signature_failures": self.failures,
             "body_mismatches": self.mismatches,
             "failures": list(self.messages),
+            "lanes": len(self.lanes) if self.lanes is not None else 0,
+            "in_sequence": self.in_sequence,
+            "out_of_sequence": self.out_of_sequence,
+            "order_failures": list(self.order_messages),
             "ids": list(self.ids) if arrivals else None,
             "times": self.times.tobytes() if arrivals else None,
         }
@@ -182,11 +242,13 @@ class _Server:
         secrets: dict[str, str],
         verify_every: int,
         default: str | None,
+        check_order: bool = True,
     ) -> None:
         self.verify_every = verify_every
         self.default = default or "status:404"
+        self.check_order = check_order
         self.paths: dict[bytes, _Path] = {
-            path.encode(): _Path(behaviour, secrets.get(path), verify_every)
+            path.encode(): _Path(behaviour, secrets.get(path), verify_every, check_order)
             for path, behaviour in paths.items()
         }
         self.connections: set[_Connection] = set()
@@ -199,7 +261,9 @@ class _Server:
             target = target.partition(b"?")[0]
             known = self.paths.get(target)
             if known is None:
-                known = self.paths[target] = _Path(self.default, None, self.verify_every)
+                known = self.paths[target] = _Path(
+                    self.default, None, self.verify_every, self.check_order
+                )
         return known
 
     def reset(self) -> None:
@@ -214,15 +278,17 @@ class _Server:
 
 
 class _Connection(asyncio.Protocol):
-    __slots__ = ("server", "transport", "buffer", "queue", "closing", "loop")
+    __slots__ = ("server", "transport", "buffer", "queue", "closing", "loop", "drip")
 
     def __init__(self, server: _Server) -> None:
         self.server = server
         self.buffer = bytearray()
         # Answers not yet written, in request order: [bytes or None, close after?].
         # Empty unless a slow or hung request is holding the connection back.
+        # A trickling answer holds its slot for good: [None, close, (head, pause)].
         self.queue: deque[list[Any]] = deque()
         self.closing = False  # a "Connection: close" request was read
+        self.drip: asyncio.TimerHandle | None = None  # the next byte of a trickle
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -237,6 +303,9 @@ class _Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.server.connections.discard(self)
         self.queue.clear()
+        if self.drip is not None:
+            self.drip.cancel()
+            self.drip = None
 
     def data_received(self, data: bytes) -> None:
         if self.closing:
@@ -292,14 +361,32 @@ class _Connection(asyncio.Protocol):
             record = self.server.path(parts[1])
             record.ids.append(webhook_id)
             digest = hash(bytes(buffer[body_start:position]))
+            first = webhook_id not in record.seen
             if record.seen.setdefault(webhook_id, digest) != digest:
                 record.mismatches += 1
+            if first and record.lanes is not None:
+                at = lower.find(b"\r\nfleethook-ordering-key:")
+                if at >= 0:
+                    stop = lower.find(b"\r\n", at + 25)
+                    lane = head[at + 25 : stop if stop >= 0 else None].strip()
+                    at = lower.find(b"\r\nfleethook-sequence:")
+                    number = b""
+                    if at >= 0:
+                        stop = lower.find(b"\r\n", at + 21)
+                        number = head[at + 21 : stop if stop >= 0 else None].strip()
+                    record.sequence(lane, number, webhook_id)
             record.times.append(now)
             if record.webhook is not None and record.count % record.verify_every == 0:
                 record.check(head, bytes(buffer[body_start:position]), webhook_id)
             record.count += 1
 
             answer = record.answer_close if close else record.answer
+            if record.trickle:
+                self.queue.append([None, close, (answer, record.trickle)])
+                if close:
+                    self.closing = True
+                    break
+                continue
             delay = record.delay
             if delay == 0.0 and not self.queue:
                 out.append(answer)
@@ -316,7 +403,9 @@ class _Connection(asyncio.Protocol):
         del buffer[:position]
         if out:
             self.transport.write(b"".join(out) if len(out) > 1 else out[0])
-        if self.closing and not self.queue:
+        if self.queue:
+            self._trickle_if_first()
+        elif self.closing:
             self.transport.close()
 
     def _ready(self, slot: list[Any], answer: bytes) -> None:
@@ -333,6 +422,27 @@ class _Connection(asyncio.Protocol):
             self.transport.write(b"".join(out))
             if close:
                 self.transport.close()
+                return
+        self._trickle_if_first()
+
+    def _trickle_if_first(self) -> None:
+        """A trickling answer whose turn has come: its head now, then its bytes."""
+        if self.drip is not None or not self.queue or self.transport.is_closing():
+            return
+        trickle = self.queue[0][2] if len(self.queue[0]) > 2 else None
+        if trickle is None:
+            return
+        head, pause = trickle
+        self.transport.write(head)
+        self.drip = self.loop.call_later(pause, self._drip, pause, TRICKLE_BYTES)
+
+    def _drip(self, pause: float, left: int) -> None:
+        if self.transport.is_closing():
+            self.drip = None
+            return
+        self.transport.write(b".")
+        # (Never in a benchmark: 1,000,000 bytes take 28 hours at 100 ms each.)
+        self.drip = self.loop.call_later(pause, self._drip, pause, left - 1) if left > 1 else None
 
     def _fail(self, out: list[bytes], answer: bytes) -> None:
         self.closing = True
@@ -361,11 +471,12 @@ def _serve(
     secrets: dict[str, str],
     verify_every: int,
     default: str | None,
+    check_order: bool = True,
 ) -> None:
     """A server process: listen, report the port, then serve until told to stop."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     try:
-        state = _Server(paths, secrets, verify_every, default)
+        state = _Server(paths, secrets, verify_every, default, check_order)
         sock = _listen(port)
     except Exception as error:
         control.send(("error", f"{type(error).__name__}: {error}"))
@@ -415,7 +526,8 @@ class Receiver:
     paths: {path: behaviour}, e.g. {"/w/1": "ok", "/bad": "status:500"};
     secrets: {path: "whsec_..."}; paths without one are not verified;
     verify_every: check every Nth request of a path (1: all);
-    processes: server processes sharing the port (SO_REUSEPORT);
+    processes: server processes sharing the port (SO_REUSEPORT); lanes are checked
+        only with one (a lane's requests may reach two processes);
     default: the behaviour of unlisted paths (None: 404).
     """
 
@@ -460,7 +572,7 @@ class Receiver:
                 process = context.Process(
                     target=_serve,
                     args=(child_end, self.port, self.paths, self.secrets, self.verify_every,
-                          self.default),
+                          self.default, self.processes == 1),
                     name="bench-receiver",
                     daemon=True,
                 )  # fmt: skip
@@ -502,7 +614,8 @@ class Receiver:
                     path,
                     PathStats(received=0, unique=0, duplicates=0, verified=0,
                               signature_failures=0, body_mismatches=0, failures=[],
-                              arrivals=[]),
+                              arrivals=[], lanes=0, in_sequence=0, out_of_sequence=0,
+                              order_failures=[]),
                 )  # fmt: skip
                 into["received"] += record["received"]
                 into["unique"] += record["unique"]
@@ -512,6 +625,11 @@ class Receiver:
                 into["body_mismatches"] += record["body_mismatches"]
                 room = MAX_FAILURE_MESSAGES - len(into["failures"])
                 into["failures"].extend(record["failures"][:room])
+                into["lanes"] += record["lanes"]
+                into["in_sequence"] += record["in_sequence"]
+                into["out_of_sequence"] += record["out_of_sequence"]
+                room = MAX_FAILURE_MESSAGES - len(into["order_failures"])
+                into["order_failures"].extend(record["order_failures"][:room])
                 if arrivals:
                     ids, times = columns.setdefault(path, ([], array("d")))
                     ids.extend(i.decode("latin-1") for i in record["ids"])

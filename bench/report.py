@@ -1,5 +1,5 @@
 """BENCHMARKS.md from a full run's JSON: the machine, the ceiling, and one table per
-scenario for each engine, beside the targets of issue 7.
+scenario for each engine, beside the targets of issues 7 and 14.
 
     .venv/bin/python bench/report.py bench/results/full.json > BENCHMARKS.md
 """
@@ -16,9 +16,11 @@ HEADER = """# Benchmarks
 Produced by `bench/run.py --full --postgresql-url …` then `bench/report.py` (one run;
 every figure is a ratio to the ceiling measured in the same run, or a percentile;
 rates are for context). Receivers are ours (bench/receiver.py, an asyncio server in
-its own process, checking signatures on every 10th request per endpoint); the run
-fails if an event is lost or a signature fails. Workers are real `rq worker`
-processes; the ingest runs in the harness process through the Flask test client.
+its own process, checking signatures on every 10th request per endpoint, and the
+`fleethook-sequence` of every message's first arrival in its lane); the run fails if
+an event is lost, a signature fails, a lane's messages arrive out of sequence or an
+attempt outlasts its deadline. Workers are real `rq worker` processes; the ingest
+runs in the harness process through the Flask test client.
 """
 
 
@@ -90,6 +92,78 @@ def _rows(engine_rows: list[dict[str, Any]], prefix: str) -> list[dict[str, Any]
     return [row for row in engine_rows if row["scenario"].startswith(prefix)]
 
 
+def _met(row: dict[str, Any]) -> str:
+    if row.get("target") is None and "target" in row:
+        return "reported only"
+    return "met" if row["target_met"] else "NOT met"
+
+
+def _latency_at_round_trips(lines: list[str], rows: list[dict[str, Any]]) -> None:
+    """The tables of issue 14: receivers answering in 200 ms, a trickling receiver."""
+    slow = _rows(rows, "slow webhooks")
+    if slow:
+        lines.append(
+            "\n### Many slow webhooks: receivers answering in 200 ms, make run's workers "
+            "(target: ≤ 1.5× the limit at 200 webhooks)\n"
+        )
+        lines.append(f"Workers: {slow[0]['workers']}. Lanes: {slow[0]['lanes']}. The limit is "
+                     "one lane's round trips one after another (messages × the round trip "
+                     "measured in the same run); the figure runs from the ingest's commit "
+                     "until the receiver answered the last message.\n")  # fmt: skip
+        lines.append("| webhooks × messages | round trip | limit | commit → last answer | ratio "
+                     "| in flight, peak / mean | target |")  # fmt: skip
+        lines.append("|---|---|---|---|---|---|---|")
+        for row in slow:
+            lines.append(
+                f"| {row['webhooks']:,} × {row['messages']} | {row['round_trip_ms']:.0f} ms | "
+                f"{row['limit_seconds']:.2f} s | {row['seconds']:.2f} s | "
+                f"**{row['ratio']:.2f}×** | {row['peak_in_flight']} / "
+                f"{row['mean_in_flight']:.0f} | {_met(row)} |"
+            )
+    for row in _rows(rows, "busy webhook"):
+        lines.append(
+            f"\n### One busy webhook: receiver answering in {row['delay_ms']} ms, "
+            f"max_in_flight {row['max_in_flight']}, make run's workers (target: ≤ "
+            f"{row['target']}× the limit)\n"
+        )
+        lines.append(
+            f"Lanes: one per vehicle, {row['reports']} messages each, ingested in "
+            f"{row['ingest_requests']} requests of up to 1,000 reports. The limit is messages × "
+            f"round trip ÷ max_in_flight; the figure runs from the first request's commit (from "
+            f"the last one's: {row['seconds_after_last_commit']:.2f} s).\n"
+        )
+        lines.append("| vehicles × reports | round trip | limit | first commit → last answer | "
+                     "ratio | in flight, peak / mean | target |")  # fmt: skip
+        lines.append("|---|---|---|---|---|---|---|")
+        lines.append(
+            f"| {row['vehicles']:,} × {row['reports']} | {row['round_trip_ms']:.0f} ms | "
+            f"{row['limit_seconds']:.2f} s | {row['seconds']:.2f} s | **{row['ratio']:.2f}×** | "
+            f"{row['peak_in_flight']} / {row['mean_in_flight']:.0f} | {_met(row)} |"
+        )
+    for row in _rows(rows, "trickling receiver"):
+        lines.append(
+            f"\n### A trickling receiver beside {row['healthy_webhooks']} healthy webhooks, "
+            f"deadline {row['deadline_ms'] / 1000:g} s, make run's workers (targets: its "
+            "attempts end at the deadline; healthy p95 within 1.2×)\n"
+        )
+        lines.append(
+            "The trickling receiver sends a 200's headers at once, then one body byte every "
+            f"100 ms. Healthy receivers answer in {row['healthy_behaviour'].split(':')[1]} ms "
+            f"(random, uniform); reports come from {row['vehicles']} vehicles, so each webhook "
+            f"has {row['vehicles']} lanes.\n"
+        )
+        lines.append("| offered | healthy p95 alone | beside the trickle | ratio | trickled "
+                     "attempts | their durations | target |")  # fmt: skip
+        lines.append("|---|---|---|---|---|---|---|")
+        lines.append(
+            f"| {row['offered_per_second']:.0f} events/s × {row['healthy_webhooks']} for "
+            f"{row['seconds']:.0f} s | {row['p95_ms_without']:,.0f} ms | "
+            f"{row['p95_ms_with']:,.0f} ms | **{row['ratio']:.2f}×** | "
+            f"{row['trickle_attempts']} | {row['attempt_ms_min']:,}–{row['attempt_ms_max']:,} ms "
+            f"| {'met' if row['target_met'] else 'NOT met'} |"
+        )
+
+
 def render(results: dict[str, Any]) -> str:
     machine = results["machine"]
     ceiling = results["ceiling_per_second"]
@@ -136,6 +210,7 @@ def render(results: dict[str, Any]) -> str:
                 f"{row['p95_ms_with']:,.0f} ms | **{row['ratio']:.2f}×** | "
                 f"{'met' if row['target_met'] else 'NOT met'} |"
             )
+        _latency_at_round_trips(lines, rows)
         for row in _rows(rows, "grid growth"):
             lines.append("\n### Growth: the grid's polling fragment (target: p95 ratio ≤ 1.5)\n")
             lines.append(

@@ -1,12 +1,15 @@
 """Fleethook's benchmarks, side by side with the raw-POST ceiling of this machine.
 
-    .venv/bin/python bench/run.py --quick            # under 2 minutes: every scenario ran
-    .venv/bin/python bench/run.py --full [--postgresql-url URL]
+    .venv/bin/python bench/run.py --quick            # a few minutes: every scenario ran
+    .venv/bin/python bench/run.py --full [--postgresql-url URL] [--conditions TEXT]
 
 Writes bench/results/<mode>.json; `bench/report.py bench/results/full.json >
-BENCHMARKS.md` renders the tables. `--only SCENARIO` runs a part. Every figure is a
-ratio or a percentile from one run; absolute rates are context. The run fails
-(exit 1) if any event is lost or any sampled signature fails to verify.
+BENCHMARKS.md` renders the tables. `--only SCENARIO` runs a part, `--engine` one
+engine. Every figure is a ratio to a ceiling or limit measured in the same run, or
+a percentile; absolute rates are context. The run fails (exit 1) if any event is
+lost, any sampled signature fails to verify, any lane's messages reach a receiver
+out of their `fleethook-sequence`, or an attempt at the trickling receiver does not
+end at the deadline.
 """
 
 from __future__ import annotations
@@ -35,7 +38,8 @@ RESULTS = ROOT / "bench" / "results"
 
 
 class Lost(AssertionError):
-    """An event did not reach a receiver, or a signature did not verify."""
+    """An event did not reach a receiver, a signature did not verify, a lane's
+    messages arrived out of sequence, or an attempt outlasted its deadline."""
 
 
 @dataclass
@@ -64,13 +68,29 @@ ISOLATION_TARGET = 1.2  # healthy p95 with the bad endpoints / without, at most
 GROWTH_TARGET = 1.5  # grid p95 and ingest rate, large / small, at most
 MEMORY_TARGET = 1.1  # worker RSS after the large run / after the small one, at most
 PRODUCTION_WORKERS = 3  # Stack.start_production_workers: two main, one retries
-# Short timeouts for the isolation scenario, so a black hole costs seconds, not minutes.
+MAKE_RUN_WORKERS = 2  # Stack.start_make_run_workers: one main (with RQ's scheduler), one retries
+WORKER_SETS = {
+    "production": "two on the main queues, one on retries, the sweeper",
+    "make run": "make run's: one on the main queues, one on retries, the sweeper",
+}
+# A short deadline for the isolation scenarios, so a black hole or a trickle costs
+# seconds, not minutes. A webhook attempt ends by FLEETHOOK_DELIVERY_DEADLINE
+# (connect, send and the whole answer; outbox/transport.py); the read timeouts
+# apply to integrations' serial drains only, and are here because the lease must
+# outlast connect + read + 2 s (config.py).
+DEADLINE_SECONDS = 2.0
 SHORT_TIMEOUTS = {
     "FLEETHOOK_CONNECT_TIMEOUT": "1",
     "FLEETHOOK_READ_TIMEOUT": "2",
-    "FLEETHOOK_MAIN_READ_TIMEOUT": "0.5",
+    "FLEETHOOK_DELIVERY_DEADLINE": f"{DEADLINE_SECONDS:g}",
     "FLEETHOOK_LEASE_SECONDS": "6",
 }
+# The latency scenarios of issue 14: figure / limit, at most.
+SLOW_TARGET = 1.5  # many webhooks answering in 200 ms; one webhook with many lanes
+SLOW_TARGET_WEBHOOKS = 200  # the size the 1.5× target is set for (1,000: reported only)
+# An attempt at a trickling receiver ends at the deadline; it may be recorded this
+# much later (the transport's loop also runs every other request of the worker).
+DEADLINE_SLACK_MS = 1000
 
 
 @dataclass
@@ -197,6 +217,7 @@ class _Steady:
     duplicates: int
     signatures_checked: int
     received: dict[str, int]  # requests per path, healthy or not
+    attempt_ms: dict[str, list[int]]  # the recorded attempts' durations, per unhealthy path
 
 
 def latency(
@@ -219,8 +240,9 @@ def isolation(
     engine: str, rate: float, seconds: float, healthy: int, postgresql_url: str | None,
     batch: int = 5,
 ) -> Isolation:  # fmt: skip
-    """The same steady load twice on fresh systems with short timeouts: to `healthy`
-    endpoints alone, then with a black hole ("hang") and an endpoint answering 500
+    """The same steady load twice on fresh systems with a short deadline (the
+    production workers): to `healthy` endpoints alone, then with a black hole
+    ("hang": each attempt ends at the deadline) and an endpoint answering 500
     beside them; the healthy endpoints' p95 latency of the second run over the first."""
     paths = dict.fromkeys((f"/w{n}" for n in range(healthy)), "ok")
     bad = {"/hang": "hang", "/failing": "status:500"}
@@ -243,22 +265,24 @@ def isolation(
 def _steady_load(
     engine: str, behaviours: dict[str, str], rate: float, seconds: float, batch: int,
     postgresql_url: str | None, settings: dict[str, str] | None = None,
+    healthy: list[str] | None = None, vehicles: int = 1, workers: str = "production",
 ) -> _Steady:  # fmt: skip
-    """A fresh system with one Location webhook per receiver path and its two
-    production workers running; reports posted at a steady `rate`; then every event
-    must reach every "ok" path (Lost otherwise), and each delivery's latency is its
-    first arrival minus its report's commit time (the message's `fix_time` names the
-    report)."""
+    """A fresh system with one Location webhook per receiver path and its workers
+    running (`workers`: a key of WORKER_SETS); reports posted at a steady `rate`,
+    report n from vehicle n % `vehicles`; then every event must reach every healthy
+    path (default: the "ok" ones) in each vehicle's order (Lost otherwise), and each
+    delivery's latency is its first arrival minus its report's commit time (the
+    message's `fix_time` names the report)."""
     paths = list(behaviours)
-    healthy = [path for path, behaviour in behaviours.items() if behaviour == "ok"]
+    if healthy is None:
+        healthy = [path for path, behaviour in behaviours.items() if behaviour == "ok"]
     with stack(engine, postgresql_url, settings) as system:
+        system.add_vehicles(vehicles)
         secrets = system.webhooks_at(paths)
         with Receiver(behaviours, secrets) as receiver:
             system.point_webhooks(receiver.url)
-            system.start_production_workers()
-            if not wait_until(lambda: _workers_ready(system) >= PRODUCTION_WORKERS, timeout=60):
-                raise RuntimeError("the rq workers did not start")
-            committed, achieved = _paced_ingest(system, rate, seconds, batch)
+            _start(system, workers)
+            committed, achieved = _paced_ingest(system, rate, seconds, batch, vehicles)
             expected = len(committed) * len(healthy)
             done = wait_until(
                 lambda: (
@@ -272,10 +296,16 @@ def _steady_load(
                 got = sum(stats[p]["unique"] for p in healthy)
                 raise Lost(f"only {got} of {expected} healthy deliveries arrived in time")
             duplicates, checked = _check_delivered(stats, healthy, len(committed))
+            _check_lanes(stats, healthy, min(vehicles, len(committed)), len(committed))
             for path in set(paths) - set(healthy):  # the bad ones' samples verify too
                 if stats[path]["signature_failures"]:
                     raise Lost(f"{path}: {stats[path]['signature_failures']} signatures failed")
+                if stats[path]["out_of_sequence"]:
+                    raise Lost(f"{path}: out of sequence: {stats[path]['order_failures']}")
                 checked += stats[path]["verified"]
+            attempt_ms = {
+                path: _attempt_durations(system, path) for path in set(paths) - set(healthy)
+            }
             report_of = _report_of_message(system)
             latencies: list[float] = []
             for path in healthy:
@@ -289,27 +319,63 @@ def _steady_load(
                     latencies.append((arrived - committed[report_of[webhook_id]]) * 1000)
             latencies.sort()
             received = {path: stats[path]["received"] for path in paths}
-            return _Steady(len(committed), achieved, latencies, duplicates, checked, received)
+            return _Steady(len(committed), achieved, latencies, duplicates, checked, received,
+                           attempt_ms)  # fmt: skip
 
 
-def _workers_ready(system: Stack) -> int:
-    from redis import Redis
-    from rq import Worker
+def _start(system: Stack, workers: str) -> None:
+    """Start a WORKER_SETS set of workers and wait until RQ knows them all."""
+    if workers == "make run":
+        system.start_make_run_workers()
+        count = MAKE_RUN_WORKERS
+    else:
+        system.start_production_workers()
+        count = PRODUCTION_WORKERS
+    if not wait_until(lambda: system.workers_ready() >= count, timeout=60):
+        raise RuntimeError("the rq workers did not start")
 
-    connection = Redis.from_url(system.env["REDIS_URL"])
-    try:
-        return len(Worker.all(connection=connection))
-    finally:
-        connection.close()
+
+def _check_lanes(stats: dict[str, Any], paths: list[str], lanes: int, messages: int) -> None:
+    """At each path, `messages` first arrivals in `lanes` lanes (fleethook-ordering-key),
+    each lane's numbered 1, 2, 3, … in arrival order (fleethook-sequence); Lost if not."""
+    for path in paths:
+        got = stats[path]
+        if got["out_of_sequence"]:
+            raise Lost(f"{path}: {got['out_of_sequence']} messages arrived out of their lane's "
+                       f"sequence: {'; '.join(got['order_failures'])}")  # fmt: skip
+        if got["lanes"] != lanes or got["in_sequence"] != messages:
+            raise Lost(f"{path}: {got['in_sequence']} messages in {got['lanes']} lanes arrived "
+                       f"in sequence; {messages} in {lanes} expected")  # fmt: skip
+
+
+def _attempt_durations(system: Stack, path: str) -> list[int]:
+    """The recorded attempts' durations (ms) of the webhook at receiver `path`."""
+    from sqlalchemy import select
+
+    from extensions import db
+    from outbox.models import DeliveryAttempt, OutboxMessage
+    from webhooks.models import Webhook
+
+    with system.app.app_context():
+        durations = db.session.scalars(
+            select(DeliveryAttempt.duration_ms)
+            .join(OutboxMessage, OutboxMessage.id == DeliveryAttempt.message_id)
+            .join(Webhook, Webhook.id == OutboxMessage.target_id)
+            .where(Webhook.url.endswith(path))
+            .order_by(DeliveryAttempt.duration_ms)
+        ).all()
+        db.session.remove()
+    return [int(d or 0) for d in durations]
 
 
 def _paced_ingest(
-    system: Stack, rate: float, seconds: float, batch: int
+    system: Stack, rate: float, seconds: float, batch: int, vehicles: int = 1
 ) -> tuple[list[float], float]:
     """Post `batch` reports every `batch / rate` seconds for `seconds`, one request
-    at a time; returns each report's commit time (time.time() as its request
-    returns; report n at index n) and the rate achieved between the first commit
-    and the last. A loop that falls behind does not burst to catch up."""
+    at a time, report n from vehicle n % `vehicles`; returns each report's commit
+    time (time.time() as its request returns; report n at index n) and the rate
+    achieved between the first commit and the last. A loop that falls behind does
+    not burst to catch up."""
     client = system.api()
     interval = batch / rate
     committed: list[float] = []
@@ -320,12 +386,320 @@ def _paced_ingest(
             time.sleep(next_at - now)
         elif now - next_at > interval:
             next_at = now
-        system.post_reports(range(first, first + batch), client)
+        system.post_reports(range(first, first + batch), client, vehicles)
         committed.extend([time.time()] * batch)
         next_at += interval
     span = committed[-1] - committed[0]
     achieved = (len(committed) - batch) / span if span > 0 else float("inf")
     return committed, round(achieved, 1)
+
+
+# --- issue 14: latency at real round-trip times -------------------------------------
+
+PROBE = "/probe"  # a receiver path no webhook uses: the round trip, measured
+MAX_REPORTS_PER_REQUEST = 1000  # fleet.reports.MAX_BATCH
+
+
+@dataclass
+class SlowWebhooks:
+    """Many webhooks whose receivers answer in `delay_ms`, each getting `messages`
+    messages of one vehicle (one lane per webhook), with make run's workers already
+    running: from the messages' commit until the receivers answered the last of
+    them, beside the limit of one lane's sequential round trips."""
+
+    engine: str
+    workers: str
+    webhooks: int
+    messages: int  # per webhook
+    lanes: str  # the lane structure
+    delay_ms: int
+    round_trip_ms: float  # one POST to a receiver answering in delay_ms, this run
+    limit_seconds: float  # messages × round trip
+    seconds: float  # commit → the last delivery answered
+    ratio: float  # seconds / limit_seconds
+    target: float | None  # SLOW_TARGET for SLOW_TARGET_WEBHOOKS webhooks; else reported
+    target_met: bool | None
+    deliveries: int
+    peak_in_flight: int  # requests the receivers held at once, at most
+    mean_in_flight: float  # deliveries × delay / seconds
+    ingest_seconds: float  # the ingest request up to its commit (fan-out included)
+    duplicates: int
+    signatures_checked: int
+
+    def summary(self) -> str:
+        met = (
+            ""
+            if self.target is None
+            else (f" (target ≤ {self.target}×: {'met' if self.target_met else 'NOT met'})")
+        )
+        return (f"{self.webhooks} webhooks × {self.messages}: {self.seconds:.2f} s from commit "
+                f"to the last delivery, limit {self.limit_seconds:.2f} s: {self.ratio:.2f}×{met}; "
+                f"peak {self.peak_in_flight} in flight")  # fmt: skip
+
+
+@dataclass
+class BusyWebhook:
+    """One webhook, `vehicles` × `reports` messages (one lane per vehicle), its
+    receiver answering in `delay_ms`, `max_in_flight` requests at once, make run's
+    workers: from the first commit until the last delivery was answered, beside
+    the limit messages × round trip / max_in_flight."""
+
+    engine: str
+    workers: str
+    vehicles: int
+    reports: int  # per vehicle
+    delay_ms: int
+    max_in_flight: int
+    round_trip_ms: float
+    limit_seconds: float
+    seconds: float  # first commit → the last delivery answered
+    seconds_after_last_commit: float  # the last ingest request's commit → the same
+    ratio: float
+    target: float
+    target_met: bool
+    deliveries: int
+    peak_in_flight: int
+    mean_in_flight: float
+    ingest_requests: int
+    duplicates: int
+    signatures_checked: int
+
+    def summary(self) -> str:
+        met = "met" if self.target_met else "NOT met"
+        return (f"{self.vehicles} vehicles × {self.reports} to one webhook: {self.seconds:.2f} s, "
+                f"limit {self.limit_seconds:.2f} s: {self.ratio:.2f}× (target ≤ {self.target}×: "
+                f"{met}); peak {self.peak_in_flight} in flight")  # fmt: skip
+
+
+@dataclass
+class Trickle:
+    """Healthy webhooks' latency alone and beside a receiver that trickles its
+    answer (headers, then a byte every 100 ms), make run's workers, a short deadline;
+    and the trickling webhook's recorded attempts, each ended at the deadline."""
+
+    engine: str
+    workers: str
+    healthy_webhooks: int
+    healthy_behaviour: str
+    vehicles: int
+    events: int  # per variant
+    seconds: float
+    offered_per_second: float
+    deadline_ms: int
+    achieved_per_second_without: float
+    achieved_per_second_with: float
+    healthy_deliveries: int  # per variant
+    p50_ms_without: float
+    p95_ms_without: float
+    p50_ms_with: float
+    p95_ms_with: float
+    ratio: float
+    target_met: bool  # ratio ≤ ISOLATION_TARGET
+    trickle_requests: int  # requests the trickling receiver read
+    trickle_attempts: int  # attempts recorded for its webhook
+    attempt_ms_min: int
+    attempt_ms_max: int
+    duplicates: int
+    signatures_checked: int
+    ingest: str = INGEST
+
+    def summary(self) -> str:
+        met = "met" if self.target_met else "NOT met"
+        return (f"healthy p95 {self.p95_ms_without:.0f} ms alone, {self.p95_ms_with:.0f} ms beside "
+                f"the trickle: {self.ratio:.2f}× (target {met}); {self.trickle_attempts} trickled "
+                f"attempts took {self.attempt_ms_min}–{self.attempt_ms_max} ms "
+                f"(deadline {self.deadline_ms} ms)")  # fmt: skip
+
+
+def _round_trip_ms(url: str, posts: int = 5) -> float:
+    """One POST's time to `url`, the mean of `posts` in a row on a keep-alive
+    connection (opened by one POST before)."""
+    import requests
+
+    with requests.Session() as session:
+        session.trust_env = False
+        session.post(url, data=b"{}", timeout=10)
+        began = time.perf_counter()
+        for _ in range(posts):
+            session.post(url, data=b"{}", timeout=10)
+        return round((time.perf_counter() - began) / posts * 1000, 1)
+
+
+def _wait_for_all(receiver: Receiver, paths: list[str], expected: int, timeout: float) -> bool:
+    """Whether `expected` distinct messages reached `paths` within `timeout`."""
+    wanted = set(paths)
+    return wait_until(
+        lambda: sum(s["unique"] for p, s in receiver.stats(arrivals=False).items()
+                    if p in wanted) >= expected,
+        timeout=timeout, poll=0.1,
+    )  # fmt: skip
+
+
+def _first_arrivals(stats: dict[str, Any], paths: list[str]) -> list[float]:
+    """Each message's first arrival time, over `paths`."""
+    firsts: list[float] = []
+    for path in paths:
+        seen: set[str] = set()
+        for webhook_id, arrived in stats[path]["arrivals"]:
+            if webhook_id not in seen:
+                seen.add(webhook_id)
+                firsts.append(arrived)
+    return firsts
+
+
+def _peak_in_flight(stats: dict[str, Any], paths: list[str], hold: float) -> int:
+    """The most requests held at once by receivers that answer `hold` seconds
+    after a request arrived."""
+    times = sorted(t for path in paths for _, t in stats[path]["arrivals"])
+    peak = start = 0
+    for end, arrived in enumerate(times):
+        while times[start] <= arrived - hold:
+            start += 1
+        peak = max(peak, end - start + 1)
+    return peak
+
+
+def slow_webhooks(
+    engine: str, webhooks: int, messages: int, delay_ms: int, postgresql_url: str | None,
+) -> SlowWebhooks:  # fmt: skip
+    """`messages` position reports of one vehicle in one ingest request, to
+    `webhooks` Location webhooks whose receivers answer in `delay_ms`: each webhook
+    gets one lane of `messages`, so no sender can finish in under `messages` round
+    trips; make run's workers are running before the commit."""
+    paths = [f"/s{n}" for n in range(webhooks)]
+    behaviour = f"slow:{delay_ms}"
+    with stack(engine, postgresql_url) as system:
+        secrets = system.webhooks_at(paths)
+        with Receiver({**dict.fromkeys(paths, behaviour), PROBE: behaviour}, secrets) as receiver:
+            system.point_webhooks(receiver.url)
+            round_trip = _round_trip_ms(receiver.url + PROBE)
+            limit = messages * round_trip / 1000
+            _start(system, "make run")
+            began = time.time()
+            with system.commit_times() as commits:
+                system.post_reports(range(messages))  # one vehicle: one lane per webhook
+            committed = commits[-1]
+            expected = webhooks * messages
+            wait = max(600.0, 30 * limit)
+            done = _wait_for_all(receiver, paths, expected, wait)
+            system.stop_workers()
+            stats = receiver.stats()
+            if not done:
+                got = sum(stats[p]["unique"] for p in paths)
+                raise Lost(f"only {got} of {expected} deliveries arrived within {wait:.0f} s")
+            duplicates, checked = _check_delivered(stats, paths, messages)
+            _check_lanes(stats, paths, 1, messages)
+            seconds = max(_first_arrivals(stats, paths)) + delay_ms / 1000 - committed
+            peak = _peak_in_flight(stats, paths, delay_ms / 1000)
+    target = SLOW_TARGET if webhooks == SLOW_TARGET_WEBHOOKS else None
+    ratio = seconds / limit
+    return SlowWebhooks(
+        engine, WORKER_SETS["make run"], webhooks, messages,
+        f"one vehicle's {messages} reports: one lane of {messages} per webhook, "
+        f"{webhooks} lanes in all", delay_ms, round_trip, round(limit, 3), round(seconds, 3),
+        round(ratio, 3), target, None if target is None else ratio <= target, expected, peak,
+        round(expected * delay_ms / 1000 / seconds, 1), round(committed - began, 3),
+        duplicates, checked,
+    )  # fmt: skip
+
+
+def busy_webhook(
+    engine: str, vehicles: int, reports: int, delay_ms: int, max_in_flight: int,
+    postgresql_url: str | None,
+) -> BusyWebhook:  # fmt: skip
+    """`reports` position reports from each of `vehicles` vehicles, ingested in
+    requests of at most 1,000 (report n from vehicle n % vehicles, so every request
+    has work for every lane), to one Location webhook allowed `max_in_flight`
+    requests at once, whose receiver answers in `delay_ms`; make run's workers."""
+    from sqlalchemy import update
+
+    from extensions import db
+    from outbox.models import Target
+
+    path = "/busy"
+    behaviour = f"slow:{delay_ms}"
+    total = vehicles * reports
+    with stack(engine, postgresql_url) as system:
+        system.add_vehicles(vehicles)
+        secrets = system.webhooks_at([path])
+        with system.app.app_context():
+            db.session.execute(
+                update(Target).values(max_in_flight=max_in_flight, send_window=max_in_flight)
+            )
+            db.session.commit()
+            db.session.remove()
+        with Receiver({path: behaviour, PROBE: behaviour}, secrets) as receiver:
+            system.point_webhooks(receiver.url)
+            round_trip = _round_trip_ms(receiver.url + PROBE)
+            limit = total * round_trip / 1000 / max_in_flight
+            _start(system, "make run")
+            client = system.api()
+            commits = []  # each ingest request's commit (its last)
+            for first in range(0, total, MAX_REPORTS_PER_REQUEST):
+                with system.commit_times() as times:
+                    system.post_reports(range(first, min(first + MAX_REPORTS_PER_REQUEST, total)),
+                                        client, vehicles)  # fmt: skip
+                commits.append(times[-1])
+            requests_ = len(commits)
+            wait = max(600.0, 10 * limit)
+            done = _wait_for_all(receiver, [path], total, wait)
+            system.stop_workers()
+            stats = receiver.stats()
+            if not done:
+                raise Lost(f"only {stats[path]['unique']} of {total} deliveries arrived within "
+                           f"{wait:.0f} s")  # fmt: skip
+            duplicates, checked = _check_delivered(stats, [path], total)
+            _check_lanes(stats, [path], vehicles, total)
+            answered = max(_first_arrivals(stats, [path])) + delay_ms / 1000
+            peak = _peak_in_flight(stats, [path], delay_ms / 1000)
+    seconds = answered - commits[0]
+    ratio = seconds / limit
+    return BusyWebhook(
+        engine, WORKER_SETS["make run"], vehicles, reports, delay_ms, max_in_flight, round_trip,
+        round(limit, 3), round(seconds, 3), round(answered - commits[-1], 3), round(ratio, 3),
+        SLOW_TARGET, ratio <= SLOW_TARGET, total, peak,
+        round(total * delay_ms / 1000 / seconds, 1), requests_, duplicates, checked,
+    )  # fmt: skip
+
+
+def trickle(
+    engine: str, rate: float, seconds: float, healthy: int, vehicles: int,
+    postgresql_url: str | None, batch: int = 5,
+) -> Trickle:  # fmt: skip
+    """The same steady load twice on fresh systems with make run's workers and a
+    deadline of DEADLINE_SECONDS: to `healthy` webhooks answering in 50–500 ms
+    alone, then with a webhook whose receiver trickles its answer beside them;
+    the healthy webhooks' p95 latency of the second run over the first, and the
+    trickling webhook's recorded attempts, each of which must have ended at the
+    deadline (Lost otherwise)."""
+    behaviour = "slow:50-500"
+    paths = [f"/h{n}" for n in range(healthy)]
+    settings = {"FLEETHOOK_DELIVERY_DEADLINE": f"{DEADLINE_SECONDS:g}"}
+    runs = []
+    for bad in ({}, {"/trickle": "trickle"}):
+        runs.append(_steady_load(
+            engine, {**dict.fromkeys(paths, behaviour), **bad}, rate, seconds, batch,
+            postgresql_url, settings, healthy=paths, vehicles=vehicles, workers="make run",
+        ))  # fmt: skip
+    alone, beside = runs
+    durations = beside.attempt_ms["/trickle"]
+    deadline_ms = round(DEADLINE_SECONDS * 1000)
+    if not durations:
+        raise Lost("no attempt at the trickling receiver was recorded")
+    if durations[0] < deadline_ms or durations[-1] > deadline_ms + DEADLINE_SLACK_MS:
+        raise Lost(f"the trickling receiver's attempts took {durations[0]}–{durations[-1]} ms; "
+                   f"each should end at the deadline, {deadline_ms} ms")  # fmt: skip
+    p95_alone, p95_beside = (_percentile(r.latencies_ms, 95) for r in (alone, beside))
+    ratio = p95_beside / p95_alone if p95_alone > 0 else float("inf")
+    return Trickle(
+        engine, WORKER_SETS["make run"], healthy, behaviour, vehicles, alone.events, seconds,
+        rate, deadline_ms, alone.achieved_per_second, beside.achieved_per_second,
+        len(alone.latencies_ms), _percentile(alone.latencies_ms, 50), p95_alone,
+        _percentile(beside.latencies_ms, 50), p95_beside, round(ratio, 3),
+        ratio <= ISOLATION_TARGET, beside.received["/trickle"], len(durations), durations[0],
+        durations[-1], alone.duplicates + beside.duplicates,
+        alone.signatures_checked + beside.signatures_checked,
+    )  # fmt: skip
 
 
 def _report_of_message(system: Stack) -> dict[str, int]:
@@ -550,7 +924,17 @@ def ingest_growth(
                         ratio <= GROWTH_TARGET)  # fmt: skip
 
 
-Result = Throughput | Latency | Isolation | GridGrowth | IngestGrowth | WorkerMemory
+Result = (
+    Throughput
+    | Latency
+    | Isolation
+    | SlowWebhooks
+    | BusyWebhook
+    | Trickle
+    | GridGrowth
+    | IngestGrowth
+    | WorkerMemory
+)
 
 
 def machine() -> dict[str, Any]:
@@ -565,8 +949,11 @@ def machine() -> dict[str, Any]:
 
 
 def run(
-    mode: str, engines: list[str], postgresql_url: str | None, only: list[str] | None = None
-) -> dict[str, Any]:
+    mode: str, engines: list[str], postgresql_url: str | None, only: list[str] | None = None,
+    progress: Path | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """Every scenario of `mode` on each engine; with `progress`, the results so far
+    are written there after each scenario (a failed run keeps what it measured)."""
     quick = mode == "quick"
     results: dict[str, Any] = {"mode": mode, "machine": machine(), "engines": {}}
     seconds = 3.0 if quick else 10.0
@@ -594,6 +981,18 @@ def run(
         rate, seconds = (10.0, 5.0) if quick else (10.0, 20.0)
         scenarios.append(("isolation", partial(
             isolation, engine, rate, seconds, 20, postgresql_url)))  # fmt: skip
+        # Issue 14: receivers answering in 200 ms, make run's workers.
+        for hooks, messages in [(10, 5)] if quick else [(200, 20), (1_000, 20)]:
+            scenarios.append((f"slow webhooks {hooks}×{messages}", partial(
+                slow_webhooks, engine, hooks, messages, 200, postgresql_url)))  # fmt: skip
+        vehicles, reports = (20, 5) if quick else (200, 10)
+        scenarios.append((f"busy webhook {vehicles}×{reports}", partial(
+            busy_webhook, engine, vehicles, reports, 200, 16, postgresql_url)))  # fmt: skip
+        # 10 events/s from 10 vehicles × 20 healthy webhooks: 200 deliveries/s at
+        # 50–500 ms, about 55 requests in flight; each lane gets one message a second.
+        rate, seconds, healthy, vehicles = (5.0, 4.0, 5, 5) if quick else (10.0, 20.0, 20, 10)
+        scenarios.append(("trickling receiver", partial(
+            trickle, engine, rate, seconds, healthy, vehicles, postgresql_url)))  # fmt: skip
         hooks, small, large = (100, 1_000, 10_000) if quick else (1_000, 10_000, 1_000_000)
         samples = 10 if quick else 40
         scenarios.append(("grid growth", partial(
@@ -614,6 +1013,9 @@ def run(
             print(f"[{engine}] {name}: {result.summary()} "
                   f"({time.monotonic() - started:.0f} s)", flush=True)  # fmt: skip
             rows.append(row)
+            results["engines"][engine] = rows
+            if progress is not None:
+                progress.write_text(json.dumps(results, indent=2))
         results["engines"][engine] = rows
     return results
 
@@ -629,17 +1031,33 @@ def main() -> int:
         help="run only the scenarios whose names start with this (repeatable), e.g. "
         "--only isolation; the results then go to <mode>-partial.json",
     )  # fmt: skip
+    parser.add_argument(
+        "--conditions", metavar="TEXT",
+        help="what else ran on the machine meanwhile (BENCHMARKS.md prints it)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--engine", choices=["sqlite", "postgresql"], action="append",
+        help="run on this engine only (repeatable; default: SQLite, and PostgreSQL when "
+        "a URL is given)",
+    )  # fmt: skip
     parser.set_defaults(mode="quick")
     arguments = parser.parse_args()
-    engines = ["sqlite"] + (["postgresql"] if arguments.postgresql_url else [])
-    try:
-        results = run(arguments.mode, engines, arguments.postgresql_url, arguments.only)
-    except Lost as lost:
-        print(f"bench: FAILED — {lost}", file=sys.stderr)
-        return 1
+    engines = arguments.engine or (
+        ["sqlite"] + (["postgresql"] if arguments.postgresql_url else [])
+    )
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / f"{arguments.mode}{'-partial' if arguments.only else ''}.json"
+    progress = RESULTS / f"{out.stem}-unfinished-partial.json"  # ignored by git, as -partial
+    try:
+        results = run(arguments.mode, engines, arguments.postgresql_url, arguments.only, progress)
+    except Lost as lost:
+        print(f"bench: FAILED — {lost} (the figures so far: {progress.relative_to(ROOT)})",
+              file=sys.stderr)  # fmt: skip
+        return 1
+    if arguments.conditions:
+        results["conditions"] = arguments.conditions
     out.write_text(json.dumps(results, indent=2))
+    progress.unlink(missing_ok=True)
     print(f"bench: results in {out.relative_to(ROOT)}")
     return 0
 

@@ -1,7 +1,7 @@
 """The system under benchmark, built fresh for each scenario: a database (SQLite in
 a temporary directory, or an emptied PostgreSQL database), a private Redis, the
-app with one account, webhooks pointing at the benchmark receiver, and real
-`rq worker` processes — the same commands production runs."""
+app with one account and its vehicles, webhooks pointing at the benchmark receiver,
+and real `rq worker` processes — the same commands production (or `make run`) runs."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -27,7 +27,12 @@ from devstack import RedisServer  # noqa: E402
 
 BIN = Path(sys.executable).parent
 NAMESPACE = "fhbench"
-VIN = "1FUJGLDR3CLBP8834"
+VIN = "1FUJGLDR3CLBP8834"  # the account's first vehicle; add_vehicles makes more
+
+
+def vin_of(n: int) -> str:
+    """The VIN of the account's vehicle n (0: VIN)."""
+    return VIN if n == 0 else f"1FUJGLDR3CLB{n:05d}"
 
 
 def _epoch() -> datetime:
@@ -49,6 +54,7 @@ class Stack:
     redis: Any  # its devstack.RedisServer (the chaos run restarts it)
     workdir: Path  # the processes' logs go there
     workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    vins: list[str] = field(default_factory=lambda: [VIN])  # the account's vehicles
     # Report n of the run is timed `epoch` + n seconds (whole seconds, six hours ago),
     # so a location event's `fix_time` names its report.
     epoch: datetime = field(default_factory=_epoch)
@@ -98,17 +104,31 @@ class Stack:
             db.session.commit()
             db.session.remove()
 
+    def add_vehicles(self, total: int) -> list[str]:
+        """Vehicles of the account until it has `total`; their VINs, in order."""
+        from extensions import db
+        from fleet.records import create_vehicle
+
+        with self.app.app_context():
+            for n in range(len(self.vins), total):
+                create_vehicle(self.account_id, {"name": f"Truck {n}", "vin": vin_of(n)})
+                self.vins.append(vin_of(n))
+            db.session.commit()
+            db.session.remove()
+        return self.vins[:total]
+
     def ingest(self, count: int, start_second: int = 0, batch: int = 100) -> None:
         """`count` position reports of the account's vehicle, through the ingest API."""
         client = self.api()
         for first in range(start_second, start_second + count, batch):
             self.post_reports(range(first, min(first + batch, start_second + count)), client)
 
-    def post_reports(self, seconds: range, client: Any = None) -> None:
-        """One ingest request: the reports timed `epoch` + each of `seconds`. The
-        ingest commits before it answers, so the return is just after the commit."""
+    def post_reports(self, seconds: Sequence[int], client: Any = None, vehicles: int = 1) -> None:
+        """One ingest request: report n timed `epoch` + n seconds, from vehicle
+        n % `vehicles` (add_vehicles first). The ingest commits before it answers,
+        so the return is just after the commit (and the commit's nudges)."""
         reports = [
-            {"vin": VIN, "type": "position",
+            {"vin": self.vins[n % vehicles], "type": "position",
              "time": (self.epoch + timedelta(seconds=n)).isoformat().replace("+00:00", "Z"),
              "latitude": 41.88, "longitude": -87.63, "speed_mph": 30.0, "heading": 90,
              "ignition": True}
@@ -128,10 +148,11 @@ class Stack:
         return round((moment - self.epoch).total_seconds())
 
     def start_workers(
-        self, count: int, burst: bool = False, queues: list[str] | None = None
-    ) -> None:
+        self, count: int, burst: bool = False, queues: list[str] | None = None,
+        scheduler: bool = False,
+    ) -> None:  # fmt: skip
         """`count` `rq worker` processes on `queues` (default: every queue, main and
-        retries alike)."""
+        retries alike); `scheduler`: with RQ's scheduler, as `make run`'s worker."""
         from config import retry_queues, worker_queues
 
         if queues is None:
@@ -139,7 +160,8 @@ class Stack:
         for n in range(len(self.workers), len(self.workers) + count):
             command = [str(BIN / "rq"), "worker", "--worker-class", "worker.FleethookWorker",
                        "--url", self.env["REDIS_URL"], "--name", f"bench-{os.getpid()}-{n}",
-                       "--quiet", *(["--burst"] if burst else []), *queues]  # fmt: skip
+                       "--quiet", *(["--burst"] if burst else []),
+                       *(["--with-scheduler"] if scheduler else []), *queues]  # fmt: skip
             with open(self.workdir / f"worker-{n}.log", "ab") as log:  # the worker has its own copy
                 self.workers.append(subprocess.Popen(
                     command, cwd=ROOT, env=self.env, start_new_session=True,
@@ -153,7 +175,18 @@ class Stack:
 
         self.start_workers(2, queues=worker_queues(NAMESPACE))
         self.start_workers(1, queues=retry_queues(NAMESPACE))
-        # and the sweeper, as production runs it (README)
+        self.start_sweeper()  # as production runs it (README)
+
+    def start_make_run_workers(self) -> None:
+        """The workers `make run` starts (devstack.run): one on the main queues with
+        RQ's scheduler, one on the retries queue, and the sweeper (`rq cron`)."""
+        from config import retry_queues, worker_queues
+
+        self.start_workers(1, queues=worker_queues(NAMESPACE), scheduler=True)
+        self.start_workers(1, queues=retry_queues(NAMESPACE))
+        self.start_sweeper()
+
+    def start_sweeper(self) -> None:
         self.workers.append(subprocess.Popen(
             [str(BIN / "rq"), "cron", "outbox.cron_config", "--url", self.env["REDIS_URL"]],
             cwd=ROOT, env=self.env, start_new_session=True,
@@ -170,6 +203,36 @@ class Stack:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
         self.workers.clear()
+
+    def workers_ready(self) -> int:
+        """`rq worker` processes registered with this stack's Redis."""
+        from redis import Redis
+        from rq import Worker
+
+        connection = Redis.from_url(self.env["REDIS_URL"])
+        try:
+            return len(Worker.all(connection=connection))
+        finally:
+            connection.close()
+
+    @contextmanager
+    def commit_times(self) -> Iterator[list[float]]:
+        """time.time() of every commit of this process meanwhile (the ingest's),
+        taken before that commit's nudges go out: a worker may start on the
+        messages while the request is still nudging."""
+        from sqlalchemy import event
+        from sqlalchemy.orm import Session
+
+        times: list[float] = []
+
+        def committed(_session: Any) -> None:
+            times.append(time.time())
+
+        event.listen(Session, "after_commit", committed, insert=True)
+        try:
+            yield times
+        finally:
+            event.remove(Session, "after_commit", committed)
 
     def queued(self) -> int:
         """Messages not yet finished, from the database."""

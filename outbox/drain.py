@@ -63,9 +63,9 @@ log = logging.getLogger(__name__)
 BATCH_SIZE = 100
 RUN_LENGTH = 20
 # Seconds a drain job claims for (its attempts in flight then finish, by their
-# deadline), and the longest it waits for an answer before looking at its targets.
+# deadline: the sweeper, on the same workers, never waits long for one), and the
+# longest it waits for an answer before looking at its targets.
 TIME_BUDGET_SECONDS = 5.0
-CONCURRENT_BUDGET_SECONDS = 20.0
 TICK_SECONDS = 0.05
 # Targets one drain job serves at once, and takes off its queue per look: a few at
 # a time, so the other workers on the queue get their share.
@@ -128,7 +128,7 @@ class ConcurrentDrain:
         config = current_app.config
         self.deadline = float(config["FLEETHOOK_DELIVERY_DEADLINE"])
         self.process_cap = int(config["FLEETHOOK_WORKER_IN_FLIGHT"])
-        self.claims_end = time.monotonic() + CONCURRENT_BUDGET_SECONDS
+        self.claims_end = time.monotonic() + TIME_BUDGET_SECONDS
         job = get_current_job()
         # Only a job on a queue takes its neighbours' jobs; a direct call drains one.
         self.queue_name = job.origin if job is not None else None

@@ -1,6 +1,8 @@
 """The benchmarks' quick mode as a smoke test: every scenario runs and delivers
-every event with verified signatures (bench/run.py fails loudly otherwise). It
-checks that the harness works, never speed: timings on a shared machine vary."""
+every event with verified signatures, each vehicle's messages in their order, and
+every attempt at a trickling receiver ends at the deadline (bench/run.py fails
+loudly otherwise). It checks that the harness and the engine's promises hold,
+never speed: timings on a shared machine vary."""
 
 from __future__ import annotations
 
@@ -29,6 +31,7 @@ def test_the_quick_benchmark_delivers_everything(tmp_path):
     rows = {row["scenario"]: row for row in results["engines"]["sqlite"]}
     assert set(rows) == {
         "throughput W=1", "per-message jobs W=1", "latency 50 events/s", "isolation",
+        "slow webhooks 10×5", "busy webhook 20×5", "trickling receiver",
         "grid growth", "ingest vs landmarks", "worker memory",
     }  # fmt: skip
     for name in ("throughput W=1", "per-message jobs W=1"):
@@ -45,6 +48,23 @@ def test_the_quick_benchmark_delivers_everything(tmp_path):
     assert isolation["signatures_checked"] > 0 and isolation["p95_ms_without"] > 0
     # the bad endpoints were there and were tried
     assert isolation["hang_requests"] > 0 and isolation["failing_requests"] > 0
+    # Ten webhooks whose receivers answer in 200 ms: every webhook got its five
+    # messages, once each, as one lane numbered 1 to 5 (the run fails otherwise).
+    slow = rows["slow webhooks 10×5"]
+    assert slow["deliveries"] == 10 * 5 and slow["duplicates"] == 0
+    assert slow["signatures_checked"] > 0
+    assert slow["seconds"] >= slow["limit_seconds"] * 0.9  # five round trips one after another
+    # One webhook, 20 vehicles × 5 reports: never more than its 16 requests at once.
+    busy = rows["busy webhook 20×5"]
+    assert busy["deliveries"] == 20 * 5 and busy["signatures_checked"] > 0
+    assert 1 < busy["peak_in_flight"] <= busy["max_in_flight"] == 16
+    # A receiver that trickles its answer: it was tried, each attempt ended at the
+    # deadline, and the healthy webhooks beside it still got everything.
+    trickle = rows["trickling receiver"]
+    assert trickle["trickle_requests"] >= trickle["trickle_attempts"] > 0
+    assert trickle["deadline_ms"] <= trickle["attempt_ms_min"]
+    assert trickle["attempt_ms_max"] <= trickle["deadline_ms"] + 1000
+    assert trickle["healthy_deliveries"] == trickle["events"] * trickle["healthy_webhooks"]
     grid = rows["grid growth"]
     assert grid["messages_large"] > grid["messages_small"] and grid["p95_ms_large"] > 0
     ingest = rows["ingest vs landmarks"]

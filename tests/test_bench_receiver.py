@@ -23,6 +23,7 @@ PATHS = {
     "/slow": "slow:400",
     "/hang": "hang",
     "/signed": "ok",
+    "/trickle": "trickle",
 }
 BODY = b'{"type":"location","data":{"vehicle":{"id":1}}}'
 
@@ -197,6 +198,75 @@ def test_a_behaviour_changes_while_it_runs(session: requests.Session) -> None:
             receiver.behave("/x", "slow:300-100")
 
 
+def lane(message_id: str, key: str, sequence: int) -> dict[str, str]:
+    return {"webhook-id": message_id, "fleethook-ordering-key": key,
+            "fleethook-sequence": str(sequence)}  # fmt: skip
+
+
+def test_each_lane_must_arrive_in_sequence(receiver: Receiver, session: requests.Session) -> None:
+    # two lanes interleaved, each in order, and a redelivery (not checked again)
+    for message_id, key, sequence in [
+        ("a1", "vehicle:1", 1), ("b1", "vehicle:2", 1), ("a2", "vehicle:1", 2),
+        ("a1", "vehicle:1", 1), ("b2", "vehicle:2", 2), ("a3", "vehicle:1", 3),
+    ]:  # fmt: skip
+        session.post(receiver.url + "/ok", data=BODY, headers=lane(message_id, key, sequence))
+    stats = receiver.stats(arrivals=False)["/ok"]
+    assert (stats["lanes"], stats["in_sequence"], stats["out_of_sequence"]) == (2, 5, 0)
+    # a gap, then the late one: both counted, each named
+    for message_id, sequence in [("a5", 5), ("a4", 4)]:
+        headers = lane(message_id, "vehicle:1", sequence)
+        session.post(receiver.url + "/ok", data=BODY, headers=headers)
+    stats = receiver.stats(arrivals=False)["/ok"]
+    assert (stats["in_sequence"], stats["out_of_sequence"]) == (5, 2)
+    assert stats["order_failures"][0] == (
+        "a5: lane vehicle:1 got fleethook-sequence '5' where 4 was next"
+    )
+    # the same key at another path is another lane
+    session.post(receiver.url + "/signed", data=BODY, headers=lane("c1", "vehicle:1", 1))
+    assert receiver.stats(arrivals=False)["/signed"]["out_of_sequence"] == 0
+
+
+def test_lanes_are_not_checked_across_processes() -> None:
+    with Receiver({"/ok": "ok"}, processes=2) as receiver, requests.Session() as session:
+        session.post(receiver.url + "/ok", data=BODY, headers=lane("a2", "vehicle:1", 2))
+        stats = receiver.stats(arrivals=False)["/ok"]
+    assert (stats["received"], stats["lanes"], stats["out_of_sequence"]) == (1, 0, 0)
+
+
+def test_a_trickle_sends_headers_then_a_byte_at_a_time(receiver: Receiver) -> None:
+    with socket.create_connection(("127.0.0.1", receiver.port)) as sock:
+        sock.sendall(b"POST /trickle HTTP/1.1\r\nHost: x\r\nwebhook-id: msg_t\r\n"
+                     b"Content-Length: 2\r\n\r\n{}")  # fmt: skip
+        sock.settimeout(2)
+        got = b""
+        ends = time.monotonic() + 0.55
+        while time.monotonic() < ends:
+            got += sock.recv(4096)
+    head, _, body = got.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 ") and b"Content-Length: 1000000" in head
+    assert 3 <= len(body) <= 6 and set(body) == {ord(".")}  # one byte every 100 ms
+    assert receiver.stats(arrivals=False)["/trickle"]["received"] == 1
+
+
+def test_a_trickle_never_completes_within_a_deadline(receiver: Receiver) -> None:
+    import asyncio
+
+    import aiohttp
+
+    async def fetch() -> float:
+        began = time.monotonic()
+        async with aiohttp.ClientSession() as client:
+            with pytest.raises(TimeoutError):
+                async with asyncio.timeout(0.5):
+                    async with client.post(receiver.url + "/trickle", data=BODY) as response:
+                        assert response.status == 200  # the head comes at once
+                        await response.read()
+        return time.monotonic() - began
+
+    assert 0.5 <= asyncio.run(fetch()) < 1.5
+    assert receiver.stats(arrivals=False)["/trickle"]["received"] == 1
+
+
 def test_duplicates_are_counted(receiver: Receiver, session: requests.Session) -> None:
     for message_id in ["msg_a", "msg_b", "msg_a", "msg_a"]:
         session.post(receiver.url + "/signed", data=BODY, headers=signed(message_id))
@@ -226,6 +296,7 @@ def test_control_traffic_is_not_counted(receiver: Receiver, session: requests.Se
     assert receiver.stats()["/ok"] == {
         "received": 0, "unique": 0, "duplicates": 0, "verified": 0,
         "signature_failures": 0, "body_mismatches": 0, "failures": [], "arrivals": [],
+        "lanes": 0, "in_sequence": 0, "out_of_sequence": 0, "order_failures": [],
     }  # fmt: skip
 
 
@@ -246,6 +317,8 @@ def test_bad_behaviours_are_refused_before_starting() -> None:
         Receiver({"/x": "sometimes"})
     with pytest.raises(ValueError):
         Receiver({"/x": "ok"}, {"/y": SECRET})
+    with pytest.raises(ValueError):
+        Receiver({"/x": "trickle:0"})
 
 
 def test_ceiling_runs_and_checks_what_the_receiver_got() -> None:
