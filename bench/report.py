@@ -14,8 +14,8 @@ from typing import Any
 HEADER = """# Benchmarks
 
 Produced by `bench/run.py --full --postgresql-url …` then `bench/report.py` (one run;
-every figure is a ratio to the ceiling measured in the same run, or a percentile;
-rates are for context). Receivers are ours (bench/receiver.py, an asyncio server in
+every figure is a ratio to the ceiling or to a limit measured in the same run, or a
+percentile; rates are for context). Receivers are ours (bench/receiver.py, an asyncio server in
 its own process, checking signatures on every 10th request per endpoint, and the
 `fleethook-sequence` of every message's first arrival in its lane); the run fails if
 an event is lost, a signature fails, a lane's messages arrive out of sequence or an
@@ -27,56 +27,75 @@ runs in the harness process through the Flask test client.
 NOTES = """
 ## What bounds each figure (profile notes)
 
-Profiles: py-spy (`py-spy record --format raw` attached to the `rq worker`
-processes of a scenario) and cProfile of the ingest request; wall-clock timers
-around the drain's steps for the per-job figures. Measured on this machine in the
-session of this run, one variable changed at a time.
+Profiles: py-spy (`py-spy record --format raw --threads`, 100 Hz) attached to the
+`rq worker` of a scenario, in a separate run of that scenario on this machine in the
+session of this run; the engine is the concurrent drain of issue 14
+(outbox/drain.py, outbox/transport.py). Other engineers' test suites ran on the
+same two cores during much of the run (see Conditions): figures moved between runs
+of the same code in this session by up to 2× (many slow webhooks on SQLite: 10.3,
+12.8, 17.0 and 18.5 s in four runs), so read the ratios as a range, not a decimal.
 
-- **A fork per drain job was the largest cost.** RQ's default worker forks a work
-  horse per job, and each horse opened new database and HTTP connections.
-  `worker.FleethookWorker` now runs jobs in the worker process (RQ's
-  `SimpleWorker`): throughput W = 1 on SQLite went 0.62 → 0.75 of the ceiling
-  (same run, same ceiling), and the isolation scenario's healthy p95 (20 webhooks,
-  200 deliveries/s) 8.3 s → 2.2 s. Memory stays flat without the fork (the worker
-  memory table).
-- **The ingest held SQLite's write lock for 208 ms per request** (5 reports × 20
-  webhooks): one counter UPDATE and one INSERT per message, one lazy SELECT per
-  webhook for its own columns, and SQLAlchemy evaluating each UPDATE against every
-  object in the session. Drains waited for that lock — 12 ms per `acquire_drain`
-  on average, 66 ms per drain job in all. Fan-out now writes one counter UPDATE per
-  target and one INSERT per batch, and loads the webhooks with their columns:
-  42 ms per request. A drain batch also commits three times instead of five (the
-  drain lease is taken with the claim and renewed with the results). Healthy p95 in
-  the isolation scenario: 2.2 s → 0.55 s with one main worker.
-- **Throughput below 0.75**: per message, the worker does what the ceiling loop
-  does (a keep-alive POST with requests) plus encoding and signing the body,
-  requests-hardened's address check, reading the answer and recording the
-  attempt; per batch of 100, a claim and a bulk record. A cProfile of the drain
-  (3,000 messages to one endpoint, SQLite) puts requests' own work at about 71 % of
-  its time and recording the results at about 8 % (it also found one SELECT per
-  message after the record's commit, from log lines reading expired attributes —
-  fixed, 0.91 → 0.29 s per 3,000 messages). What would close the gap is fewer Python steps per POST
-  (not another process: W = 2 already shares two cores with the receiver and, on
-  PostgreSQL, the database, which takes its share of the two cores — hence
-  PostgreSQL's lower ratios). The ratio moves by about ±0.07 between runs of the
-  same code on this machine (0.68 here, 0.75 in an earlier quiet run); the ceiling
-  is measured once at the start of the run.
-- **PostgreSQL W = 2 → 4 is flat**: two cores run the receiver, the workers and
-  PostgreSQL; W = 4 has nothing more to run on. On more hosts each worker brings its
-  own cores and the database is the shared cost (one claim UPDATE and one bulk
-  record per batch of up to 100 messages). The W = 4 ratio is against the W = 2
-  ceiling (the ceiling cannot use more than 2 cores either).
-- **Isolation** now runs as production should: two main workers and one retries
-  worker, and a drain on the main queues waits `FLEETHOOK_MAIN_READ_TIMEOUT` (0.5 s
-  here, 3 s by default) before the target moves to the retries queue, where the full
-  read timeout (2 s here, 15 s by default) applies. Measured before this run, 20 s
-  each: one main worker, 0.5 s cap → 1.25×; two main workers, no cap (2 s) → 1.22×;
-  two main workers with the cap → 0.94×. A black hole then costs one main worker
-  half a second, once.
-- **Latency** is bounded by the drain job's fixed cost (RQ's dequeue and
-  bookkeeping, the claim, the record, the follow-up check: about 24 ms a job on a
-  loaded machine, under 10 ms on a quiet one) whenever messages arrive spread over
-  many targets.
+### Latency at real round-trip times (issue 14)
+
+- **Many slow webhooks: one thread of one worker bounds it, not the receivers and
+  not the database.** One drain job serves every webhook from the worker's main
+  thread — claim, build, record, hand back, target after target — while the
+  transport's thread keeps the requests in flight, in the same process and under
+  the same GIL. In the 200 × 20 run on SQLite that thread was busy about 86 % of
+  the time, and 42 % of its time went to SQLAlchemy expiring instances at commit
+  (`SessionTransaction._remove_snapshot` → `InstanceState._expire`): the drain
+  keeps every in-flight message as an ORM instance of its one session and commits
+  several times per target (drain lease, claim, hand-backs, record), and each
+  commit expires every instance the session holds. A commit costs in proportion
+  to the messages in flight, and there are more commits the more targets: the cost
+  grows with their product. Another 10 % was one SELECT per message in
+  `record_results`, reading `id`, `attempts` and `retain_from` off instances those
+  commits had expired. So lanes start late: the receivers never held more than
+  about 90–170 of the 200 lanes' requests at once, and the mean was far lower. On
+  PostgreSQL each of those SELECTs is a round trip to the server (slower still).
+  Reported as an engine issue; not changed here.
+- **1,000 webhooks × 20** is the same bound, five times the targets and instances:
+  20–34× the limit. (With one worker, FLEETHOOK_WORKER_IN_FLIGHT, 512 by default,
+  would by itself allow two rounds of lanes, ≈ 8 s; the peak in flight never came
+  near it.)
+- **One busy webhook meets its target**: its window bounds it, as it should — the
+  receiver never held more than max_in_flight = 16 requests. A lane goes out as a
+  run (its messages one after another in one slot), so 200 lanes of 10 in 16 slots
+  take ⌈200 / 16⌉ = 13 rounds of 10 round trips, ≈ 26 s against the formula's
+  25 s; the claim between one run and the next is most of the rest.
+- **The trickling receiver costs one slot until the deadline**: every recorded
+  attempt at it took 2,000–2,010 ms for a 2 s deadline, although the receiver was
+  still sending its answer, and the healthy webhooks beside it got everything.
+  Their p95 is within 1.2× of the same run without it in this run; it is not
+  always (next point).
+- **A drain job loses its own target's nudges while it serves others** (engine bug,
+  reported): a job that has finished its first target keeps running for the other
+  targets it took (a trickle or a black hole holds one until its deadline). A new
+  message for that first target nudges it under the job's own id, which RQ still
+  calls started, so the nudge only sets the target's drain-again flag; nothing
+  reads that flag until the job ends, and then only the next nudge or a sweep (which
+  waits for the same busy main worker) picks the target up. Measured: a healthy
+  webhook beside a black hole (deadline 10 s) got its next message 9.6 s after its
+  commit. With 20 healthy webhooks that is one target in 20 per main worker, at
+  p95's edge: runs of the isolation and trickle scenarios in this session ranged
+  from 0.8× to 4.5×, and the quick run (5 webhooks: one in five) shows 12×.
+
+### The other scenarios under the lane engine
+
+- **Throughput fell to 0.25–0.55 of the ceiling (0.68 before the concurrent
+  engine).** The scenario posts one vehicle's reports, so each of its 10 webhooks is
+  one lane: at most 10 requests in flight, each lane's messages one after another,
+  and a claim, a record and several commits per run of at most 20 messages (the
+  serial drain claimed 100 at a time); per request, aiohttp in one thread and the
+  drain in another share one GIL. A second worker hardly helps on SQLite (its
+  claims and records take the one write lock) and the W = 2 ceiling is twice the
+  W = 1 one, hence the lower W = 2 ratio. Not profiled further in this session.
+- **Latency at 200 events/s**: one webhook, one vehicle, so one lane: each batch of
+  10 reports waits for the run before it to be answered and recorded.
+- **Isolation** (a black hole and a 500 beside 20 healthy webhooks, two main
+  workers): `FLEETHOOK_MAIN_READ_TIMEOUT` no longer applies to webhooks; each
+  attempt at the black hole ends at `FLEETHOOK_DELIVERY_DEADLINE` (2 s here) and
+  costs one slot, not a worker. What it still costs is the lost-nudge bug above.
 - **Grid growth** is flat by design: the grid reads each target's Queue Depth and
   Total Messages counters, kept in step in the transactions that change the outbox,
   never counting messages.
@@ -85,6 +104,15 @@ session of this run, one variable changed at a time.
   is the number of crossings, hence messages, not the lookup.
 - **Worker memory** is flat: nothing per message outlives its drain (the session is
   removed after each job; caches are per target or per landmark set).
+
+### Earlier findings (the serial drain, before issue 14)
+
+- A fork per drain job was the largest cost: `worker.FleethookWorker` runs jobs in
+  the worker process (RQ's `SimpleWorker`), so the database pool and the HTTP
+  connections carry from one drain to the next.
+- The ingest held SQLite's write lock for 208 ms per request (5 reports × 20
+  webhooks); fan-out now writes one counter UPDATE per target and one INSERT per
+  batch: 42 ms per request.
 """
 
 
@@ -148,7 +176,8 @@ def _latency_at_round_trips(lines: list[str], rows: list[dict[str, Any]]) -> Non
         )
         lines.append(
             "The trickling receiver sends a 200's headers at once, then one body byte every "
-            f"100 ms. Healthy receivers answer in {row['healthy_behaviour'].split(':')[1]} ms "
+            f"100 ms. Healthy receivers answer in "
+            f"{row['healthy_behaviour'].split(':')[1].replace('-', '–')} ms "
             f"(random, uniform); reports come from {row['vehicles']} vehicles, so each webhook "
             f"has {row['vehicles']} lanes.\n"
         )
