@@ -135,10 +135,16 @@ class ConcurrentDrain:
 
     def run(self, first_target_id: int) -> dict[str, Any]:
         self._serve(first_target_id)
+        own = self._own_target()
         attempted = 0
         while self.served:
             if time.monotonic() < self.claims_end:
                 self._take_queued_targets()
+                # A nudge for this job's own target while the job serves others finds
+                # the job started and only asks it to look again: serve it again.
+                if own not in self.served and own is not None:
+                    if redis_client().getdel(again_key(own)):
+                        self._serve(own)
             for served in list(self.served.values()):
                 self._claim(served)
             futures = [lane.future for s in self.served.values() for lane in s.in_flight]

@@ -123,6 +123,9 @@ class _Handler(BaseHTTPRequestHandler):
 
 class ReceiverServer(ThreadingHTTPServer):
     daemon_threads = True
+    # socketserver's listen backlog is 5: more connections at once than that would
+    # wait for a SYN retransmit (a second), and miss a short deadline.
+    request_queue_size = 256
 
     def __init__(self) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
