@@ -12,11 +12,13 @@ row locks; on PostgreSQL the UPDATE re-checks each row it waited for)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
 from flask import current_app
-from sqlalchemy import CursorResult, and_, func, or_, select, update
+from sqlalchemy import CursorResult, and_, case, func, or_, select, update
 
 from extensions import db
 from outbox.models import OPEN_STATUSES, MessageStatus, Ordering, OutboxMessage, Target
@@ -54,10 +56,41 @@ def rows_changed(result: Any) -> int:
     return int(cast(CursorResult[Any], result).rowcount)
 
 
+def acquire_drains(in_flight: dict[int, int], owner: str, now: datetime) -> set[int]:
+    """acquire_drain for many targets in one statement (`in_flight`: each target's
+    requests in flight); the ids of the targets this drain holds now."""
+    if not in_flight:
+        return set()
+    return set(
+        db.session.scalars(
+            update(Target)
+            .where(
+                Target.id.in_(in_flight),
+                or_(
+                    Target.drain_owner.is_(None),
+                    Target.drain_owner == owner,
+                    Target.drain_expires_at < now,
+                ),
+            )
+            .values(
+                drain_owner=owner,
+                drain_expires_at=now + lease(),
+                in_flight=case(in_flight, value=Target.id, else_=0),
+            )
+            .returning(Target.id)
+            .execution_options(synchronize_session=False)
+        )
+    )
+
+
 def release_drain(target_id: int, owner: str) -> None:
+    release_drains([target_id], owner)
+
+
+def release_drains(target_ids: list[int], owner: str) -> None:
     db.session.execute(
         update(Target)
-        .where(Target.id == target_id, Target.drain_owner == owner)
+        .where(Target.id.in_(target_ids), Target.drain_owner == owner)
         .values(drain_owner=None, drain_expires_at=None, in_flight=0)
         .execution_options(synchronize_session=False)
     )
@@ -76,6 +109,13 @@ def claim_due_messages(
 ) -> list[OutboxMessage]:
     """Lease the target's next due messages, in sequence order: one lane for the
     whole target. A message waiting for its retry holds back every later one."""
+    runs = _take([_due_head_run(target_id, now, limit)], owner, now)
+    return runs[0] if runs else []
+
+
+def _due_head_run(target_id: int, now: datetime, limit: int) -> list[int]:
+    """The target's first open messages in sequence order, up to the first that is
+    not due."""
     candidates = (
         select(
             OutboxMessage.id,
@@ -92,83 +132,124 @@ def claim_due_messages(
         if not _is_due(row, now):
             break
         due.append(row.id)
-    runs = _take([due], owner, now)
-    return runs[0] if runs else []
+    return due
+
+
+@dataclass(frozen=True)
+class Room:
+    """What a drain may take of one target now: up to `lanes` more runs of up to
+    `run_length` messages each (a run is sent one message after another, in one
+    of the target's request slots)."""
+
+    target: Target
+    lanes: int
+    run_length: int
 
 
 def claim_lane_runs(
-    target: Target, owner: str, now: datetime, lanes: int, run_length: int
-) -> list[list[OutboxMessage]]:
-    """Lease work for up to `lanes` more requests in flight: per lane, its due head
-    and up to `run_length` - 1 messages right behind it, to be sent one after
-    another. Oldest heads first, so no lane waits behind a busier one."""
-    if lanes <= 0:
-        return []
-    if target.ordering == Ordering.WEBHOOK:
-        run = claim_due_messages(target.id, owner, now, run_length)
-        return [run] if run else []
-    if target.ordering == Ordering.NONE:
-        rows = db.session.execute(
-            select(
-                OutboxMessage.id,
-                OutboxMessage.status,
-                OutboxMessage.next_attempt_at,
-                OutboxMessage.lease_expires_at,
+    rooms: Sequence[Room], owner: str, now: datetime
+) -> dict[int, list[list[OutboxMessage]]]:
+    """Lease work for more requests in flight, for many targets at once: per lane,
+    its due head and up to `run_length` - 1 messages right behind it. Oldest heads
+    first, so no lane waits behind a busier one. Each target's runs by its id;
+    one UPDATE takes them all. Commits."""
+    wanted: list[list[int]] = []
+    by_vehicle: list[Room] = []
+    for room in rooms:
+        target = room.target
+        if room.lanes <= 0:
+            continue
+        if target.ordering == Ordering.WEBHOOK:
+            wanted.append(_due_head_run(target.id, now, room.run_length))
+        elif target.ordering == Ordering.NONE:
+            rows = db.session.execute(
+                select(OutboxMessage.id)
+                .where(OutboxMessage.target_id == target.id, _claimable(now), _due(now))
+                .order_by(OutboxMessage.sequence)
+                .limit(room.lanes)
             )
-            .where(OutboxMessage.target_id == target.id, _claimable(now), _due(now))
-            .order_by(OutboxMessage.sequence)
-            .limit(lanes)
-        )
-        return _take([[row.id] for row in rows], owner, now)
-    if target.latest_wins:
-        supersede_backlogs(target.id, now)
-    # The heads first; then the runs behind the oldest due heads only.
-    heads = [lane[0] for lane in _lanes(target.id, 1) if _is_due(lane[0], now)]
-    chosen = sorted(heads, key=lambda head: head.sequence)[:lanes]
-    if not chosen:
-        db.session.commit()
+            wanted += [[row.id] for row in rows]
+        else:
+            if target.latest_wins:
+                supersede_backlogs(target.id, now)
+            by_vehicle.append(room)
+    wanted += _vehicle_lane_runs(by_vehicle, now)
+    claimed: dict[int, list[list[OutboxMessage]]] = {}
+    for run in _take(wanted, owner, now):
+        claimed.setdefault(run[0].target_id, []).append(run)
+    return claimed
+
+
+def _vehicle_lane_runs(rooms: list[Room], now: datetime) -> list[list[int]]:
+    """The runs to take of targets ordered by vehicle: their lanes' heads first,
+    then the runs behind each target's oldest due heads only (reading a run of every
+    lane of a busy webhook would read most of its backlog)."""
+    if not rooms:
         return []
+    room_of = {room.target.id: room for room in rooms}
+    heads: dict[int, list[Any]] = {}
+    for lane in _lanes(list(room_of), 1):
+        if _is_due(lane[0], now):
+            heads.setdefault(lane[0].target_id, []).append(lane[0])
+    chosen = {
+        (head.target_id, head.ordering_key)
+        for target_id, due in heads.items()
+        for head in sorted(due, key=lambda head: head.sequence)[: room_of[target_id].lanes]
+    }
+    if not chosen:
+        return []
+    longest = max(room.run_length for room in rooms)
+    keys = sorted({key for _, key in chosen})
     runs = []
-    for lane in _lanes(target.id, run_length, [head.ordering_key for head in chosen]):
+    for lane in _lanes(sorted({target_id for target_id, _ in chosen}), longest, keys):
+        target_id, key = lane[0].target_id, lane[0].ordering_key
+        if (target_id, key) not in chosen:
+            continue  # the same key in another target's lanes
         run = []
-        for row in lane:
+        for row in lane[: room_of[target_id].run_length]:
             if not _is_due(row, now):
                 break
             run.append(row)
         if run:
             runs.append(run)
-    runs.sort(key=lambda run: run[0].sequence)
-    return _take([[row.id for row in run] for run in runs], owner, now)
+    runs.sort(key=lambda run: (run[0].target_id, run[0].sequence))
+    return [[row.id for row in run] for run in runs]
 
 
-def _lanes(target_id: int, run_length: int, keys: list[str] | None = None) -> list[list[Any]]:
-    """The first `run_length` open messages of each of the target's lanes (or of
-    the lanes `keys` names)."""
-    where = [OutboxMessage.target_id == target_id, OutboxMessage.status.in_(OPEN_STATUSES)]
+def _lanes(
+    target_ids: list[int], run_length: int, keys: list[str] | None = None
+) -> list[list[Any]]:
+    """The first `run_length` open messages of each lane of these targets (or of
+    their lanes that `keys` names)."""
+    where = [OutboxMessage.target_id.in_(target_ids), OutboxMessage.status.in_(OPEN_STATUSES)]
     if keys is not None:
         where.append(OutboxMessage.ordering_key.in_(keys))
     ranked = (
         select(
             OutboxMessage.id,
+            OutboxMessage.target_id,
             OutboxMessage.ordering_key,
             OutboxMessage.sequence,
             OutboxMessage.status,
             OutboxMessage.next_attempt_at,
             OutboxMessage.lease_expires_at,
             func.row_number()
-            .over(partition_by=OutboxMessage.ordering_key, order_by=OutboxMessage.lane_sequence)
+            .over(
+                partition_by=(OutboxMessage.target_id, OutboxMessage.ordering_key),
+                order_by=OutboxMessage.lane_sequence,
+            )
             .label("place"),
         )
         .where(*where)
         .subquery()
     )
-    lanes: dict[str, list[Any]] = {}
+    lanes: dict[tuple[int, str], list[Any]] = {}
     for row in db.session.execute(
         select(ranked)
         .where(ranked.c.place <= run_length)
-        .order_by(ranked.c.ordering_key, ranked.c.place)
+        .order_by(ranked.c.target_id, ranked.c.ordering_key, ranked.c.place)
     ):
-        lanes.setdefault(row.ordering_key, []).append(row)
+        lanes.setdefault((row.target_id, row.ordering_key), []).append(row)
     return list(lanes.values())
 
 
@@ -221,6 +302,10 @@ def _take(runs: list[list[int]], owner: str, now: datetime) -> list[list[OutboxM
             .execution_options(populate_existing=True)
         )
     }
+    # The claimed messages are what the drain sends, as claimed: out of the session,
+    # so that its commits while they are in flight do not expire (and reload) them.
+    for message in loaded.values():
+        db.session.expunge(message)
     return [[loaded[message_id] for message_id in run] for run in kept]
 
 
@@ -301,7 +386,7 @@ def has_due_messages(target: Target, now: datetime, ordering: str | None = None)
     `ordering` overrides the target's (serial kinds send in target order)."""
     ordering = ordering or target.ordering
     if ordering == Ordering.VEHICLE:
-        return any(_is_due(lane[0], now) for lane in _lanes(target.id, 1))
+        return any(_is_due(lane[0], now) for lane in _lanes([target.id], 1))
     query = select(
         OutboxMessage.status, OutboxMessage.next_attempt_at, OutboxMessage.lease_expires_at
     ).where(OutboxMessage.target_id == target.id)

@@ -25,18 +25,21 @@ from flask import current_app
 from rq import Queue, get_current_job
 from rq.exceptions import NoSuchJobError
 from rq.job import Job
-from sqlalchemy import bindparam, insert, update
+from sqlalchemy import bindparam, insert, select, update
 
 from database import utcnow
 from extensions import db, redis_client, redis_key
 from outbox.activity import record_activity
 from outbox.claims import (
+    Room,
     acquire_drain,
+    acquire_drains,
     claim_due_messages,
     claim_lane_runs,
     has_due_messages,
     lease,
     release_drain,
+    release_drains,
     release_messages,
     rows_changed,
 )
@@ -119,7 +122,9 @@ class _Served:
 
 
 class ConcurrentDrain:
-    """One job's drain of webhook-like targets, many requests in flight."""
+    """One job's drain of webhook-like targets, many requests in flight. Each turn
+    of its loop reads, claims, records and releases for all its targets at once:
+    a statement per step, not per target."""
 
     def __init__(self, owner: str) -> None:
         self.owner = owner
@@ -134,7 +139,7 @@ class ConcurrentDrain:
         self.queue_name = job.origin if job is not None else None
 
     def run(self, first_target_id: int) -> dict[str, Any]:
-        self._serve(first_target_id)
+        self._serve([first_target_id])
         own = self._own_target()
         attempted = 0
         while self.served:
@@ -144,27 +149,25 @@ class ConcurrentDrain:
                 # the job started and only asks it to look again: serve it again.
                 if own not in self.served and own is not None:
                     if redis_client().getdel(again_key(own)):
-                        self._serve(own)
-            for served in list(self.served.values()):
-                self._claim(served)
+                        self._serve([own])
+            self._claim()
             futures = [lane.future for s in self.served.values() for lane in s.in_flight]
             if futures:
                 wait(futures, timeout=TICK_SECONDS, return_when=FIRST_COMPLETED)
             elif any(s.look for s in self.served.values()):
                 time.sleep(TICK_SECONDS)  # a rate-limited target waits for its next start
-            for served in list(self.served.values()):
+            for served in self.served.values():
                 self._collect(served)
-                if served.done:
-                    attempted += self._record(served)
-                if not served.in_flight and not served.look:
-                    self._finish(served)
+            attempted += self._record()
+            self._finish()
         return {"target": first_target_id, "sent": attempted}
 
     def _in_flight(self) -> int:
         return sum(len(s.in_flight) for s in self.served.values())
 
-    def _serve(self, target_id: int) -> None:
-        if target_id not in self.served and _take_drain(target_id, self.owner):
+    def _serve(self, target_ids: list[int]) -> None:
+        wanted = [t for t in dict.fromkeys(target_ids) if t not in self.served]
+        for target_id in _take_drains(wanted, self.owner):
             self.served[target_id] = _Served(target_id)
 
     def _take_queued_targets(self) -> None:
@@ -172,14 +175,15 @@ class ConcurrentDrain:
         targets are served here, alongside, instead of one job after another."""
         if self.queue_name is None:
             return
+        if len(self.served) >= MAX_TARGETS or self._in_flight() >= self.process_cap:
+            return
         rq_queue = Queue(self.queue_name, connection=redis_client())
-        for _ in range(TAKEN_PER_LOOK):
-            if len(self.served) >= MAX_TARGETS or self._in_flight() >= self.process_cap:
-                return
+        taken: list[int] = []
+        for _ in range(min(TAKEN_PER_LOOK, MAX_TARGETS - len(self.served))):
             # Queue.pop_job_id() fails on an empty queue (rq 3.0): pop it here.
             popped = redis_client().lpop(rq_queue.key)
             if popped is None:
-                return
+                break
             job_id = popped.decode() if isinstance(popped, bytes) else str(popped)
             try:
                 job = Job.fetch(job_id, connection=redis_client())
@@ -187,51 +191,71 @@ class ConcurrentDrain:
                 continue
             if job.func_name != DRAIN_FUNCTION:
                 rq_queue.push_job_id(job_id, at_front=True)
-                return
-            target_id = int(job.args[0])
+                break
+            taken.append(int(job.args[0]))
             job.delete(remove_from_queue=False)
-            self._serve(target_id)
+        if taken:
+            self._serve(taken)
 
-    def _claim(self, served: _Served) -> None:
-        if not served.look:
+    def _claim(self) -> None:
+        """Claim for every target that has room in its window, in one transaction."""
+        looking = [s for s in self.served.values() if s.look]
+        if not looking:
             return
         if time.monotonic() >= self.claims_end:
-            served.look = False  # the job's budget is spent: finish what is in flight
+            for served in looking:
+                served.look = False  # the job's budget is spent: finish what is in flight
             return
-        if served.window and len(served.in_flight) >= served.window:
-            return  # its window is full: looked at again when a request ends
-        if served.next_start > time.monotonic():
-            return  # rate-limited: looked at again next tick
-        target = db.session.get(Target, served.target_id, populate_existing=True)
+        looking = [
+            s
+            for s in looking
+            # A full window is looked at again when a request ends; a rate-limited
+            # target next tick.
+            if not (s.window and len(s.in_flight) >= s.window) and s.next_start <= time.monotonic()
+        ]
+        if not looking:
+            return
+        targets = _load_targets([s.target_id for s in looking])
         now = utcnow()
-        if target is None or target.status in HELD:
-            db.session.rollback()
-            served.look = False
-            return
-        if target.throttled_until is not None and target.throttled_until > now:
-            db.session.rollback()
-            served.look = False  # the sweeper nudges it again once the pause is over
-            return
-        window = served.window = max(1, min(target.send_window, target.max_in_flight))
-        room = min(window - len(served.in_flight), self.process_cap - self._in_flight())
-        run_length = RUN_LENGTH
-        if target.rate_limit:
-            # One message a slot, started no faster than the limit.
-            room, run_length = min(room, 1), 1
-        if room <= 0:
-            db.session.rollback()
-            return
-        acquire_drain(served.target_id, self.owner, now, in_flight=len(served.in_flight))
-        runs = claim_lane_runs(target, self.owner, now, room, run_length)  # commits
-        served.look = False
-        if not runs:
-            if redis_client().getdel(again_key(served.target_id)):
-                served.look = True
-            return
-        if target.rate_limit:
-            served.next_start = time.monotonic() + 1.0 / target.rate_limit
+        spare = self.process_cap - self._in_flight()
+        rooms: dict[int, Room] = {}
+        for served in looking:
+            target = targets.get(served.target_id)
+            if target is None or target.status in HELD:
+                served.look = False
+                continue
+            if target.throttled_until is not None and target.throttled_until > now:
+                served.look = False  # the sweeper nudges it again once the pause is over
+                continue
+            window = served.window = max(1, min(target.send_window, target.max_in_flight))
+            lanes = min(window - len(served.in_flight), spare)
+            # A rate-limited target: one message a slot, started no faster than the limit.
+            run_length = 1 if target.rate_limit else RUN_LENGTH
+            if target.rate_limit:
+                lanes = min(lanes, 1)
+            if lanes > 0:
+                rooms[target.id] = Room(target, lanes, run_length)
+                spare -= lanes
+        held = acquire_drains({t: len(self.served[t].in_flight) for t in rooms}, self.owner, now)
+        claimed = claim_lane_runs([r for t, r in rooms.items() if t in held], self.owner, now)
         # Start no request the lease would not outlast.
         stop_at = time.monotonic() + lease().total_seconds() - self.deadline - 1
+        for target_id, room in rooms.items():
+            served = self.served[target_id]
+            served.look = False
+            runs = claimed.get(target_id, [])
+            if not runs:
+                if target_id in held and redis_client().getdel(again_key(target_id)):
+                    served.look = True
+                continue
+            if room.target.rate_limit:
+                served.next_start = time.monotonic() + 1.0 / room.target.rate_limit
+            self._start(served, room.target, runs, stop_at)
+            served.look = len(served.in_flight) < served.window
+
+    def _start(
+        self, served: _Served, target: Target, runs: list[list[OutboxMessage]], stop_at: float
+    ) -> None:
         kind = kind_of(target)
         assert isinstance(kind, ConcurrentKind)
         for run in runs:
@@ -251,7 +275,6 @@ class ConcurrentDrain:
             future = self.transport.send_run(ready, self.deadline, stop_at)
             served.in_flight.append(_InFlight(run[: len(ready)], future))
             release_messages([m.id for m in run[len(ready) :]], self.owner)
-        served.look = len(served.in_flight) < window
 
     def _collect(self, served: _Served) -> None:
         still = []
@@ -268,24 +291,42 @@ class ConcurrentDrain:
                 still.append(lane)
         served.in_flight = still
 
-    def _record(self, served: _Served) -> int:
-        messages = [m for batch, results in served.done for m in batch[: len(results)]]
-        results = [r for _, batch_results in served.done for r in batch_results]
-        served.done = []
-        target = db.session.get(Target, served.target_id, populate_existing=True)
-        if target is None:
-            served.in_flight, served.look = [], False
+    def _record(self) -> int:
+        """Record every finished request's results, in one transaction."""
+        finished = [s for s in self.served.values() if s.done]
+        if not finished:
             return 0
-        acquire_drain(served.target_id, self.owner, utcnow(), in_flight=len(served.in_flight))
-        record_results(target, self.owner, messages, results)
-        served.look = True
-        return len(results)
+        targets = _load_targets([s.target_id for s in finished])
+        outcomes = []
+        for served in finished:
+            target = targets.get(served.target_id)
+            done, served.done = served.done, []
+            if target is None:
+                served.in_flight, served.look = [], False
+                continue
+            messages = [m for batch, results in done for m in batch[: len(results)]]
+            results = [r for _, batch_results in done for r in batch_results]
+            outcomes.append(Outcomes(target, messages, results))
+            served.look = True
+        acquire_drains(
+            {o.target.id: len(self.served[o.target.id].in_flight) for o in outcomes},
+            self.owner,
+            utcnow(),
+        )
+        record_results(self.owner, outcomes)
+        return sum(len(o.results) for o in outcomes)
 
-    def _finish(self, served: _Served) -> None:
-        del self.served[served.target_id]
-        release_drain(served.target_id, self.owner)
-        mine = served.target_id == self._own_target()
-        _follow_up(served.target_id, own_job=mine)
+    def _finish(self) -> None:
+        """Let go of the targets with nothing in flight and nothing to claim."""
+        ended = [t for t, s in self.served.items() if not s.in_flight and not s.look]
+        if not ended:
+            return
+        for target_id in ended:
+            del self.served[target_id]
+        release_drains(ended, self.owner)
+        own = self._own_target()
+        for target_id in ended:
+            _follow_up(target_id, own_job=target_id == own)
 
     def _own_target(self) -> int | None:
         job = get_current_job()
@@ -294,22 +335,37 @@ class ConcurrentDrain:
         return int(job.args[0])
 
 
-def _take_drain(target_id: int, owner: str) -> bool:
-    """Take the target's drain lease; when another drain holds it, ask that one to
-    look again before it stops (for what this nudge was about)."""
-    if not acquire_drain(target_id, owner, utcnow()):
-        db.session.rollback()
-        redis_client().set(again_key(target_id), 1, ex=int(lease().total_seconds()) * 3)
-        return False
+def _load_targets(target_ids: list[int]) -> dict[int, Target]:
+    """These targets as they are now, in one query."""
+    return {
+        target.id: target
+        for target in db.session.scalars(
+            select(Target)
+            .where(Target.id.in_(target_ids))
+            .execution_options(populate_existing=True)
+        )
+    }
+
+
+def _take_drains(target_ids: list[int], owner: str) -> list[int]:
+    """Take the targets' drain leases; when another drain holds one, ask that one
+    to look again before it stops (for what this nudge was about)."""
+    if not target_ids:
+        return []
+    held = acquire_drains(dict.fromkeys(target_ids, 0), owner, utcnow())
     db.session.commit()
-    record_drain()
-    return True
+    for target_id in target_ids:
+        if target_id in held:
+            record_drain()
+        else:
+            redis_client().set(again_key(target_id), 1, ex=int(lease().total_seconds()) * 3)
+    return [t for t in target_ids if t in held]
 
 
 def _serial_drain(target_id: int) -> dict[str, Any]:
     """One target's due messages, sent in order by its kind, for a few seconds."""
     owner = _owner()
-    if not _take_drain(target_id, owner):
+    if not _take_drains([target_id], owner):
         return {"target": target_id, "sent": 0, "skipped": "another drain holds the target"}
     attempted = 0
     budget_ends = time.monotonic() + TIME_BUDGET_SECONDS
@@ -334,7 +390,7 @@ def _serial_drain(target_id: int) -> dict[str, Any]:
             with _patience():
                 results = _send_serially(target, batch, stop_at)
             acquire_drain(target_id, owner, utcnow())  # renew, committed with the results
-            record_results(target, owner, batch[: len(results)], results)
+            record_results(owner, [Outcomes(target, batch[: len(results)], results)])
             release_messages([m.id for m in batch[len(results) :]], owner)
             attempted += len(results)
             if results and not (results[-1].delivered or results[-1].permanent):
@@ -408,17 +464,28 @@ def _follow_up(target_id: int, own_job: bool) -> None:
     db.session.rollback()
 
 
-def record_results(
-    target: Target, owner: str, messages: Sequence[OutboxMessage], results: Sequence[Result]
-) -> None:
+@dataclass
+class Outcomes:
+    """What came of one target's attempts: each message with its result."""
+
+    target: Target
+    messages: Sequence[OutboxMessage]
+    results: Sequence[Result]
+
+
+def record_results(owner: str, outcomes: Sequence[Outcomes]) -> None:
     """Write every attempt and each message's new state — only for messages this
-    drain's lease still holds (fencing) — and keep the target's status and Queue
-    Depth in step, in one transaction with one statement per kind of change."""
+    drain's lease still holds (fencing) — and keep each target's status and Queue
+    Depth in step: in one transaction, for every target at once."""
     now = utcnow()
     retention = current_app.config["FLEETHOOK_RETENTION"]
     fence = (OutboxMessage.lease_owner == owner, OutboxMessage.lease_expires_at > now)
     released = {"lease_owner": None, "lease_expires_at": None}
-    pairs = list(zip(messages, results, strict=True))
+    pairs = [
+        (m, r)
+        for outcome in outcomes
+        for m, r in zip(outcome.messages, outcome.results, strict=True)
+    ]
     recorded: list[tuple[OutboxMessage, Result, str]] = []
 
     delivered = [(m, r) for m, r in pairs if r.delivered]
@@ -453,7 +520,6 @@ def record_results(
             )
         recorded += [(m, r, "delivered") for m, r in delivered if m.id in won]
 
-    last_failure: Result | None = None
     for message, result in pairs:
         if result.delivered:
             continue
@@ -481,12 +547,10 @@ def record_results(
         )
         if rows_changed(changed) == 1:
             recorded.append((message, result, values["status"].value))
-            if not result.permanent:
-                last_failure = result
 
     lost = len(pairs) - len(recorded)
     if lost:
-        log.warning("lease lost: %s results not recorded for target %s", lost, target.id)
+        log.warning("lease lost: %s results not recorded", lost)
     if recorded:
         db.session.execute(
             insert(DeliveryAttempt),
@@ -505,17 +569,30 @@ def record_results(
                 for m, r, _ in recorded
             ],
         )
-    finished = sum(1 for _, _, status in recorded if status != MessageStatus.PENDING)
-    _update_target(target, finished, last_failure, [r for _, r, _ in recorded], now)
-    delivered_count = sum(1 for _, r, _ in recorded if r.delivered)
-    record_activity(target.id, now, delivered_count, len(recorded) - delivered_count)
+    of_target: dict[int, list[tuple[OutboxMessage, Result, str]]] = {}
+    for item in recorded:
+        of_target.setdefault(item[0].target_id, []).append(item)
+    kinds = {}
+    for outcome in outcomes:
+        target = outcome.target
+        kinds[target.id] = target.kind
+        mine = of_target.get(target.id, [])
+        finished = sum(1 for _, _, status in mine if status != MessageStatus.PENDING)
+        retried = [r for _, r, _ in mine if not (r.delivered or r.permanent)]
+        last_failure = retried[-1] if retried else None
+        _update_target(target, finished, last_failure, [r for _, r, _ in mine], now)
+        delivered_count = sum(1 for _, r, _ in mine if r.delivered)
+        record_activity(target.id, now, delivered_count, len(mine) - delivered_count)
     # Read what the log lines need now: after the commit every attribute would be
-    # loaded again, one SELECT per message.
-    target_id, kind = target.id, target.kind
-    lines = [(m.message_id, status, r.status_code, r.duration_ms) for m, r, status in recorded]
+    # loaded again.
+    lines = [
+        (m.message_id, m.target_id, status, r.status_code, r.duration_ms)
+        for m, r, status in recorded
+    ]
     db.session.commit()
-    record_deliveries([r for _, r, _ in recorded], kind)
-    for message_id, status, status_code, duration_ms in lines:
+    for target_id, mine in of_target.items():
+        record_deliveries([r for _, r, _ in mine], kinds[target_id])
+    for message_id, target_id, status, status_code, duration_ms in lines:
         log.info(
             "delivery webhook-id=%s target=%s outcome=%s http=%s ms=%s",
             message_id, target_id, status, status_code, duration_ms,

@@ -20,7 +20,7 @@ from standardwebhooks.webhooks import Webhook as StandardWebhook
 from database import utcnow
 from extensions import db, redis_client
 from outbox.claims import claim_due_messages
-from outbox.drain import drain_target, record_results
+from outbox.drain import Outcomes, drain_target, record_results
 from outbox.fanout import account_targets, fan_out
 from outbox.models import DeliveryAttempt, MessageStatus, OutboxMessage, Target
 from outbox.queues import DELIVERIES, RETRIES, drain_job_id, queue_for
@@ -210,7 +210,9 @@ def test_a_worker_whose_lease_expired_cannot_mark_anything(account, receiver):
         update(OutboxMessage).values(lease_expires_at=utcnow() - timedelta(seconds=1))
     )
     db.session.commit()
-    record_results(webhook, "worker-a", [claimed], [Result(delivered=True, status_code=200)])
+    record_results(
+        "worker-a", [Outcomes(webhook, [claimed], [Result(delivered=True, status_code=200)])]
+    )
     (message,) = messages_of(webhook.id)
     assert message.status == "sending" and message.attempts == 0
     assert db.session.scalars(select(DeliveryAttempt)).all() == []
@@ -230,7 +232,9 @@ def test_a_worker_whose_claim_was_taken_over_cannot_mark_it(account, receiver):
         )
     )
     db.session.commit()
-    record_results(webhook, "worker-a", [claimed], [Result(delivered=False, error="late")])
+    record_results(
+        "worker-a", [Outcomes(webhook, [claimed], [Result(delivered=False, error="late")])]
+    )
     (message,) = messages_of(webhook.id)
     assert message.status == "sending" and message.lease_owner == "worker-b"
     assert message.attempts == 0 and message.last_error is None
