@@ -70,6 +70,8 @@ RUN_LENGTH = 20
 # longest it waits for an answer before looking at its targets.
 TIME_BUDGET_SECONDS = 5.0
 TICK_SECONDS = 0.05
+# How often a drain reads the nudges that asked it to look at a target again.
+ASK_SECONDS = 0.2
 # Targets one drain job serves at once, and takes off its queue per look: a few at
 # a time, so the other workers on the queue get their share.
 MAX_TARGETS = 1000
@@ -109,8 +111,12 @@ class _Served:
     target_id: int
     in_flight: list[_InFlight] = field(default_factory=list)
     done: list[tuple[list[OutboxMessage], list[Result]]] = field(default_factory=list)
-    # Claim again: at the start, after results, or when asked to look again.
+    # Claim again: at the start, after results, or when asked to look again (a
+    # claim that found less than it had room for found everything due).
     look: bool = True
+    # When it was last claimed for (time.monotonic()): at the process's cap on
+    # requests in flight, the targets that waited longest go first.
+    claimed_at: float = 0.0
     # Rate limit: when the next message may start (time.monotonic()).
     next_start: float = 0.0
     # The target's window when it was last read: no need to read the target
@@ -134,6 +140,7 @@ class ConcurrentDrain:
         self.deadline = float(config["FLEETHOOK_DELIVERY_DEADLINE"])
         self.process_cap = int(config["FLEETHOOK_WORKER_IN_FLIGHT"])
         self.claims_end = time.monotonic() + TIME_BUDGET_SECONDS
+        self.asks_read_at = 0.0
         job = get_current_job()
         # Only a job on a queue takes its neighbours' jobs; a direct call drains one.
         self.queue_name = job.origin if job is not None else None
@@ -143,19 +150,18 @@ class ConcurrentDrain:
         own = self._own_target()
         attempted = 0
         while self.served:
+            more_queued = False
             if time.monotonic() < self.claims_end:
-                self._take_queued_targets()
-                # A nudge for this job's own target while the job serves others finds
-                # the job started and only asks it to look again: serve it again.
-                if own not in self.served and own is not None:
-                    if redis_client().getdel(again_key(own)):
-                        self._serve([own])
+                more_queued = self._take_queued_targets()
+                self._look_when_asked(own)
             self._claim()
+            # While jobs wait on the queue, take them before waiting for answers.
+            tick = 0.0 if more_queued else TICK_SECONDS
             futures = [lane.future for s in self.served.values() for lane in s.in_flight]
             if futures:
-                wait(futures, timeout=TICK_SECONDS, return_when=FIRST_COMPLETED)
+                wait(futures, timeout=tick, return_when=FIRST_COMPLETED)
             elif any(s.look for s in self.served.values()):
-                time.sleep(TICK_SECONDS)  # a rate-limited target waits for its next start
+                time.sleep(tick)  # a rate-limited target waits for its next start
             for served in self.served.values():
                 self._collect(served)
             attempted += self._record()
@@ -166,19 +172,47 @@ class ConcurrentDrain:
         return sum(len(s.in_flight) for s in self.served.values())
 
     def _serve(self, target_ids: list[int]) -> None:
-        wanted = [t for t in dict.fromkeys(target_ids) if t not in self.served]
+        """Serve these targets too; one already served is looked at again."""
+        wanted = []
+        for target_id in dict.fromkeys(target_ids):
+            if target_id in self.served:
+                self.served[target_id].look = True
+            else:
+                wanted.append(target_id)
         for target_id in _take_drains(wanted, self.owner):
             self.served[target_id] = _Served(target_id)
 
-    def _take_queued_targets(self) -> None:
+    def _look_when_asked(self, own: int | None) -> None:
+        """Look again at the targets a nudge asked about: a nudge finding this job
+        started (for its own target), or another drain finding a target held here,
+        leaves the ask under the target's again_key. Read every ASK_SECONDS, in one
+        round trip."""
+        if time.monotonic() < self.asks_read_at + ASK_SECONDS:
+            return
+        self.asks_read_at = time.monotonic()
+        quiet = [t for t, s in self.served.items() if not s.look]
+        if own is not None and own not in self.served:
+            quiet.append(own)  # its job serves others now; a nudge serves it again
+        if not quiet:
+            return
+        pipeline = redis_client().pipeline(transaction=False)
+        for target_id in quiet:
+            pipeline.getdel(again_key(target_id))
+        asked = [t for t, ask in zip(quiet, pipeline.execute(), strict=True) if ask]
+        if asked:
+            self._serve(asked)
+
+    def _take_queued_targets(self) -> bool:
         """Take the drain jobs waiting on this job's queue while there is room: their
-        targets are served here, alongside, instead of one job after another."""
+        targets are served here, alongside, instead of one job after another.
+        Whether more may be waiting."""
         if self.queue_name is None:
-            return
+            return False
         if len(self.served) >= MAX_TARGETS or self._in_flight() >= self.process_cap:
-            return
+            return False
         rq_queue = Queue(self.queue_name, connection=redis_client())
         taken: list[int] = []
+        more = False
         for _ in range(min(TAKEN_PER_LOOK, MAX_TARGETS - len(self.served))):
             # Queue.pop_job_id() fails on an empty queue (rq 3.0): pop it here.
             popped = redis_client().lpop(rq_queue.key)
@@ -194,8 +228,11 @@ class ConcurrentDrain:
                 break
             taken.append(int(job.args[0]))
             job.delete(remove_from_queue=False)
+        else:
+            more = True
         if taken:
             self._serve(taken)
+        return more
 
     def _claim(self) -> None:
         """Claim for every target that has room in its window, in one transaction."""
@@ -215,6 +252,7 @@ class ConcurrentDrain:
         ]
         if not looking:
             return
+        looking.sort(key=lambda s: s.claimed_at)
         targets = _load_targets([s.target_id for s in looking])
         now = utcnow()
         spare = self.process_cap - self._in_flight()
@@ -235,23 +273,38 @@ class ConcurrentDrain:
                 lanes = min(lanes, 1)
             if lanes > 0:
                 rooms[target.id] = Room(target, lanes, run_length)
-                spare -= lanes
+        if not rooms:
+            db.session.rollback()
+            return
         held = acquire_drains({t: len(self.served[t].in_flight) for t in rooms}, self.owner, now)
         claimed = claim_lane_runs([r for t, r in rooms.items() if t in held], self.owner, now)
+        # Each room may take the process's whole spare (most targets claim far less
+        # than their window); runs past it go back.
+        over: list[int] = []
+        cut: set[int] = set()
+        for target_id, runs in claimed.items():
+            kept = runs[: max(0, spare)]
+            if len(kept) < len(runs):
+                over += [m.id for run in runs[len(kept) :] for m in run]
+                cut.add(target_id)
+            claimed[target_id] = kept
+            spare -= len(kept)
+        release_messages(over, self.owner)
         # Start no request the lease would not outlast.
         stop_at = time.monotonic() + lease().total_seconds() - self.deadline - 1
         for target_id, room in rooms.items():
             served = self.served[target_id]
-            served.look = False
+            served.claimed_at = time.monotonic()
             runs = claimed.get(target_id, [])
+            # Less than it had room for is everything due now: look again after a
+            # result, or when a nudge asks. One cut at the cap looks again at once.
+            served.look = len(runs) >= room.lanes or target_id in cut
             if not runs:
-                if target_id in held and redis_client().getdel(again_key(target_id)):
-                    served.look = True
                 continue
             if room.target.rate_limit:
                 served.next_start = time.monotonic() + 1.0 / room.target.rate_limit
             self._start(served, room.target, runs, stop_at)
-            served.look = len(served.in_flight) < served.window
+            served.look = served.look and len(served.in_flight) < served.window
 
     def _start(
         self, served: _Served, target: Target, runs: list[list[OutboxMessage]], stop_at: float
