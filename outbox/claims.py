@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 
 from flask import current_app
-from sqlalchemy import CursorResult, and_, case, func, or_, select, update
+from sqlalchemy import CursorResult, and_, case, or_, select, union_all, update
 
 from extensions import db
 from outbox.models import OPEN_STATUSES, MessageStatus, Ordering, OutboxMessage, Target
@@ -116,23 +116,16 @@ def claim_due_messages(
 def _due_head_run(target_id: int, now: datetime, limit: int) -> list[int]:
     """The target's first open messages in sequence order, up to the first that is
     not due."""
-    candidates = (
-        select(
-            OutboxMessage.id,
-            OutboxMessage.status,
-            OutboxMessage.next_attempt_at,
-            OutboxMessage.lease_expires_at,
-        )
-        .where(OutboxMessage.target_id == target_id, OutboxMessage.status.in_(OPEN_STATUSES))
-        .order_by(OutboxMessage.sequence)
-        .limit(limit)
-    )
     due = []
-    for row in db.session.execute(candidates):
+    for row in _open_in_order(target_id, limit, set()):
         if not _is_due(row, now):
             break
         due.append(row.id)
     return due
+
+
+# Open messages a lane claim reads per page, at least (_due_lane_runs).
+PAGE = 200
 
 
 @dataclass(frozen=True)
@@ -181,76 +174,65 @@ def claim_lane_runs(
 
 
 def _vehicle_lane_runs(rooms: list[Room], now: datetime) -> list[list[int]]:
-    """The runs to take of targets ordered by vehicle: their lanes' heads first,
-    then the runs behind each target's oldest due heads only (reading a run of every
-    lane of a busy webhook would read most of its backlog)."""
-    if not rooms:
-        return []
-    room_of = {room.target.id: room for room in rooms}
-    heads: dict[int, list[Any]] = {}
-    for lane in _lanes(list(room_of), 1):
-        if _is_due(lane[0], now):
-            heads.setdefault(lane[0].target_id, []).append(lane[0])
-    chosen = {
-        (head.target_id, head.ordering_key)
-        for target_id, due in heads.items()
-        for head in sorted(due, key=lambda head: head.sequence)[: room_of[target_id].lanes]
-    }
-    if not chosen:
-        return []
-    longest = max(room.run_length for room in rooms)
-    keys = sorted({key for _, key in chosen})
+    """The runs to take of targets ordered by vehicle, target by target."""
     runs = []
-    for lane in _lanes(sorted({target_id for target_id, _ in chosen}), longest, keys):
-        target_id, key = lane[0].target_id, lane[0].ordering_key
-        if (target_id, key) not in chosen:
-            continue  # the same key in another target's lanes
-        run = []
-        for row in lane[: room_of[target_id].run_length]:
-            if not _is_due(row, now):
-                break
-            run.append(row)
-        if run:
-            runs.append(run)
-    runs.sort(key=lambda run: (run[0].target_id, run[0].sequence))
+    for room in rooms:
+        runs += _due_lane_runs(room.target.id, room.lanes, room.run_length, now)
     return [[row.id for row in run] for run in runs]
 
 
-def _lanes(
-    target_ids: list[int], run_length: int, keys: list[str] | None = None
-) -> list[list[Any]]:
-    """The first `run_length` open messages of each lane of these targets (or of
-    their lanes that `keys` names)."""
-    where = [OutboxMessage.target_id.in_(target_ids), OutboxMessage.status.in_(OPEN_STATUSES)]
-    if keys is not None:
-        where.append(OutboxMessage.ordering_key.in_(keys))
-    ranked = (
-        select(
+def _due_lane_runs(target_id: int, lanes: int, run_length: int, now: datetime) -> list[list[Any]]:
+    """Up to `lanes` runs: each the due head of a lane and up to `run_length` - 1
+    due messages right behind it, oldest heads first.
+
+    The target's open messages are read in sequence order, a page at a time: the
+    first message of a lane met on a page is its head (every earlier one of the
+    target was on an earlier page), and a lane once met is left out of the pages
+    after. So a claim reads about what it takes, not the whole backlog, even when
+    the oldest lanes are in flight or waiting for their retry."""
+    page = max(PAGE, lanes)
+    runs: dict[str, list[Any]] = {}
+    met: set[str] = set()  # lanes whose head was seen: in `runs`, or not due
+    ended: set[str] = set()  # lanes whose run can grow no longer
+    while True:
+        rows = _open_in_order(target_id, page, met)
+        for row in rows:
+            key = row.ordering_key
+            if key not in met:
+                met.add(key)
+                if len(runs) < lanes and _is_due(row, now):
+                    runs[key] = [row]
+                else:
+                    ended.add(key)
+            elif key not in ended:
+                if len(runs[key]) < run_length and _is_due(row, now):
+                    runs[key].append(row)
+                else:
+                    ended.add(key)
+        if len(rows) < page or len(runs) >= lanes:
+            return list(runs.values())  # in the order their heads were met: oldest first
+
+
+def _open_in_order(target_id: int, limit: int, left_out: set[str]) -> list[Any]:
+    """The target's first `limit` open messages in sequence order, but for the lanes
+    `left_out`. Pending and sending ones each read along the index on (target,
+    status, sequence) and merged: one ORDER BY over both statuses would sort every
+    open message of the target."""
+    parts = []
+    for status in OPEN_STATUSES:
+        part = select(
             OutboxMessage.id,
-            OutboxMessage.target_id,
             OutboxMessage.ordering_key,
             OutboxMessage.sequence,
             OutboxMessage.status,
             OutboxMessage.next_attempt_at,
             OutboxMessage.lease_expires_at,
-            func.row_number()
-            .over(
-                partition_by=(OutboxMessage.target_id, OutboxMessage.ordering_key),
-                order_by=OutboxMessage.lane_sequence,
-            )
-            .label("place"),
-        )
-        .where(*where)
-        .subquery()
-    )
-    lanes: dict[tuple[int, str], list[Any]] = {}
-    for row in db.session.execute(
-        select(ranked)
-        .where(ranked.c.place <= run_length)
-        .order_by(ranked.c.target_id, ranked.c.ordering_key, ranked.c.place)
-    ):
-        lanes.setdefault((row.target_id, row.ordering_key), []).append(row)
-    return list(lanes.values())
+        ).where(OutboxMessage.target_id == target_id, OutboxMessage.status == status)
+        if left_out:
+            part = part.where(OutboxMessage.ordering_key.not_in(left_out))
+        parts.append(select(part.order_by(OutboxMessage.sequence).limit(limit).subquery()))
+    merged = union_all(*parts).subquery()
+    return list(db.session.execute(select(merged).order_by(merged.c.sequence).limit(limit)))
 
 
 def _is_due(row: Any, now: datetime) -> bool:
@@ -386,13 +368,10 @@ def has_due_messages(target: Target, now: datetime, ordering: str | None = None)
     `ordering` overrides the target's (serial kinds send in target order)."""
     ordering = ordering or target.ordering
     if ordering == Ordering.VEHICLE:
-        return any(_is_due(lane[0], now) for lane in _lanes([target.id], 1))
-    query = select(
-        OutboxMessage.status, OutboxMessage.next_attempt_at, OutboxMessage.lease_expires_at
-    ).where(OutboxMessage.target_id == target.id)
+        return bool(_due_lane_runs(target.id, 1, 1, now))
     if ordering == Ordering.NONE:
-        query = query.where(_claimable(now), _due(now))
-    else:
-        query = query.where(OutboxMessage.status.in_(OPEN_STATUSES))
-    head = db.session.execute(query.order_by(OutboxMessage.sequence).limit(1)).first()
-    return head is not None and _is_due(head, now)
+        query = select(OutboxMessage.id).where(
+            OutboxMessage.target_id == target.id, _claimable(now), _due(now)
+        )
+        return db.session.execute(query.limit(1)).first() is not None
+    return bool(_due_head_run(target.id, now, 1))

@@ -62,12 +62,13 @@ from outbox.transport import Delivery, transport
 log = logging.getLogger(__name__)
 
 # Messages a serial drain claims at once; messages of one lane sent one after
-# another in one slot before the drain claims again.
+# another in one slot before the drain claims again (a longer run spends less on
+# claims and records per message when few lanes have many messages).
 BATCH_SIZE = 100
-RUN_LENGTH = 20
-# Seconds a drain job claims for (its attempts in flight then finish, by their
-# deadline: the sweeper, on the same workers, never waits long for one), and the
-# longest it waits for an answer before looking at its targets.
+RUN_LENGTH = 50
+# Seconds a drain job claims for, and after that sends for (its requests then end
+# by their deadline: the sweeper, on the same workers, never waits long for one);
+# the longest it waits for an answer before looking at its targets.
 TIME_BUDGET_SECONDS = 5.0
 TICK_SECONDS = 0.05
 # How often a drain reads the nudges that asked it to look at a target again.
@@ -290,8 +291,12 @@ class ConcurrentDrain:
             claimed[target_id] = kept
             spare -= len(kept)
         release_messages(over, self.owner)
-        # Start no request the lease would not outlast.
-        stop_at = time.monotonic() + lease().total_seconds() - self.deadline - 1
+        # Start no request the lease would not outlast, nor after the job's time to
+        # send is over (what a run did not send goes back to the queue).
+        stop_at = min(
+            time.monotonic() + lease().total_seconds() - self.deadline - 1,
+            self.claims_end + TIME_BUDGET_SECONDS,
+        )
         for target_id, room in rooms.items():
             served = self.served[target_id]
             served.claimed_at = time.monotonic()

@@ -20,7 +20,7 @@ from sqlalchemy import func, select, update
 
 from database import utcnow
 from extensions import db, redis_client
-from outbox.claims import acquire_drain
+from outbox.claims import PAGE, acquire_drain
 from outbox.drain import drain_target
 from outbox.fanout import account_targets, fan_out
 from outbox.models import DeliveryAttempt, OutboxMessage, Target
@@ -140,6 +140,24 @@ def test_a_failing_head_holds_back_its_own_lane_only(account, receiver):
     drain_target(webhook.id)
     assert lanes(receiver.received)["vehicle:2"] == [1, 1, 2, 3]
     assert statuses(webhook.id) == {"delivered": 9}
+
+
+def test_lanes_behind_a_deep_backlog_waiting_for_its_retry_are_still_sent(account, receiver):
+    # Vehicle 2's messages fill more than a page of the target's oldest messages,
+    # and its head fails: the claim must look past that page for the other lanes.
+    webhook = webhook_to(account, receiver.url("/fail-vehicle/2?times=1"))
+    emit(account, range(2, 3), PAGE + 50)
+    emit(account, range(1, 4, 2), 2)
+    drain_target(webhook.id)
+    assert statuses(webhook.id) == {"delivered": 4, "pending": PAGE + 50}
+    drain_target(webhook.id)  # vehicle 2 still waits for its retry
+    emit(account, range(3, 4), 1)
+    drain_target(webhook.id)
+    assert lanes(receiver.received) == {
+        "vehicle:1": [1, 2],
+        "vehicle:2": [1],
+        "vehicle:3": [1, 2, 3],
+    }
 
 
 def test_a_target_another_drain_holds_is_left_to_it(account, receiver):
