@@ -11,6 +11,7 @@ processes, random latencies and a killed worker is in test_workers.py."""
 from __future__ import annotations
 
 import json
+import time
 from collections import defaultdict
 from dataclasses import replace
 from datetime import timedelta
@@ -158,6 +159,26 @@ def test_lanes_behind_a_deep_backlog_waiting_for_its_retry_are_still_sent(accoun
         "vehicle:2": [1],
         "vehicle:3": [1, 2, 3],
     }
+
+
+def test_a_drain_stops_sending_when_its_time_is_over(account, receiver, monkeypatch):
+    # One lane of 40 messages to a receiver answering in 100 ms: 4 s of sending.
+    # A job claims for TIME_BUDGET_SECONDS and sends for as long again, then lets
+    # its worker go: what it did not send goes back to the queue, unattempted.
+    monkeypatch.setattr("outbox.drain.TIME_BUDGET_SECONDS", 0.5)
+    webhook = webhook_to(account, receiver.url("/slow/100"))
+    emit(account, range(1, 2), 40)
+    began = time.monotonic()
+    drain_target(webhook.id)
+    assert time.monotonic() - began < 2.5  # budget 0.5 + 0.5, then one request's end
+    counts = statuses(webhook.id)
+    assert 5 <= counts["delivered"] < 40
+    assert counts["pending"] == 40 - counts["delivered"]
+    assert len(attempts_of(webhook.id)) == counts["delivered"]
+    drain_target(webhook.id)  # the next job goes on where it stopped, in sequence
+    assert lanes(receiver.received)["vehicle:1"][: counts["delivered"] + 5] == list(
+        range(1, counts["delivered"] + 6)
+    )
 
 
 def test_a_target_another_drain_holds_is_left_to_it(account, receiver):
