@@ -61,6 +61,7 @@ def acquire_drains(in_flight: dict[int, int], owner: str, now: datetime) -> set[
     requests in flight); the ids of the targets this drain holds now."""
     if not in_flight:
         return set()
+    lock_targets(list(in_flight))
     return set(
         db.session.scalars(
             update(Target)
@@ -83,11 +84,22 @@ def acquire_drains(in_flight: dict[int, int], owner: str, now: datetime) -> set[
     )
 
 
+def lock_targets(target_ids: list[int]) -> None:
+    """Lock these targets' rows in id order, as fan-out does: a statement that
+    writes many target rows locks them in whatever order it meets them, and two
+    transactions meeting the same rows in different orders deadlock (PostgreSQL;
+    SQLite has one writer at a time and no FOR UPDATE)."""
+    db.session.execute(
+        select(Target.id).where(Target.id.in_(target_ids)).order_by(Target.id).with_for_update()
+    )
+
+
 def release_drain(target_id: int, owner: str) -> None:
     release_drains([target_id], owner)
 
 
 def release_drains(target_ids: list[int], owner: str) -> None:
+    lock_targets(target_ids)
     db.session.execute(
         update(Target)
         .where(Target.id.in_(target_ids), Target.drain_owner == owner)

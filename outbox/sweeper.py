@@ -13,7 +13,7 @@ from sqlalchemy import and_, case, func, or_, select, update
 from database import utcnow
 from extensions import db
 from outbox.activity import prune_activity
-from outbox.claims import rows_changed
+from outbox.claims import lock_targets, rows_changed
 from outbox.models import HELD, OPEN_STATUSES, MessageStatus, OutboxMessage, Target
 from outbox.queues import nudge, queue_for
 
@@ -31,6 +31,7 @@ def close_old_messages(now: Any) -> int:
     ).all()
     if not per_target:
         return 0
+    lock_targets([target_id for target_id, _ in per_target])
     db.session.execute(
         update(OutboxMessage)
         .where(old)
