@@ -8,18 +8,19 @@ from __future__ import annotations
 
 import json
 import socket
+import threading
 import time
 from dataclasses import replace
 from datetime import timedelta
 from urllib.parse import parse_qsl
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 from standardwebhooks.webhooks import Webhook as StandardWebhook
 
 from database import utcnow
 from extensions import db, redis_client
-from outbox.claims import claim_due_messages
+from outbox.claims import acquire_drains, claim_due_messages
 from outbox.drain import Outcomes, drain_target, record_results
 from outbox.fanout import account_targets, fan_out
 from outbox.models import DeliveryAttempt, MessageStatus, OutboxMessage, Target
@@ -362,3 +363,49 @@ def test_latency_of_a_single_delivery_is_recorded(account, receiver):
     drain_target(webhook.id)
     assert time.monotonic() - started >= 0.05
     assert messages_of(webhook.id)[0].last_latency_ms >= 50
+
+
+def test_a_drain_locks_many_targets_in_the_order_fan_out_does(account):
+    """PostgreSQL: a fan-out locks its targets' rows in id order; a drain renewing
+    its leases on many targets in one statement must too, or the two deadlock and
+    the drain job dies with its claims (they wait out their lease)."""
+    if db.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite has one writer at a time: there is no lock order to keep")
+    first, _ = webhook_to(account, "https://first.example/hook")
+    second, _ = webhook_to(account, "https://second.example/hook")
+    first_id, second_id = sorted((first.id, second.id))
+    # Make the drain's UPDATE meet the second row first: an update writes the first
+    # target's row anew behind it, and a sequential scan reads in that order.
+    db.session.execute(update(Target).where(Target.id == first_id).values(last_error=None))
+    db.session.commit()
+    locked, failures, engine = threading.Event(), [], db.engine
+
+    def fan_out_in_id_order() -> None:
+        try:
+            with engine.begin() as connection:
+                for target_id in (first_id, second_id):
+                    connection.execute(
+                        update(Target)
+                        .where(Target.id == target_id)
+                        .values(total_messages=Target.total_messages + 1)
+                    )
+                    locked.set()
+                    time.sleep(0.5)  # the drain is waiting by now
+        except Exception as error:
+            failures.append(error)
+
+    other = threading.Thread(target=fan_out_in_id_order)
+    other.start()
+    locked.wait(5)
+    db.session.execute(text("SET LOCAL enable_indexscan = off"))
+    db.session.execute(text("SET LOCAL enable_bitmapscan = off"))
+    try:
+        held = acquire_drains({second_id: 0, first_id: 0}, "worker-a", utcnow())
+        db.session.commit()
+    except Exception as error:
+        failures.append(error)
+        db.session.rollback()
+        held = set()
+    other.join(10)
+    assert failures == []
+    assert held == {first_id, second_id}
