@@ -35,20 +35,7 @@ def acquire_drain(target_id: int, owner: str, now: datetime, in_flight: int = 0)
     """Take (or renew) the target's drain lease, noting how many requests it has in
     flight (the grid shows it); False if another drain holds it. Not committed
     here: the caller's next write commits it (one transaction fewer per batch)."""
-    result = db.session.execute(
-        update(Target)
-        .where(
-            Target.id == target_id,
-            or_(
-                Target.drain_owner.is_(None),
-                Target.drain_owner == owner,
-                Target.drain_expires_at < now,
-            ),
-        )
-        .values(drain_owner=owner, drain_expires_at=now + lease(), in_flight=in_flight)
-        .execution_options(synchronize_session=False)
-    )
-    return rows_changed(result) == 1
+    return target_id in acquire_drains({target_id: in_flight}, owner, now)
 
 
 def rows_changed(result: Any) -> int:
