@@ -73,6 +73,9 @@ TIME_BUDGET_SECONDS = 5.0
 TICK_SECONDS = 0.05
 # How often a drain reads the nudges that asked it to look at a target again.
 ASK_SECONDS = 0.2
+# How long a finishing drain waits for a finishing job of its target to end, to
+# queue the next one.
+FOLLOW_UP_PATIENCE = 0.5
 # Targets one drain job serves at once, and takes off its queue per look: a few at
 # a time, so the other workers on the queue get their share.
 MAX_TARGETS = 1000
@@ -511,15 +514,35 @@ def _follow_up(target_id: int, own_job: bool) -> None:
     # ordering setting says (only concurrent kinds have lanes).
     ordering = None if isinstance(kind_of(target), ConcurrentKind) else Ordering.WEBHOOK
     if asked_again or has_due_messages(target, now, ordering):
+        db.session.rollback()
+        # Another drain that took the target since this one let go sends it; it reads
+        # the ask after it lets go in turn (the ask is set before the lease is read,
+        # so that drain cannot have read the asks already). Two jobs of the target
+        # finishing at once must not each wait for the other to end.
         follow_up = False
         if own_job:
             job = get_current_job()
             i_am_follow_up = job is not None and job.id == drain_job_id(target_id, follow_up=True)
             follow_up = not i_am_follow_up
-        # A job under that id may be finishing on another worker right now: wait a
-        # moment for it rather than replace it (the sweeper replaces leftovers).
-        nudge(target_id, queue_for(target), follow_up=follow_up, patience=0.5)
+        # A job under that id may be running on another worker: asked to look again
+        # (nudge), it sends the work if it takes the target; if it is finishing, past
+        # its last look, wait a moment for it to end and queue one then (the sweeper
+        # replaces leftovers). Never wait for a job that took the target: it reads
+        # the ask after it lets go — and it may be waiting for this job to end.
+        gives_up = time.monotonic() + FOLLOW_UP_PATIENCE
+        while not nudge(target_id, queue_for(target), follow_up=follow_up):
+            if _held_by_another_drain(target_id) or time.monotonic() > gives_up:
+                break
+            time.sleep(0.01)
     db.session.rollback()
+
+
+def _held_by_another_drain(target_id: int) -> bool:
+    owner, expires_at = db.session.execute(
+        select(Target.drain_owner, Target.drain_expires_at).where(Target.id == target_id)
+    ).one()
+    db.session.rollback()
+    return owner is not None and expires_at is not None and expires_at > utcnow()
 
 
 @dataclass

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import re
-import time
 from datetime import timedelta
 
 from flask import current_app
@@ -63,14 +62,10 @@ def nudge(
     follow_up: bool = False,
     replace_stale: bool = False,
     drain_died: bool = False,
-    patience: float = 0.0,
-) -> None:
+) -> bool:
     """Enqueue a drain of this target unless one is queued already; if one is
-    running, ask it to look again before it stops.
-
-    A job that RQ still calls started may be a drain that released the target a
-    moment ago and is finishing (past the point where it looks again): with
-    `patience` (a drain's follow-up) wait that long for it to end, then enqueue.
+    running, ask it to look again before it stops. Whether a job is queued now
+    (False: one is running, and has been asked).
 
     `replace_stale` is for the sweeper, which calls it only for targets no drain
     holds: a job under the target's id that is neither waiting nor running is a
@@ -79,8 +74,7 @@ def nudge(
     workers only every 10 minutes). Replacing a finishing job would delete it
     under its worker."""
     job_id = drain_job_id(target_id, follow_up)
-    patience_ends = time.monotonic() + patience
-    for _ in range(100):  # each round either returns or waits for a change
+    for _ in range(100):  # each round either returns or follows a change
         try:
             queue(queue_name).enqueue(
                 "outbox.drain.drain_target",
@@ -91,22 +85,20 @@ def nudge(
                 failure_ttl=300,
                 job_timeout=DRAIN_JOB_TIMEOUT,
             )
-            return
+            return True
         except DuplicateJobError:
             try:
                 existing = Job.fetch(job_id, connection=redis_client())
             except NoSuchJobError:
                 continue  # it ended just now
             status = existing.get_status(refresh=False)
-            if status == JobStatus.STARTED and not drain_died:
-                if time.monotonic() < patience_ends:
-                    time.sleep(0.005)
-                    continue
-                break
-            if status in _WAITING or not replace_stale:
+            if status in _WAITING:
+                return True
+            if (status == JobStatus.STARTED and not drain_died) or not replace_stale:
                 break
             existing.delete()
     redis_client().set(again_key(target_id), 1, ex=DRAIN_JOB_TIMEOUT)
+    return False
 
 
 def again_key(target_id: int) -> str:
