@@ -146,7 +146,6 @@ def claim_lane_runs(
     first, so no lane waits behind a busier one. Each target's runs by its id;
     one UPDATE takes them all. Commits."""
     wanted: list[list[int]] = []
-    by_vehicle: list[Room] = []
     for room in rooms:
         target = room.target
         if room.lanes <= 0:
@@ -164,20 +163,12 @@ def claim_lane_runs(
         else:
             if target.latest_wins:
                 supersede_backlogs(target.id, now)
-            by_vehicle.append(room)
-    wanted += _vehicle_lane_runs(by_vehicle, now)
+            runs = _due_lane_runs(target.id, room.lanes, room.run_length, now)
+            wanted += [[row.id for row in run] for run in runs]
     claimed: dict[int, list[list[OutboxMessage]]] = {}
     for run in _take(wanted, owner, now):
         claimed.setdefault(run[0].target_id, []).append(run)
     return claimed
-
-
-def _vehicle_lane_runs(rooms: list[Room], now: datetime) -> list[list[int]]:
-    """The runs to take of targets ordered by vehicle, target by target."""
-    runs = []
-    for room in rooms:
-        runs += _due_lane_runs(room.target.id, room.lanes, room.run_length, now)
-    return [[row.id for row in run] for run in runs]
 
 
 def _due_lane_runs(target_id: int, lanes: int, run_length: int, now: datetime) -> list[list[Any]]:
