@@ -114,11 +114,28 @@ def test_portal_demo_opens_the_live_feed_and_it_shows_the_answer(client, auth, a
     dialog = auth.post(f"/webhooks/{webhook.id}/demo", page="/webhooks/", htmx=True)
     html = dialog.data.decode()
     assert dialog.status_code == 200 and "Live feed" in html
-    assert f'hx-get="/webhooks/{webhook.id}/feed"' in html and 'hx-trigger="every 1s"' in html
-    assert "Pending" in html
+    test_id = re.search(r'hx-get="/webhooks/\d+/feed\?test=(msg_[0-9a-f]+)"', html).group(1)
+    assert 'hx-trigger="every 1s"' in html
+    assert "Your test event" in html and "Pending" in html
     drain_target(webhook.id)
-    feed = client.get(f"/webhooks/{webhook.id}/feed", headers=HTMX).data.decode()
+    feed = client.get(f"/webhooks/{webhook.id}/feed?test={test_id}", headers=HTMX).data.decode()
     assert "Delivered" in feed and ">200<" in feed and " ms<" in feed and ">test<" in feed
+
+
+def test_the_demo_message_stays_pinned_above_live_traffic(client, auth, admin, receiver):
+    webhook, _ = webhook_to(admin.account_id, receiver.url("/ok"))
+    auth.login("admin@acme.example.com")
+    html = auth.post(f"/webhooks/{webhook.id}/demo", page="/webhooks/", htmx=True).data.decode()
+    test_id = re.search(r"feed\?test=(msg_[0-9a-f]+)", html).group(1)
+    emit(admin.account_id, 20)  # live traffic: more than the feed's 15 rows
+    pinned = client.get(f"/webhooks/{webhook.id}/feed?test={test_id}", headers=HTMX)
+    assert test_id in pinned.data.decode() and "Your test event" in pinned.data.decode()
+    unpinned = client.get(f"/webhooks/{webhook.id}/feed", headers=HTMX).data.decode()
+    assert test_id not in unpinned and "Your test event" not in unpinned
+    # Another webhook's message is never pinned here.
+    other, _ = webhook_to(admin.account_id, receiver.url("/ok"))
+    elsewhere = client.get(f"/webhooks/{other.id}/feed?test={test_id}", headers=HTMX)
+    assert elsewhere.status_code == 200 and test_id not in elsewhere.data.decode()
 
 
 def test_portal_messages_panel_detail_and_redeliver(client, auth, admin, receiver):

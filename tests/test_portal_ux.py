@@ -236,7 +236,7 @@ def test_a_real_delivery_records_activity_and_the_grid_charts_it(admin, client, 
     ) in row_html
     assert 'class="activity-attempts" d="M0 40H' in row_html
     assert '<span class="activity-rate" aria-hidden="true">100 %</span>' in row_html
-    assert cells(row_html)[8:10] == ["just now", "none"]
+    assert cells(row_html)[7:9] == ["just now", "none"]
     assert " style=" not in grid
 
     page = client.get(f"/webhooks/{webhook.id}").data.decode()
@@ -261,7 +261,7 @@ def test_a_failed_delivery_shows_its_error_and_when(admin, client, receiver):
     assert 'class="activity-failed"' in row_html
     assert '<span class="last-error" title="HTTP 500">HTTP 500</span>' in row_html
     assert '<span class="activity-rate" aria-hidden="true">0 %</span>' in row_html
-    assert cells(row_html)[8:10] == ["never", "HTTP 500 just now"]
+    assert cells(row_html)[7:9] == ["never", "HTTP 500 just now"]
 
 
 def test_the_last_error_stays_after_recovery_and_is_truncated_on_screen_not_in_the_title(
@@ -276,7 +276,7 @@ def test_the_last_error_stays_after_recovery_and_is_truncated_on_screen_not_in_t
     row_html = grid_row(client.get(MANAGER, headers=HTMX).data.decode(), f"webhook-{webhook.id}")
     assert f'title="{long_error.strip()[:500]}"' in row_html  # the whole text on hover
     assert 'class="last-error"' in row_html  # cut to one line by the CSS
-    assert cells(row_html)[8] == "3 h ago"
+    assert cells(row_html)[7] == "3 h ago"
 
 
 def test_integrations_show_their_last_delivery_error_and_activity(admin, client):

@@ -342,13 +342,14 @@ def delete(webhook_id: int) -> ResponseReturnValue:
 def demo(webhook_id: int) -> Response:
     """Demo: send a test event and open the live feed of the webhook's messages."""
     webhook = _own_webhook(webhook_id)
-    send_demo(webhook)
+    test = send_demo(webhook)
     db.session.commit()
     return render_dialog(
         "webhooks/_feed_panel.html",
         f"Live feed · {webhook.name}",
         trigger=CHANGED,
         webhook=webhook,
+        test=test,
         messages=target_messages(webhook.id, limit=FEED_SIZE),
     )
 
@@ -356,11 +357,15 @@ def demo(webhook_id: int) -> Response:
 @bp.get("/<int:webhook_id>/feed")
 @login_required
 def feed(webhook_id: int) -> str:
-    """The live feed: the latest messages as they are sent and answered."""
+    """The live feed: the latest messages as they are sent and answered, and the
+    Demo's test message (?test=<webhook-id>) pinned above them, however busy the
+    webhook is."""
     webhook = _own_webhook(webhook_id)
+    test_id = request.args.get("test", "")
     return render_template(
         "webhooks/_feed.html",
         webhook=webhook,
+        test=find_message(webhook.id, test_id) if test_id else None,
         messages=target_messages(webhook.id, limit=FEED_SIZE),
     )
 

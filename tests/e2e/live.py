@@ -36,6 +36,7 @@ class LiveServer:
     browser shows a user an error page, the tests show the engineer the cause."""
 
     def __init__(self, app: Flask) -> None:
+        self.app = app  # for setting a scene no API reaches (a long last error, say)
         self.errors: list[str] = []
         errors = self.errors
 
