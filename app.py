@@ -130,6 +130,11 @@ def _configure_logging(app: Flask) -> None:
         logging.basicConfig(
             level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
         )
+    if app.config["FLEETHOOK_VERBOSE"]:
+        # A line per delivery (outbox.drain) is DEBUG: at hundreds a second it
+        # would bury everything else. Only our own loggers go down to DEBUG — at
+        # the root, SQLAlchemy would log every statement.
+        logging.getLogger("outbox").setLevel(logging.DEBUG)
 
 
 def _warn_if_htmx_missing(app: Flask) -> None:

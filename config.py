@@ -101,6 +101,12 @@ def retry_queues(namespace: str) -> list[str]:
     return [f"{namespace}:retries"]
 
 
+def verbose(environ: Mapping[str, str]) -> bool:
+    """FLEETHOOK_VERBOSE: the app's and `make run`'s switch for per-request,
+    per-job and per-delivery log lines."""
+    return parse_bool("FLEETHOOK_VERBOSE", environ.get("FLEETHOOK_VERBOSE", ""))
+
+
 def _number(environ: Mapping[str, str], name: str, default: float) -> float:
     raw = environ.get(name, "")
     if not raw:
@@ -208,6 +214,9 @@ def load_config(environ: Mapping[str, str], instance_path: str) -> dict[str, Any
         "FLEETHOOK_ALLOW_LOCAL_NETWORK": parse_bool(
             "FLEETHOOK_ALLOW_LOCAL_NETWORK", environ.get("FLEETHOOK_ALLOW_LOCAL_NETWORK", "")
         ),
+        # Log every delivery (and, in `make run`, every request and RQ job); off,
+        # a console shows warnings and a summary a minute.
+        "FLEETHOOK_VERBOSE": verbose(environ),
         # Networks deliveries may reach though they are not public (on-premises
         # receivers), while every other non-public address stays refused.
         "FLEETHOOK_ALLOWED_NETWORKS": parse_networks(environ.get("FLEETHOOK_ALLOWED_NETWORKS", "")),

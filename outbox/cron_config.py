@@ -1,4 +1,5 @@
-"""The schedule `rq cron` runs: the sweeper every FLEETHOOK_SWEEP_SECONDS (5).
+"""The schedule `rq cron` runs: the sweeper every FLEETHOOK_SWEEP_SECONDS (5), and
+the summary line at the start of every minute (outbox/summary.py).
 
     rq cron outbox/cron_config.py --url "$REDIS_URL"
 
@@ -12,6 +13,7 @@ import os
 from rq import cron
 
 from config import DEFAULT_REDIS_NAMESPACE
+from outbox.summary import log_summary
 from outbox.sweeper import sweep
 
 namespace = os.environ.get("FLEETHOOK_REDIS_NAMESPACE") or DEFAULT_REDIS_NAMESPACE
@@ -22,4 +24,12 @@ cron.register(
     job_timeout=120,
     result_ttl=0,
     name="fleethook-sweeper",
+)
+cron.register(
+    log_summary,
+    f"{namespace}:maintenance",
+    cron="* * * * *",
+    job_timeout=60,
+    result_ttl=0,
+    name="fleethook-summary",
 )

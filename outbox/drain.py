@@ -673,8 +673,9 @@ def record_results(owner: str, outcomes: Sequence[Outcomes]) -> None:
     db.session.commit()
     for target_id, mine in of_target.items():
         record_deliveries([r for _, r, _ in mine], kinds[target_id])
+    # DEBUG: one line per delivery; FLEETHOOK_VERBOSE=1 shows them (app.py).
     for message_id, target_id, status, status_code, duration_ms in lines:
-        log.info(
+        log.debug(
             "delivery webhook-id=%s target=%s outcome=%s http=%s ms=%s",
             message_id, target_id, status, status_code, duration_ms,
         )  # fmt: skip
