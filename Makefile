@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: run test e2e screenshots lint assets clean
+.PHONY: run test token e2e screenshots lint assets clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Fleethook needs Python 3.11 or newer")'
@@ -25,6 +25,10 @@ assets: $(VENV)/.run-installed
 
 run: $(VENV)/.run-installed assets
 	$(BIN)/python devstack.py run
+
+# The demo login and API token the running (or last) `make run` printed.
+token:
+	@$(PYTHON) devstack.py token
 
 test: $(VENV)/.dev-installed assets
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

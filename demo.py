@@ -1,5 +1,5 @@
-"""Demo data for `make run`: the demo account with its admin login and a fresh API
-token on every start."""
+"""Demo data for `make run`: the demo account with its admin login, the demo
+vehicles, and a fresh API token on every start."""
 
 from __future__ import annotations
 
@@ -11,6 +11,9 @@ from accounts.models import ApiToken, User
 from accounts.tokens import issue_token, revoke_token
 from accounts.users import create_account
 from extensions import db
+from fleet.models import Vehicle
+from fleet.records import create_vehicle
+from fleet.simulator import DEFAULT_VEHICLES, demo_vehicles
 
 DEMO_ACCOUNT = "Demo Fleet"
 DEMO_EMAIL = "demo@fleethook.example"
@@ -21,12 +24,21 @@ demo_cli = AppGroup("demo", help="Demo data for local runs.")
 
 
 def seed_demo() -> tuple[User, str]:
-    """The demo admin (created if missing) and a new API token; the previous demo
-    token is revoked so only the one last printed works."""
+    """The demo admin (created if missing), the simulator's demo vehicles (those
+    missing), and a new API token; the previous demo token is revoked so only the
+    one last printed works."""
     user = db.session.scalar(select(User).where(User.email == DEMO_EMAIL))
     if user is None:
         user = create_account(DEMO_ACCOUNT, DEMO_EMAIL, DEMO_PASSWORD)
         db.session.flush()
+    # Here, not only when the simulator starts: the documentation's examples name
+    # these VINs, and must work with the simulator off too.
+    known = set(
+        db.session.scalars(select(Vehicle.vin).where(Vehicle.account_id == user.account_id))
+    )
+    for vehicle in demo_vehicles(DEFAULT_VEHICLES):
+        if vehicle.vin not in known:
+            create_vehicle(user.account_id, vehicle.api_body())
     previous = db.session.scalars(
         select(ApiToken).where(
             ApiToken.user_id == user.id,

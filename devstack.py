@@ -8,6 +8,10 @@ sweeper so that Ctrl-C stops everything that was started.
                                 integrations talk to local fakes of the providers)
                                 and the demo vehicle simulator (--no-simulator, or
                                 FLEETHOOK_SIMULATOR=0, leaves the simulator out)
+    python devstack.py cli …    `flask --app app …` with the development settings and,
+                                while `make run` runs, its Redis and database (what
+                                the ./fleethook script runs)
+    python devstack.py token    the demo login and API token `make run` last printed
 
 Standard library only (apart from the app's own CLI, run as subprocesses), so it
 works before and outside the app's imports.
@@ -33,10 +37,21 @@ import time
 import urllib.request
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import NoReturn
 
 ROOT = Path(__file__).resolve().parent
 INSTANCE = ROOT / "instance"
 BIN = Path(sys.executable).parent
+
+# Kept once, read by every development command: SECRET_KEY and the encryption key.
+DEVELOPMENT_ENV = INSTANCE / "development.env"
+# While `make run` runs: the settings it gave its processes (its private Redis
+# above all), so the CLI beside it reaches the same stack. Removed when it stops.
+MAKE_RUN_ENV = INSTANCE / "make-run.env"
+# What `flask demo seed` printed at the last start (login and API token), for
+# `make token`, and the token alone, for shells: TOKEN=$(cat instance/demo-token).
+DEMO_LOGIN = INSTANCE / "demo-login"
+DEMO_TOKEN = INSTANCE / "demo-token"
 
 HTMX_VERSION = "2.0.11"
 HTMX_INTEGRITY = "sha512-Thx/WtpeOQqSrqBCw/A1cwGJGg4UrVa3+sW0GmrM3p4gJgO89ecH4qtbnyzDDWFvBTqjnIMCgELTNt636dtamA=="  # noqa: E501
@@ -195,26 +210,91 @@ def _flask(args: Sequence[str], env: Mapping[str, str], capture: bool = False) -
     return result.stdout or ""
 
 
-def development_secrets(path: Path) -> dict[str, str]:
-    """SECRET_KEY and an encryption key for the laptop, made once and kept in
-    instance/ so sessions and encrypted secrets survive restarts."""
+def read_env_file(path: Path) -> dict[str, str]:
+    """NAME=value lines (as the files in instance/ hold them); none if no file."""
     values: dict[str, str] = {}
     if path.exists():
         for line in path.read_text().splitlines():
             name, _, value = line.partition("=")
-            if value:
+            if value and not name.startswith("#"):
                 values[name.strip()] = value.strip()
+    return values
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write a file only its owner may read: these hold keys and tokens."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(text)
+
+
+def development_secrets(path: Path) -> dict[str, str]:
+    """SECRET_KEY and an encryption key for the laptop, made once and kept in
+    instance/ so sessions and encrypted secrets survive restarts."""
+    values = read_env_file(path)
     if not {"SECRET_KEY", "FLEETHOOK_ENCRYPTION_KEYS"} <= values.keys():
         values.setdefault("SECRET_KEY", secrets.token_urlsafe(48))
         # A Fernet key is 32 random bytes, url-safe base64.
         values.setdefault(
             "FLEETHOOK_ENCRYPTION_KEYS", base64.urlsafe_b64encode(os.urandom(32)).decode()
         )
-        path.parent.mkdir(parents=True, exist_ok=True)
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(descriptor, "w") as handle:
-            handle.write("".join(f"{name}={value}\n" for name, value in values.items()))
+        write_private(path, "".join(f"{name}={value}\n" for name, value in values.items()))
     return values
+
+
+def development_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    """`environ` with the development settings under it: what `make run` and the
+    development CLI run with. A variable already set wins."""
+    env = dict(environ)
+    env.setdefault("FLEETHOOK_ENV", "development")
+    env.setdefault("FLEETHOOK_ALLOW_LOCAL_NETWORK", "1")
+    for name, value in development_secrets(DEVELOPMENT_ENV).items():
+        env.setdefault(name, value)
+    return env
+
+
+def stack_settings(env: Mapping[str, str]) -> str:
+    """The MAKE_RUN_ENV text: every setting of the running stack that Fleethook
+    reads, so a command beside it reaches the same Redis and database with the
+    same keys."""
+    names = sorted(
+        name
+        for name in env
+        if name.startswith("FLEETHOOK_") or name in ("DATABASE_URL", "REDIS_URL", "SECRET_KEY")
+    )
+    return "# make run's settings while it runs (removed when it stops)\n" + "".join(
+        f"{name}={env[name]}\n" for name in names if "\n" not in env[name]
+    )
+
+
+def cli_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    """The development CLI's environment: `environ`, then the running stack's
+    settings, then the development defaults (the first to set a variable wins)."""
+    env = dict(environ)
+    for name, value in read_env_file(MAKE_RUN_ENV).items():
+        env.setdefault(name, value)
+    return development_environment(env)
+
+
+def cli(args: Sequence[str]) -> NoReturn:
+    """`./fleethook …`: the app's CLI with the settings of the stack `make run`
+    runs (or, when it is not running, the development settings alone)."""
+    env = cli_environment(os.environ)
+    flask = BIN / "flask"
+    # The app is this checkout's, whatever the current directory.
+    os.chdir(ROOT)
+    os.execve(flask, [str(flask), "--app", "app", *args], env)
+
+
+def print_demo_login() -> int:
+    """`make token`: the demo login and API token the last `make run` printed."""
+    if not DEMO_LOGIN.exists():
+        message = "No demo login yet: `make run` creates the demo account and prints it."
+        print(message, file=sys.stderr)
+        return 1
+    print(DEMO_LOGIN.read_text().strip())
+    return 0
 
 
 def _wait_until_healthy(
@@ -284,11 +364,7 @@ def run(simulator: bool = True, fake_providers: bool = False) -> int:
     """`make run`: the whole product on embedded defaults, until Ctrl-C."""
     signal.signal(signal.SIGINT, _raise_stop)
     signal.signal(signal.SIGTERM, _raise_stop)
-    env = dict(os.environ)
-    env.setdefault("FLEETHOOK_ENV", "development")
-    env.setdefault("FLEETHOOK_ALLOW_LOCAL_NETWORK", "1")
-    for name, value in development_secrets(INSTANCE / "development.env").items():
-        env.setdefault(name, value)
+    env = development_environment(os.environ)
     port = int(env.get("PORT") or 5000)
     url = f"http://127.0.0.1:{port}/"
 
@@ -303,18 +379,26 @@ def run(simulator: bool = True, fake_providers: bool = False) -> int:
             fakes, fake_settings, fake_lines = start_fake_providers(env)
             children.append(("fake providers", fakes))
             env.update(fake_settings)
+        write_private(MAKE_RUN_ENV, stack_settings(env))
         _flask(["db", "upgrade"], env)
         credentials = _flask(["demo", "seed"], env, capture=True)
-        from config import DEFAULT_REDIS_NAMESPACE, retry_queues, worker_queues
+        write_private(DEMO_LOGIN, credentials)
+        write_private(DEMO_TOKEN, (demo_token(credentials) or "") + "\n")
+        from config import DEFAULT_REDIS_NAMESPACE, retry_queues, verbose, worker_queues
 
         namespace = env.get("FLEETHOOK_REDIS_NAMESPACE") or DEFAULT_REDIS_NAMESPACE
+        # A quiet console by default, so the banner stays in view: no line per
+        # request or per job (the sweeper alone runs one every 5 s); the worker
+        # logs a summary a minute (outbox/summary.py). FLEETHOOK_VERBOSE=1 logs
+        # them all.
+        loud = verbose(env)
         commands = {
             "portal": [
                 str(BIN / "gunicorn"),
                 "--bind", f"127.0.0.1:{port}",
                 "--workers", "2",
                 "--threads", "4",
-                "--access-logfile", "-",
+                *(["--access-logfile", "-"] if loud else []),
                 "--no-control-socket",
                 "app:create_app()",
             ],
@@ -322,6 +406,7 @@ def run(simulator: bool = True, fake_providers: bool = False) -> int:
                 str(BIN / "rq"), "worker",
                 "--worker-class", "worker.FleethookWorker",
                 "--with-scheduler",
+                *([] if loud else ["--quiet"]),
                 "--url", env["REDIS_URL"],
                 *worker_queues(namespace),
             ],
@@ -330,10 +415,15 @@ def run(simulator: bool = True, fake_providers: bool = False) -> int:
             "retry worker": [
                 str(BIN / "rq"), "worker",
                 "--worker-class", "worker.FleethookWorker",
+                *([] if loud else ["--quiet"]),
                 "--url", env["REDIS_URL"],
                 *retry_queues(namespace),
             ],
-            "sweeper": [str(BIN / "rq"), "cron", "outbox.cron_config", "--url", env["REDIS_URL"]],
+            "sweeper": [
+                str(BIN / "rq"), "cron", "outbox.cron_config",
+                "--logging-level", "info" if loud else "warning",
+                "--url", env["REDIS_URL"],
+            ],
         }  # fmt: skip
         for name, command in commands.items():
             children.append(
@@ -364,7 +454,9 @@ def run(simulator: bool = True, fake_providers: bool = False) -> int:
             + f"  Redis: {env['REDIS_URL']}   Database: {env.get('DATABASE_URL') or 'instance/'}\n"
             f"  {simulator_line}\n"
             + "".join(f"  Fake {line}\n" for line in fake_lines)
-            + "  Ctrl-C stops everything.\n",
+            + "  `make token` shows the login and token again; `./fleethook --help`, the CLI.\n"
+            "  A summary line a minute; FLEETHOOK_VERBOSE=1 logs every request and delivery.\n"
+            "  Ctrl-C stops everything.\n",
             flush=True,
         )
         watched = list(children)
@@ -389,13 +481,19 @@ def run(simulator: bool = True, fake_providers: bool = False) -> int:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         stop_process_groups([process for _, process in children])
+        # The CLI must not reach for a Redis that is gone.
+        MAKE_RUN_ENV.unlink(missing_ok=True)
         if redis is not None:
             redis.stop()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    args_given = list(sys.argv[1:] if argv is None else argv)
+    if args_given[:1] == ["cli"]:
+        # Everything after `cli` is the app's CLI's own, --help included.
+        cli(args_given[1:])
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("command", choices=["assets", "run"])
+    parser.add_argument("command", choices=["assets", "run", "token"])
     parser.add_argument(
         "--fake-providers", action="store_true",
         help="run: point the integrations at local fakes of the providers' APIs (or "
@@ -405,7 +503,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--no-simulator", action="store_true",
         help="run: do not start the demo vehicle simulator (or FLEETHOOK_SIMULATOR=0)",
     )  # fmt: skip
-    args = parser.parse_args(argv)
+    args = parser.parse_args(args_given)
+    if args.command == "token":
+        return print_demo_login()
     if args.command == "assets":
         fetch_htmx()
         return 0
