@@ -139,6 +139,11 @@ def create() -> ResponseReturnValue:
     db.session.commit()
     if provider.receives_locations:
         return _release_dialog(ReleaseForm(formdata=None), integration)
+    if is_htmx_request():  # say so before the dialog closes
+        return render_dialog(
+            "integrations/_connected.html", f"{provider.name} connected", trigger=CHANGED,
+            provider=provider, integration=integration,
+        )  # fmt: skip
     return _after_change(f"{provider.name} connected as integration {integration.id}.")
 
 

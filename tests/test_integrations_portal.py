@@ -16,6 +16,7 @@ from integrations.lifecycle import create_integration
 from integrations.models import Integration
 from outbox.models import OutboxMessage
 from tests.conftest import HTMX, bearer, make_user
+from tests.test_portal_ux import text_of
 from tests.fakes.fleetio import ACCOUNT_TOKEN, API_KEY, FleetioFake
 
 pytestmark = pytest.mark.app_config(FLEETHOOK_ALLOW_LOCAL_NETWORK=True)
@@ -67,8 +68,11 @@ def test_the_fleetio_form_connects_after_the_credential_check(admin, client, aut
         assert f'name="{name}"' in dialog
     assert 'type="password"' in dialog  # the API key is not shown as typed
     response = auth.post("/integrations/new", FLEETIO_FORM, page=MANAGER, htmx=True)
-    assert response.status_code == 204 and "integrations-changed" in response.headers["HX-Trigger"]
+    assert response.status_code == 200 and "integrations-changed" in response.headers["HX-Trigger"]
     [saved] = integrations()
+    confirmation = text_of(response.get_data(as_text=True))
+    assert "Fleetio connected" in confirmation
+    assert f"Fleetio is connected as integration {saved.id}" in confirmation
     assert saved.provider == "fleetio" and saved.status == "active"
     assert saved.options == {"account_id": ACCOUNT_TOKEN, "update_odometer": True,
                              "update_dtcs": True}  # fmt: skip

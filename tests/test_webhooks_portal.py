@@ -14,6 +14,7 @@ from database import utcnow
 from extensions import db
 from outbox.models import Target
 from tests.conftest import HTMX, make_user
+from tests.test_delivery import emit
 from webhooks.events import EVENT_TYPES
 from webhooks.lifecycle import create_webhook
 from webhooks.models import Webhook
@@ -403,3 +404,40 @@ def test_the_form_offers_the_accounts_vehicle_groups(admin, client, auth):
     assert options == ["", "North", "South"]
     auth.post("/webhooks/new", valid_form("location", vehicle_group="South"), page=MANAGER)
     assert db.session.query(Webhook).one().vehicle_group == "South"
+
+
+def test_the_webhook_page_pages_through_its_messages(admin, client):
+    webhook = new_webhook(admin.account_id, event_type="location")
+    emit(admin.account_id, 120)
+    first = client.get(f"/webhooks/{webhook.id}").data.decode()
+    ids = re.findall(r"<code>(msg_[0-9a-f]+)</code>", first)
+    assert len(ids) == 50 and "Older messages" in first and "Newest" not in first
+    older = re.search(r'href="(/webhooks/\d+\?before=\d+)">Older messages', first).group(1)
+    second = client.get(html.unescape(older)).data.decode()
+    second_ids = re.findall(r"<code>(msg_[0-9a-f]+)</code>", second)
+    assert len(second_ids) == 50 and not set(ids) & set(second_ids) and "Newest" in second
+    third = client.get(
+        html.unescape(re.search(r'href="([^"]+)">Older messages', second).group(1))
+    ).data.decode()
+    third_ids = re.findall(r"<code>(msg_[0-9a-f]+)</code>", third)
+    assert len(third_ids) == 20 and "Older messages" not in third
+    assert len(set(ids + second_ids + third_ids)) == 120
+    # The status filter carries over; a page number that is not one shows the first page.
+    assert "status=pending" in client.get(f"/webhooks/{webhook.id}?status=pending").data.decode()
+    assert client.get(f"/webhooks/{webhook.id}?before=abc").status_code == 200
+
+
+def test_the_webhook_page_pauses_resumes_and_offers_demo(admin, client, auth):
+    webhook = new_webhook(admin.account_id)
+    page = client.get(f"/webhooks/{webhook.id}").data.decode()
+    assert f'hx-post="/webhooks/{webhook.id}/demo"' in page and '<div id="dialog-host">' in page
+    paused = auth.post(f"/webhooks/{webhook.id}/pause", page=f"/webhooks/{webhook.id}",
+                       data={"back": "detail"})  # fmt: skip
+    assert paused.status_code == 302 and paused.location.endswith(f"/webhooks/{webhook.id}")
+    assert db.session.get(Webhook, webhook.id).status == "paused"
+    page = client.get(f"/webhooks/{webhook.id}").data.decode()
+    assert ">Resume</button>" in page and f"Webhook {webhook.id} paused." in page
+    resumed = auth.post(f"/webhooks/{webhook.id}/resume", page=f"/webhooks/{webhook.id}",
+                        data={"back": "detail"})  # fmt: skip
+    assert resumed.location.endswith(f"/webhooks/{webhook.id}")
+    assert db.session.get(Webhook, webhook.id).status == "active"

@@ -214,11 +214,14 @@ def example() -> str:
 @bp.get("/<int:webhook_id>")
 @login_required
 def detail(webhook_id: int) -> str:
-    """One webhook: its settings, its secret, its messages."""
+    """One webhook: its settings, its secret, its messages (newest first, a page
+    at a time: ?before=<the last one's number>)."""
     webhook = _own_webhook(webhook_id)
     status = request.args.get("status")
     if status not in set(MessageStatus):
         status = None
+    before = request.args.get("before", type=int)
+    messages = target_messages(webhook.id, status, before_id=before, limit=MESSAGES_PAGE + 1)
     return render_template(
         "webhooks/detail.html",
         webhook=webhook,
@@ -227,7 +230,9 @@ def detail(webhook_id: int) -> str:
         offers_latest_wins=webhook.event_type in LATEST_WINS_EVENT_TYPES,
         masked_header=mask(webhook.custom_header_value) if webhook.custom_header_value else None,
         button=EmptyForm(),
-        messages=target_messages(webhook.id, status, limit=MESSAGES_PAGE),
+        messages=messages[:MESSAGES_PAGE],
+        older_than=messages[MESSAGES_PAGE - 1].id if len(messages) > MESSAGES_PAGE else None,
+        before=before,
         counts=status_counts(webhook.id),
         activity=target_activity(webhook.id, utcnow()),
         status_filter=status,
@@ -270,12 +275,15 @@ def update(webhook_id: int) -> ResponseReturnValue:
     return _after_change(f"Webhook {webhook.id} saved.")
 
 
-def _after_change(message: str) -> ResponseReturnValue:
-    """htmx: close the dialog and let the grid refresh itself; otherwise back to
-    the Webhook Manager with a message."""
+def _after_change(message: str, webhook: Webhook | None = None) -> ResponseReturnValue:
+    """htmx: close the dialog and let the grid refresh itself; otherwise back with
+    a message — to the webhook's page when its buttons were used, else to the
+    Webhook Manager."""
     if is_htmx_request():
         return Response(status=204, headers={"HX-Trigger": f"{CHANGED}, {CLOSE_DIALOG}"})
     flash(message, "success")
+    if webhook is not None and request.form.get("back") == "detail":
+        return redirect(url_for("webhooks.detail", webhook_id=webhook.id))
     return redirect(url_for("webhooks.manager"))
 
 
@@ -286,7 +294,7 @@ def pause(webhook_id: int) -> ResponseReturnValue:
     webhook = _own_webhook(webhook_id)
     pause_webhook(webhook)
     db.session.commit()
-    return _after_change(f"Webhook {webhook.id} paused.")
+    return _after_change(f"Webhook {webhook.id} paused.", webhook)
 
 
 @bp.post("/<int:webhook_id>/resume")
@@ -296,7 +304,7 @@ def resume(webhook_id: int) -> ResponseReturnValue:
     webhook = _own_webhook(webhook_id)
     resume_webhook(webhook)
     db.session.commit()
-    return _after_change(f"Webhook {webhook.id} resumed.")
+    return _after_change(f"Webhook {webhook.id} resumed.", webhook)
 
 
 @bp.post("/<int:webhook_id>/rotate-secret")

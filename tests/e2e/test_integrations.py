@@ -50,7 +50,11 @@ def test_fleetio_counters_move_in_the_grid_as_trucks_report(
     expect(dialog.get_by_label("Update Odometer")).to_be_checked()
     checks.audit(page, "Connect Fleetio dialog")
     dialog.get_by_role("button", name="Connect").click()
-    expect(dialog).to_have_count(0)
+    connected = page.get_by_role("dialog", name="Fleetio connected")
+    expect(connected).to_contain_text("Fleetio is connected as integration")
+    checks.audit(page, "Fleetio connected dialog")
+    connected.get_by_role("button", name="Done").click()
+    expect(connected).to_have_count(0)
 
     (integration,) = live.api.get("/api/v1/integrations")["integrations"]
     row = integration_row(page, integration["id"])
