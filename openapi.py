@@ -433,7 +433,15 @@ def _schemas() -> dict[str, Any]:
                                     "outcome": {"type": "string"},
                                     "status_code": {"type": ["integer", "null"]},
                                     "duration_ms": {"type": "integer"},
-                                    "error": NULLABLE_STRING,
+                                    "error": {
+                                        "type": ["string", "null"],
+                                        "description": "What went wrong, in a short sentence.",
+                                    },
+                                    "error_detail": {
+                                        "type": ["string", "null"],
+                                        "description": "The technical text of the failure "
+                                        "(the exception), for whoever debugs the receiver.",
+                                    },
                                     "request_headers": {"type": "object"},
                                     "response_headers": {"type": ["object", "null"]},
                                     "response_body": NULLABLE_STRING,

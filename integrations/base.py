@@ -15,7 +15,8 @@ import requests
 
 from database import utcnow
 from integrations.models import Integration
-from outbox.http import connection_error_text, elapsed_ms, failed_result, outbound_session
+from outbox.failures import describe_failure, shorten
+from outbox.http import elapsed_ms, failed_result, outbound_session, request_timeouts
 from outbox.models import OutboxMessage
 from outbox.registry import Result
 from outbox.schedule import parse_retry_after
@@ -97,6 +98,7 @@ class Api:
         self.headers = dict(headers)
         self.provider_name = provider_name
         self.session = outbound_session()
+        self.timeouts = request_timeouts()  # what the session waits: for the words of a timeout
 
     def call(
         self, method: str, path: str, shown_headers: Mapping[str, str] | None = None, **kwargs: Any
@@ -109,12 +111,10 @@ class Api:
         started = time.perf_counter()
         try:
             response = self.session.request(method, url, headers=headers, **kwargs)
-        except requests.Timeout:
-            return None, failed_result(started, shown, f"{self.provider_name} timed out")
-        except requests.ConnectionError as error:
-            return None, failed_result(started, shown, connection_error_text(error))
         except requests.RequestException as error:
-            return None, failed_result(started, shown, f"{type(error).__name__}: {error}"[:500])
+            connect_timeout, read_timeout = self.timeouts
+            failure = describe_failure(error, url, read_timeout, connect_timeout)
+            return None, failed_result(started, shown, failure)
         return response, result_of(response, started, shown, self.provider_name)
 
 
@@ -136,7 +136,7 @@ def result_of(
     )
     if result.delivered:
         return result
-    result.error = f"{provider_name} answered HTTP {status}: {reason_in(body)}"[:500]
+    result.error = shorten(f"{provider_name} answered HTTP {status}: {reason_in(body)}", 500)
     if status in (401, 403):
         result.needs_attention = (
             f"{provider_name} refused the credentials (HTTP {status}); update them to resume."
@@ -153,13 +153,13 @@ def reason_in(body: str) -> str:
     try:
         data = json.loads(body)
     except ValueError:
-        return body.strip()[:200] or "no reason given"
+        return shorten(body.strip(), 200) or "no reason given"
     if isinstance(data, Mapping):
         for key in ("errors", "error", "message", "title", "detail"):
             if key in data:
                 value = data[key]
-                return (value if isinstance(value, str) else json.dumps(value))[:300]
-    return json.dumps(data)[:300]
+                return shorten(value if isinstance(value, str) else json.dumps(value), 300)
+    return shorten(json.dumps(data), 300)
 
 
 def vehicle_ref(

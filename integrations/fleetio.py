@@ -59,6 +59,7 @@ from integrations.base import (
 )
 from integrations.models import Integration
 from integrations.providers import register
+from outbox.failures import shorten
 from outbox.models import OutboxMessage
 from outbox.registry import Result, send_in_order
 
@@ -260,7 +261,7 @@ def _vehicle_id(vehicle: Any) -> Any:
 def _labelled(result: Result, label: str) -> Result:
     if result.delivered or not result.error:
         return result
-    return replace(result, error=f"{label}: {result.error}"[:500])
+    return replace(result, error=shorten(f"{label}: {result.error}", 500))
 
 
 def _meter_entry(
@@ -307,7 +308,7 @@ def _fault(api: Api, vehicle: Any, operation: dict[str, Any], vin: str) -> Resul
             result = post()
             result = replace(result, duration_ms=result.duration_ms + spent)
         elif created.status_code != 422:
-            result = replace(created, error=f"Fault rule {code}: {created.error}"[:500])
+            result = replace(created, error=shorten(f"Fault rule {code}: {created.error}", 500))
             return result
         # else: Fleetio has the rule already, so the fault's own refusal stands.
     return _labelled(result, f"Fault {code}")

@@ -42,7 +42,7 @@ from integrations.lifecycle import (
 from integrations.models import Integration
 from integrations.providers import PROVIDERS
 from outbox.activity import RecentActivity, account_activity, target_activity
-from outbox.recovery import target_messages
+from outbox.recovery import last_error_details, target_messages
 from portal import (
     EmptyForm,
     admin_required,
@@ -191,12 +191,14 @@ def detail(integration_id: int) -> str:
     """An integration's page: status, settings (secrets masked), the release,
     vehicles the provider does not know, and its latest messages."""
     integration = _own(integration_id)
+    messages = target_messages(integration.id, None, None, 20)
     return render_template(
         "integrations/detail.html",
         integration=integration,
         provider=PROVIDERS[integration.provider],
         secrets=secrets_of(integration),
-        messages=target_messages(integration.id, None, None, 20),
+        messages=messages,
+        error_details=last_error_details([m.id for m in messages]),
         activity=target_activity(integration.id, utcnow()),
         summary=summary,
     )

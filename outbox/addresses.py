@@ -19,6 +19,12 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 REFUSED_NETWORKS = EXTRA_BLOCKED_NET_RANGES
 
 
+class AddressRefused(Exception):
+    """Marks the connect-time refusals of both HTTP stacks (each raises its own
+    subclass): nothing was connected to, and the text says so without naming the
+    address the host resolved to."""
+
+
 def is_public_address(address: IPAddress) -> bool:
     """True only for a global unicast address outside REFUSED_NETWORKS; an
     IPv4-mapped IPv6 address is judged by the IPv4 address it maps."""

@@ -43,6 +43,7 @@ from outbox.claims import (
     release_messages,
     rows_changed,
 )
+from outbox.failures import describe_failure, shorten
 from outbox.http import read_timeout_cap
 from outbox.metrics import record_deliveries, record_drain
 from outbox.models import (
@@ -477,11 +478,13 @@ def _send_serially(target: Target, batch: Sequence[OutboxMessage], stop_at: floa
     except Exception as error:
         log.exception("sending to target %s failed unexpectedly", target.id)
         db.session.rollback()
+        failure = describe_failure(error)
         return [
             Result(
                 delivered=False,
                 duration_ms=round((time.perf_counter() - started) * 1000),
-                error=f"{type(error).__name__}: {error}"[:500],
+                error=failure.words,
+                error_detail=failure.detail,
             )
         ]
 
@@ -643,6 +646,7 @@ def record_results(owner: str, outcomes: Sequence[Outcomes]) -> None:
                     "status_code": r.status_code,
                     "duration_ms": r.duration_ms,
                     "error": r.error,
+                    "error_detail": r.error_detail,
                     "request_headers": r.request_headers,
                     "response_headers": r.response_headers,
                     "response_body": r.response_body,
@@ -748,4 +752,4 @@ def _error_text(result: Result) -> str:
         text = f"HTTP {result.status_code}"
     else:
         text = "The attempt failed"
-    return text[:500]
+    return shorten(text, 500)

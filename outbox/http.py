@@ -12,7 +12,7 @@ import ipaddress
 import logging
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
@@ -25,7 +25,8 @@ from requests_hardened import Config, HTTPSession
 from requests_hardened.ip_filter import InvalidIPAddress
 from urllib3.util.connection import allowed_gai_family
 
-from outbox.addresses import IPAddress, is_public_address
+from outbox.addresses import AddressRefused, IPAddress, is_public_address
+from outbox.failures import Failure
 from outbox.registry import Result
 
 log = logging.getLogger(__name__)
@@ -36,27 +37,35 @@ _sessions: dict[tuple[Any, ...], requests.Session] = {}
 _read_timeout_cap: ContextVar[float | None] = ContextVar("read_timeout_cap", default=None)
 
 
-class NotPublicAddress(InvalidIPAddress):
-    """The host of a request resolved, when it was sent, to an address that is not
-    public; nothing was connected to."""
+class NotPublicAddress(InvalidIPAddress, AddressRefused):
+    """The host of a request resolved, when it was sent, to an address that may not
+    be connected to; nothing was connected to."""
 
 
-def connect_address(host: str, port: int | None) -> IPAddress:
+AddressRule = Callable[[IPAddress], bool]
+
+
+def connect_address(host: str, port: int | None, allowed: AddressRule) -> IPAddress:
     """The address to connect to for `host`: one lookup, refused unless every
-    address of the answer may be connected to, then the first of them."""
+    address of the answer is `allowed`, then the first of them."""
     try:
         infos = socket.getaddrinfo(host, port, family=allowed_gai_family(), type=socket.SOCK_STREAM)
-    except (OSError, UnicodeError) as error:
-        reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
-        raise requests.ConnectionError(f"{host} does not resolve ({reason})") from error
+    except OSError as error:
+        raise requests.ConnectionError(f"{host} does not resolve") from error
+    except UnicodeError as error:  # a name IDNA cannot encode resolves to nothing
+        raise requests.ConnectionError(f"{host} does not resolve") from socket.gaierror(
+            socket.EAI_NONAME, f"{host} cannot be encoded ({error})"
+        )
     addresses = [
         ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
         for info in infos
         if info[0] in (socket.AF_INET, socket.AF_INET6)
     ]
     if not addresses:
-        raise requests.ConnectionError(f"{host} does not resolve (no address)")
-    refused = [address for address in addresses if not is_public_address(address)]
+        raise requests.ConnectionError(f"{host} does not resolve") from socket.gaierror(
+            socket.EAI_NODATA, f"{host} has no IPv4 or IPv6 address"
+        )
+    refused = [address for address in addresses if not allowed(address)]
     if refused:
         shown = ", ".join(str(address) for address in refused)
         log.warning("not connecting to %s: %s is not a public address", host, shown)
@@ -70,9 +79,10 @@ class PublicAddressAdapter(HTTPAdapter):
     checked address, while the Host header, TLS server name and certificate check
     keep the URL's host (as requests-hardened's IPFilterAdapter does)."""
 
-    def __init__(self, https: bool) -> None:
+    def __init__(self, https: bool, allowed: AddressRule) -> None:
         super().__init__()
         self._https = https
+        self._allowed = allowed
 
     def build_connection_pool_key_attributes(
         self,
@@ -93,7 +103,7 @@ class PublicAddressAdapter(HTTPAdapter):
         if self._https:
             pool_kwargs["assert_hostname"] = host  # type: ignore[typeddict-unknown-key]
             pool_kwargs["server_hostname"] = host  # type: ignore[typeddict-unknown-key]
-        address = connect_address(host, port)
+        address = connect_address(host, port, self._allowed)
         host_params["host"] = f"[{address}]" if address.version == 6 else str(address)
         return host_params, pool_kwargs
 
@@ -118,8 +128,8 @@ def http_session(read_timeout: float | None = None) -> requests.Session:
         )
     )
     if not allow_local:
-        session.mount("http://", PublicAddressAdapter(https=False))
-        session.mount("https://", PublicAddressAdapter(https=True))
+        session.mount("http://", PublicAddressAdapter(https=False, allowed=is_public_address))
+        session.mount("https://", PublicAddressAdapter(https=True, allowed=is_public_address))
     session.trust_env = False  # no proxies or netrc from the environment
     return session
 
@@ -135,16 +145,24 @@ def read_timeout_cap(seconds: float) -> Iterator[None]:
         _read_timeout_cap.reset(token)
 
 
-def outbound_session() -> requests.Session:
-    """This process's session for the current settings and read timeout."""
+def request_timeouts() -> tuple[float, float]:
+    """Seconds a request of the outbound session may take to connect, and to
+    answer, under the current settings and cap."""
     config = current_app.config
     read_timeout = config["FLEETHOOK_READ_TIMEOUT"]
     cap = _read_timeout_cap.get()
     if cap is not None:
         read_timeout = min(read_timeout, cap)
+    return config["FLEETHOOK_CONNECT_TIMEOUT"], read_timeout
+
+
+def outbound_session() -> requests.Session:
+    """This process's session for the current settings and read timeout."""
+    config = current_app.config
+    connect_timeout, read_timeout = request_timeouts()
     settings = (
         config["FLEETHOOK_ALLOW_LOCAL_NETWORK"],
-        config["FLEETHOOK_CONNECT_TIMEOUT"],
+        connect_timeout,
         read_timeout,
     )
     if settings not in _sessions:
@@ -156,16 +174,11 @@ def elapsed_ms(started: float) -> int:
     return round((time.perf_counter() - started) * 1000)
 
 
-def failed_result(started: float, headers: dict[str, str], error: str) -> Result:
+def failed_result(started: float, headers: dict[str, str], failure: Failure) -> Result:
     return Result(
-        delivered=False, duration_ms=elapsed_ms(started), error=error, request_headers=headers
+        delivered=False,
+        duration_ms=elapsed_ms(started),
+        error=failure.words,
+        error_detail=failure.detail,
+        request_headers=headers,
     )
-
-
-def connection_error_text(error: requests.ConnectionError) -> str:
-    text = str(error)
-    if "refused" in text.lower():
-        return "connection refused"
-    if "reset" in text.lower() or "aborted" in text.lower():
-        return "connection reset"
-    return f"connection failed: {text[:200]}"

@@ -213,7 +213,9 @@ class DeliveryAttempt(db.Model):  # type: ignore[name-defined]
     outcome: Mapped[str] = mapped_column(String(16))
     status_code: Mapped[int | None]
     duration_ms: Mapped[int]
+    # What went wrong in words (outbox/failures.py), and the technical text of it.
     error: Mapped[str | None] = mapped_column(String(500))
+    error_detail: Mapped[str | None] = mapped_column(Text)
     # Custom header values are masked before they are stored.
     request_headers: Mapped[dict[str, str]] = mapped_column(Payload)
     response_headers: Mapped[dict[str, str] | None] = mapped_column(Payload)

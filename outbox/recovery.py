@@ -10,7 +10,7 @@ from sqlalchemy import func, select, update
 
 from database import utcnow
 from extensions import db
-from outbox.models import OPEN_STATUSES, MessageStatus, OutboxMessage, Target
+from outbox.models import OPEN_STATUSES, DeliveryAttempt, MessageStatus, OutboxMessage, Target
 from outbox.queues import nudge_after_commit
 
 FINISHED = (MessageStatus.DELIVERED.value, MessageStatus.DEAD.value, MessageStatus.EXPIRED.value)
@@ -74,6 +74,23 @@ def target_messages(
     if before_id is not None:
         query = query.where(OutboxMessage.id < before_id)
     return list(db.session.scalars(query.order_by(OutboxMessage.id.desc()).limit(limit)))
+
+
+def last_error_details(message_ids: list[int]) -> dict[int, str]:
+    """The technical detail of each message's latest attempt, where it has one."""
+    if not message_ids:
+        return {}
+    latest = (
+        select(func.max(DeliveryAttempt.id))
+        .where(DeliveryAttempt.message_id.in_(message_ids))
+        .group_by(DeliveryAttempt.message_id)
+    )
+    rows = db.session.execute(
+        select(DeliveryAttempt.message_id, DeliveryAttempt.error_detail).where(
+            DeliveryAttempt.id.in_(latest), DeliveryAttempt.error_detail.is_not(None)
+        )
+    )
+    return {message_id: detail or "" for message_id, detail in rows}
 
 
 def find_message(target_id: int, message_id: str) -> OutboxMessage | None:

@@ -18,7 +18,10 @@ class Result:
     delivered: bool
     status_code: int | None = None
     duration_ms: int = 0
+    # What went wrong in a short sentence (outbox/failures.py), and the technical
+    # text beside it: the sentence goes to the grid, both stay on the attempt.
     error: str | None = None
+    error_detail: str | None = None
     # Seconds the receiver asked us to wait (Retry-After), if it did.
     retry_after: float | None = None
     # The receiver pushed back (429/502/503/504) or did not answer by the deadline:

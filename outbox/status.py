@@ -11,6 +11,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from outbox.failures import shorten
 from outbox.models import Target, TargetStatus
 from outbox.queues import nudge_after_commit
 from outbox.registry import Result
@@ -111,4 +112,4 @@ def after_attempts(
 def _retrying(result: Result) -> str:
     if result.status_code is not None:
         return f"Retrying: the last attempt got HTTP {result.status_code}"
-    return f"Retrying: {result.error or 'the last attempt failed'}"[:500]
+    return shorten(f"Retrying: {result.error or 'the last attempt failed'}", 500)

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import atexit
-import errno
 import ipaddress
 import logging
 import socket
@@ -37,7 +36,8 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from flask import current_app
 from yarl import URL
 
-from outbox.addresses import IPAddress, is_public_address
+from outbox.addresses import AddressRefused, IPAddress, is_public_address
+from outbox.failures import describe_failure
 from outbox.registry import Result
 from outbox.schedule import parse_retry_after
 
@@ -53,7 +53,7 @@ GONE = 410
 MAX_CONNECTIONS = 1024
 
 
-class NotPublicAddress(OSError):
+class NotPublicAddress(OSError, AddressRefused):
     """The host resolved, when a connection was opened, to an address that may not
     be connected to; nothing was connected to."""
 
@@ -106,9 +106,8 @@ class CheckedResolver(AbstractResolver):
             infos = await asyncio.to_thread(
                 socket.getaddrinfo, host, port, family, socket.SOCK_STREAM
             )
-        except (OSError, UnicodeError) as error:
-            reason = error.strerror if isinstance(error, OSError) and error.strerror else error
-            raise OSError(f"{host} does not resolve ({reason})") from error
+        except UnicodeError as error:  # a name IDNA cannot encode resolves to nothing
+            raise socket.gaierror(socket.EAI_NONAME, f"{host} cannot be encoded") from error
         results: list[ResolveResult] = []
         for info_family, _, proto, _, sockaddr in infos:
             if info_family not in (socket.AF_INET, socket.AF_INET6):
@@ -128,7 +127,7 @@ class CheckedResolver(AbstractResolver):
                 )
             )
         if not results:
-            raise OSError(f"{host} does not resolve (no address)")
+            raise socket.gaierror(socket.EAI_NODATA, f"{host} has no IPv4 or IPv6 address")
         return results
 
     async def close(self) -> None:
@@ -209,31 +208,16 @@ class Transport:
             self._check_literal(delivery.url)
             async with asyncio.timeout(deadline):
                 return await self._post(delivery, signed, started)
-        except TimeoutError:
-            timed_out = _failed(
-                started, shown, f"timed out: no complete answer within {deadline:g} s"
-            )
-            timed_out.throttled = True  # a receiver past its deadline is overloaded
-            return timed_out
         except UnsendableSetting as error:
             return _failed(started, shown, str(error), needs_attention=str(error))
-        except NotPublicAddress as error:
-            return _failed(started, shown, str(error))
-        except aiohttp.ClientConnectorError as error:
-            return _failed(started, shown, _connect_error(error))
-        except aiohttp.ServerDisconnectedError:
-            return _failed(started, shown, "the receiver closed the connection without answering")
-        except aiohttp.ClientResponseError as error:
-            return _failed(started, shown, f"the answer could not be read: {error.message}"[:500])
-        except aiohttp.ClientOSError as error:
-            if error.errno in (errno.ECONNRESET, errno.ECONNABORTED, errno.EPIPE):
-                return _failed(started, shown, "connection reset")
-            return _failed(started, shown, f"connection failed: {error.strerror or error}"[:500])
-        except aiohttp.InvalidURL as error:
-            return _failed(started, shown, f"not a URL that can be sent to: {error}"[:500])
         except Exception as error:  # anything else still ends as a recorded attempt
-            log.exception("delivery attempt to %s failed unexpectedly", URL(delivery.url).host)
-            return _failed(started, shown, f"{type(error).__name__}: {error}"[:500])
+            if not isinstance(error, (aiohttp.ClientError, OSError)):  # TimeoutError is one
+                log.exception("delivery attempt to %s failed unexpectedly", URL(delivery.url).host)
+            failure = describe_failure(error, delivery.url, deadline, self._connect_timeout)
+            failed = _failed(started, shown, failure.words, detail=failure.detail)
+            # A receiver past its deadline is overloaded: its window is halved.
+            failed.throttled = isinstance(error, TimeoutError)
+            return failed
 
     def _check_literal(self, url: str) -> None:
         # An address in the URL is never resolved, so it is checked here.
@@ -321,28 +305,22 @@ def capped_headers(items: Any) -> dict[str, str]:
     return kept
 
 
-def _connect_error(error: aiohttp.ClientConnectorError) -> str:
-    if isinstance(error, aiohttp.ClientConnectorCertificateError):
-        return f"the receiver's TLS certificate was refused: {error.certificate_error}"[:500]
-    cause = error.os_error
-    if isinstance(cause, NotPublicAddress) or "does not resolve" in str(cause):
-        return str(cause)
-    if isinstance(cause, ConnectionRefusedError):
-        return "connection refused"
-    return f"connection failed: {cause.strerror or cause}"[:500]
-
-
 def _elapsed_ms(started: float) -> int:
     return round((time.perf_counter() - started) * 1000)
 
 
 def _failed(
-    started: float, shown: dict[str, str], error: str, needs_attention: str | None = None
+    started: float,
+    shown: dict[str, str],
+    error: str,
+    needs_attention: str | None = None,
+    detail: str | None = None,
 ) -> Result:
     return Result(
         delivered=False,
         duration_ms=_elapsed_ms(started),
         error=error,
+        error_detail=detail,
         needs_attention=needs_attention,
         request_headers=shown,
     )

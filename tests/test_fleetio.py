@@ -10,6 +10,7 @@ import json
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from sqlalchemy import func, select, update
@@ -164,8 +165,9 @@ def test_an_unreachable_fleetio_is_said_too(account, fake, app):
     fake.stop()
     with pytest.raises(ValidationError) as refused:
         connect(account.id)
+    where = urlsplit(fake.base_url).netloc
     assert refused.value.errors == {
-        "credentials": ["Could not reach Fleetio (connection refused); try again."]
+        "credentials": [f"Could not reach Fleetio (Connection refused by {where}); try again."]
     }
 
 

@@ -282,7 +282,7 @@ def test_a_trickling_answer_ends_at_the_deadline_as_a_recorded_attempt(account, 
     drain_target(trickling.id)
     (attempt,) = attempts_of(trickling.id)
     assert attempt.outcome == "failed"
-    assert attempt.error == "timed out: no complete answer within 1 s"
+    assert attempt.error == "Timed out after 1 s waiting for an answer"
     assert 1000 <= attempt.duration_ms < 1900
     assert statuses(trickling.id) == {"pending": 1}
 
@@ -303,8 +303,11 @@ def test_an_exception_in_the_sender_is_a_recorded_attempt(account, receiver, mon
         drain_target(webhook.id)
     # Vehicle 2's head failed with the exception, recorded; vehicle 1 went on.
     failed = [a for a in attempts_of(broken.id) if a.outcome == "failed"]
-    assert [a.error for a in failed] == [
-        "could not build the request: RuntimeError: a bug in the encoder"
+    assert [(a.error, a.error_detail) for a in failed] == [
+        (
+            "The attempt failed inside Fleethook (an internal error)",
+            "Could not build the request: RuntimeError: a bug in the encoder",
+        )
     ]
     assert statuses(broken.id) == {"delivered": 2, "pending": 2}
     assert statuses(healthy.id) == {"delivered": 2, "pending": 2}
@@ -344,7 +347,8 @@ def test_a_huge_response_header_is_a_recorded_attempt_stored_small(account, rece
     drain_target(big.id)
     (attempt,) = attempts_of(huge.id)
     assert attempt.outcome == "failed"
-    assert attempt.error.startswith("the answer could not be read")
+    assert attempt.error == "127.0.0.1 sent an answer that could not be read"
+    assert "Got more than 8192 bytes" in attempt.error_detail  # aiohttp's own words
     assert len(json.dumps(attempt.response_headers or {})) < 9000
     (kept,) = attempts_of(big.id)
     assert kept.outcome == "delivered"

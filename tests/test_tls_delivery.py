@@ -215,5 +215,5 @@ def test_an_address_outside_the_allowed_network_is_still_refused(tls_app):
     drain_target(webhook.id)
     (attempt,) = db.session.scalars(select(DeliveryAttempt)).all()
     assert attempt.outcome == "failed"
-    assert attempt.error == f"{NAME} is not a public address; not connected."
+    assert attempt.error == f"{NAME} is not a public address; not connected"
     assert server.server_names == [] and server.hosts == []

@@ -213,6 +213,7 @@ def message_json(message: OutboxMessage, full: bool = False) -> dict[str, Any]:
                 "status_code": a.status_code,
                 "duration_ms": a.duration_ms,
                 "error": a.error,
+                "error_detail": a.error_detail,
                 "request_headers": a.request_headers,
                 "response_headers": a.response_headers,
                 "response_body": a.response_body,

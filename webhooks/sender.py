@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from encryption import mask
+from outbox.failures import describe_failure
 from outbox.models import Ordering, OutboxMessage, Target
 from outbox.queues import DELIVERIES
 from outbox.registry import Result
@@ -124,11 +125,13 @@ class WebhookKind:
                 built.append(delivery_of(target, message, secrets))
         except Exception as error:  # recorded, and retried on the schedule
             log.exception("could not build a delivery for webhook %s", target.id)
+            failure = describe_failure(error, target.url)
             built.append(
                 Result(
                     delivered=False,
                     duration_ms=round((time.perf_counter() - started) * 1000),
-                    error=f"could not build the request: {type(error).__name__}: {error}"[:500],
+                    error=failure.words,
+                    error_detail=f"Could not build the request: {failure.detail}",
                 )
             )
         return built
