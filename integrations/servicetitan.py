@@ -233,7 +233,7 @@ class Client:
 
 class ServiceTitan:
     key = "servicetitan"
-    name = "Service Titan"  # as the original portal spells it; messages say ServiceTitan
+    name = "ServiceTitan"  # the company spells it as one word, and so does every message
     software_type = "Business Management"
     requirements = (
         "Your ServiceTitan Tenant ID, and the Client ID and Secret generated when you "

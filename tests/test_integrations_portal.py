@@ -44,7 +44,7 @@ def test_the_manager_lists_the_five_providers_with_a_green_plus(admin, client):
     assert "Available Integrations" in page and "3rd Party Integrations" in page
     for key, name, software in [
         ("servicemax", "ServiceMax", "Field Service Management"),
-        ("servicetitan", "Service Titan", "Business Management"),
+        ("servicetitan", "ServiceTitan", "Business Management"),
         ("fleetio", "Fleetio", "Fleet Management"),
         ("asana", "Asana", "Task Management"),
         ("agilefleet", "Agile Fleet", "Fuel Management"),

@@ -177,8 +177,15 @@ def test_plain_http_is_allowed_with_a_visible_warning(admin, client, auth):
     assert "Plain http" in example.data.decode()
     secure = client.get("/webhooks/example?event_type=location&url=https://hooks.example.com/")
     assert "Plain http" not in secure.data.decode()
+    # A form sent back with an error says it once, not once per column.
+    refused = auth.post("/webhooks/new", valid_form("location", url="http://hooks.example.com/in",
+                                                    name=""), MANAGER, htmx=True)  # fmt: skip
+    assert refused.status_code == 422 and refused.data.decode().count("Plain http") == 1
     auth.post("/webhooks/new", valid_form("location", url="http://hooks.example.com/in"), MANAGER)
     assert db.session.query(Webhook).one().url == "http://hooks.example.com/in"
+    # Plain http to this machine crosses no network: no warning.
+    local = client.get("/webhooks/example?event_type=location&url=http://127.0.0.1:9000/in")
+    assert "Plain http" not in local.data.decode()
 
 
 def rendered_example(client, event_type, content_type, **params) -> tuple[dict[str, str], bytes]:
@@ -441,3 +448,11 @@ def test_the_webhook_page_pauses_resumes_and_offers_demo(admin, client, auth):
                         data={"back": "detail"})  # fmt: skip
     assert resumed.location.endswith(f"/webhooks/{webhook.id}")
     assert db.session.get(Webhook, webhook.id).status == "active"
+
+
+def test_threshold_fields_are_number_fields_with_their_range(admin, client):
+    speed = client.get("/webhooks/new?event_type=speed", headers=HTMX).data.decode()
+    field = re.search(r'<input[^>]*name="threshold_mph"[^>]*>', speed).group(0)
+    assert 'type="number"' in field and 'min="' in field and 'max="' in field
+    idle = client.get("/webhooks/new?event_type=idle", headers=HTMX).data.decode()
+    assert 'type="number"' in re.search(r'<input[^>]*name="idle_minutes"[^>]*>', idle).group(0)

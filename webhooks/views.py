@@ -111,6 +111,11 @@ def _form_dialog(
         setting_field = getattr(form, setting.field)
         setting_field.label.text = f"{setting.label} ({setting.unit})"
         setting_field.description = f"{setting.help} {setting.minimum}–{setting.maximum}."
+        # A number field (a number pad on phones); the server still checks it.
+        setting_field.render_kw = {
+            "type": "number", "inputmode": "numeric", "step": 1,
+            "min": setting.minimum, "max": setting.maximum,
+        }  # fmt: skip
         setting_value = whole_number(setting_field.data)
     # The portal's one look into the fleet: the groups its vehicles are in.
     groups = vehicle_groups(current_user.account_id)

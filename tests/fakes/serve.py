@@ -49,7 +49,7 @@ def main() -> None:
     }
     logins = [
         f"Fleetio: API key {fleetio.API_KEY}, Account Token {fleetio.ACCOUNT_TOKEN}",
-        f"Service Titan: tenant {servicetitan.TENANT}, client id {servicetitan.CLIENT_ID}, "
+        f"ServiceTitan: tenant {servicetitan.TENANT}, client id {servicetitan.CLIENT_ID}, "
         f"client secret {servicetitan.CLIENT_SECRET}",
         "ServiceMax: Connect with Salesforce signs in at once",
     ]
