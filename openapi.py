@@ -17,7 +17,7 @@ from outbox.models import (
     Ordering,
     TargetStatus,
 )
-from webhooks.events import EVENT_TYPES
+from webhooks.events import EVENT_TYPES, SPEEDING_EVENT_TYPES, SpeedingEvents
 from webhooks.lifecycle import (
     LATEST_WINS_EVENT_TYPES,
     MAX_HEADER_VALUE_LENGTH,
@@ -184,6 +184,13 @@ _WEBHOOK_FIELDS: dict[str, Any] = {
         "description": f"{' and '.join(LATEST_WINS_EVENT_TYPES)} webhooks only: when a "
         "backlog forms, older pending messages of a vehicle are dropped (status superseded) "
         "and only its newest is sent.",
+    },
+    "speeding_events": {
+        "enum": [choice.value for choice in SpeedingEvents],
+        "default": SpeedingEvents.EVERY_REPORT.value,
+        "description": f"{' and '.join(SPEEDING_EVENT_TYPES)} webhooks: an event for every "
+        "position report at or over the threshold (every_report), or only when a vehicle "
+        "first reaches it, the next only after it has dropped below (episode_start).",
     },
 }
 # What the engine reports of a webhook's sending; never part of a request.
@@ -364,6 +371,7 @@ def _schemas() -> dict[str, Any]:
                 "max_in_flight",
                 "rate_limit",
                 "latest_wins",
+                "speeding_events",
                 "in_flight",
                 "window",
                 "throttled_until",

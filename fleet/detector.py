@@ -13,7 +13,9 @@ makes. The rules, where the catalogue leaves room:
   there.
 - speed and posted_speed events are made for every position at or above the
   lowest setting a webhook can have; each webhook takes those at or above its own
-  X. Idle: ignition on and speed below 1 mph; an idle period ends with movement
+  X — all of them, or, sending once per episode, those whose previous position
+  was below X (a vehicle's first position counts as coming from below; a late
+  one starts no episode). Idle: ignition on and speed below 1 mph; an idle period ends with movement
   or ignition off; each webhook takes the period's event once, at the first
   report where the period reaches its N minutes.
 - Trip distance is the odometer delta when the trip's first and last positions
@@ -139,12 +141,21 @@ def _position(
                               if key in values}  # fmt: skip
     extras["previous_odometer_mi"] = vehicle.odometer_mi
     found.events.append(DetectedEvent(EVENT_TYPES["location"], when, here, report=extras))
-    if speed >= SPEED_THRESHOLD.minimum:
-        found.add("speed", when, here, threshold_mph=None)
     posted = values.get("posted_speed_mph")
-    if posted is not None and speed - posted >= POSTED_SPEED_MARGIN.minimum:
-        found.add("posted_speed", when, here, posted_speed_mph=posted,
-                  over_limit_mph=round(speed - posted, 1), threshold_mph=None)  # fmt: skip
+    over = round(speed - posted, 1) if posted is not None else None
+    # A late position starts no speeding episode: its "previous" is its own value.
+    late = state.position_at is not None and when < state.position_at
+    if speed >= SPEED_THRESHOLD.minimum:
+        found.events.append(DetectedEvent(
+            EVENT_TYPES["speed"], when, here, {"threshold_mph": None},
+            previous_mph=speed if late else state.speed_mph,
+        ))  # fmt: skip
+    if over is not None and over >= POSTED_SPEED_MARGIN.minimum:
+        found.events.append(DetectedEvent(
+            EVENT_TYPES["posted_speed"], when, here,
+            {"posted_speed_mph": posted, "over_limit_mph": over, "threshold_mph": None},
+            previous_mph=over if late else state.over_limit_mph,
+        ))  # fmt: skip
     if values.get("temperatures"):
         found.add("temperature", when, here, temperatures=values["temperatures"])
 
@@ -207,6 +218,7 @@ def _position(
     state.position_at = when
     state.ignition = ignition
     state.speed_mph = speed
+    state.over_limit_mph = over
     state.heading = int(values["heading"])
     state.landmark_ids = sorted(inside)
     vehicle.last_latitude, vehicle.last_longitude = values["latitude"], values["longitude"]

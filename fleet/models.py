@@ -110,6 +110,9 @@ class VehicleState(db.Model):  # type: ignore[name-defined]
     position_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     ignition: Mapped[bool | None]
     speed_mph: Mapped[float | None]
+    # mph over the posted limit at the newest position (None: no limit reported),
+    # so a posted-speed episode's start can be told from its continuation.
+    over_limit_mph: Mapped[float | None]
     heading: Mapped[int | None]
     # Ids of the landmarks the vehicle is inside, as of position_at.
     landmark_ids: Mapped[list[int]] = mapped_column(Payload, default=list)

@@ -519,3 +519,43 @@ def test_superseded_messages_have_their_filter_and_badge(admin, client):
     page = client.get(f"/webhooks/{webhook.id}?status=superseded").data.decode()
     assert "Superseded (1)" in page
     assert '<span class="badge off">Superseded</span>' in page
+
+
+def test_speeding_events_are_chosen_per_speed_webhook_and_checked(client, admin_headers):
+    made = create(client, admin_headers, event_type="speed", speeding_events="episode_start")
+    assert made.status_code == 201 and made.json["speeding_events"] == "episode_start"
+    path = f"/api/v1/webhooks/{made.json['id']}"
+    assert create(client, admin_headers, event_type="posted_speed").json["speeding_events"] == (
+        "every_report"
+    )
+    for bad in ("sometimes", None, True, 1):
+        refused = client.patch(path, json={"speeding_events": bad}, headers=admin_headers)
+        assert refused.status_code == 422 and set(refused.json["errors"]) == {"speeding_events"}
+    assert db.session.get(Webhook, made.json["id"]).speeding_events == "episode_start"
+    # Only speed and posted_speed have episodes; every_report is every webhook's default.
+    location = create(client, admin_headers, event_type="location", speeding_events="episode_start")
+    assert location.status_code == 422
+    assert "speed and posted_speed" in location.json["errors"]["speeding_events"][0]
+    assert create(client, admin_headers, event_type="location").status_code == 201
+
+
+def test_the_speed_dialog_offers_episodes_and_saves_the_choice(admin, client, auth):
+    dialog = client.get("/webhooks/new?event_type=speed", headers=HTMX).data.decode()
+    assert "once per speeding episode" in dialog
+    assert re.search(r'<input checked [^>]*value="every_report"', dialog)
+    assert (
+        "once per speeding episode"
+        not in client.get("/webhooks/new?event_type=dvir", headers=HTMX).data.decode()
+    )
+    saved = auth.post("/webhooks/new", valid_form("speed", speeding_events="episode_start"),
+                      MANAGER)  # fmt: skip
+    assert saved.status_code == 200
+    webhook = db.session.query(Webhook).one()
+    assert webhook.speeding_events == "episode_start"
+    page = client.get(f"/webhooks/{webhook.id}").data.decode()
+    assert "once per speeding episode" in page
+    bad = auth.post(f"/webhooks/{webhook.id}/edit", {**valid_form("speed"), "speeding_events": "x"},
+                    MANAGER, htmx=True)  # fmt: skip
+    assert bad.status_code == 422 and db.session.get(Webhook, webhook.id).speeding_events == (
+        "episode_start"
+    )

@@ -151,6 +151,47 @@ def test_posted_speed_counts_the_margin_over_the_limit(fleet):
     assert data["speed_mph"] == 65 and data["fix_time"] == at(10)
 
 
+def speeds_of(webhook: Webhook, field: str = "speed_mph") -> list[float]:
+    db.session.expire_all()
+    messages = db.session.scalars(
+        select(OutboxMessage).where(OutboxMessage.target_id == webhook.id)
+        .order_by(OutboxMessage.sequence)
+    )  # fmt: skip
+    return [m.payload["data"][field] for m in messages]
+
+
+def test_speed_once_per_episode_sends_when_a_vehicle_first_reaches_the_threshold(fleet):
+    every = subscribe(fleet, "speed", threshold_mph=60)
+    once = subscribe(fleet, "speed", threshold_mph=60, speeding_events="episode_start")
+    speeds = [65, 70, 61, 55, 62, 80, 59.9, 60, 40]
+    fleet.post(*[position(10 * n, speed=speed) for n, speed in enumerate(speeds)])
+    assert speeds_of(every) == [65, 70, 61, 62, 80, 60]
+    # The first position counts as coming from below; then one per episode.
+    assert speeds_of(once) == [65, 62, 60]
+    # A late position over the threshold starts no episode (where it falls among
+    # the others is not known); the every-report webhook still gets it.
+    fleet.post(position(5, speed=90))
+    assert speeds_of(once) == [65, 62, 60] and speeds_of(every)[-1] == 90
+    # Each webhook's own threshold: 70 was reached by 80 (after 62 below it).
+    seventy = subscribe(fleet, "speed", threshold_mph=70, speeding_events="episode_start")
+    fleet.post(position(100, speed=69), position(110, speed=75), position(120, speed=76))
+    assert speeds_of(seventy) == [75] and speeds_of(once) == [65, 62, 60, 69]
+
+
+def test_posted_speed_once_per_episode_follows_the_margin_over_the_limit(fleet):
+    once = subscribe(fleet, "posted_speed", threshold_mph=10, speeding_events="episode_start")
+    fleet.post(
+        position(0, speed=66, posted_speed_mph=55),  # 11 over: an episode starts
+        position(10, speed=70, posted_speed_mph=55),  # 15 over: goes on
+        position(20, speed=70, posted_speed_mph=65),  # 5 over: below, it ends
+        position(30, speed=76, posted_speed_mph=65),  # 11 over: a new one
+        position(40, speed=76),  # no limit known: no event, and the episode ends
+        position(50, speed=77, posted_speed_mph=65),  # 12 over: a new one
+    )
+    assert speeds_of(once, "over_limit_mph") == [11.0, 11.0, 12.0]
+    assert len(fleet.received("posted_speed")) == 4  # every report 10 or more over
+
+
 def test_ignition_changes_and_a_trip_with_its_summary(fleet):
     fleet.post(position(0, speed=0, ignition=False, odometer_mi=100.0))  # first: sets state
     assert "ignition_on" not in fleet.counts()

@@ -16,8 +16,8 @@ from integrations.lifecycle import create_integration
 from integrations.models import Integration
 from outbox.models import OutboxMessage
 from tests.conftest import HTMX, bearer, make_user
-from tests.test_portal_ux import text_of
 from tests.fakes.fleetio import ACCOUNT_TOKEN, API_KEY, FleetioFake
+from tests.test_portal_ux import text_of
 
 pytestmark = pytest.mark.app_config(FLEETHOOK_ALLOW_LOCAL_NETWORK=True)
 

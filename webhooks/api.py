@@ -79,6 +79,7 @@ def webhook_json(webhook: Webhook) -> dict[str, Any]:
         "max_in_flight": webhook.max_in_flight,
         "rate_limit": webhook.rate_limit,
         "latest_wins": webhook.latest_wins,
+        "speeding_events": webhook.speeding_events,
         "in_flight": webhook.in_flight,
         "window": webhook.send_window,
         "throttled_until": iso_time(webhook.throttled_until),

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from typing import Any
 
 from database import format_rfc3339
@@ -70,6 +71,11 @@ class DetectedEvent:
     # one. A webhook with N minutes takes the event whose window N crosses, so each
     # idle period reaches it once.
     idle_window_s: tuple[float, float] | None = None
+    # Speed and posted_speed events: the value the threshold is compared with (the
+    # speed, or the mph over the posted limit) at the vehicle's previous position;
+    # None when there was none. A webhook sending once per episode takes the event
+    # only when its threshold lies above this value: the vehicle has just reached it.
+    previous_mph: float | None = None
     # Location events: the position report's own values (engine_hours,
     # fuel_level_pct, fault_codes) and previous_odometer_mi (the vehicle's reading
     # before this report), for the integrations that sync them; not in payloads.
@@ -81,13 +87,25 @@ class DetectedEvent:
         return vehicle_lane(self.vehicle.vehicle_id)
 
 
+class SpeedingEvents(StrEnum):
+    """When a speed or posted-speed webhook gets an event."""
+
+    EVERY_REPORT = "every_report"  # each position report at or over the threshold
+    EPISODE_START = "episode_start"  # the first of them, again only after a drop below
+
+
+SPEEDING_EVENT_TYPES = ("speed", "posted_speed")
+
+
 SPEED_THRESHOLD = Setting(
     "threshold_mph", "Speed threshold", "mph", 5, 200, 70,
-    "Send an event when a vehicle's speed reaches this many mph.",
+    "Every position report at or over this speed makes an event (or only the first of"
+    " each speeding episode: see below).",
 )  # fmt: skip
 POSTED_SPEED_MARGIN = Setting(
     "threshold_mph", "Over the posted limit by", "mph", 1, 100, 10,
-    "Send an event when a vehicle goes this many mph over the posted speed limit.",
+    "Every position report this many mph or more over the posted limit makes an event (or"
+    " only the first of each episode: see below).",
 )  # fmt: skip
 IDLE_MINUTES = Setting(
     "idle_minutes", "Idle for", "minutes", 1, 1440, 5,
@@ -104,12 +122,12 @@ EVENT_TYPES: dict[str, EventType] = {
     for event in [
         EventType("location", "Location", "Every position the vehicle reports."),
         EventType(
-            "speed", "Speed", "The vehicle's speed reaches the threshold you set.",
+            "speed", "Speed", "The vehicle reports a speed at or over the threshold you set.",
             SPEED_THRESHOLD, {"threshold_mph": 70}, 74.6,
         ),
         EventType(
             "posted_speed", "Posted Speed",
-            "The vehicle goes faster than the posted speed limit by the margin you set.",
+            "The vehicle reports a speed over the posted limit by the margin you set or more.",
             POSTED_SPEED_MARGIN,
             {"posted_speed_mph": 55, "over_limit_mph": 13.4, "threshold_mph": 10}, 68.4,
         ),

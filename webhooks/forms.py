@@ -19,7 +19,7 @@ from wtforms import (
 from wtforms.validators import InputRequired
 
 from outbox.models import DEFAULT_MAX_IN_FLIGHT, MAX_IN_FLIGHT_RANGE, Ordering
-from webhooks.events import EventType
+from webhooks.events import EventType, SpeedingEvents
 from webhooks.lifecycle import LATEST_WINS_EVENT_TYPES
 from webhooks.wire import ContentType
 
@@ -69,6 +69,21 @@ class WebhookForm(FlaskForm):
         default=ContentType.JSON.value,
     )
     threshold_mph = StringField("Threshold (mph)")
+    speeding_events = RadioField(
+        "Send",
+        choices=[
+            SelectChoice(
+                SpeedingEvents.EVERY_REPORT.value,
+                "an event for every report at or over the threshold",
+            ),
+            SelectChoice(
+                SpeedingEvents.EPISODE_START.value,
+                "once per speeding episode: when a vehicle first reaches the "
+                "threshold, the next only after it has dropped below",
+            ),
+        ],
+        default=SpeedingEvents.EVERY_REPORT.value,
+    )
     idle_minutes = StringField("Idle for (minutes)")
     vehicle_group = SelectField(
         "Vehicles",
@@ -139,6 +154,8 @@ class WebhookForm(FlaskForm):
         # tick is sent for them, for the rules to refuse.
         if event_type.key in LATEST_WINS_EVENT_TYPES or self.latest_wins.data:
             values["latest_wins"] = bool(self.latest_wins.data)
+        if self.speeding_events.raw_data:
+            values["speeding_events"] = self.speeding_events.data
         return values
 
 

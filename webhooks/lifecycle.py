@@ -21,7 +21,15 @@ from extensions import db
 from outbox.fanout import fan_out
 from outbox.models import MAX_IN_FLIGHT_RANGE, Ordering, OutboxMessage, TargetStatus
 from outbox.status import activate, needs_fixing, pause
-from webhooks.events import EVENT_TYPES, EXAMPLE_VEHICLE, DetectedEvent, EventType, example_event
+from webhooks.events import (
+    EVENT_TYPES,
+    EXAMPLE_VEHICLE,
+    SPEEDING_EVENT_TYPES,
+    DetectedEvent,
+    EventType,
+    SpeedingEvents,
+    example_event,
+)
 from webhooks.models import Webhook
 from webhooks.url_safety import Resolver, resolve_host, url_problems
 from webhooks.wire import RESERVED_HEADERS, ContentType, new_secret
@@ -29,7 +37,7 @@ from webhooks.wire import RESERVED_HEADERS, ContentType, new_secret
 FIELDS = (
     "event_type", "name", "url", "content_type", "threshold_mph", "idle_minutes",
     "contact_email", "custom_header", "vehicle_group",
-    "ordering", "max_in_flight", "rate_limit", "latest_wins",
+    "ordering", "max_in_flight", "rate_limit", "latest_wins", "speeding_events",
 )  # fmt: skip
 # What the API shows of the engine's state; nobody sets them.
 READ_ONLY_FIELDS = ("in_flight", "window", "throttled_until")
@@ -187,6 +195,19 @@ def _check_latest_wins(event_type: EventType | None, value: Any) -> list[str]:
     return []
 
 
+def _check_speeding_events(event_type: EventType | None, value: Any) -> list[str]:
+    choices = [choice.value for choice in SpeedingEvents]
+    if not isinstance(value, str) or value not in choices:
+        return [f"One of {', '.join(repr(c) for c in choices)}."]
+    if (
+        value != SpeedingEvents.EVERY_REPORT
+        and event_type is not None
+        and event_type.key not in SPEEDING_EVENT_TYPES
+    ):
+        return [f"Only {' and '.join(SPEEDING_EVENT_TYPES)} webhooks have speeding episodes."]
+    return []
+
+
 def clean_fields(values: Mapping[str, Any], current: Webhook | None = None) -> dict[str, Any]:
     """Check fields for a new webhook (`current` None: event_type, name and url are
     required) or for a change (only the fields given). Returns the cleaned fields;
@@ -277,6 +298,11 @@ def clean_fields(values: Mapping[str, Any], current: Webhook | None = None) -> d
         if problems:
             errors["latest_wins"] = problems
         cleaned["latest_wins"] = values["latest_wins"]
+    if "speeding_events" in values:
+        problems = _check_speeding_events(event_type, values["speeding_events"])
+        if problems:
+            errors["speeding_events"] = problems
+        cleaned["speeding_events"] = values["speeding_events"]
 
     if errors:
         raise ValidationError(errors)

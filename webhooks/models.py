@@ -21,6 +21,11 @@ class Webhook(Target):
     url: Mapped[str] = mapped_column(String(2048))
     content_type: Mapped[str] = mapped_column(String(8))
     threshold_mph: Mapped[int | None]  # speed and posted_speed
+    # Speed and posted_speed: an event for every report at or over the threshold, or
+    # only when a vehicle first reaches it (webhooks.events.SpeedingEvents).
+    speeding_events: Mapped[str] = mapped_column(
+        String(16), default="every_report", server_default="every_report"
+    )
     idle_minutes: Mapped[int | None]  # idle
     # Only vehicles of this group (Vehicle.group_name); None: every vehicle.
     vehicle_group: Mapped[str | None] = mapped_column(String(60))

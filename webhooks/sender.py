@@ -15,7 +15,13 @@ from outbox.models import Ordering, OutboxMessage, Target
 from outbox.queues import DELIVERIES
 from outbox.registry import Result
 from outbox.transport import Delivery, Signed
-from webhooks.events import EVENT_TYPES, DetectedEvent, build_event
+from webhooks.events import (
+    EVENT_TYPES,
+    SPEEDING_EVENT_TYPES,
+    DetectedEvent,
+    SpeedingEvents,
+    build_event,
+)
 from webhooks.lifecycle import signing_secrets
 from webhooks.models import Webhook
 from webhooks.wire import (
@@ -43,12 +49,14 @@ def wanted_payload(webhook: Webhook, event: DetectedEvent) -> dict[str, Any] | N
         if event.vehicle.group != webhook.vehicle_group:
             return None
     details = dict(event.details)
-    if webhook.event_type == "speed" and not event.is_test:
-        if (event.vehicle.speed_mph or 0) < (webhook.threshold_mph or 0):
+    if key in SPEEDING_EVENT_TYPES and not event.is_test:
+        value = (event.vehicle.speed_mph if key == "speed" else details.get("over_limit_mph")) or 0
+        threshold = webhook.threshold_mph or 0
+        if value < threshold:
             return None
-    if webhook.event_type == "posted_speed" and not event.is_test:
-        if details.get("over_limit_mph", 0) < (webhook.threshold_mph or 0):
-            return None
+        once = webhook.speeding_events == SpeedingEvents.EPISODE_START
+        if once and event.previous_mph is not None and event.previous_mph >= threshold:
+            return None  # the episode goes on: its first report was sent
     if webhook.event_type == "idle" and not event.is_test:
         before, now = event.idle_window_s or (0.0, 0.0)
         if not before < (webhook.idle_minutes or 0) * 60 <= now:

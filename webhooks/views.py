@@ -35,7 +35,7 @@ from portal import (
     render_page_or_fragment,
     show_errors,
 )
-from webhooks.events import EVENT_TYPES, EventType
+from webhooks.events import EVENT_TYPES, SPEEDING_EVENT_TYPES, EventType
 from webhooks.forms import ORDERING_CHOICES, RecoverForm, WebhookForm
 from webhooks.lifecycle import (
     LATEST_WINS_EVENT_TYPES,
@@ -143,6 +143,7 @@ def _form_dialog(
         example_body=body.decode(),
         plain_http=is_plain_http(form.url.data or ""),
         offers_latest_wins=event_type.key in LATEST_WINS_EVENT_TYPES,
+        speeding_event_types=SPEEDING_EVENT_TYPES,
     )
 
 

@@ -95,6 +95,38 @@ def test_add_a_location_webhook_with_the_green_plus(
     checks.assert_clean()
 
 
+def test_the_speed_dialog_says_when_events_come_and_keeps_its_buttons_in_view(
+    page: Page, live: Live, checks: BrowserChecks
+) -> None:
+    page.set_viewport_size({"width": 1280, "height": 800})
+    open_manager(page, checks)
+    page.get_by_role("link", name="Add a Speed webhook").click()
+    dialog = page.get_by_role("dialog", name="Create Speed Webhook")
+    expect(dialog).to_contain_text("Every position report at or over this speed makes an event")
+    threshold = dialog.get_by_label("Speed threshold (mph)")
+    expect(threshold).to_have_attribute("type", "number")
+    # The main button is on screen without scrolling, at the right edge of the dialog
+    # (the hidden "Saving…" no longer pushes it aside).
+    add = dialog.get_by_role("button", name="Add Webhook")
+    expect(add).to_be_in_viewport()
+    button, box = add.bounding_box(), dialog.bounding_box()
+    assert button is not None and box is not None
+    assert box["x"] + box["width"] - (button["x"] + button["width"]) < 40, (button, box)
+    dialog.get_by_label("URL", exact=True).fill(live.receiver.url("/ok/speeding"))
+    dialog.get_by_label("Name", exact=True).fill("Speeding episodes")
+    threshold.fill("65")
+    dialog.get_by_label(re.compile("once per speeding episode")).check()
+    checks.audit(page, "Create Speed Webhook dialog")
+    add.click()
+    added = page.get_by_role("dialog", name=re.compile(r"^Webhook \d+ added$"))
+    expect(added).to_be_visible()
+    webhook_id = int(re.findall(r"\d+", added.get_by_role("heading").inner_text())[0])
+    added.get_by_role("button", name="Done").click()
+    saved = live.api.get(f"/api/v1/webhooks/{webhook_id}")
+    assert (saved["threshold_mph"], saved["speeding_events"]) == (65, "episode_start")
+    checks.assert_clean()
+
+
 def test_demo_arrives_in_the_live_feed_delivered_by_the_worker(
     page: Page, live: Live, checks: BrowserChecks
 ) -> None:
