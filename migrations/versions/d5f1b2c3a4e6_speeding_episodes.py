@@ -24,7 +24,7 @@ def upgrade():
             'speeding_events', sa.String(length=16), nullable=False, server_default='every_report'
         ))
     with op.batch_alter_table('vehicle_state', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('over_limit_mph', sa.Float(), nullable=True))
+        batch_op.add_column(sa.Column('over_limit_mph', sa.Double(), nullable=True))
 
 
 def downgrade():
