@@ -5,6 +5,7 @@ ServiceMax (OAuth web-server flow with `state` kept in the session)."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from flask import (
@@ -42,7 +43,7 @@ from integrations.lifecycle import (
 from integrations.models import Integration
 from integrations.providers import PROVIDERS
 from outbox.activity import RecentActivity, account_activity, target_activity
-from outbox.recovery import last_error_details, target_messages
+from outbox.recovery import find_message, last_error_details, target_messages
 from portal import (
     EmptyForm,
     admin_required,
@@ -201,6 +202,25 @@ def detail(integration_id: int) -> str:
         error_details=last_error_details([m.id for m in messages]),
         activity=target_activity(integration.id, utcnow()),
         summary=summary,
+    )
+
+
+@bp.get("/<int:integration_id>/messages/<message_id>")
+@login_required
+def message(integration_id: int, message_id: str) -> str:
+    """One message: the event as the integration took it, and every call made for it."""
+    integration = _own(integration_id)
+    found = find_message(integration.id, message_id)
+    if found is None:
+        abort(404)
+    name = f"{PROVIDERS[integration.provider].name} · integration {integration.id}"
+    return render_template(
+        "_message.html",
+        message=found,
+        back={"url": url_for("integrations.detail", integration_id=integration.id), "name": name},
+        body_title="Event",
+        body=json.dumps(found.payload, indent=2),
+        redeliver=None,
     )
 
 

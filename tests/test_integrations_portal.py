@@ -137,6 +137,31 @@ def test_the_integration_page_masks_secrets_and_lists_unmatched_vins(admin, clie
     assert "1M8GDM9AXKP042788" in page and ACCOUNT_TOKEN in page
 
 
+def test_the_integration_page_lists_messages_with_times_badges_and_links(admin, client, fleetio):
+    integration = create_integration(admin.account_id, {
+        **FLEETIO_FORM, "update_odometer": True, "update_dtcs": False})  # fmt: skip
+    db.session.flush()
+    db.session.add(OutboxMessage(target_id=integration.id, sequence=1, message_id="msg_meter",
+                                 event_type="location", payload={"odometer_mi": 48210.5},
+                                 is_test=False))  # fmt: skip
+    db.session.commit()
+    page = client.get(f"/integrations/{integration.id}").get_data(as_text=True)
+    row = re.search(r"<tr><td class=\"when\">(.*?)</tr>", page, re.S).group(1)
+    assert "just now" in row and '<span class="badge warn"' in row and ">Pending<" in row
+    link = f"/integrations/{integration.id}/messages/msg_meter"
+    assert f'href="{link}"' in row
+    message = client.get(link).get_data(as_text=True)
+    assert "48210.5" in message and "Not attempted yet" in message and "Redeliver" not in message
+    assert f'href="/integrations/{integration.id}"' in message
+    assert client.get(f"/integrations/{integration.id}/messages/msg_nope").status_code == 404
+    # Another account's integration, or another integration's message: not found.
+    other = make_user("Other Co", "admin@other.example.com")
+    theirs = create_integration(other.account_id, {
+        **FLEETIO_FORM, "update_odometer": True, "update_dtcs": True})  # fmt: skip
+    db.session.commit()
+    assert client.get(f"/integrations/{theirs.id}/messages/msg_meter").status_code == 404
+
+
 def test_another_accounts_integration_is_not_found(admin, client, auth, fleetio):
     other = make_user("Other Co", "admin@other.example.com")
     theirs = create_integration(other.account_id, {

@@ -394,7 +394,15 @@ def message(webhook_id: int, message_id: str) -> str:
         abort(404)
     body = encode_body(found.payload, ContentType(webhook.content_type)).decode()
     return render_template(
-        "webhooks/message.html", webhook=webhook, message=found, body=body, button=EmptyForm()
+        "_message.html",
+        message=found,
+        back={"url": url_for("webhooks.detail", webhook_id=webhook.id), "name": webhook.name},
+        body_title="Body sent",
+        body=body,
+        redeliver=url_for(
+            "webhooks.redeliver_message", webhook_id=webhook.id, message_id=message_id
+        ),
+        button=EmptyForm(),
     )
 
 
