@@ -280,12 +280,15 @@ def test_a_long_host_is_shortened_at_a_word_boundary() -> None:
     ("text", "limit", "shortened"),
     [
         ("Connection refused by 203.0.113.7:443", 100, "Connection refused by 203.0.113.7:443"),
-        ("Max retries exceeded: Failed to resolve 'hooks.example.com'", 40,
-         "Max retries exceeded: Failed to…"),
+        (
+            "Max retries exceeded: Failed to resolve 'hooks.example.com'",
+            40,
+            "Max retries exceeded: Failed to…",
+        ),
         ("one two three", 9, "one two…"),
         ("abcdefghij", 5, "abcd…"),  # one word longer than the limit: nothing else to do
     ],
-)  # fmt: skip
+)
 def test_shorten_never_cuts_a_word(text: str, limit: int, shortened: str) -> None:
     assert shorten(text, limit) == shortened
     assert len(shortened) <= limit
@@ -305,8 +308,10 @@ def test_a_webhook_to_a_name_that_does_not_resolve(client: Any, auth: Any) -> No
     )
     assert created.status_code == 201, created.json
     webhook_id = created.json["id"]
-    fan_out([DetectedEvent(EVENT_TYPES["location"], utcnow(), EXAMPLE_VEHICLE)],
-            account_targets(user.account_id))  # fmt: skip
+    fan_out(
+        [DetectedEvent(EVENT_TYPES["location"], utcnow(), EXAMPLE_VEHICLE)],
+        account_targets(user.account_id),
+    )
     db.session.commit()
     drain_target(webhook_id)
 
@@ -344,14 +349,21 @@ def test_an_integration_whose_provider_refuses_shows_both_on_its_page(
     monkeypatch.setattr(PROVIDERS["fleetio"], "check_credentials", lambda integration: None)
     created = client.post(
         "/api/v1/integrations",
-        json={"provider": "fleetio", "api_key": "fl-key", "account_id": "acct-1",
-              "update_odometer": True, "update_dtcs": True},
+        json={
+            "provider": "fleetio",
+            "api_key": "fl-key",
+            "account_id": "acct-1",
+            "update_odometer": True,
+            "update_dtcs": True,
+        },
         headers=bearer(user),
-    )  # fmt: skip
+    )
     assert created.status_code == 201, created.json
     vehicle = replace(EXAMPLE_VEHICLE, odometer_mi=1234.5, fix_time=utcnow())
-    fan_out([DetectedEvent(EVENT_TYPES["location"], utcnow(), vehicle)],
-            account_targets(user.account_id))  # fmt: skip
+    fan_out(
+        [DetectedEvent(EVENT_TYPES["location"], utcnow(), vehicle)],
+        account_targets(user.account_id),
+    )
     db.session.commit()
     drain_target(created.json["id"])
 
