@@ -1,10 +1,10 @@
-"""The outbound HTTP session every sender uses (webhook POSTs and provider API
-calls alike): keep-alive, timeouts from the settings, no redirects, no proxies
-from the environment, and the address checked at connect time unless the
-operator allows local networks: each request resolves its host once, is refused
-unless every address of the answer is public (outbox/addresses.py, the rule URLs
-are saved by), and connects to the first of them — what was checked is what is
-connected to, whatever the name answers a moment later."""
+"""The outbound HTTP session of provider API calls: keep-alive, timeouts from the
+settings, no redirects, no proxies from the environment, and the address checked
+at connect time: each request resolves its host once, is refused unless every
+address of the answer may be connected to (outbox/addresses.py, the rule URLs are
+saved by; local-network mode widens it but keeps metadata and link-local out), and
+connects to the first of them — what was checked is what is connected to,
+whatever the name answers a moment later."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from requests_hardened import Config, HTTPSession
 from requests_hardened.ip_filter import InvalidIPAddress
 from urllib3.util.connection import allowed_gai_family
 
-from outbox.addresses import AddressRefused, IPAddress, is_public_address
+from outbox.addresses import AddressRefused, IPAddress, may_connect
 from outbox.failures import Failure
 from outbox.registry import Result
 
@@ -113,9 +113,15 @@ class PublicAddressAdapter(HTTPAdapter):
 
 
 def http_session(read_timeout: float | None = None) -> requests.Session:
-    """A keep-alive session that refuses non-public addresses when they are
-    connected to (unless local networks are allowed) and never redirects."""
-    allow_local = current_app.config["FLEETHOOK_ALLOW_LOCAL_NETWORK"]
+    """A keep-alive session that refuses, when they are connected to, the addresses
+    this installation's rule refuses, and never redirects."""
+    config = current_app.config
+    allow_local = config["FLEETHOOK_ALLOW_LOCAL_NETWORK"]
+    networks = tuple(config["FLEETHOOK_ALLOWED_NETWORKS"])
+
+    def allowed(address: IPAddress) -> bool:
+        return may_connect(address, allow_local, networks)
+
     session = HTTPSession(
         Config(
             ip_filter_enable=False,  # PublicAddressAdapter below does it
@@ -127,9 +133,8 @@ def http_session(read_timeout: float | None = None) -> requests.Session:
             ),
         )
     )
-    if not allow_local:
-        session.mount("http://", PublicAddressAdapter(https=False, allowed=is_public_address))
-        session.mount("https://", PublicAddressAdapter(https=True, allowed=is_public_address))
+    session.mount("http://", PublicAddressAdapter(https=False, allowed=allowed))
+    session.mount("https://", PublicAddressAdapter(https=True, allowed=allowed))
     session.trust_env = False  # no proxies or netrc from the environment
     return session
 
@@ -162,6 +167,7 @@ def outbound_session() -> requests.Session:
     connect_timeout, read_timeout = request_timeouts()
     settings = (
         config["FLEETHOOK_ALLOW_LOCAL_NETWORK"],
+        tuple(config["FLEETHOOK_ALLOWED_NETWORKS"]),
         connect_timeout,
         read_timeout,
     )

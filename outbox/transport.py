@@ -4,13 +4,13 @@ while its drain (in the worker's own thread) claims and records in the database.
 
 Every request has one hard deadline for connect, send and the whole answer,
 whatever the receiver trickles; keep-alive connections are reused; redirects are
-never followed; no proxy, netrc or cookie is taken from anywhere. Unless the
-operator allows local networks, the address is checked when a connection is
-opened: each new connection resolves its host once (`CheckedResolver`), is refused
-unless every address of the answer may be connected to (outbox/addresses.py, the
-rule URLs are saved by), and connects to those checked addresses — never by name
-again — while the Host header, the TLS server name and the certificate check keep
-the URL's host.
+never followed; no proxy, netrc or cookie is taken from anywhere. The address is
+checked when a connection is opened, in local-network mode too: each new
+connection resolves its host once (`CheckedResolver`), is refused unless every
+address of the answer may be connected to (outbox/addresses.py, the rule URLs are
+saved by), and connects to those checked addresses — never by name again — while
+the Host header, the TLS server name and the certificate check keep the URL's
+host.
 
 A `Delivery` is what a kind hands over: the URL, the body, and how to sign an
 attempt at a given time; `send_run` sends a lane's messages one after another and
@@ -36,7 +36,7 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from flask import current_app
 from yarl import URL
 
-from outbox.addresses import AddressRefused, IPAddress, is_public_address
+from outbox.addresses import AddressRefused, IPAddress, may_connect
 from outbox.failures import describe_failure
 from outbox.registry import Result
 from outbox.schedule import parse_retry_after
@@ -80,16 +80,9 @@ class Delivery:
     sign: Callable[[int], Signed]  # unix time of the attempt -> its headers
 
 
-def may_connect(allow_local: bool, allowed_networks: Sequence[Any]) -> Callable[[IPAddress], bool]:
-    """The address rule of this installation: any address when local networks are
-    allowed, else public addresses and those of FLEETHOOK_ALLOWED_NETWORKS."""
-
-    def rule(address: IPAddress) -> bool:
-        if allow_local or is_public_address(address):
-            return True
-        return any(address in network for network in allowed_networks)
-
-    return rule
+def address_rule(allow_local: bool, allowed_networks: Sequence[Any]) -> Callable[[IPAddress], bool]:
+    """The address rule of this installation (outbox/addresses.py) as one function."""
+    return lambda address: may_connect(address, allow_local, allowed_networks)
 
 
 class CheckedResolver(AbstractResolver):
@@ -351,6 +344,6 @@ def transport() -> Transport:
     with _transports_lock:
         if settings not in _transports:
             _transports[settings] = Transport(
-                may_connect(allow_local, networks), connect_timeout, ca_file
+                address_rule(allow_local, networks), connect_timeout, ca_file
             )
         return _transports[settings]

@@ -11,13 +11,8 @@ from collections.abc import Iterable
 
 import pytest
 
-from webhooks.url_safety import (
-    MAX_URL_LENGTH,
-    is_plain_http,
-    is_public_address,
-    parse_address,
-    url_problems,
-)
+from outbox.addresses import is_public_address
+from webhooks.url_safety import MAX_URL_LENGTH, is_plain_http, parse_address, url_problems
 
 PUBLIC_V4 = "93.184.215.14"
 
@@ -129,12 +124,67 @@ def test_every_spelling_of_a_non_public_address_is_rejected(host: str, address: 
         assert resolver.calls == [], f"{url}: an address literal was looked up in DNS"
 
 
+# Of NON_PUBLIC_HOSTS, what local-network mode opens: loopback, the private ranges,
+# CGNAT and unique local addresses (outbox/addresses.py LOCAL_NETWORKS).
+LOCAL_ADDRESSES = {
+    ipaddress.ip_address(a)
+    for a in ["127.0.0.1", "10.0.0.7", "10.0.0.1", "172.16.5.4", "192.168.1.1", "100.64.0.1"]
+    + ["::1", "::ffff:127.0.0.1", "::ffff:10.0.0.1", "fc00::1"]
+}
+
+
 @pytest.mark.parametrize(("host", "address"), NON_PUBLIC_HOSTS)
-def test_non_public_addresses_are_accepted_when_local_networks_are_allowed(
+def test_local_network_mode_accepts_local_addresses_and_nothing_else(
     host: str, address: str
 ) -> None:
+    """Link-local, metadata, multicast, broadcast, reserved, documentation and
+    translated addresses stay refused when local networks are allowed."""
     for url in urls(host):
-        assert url_problems(url, allow_local_network=True, resolve=StubResolver()) == [], url
+        problems = url_problems(url, allow_local_network=True, resolve=StubResolver())
+        if ipaddress.ip_address(address) in LOCAL_ADDRESSES:
+            assert problems == [], url
+        else:
+            assert problems and problems[0].endswith("webhooks never go there."), (url, problems)
+
+
+@pytest.mark.parametrize(
+    ("address", "words"),
+    [
+        ("169.254.169.254", "a link-local address (cloud metadata)"),
+        ("::ffff:169.254.169.254", "a link-local address (cloud metadata)"),
+        ("fe80::1", "a link-local address (cloud metadata)"),
+        ("fd00:ec2::254", "a cloud metadata address"),
+        ("100.100.100.200", "a cloud metadata address"),
+        ("168.63.129.16", "a cloud metadata address"),
+        ("0.0.0.0", "neither a public nor a local-network address"),
+        ("224.0.0.1", "neither a public nor a local-network address"),
+        ("64:ff9b::7f00:1", "neither a public nor a local-network address"),
+    ],
+)
+def test_local_network_mode_says_why_an_address_is_still_refused(address: str, words: str) -> None:
+    host = f"[{address}]" if ":" in address else address
+    assert url_problems(f"http://{host}/", allow_local_network=True) == [
+        f"{ipaddress.ip_address(address)} is {words}; webhooks never go there."
+    ]
+    resolver = StubResolver({"meta.example.com": ["127.0.0.1", address]})
+    assert url_problems("http://meta.example.com/", True, resolver) == [
+        f"meta.example.com resolves to {ipaddress.ip_address(address)}, {words}; "
+        "webhooks never go there."
+    ]
+
+
+def test_metadata_is_refused_even_inside_an_allowed_network() -> None:
+    """FLEETHOOK_ALLOWED_NETWORKS opens an on-premises range, never the metadata
+    address inside it."""
+    allowed = [ipaddress.ip_network("169.254.0.0/16"), ipaddress.ip_network("100.64.0.0/10")]
+    assert url_problems("http://169.254.10.1/", False, allowed_networks=allowed) == []
+    for metadata in ("169.254.169.254", "100.100.100.200"):
+        assert url_problems(f"http://{metadata}/", False, allowed_networks=allowed)
+
+
+def test_a_name_that_does_not_resolve_is_accepted_in_local_network_mode() -> None:
+    """A development receiver may start later; the connect-time check still holds."""
+    assert url_problems("http://receiver.lan:9000/", True, StubResolver()) == []
 
 
 @pytest.mark.parametrize(("host", "address"), NON_PUBLIC_HOSTS + PUBLIC_HOSTS)

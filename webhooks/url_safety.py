@@ -1,6 +1,7 @@
 """Which webhook URLs Fleethook accepts: absolute http(s) URLs whose host is, and
-resolves only to, public addresses — in every spelling of an address — unless the
-operator allows local networks (FLEETHOOK_ALLOW_LOCAL_NETWORK).
+resolves only to, public addresses — in every spelling of an address — or, when
+the operator allows local networks (FLEETHOOK_ALLOW_LOCAL_NETWORK), also loopback
+and private ones, but never link-local or metadata addresses.
 
 This is the check at save time; the outbound session (outbox/http.py) checks again
 at connect time, with the same rule (outbox/addresses.py), every address the name
@@ -14,7 +15,7 @@ import socket
 from collections.abc import Callable, Sequence
 from urllib.parse import urlsplit
 
-from outbox.addresses import IPAddress, is_public_address
+from outbox.addresses import IPAddress, may_connect, why_not_local
 
 Resolver = Callable[[str], list[str]]
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -74,8 +75,8 @@ def url_problems(
     """What is wrong with `url` as a webhook URL; an empty list when nothing is.
     Addresses in `allowed_networks` (FLEETHOOK_ALLOWED_NETWORKS) count as public."""
 
-    def may_connect(address: IPAddress) -> bool:
-        return is_public_address(address) or any(address in n for n in allowed_networks)
+    def allowed(address: IPAddress) -> bool:
+        return may_connect(address, allow_local_network, allowed_networks)
 
     if len(url) > MAX_URL_LENGTH:
         return [f"At most {MAX_URL_LENGTH:,} characters."]
@@ -95,12 +96,11 @@ def url_problems(
         return ["The URL needs a host name."]
     if port == 0:
         return ["Port 0 cannot be reached."]
-    if allow_local_network:
-        return []
-
     literal = parse_address(host)
+    if allow_local_network:
+        return _local_network_problems(host, literal, allowed, resolve)
     if literal is not None:
-        if not may_connect(literal):
+        if not allowed(literal):
             return [f"{literal} is not a public address; webhooks go to the internet."]
         return []
     if is_local_name(host) and not allowed_networks:
@@ -111,9 +111,31 @@ def url_problems(
         return [f"{host} does not resolve; check the name."]
     if not addresses:
         return [f"{host} does not resolve; check the name."]
-    private = [a for a in addresses if not may_connect(ipaddress.ip_address(a))]
+    private = [a for a in addresses if not allowed(ipaddress.ip_address(a))]
     if private:
         return [f"{host} resolves to {', '.join(private)}, which is not a public address."]
+    return []
+
+
+def _local_network_problems(
+    host: str, literal: IPAddress | None, allowed: Callable[[IPAddress], bool], resolve: Resolver
+) -> list[str]:
+    """In local-network mode local names and addresses are what it is for, but
+    link-local and metadata addresses stay refused. A name that does not resolve
+    (yet) is accepted, as a development receiver may start later: the check at
+    connect time holds whatever the name turns out to be."""
+    if literal is not None:
+        if not allowed(literal):
+            return [f"{literal} is {why_not_local(literal)}; webhooks never go there."]
+        return []
+    try:
+        addresses = [ipaddress.ip_address(a) for a in resolve(host)]
+    except (OSError, UnicodeError, ValueError):
+        return []
+    refused = [a for a in addresses if not allowed(a)]
+    if refused:
+        kind = why_not_local(refused[0])
+        return [f"{host} resolves to {refused[0]}, {kind}; webhooks never go there."]
     return []
 
 
