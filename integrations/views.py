@@ -205,12 +205,12 @@ def detail(integration_id: int) -> str:
     )
 
 
-@bp.get("/<int:integration_id>/messages/<message_id>")
+@bp.get("/<int:integration_id>/messages/<integration_message_id>")
 @login_required
-def message(integration_id: int, message_id: str) -> str:
+def message(integration_id: int, integration_message_id: str) -> str:
     """One message: the event as the integration took it, and every call made for it."""
     integration = _own(integration_id)
-    found = find_message(integration.id, message_id)
+    found = find_message(integration.id, integration_message_id)
     if found is None:
         abort(404)
     name = f"{PROVIDERS[integration.provider].name} · integration {integration.id}"

@@ -18,11 +18,13 @@ from typing import Any
 
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy import select
 from werkzeug.routing import Rule
 
 from accounts.models import Role
 from database import utcnow
 from extensions import db
+from outbox.models import OutboxMessage
 from tests.conftest import bearer, make_user
 from tests.fakes.fleetio import ACCOUNT_TOKEN, API_KEY
 
@@ -31,6 +33,7 @@ from tests.fakes.fleetio import ACCOUNT_TOKEN, API_KEY
 ARGUMENT_KINDS = {
     "webhook_id": "webhook",
     "message_id": "message",  # a webhook-id (msg_…) of one of the webhook's messages
+    "integration_message_id": "integration message",  # msg_… of one of the integration's
     "integration_id": "integration",
     "vehicle_id": "vehicle",
     "driver_id": "driver",
@@ -164,6 +167,11 @@ def seed(client: FlaskClient, marker: str, vin: str) -> Tenant:
     post("/api/v1/telemetry", report)
     demo = post(f"/api/v1/webhooks/{webhook['id']}/demo", {})
     tenant.ids["message_id"] = demo["id"]
+    # The position's odometer made a meter entry for Fleetio.
+    tenant.ids["integration_message_id"] = db.session.scalars(
+        select(OutboxMessage.message_id).where(OutboxMessage.target_id == integration["id"])
+    ).first()
+    assert tenant.ids["integration_message_id"], "the report made no message for Fleetio"
     tenant.words = [marker.lower(), vin.lower(), header_value.lower(), demo["id"].lower()]
     assert set(tenant.ids) == set(ARGUMENT_KINDS), "seed() must make an object of every kind"
     db.session.rollback()

@@ -342,6 +342,13 @@ def test_a_well_formed_public_url_with_port_query_and_fragment_is_accepted() -> 
         ("HTTP://hooks.example.com/hook", True),
         ("https://hooks.example.com/hook", False),
         ("HTTPS://hooks.example.com/hook", False),
+        # Plain http that never leaves the machine or the private network: no warning.
+        ("http://127.0.0.1:9000/hook", False),
+        ("http://localhost:9000/hook", False),
+        ("http://[::1]:9000/hook", False),
+        ("http://10.1.2.3/hook", False),
+        ("http://203.0.113.7/hook", True),
+        ("http://8.8.8.8/hook", True),
     ],
 )
 def test_is_plain_http(url: str, plain: bool) -> None:

@@ -15,7 +15,7 @@ import socket
 from collections.abc import Callable, Sequence
 from urllib.parse import urlsplit
 
-from outbox.addresses import IPAddress, may_connect, why_not_local
+from outbox.addresses import IPAddress, is_local_address, may_connect, why_not_local
 
 Resolver = Callable[[str], list[str]]
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -140,4 +140,15 @@ def _local_network_problems(
 
 
 def is_plain_http(url: str) -> bool:
-    return url.strip().lower().startswith("http://")
+    """Whether events to `url` would cross networks unencrypted: plain http to a
+    host that is not this machine or a private network (those never leave it)."""
+    if not url.strip().lower().startswith("http://"):
+        return False
+    try:
+        host = urlsplit(url.strip()).hostname or ""
+    except ValueError:
+        return True
+    address = parse_address(host)
+    if address is not None:
+        return not is_local_address(address)
+    return not is_local_name(host)
