@@ -130,6 +130,7 @@ def test_the_demo_message_stays_pinned_above_live_traffic(client, auth, admin, r
     emit(admin.account_id, 20)  # live traffic: more than the feed's 15 rows
     pinned = client.get(f"/webhooks/{webhook.id}/feed?test={test_id}", headers=HTMX)
     assert test_id in pinned.data.decode() and "Your test event" in pinned.data.decode()
+    assert pinned.data.decode().count(f"<code>{test_id}</code>") == 1  # pinned, not listed twice
     unpinned = client.get(f"/webhooks/{webhook.id}/feed", headers=HTMX).data.decode()
     assert test_id not in unpinned and "Your test event" not in unpinned
     # Another webhook's message is never pinned here.

@@ -139,8 +139,10 @@ def test_demo_arrives_in_the_live_feed_delivered_by_the_worker(
     feed = page.get_by_role("dialog", name=re.compile("Live feed"))
     expect(feed).to_be_visible()
     rest_pointer(page)
-    delivered = feed.get_by_role("row").filter(has_text="Delivered")
+    pinned = feed.get_by_role("table", name=re.compile("Your test event"))
+    delivered = pinned.get_by_role("row").filter(has_text="Delivered")
     expect(delivered).to_be_visible(timeout=DEMO_SECONDS * 1000)
+    expect(feed).to_contain_text("No other messages yet")  # shown once, not twice
     waited = time.monotonic() - started
     expect(cell(delivered, "HTTP")).to_have_text("200")
     message_id = cell(delivered, "webhook-id").inner_text().strip()
