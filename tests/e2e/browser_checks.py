@@ -140,6 +140,13 @@ class BrowserChecks:
 
     # -- the verdict ---------------------------------------------------------------
 
+    def expect_finding(self, kind: str, text: str) -> None:
+        """A finding the test provoked on purpose: drop it, and fail if it never came
+        (Chromium logs a form refused with 422 as "Failed to load resource")."""
+        matching = [f for f in self.findings if f.kind == kind and text in f.detail]
+        assert matching, f"expected a {kind} with {text!r}; found {self.findings}"
+        self.findings = [f for f in self.findings if f not in matching]
+
     def take(self) -> list[Finding]:
         """What went wrong since the last call: the findings, server errors, and
         pages loaded but never checked with axe."""

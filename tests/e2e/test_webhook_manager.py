@@ -127,6 +127,27 @@ def test_the_speed_dialog_says_when_events_come_and_keeps_its_buttons_in_view(
     checks.assert_clean()
 
 
+def test_local_network_mode_says_so_and_still_refuses_cloud_metadata(
+    page: Page, live: Live, checks: BrowserChecks
+) -> None:
+    # The browser tests run as `make run` does: local-network mode on.
+    open_manager(page, checks)
+    banner = page.get_by_role("status").filter(has_text="Local-network mode")
+    expect(banner).to_be_visible()
+    before = len(live.api.get("/api/v1/webhooks?limit=100")["webhooks"])
+    page.get_by_role("link", name="Add a Location webhook").click()
+    dialog = page.get_by_role("dialog", name="Create Location Webhook")
+    dialog.get_by_label("URL", exact=True).fill("http://169.254.169.254/latest/meta-data/")
+    dialog.get_by_label("Name", exact=True).fill("Metadata grab")
+    dialog.get_by_role("button", name="Add Webhook").click()
+    expect(dialog.get_by_text("169.254.169.254 is a link-local address")).to_be_visible()
+    checks.expect_finding("console error", "status of 422")
+    checks.audit(page, "Create Location Webhook dialog, a metadata URL refused")
+    assert len(live.api.get("/api/v1/webhooks?limit=100")["webhooks"]) == before
+    page.keyboard.press("Escape")
+    checks.assert_clean()
+
+
 def test_demo_arrives_in_the_live_feed_delivered_by_the_worker(
     page: Page, live: Live, checks: BrowserChecks
 ) -> None:
