@@ -13,10 +13,20 @@ from typing import Any
 
 from sqlalchemy import JSON, BigInteger, ForeignKey, Index, String, Text
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
 
 from database import UTCDateTime, utcnow
 from extensions import db
+from outbox.failures import shorten
+
+
+ERROR_LENGTH = 500  # what a status reason or a last error holds
+
+
+def _fits(text: str | None) -> str | None:
+    """`text` shortened at a word to what its column holds: a receiver's long
+    refusal must not make the drain's write fail on PostgreSQL."""
+    return None if text is None else shorten(text, ERROR_LENGTH)
 
 
 class TargetStatus(StrEnum):
@@ -58,7 +68,7 @@ class Target(db.Model):  # type: ignore[name-defined]
     # Why the status is what it is: the cause code asks (outbox/status.py), and the
     # words the grid shows ("Disabled: the endpoint answered 410 Gone").
     status_cause: Mapped[str | None] = mapped_column(String(24))
-    status_reason: Mapped[str | None] = mapped_column(String(500))
+    status_reason: Mapped[str | None] = mapped_column(String(ERROR_LENGTH))
     # Kept in step with the outbox in the same transactions that change it, so the
     # grid reads two integers instead of counting millions of rows.
     queue_depth: Mapped[int] = mapped_column(default=0)
@@ -87,12 +97,16 @@ class Target(db.Model):  # type: ignore[name-defined]
     # reading them is cheaper than looking for them among millions of attempts.
     # (last_failure_at is cleared when the target recovers; these stay.)
     last_delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    last_error: Mapped[str | None] = mapped_column(String(500))
+    last_error: Mapped[str | None] = mapped_column(String(ERROR_LENGTH))
     last_error_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
     __mapper_args__ = {"polymorphic_on": "kind", "polymorphic_identity": "target"}
+
+    @validates("status_reason", "last_error")
+    def _shortened(self, _key: str, text: str | None) -> str | None:
+        return _fits(text)
 
 
 class MessageStatus(StrEnum):
@@ -152,7 +166,7 @@ class OutboxMessage(db.Model):  # type: ignore[name-defined]
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     lease_owner: Mapped[str | None] = mapped_column(String(80))
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    last_error: Mapped[str | None] = mapped_column(String(500))
+    last_error: Mapped[str | None] = mapped_column(String(ERROR_LENGTH))
     last_status_code: Mapped[int | None]
     last_latency_ms: Mapped[int | None]
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -214,7 +228,7 @@ class DeliveryAttempt(db.Model):  # type: ignore[name-defined]
     status_code: Mapped[int | None]
     duration_ms: Mapped[int]
     # What went wrong in words (outbox/failures.py), and the technical text of it.
-    error: Mapped[str | None] = mapped_column(String(500))
+    error: Mapped[str | None] = mapped_column(String(ERROR_LENGTH))
     error_detail: Mapped[str | None] = mapped_column(Text)
     # Custom header values are masked before they are stored.
     request_headers: Mapped[dict[str, str]] = mapped_column(Payload)
