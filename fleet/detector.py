@@ -135,11 +135,13 @@ def _position(
     here = snapshot(vehicle, state, values, when)
     speed = values["speed_mph"]
     # What integrations sync beside the position (the odometer is in the snapshot;
-    # the previous reading tells whether it advanced).
+    # the previous reading, fix time and fault codes tell what changed since).
     extras: dict[str, Any] = {key: values[key] for key in
                               ("engine_hours", "fuel_level_pct", "fault_codes")
                               if key in values}  # fmt: skip
     extras["previous_odometer_mi"] = vehicle.odometer_mi
+    extras["previous_fix_time"] = state.position_at
+    extras["previous_fault_codes"] = state.fault_codes
     found.events.append(DetectedEvent(EVENT_TYPES["location"], when, here, report=extras))
     posted = values.get("posted_speed_mph")
     over = round(speed - posted, 1) if posted is not None else None
@@ -221,6 +223,8 @@ def _position(
     state.over_limit_mph = over
     state.heading = int(values["heading"])
     state.landmark_ids = sorted(inside)
+    if "fault_codes" in values:
+        state.fault_codes = list(values["fault_codes"])
     vehicle.last_latitude, vehicle.last_longitude = values["latitude"], values["longitude"]
     vehicle.last_fix_at = when
     for name in ("odometer_mi", "engine_hours", "fuel_level_pct"):

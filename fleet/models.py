@@ -116,6 +116,9 @@ class VehicleState(db.Model):  # type: ignore[name-defined]
     heading: Mapped[int | None]
     # Ids of the landmarks the vehicle is inside, as of position_at.
     landmark_ids: Mapped[list[int]] = mapped_column(Payload, default=list)
+    # The fault codes of the newest report that carried any ([{"code",
+    # "description"}], [] once cleared; None: never reported).
+    fault_codes: Mapped[list[dict[str, Any]] | None] = mapped_column(Payload)
     # The idle period in progress: since when and where.
     idle_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
     idle_latitude: Mapped[float | None]

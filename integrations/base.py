@@ -60,6 +60,15 @@ class ProviderRejected(Exception):
     plain words, for the form."""
 
 
+# The event an integration gets once per matched vehicle when it is connected (and
+# when it resumes after an outage longer than the retention window): a
+# DetectedEvent whose event_type.key is CURRENT_STATE, whose vehicle is the
+# vehicle's snapshot now (last position, odometer, fix time, driver) and whose
+# report holds what else is known (engine_hours, fuel_level_pct, fault_codes: the
+# codes open now). Providers answer it in payload_for like any other event.
+CURRENT_STATE = "current_state"
+
+
 class Provider(Protocol):
     key: str  # stable API name: "fleetio"
     name: str  # what the portal shows: "Fleetio"
@@ -68,6 +77,17 @@ class Provider(Protocol):
     receives_locations: bool  # needs the signed release form
     fields: tuple[Field, ...]
     secret_fields: frozenset[str]  # of `fields`, those stored encrypted
+    # The provider's documented request budget, and where it is documented: every
+    # call through an Api made with the integration is paced to it (an integration
+    # may set a lower or higher one).
+    requests_per_minute: int
+    budget_source: str
+    # Payload "type"s of which only a vehicle's newest matters (a position, an
+    # attribute's value): when a backlog forms, older ones are superseded.
+    latest_value_types: frozenset[str]
+    # What to do on the provider's side before connecting, step by step (the form
+    # shows them).
+    setup_steps: tuple[str, ...]
 
     def check_credentials(self, integration: Integration) -> None:
         """One cheap authenticated call; ProviderRejected if the provider says no."""
@@ -93,7 +113,16 @@ class Api:
     """Calls to one provider for one integration, over the shared outbound session;
     every call becomes a Result the outbox understands."""
 
-    def __init__(self, base_url: str, headers: Mapping[str, str], provider_name: str):
+    def __init__(
+        self,
+        base_url: str,
+        headers: Mapping[str, str],
+        provider_name: str,
+        integration: Integration | None = None,
+    ):
+        """With `integration`, every call waits for room in its request budget
+        (integrations/pacing.py)."""
+        self.integration = integration
         self.base_url = base_url.rstrip("/")
         self.headers = dict(headers)
         self.provider_name = provider_name

@@ -31,6 +31,9 @@ class Integration(Target):
     vehicle_map_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # VINs of the account's vehicles the provider does not know (shown on its page).
     unmatched_vins: Mapped[list[str]] = mapped_column(Payload, default=list)
+    # What the provider module keeps between sends (its own keys: open faults,
+    # drivers without a technician, …); written with the drain's results.
+    provider_state: Mapped[dict[str, Any]] = mapped_column(Payload, default=dict)
     # The release form, for providers that receive vehicle locations.
     release_signer_name: Mapped[str | None] = mapped_column(String(100))
     release_signer_title: Mapped[str | None] = mapped_column(String(100))

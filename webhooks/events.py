@@ -77,8 +77,10 @@ class DetectedEvent:
     # only when its threshold lies above this value: the vehicle has just reached it.
     previous_mph: float | None = None
     # Location events: the position report's own values (engine_hours,
-    # fuel_level_pct, fault_codes) and previous_odometer_mi (the vehicle's reading
-    # before this report), for the integrations that sync them; not in payloads.
+    # fuel_level_pct, fault_codes) and what the vehicle had before it
+    # (previous_odometer_mi, previous_fix_time, previous_fault_codes: None when
+    # unknown), for the integrations that sync them; not in payloads. A late report
+    # (its fix older than previous_fix_time) changes none of the vehicle's state.
     report: Mapping[str, Any] = field(default_factory=dict)
 
     @property
