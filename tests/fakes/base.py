@@ -1,7 +1,9 @@
 """What every fake provider shares: a threaded HTTP server on loopback that routes
 requests to handler methods, records every request as the provider would see it
 (method, path, query, headers, JSON or form body), and can be told to answer the
-next requests with an error (401, 422, 429 with Retry-After, 500) or to drop them."""
+next requests with an error (401, 422, 429 with Retry-After, 500) or to drop them,
+and throttles at the provider's documented limit (`throttle`): past it, the
+provider's own 429 (`throttled`)."""
 
 from __future__ import annotations
 
@@ -65,6 +67,12 @@ class FakeProvider:
         self._routes: list[Route] = []
         self._failures: list[_Failure] = []
         self._lock = threading.Lock()
+        # The documented limit: at most `limit` requests in any `window` seconds
+        # (None: not throttled); the times of the requests it counted, and the 429s.
+        self.limit: int | None = None
+        self.window = 60.0
+        self._counted: list[float] = []
+        self.throttled_count = 0
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -125,6 +133,28 @@ class FakeProvider:
             self._failures.append(_Failure(status, times, body or {"error": f"HTTP {status}"},
                                            headers or {}, path))  # fmt: skip
 
+    def throttle(self, limit: int | None, window: float = 60.0) -> None:
+        """Answer `throttled` to any request past `limit` in a sliding `window`."""
+        with self._lock:
+            self.limit, self.window, self._counted = limit, window, []
+
+    def throttled(self, retry_after: float, request: Request) -> Answer:
+        """The provider's answer past its limit; subclasses give the documented one."""
+        return Answer(429, {"error": "Too Many Requests"},
+                      {"Retry-After": str(max(1, round(retry_after + 0.5)))})  # fmt: skip
+
+    def _over_limit(self, request: Request) -> Answer | None:
+        """Count the request against the limit; the 429 if it is over (not counted)."""
+        if self.limit is None:
+            return None
+        now = time.monotonic()
+        self._counted = [t for t in self._counted if t > now - self.window]
+        if len(self._counted) >= self.limit:
+            self.throttled_count += 1
+            return self.throttled(self._counted[0] + self.window - now, request)
+        self._counted.append(now)
+        return None
+
     def received(self, method: str | None = None, path: str | None = None) -> list[Request]:
         """The requests recorded so far, optionally only those of a method and path."""
         with self._lock:
@@ -139,6 +169,9 @@ class FakeProvider:
                 if failure.times > 0 and (failure.path is None or failure.path in request.path):
                     failure.times -= 1
                     return Answer(failure.status, failure.body, failure.headers)
+            over = self._over_limit(request)
+        if over is not None:
+            return over
         denied = self.authenticate(request)
         if denied is not None:
             return denied
