@@ -10,6 +10,7 @@ from flask import Blueprint, Response, jsonify
 
 from accounts.audit import ACTIONS, HIDDEN
 from database import MAX_ID
+from integrations.pacing import REQUESTS_PER_MINUTE_RANGE
 from outbox.models import (
     DEFAULT_MAX_IN_FLIGHT,
     MAX_IN_FLIGHT_RANGE,
@@ -31,6 +32,15 @@ bp = Blueprint("openapi", __name__, url_prefix="/api/v1")
 
 JSON = "application/json"
 PROBLEM = "application/problem+json"
+
+
+BUDGET = {
+    "type": ["integer", "null"],
+    "minimum": REQUESTS_PER_MINUTE_RANGE[0],
+    "maximum": REQUESTS_PER_MINUTE_RANGE[1],
+    "description": "At most this many requests a minute to the provider; null or left out: "
+    "the provider's documented budget.",
+}
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -665,6 +675,11 @@ def _schemas() -> dict[str, Any]:
                 "status_reason": NULLABLE_STRING,
                 "queue_depth": {"type": "integer"},
                 "total_messages": {"type": "integer"},
+                "requests_per_minute": {
+                    "type": ["integer", "null"],
+                    "description": "The request budget: at most this many requests a minute "
+                    "go to the provider.",
+                },
                 "unmatched_vins": {"type": "array", "items": {"type": "string"}},
                 "release_required": {"type": "boolean"},
                 "release": {"type": ["object", "null"]},
@@ -679,11 +694,15 @@ def _schemas() -> dict[str, Any]:
             "vehicle_attribute and the project. agilefleet: api_key, vehicle_attribute. "
             "servicemax connects in the portal (Salesforce sign-in), not here. The "
             "credentials are checked with the provider: a refusal is a 422 on `credentials`.",
-            "properties": {"provider": {"enum": INTEGRATION_PROVIDERS}},
+            "properties": {
+                "provider": {"enum": INTEGRATION_PROVIDERS},
+                "requests_per_minute": BUDGET,
+            },
         },
         "IntegrationChange": {
             "type": "object",
             "description": "The provider's fields to change; secrets left out are kept.",
+            "properties": {"requests_per_minute": BUDGET},
         },
         "ReleaseSign": {
             "type": "object",

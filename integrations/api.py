@@ -24,6 +24,7 @@ from integrations.lifecycle import (
     update_integration,
 )
 from integrations.models import Integration
+from integrations.pacing import requests_per_minute
 from integrations.providers import PROVIDERS
 
 bp = api_blueprint("integrations_api", __name__)
@@ -52,6 +53,7 @@ def integration_json(integration: Integration) -> dict[str, Any]:
         "status_reason": integration.status_reason,
         "queue_depth": integration.queue_depth,
         "total_messages": integration.total_messages,
+        "requests_per_minute": requests_per_minute(integration),
         "unmatched_vins": integration.unmatched_vins or [],
         "release_required": provider.receives_locations,
         "release": release,

@@ -15,6 +15,7 @@ import requests
 
 from database import utcnow
 from integrations.models import Integration
+from integrations.pacing import REQUESTS_PER_MINUTE_RANGE, requests_per_minute, wait_for_room
 from outbox.failures import describe_failure, shorten
 from outbox.http import elapsed_ms, failed_result, outbound_session, request_timeouts
 from outbox.models import OutboxMessage
@@ -35,10 +36,13 @@ class Field:
 
     name: str
     label: str
-    kind: str = "text"  # text | secret | checkbox | select
+    kind: str = "text"  # text | secret | checkbox | select | number
     help: str = ""
     required: bool = True
     choices: tuple[tuple[str, str], ...] = ()
+    # A number's range, both ends included (whole numbers only).
+    minimum: int | None = None
+    maximum: int | None = None
 
 
 VEHICLE_ATTRIBUTES = (
@@ -53,6 +57,21 @@ VEHICLE_ATTRIBUTE = Field(
     "The one vehicle attribute this integration keeps in sync; add another integration "
     "for another attribute.", choices=VEHICLE_ATTRIBUTES,
 )  # fmt: skip
+
+
+# Every integration's own request budget; blank keeps the provider's documented
+# one. Stored as the target's rate limit (integrations/pacing.py), not in options.
+BUDGET_FIELD = Field(
+    "requests_per_minute", "Requests a minute", "number",
+    "At most this many requests a minute go to the provider (your plan may allow "
+    "more or fewer). Blank: the provider's documented budget.",
+    required=False, minimum=REQUESTS_PER_MINUTE_RANGE[0], maximum=REQUESTS_PER_MINUTE_RANGE[1],
+)  # fmt: skip
+
+
+def form_fields(provider: Provider) -> tuple[Field, ...]:
+    """The fields of a provider's form: its own, then the request budget."""
+    return (*provider.fields, BUDGET_FIELD)
 
 
 class ProviderRejected(Exception):
@@ -137,6 +156,10 @@ class Api:
         url = path if path.startswith("http") else f"{self.base_url}{path}"
         headers = {**self.headers, **kwargs.pop("headers", {})}
         shown = dict(shown_headers if shown_headers is not None else {"method": method})
+        if self.integration is not None:
+            wait = wait_for_room(self.integration)
+            if wait is not None:
+                return None, budget_spent(self.integration, self.provider_name, wait, shown)
         started = time.perf_counter()
         try:
             response = self.session.request(method, url, headers=headers, **kwargs)
@@ -145,6 +168,20 @@ class Api:
             failure = describe_failure(error, url, read_timeout, connect_timeout)
             return None, failed_result(started, shown, failure)
         return response, result_of(response, started, shown, self.provider_name)
+
+
+def budget_spent(
+    integration: Integration, provider_name: str, wait: float, shown: Mapping[str, str]
+) -> Result:
+    """The result of a request the budget had no room for: not sent, not an attempt."""
+    return Result(
+        delivered=False,
+        not_sent=True,
+        retry_after=wait,
+        request_headers=dict(shown),
+        error=f"Waiting for room in the request budget for {provider_name} "
+        f"({requests_per_minute(integration)} a minute)",
+    )
 
 
 def result_of(

@@ -9,7 +9,7 @@ from typing import Any
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, PasswordField, SelectChoice, SelectField, StringField
 
-from integrations.base import Field, Provider
+from integrations.base import Field, Provider, form_fields
 
 
 class ProviderForm(FlaskForm):
@@ -20,7 +20,7 @@ class ProviderForm(FlaskForm):
     def values(self, editing: bool) -> dict[str, Any]:
         """The fields as lifecycle takes them; editing, a blank secret keeps the stored one."""
         values: dict[str, Any] = {}
-        for field in self._provider.fields:
+        for field in form_fields(self._provider):
             data = getattr(self, field.name).data
             if field.kind == "checkbox":
                 values[field.name] = bool(data)
@@ -46,13 +46,19 @@ def _wtform_field(field: Field, editing: bool) -> Any:
             choices=[SelectChoice(key, label) for key, label in field.choices],
             validate_choice=False,  # the rules in lifecycle decide
         )
+    if field.kind == "number":
+        return StringField(
+            field.label,
+            description=help_text,
+            render_kw={"type": "number", "min": field.minimum, "max": field.maximum, "step": 1},
+        )
     return StringField(field.label, description=help_text)
 
 
 def provider_form(provider: Provider, editing: bool, **kwargs: Any) -> ProviderForm:
     """A form with the provider's fields."""
     attributes: dict[str, Any] = {"_provider": provider}
-    for field in provider.fields:
+    for field in form_fields(provider):
         attributes[field.name] = _wtform_field(field, editing)
     form_class = type(f"{provider.key.title()}Form", (ProviderForm,), attributes)
     form: ProviderForm = form_class(**kwargs)

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from integrations.models import Integration
+from integrations.pacing import sending_until
 from integrations.providers import PROVIDERS
 from outbox.models import OutboxMessage, Target
 from outbox.queues import INTEGRATIONS
@@ -24,8 +25,13 @@ class IntegrationKind:
             return None
         return PROVIDERS[target.provider].payload_for(target, event)
 
+    def latest_value_types(self, target: Target) -> frozenset[str]:
+        assert isinstance(target, Integration)
+        return frozenset(getattr(PROVIDERS[target.provider], "latest_value_types", ()))
+
     def send(
         self, target: Target, messages: Sequence[OutboxMessage], stop_at: float
     ) -> list[Result]:
         assert isinstance(target, Integration)
-        return PROVIDERS[target.provider].send(target, messages, stop_at)
+        with sending_until(stop_at):
+            return PROVIDERS[target.provider].send(target, messages, stop_at)

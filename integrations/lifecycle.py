@@ -15,6 +15,7 @@ from database import utcnow
 from errors import ValidationError
 from extensions import db
 from integrations.base import (
+    BUDGET_FIELD,
     RELEASE_REASON,
     VEHICLE_ATTRIBUTES,
     Field,
@@ -23,6 +24,7 @@ from integrations.base import (
     store_secrets,
 )
 from integrations.models import Integration
+from integrations.pacing import forget_budget, requests_per_minute
 from integrations.providers import PROVIDERS
 from outbox.models import TargetStatus
 from outbox.status import activate, hold_for_release, is_waiting_for_release, needs_fixing, pause
@@ -44,6 +46,8 @@ def _clean_field(field: Field, value: Any) -> tuple[Any, list[str]]:
         return (value, []) if isinstance(value, bool) else (None, ["true or false."])
     if value is None or (isinstance(value, str) and not value.strip()):
         return None, ([f"Enter the {field.label}."] if field.required else [])
+    if field.kind == "number":
+        return _clean_number(field, value)
     if not isinstance(value, str):
         return None, ["A string."]
     value = value.strip()
@@ -54,12 +58,39 @@ def _clean_field(field: Field, value: Any) -> tuple[Any, list[str]]:
     return value, []
 
 
+def _clean_number(field: Field, value: Any) -> tuple[int | None, list[str]]:
+    low, high = field.minimum, field.maximum
+    words = f"A whole number from {low} to {high}."
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        value = int(value.strip())
+    if isinstance(value, bool) or not isinstance(value, int):
+        return None, [words]
+    if (low is not None and value < low) or (high is not None and value > high):
+        return None, [words]
+    return value, []
+
+
+def _set_budget(integration: Integration, provider: Any, values: Mapping[str, Any]) -> None:
+    """The integration's request budget from `values` (blank: the provider's
+    documented one); ValidationError when it is not a number in range."""
+    if BUDGET_FIELD.name not in values and integration.rate_limit is not None:
+        return
+    per_minute, problems = _clean_field(BUDGET_FIELD, values.get(BUDGET_FIELD.name))
+    if problems:
+        raise ValidationError({BUDGET_FIELD.name: problems})
+    if per_minute is None:
+        per_minute = getattr(provider, "requests_per_minute", None)
+    if per_minute is not None and per_minute != requests_per_minute(integration):
+        forget_budget(integration)
+        integration.rate_limit = per_minute / 60
+
+
 def clean_fields(
     provider: Any, values: Mapping[str, Any], current: Integration | None = None
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """The settings and the secrets of a provider's form, or ValidationError naming
     every bad field. Changing, a secret left out keeps the stored one."""
-    known = {field.name for field in provider.fields} | {"provider"}
+    known = {field.name for field in provider.fields} | {"provider", BUDGET_FIELD.name}
     errors = {name: ["Not a field of this provider."] for name in sorted(set(values) - known)}
     options: dict[str, Any] = {}
     secrets: dict[str, Any] = secrets_of(current) if current is not None else {}
@@ -116,6 +147,7 @@ def create_integration(account_id: int, values: Mapping[str, Any]) -> Integratio
         unmatched_vins=[],
     )
     store_secrets(integration, secrets)
+    _set_budget(integration, provider, values)
     _check_with_provider(provider, integration)
     if provider.receives_locations:
         hold_for_release(integration, RELEASE_REASON)
@@ -132,6 +164,8 @@ def update_integration(integration: Integration, values: Mapping[str, Any]) -> N
     provider = PROVIDERS[integration.provider]
     given = {k: v for k, v in values.items() if k != "provider"}
     options, secrets = clean_fields(provider, given, integration)
+    budget_before = requests_per_minute(integration)
+    _set_budget(integration, provider, given)
     settings_before, secrets_before = _settings(integration), secrets_of(integration)
     # Left out of `values`, clean_fields gives None: the stored attribute stays.
     attribute = options.pop("vehicle_attribute", None) or integration.vehicle_attribute
@@ -142,6 +176,8 @@ def update_integration(integration: Integration, values: Mapping[str, Any]) -> N
     integration.vehicle_map_at = None  # other credentials may see other vehicles
     _check_with_provider(provider, integration)
     changed = {k: v for k, v in _settings(integration).items() if settings_before.get(k) != v}
+    if requests_per_minute(integration) != budget_before:
+        changed[BUDGET_FIELD.name] = requests_per_minute(integration)
     changed |= {name: HIDDEN for name in sorted(provider.secret_fields)
                 if secrets.get(name) != secrets_before.get(name)}  # fmt: skip
     if needs_fixing(integration):

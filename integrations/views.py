@@ -26,7 +26,7 @@ from accounts.audit import record
 from database import utcnow, whole_number
 from errors import ValidationError
 from extensions import db
-from integrations.base import ProviderRejected, secrets_of
+from integrations.base import BUDGET_FIELD, ProviderRejected, form_fields, secrets_of
 from integrations.forms import ProviderForm, ReleaseForm, provider_form
 from integrations.lifecycle import (
     account_integrations,
@@ -41,6 +41,7 @@ from integrations.lifecycle import (
     update_integration,
 )
 from integrations.models import Integration
+from integrations.pacing import requests_per_minute
 from integrations.providers import PROVIDERS
 from outbox.activity import RecentActivity, account_activity, target_activity
 from outbox.recovery import find_message, last_error_details, target_messages
@@ -105,7 +106,7 @@ def _form_dialog(
         stored = {name: value for name, value in secrets_of(integration).items() if value}
     return render_dialog(
         "integrations/_form.html", title, status, form=form, provider=provider,
-        integration=integration, stored=stored,
+        integration=integration, stored=stored, form_fields=form_fields,
     )  # fmt: skip
 
 
@@ -198,6 +199,7 @@ def detail(integration_id: int) -> str:
         integration=integration,
         provider=PROVIDERS[integration.provider],
         secrets=secrets_of(integration),
+        requests_per_minute=requests_per_minute,
         messages=messages,
         error_details=last_error_details([m.id for m in messages]),
         activity=target_activity(integration.id, utcnow()),
@@ -236,6 +238,7 @@ def edit(integration_id: int) -> Response:
         value = integration.vehicle_attribute if field.name == "vehicle_attribute" else (
             integration.options.get(field.name))  # fmt: skip
         getattr(form, field.name).data = value
+    getattr(form, BUDGET_FIELD.name).data = requests_per_minute(integration)
     return _form_dialog(form, provider, integration)
 
 

@@ -12,7 +12,7 @@ row locks; on PostgreSQL the UPDATE re-checks each row it waited for)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -110,6 +110,27 @@ def claim_due_messages(
     whole target. A message waiting for its retry holds back every later one."""
     runs = _take([_due_head_run(target_id, now, limit)], owner, now)
     return runs[0] if runs else []
+
+
+def claim_due_in_lanes(
+    target_id: int, owner: str, now: datetime, limit: int, latest_types: Collection[str] = ()
+) -> list[OutboxMessage]:
+    """Lease up to `limit` due messages for a kind that sends a batch itself: each
+    lane's due head and the due messages right behind it, in sequence order across
+    the lanes. A lane whose head waits for its retry holds back its own messages
+    only, not every other vehicle's. Messages of `latest_types` are superseded by
+    their lane's newest of the same type first."""
+    if latest_types:
+        supersede_backlogs(target_id, now, latest_types)
+    rows = sorted(
+        (row for run in _due_lane_runs(target_id, limit, limit, now) for row in run),
+        key=lambda row: row.sequence,
+    )[:limit]  # a lane's messages rise in sequence: the cut keeps each lane's first
+    lanes: dict[str, list[int]] = {}
+    for row in rows:
+        lanes.setdefault(row.ordering_key, []).append(row.id)
+    taken = [message for run in _take(list(lanes.values()), owner, now) for message in run]
+    return sorted(taken, key=lambda message: message.sequence)
 
 
 def _due_head_run(target_id: int, now: datetime, limit: int) -> list[int]:
@@ -281,27 +302,34 @@ def _take(runs: list[list[int]], owner: str, now: datetime) -> list[list[OutboxM
     return [[loaded[message_id] for message_id in run] for run in kept]
 
 
-def supersede_backlogs(target_id: int, now: datetime) -> int:
+def supersede_backlogs(
+    target_id: int, now: datetime, event_types: Collection[str] | None = None
+) -> int:
     """Latest wins: in each lane whose head may go now and that has more than one
     open message, every pending message but the newest is superseded. The newest
     takes over the lane's retry count, so a receiver that stays down is retried on
-    the schedule, not at once. Not committed here: the claim that follows commits."""
+    the schedule, not at once. With `event_types`, only messages of those types,
+    each type on its own (an integration's positions, not its fault reports). Not
+    committed here: the claim that follows commits."""
+    query = select(
+        OutboxMessage.id,
+        OutboxMessage.ordering_key,
+        OutboxMessage.event_type,
+        OutboxMessage.lane_sequence,
+        OutboxMessage.status,
+        OutboxMessage.attempts,
+        OutboxMessage.next_attempt_at,
+        OutboxMessage.lease_expires_at,
+    ).where(OutboxMessage.target_id == target_id, OutboxMessage.status.in_(OPEN_STATUSES))
+    if event_types is not None:
+        query = query.where(OutboxMessage.event_type.in_(sorted(event_types)))
     rows = db.session.execute(
-        select(
-            OutboxMessage.id,
-            OutboxMessage.ordering_key,
-            OutboxMessage.lane_sequence,
-            OutboxMessage.status,
-            OutboxMessage.attempts,
-            OutboxMessage.next_attempt_at,
-            OutboxMessage.lease_expires_at,
-        )
-        .where(OutboxMessage.target_id == target_id, OutboxMessage.status.in_(OPEN_STATUSES))
-        .order_by(OutboxMessage.ordering_key, OutboxMessage.lane_sequence)
+        query.order_by(OutboxMessage.ordering_key, OutboxMessage.lane_sequence)
     ).all()
-    lanes: dict[str, list[Any]] = {}
+    lanes: dict[tuple[str, str], list[Any]] = {}
     for row in rows:
-        lanes.setdefault(row.ordering_key, []).append(row)
+        lane = (row.ordering_key, row.event_type if event_types is not None else "")
+        lanes.setdefault(lane, []).append(row)
     superseded: list[int] = []
     for lane in lanes.values():
         if len(lane) < 2 or not _is_due(lane[0], now):

@@ -34,7 +34,7 @@ from outbox.claims import (
     Room,
     acquire_drain,
     acquire_drains,
-    claim_due_messages,
+    claim_due_in_lanes,
     claim_lane_runs,
     has_due_messages,
     lease,
@@ -425,19 +425,25 @@ def _take_drains(target_ids: list[int], owner: str) -> list[int]:
 
 
 def _serial_drain(target_id: int) -> dict[str, Any]:
-    """One target's due messages, sent in order by its kind, for a few seconds."""
+    """One target's due messages, sent in batches by its kind, for a few seconds.
+    Each vehicle's messages go in order; a message waiting for its retry holds back
+    only its own vehicle's (claim_due_in_lanes)."""
     owner = _owner()
     if not _take_drains([target_id], owner):
         return {"target": target_id, "sent": 0, "skipped": "another drain holds the target"}
     attempted = 0
     budget_ends = time.monotonic() + TIME_BUDGET_SECONDS
+    kind = kind_of(db.session.get(Target, target_id))
+    assert isinstance(kind, SerialKind)
     try:
         while time.monotonic() < budget_ends:
             target = db.session.get(Target, target_id, populate_existing=True)
             if target is None or target.status in HELD:
                 break
             claimed_at = time.monotonic()
-            batch = claim_due_messages(target_id, owner, utcnow(), BATCH_SIZE)
+            batch = claim_due_in_lanes(
+                target_id, owner, utcnow(), BATCH_SIZE, kind.latest_value_types(target)
+            )
             if not batch:
                 if redis_client().getdel(again_key(target_id)):
                     continue
@@ -451,12 +457,18 @@ def _serial_drain(target_id: int) -> dict[str, Any]:
             stop_at = min(budget_ends, claimed_at + lease().total_seconds() - slowest - 1)
             with _patience():
                 results = _send_serially(target, batch, stop_at)
+            # Requests the budget had no room for were never made: not attempts.
+            sent = len(results)
+            while sent and results[sent - 1].not_sent:
+                sent -= 1
             acquire_drain(target_id, owner, utcnow())  # renew, committed with the results
-            record_results(owner, [Outcomes(target, batch[: len(results)], results)])
-            release_messages([m.id for m in batch[len(results) :]], owner)
-            attempted += len(results)
-            if results and not (results[-1].delivered or results[-1].permanent):
-                break  # the head must wait for its retry
+            if sent < len(results):
+                _wait_for_budget(target, results[-1])
+            record_results(owner, [Outcomes(target, batch[:sent], results[:sent])])
+            release_messages([m.id for m in batch[sent:]], owner)
+            attempted += sent
+            if sent < len(results) or (sent and _target_wide(results[sent - 1])):
+                break  # the provider, not one message, must wait
             if len(batch) < BATCH_SIZE and not redis_client().getdel(again_key(target_id)):
                 # Everything due was in this batch, and no nudge came since: no
                 # need to claim again to learn that nothing is left.
@@ -465,6 +477,32 @@ def _serial_drain(target_id: int) -> dict[str, Any]:
         release_drain(target_id, owner)
     _follow_up(target_id, own_job=True)
     return {"target": target_id, "sent": attempted}
+
+
+def _target_wide(result: Result) -> bool:
+    """A failure of the provider rather than of one message: no answer, a server
+    error, a push-back or refused credentials. Other vehicles' messages wait too."""
+    if result.delivered or result.permanent:
+        return False
+    return (
+        result.status_code is None
+        or result.status_code >= 500
+        or result.throttled
+        or result.retry_after is not None
+        or result.needs_attention is not None
+    )
+
+
+def _wait_for_budget(target: Target, result: Result) -> None:
+    """The request budget is spent: nothing goes to the target before it has room
+    again (the sweeper nudges it then). Committed with the results."""
+    wait = result.retry_after or 1.0
+    db.session.execute(
+        update(Target)
+        .where(Target.id == target.id)
+        .values(throttled_until=utcnow() + timedelta(seconds=wait))
+        .execution_options(synchronize_session=False)
+    )
 
 
 def _send_serially(target: Target, batch: Sequence[OutboxMessage], stop_at: float) -> list[Result]:
@@ -513,9 +551,9 @@ def _follow_up(target_id: int, own_job: bool) -> None:
         db.session.rollback()
         return  # the receiver asked for a pause; the sweeper nudges it after
     asked_again = redis_client().getdel(again_key(target_id))
-    # Kinds that send a batch themselves send in the target's order, whatever its
-    # ordering setting says (only concurrent kinds have lanes).
-    ordering = None if isinstance(kind_of(target), ConcurrentKind) else Ordering.WEBHOOK
+    # Kinds that send a batch themselves keep each vehicle's order, whatever the
+    # target's ordering setting says.
+    ordering = None if isinstance(kind_of(target), ConcurrentKind) else Ordering.VEHICLE
     if asked_again or has_due_messages(target, now, ordering):
         db.session.rollback()
         # Another drain that took the target since this one let go sends it; it reads

@@ -19,7 +19,6 @@ from database import UTCDateTime, utcnow
 from extensions import db
 from outbox.failures import shorten
 
-
 ERROR_LENGTH = 500  # what a status reason or a last error holds
 
 

@@ -32,6 +32,10 @@ class Result:
     # The message itself was refused for good (e.g. a provider's 422): it is dead,
     # and the target goes on with the next one.
     permanent: bool = False
+    # No request was made: the integration's request budget had no room before the
+    # drain's time to send ended (retry_after says when it has). Not an attempt:
+    # the message goes back to the queue unchanged and the target waits.
+    not_sent: bool = False
     # The provider refused our credentials (401/403): why, in words. The target
     # stops sending until a person fixes them; its messages wait.
     needs_attention: str | None = None
@@ -71,6 +75,9 @@ class SerialKind(TargetKind, Protocol):
         (unless its failure is `permanent`), or
         before starting one once time.monotonic() passes `stop_at` (always send
         at least one). Returns one result per message attempted."""
+
+    def latest_value_types(self, target: Target) -> frozenset[str]:
+        """The message types of which only a lane's newest matters to this target."""
 
 
 _KINDS: dict[str, ConcurrentKind | SerialKind] = {}
