@@ -45,6 +45,7 @@ from fleet.models import Driver, DriverAssignment, Vehicle, VehicleState
 from fleet.reports import Report
 from outbox.fanout import account_targets, fan_out
 from webhooks.events import (
+    CURRENT_STATE,
     EVENT_TYPES,
     IDLE_MINUTES,
     POSTED_SPEED_MARGIN,
@@ -282,6 +283,25 @@ def driver_named(account_id: int, name: str) -> Driver:
         db.session.add(driver)
         db.session.flush()
     return driver
+
+
+def current_states(account_id: int, at: datetime) -> list[DetectedEvent]:
+    """Each of the account's vehicles as it is now, as a CURRENT_STATE event: its
+    last position, odometer and driver, and in `report` its engine hours, fuel
+    level and the fault codes open now (what integrations bring up to date)."""
+    events = []
+    vehicles = db.session.scalars(
+        select(Vehicle).where(Vehicle.account_id == account_id).order_by(Vehicle.id)
+    )
+    for vehicle in vehicles:
+        state = db.session.get(VehicleState, vehicle.id) or VehicleState(vehicle_id=vehicle.id)
+        report: dict[str, Any] = {"fault_codes": list(state.fault_codes or [])}
+        for name in ("engine_hours", "fuel_level_pct"):
+            if getattr(vehicle, name) is not None:
+                report[name] = getattr(vehicle, name)
+        here = snapshot(vehicle, state)
+        events.append(DetectedEvent(CURRENT_STATE, here.fix_time or at, here, report=report))
+    return events
 
 
 def vehicle_state(vehicle: Vehicle) -> VehicleState:

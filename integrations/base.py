@@ -21,6 +21,7 @@ from outbox.http import elapsed_ms, failed_result, outbound_session, request_tim
 from outbox.models import OutboxMessage
 from outbox.registry import Result
 from outbox.schedule import parse_retry_after
+from webhooks.events import CURRENT_STATE as CURRENT_STATE_EVENT
 
 # Why an integration that sends locations waits after it is connected.
 RELEASE_REASON = "Waiting for the release form to be signed."
@@ -85,7 +86,7 @@ class ProviderRejected(Exception):
 # vehicle's snapshot now (last position, odometer, fix time, driver) and whose
 # report holds what else is known (engine_hours, fuel_level_pct, fault_codes: the
 # codes open now). Providers answer it in payload_for like any other event.
-CURRENT_STATE = "current_state"
+CURRENT_STATE = CURRENT_STATE_EVENT.key
 
 
 class Provider(Protocol):

@@ -8,12 +8,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from flask import current_app
 from sqlalchemy import select
 
 from accounts.audit import HIDDEN, record
 from database import utcnow
 from errors import ValidationError
 from extensions import db
+from fleet.detector import current_states
 from integrations.base import (
     BUDGET_FIELD,
     RELEASE_REASON,
@@ -26,6 +28,7 @@ from integrations.base import (
 from integrations.models import Integration
 from integrations.pacing import forget_budget, requests_per_minute
 from integrations.providers import PROVIDERS
+from outbox.fanout import fan_out
 from outbox.models import TargetStatus
 from outbox.status import activate, hold_for_release, is_waiting_for_release, needs_fixing, pause
 
@@ -155,7 +158,26 @@ def create_integration(account_id: int, values: Mapping[str, Any]) -> Integratio
         integration.status = TargetStatus.ACTIVE.value
     db.session.add(integration)
     record(account_id, "integration.created", integration, audit_details(integration))
+    send_current_state(integration)
     return integration
+
+
+def send_current_state(integration: Integration) -> int:
+    """Queue each of the account's vehicles as it is now for this integration
+    alone (initial sync: the provider need not wait for the next odometer change
+    or fault); how many messages that made. They wait for the release form where
+    one is needed, like every other message."""
+    db.session.flush()  # the integration's id
+    events = current_states(integration.account_id, utcnow())
+    return sum(len(messages) for messages in fan_out(events, [integration]))
+
+
+def _catch_up(integration: Integration) -> None:
+    """After an outage longer than the retention window its messages expired
+    unsent: the current state brings the provider up to date instead."""
+    last = integration.last_delivered_at
+    if last is not None and utcnow() - last > current_app.config["FLEETHOOK_RETENTION"]:
+        send_current_state(integration)
 
 
 def update_integration(integration: Integration, values: Mapping[str, Any]) -> None:
@@ -182,6 +204,7 @@ def update_integration(integration: Integration, values: Mapping[str, Any]) -> N
                 if secrets.get(name) != secrets_before.get(name)}  # fmt: skip
     if needs_fixing(integration):
         activate(integration)
+        _catch_up(integration)
         changed["status"] = integration.status
     if changed:
         record(integration.account_id, "integration.updated", integration, changed)
@@ -223,6 +246,7 @@ def resume_integration(integration: Integration) -> None:
     if PROVIDERS[integration.provider].receives_locations and not integration.release_signed_at:
         raise ValidationError({"release": ["Sign the release form first."]})
     activate(integration)
+    _catch_up(integration)
     record(integration.account_id, "integration.resumed", integration)
 
 

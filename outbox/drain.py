@@ -469,9 +469,10 @@ def _serial_drain(target_id: int) -> dict[str, Any]:
             attempted += sent
             if sent < len(results) or (sent and _target_wide(results[sent - 1])):
                 break  # the provider, not one message, must wait
-            if len(batch) < BATCH_SIZE and not redis_client().getdel(again_key(target_id)):
-                # Everything due was in this batch, and no nudge came since: no
-                # need to claim again to learn that nothing is left.
+            everything = sent == len(batch) < BATCH_SIZE
+            if everything and not redis_client().getdel(again_key(target_id)):
+                # Everything due was in this batch and sent, and no nudge came
+                # since: no need to claim again to learn that nothing is left.
                 break
     finally:
         release_drain(target_id, owner)

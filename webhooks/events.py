@@ -119,6 +119,15 @@ _LANDMARK = {"id": 311, "name": "Joliet Distribution Center"}
 _DRIVER = {"id": 17, "name": "Dana Whitfield"}
 
 
+# Not an event anyone subscribes to: a vehicle's state as it is now, which an
+# integration gets once per vehicle when it starts (integrations/base.py).
+CURRENT_STATE = EventType(
+    "current_state", "Current state",
+    "The vehicle's last position, odometer and open fault codes, sent to an "
+    "integration when it is connected.",
+)  # fmt: skip
+
+
 EVENT_TYPES: dict[str, EventType] = {
     event.key: event
     for event in [
