@@ -75,8 +75,8 @@ def wait_for_room(target: Target) -> float | None:
     stop_at (sending_until) at the latest. None when it was taken; else how many
     seconds from now room frees up (nothing was taken)."""
     per_minute = requests_per_minute(target)
-    if per_minute is None:
-        return None
+    if per_minute is None or target.id is None:
+        return None  # no budget, or the credential check of one being created
     until = _send_ends.get()
     if until is None:
         until = time.monotonic() + CHECK_PATIENCE_SECONDS

@@ -4,15 +4,28 @@ token, the ST-App-Key, the tenant and the GPS provider name), answering one
 `{"externalId", "status", "message"}` per ping like the real one. Tests can make
 given pings "Fail", expire every token, and (from FakeProvider) answer HTTP errors.
 
+Written from ServiceTitan's published Dispatch v2 OpenAPI (`tenant-dispatch-v2.yml`
+as shipped in the generated SDK compwright/servicetitan), operation `Gps_Create`:
+the body is an array of `Dispatch.V2.GpsPingCreateRequest`, whose "required" list
+is unitId, unitName, eventTime, street, city, region, postalCode, message,
+externalId, isNew, statusMessage — strings but `isNew` (boolean) and `eventTime`
+(format date-time), none of them nullable; latitude, longitude and speed are
+nullable numbers; `additionalProperties: false`. A refused request answers 400
+with an `ApiErrorResponse` (RFC 7807): `{"type", "title", "status", "traceId",
+"errors": {name: [messages]}, "data"}`. The limit is ServiceTitan's FAQ ("FAQs:
+APIs, App Keys & Client Keys"): "60 calls per second per application per tenant".
+
 Serve the auth and API hosts from this one server: point both
 FLEETHOOK_SERVICETITAN_AUTH_URL and FLEETHOOK_SERVICETITAN_BASE_URL at `url`."""
 
 from __future__ import annotations
 
+import math
 import secrets
 import time
 from datetime import datetime
 from typing import Any
+from urllib.parse import unquote
 
 from tests.fakes.base import Answer, FakeProvider, Request
 
@@ -22,13 +35,32 @@ CLIENT_SECRET = "cs1.k3ep-th1s-s3cret-0ut-0f-l0gs"
 APP_KEY = "ak1.fleethook-app-key-0001"
 GPS_PROVIDER = "fleethook"
 TOKEN_SECONDS = 900
+# ServiceTitan's documented limit: 60 calls a second per application and tenant.
+# Guess: the fake counts every request it serves (the token requests too, and
+# whatever the app key and tenant): the tests use one app and one tenant.
+CALLS_PER_SECOND = 60
+# Dispatch.V2.GpsPingCreateRequest, as published: the required non-null strings,
+# the required boolean, and the optional nullable numbers.
 REQUIRED_STRINGS = ("unitId", "unitName", "eventTime", "street", "city", "region",
-                    "postalCode", "externalId")  # fmt: skip
+                    "postalCode", "message", "externalId", "statusMessage")  # fmt: skip
+REQUIRED_BOOLEANS = ("isNew",)
+NULLABLE_NUMBERS = ("latitude", "longitude", "speed")
+KNOWN_FIELDS = frozenset(REQUIRED_STRINGS + REQUIRED_BOOLEANS + NULLABLE_NUMBERS)
 
 
-def _unauthorized(detail: str) -> Answer:
-    return Answer(401, {"type": "https://tools.ietf.org/html/rfc7235#section-3.1",
-                        "title": "Unauthorized", "status": 401, "detail": detail})  # fmt: skip
+def _trace_id() -> str:
+    # Guess: a W3C traceparent, as ASP.NET puts in its problem details.
+    return f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-00"
+
+
+def _problem(status: int, title: str, errors: dict[str, list[str]] | None = None) -> Answer:
+    """An ApiErrorResponse, every field the schema requires present."""
+    # Guess: the "type" URIs are ASP.NET's defaults for each status.
+    section = {400: "6.5.1", 401: "3.1", 403: "6.5.3", 404: "6.5.4"}[status]
+    rfc = "rfc7235" if status == 401 else "rfc7231"
+    return Answer(status, {"type": f"https://tools.ietf.org/html/{rfc}#section-{section}",
+                           "title": title, "status": status, "traceId": _trace_id(),
+                           "errors": errors or {}, "data": {}})  # fmt: skip
 
 
 class FakeServiceTitan(FakeProvider):
@@ -45,7 +77,9 @@ class FakeServiceTitan(FakeProvider):
         self.client_id = client_id
         self.client_secret = client_secret
         self.app_key = app_key
-        self.gps_provider = gps_provider
+        # The GPS providers set up (Settings → Integrations → GPS) and selected
+        # for the app in this tenant.
+        self.gps_providers = {gps_provider}
         self.token_seconds = TOKEN_SECONDS
         self.tokens: dict[str, float] = {}  # issued token → wall-clock expiry
         self.pings: list[dict[str, Any]] = []  # every ping answered "Success"
@@ -54,6 +88,7 @@ class FakeServiceTitan(FakeProvider):
         self.route(
             "POST", r"/dispatch/v2/tenant/([^/]+)/gps-provider/([^/]+)/gps-pings", self._gps_pings
         )
+        self.throttle(CALLS_PER_SECOND, 1.0)
 
     # -- what tests change -------------------------------------------------------
 
@@ -67,17 +102,27 @@ class FakeServiceTitan(FakeProvider):
 
     # -- the API -----------------------------------------------------------------
 
+    def throttled(self, retry_after: float, request: Request) -> Answer:
+        # Guess: ServiceTitan's API gateway is Azure API Management (its developer
+        # portal is one), whose rate-limit policy answers 429 with Retry-After in
+        # whole seconds and this body.
+        seconds = max(1, math.ceil(retry_after))
+        return Answer(429, {"statusCode": 429,
+                            "message": f"Rate limit is exceeded. Try again in {seconds} seconds."},
+                      {"Retry-After": str(seconds)})  # fmt: skip
+
     def authenticate(self, request: Request) -> Answer | None:
         if request.path == "/connect/token":
             return None  # the client credentials are in the form; _token checks them
         if request.headers.get("ST-App-Key") != self.app_key:
-            return _unauthorized("ST-App-Key is missing or not valid")
+            return _problem(401, "ST-App-Key is missing or not valid")
         scheme, _, token = (request.headers.get("Authorization") or "").partition(" ")
         if scheme != "Bearer" or self.tokens.get(token, 0) < time.time():
-            return _unauthorized("The access token is missing, expired or not valid")
+            return _problem(401, "The access token is missing, expired or not valid")
         return None
 
     def _token(self, request: Request) -> Answer:
+        # OAuth 2.0 (RFC 6749 §5.2) errors, as ServiceTitan's identity server gives.
         form = request.form
         if form.get("grant_type") != "client_credentials":
             return Answer(400, {"error": "unsupported_grant_type"})
@@ -93,23 +138,28 @@ class FakeServiceTitan(FakeProvider):
         )
 
     def _gps_pings(self, request: Request, tenant: str, provider: str) -> Answer:
+        tenant, provider = unquote(tenant), unquote(provider)  # path segments, as routed
+        # Guess: which status each of these gets (the operation documents only 200
+        # and 400): an app not connected to the tenant 403, a GPS provider the
+        # tenant has not set up (or not selected for the app) 404.
         if tenant != self.tenant:
-            detail = "The application has no access to this tenant"
-            return Answer(403, {"title": "Forbidden", "status": 403, "detail": detail})
-        if provider != self.gps_provider:
-            return Answer(404, {"title": "Not Found", "status": 404,
-                                "detail": f"GPS provider {provider} not found"})  # fmt: skip
+            return _problem(403, "The application has no access to this tenant")
+        if provider not in self.gps_providers:
+            return _problem(404, f"GPS provider {provider} was not found")
         try:
             body = request.json
         except ValueError:
             body = None
         if not isinstance(body, list):
-            return self._invalid({"": ["A JSON array of GPS pings is required."]})
+            return _problem(400, "One or more validation errors occurred.",
+                            {"": ["A JSON array of GPS pings is required."]})  # fmt: skip
         errors: dict[str, list[str]] = {}
         for index, item in enumerate(body):
             errors.update(_problems(index, item))
         if errors:
-            return self._invalid(errors)
+            # Guess: ASP.NET model validation refuses the whole request, recording
+            # none of its pings, and keys each error by the ping's index.
+            return _problem(400, "One or more validation errors occurred.", errors)
         answers = []
         for item in body:
             external_id = item["externalId"]
@@ -121,29 +171,34 @@ class FakeServiceTitan(FakeProvider):
                 answers.append({"externalId": external_id, "status": "Success", "message": ""})
         return Answer(200, answers)
 
-    @staticmethod
-    def _invalid(errors: dict[str, list[str]]) -> Answer:
-        return Answer(400, {"type": "https://tools.ietf.org/html/rfc7231#section-6.5.1",
-                            "title": "One or more validation errors occurred.", "status": 400,
-                            "errors": errors})  # fmt: skip
-
 
 def _problems(index: int, item: Any) -> dict[str, list[str]]:
-    """The model errors ServiceTitan's validation would report for one ping."""
+    """The model errors ServiceTitan's validation reports for one ping."""
+    # Guess: the error keys ("[0].statusMessage") and words are ASP.NET's.
     if not isinstance(item, dict):
         return {f"[{index}]": ["A GPS ping object is required."]}
     errors: dict[str, list[str]] = {}
     for name in REQUIRED_STRINGS:
-        if not isinstance(item.get(name), str):
+        if not isinstance(item.get(name), str):  # missing, null or not a string
             errors[f"[{index}].{name}"] = [f"The {name} field is required."]
-    if not isinstance(item.get("isNew"), bool):
-        errors[f"[{index}].isNew"] = ["The isNew field is required."]
-    for name in ("latitude", "longitude", "speed"):
+    for name in REQUIRED_BOOLEANS:
+        if not isinstance(item.get(name), bool):
+            errors[f"[{index}].{name}"] = [f"The {name} field is required."]
+    for name in NULLABLE_NUMBERS:
         value = item.get(name)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
             errors[f"[{index}].{name}"] = [f"The {name} field must be a number."]
-    try:
-        datetime.fromisoformat(str(item.get("eventTime")))
-    except ValueError:
-        errors[f"[{index}].eventTime"] = ["The eventTime field is not a valid date-time."]
+    for name in sorted(set(item) - KNOWN_FIELDS):
+        # The schema says additionalProperties: false. Guess: refused (ASP.NET
+        # ignores unknown members unless told not to; refusing is the stricter).
+        errors[f"[{index}].{name}"] = [f"The {name} field is not part of the GPS ping."]
+    if isinstance(item.get("eventTime"), str):
+        try:
+            # Guess: any ISO 8601 date-time with its offset ("Z" included) parses.
+            parsed = datetime.fromisoformat(item["eventTime"].replace("Z", "+00:00"))
+        except ValueError:
+            parsed = None
+        if parsed is None or parsed.tzinfo is None:
+            errors[f"[{index}].eventTime"] = ["The eventTime field is not a valid date-time."]
+    # Guess: an empty string passes (the schema says "required", not "non-empty").
     return errors
