@@ -10,6 +10,7 @@ import warnings
 from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 from cryptography.fernet import Fernet
 
@@ -26,6 +27,7 @@ PROVIDER_URLS = {
     "FLEETHOOK_SERVICETITAN_BASE_URL": "https://api.servicetitan.io",
     "FLEETHOOK_SERVICETITAN_AUTH_URL": "https://auth.servicetitan.io",
     "FLEETHOOK_SALESFORCE_LOGIN_URL": "https://login.salesforce.com",
+    "FLEETHOOK_SALESFORCE_SANDBOX_LOGIN_URL": "https://test.salesforce.com",
     "FLEETHOOK_ASANA_BASE_URL": "https://app.asana.com/api/1.0",
     # Assumed: no public Agile Fleet API documentation was found (integrations/agilefleet.py).
     "FLEETHOOK_AGILEFLEET_BASE_URL": "https://api.agilefleet.com",
@@ -78,6 +80,35 @@ def parse_networks(value: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Net
                 f"FLEETHOOK_ALLOWED_NETWORKS: {part.strip()!r} is not a network (e.g. 10.20.0.0/16)"
             ) from None
     return networks
+
+
+def parse_public_url(value: str, production: bool) -> str:
+    """FLEETHOOK_PUBLIC_URL: the address people reach the portal at — scheme, host and
+    port, no path (https://fleethook.example.com). Addresses that leave Fleethook
+    and must come back to it (Salesforce's OAuth callback) are built from it, never
+    from a request's Host header, which the client chooses. Empty when unset; in
+    production it must be https (Salesforce accepts no other callback)."""
+    url = value.strip().rstrip("/")
+    if not url:
+        return ""
+    parts = urlsplit(url)
+    try:
+        parts.port  # noqa: B018 — raises on a port that is not a number
+    except ValueError:
+        parts = parts._replace(netloc="")
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise ConfigError(
+            f"FLEETHOOK_PUBLIC_URL must be an http(s) address like https://fleethook.example.com; "
+            f"got {value!r}"
+        )
+    if parts.path or parts.query or parts.fragment or parts.username or parts.password:
+        raise ConfigError(
+            "FLEETHOOK_PUBLIC_URL is the scheme, host and port only "
+            f"(https://fleethook.example.com), without a path, query or user; got {value!r}"
+        )
+    if production and parts.scheme != "https":
+        raise ConfigError(f"FLEETHOOK_PUBLIC_URL must be https in production; got {value!r}")
+    return url
 
 
 def normalise_database_url(url: str) -> str:
@@ -196,6 +227,13 @@ def load_config(environ: Mapping[str, str], instance_path: str) -> dict[str, Any
         "FLEETHOOK_SERVICETITAN_APP_KEY": environ.get("FLEETHOOK_SERVICETITAN_APP_KEY", ""),
         "FLEETHOOK_SERVICETITAN_GPS_PROVIDER": environ.get(
             "FLEETHOOK_SERVICETITAN_GPS_PROVIDER", "fleethook"
+        ),
+        # The portal's public address (parse_public_url): ServiceMax's Salesforce
+        # callback URL is built from it. Unset, development builds it from the
+        # request's Host header (and says so in the log); production refuses to
+        # start a Salesforce sign-in.
+        "FLEETHOOK_PUBLIC_URL": parse_public_url(
+            environ.get("FLEETHOOK_PUBLIC_URL", ""), production=not relaxed
         ),
         "FLEETHOOK_SALESFORCE_CLIENT_ID": environ.get("FLEETHOOK_SALESFORCE_CLIENT_ID", ""),
         "FLEETHOOK_SALESFORCE_CLIENT_SECRET": environ.get("FLEETHOOK_SALESFORCE_CLIENT_SECRET", ""),

@@ -307,34 +307,65 @@ def delete(integration_id: int) -> ResponseReturnValue:
 @bp.get("/servicemax/connect")
 @admin_required
 def salesforce_connect() -> ResponseReturnValue:
-    """Start the OAuth web-server flow: a state only this session knows, then
-    Salesforce's login page."""
+    """Start the OAuth web-server flow with PKCE at the chosen login host
+    (`login_host`, `my_domain`; signing in again, the integration's own unless
+    another is chosen): a state and a code verifier only this session knows (the
+    verifier encrypted in it), then Salesforce's login page."""
     from integrations import servicemax
 
-    state = servicemax.new_state()
-    session[OAUTH_STATE] = state
     # Signing in again for an existing integration (its tokens were refused).
     again = whole_number(request.args.get("integration"))
-    if again is not None and _own(again).provider == "servicemax":
-        session[OAUTH_RECONNECT] = again
+    existing = _own(again) if again is not None else None
+    if existing is not None and existing.provider != "servicemax":
+        existing = None
+    back = (
+        url_for("integrations.detail", integration_id=existing.id)
+        if existing is not None
+        else url_for("webhooks.manager")
+    )
+    try:
+        if existing is not None and "login_host" not in request.args:
+            login = servicemax.login_host_of(existing)
+        else:
+            login = servicemax.login_host_from(request.args)
+        sign_in = servicemax.start_sign_in(login, _callback_url())
+    except ValidationError as error:
+        for messages in error.errors.values():
+            for message in messages:
+                flash(message, "error")
+        return redirect(back)
+    except ProviderRejected as refused:
+        flash(str(refused), "error")
+        return redirect(back)
+    session[OAUTH_STATE] = sign_in.for_session()
+    if existing is not None:
+        session[OAUTH_RECONNECT] = existing.id
     else:
         session.pop(OAUTH_RECONNECT, None)
-    return redirect(servicemax.authorize_url(state, _callback_url()))
+    return redirect(servicemax.authorize_url(sign_in))
 
 
 def _callback_url() -> str:
-    return url_for("integrations.salesforce_callback", _external=True)
+    """FLEETHOOK_PUBLIC_URL and the callback's path (servicemax.callback_url)."""
+    from integrations import servicemax
+
+    return servicemax.callback_url(
+        url_for("integrations.salesforce_callback"),
+        url_for("integrations.salesforce_callback", _external=True),
+    )
 
 
 @bp.get("/servicemax/callback")
 @admin_required
 def salesforce_callback() -> ResponseReturnValue:
     """Salesforce sends the user back here with a code; a wrong or replayed state
-    is refused."""
+    is refused, and the code is exchanged with the sign-in's own verifier, login
+    host and redirect_uri."""
     from integrations import servicemax
 
-    expected = session.pop(OAUTH_STATE, None)
-    if not servicemax.state_matches(expected, request.args.get("state")):
+    sign_in = servicemax.SignIn.from_session(session.pop(OAUTH_STATE, None))
+    expected = sign_in.state if sign_in is not None else None
+    if sign_in is None or not servicemax.state_matches(expected, request.args.get("state")):
         abort(400, "This Salesforce sign-in was not started here (its state does not match).")
     if request.args.get("error") or not request.args.get("code"):
         reason = request.args.get("error_description") or request.args.get("error") or "no code"
@@ -344,12 +375,10 @@ def salesforce_callback() -> ResponseReturnValue:
     try:
         if again is not None:
             integration = _own(again)
-            servicemax.reconnect(integration, request.args["code"], _callback_url())
+            servicemax.reconnect(integration, request.args["code"], sign_in)
             record(integration.account_id, "integration.reconnected", integration)
         else:
-            integration = servicemax.connect(
-                current_user.account_id, request.args["code"], _callback_url()
-            )
+            integration = servicemax.connect(current_user.account_id, request.args["code"], sign_in)
             record(
                 integration.account_id,
                 "integration.created",

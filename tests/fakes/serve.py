@@ -7,31 +7,17 @@ from __future__ import annotations
 
 import signal
 import threading
-from urllib.parse import urlencode
 
 from fleet.simulator import DEFAULT_VEHICLES, demo_vin
 from tests.fakes import agilefleet, asana, fleetio, salesforce, servicetitan
-from tests.fakes.base import Answer, Request
-
-
-def _auto_approving(fake: salesforce.FakeSalesforce) -> None:
-    """Salesforce's login page, reduced to "Allow": straight back with a code."""
-
-    def authorize(request: Request) -> Answer:
-        redirect_uri = request.query["redirect_uri"][0]
-        code = fake.issue_code(redirect_uri)
-        query = urlencode({"code": code, "state": request.query.get("state", [""])[0]})
-        return Answer(302, b"", {"Location": f"{redirect_uri}?{query}"})
-
-    fake.route("GET", r"/services/oauth2/authorize", authorize)
 
 
 def main() -> None:
     vins = [demo_vin(index) for index in range(DEFAULT_VEHICLES)]
     fleetio_fake = fleetio.FleetioFake().start()
     titan = servicetitan.FakeServiceTitan().start()
-    force = salesforce.FakeSalesforce().start()
-    _auto_approving(force)
+    # Its authorize step signs in and allows at once; PKCE required, as an org can.
+    force = salesforce.FakeSalesforce(require_pkce=True).start()
     asana_fake = asana.FakeAsana().start()
     agile = agilefleet.FakeAgileFleet().start()
     for index, vin in enumerate(vins):
@@ -51,7 +37,7 @@ def main() -> None:
         f"Fleetio: API key {fleetio.API_KEY}, Account Token {fleetio.ACCOUNT_TOKEN}",
         f"ServiceTitan: tenant {servicetitan.TENANT}, client id {servicetitan.CLIENT_ID}, "
         f"client secret {servicetitan.CLIENT_SECRET}",
-        "ServiceMax: Connect with Salesforce signs in at once",
+        "ServiceMax: Connect with Salesforce (Production) signs in at once",
     ]
     project = asana_fake.add_project("Demo fleet")
     for index, vin in enumerate(vins):
