@@ -2,9 +2,11 @@
 — odometer, engine hours or fuel level — in step with an Agile Fleet account.
 
 ASSUMED API. No public documentation of an Agile Fleet API was found
-(../shared/PROVIDERS.md), so nothing below rests on the vendor's word. The whole
-assumed shape is the block of constants under "The assumed API" and the two
-functions that read its answers (`_vehicles_page`, `_reading_body`):
+(../shared/PROVIDERS.md), so nothing below rests on the vendor's word, and the
+portal says so where the customer connects (the requirements line, the API key's
+help and the setup steps). The whole assumed shape is the block of constants
+under "The assumed API" and the two functions that read its answers
+(`_vehicles_page`, `_reading_body`):
 
 - base `https://api.agilefleet.com` (FLEETHOOK_AGILEFLEET_BASE_URL), the API key
   in an `X-API-Key` header on every call;
@@ -15,7 +17,9 @@ functions that read its answers (`_vehicles_page`, `_reading_body`):
   "fuel_level", "value": <number>, "unit": "mi" | "h" | "%", "recorded_at":
   "<RFC 3339>"}` → 2xx: one meter reading;
 - 401/403 for a bad key, 422 for a reading refused for good, 429 with
-  `Retry-After` (the same reading of answers as every provider, integrations.base).
+  `Retry-After` (the same reading of answers as every provider, integrations.base);
+- a request budget of 60 a minute (ASSUMED: no limit is published; a cautious
+  figure an integration may change once Agile Fleet names its limit).
 
 Once the vendor's documentation is in hand, only this module and its fake
 (tests/fakes/agilefleet.py) change: the header, the paths, the query and answer
@@ -24,8 +28,10 @@ payloads in the outbox and the events that feed them stay.
 
 Our choices: only the numeric attributes make sense for a fuel-management system,
 so the Vehicle Attribute offers odometer, engine hours and fuel level; location
-events feed them (the odometer only when it advanced); the portal's requirements
-text says the API is assumed.
+events feed them (the odometer only when it advanced; a late report, older than
+the vehicle's previous one, feeds none); a message's type is its reading's type,
+of which only a vehicle's newest matters (latest_value_types); the initial sync
+(CURRENT_STATE) posts the meter's current value.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ from flask import current_app
 from database import format_rfc3339
 from encryption import mask
 from integrations.base import (
+    CURRENT_STATE,
     VEHICLE_ATTRIBUTE,
     VEHICLE_ATTRIBUTES,
     Api,
@@ -69,7 +76,14 @@ READING_TYPES = {
     "engine_hours": ("engine_hours", "h"),
     "fuel_level": ("fuel_level", "%"),
 }
+# No published limit: a cautious guess, which each integration may change.
+ASSUMED_REQUESTS_PER_MINUTE = 60
 # ------------------------------------------------------------------------------
+# What the portal says wherever it asks for Agile Fleet's settings.
+ASSUMED = (
+    "Agile Fleet publishes no API documentation: Fleethook speaks an assumed API until "
+    "Agile Fleet's documentation is in hand."
+)
 
 MAX_PAGES = 1000  # 100,000 vehicles: more means a loop, not a fleet
 ATTRIBUTES = tuple((key, label) for key, label in VEHICLE_ATTRIBUTES if key in READING_TYPES)
@@ -103,11 +117,14 @@ def _reading_body(reading: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def reading_value(attribute: str | None, event: Any) -> float | None:
-    """The attribute's value a location event brings (the odometer only when it
-    advanced), or None."""
-    if event.event_type.key != "location":
+    """The attribute's value an event brings, or None: from a location event (the
+    odometer only when it advanced; nothing from a late report), or the current
+    value from the initial-sync event."""
+    key, report = event.event_type.key, event.report
+    if key == CURRENT_STATE:
+        return _current_value(attribute, event)
+    if key != "location" or _is_late(event):
         return None
-    report = event.report
     if attribute == "odometer":
         odometer, before = event.vehicle.odometer_mi, report.get("previous_odometer_mi")
         if odometer is not None and (before is None or odometer > before):
@@ -118,18 +135,60 @@ def reading_value(attribute: str | None, event: Any) -> float | None:
     return float(value) if value is not None else None
 
 
+def _current_value(attribute: str | None, event: Any) -> float | None:
+    if attribute == "odometer":
+        value = event.vehicle.odometer_mi
+    else:
+        name = {"engine_hours": "engine_hours", "fuel_level": "fuel_level_pct"}.get(attribute or "")
+        value = event.report.get(name) if name else None
+    return float(value) if value is not None else None
+
+
+def _is_late(event: Any) -> bool:
+    """A position report older than the vehicle's newest: not the meter's value now."""
+    previous = event.report.get("previous_fix_time")
+    return previous is not None and event.occurred_at < previous
+
+
 class AgileFleetProvider:
     key = "agilefleet"
     name = NAME
     software_type = "Fuel Management"
     requirements = (
-        "An Agile Fleet API key. Agile Fleet publishes no API documentation: Fleethook "
-        "speaks an assumed API (an X-API-Key header, /v1/vehicles and meter readings); "
-        "confirm with Agile Fleet that your account offers it before relying on it."
+        f"An Agile Fleet API key. {ASSUMED} It sends the key in an X-API-Key header, reads "
+        "/v1/vehicles and posts meter readings: confirm with Agile Fleet that your account "
+        "offers that before relying on it."
     )
     receives_locations = False
+    requests_per_minute = ASSUMED_REQUESTS_PER_MINUTE
+    budget_source = (
+        "assumed: Agile Fleet publishes no API documentation and no rate limit; 60 requests "
+        "a minute is a cautious guess until Agile Fleet names its limit"
+    )
+    latest_value_types = frozenset(kind for kind, _unit in READING_TYPES.values())
+    setup_steps: tuple[str, ...] = (
+        f"{ASSUMED} Ask Agile Fleet (FleetCommander) for API access for your account, "
+        "and check with them that it takes an API key in an X-API-Key header, lists "
+        "vehicles with their VINs at /v1/vehicles and takes meter readings at "
+        "/v1/vehicles/<id>/readings. If theirs differs, Fleethook cannot talk to it yet; "
+        "the connection check says so when the vehicle list is not where it is assumed.",
+        "Ask Agile Fleet for an API key and paste it below.",
+        "Make sure each vehicle in Agile Fleet carries its VIN: vehicles are matched by "
+        "VIN, and those Agile Fleet lacks are listed on the integration's page.",
+        "Choose the meter this integration keeps (odometer, engine hours or fuel level); "
+        "add another integration for another meter.",
+        "Fleethook sends at most 60 requests a minute, an assumed limit: ask Agile Fleet "
+        "for theirs and change Requests a minute to match.",
+    )
     fields: tuple[Field, ...] = (
-        Field("api_key", "API key", "secret", help="The API key Agile Fleet gave your account."),
+        Field(
+            "api_key",
+            "API key",
+            "secret",
+            help="The API key Agile Fleet gave your account. Fleethook sends it in an "
+            "X-API-Key header: an assumed shape until Agile Fleet's API documentation "
+            "is in hand.",
+        ),
         replace(
             VEHICLE_ATTRIBUTE,
             choices=ATTRIBUTES,
@@ -142,7 +201,7 @@ class AgileFleetProvider:
     def _api(self, integration: Integration) -> tuple[Api, str]:
         key = str(secrets_of(integration).get("api_key") or "")
         base_url = current_app.config["FLEETHOOK_AGILEFLEET_BASE_URL"]
-        return Api(base_url, {API_KEY_HEADER: key}, NAME), key
+        return Api(base_url, {API_KEY_HEADER: key}, NAME, integration), key
 
     def check_credentials(self, integration: Integration) -> None:
         """One page of one vehicle, which needs a good key."""
@@ -169,13 +228,14 @@ class AgileFleetProvider:
             return None
         kind, unit = READING_TYPES[attribute]
         return {
-            "type": event.event_type.key,
+            "type": kind,
             "vin": event.vehicle.vin,
             "vehicle": event.vehicle.name,
             "reading": {
                 "type": kind,
                 "value": value,
                 "unit": unit,
+                # (the initial sync's event is dated at the vehicle's last fix)
                 "recorded_at": format_rfc3339(event.occurred_at),
             },
         }

@@ -1,55 +1,90 @@
 """Asana (Task Management): keeps one vehicle attribute in a custom field of each
-vehicle's task, and opens a task for every DVIR with defects.
+vehicle's task, and opens one task for every DVIR with defects.
 
 The customer keeps a project whose tasks are the vehicles: a text custom field
 holds each vehicle's VIN, another custom field holds the attribute this
 integration syncs (odometer, engine hours, fuel level, last location or last DVIR).
 
-Resting on Asana's documentation (developers.asana.com; ../shared/PROVIDERS.md):
+From Asana's OpenAPI file (github.com/Asana/openapi, defs/asana_oas.yaml):
 - base `https://app.asana.com/api/1.0` (FLEETHOOK_ASANA_BASE_URL), every call with
-  `Authorization: Bearer <personal access token>`; errors as
-  `{"errors": [{"message": ...}]}`; 429 with `Retry-After`;
+  `Authorization: Bearer <personal access token>`;
 - `GET /users/me` (the credential check), `GET /projects/{gid}`,
-  `GET /projects/{gid}/custom_field_settings` (the project's custom fields with
-  `custom_field.name` and `custom_field.resource_subtype`);
-- `GET /projects/{gid}/tasks?opt_fields=custom_fields,name&limit=100`, paged by
-  passing the previous page's `next_page.offset` as `offset` (searching tasks by
-  custom field needs a premium plan, so the VIN map lists the project);
-- `PUT /tasks/{gid} {"data": {"custom_fields": {"<field gid>": value}}}` — a number
-  for a number field, a string for a text field;
-- `POST /tasks {"data": {"projects": [gid], "name", "notes"}}`.
+  `GET /projects/{gid}/custom_field_settings` (`custom_field.name`,
+  `custom_field.resource_subtype`);
+- `GET /projects/{gid}/tasks?opt_fields=custom_fields,name&limit=100`, paged with
+  `next_page.offset` ("limit": 1 to 100) — the VIN → task map;
+- `PUT /tasks/{gid} {"data": {"custom_fields": {"<field gid>": value}}}`: "An object
+  where each key is the GID of a custom field and its corresponding value is either
+  an enum GID, string, number, object, or array (depending on the custom field type)";
+- `POST /tasks {"data": {"projects": [gid], "name", "notes"}}` ("The workspace need
+  not be set explicitly if you specify projects");
+- `GET /tasks?project=&modified_since=&opt_fields=name,notes`: "Only return tasks
+  that have been modified since the given time" — how an opened DVIR task is found
+  again;
+- a task's `external` field ("a gid that can be used to retrieve tasks") is
+  "*OAuth Required*": a personal access token cannot use it, so the DVIR marker
+  lives in the task's name and notes instead;
+- error bodies `{"errors": [{"message", "help", "phrase"}]}` ("phrase": "*500
+  errors only*", for Asana support).
+
+From developers.asana.com, "Errors": 400 Bad Request ("a missing or malformed
+parameter"), 401 Unauthorized, 402 Payment Required ("the queried object or object
+mutation specified in the request is above your current premium level"), 403
+Forbidden ("objects or properties that the user does not have access to"), 404 Not
+Found, 429 Too Many Requests, 451 Unavailable For Legal Reasons, 500 and other 5xx.
+"Custom fields" guide: "Custom fields are an Asana Premium feature". "Rate limits":
+"Free: 150, Paid: 1,500" requests a minute per token; "a 429 Too Many Requests
+response, which contains the standard Retry-After header". "Personal access token":
+made in the developer console (profile photo → Settings → Apps → View developer
+console, or https://app.asana.com/0/my-apps).
+
+How Asana's answers are read (`_asana_result`, on top of integrations.base):
+- 402, 403, 451, and 404 of the project → Needs attention, with Asana's words and
+  what to do; the queue waits;
+- 400 on one task's update or on opening a DVIR task: the project's custom fields are
+  read again; if they changed (a field removed, its type changed, the project gone)
+  → Needs attention, else that one message is dead with Asana's reason and the next
+  goes on at once;
+- 404 of one task (deleted since the map was listed): the map is listed again and
+  the message goes to the vehicle's task found then, or is dead when the vehicle
+  has none;
+- 429 → retried after Retry-After; 5xx and no answer → retried on the schedule.
 
 Our choices, not Asana's:
-- the form names the two custom fields (blank: "VIN" and the attribute's own
-  label, e.g. "Odometer (mi)"), by name or gid; the credential check finds them
-  among the project's custom fields, checks their types and keeps their gids in
-  `options` (`vin_field_gid`, `attribute_field_gid`, `attribute_field_type`);
-- which events feed which attribute (`payload_for`); the DVIR summary and the
-  defect task's wording;
-- a DVIR with defects opens a task whatever the attribute, even for a vehicle the
-  project lacks (the defect matters more than the match); its field update, when
-  the attribute is the last DVIR, goes first, because a PUT can be repeated
-  harmlessly and a POST cannot;
-- a PUT that answers 404 (the task was deleted since the map was listed) lists
-  the project again and tries once more;
-- Asana answers 400 to a malformed request (such as a value of the wrong type for
-  the field): retried on the schedule like other failures, so that fixing the
-  project's fields lets the queue go on.
+- the form names the two custom fields (blank: "VIN" and the attribute's own label,
+  e.g. "Odometer (mi)"), by name or gid; the credential check finds them among the
+  project's custom fields, checks their types and keeps their gids in `options`;
+- which events feed which attribute (`payload_for`); a late report (its fix older
+  than the vehicle's previous one) changes no attribute;
+- message types: the attribute's key (e.g. "odometer") for a value, which only
+  the newest per vehicle matters (latest_value_types); "dvir_task" for a DVIR with
+  defects, which is never superseded (it may carry the Last DVIR value too);
+- one task per DVIR: of the account's Asana integrations on one project, one opens
+  the DVIR tasks (`opens_dvir_tasks`: one that is not held, the Last DVIR one first,
+  else the oldest); before opening, it looks for a task of the project already
+  carrying the DVIR's marker (its name, or the reference line in its notes), so a
+  creation retried after a lost answer opens none twice;
+- the Last DVIR field update goes before the task, because a PUT can be repeated
+  harmlessly and a POST is only made safe by the look-up.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import requests
 from flask import current_app
+from sqlalchemy import select
 
-from database import format_rfc3339
+from database import format_rfc3339, parse_rfc3339
 from encryption import mask
+from extensions import db
 from integrations.base import (
+    CURRENT_STATE,
     VEHICLE_ATTRIBUTE,
     VEHICLE_ATTRIBUTES,
     Api,
@@ -63,7 +98,8 @@ from integrations.base import (
 )
 from integrations.models import Integration
 from integrations.providers import register
-from outbox.models import OutboxMessage
+from outbox.failures import shorten
+from outbox.models import HELD, OutboxMessage, TargetStatus
 from outbox.registry import Result, send_in_order
 
 NAME = "Asana"
@@ -74,6 +110,13 @@ DEFAULT_VIN_FIELD = "VIN"
 MAX_TEXT_VALUE = 1024
 NUMERIC_ATTRIBUTES = frozenset({"odometer", "engine_hours", "fuel_level"})
 ATTRIBUTE_LABELS = dict(VEHICLE_ATTRIBUTES)
+# The type of a message that opens a DVIR task (every one matters).
+DVIR_TASK = "dvir_task"
+# How far before a DVIR message was queued its task may seem to have been modified
+# on Asana's clock: room for the two clocks to disagree.
+CLOCK_MARGIN = timedelta(hours=1)
+# The notes line that marks the task opened for one DVIR.
+REFERENCE_PREFIX = "Fleethook DVIR reference:"
 
 
 def project_gid_in(value: str) -> str | None:
@@ -104,18 +147,131 @@ def _json_of(response: requests.Response) -> Any:
         return None
 
 
+def asana_words(body: str | None) -> str:
+    """Asana's own words from an error body: each error's message, and the phrase
+    Asana support looks a server error up by."""
+    try:
+        data = json.loads(body or "")
+    except ValueError:
+        return shorten((body or "").strip(), 300) or "no reason given"
+    errors = data.get("errors") if isinstance(data, Mapping) else None
+    if not isinstance(errors, list) or not errors:
+        return shorten(json.dumps(data), 300)
+    words = []
+    for error in errors:
+        if not isinstance(error, Mapping):
+            continue
+        text = str(error.get("message") or "").strip()
+        if error.get("phrase"):
+            text += f" (error phrase: {error['phrase']})"
+        if text:
+            words.append(text)
+    return shorten("; ".join(words), 300) or "no reason given"
+
+
+def _needs_attention(result: Result, words: str) -> Result:
+    result.needs_attention = shorten(words, 480)
+    result.permanent = False
+    return result
+
+
+def _asana_result(result: Result, project: str) -> Result:
+    """Asana's reading of a failed answer beside integrations.base's: its own words
+    in the error, and the answers a person must act on (402, 403, 451) in Needs
+    attention with what to do. 400 and a task's 404 are left to the caller, who
+    knows which request it was."""
+    status = result.status_code
+    if result.delivered or status is None:
+        return result
+    words = asana_words(result.response_body)
+    result.error = shorten(f"Asana answered HTTP {status}: {words}", 500)
+    if status == 402:
+        return _needs_attention(
+            result,
+            f"Asana answered 402 Payment Required: “{words}”. The request needs a "
+            "feature above the workspace's plan (custom fields are a premium feature): "
+            "upgrade the workspace in Asana, then save the integration again.",
+        )
+    if status == 403:
+        return _needs_attention(
+            result,
+            f"Asana refused access (HTTP 403: “{words}”). The token's user needs edit "
+            f"access to project {project} and its custom fields: give it that access in "
+            "Asana (or use a project member's token), then save the integration again.",
+        )
+    if status == 451:
+        return _needs_attention(
+            result,
+            f"Asana refused the request for legal reasons (HTTP 451: “{words}”); ask "
+            "Asana support, then save the integration again.",
+        )
+    return result
+
+
+def _project_gone(result: Result, project: str) -> Result:
+    """A 404 of the project itself: no retry can mend it."""
+    return _needs_attention(
+        result,
+        f"Asana has no project {project} that this token can see (HTTP 404: "
+        f"“{asana_words(result.response_body)}”): it was deleted, or the token's user "
+        "left it. Choose the project again in the integration's settings, or give the "
+        "user access in Asana, then save the integration again.",
+    )
+
+
+def _found_in(settings: Sequence[Mapping[str, str]], gid: str) -> Mapping[str, str] | None:
+    return next((field for field in settings if field["gid"] == gid), None)
+
+
 class AsanaProvider:
     key = "asana"
     name = NAME
     software_type = "Task Management"
     requirements = (
-        "A personal access token, and a project whose tasks are your vehicles: a text "
+        "A personal access token, and a project whose tasks are your vehicles, in a "
+        "workspace on a paid Asana plan (custom fields are a premium feature): a text "
         "custom field holding each VIN and a custom field for the attribute."
     )
     receives_locations = False
+    # developers.asana.com "Rate limits": 150 requests a minute per token on a free
+    # domain, 1,500 on a paid one. Custom fields need a paid plan, so most
+    # workspaces may set 1,500; the free figure is the one that is safe everywhere.
+    requests_per_minute = 150
+    budget_source = (
+        "developers.asana.com/docs/rate-limits: 150 requests a minute per token on free "
+        "domains, 1,500 on paid ones (429 with Retry-After past it)"
+    )
+    latest_value_types = frozenset(key for key, _ in VEHICLE_ATTRIBUTES)
+    setup_steps: tuple[str, ...] = (
+        "In Asana, open the developer console (your profile photo → Settings → Apps → "
+        "View developer console, or app.asana.com/0/my-apps), choose Create new token, "
+        "name it Fleethook, accept the API terms and copy the token: Asana shows it only "
+        "once. The token acts as your user, so that user must be able to edit the "
+        "project below.",
+        "Choose or create a project with one task per vehicle, in a workspace on a paid "
+        "plan: custom fields are a premium feature, and Asana answers 402 Payment "
+        "Required to custom field updates in a free workspace.",
+        'Add a text custom field named "VIN" to the project and fill it in on each '
+        "vehicle's task; vehicles whose VIN no task holds are listed on the "
+        "integration's page.",
+        "Add a custom field for the attribute this integration keeps: a number (or "
+        "text) field for odometer, engine hours or fuel level, a text field for last "
+        'location or last DVIR. Named like the attribute (e.g. "Odometer (mi)") it is '
+        "found by itself; otherwise enter its name below. Each attribute is its own "
+        "integration.",
+        "Project: paste the project's address from the browser, or the long number in "
+        "it (app.asana.com/0/<project gid>/…). Names are enough for the custom fields; "
+        "where two share a name, enter the gid, which Asana's API explorer lists under "
+        "GET /projects/<project gid>/custom_field_settings.",
+        "A DVIR with defects opens one task in the project, even when several "
+        "integrations share it: the Last DVIR integration opens it, else the oldest.",
+        "Asana allows 150 requests a minute on a free plan and 1,500 on a paid one; "
+        "Fleethook keeps to 150 unless you enter more under Requests a minute.",
+    )
     fields: tuple[Field, ...] = (
         Field("api_key", "Personal access token", "secret",
-              help="Create one in Asana under My settings → Apps → Manage developer apps."),
+              help="Create one in Asana's developer console: profile photo → Settings → "
+              "Apps → View developer console → Create new token."),
         VEHICLE_ATTRIBUTE,
         Field("project_gid", "Project",
               help="The project whose tasks are your vehicles: its address in Asana, or the "
@@ -136,7 +292,7 @@ class AsanaProvider:
     def _api(self, integration: Integration) -> tuple[Api, str]:
         token = str(secrets_of(integration).get("api_key") or "")
         base_url = current_app.config["FLEETHOOK_ASANA_BASE_URL"]
-        return Api(base_url, {"Authorization": f"Bearer {token}"}, NAME), token
+        return Api(base_url, {"Authorization": f"Bearer {token}"}, NAME, integration), token
 
     def check_credentials(self, integration: Integration) -> None:
         """The token (`GET /users/me`), the project, and its two custom fields,
@@ -161,7 +317,9 @@ class AsanaProvider:
             raise ProviderRejected(f"Asana has no project {project} that this token can see.")
         _raise_unless_ok(response, result)
 
-        settings = self._custom_fields(api, token, project)
+        settings, result = self._custom_fields(api, token, project)
+        if settings is None:
+            raise _rejection(result)
         vin_field = _find_field(settings, options.get("vin_field") or DEFAULT_VIN_FIELD)
         if vin_field is None or vin_field["type"] != "text":
             raise ProviderRejected(
@@ -173,7 +331,7 @@ class AsanaProvider:
         field = _find_field(settings, wanted)
         if field is None:
             raise ProviderRejected(f'The project has no custom field "{wanted}".')
-        allowed = ("number", "text") if attribute in NUMERIC_ATTRIBUTES else ("text",)
+        allowed = _allowed_types(attribute)
         if field["type"] not in allowed:
             raise ProviderRejected(
                 f'The custom field "{field["name"]}" is of type {field["type"]}; '
@@ -189,51 +347,73 @@ class AsanaProvider:
             "attribute_field_type": field["type"],
         }
 
-    def _custom_fields(self, api: Api, token: str, project: str) -> list[dict[str, str]]:
-        """The project's custom fields: gid, name and type (text, number, enum …)."""
+    def _custom_fields(
+        self, api: Api, token: str, project: str
+    ) -> tuple[list[dict[str, str]] | None, Result]:
+        """The project's custom fields (gid, name and type: text, number, enum …) and
+        the last answer's Result; None instead of the list when a page failed."""
         path = f"/projects/{project}/custom_field_settings"
         params: dict[str, Any] = {
             "opt_fields": "custom_field.name,custom_field.resource_subtype",
             "limit": PAGE_SIZE,
         }
         found: list[dict[str, str]] = []
+        result = Result(delivered=False)
         for _ in range(MAX_PAGES):
             response, result = api.call("GET", path, _shown("GET", path, token), params=params)
-            body = _raise_unless_ok(response, result)
+            body = _json_of(response) if response is not None and result.delivered else None
+            if not isinstance(body, dict):
+                if result.delivered:
+                    result.delivered = False
+                    result.error = "Asana answered the custom fields with something other than JSON"
+                return None, result
             for setting in body.get("data") or []:
                 field = setting.get("custom_field") or {}
-                found.append({
-                    "gid": str(field.get("gid")),
-                    "name": str(field.get("name") or ""),
-                    "type": str(field.get("resource_subtype") or field.get("type") or ""),
-                })  # fmt: skip
+                kind = field.get("resource_subtype") or field.get("type") or ""
+                found.append(
+                    {
+                        "gid": str(field.get("gid")),
+                        "name": str(field.get("name") or ""),
+                        "type": str(kind),
+                    }
+                )
             offset = (body.get("next_page") or {}).get("offset")
             if not offset:
                 break
             params = {**params, "offset": offset}
-        return found
+        return found, result
 
     # -- what to send ----------------------------------------------------------
 
     def payload_for(self, integration: Integration, event: Any) -> dict[str, Any] | None:
-        """A field update when the event carries the integration's attribute, a new
-        task when it is a DVIR with defects, both, or None."""
+        """The attribute's value for the vehicle's task (typed by the attribute),
+        a new task for a DVIR with defects ("dvir_task", with the value when the
+        attribute is the last DVIR), or None."""
         key = event.event_type.key
         vehicle = event.vehicle
+        attribute = integration.vehicle_attribute
+        if key == CURRENT_STATE:
+            value = current_value(attribute, event)
+        else:
+            value = attribute_value(attribute, event)
+        dvir = event.details.get("dvir") if key == "dvir" else None
+        task = None
+        if dvir and dvir.get("defects") and opens_dvir_tasks(integration):
+            task = defect_task(vehicle.name, vehicle.vin, event.occurred_at, dvir)
+        if (value is None or attribute is None) and task is None:
+            return None
         payload: dict[str, Any] = {
-            "type": key,
+            "type": DVIR_TASK if task is not None else attribute,
             "vin": vehicle.vin,
             "vehicle": vehicle.name,
             "occurred_at": format_rfc3339(event.occurred_at),
         }
-        value = attribute_value(integration.vehicle_attribute, event)
         if value is not None:
-            payload["attribute"] = integration.vehicle_attribute
+            payload["attribute"] = attribute
             payload["value"] = value
-        dvir = event.details.get("dvir") if key == "dvir" else None
-        if dvir and dvir.get("defects"):
-            payload["task"] = defect_task(vehicle.name, vehicle.vin, event.occurred_at, dvir)
-        return payload if "value" in payload or "task" in payload else None
+        if task is not None:
+            payload["task"] = task
+        return payload
 
     # -- sending ---------------------------------------------------------------
 
@@ -244,12 +424,13 @@ class AsanaProvider:
         return send_in_order(
             messages,
             stop_at,
-            lambda message: self._send_one(api, token, integration, message.payload),
+            lambda message: self._send_one(api, token, integration, message),
         )
 
     def _send_one(
-        self, api: Api, token: str, integration: Integration, payload: Mapping[str, Any]
+        self, api: Api, token: str, integration: Integration, message: OutboxMessage
     ) -> Result:
+        payload = message.payload
         options = integration.options or {}
         project = str(options.get("project_gid") or "")
         field_gid = options.get("attribute_field_gid")
@@ -268,16 +449,21 @@ class AsanaProvider:
             # A vehicle the project lacks still gets its defect task.
             if "task" not in payload or not (result.delivered or result.permanent):
                 return result
-        task = payload["task"]
-        new_task = {"data": {"projects": [project], "name": task["name"], "notes": task["notes"]}}
-        _, result = api.call("POST", "/tasks", _shown("POST", "/tasks", token), json=new_task)
-        return result
+            opened = self._open_task(api, token, integration, payload["task"], message.created_at)
+            if opened.delivered and not result.delivered:
+                # The task went; the refused update stays on the attempt's record.
+                opened.error = shorten(
+                    f"The task was opened, but not the update: {result.error}", 500
+                )
+            return opened
+        return self._open_task(api, token, integration, payload["task"], message.created_at)
 
     def _update_task(
         self, api: Api, token: str, integration: Integration, vin: str, body: dict[str, Any]
     ) -> Result:
         """PUT the custom field on the vehicle's task; a 404 (the task went away
         since the map was listed) lists the project again and tries once more."""
+        project = str((integration.options or {}).get("project_gid"))
         result = Result(delivered=False)
         for _attempt in (1, 2):
             if recently_missing(integration, vin):
@@ -290,22 +476,156 @@ class AsanaProvider:
                 return unmatched(vin, NAME)
             path = f"/tasks/{gid}"
             _, result = api.call("PUT", path, _shown("PUT", path, token), json=body)
+            result = _asana_result(result, project)
+            if result.status_code == 400:
+                return self._refused(api, token, integration, result, "update")
             if result.status_code != 404:
                 return result
             integration.vehicle_map = {k: v for k, v in integration.vehicle_map.items() if k != vin}
+        # The task listed again answered 404 too: this message cannot go anywhere.
+        result.permanent = True
+        result.error = shorten(
+            f"The task of VIN {vin} is gone from Asana ({result.error}); the message is "
+            "not retried.",
+            500,
+        )
         return result
+
+    def _refused(
+        self, api: Api, token: str, integration: Integration, result: Result, what: str
+    ) -> Result:
+        """A 400 to one task's update or to a new task. When the project's custom
+        fields still are as the integration was saved with, the fault is this
+        message's: dead with Asana's reason, and the queue goes on. When they
+        changed, every message would fail alike: Needs attention. When they cannot
+        be read now, the message waits for its retry."""
+        problem = self._configuration_problem(api, token, integration)
+        if isinstance(problem, Result):
+            return result
+        if problem is not None:
+            return _needs_attention(result, problem)
+        result.permanent = True
+        result.error = shorten(
+            f"Asana refused this {what} (HTTP 400: {asana_words(result.response_body)}); "
+            "the message is not retried.",
+            500,
+        )
+        return result
+
+    def _configuration_problem(
+        self, api: Api, token: str, integration: Integration
+    ) -> str | Result | None:
+        """What changed in the project since the integration was saved, in words
+        saying what to do; None when nothing did; the failed Result when the
+        project's fields could not be read."""
+        options = integration.options or {}
+        project = str(options.get("project_gid"))
+        settings, result = self._custom_fields(api, token, project)
+        if settings is None:
+            if result.status_code == 404:
+                return _project_gone(result, project).needs_attention
+            return _asana_result(result, project).needs_attention or result
+        save_again = "then save the integration again."
+        vin_field = _found_in(settings, str(options.get("vin_field_gid")))
+        if vin_field is None or vin_field["type"] != "text":
+            return (
+                f"The VIN custom field is no longer a text field of project {project}: "
+                f"add it back in Asana (or choose another in the integration's settings), "
+                + save_again
+            )
+        field = _found_in(settings, str(options.get("attribute_field_gid")))
+        label = options.get("attribute_field") or ATTRIBUTE_LABELS.get(
+            integration.vehicle_attribute or "", "attribute"
+        )
+        if field is None:
+            return (
+                f'The custom field "{label}" is no longer on project {project}: add it back '
+                "in Asana (or choose another in the integration's settings), " + save_again
+            )
+        if field["type"] != options.get("attribute_field_type"):
+            return (
+                f'The custom field "{field["name"]}" is now of type {field["type"]}: change '
+                "it back in Asana (or choose another field in the integration's settings), "
+                + save_again
+            )
+        return None
+
+    def _open_task(
+        self,
+        api: Api,
+        token: str,
+        integration: Integration,
+        task: Mapping[str, str],
+        queued_at: datetime,
+    ) -> Result:
+        """POST the DVIR's task, unless the project has it already (an earlier
+        attempt whose answer was lost)."""
+        project = str((integration.options or {}).get("project_gid"))
+        found, result = self._opened_task(api, token, project, task, queued_at)
+        if not result.delivered:
+            if result.status_code == 404:
+                return _project_gone(result, project)
+            return result
+        if found is not None:
+            return result  # the look-up that found it is the attempt on record
+        body = {"data": {"projects": [project], "name": task["name"], "notes": task["notes"]}}
+        _, result = api.call("POST", "/tasks", _shown("POST", "/tasks", token), json=body)
+        result = _asana_result(result, project)
+        if result.status_code == 404:
+            return _project_gone(result, project)
+        if result.status_code == 400:
+            return self._refused(api, token, integration, result, "new task")
+        return result
+
+    def _opened_task(
+        self, api: Api, token: str, project: str, task: Mapping[str, str], queued_at: datetime
+    ) -> tuple[str | None, Result]:
+        """The gid of the project's task for this DVIR, if one was opened: among the
+        tasks modified since the message was queued (less the clock margin), the
+        one with the DVIR's reference in its notes or its very name."""
+        reference = task.get("reference")
+        params: dict[str, Any] = {
+            "project": project,
+            "modified_since": format_rfc3339(queued_at - CLOCK_MARGIN),
+            "opt_fields": "name,notes",
+            "limit": PAGE_SIZE,
+        }
+        result = Result(delivered=False)
+        for _ in range(MAX_PAGES):
+            response, result = api.call(
+                "GET", "/tasks", _shown("GET", "/tasks", token), params=params
+            )
+            result = _asana_result(result, project)
+            body = _json_of(response) if response is not None and result.delivered else None
+            if not isinstance(body, dict):
+                if result.delivered:
+                    result.delivered = False
+                    result.error = "Asana answered the task look-up with something other than JSON"
+                return None, result
+            for candidate in body.get("data") or []:
+                notes = str(candidate.get("notes") or "")
+                if (reference and reference in notes) or candidate.get("name") == task["name"]:
+                    return str(candidate.get("gid")), result
+            offset = (body.get("next_page") or {}).get("offset")
+            if not offset:
+                break
+            params = {**params, "offset": offset}
+        return None, result
 
     def _vin_map(self, api: Api, token: str, integration: Integration) -> dict[str, str]:
         """VIN → task gid over every task of the project (the first task wins when
         two hold the same VIN); ListingFailed if Asana did not answer a page."""
         options = integration.options or {}
-        project, vin_field = options.get("project_gid"), options.get("vin_field_gid")
+        project, vin_field = str(options.get("project_gid")), options.get("vin_field_gid")
         path = f"/projects/{project}/tasks"
         params: dict[str, Any] = {"opt_fields": "custom_fields,name", "limit": PAGE_SIZE}
         vins: dict[str, str] = {}
         for _ in range(MAX_PAGES):
             response, result = api.call("GET", path, _shown("GET", path, token), params=params)
+            result = _asana_result(result, project)
             if response is None or not result.delivered:
+                if result.status_code == 404:
+                    result = _project_gone(result, project)
                 raise ListingFailed(result)
             body = _json_of(response)
             if not isinstance(body, dict):
@@ -323,17 +643,63 @@ class AsanaProvider:
         return vins
 
 
+def opens_dvir_tasks(integration: Integration) -> bool:
+    """Whether this integration opens the DVIR tasks of its project: of the
+    account's Asana integrations on the project (not disabled), the first of those
+    not held (paused, needing attention), then of those whose attribute is the
+    last DVIR, then the oldest. Every integration reaches the same answer during
+    one fan-out, so each DVIR opens one task."""
+    project = (integration.options or {}).get("project_gid")
+    if not project or integration.id is None:
+        return True
+    query = select(Integration).where(
+        Integration.account_id == integration.account_id,
+        Integration.provider == AsanaProvider.key,
+        Integration.status != TargetStatus.DISABLED,
+    )
+    with db.session.no_autoflush:  # the fan-out's own pending rows play no part here
+        candidates = list(db.session.scalars(query))
+    siblings = [
+        other for other in candidates if (other.options or {}).get("project_gid") == project
+    ]
+    if integration not in siblings:
+        return True
+    opener = min(
+        siblings,
+        key=lambda other: (
+            other.status in HELD,
+            other.vehicle_attribute != "last_dvir",
+            other.id,
+        ),
+    )
+    return opener.id == integration.id
+
+
 def _raise_unless_ok(response: requests.Response | None, result: Result) -> dict[str, Any]:
     """The JSON body of a successful answer during the credential check, else
     ProviderRejected in words."""
-    if response is None:
-        raise ProviderRejected(f"Asana could not be reached ({result.error}); try again.")
-    if not result.delivered:
-        raise ProviderRejected(f"Asana answered HTTP {response.status_code}; try again later.")
+    if response is None or not result.delivered:
+        raise _rejection(result)
     body = _json_of(response)
     if not isinstance(body, dict):
         raise ProviderRejected("Asana answered with something other than JSON; try again later.")
     return body
+
+
+def _rejection(result: Result) -> ProviderRejected:
+    """Why the credential check cannot go on, from a failed answer (or none)."""
+    if result.status_code is None:
+        return ProviderRejected(f"Asana could not be reached ({result.error}); try again.")
+    if result.status_code == 402:
+        return ProviderRejected(
+            f"Asana answered 402 Payment Required: “{asana_words(result.response_body)}”. "
+            "Custom fields are a premium feature: use a workspace on a paid plan."
+        )
+    return ProviderRejected(f"Asana answered HTTP {result.status_code}; try again later.")
+
+
+def _allowed_types(attribute: str) -> tuple[str, ...]:
+    return ("number", "text") if attribute in NUMERIC_ATTRIBUTES else ("text",)
 
 
 def _find_field(fields: Sequence[dict[str, str]], wanted: str) -> dict[str, str] | None:
@@ -356,12 +722,22 @@ def _vin_of(task: Mapping[str, Any], vin_field_gid: str) -> str | None:
     return None
 
 
+def _is_late(event: Any) -> bool:
+    """A position report older than the vehicle's newest: it must not overwrite
+    the newer value."""
+    previous = event.report.get("previous_fix_time")
+    return previous is not None and event.occurred_at < previous
+
+
 def attribute_value(attribute: str | None, event: Any) -> Any:
     """The value of `attribute` this event brings, or None: odometer, engine hours
     and fuel level from location events (the odometer only when it advanced), the
-    location as "lat, lon" text, the last DVIR as a one-line summary."""
+    location as "lat, lon" text, the last DVIR as a one-line summary. A late
+    position report brings none."""
     key, vehicle, report = event.event_type.key, event.vehicle, event.report
     if key == "location":
+        if _is_late(event):
+            return None
         if attribute == "odometer":
             odometer, before = vehicle.odometer_mi, report.get("previous_odometer_mi")
             if odometer is not None and (before is None or odometer > before):
@@ -371,11 +747,36 @@ def attribute_value(attribute: str | None, event: Any) -> Any:
         elif attribute == "fuel_level":
             return report.get("fuel_level_pct")
         elif attribute == "location":
-            if vehicle.latitude is not None and vehicle.longitude is not None:
-                return f"{vehicle.latitude}, {vehicle.longitude}"
+            return _location(vehicle)
     elif key == "dvir" and attribute == "last_dvir":
-        return dvir_summary(event.occurred_at, event.details.get("dvir") or {})
+        return dvir_summary(format_rfc3339(event.occurred_at), event.details.get("dvir") or {})
     return None
+
+
+def current_value(attribute: str | None, event: Any) -> Any:
+    """The attribute's value now, from the initial-sync event (CURRENT_STATE), or
+    None when it is not known. The last DVIR comes from `report["last_dvir"]` in
+    the vehicle's own shape ({"time", "driver", "defects", "safety_status"})."""
+    vehicle, report = event.vehicle, event.report
+    if attribute == "odometer":
+        return vehicle.odometer_mi
+    if attribute == "engine_hours":
+        return report.get("engine_hours")
+    if attribute == "fuel_level":
+        return report.get("fuel_level_pct")
+    if attribute == "location":
+        return _location(vehicle)
+    if attribute == "last_dvir":
+        last = report.get("last_dvir")
+        if isinstance(last, Mapping) and parse_rfc3339(last.get("time")) is not None:
+            return dvir_summary(str(last["time"]), last)
+    return None
+
+
+def _location(vehicle: Any) -> str | None:
+    if vehicle.latitude is None or vehicle.longitude is None:
+        return None
+    return f"{vehicle.latitude}, {vehicle.longitude}"
 
 
 def _defect_lines(defects: Sequence[Mapping[str, Any]]) -> list[str]:
@@ -385,11 +786,11 @@ def _defect_lines(defects: Sequence[Mapping[str, Any]]) -> list[str]:
     ]
 
 
-def dvir_summary(when: datetime, dvir: Mapping[str, Any]) -> str:
+def dvir_summary(when: str, dvir: Mapping[str, Any]) -> str:
     """One line for the Last DVIR field, e.g. "2026-05-14T15:42:07Z — unsafe —
     Dana Whitfield — 1 defect: Brakes: Air leak at the rear axle"."""
     defects = list(dvir.get("defects") or [])
-    parts = [format_rfc3339(when)]
+    parts = [when]
     parts += [str(dvir[key]) for key in ("safety_status", "driver") if dvir.get(key)]
     if defects:
         count = f"{len(defects)} defect" + ("s" if len(defects) > 1 else "")
@@ -399,8 +800,14 @@ def dvir_summary(when: datetime, dvir: Mapping[str, Any]) -> str:
     return " — ".join(parts)[:MAX_TEXT_VALUE]
 
 
+def dvir_reference(vin: str, when: datetime) -> str:
+    """What marks the task of one DVIR: the vehicle and the DVIR's time."""
+    return f"{REFERENCE_PREFIX} {vin} {format_rfc3339(when)}"
+
+
 def defect_task(name: str, vin: str, when: datetime, dvir: Mapping[str, Any]) -> dict[str, str]:
-    """The task a DVIR with defects opens: its name and notes."""
+    """The task a DVIR with defects opens: its name and notes (both name the DVIR,
+    so an attempt whose answer was lost finds the task again), and its reference."""
     defects = list(dvir.get("defects") or [])
     driver = dvir.get("driver") or "The driver"
     count = f"{len(defects)} defect" + ("s" if len(defects) > 1 else "")
@@ -409,8 +816,13 @@ def defect_task(name: str, vin: str, when: datetime, dvir: Mapping[str, Any]) ->
         notes.append(f"Safety status: {dvir['safety_status']}")
     notes.append("")
     notes += [f"- {line}" for line in _defect_lines(defects)]
-    notes += ["", "Opened by Fleethook from the driver's vehicle inspection report."]
-    return {"name": f"DVIR defects: {name} ({vin})", "notes": "\n".join(notes)}
+    reference = dvir_reference(vin, when)
+    notes += ["", "Opened by Fleethook from the driver's vehicle inspection report.", reference]
+    return {
+        "name": f"DVIR defects: {name} ({vin}) at {format_rfc3339(when)}",
+        "notes": "\n".join(notes),
+        "reference": reference,
+    }
 
 
 PROVIDER = AsanaProvider()

@@ -1,10 +1,13 @@
 """The Agile Fleet integration against a fake speaking the ASSUMED API (no public
 documentation exists; integrations/agilefleet.py): the form and the credential
-check, telemetry in through the ingest API and out as the exact meter readings
-the fake receives, the paged VIN map, and the answers' mapping."""
+check, the portal's words that the API is assumed, telemetry in through the ingest
+API and out as the exact meter readings the fake receives (the newest per vehicle
+when a backlog forms, the current one on connecting), the paged VIN map, and the
+answers' mapping."""
 
 from __future__ import annotations
 
+import html
 from datetime import timedelta
 from typing import Any
 
@@ -20,7 +23,7 @@ from integrations.lifecycle import create_integration, update_integration
 from integrations.models import Integration
 from outbox.drain import drain_target
 from outbox.models import DeliveryAttempt, OutboxMessage
-from tests.conftest import bearer, make_user
+from tests.conftest import HTMX, bearer, make_user
 from tests.fakes.agilefleet import API_KEY, FakeAgileFleet
 
 pytestmark = pytest.mark.app_config(
@@ -74,6 +77,12 @@ class Fleet:
             "/api/v1/vehicles", headers=self.headers, json={"name": name, "vin": vin}
         )
         assert response.status_code == 201, response.json
+
+    def add_truck_43(self) -> str:
+        """A second vehicle, which Agile Fleet knows too (its messages are in a lane
+        of their own, so neither supersedes the other's); its Agile Fleet id."""
+        self.add_vehicle("Truck 43", OTHER_VIN)
+        return self.agile.add_vehicle(OTHER_VIN, "Truck 43")
 
     def connect(self, attribute: str = "odometer") -> Integration:
         integration = create_integration(
@@ -187,6 +196,29 @@ def test_the_portal_and_the_module_say_the_api_is_assumed():
     assert "assumed API" in PROVIDER.requirements
     assert "ASSUMED API" in (agilefleet.__doc__ or "")
     assert PROVIDER.secret_fields == {"api_key"} and PROVIDER.receives_locations is False
+    assert PROVIDER.requests_per_minute == 60
+    assert PROVIDER.budget_source.startswith("assumed:")
+    assert PROVIDER.latest_value_types == {"odometer", "engine_hours", "fuel_level"}
+
+
+@pytest.mark.parametrize("htmx", [True, False])
+def test_the_form_says_the_api_is_assumed_where_the_key_is_asked(admin, client, htmx):
+    response = client.get("/integrations/new?provider=agilefleet", headers=HTMX if htmx else {})
+    assert response.status_code == 200
+    page = html.unescape(response.get_data(as_text=True))
+    assumed = (
+        "Agile Fleet publishes no API documentation: Fleethook speaks an assumed API until "
+        "Agile Fleet's documentation is in hand."
+    )
+    assert f"Fuel Management. An Agile Fleet API key. {assumed}" in page  # the requirements
+    assert (  # the API key's help
+        "Fleethook sends it in an X-API-Key header: an assumed shape until Agile Fleet's "
+        "API documentation is in hand." in page
+    )
+    for step in PROVIDER.setup_steps:  # the steps before connecting
+        assert f"<li>{step}</li>" in page
+    assert PROVIDER.setup_steps[0].startswith(assumed)
+    assert "an assumed limit" in PROVIDER.setup_steps[-1]
 
 
 # -- telemetry to Agile Fleet ---------------------------------------------------
@@ -194,12 +226,11 @@ def test_the_portal_and_the_module_say_the_api_is_assumed():
 
 def test_an_odometer_that_advanced_becomes_a_reading(fleet, agile):
     integration = fleet.connect("odometer")
-    fleet.post(
-        position(0, odometer_mi=128463.2),
-        position(30, odometer_mi=128463.2),
-        position(60, odometer_mi=128463.9),
-    )
-    assert len(messages_of(integration)) == 2  # the unchanged reading makes none
+    fleet.post(position(0, odometer_mi=128463.2))
+    drain_target(integration.id)
+    fleet.post(position(30, odometer_mi=128463.2), position(60, odometer_mi=128463.9))
+    (message,) = messages_of(integration)[1:]  # the unchanged reading makes none
+    assert message.event_type == "odometer"
     drain_target(integration.id)
 
     listing, first, second = agile.requests
@@ -243,17 +274,59 @@ def test_engine_hours_and_fuel_level_become_readings(fleet, agile, attribute, ex
     assert_reading(agile.received("POST")[0], fleet.vehicle, {**reading, "recorded_at": at(30)})
 
 
+def test_a_backlog_sends_only_the_newest_reading(fleet, agile):
+    integration = fleet.connect("odometer")
+    fleet.post(
+        position(0, odometer_mi=1.0), position(30, odometer_mi=2.0), position(60, odometer_mi=3.0)
+    )
+    drain_target(integration.id)
+    statuses = [m.status for m in messages_of(integration)]
+    assert statuses == ["superseded", "superseded", "delivered"]
+    (post,) = agile.received("POST")
+    assert_reading(post, fleet.vehicle, odometer(3.0, 60))
+
+
+def test_a_late_report_makes_no_reading(fleet, agile):
+    integration = fleet.connect("fuel_level")
+    fleet.post(position(60, fuel_level_pct=40.0))
+    fleet.post(position(0, fuel_level_pct=90.0))  # older than the one before
+    drain_target(integration.id)
+    assert [m.payload["reading"]["value"] for m in messages_of(integration)] == [40.0]
+
+
+@pytest.mark.parametrize(
+    "attribute, reading",
+    [
+        ("odometer", {"type": "odometer", "value": 128463.2, "unit": "mi"}),
+        ("engine_hours", {"type": "engine_hours", "value": 5120.5, "unit": "h"}),
+        ("fuel_level", {"type": "fuel_level", "value": 61.0, "unit": "%"}),
+    ],
+)
+def test_connecting_sends_the_current_reading(fleet, agile, attribute, reading):
+    fleet.post(position(0, odometer_mi=128463.2, engine_hours=5120.5, fuel_level_pct=61.0))
+    integration = fleet.connect(attribute)
+    (message,) = messages_of(integration)  # the initial sync, queued on connecting
+    assert message.event_type == attribute
+    drain_target(integration.id)
+    assert messages_of(integration)[0].status == "delivered"
+    (post,) = agile.received("POST")
+    assert_reading(post, fleet.vehicle, {**reading, "recorded_at": at(0)})
+
+
+def test_connecting_with_no_reading_known_sends_nothing(fleet, agile):
+    integration = fleet.connect("engine_hours")
+    assert messages_of(integration) == []
+
+
 def test_the_vin_map_pages_through_the_vehicles_and_is_cached(fleet, agile):
     for n in range(230):
         agile.add_vehicle(f"TRAILERVIN{n:07d}")
     late = agile.add_vehicle(OTHER_VIN, "Truck 43")
     fleet.add_vehicle("Truck 43", OTHER_VIN)
     integration = fleet.connect("odometer")
-    fleet.post(
-        position(0, odometer_mi=10.0),
-        position(0, vin=OTHER_VIN, odometer_mi=20.0),
-        position(30, odometer_mi=11.0),
-    )
+    fleet.post(position(0, odometer_mi=10.0), position(0, vin=OTHER_VIN, odometer_mi=20.0))
+    drain_target(integration.id)
+    fleet.post(position(30, odometer_mi=11.0))
     drain_target(integration.id)
 
     listings = agile.received("GET")
@@ -272,13 +345,11 @@ def test_the_vin_map_pages_through_the_vehicles_and_is_cached(fleet, agile):
 def test_an_unknown_vin_is_listed_and_its_message_dead(fleet, agile):
     fleet.add_vehicle("Truck 43", OTHER_VIN)  # Agile Fleet lacks it
     integration = fleet.connect("odometer")
-    fleet.post(
-        position(0, vin=OTHER_VIN, odometer_mi=20.0),
-        position(30, vin=OTHER_VIN, odometer_mi=21.0),
-        position(60, odometer_mi=5.0),
-    )
+    fleet.post(position(0, vin=OTHER_VIN, odometer_mi=20.0), position(60, odometer_mi=5.0))
     drain_target(integration.id)
-    first, second, third = messages_of(integration)
+    fleet.post(position(30, vin=OTHER_VIN, odometer_mi=21.0))
+    drain_target(integration.id)
+    first, third, second = messages_of(integration)
     assert (first.status, second.status, third.status) == ("dead", "dead", "delivered")
     assert first.last_error == (
         f"No vehicle with VIN {OTHER_VIN} in Agile Fleet; it is listed on the integration's page."
@@ -294,8 +365,9 @@ def test_an_unknown_vin_is_listed_and_its_message_dead(fleet, agile):
 
 @pytest.mark.parametrize("failing_path", ["/readings", "/v1/vehicles"])
 def test_a_refused_key_needs_attention_and_keeps_the_queue(fleet, agile, failing_path):
+    truck_43 = fleet.add_truck_43()
     integration = fleet.connect("odometer")
-    fleet.post(position(0, odometer_mi=1.0), position(30, odometer_mi=2.0))
+    fleet.post(position(0, odometer_mi=1.0), position(30, vin=OTHER_VIN, odometer_mi=2.0))
     agile.fail_next(401, path=failing_path, body={"error": "Invalid API key"})
     drain_target(integration.id)
     integration = fresh(integration)
@@ -315,7 +387,10 @@ def test_a_refused_key_needs_attention_and_keeps_the_queue(fleet, agile, failing
     retry_now()
     drain_target(integration.id)
     assert [m.status for m in messages_of(integration)] == ["delivered", "delivered"]
-    assert [r.json for r in agile.received("POST")][-2:] == [odometer(1.0, 0), odometer(2.0, 30)]
+    assert [(r.path, r.json) for r in agile.received("POST")][-2:] == [
+        (f"/v1/vehicles/{fleet.vehicle}/readings", odometer(1.0, 0)),
+        (f"/v1/vehicles/{truck_43}/readings", odometer(2.0, 30)),
+    ]
 
 
 def test_429_waits_for_retry_after(fleet, agile):
@@ -331,12 +406,13 @@ def test_429_waits_for_retry_after(fleet, agile):
 
 
 def test_500_is_retried_on_the_schedule(fleet, agile):
+    fleet.add_truck_43()
     integration = fleet.connect("odometer")
-    fleet.post(position(0, odometer_mi=1.0), position(30, odometer_mi=2.0))
+    fleet.post(position(0, odometer_mi=1.0), position(30, vin=OTHER_VIN, odometer_mi=2.0))
     agile.fail_next(500, path="/readings")
     drain_target(integration.id)
     assert [m.status for m in messages_of(integration)] == ["pending", "pending"]
-    assert len(agile.received("POST")) == 1  # the head waits; the second is not tried
+    assert len(agile.received("POST")) == 1  # Agile Fleet is down: the second is not tried
     retry_now()
     drain_target(integration.id)
     assert [r.json for r in agile.received("POST")] == [
@@ -349,8 +425,9 @@ def test_500_is_retried_on_the_schedule(fleet, agile):
 
 
 def test_422_kills_that_reading_with_the_reason_and_the_next_goes_on(fleet, agile):
+    fleet.add_truck_43()
     integration = fleet.connect("odometer")
-    fleet.post(position(0, odometer_mi=1.0), position(30, odometer_mi=2.0))
+    fleet.post(position(0, odometer_mi=1.0), position(30, vin=OTHER_VIN, odometer_mi=2.0))
     agile.fail_next(422, path="/readings", body={"errors": {"value": "is lower than before"}})
     drain_target(integration.id)
     first, second = messages_of(integration)

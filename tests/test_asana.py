@@ -1,7 +1,9 @@
-"""The Asana integration against a fake Asana on loopback: the form and the
-credential check, then telemetry in through the ingest API and out as the exact
-requests Asana receives — a custom field update of the vehicle's task per
-attribute, a new task for a DVIR with defects — and the answers' mapping."""
+"""The Asana integration against a fake Asana on loopback (written from Asana's
+OpenAPI file and developers.asana.com): the form and the credential check, then
+telemetry in through the ingest API and out as the exact requests Asana receives —
+a custom field update of the vehicle's task per attribute, one task per DVIR with
+defects — the answers' mapping (402, 400, 403, 404, 429, 5xx), the request budget
+against Asana's 150 a minute, and the initial sync."""
 
 from __future__ import annotations
 
@@ -12,16 +14,21 @@ from typing import Any
 import pytest
 from sqlalchemy import select, update
 
-from database import utcnow
+from database import parse_rfc3339, utcnow
 from errors import ValidationError
 from extensions import db
-from integrations.asana import PROVIDER
+from fleet.models import Vehicle
+from integrations.asana import CLOCK_MARGIN, PROVIDER
 from integrations.lifecycle import create_integration, update_integration
 from integrations.models import Integration
+from integrations.pacing import forget_budget
 from outbox.drain import drain_target
-from outbox.models import DeliveryAttempt, OutboxMessage
+from outbox.fanout import fan_out
+from outbox.models import DeliveryAttempt, OutboxMessage, Target, TargetStatus
 from tests.conftest import bearer, make_user
-from tests.fakes.asana import TOKEN, FakeAsana
+from tests.fakes.asana import FREE_REQUESTS_PER_MINUTE, PREMIUM_ONLY, TOKEN, FakeAsana
+from webhooks.events import CURRENT_STATE as EVENT_CURRENT_STATE
+from webhooks.events import DetectedEvent, VehicleSnapshot
 
 pytestmark = pytest.mark.app_config(
     FLEETHOOK_ALLOW_LOCAL_NETWORK=True, FLEETHOOK_CONNECT_TIMEOUT=1, FLEETHOOK_READ_TIMEOUT=1
@@ -40,6 +47,13 @@ FIELDS = {
     "Status": "enum",
 }
 LISTING = {"opt_fields": ["custom_fields,name"], "limit": ["100"]}
+ATTRIBUTE_FIELDS = {
+    "odometer": "Odometer (mi)",
+    "engine_hours": "Engine hours",
+    "fuel_level": "Fuel level (%)",
+    "location": "Last location",
+    "last_dvir": "Last DVIR",
+}
 
 
 def at(seconds: float) -> str:
@@ -97,6 +111,12 @@ class Fleet:
         )
         assert response.status_code == 201, response.json
 
+    def add_truck_43(self) -> str:
+        """A second vehicle, in the project too (its messages are in a lane of their
+        own, so neither supersedes the other's); its task's gid."""
+        self.add_vehicle("Truck 43", OTHER_VIN)
+        return self.asana.add_task(self.project, "Truck 43", OTHER_VIN)
+
     def field(self, name: str) -> str:
         return self.asana.field_gid(self.project, name)
 
@@ -153,6 +173,22 @@ def assert_put(request: Any, task: str, custom_fields: dict[str, Any]) -> None:
 def retry_now() -> None:
     db.session.execute(update(OutboxMessage).values(next_attempt_at=utcnow()))
     db.session.commit()
+
+
+def assert_lookup(request: Any, project: str, message: OutboxMessage) -> None:
+    """The look-up for a DVIR's task before opening it: the project's tasks modified
+    since the message was queued (less the clock margin), with names and notes."""
+    assert (request.method, request.path) == ("GET", "/tasks")
+    query = {k: v[0] for k, v in request.query.items()}
+    since = parse_rfc3339(query.pop("modified_since"))
+    assert query == {"project": project, "opt_fields": "name,notes", "limit": "100"}
+    assert since is not None
+    assert abs((message.created_at - CLOCK_MARGIN - since).total_seconds()) < 1
+
+
+def errors(message: str) -> dict[str, Any]:
+    """Asana's error body ("Errors" on developers.asana.com)."""
+    return {"errors": [{"message": message}]}
 
 
 # -- the form and the credential check ------------------------------------------
@@ -288,12 +324,11 @@ def test_the_check_finds_the_project_by_address_and_fields_by_name_or_gid(fleet,
 
 def test_an_odometer_that_advanced_updates_the_vehicle_task(fleet, asana):
     integration = fleet.connect("odometer")
-    fleet.post(
-        position(0, odometer_mi=128463.2),
-        position(30, odometer_mi=128463.2),
-        position(60, odometer_mi=128463.9),
-    )
-    assert len(messages_of(integration)) == 2  # the unchanged reading makes none
+    fleet.post(position(0, odometer_mi=128463.2))
+    drain_target(integration.id)
+    fleet.post(position(30, odometer_mi=128463.2), position(60, odometer_mi=128463.9))
+    (message,) = messages_of(integration)[1:]  # the unchanged reading makes none
+    assert message.event_type == "odometer"
     drain_target(integration.id)
 
     listing, first, second = asana.requests
@@ -312,6 +347,18 @@ def test_an_odometer_that_advanced_updates_the_vehicle_task(fleet, asana):
         "path": f"/tasks/{fleet.task}",
         "authorization": "Bearer ••••••••" + TOKEN[-4:],
     }
+
+
+def test_a_backlog_sends_only_the_newest_value(fleet, asana):
+    integration = fleet.connect("odometer")
+    fleet.post(
+        position(0, odometer_mi=1.0), position(30, odometer_mi=2.0), position(60, odometer_mi=3.0)
+    )
+    drain_target(integration.id)
+    statuses = [m.status for m in messages_of(integration)]
+    assert statuses == ["superseded", "superseded", "delivered"]
+    (put,) = asana.received("PUT")
+    assert_put(put, fleet.task, {fleet.field("Odometer (mi)"): 3.0})
 
 
 @pytest.mark.parametrize(
@@ -345,22 +392,28 @@ def test_a_dvir_with_defects_opens_a_task_whatever_the_attribute(fleet, asana):
             ],
         )
     )
+    (message,) = messages_of(integration)
+    assert message.event_type == "dvir_task"
     drain_target(integration.id)
-    (request,) = asana.requests  # no listing: the new task needs no vehicle task
+    # No listing (the new task needs no vehicle task): the look-up, then the task.
+    lookup, request = asana.requests
+    assert_lookup(lookup, fleet.project, message)
     assert (request.method, request.path) == ("POST", "/tasks")
     assert request.headers["Authorization"] == f"Bearer {TOKEN}"
     assert request.json == {
         "data": {
             "projects": [fleet.project],
-            "name": f"DVIR defects: Truck 42 ({VIN})",
+            "name": f"DVIR defects: Truck 42 ({VIN}) at {at(0)}",
             "notes": f"Dana Whitfield reported 2 defects on Truck 42 (VIN {VIN}) at {at(0)}.\n"
             "Safety status: unsafe\n\n"
             "- Brakes: Air leak at the rear axle\n"
             "- Lights: Left marker out\n\n"
-            "Opened by Fleethook from the driver's vehicle inspection report.",
+            "Opened by Fleethook from the driver's vehicle inspection report.\n"
+            f"Fleethook DVIR reference: {VIN} {at(0)}",
         }
     }
     assert messages_of(integration)[0].status == "delivered"
+    assert len(asana.tasks_named("DVIR defects")) == 1
 
 
 def test_a_last_dvir_integration_updates_the_field_then_opens_the_task(fleet, asana):
@@ -370,18 +423,13 @@ def test_a_last_dvir_integration_updates_the_field_then_opens_the_task(fleet, as
     assert [(r.method, r.path) for r in asana.requests] == [
         ("GET", f"/projects/{fleet.project}/tasks"),
         ("PUT", f"/tasks/{fleet.task}"),
+        ("GET", "/tasks"),
         ("POST", "/tasks"),
     ]
-    assert_put(
-        asana.requests[1],
-        fleet.task,
-        {
-            fleet.field(
-                "Last DVIR"
-            ): f"{at(0)} — unsafe — Dana Whitfield — 1 defect: Brakes: Air leak at the rear axle"
-        },
-    )
-    # A failed POST retries the whole message: the PUT again (harmless), then the POST.
+    summary = f"{at(0)} — unsafe — Dana Whitfield — 1 defect: Brakes: Air leak at the rear axle"
+    assert_put(asana.requests[1], fleet.task, {fleet.field("Last DVIR"): summary})
+    # A failed POST retries the whole message: the PUT again (harmless), the
+    # look-up (which finds nothing: the 500 created nothing), then the POST.
     fleet.post(dvir(60, [{"component": "Horn", "description": "Silent"}]))
     asana.requests.clear()
     asana.failing_task_creations = 1
@@ -391,15 +439,37 @@ def test_a_last_dvir_integration_updates_the_field_then_opens_the_task(fleet, as
     drain_target(integration.id)
     assert [(r.method, r.path) for r in asana.requests] == [
         ("PUT", f"/tasks/{fleet.task}"),
+        ("GET", "/tasks"),
         ("POST", "/tasks"),
         ("PUT", f"/tasks/{fleet.task}"),
+        ("GET", "/tasks"),
         ("POST", "/tasks"),
     ]
-    assert asana.requests[0].json == asana.requests[2].json
-    assert asana.requests[1].json == asana.requests[3].json
+    assert asana.requests[0].json == asana.requests[3].json
+    assert asana.requests[2].json == asana.requests[5].json
     assert [m.status for m in messages_of(integration)] == ["delivered", "delivered"]
-    opened = [t["name"] for t in asana.tasks.values() if t["name"].startswith("DVIR")]
-    assert opened == [f"DVIR defects: Truck 42 ({VIN})"] * 2
+    assert sorted(t["name"] for t in asana.tasks_named("DVIR defects")) == [
+        f"DVIR defects: Truck 42 ({VIN}) at {at(0)}",
+        f"DVIR defects: Truck 42 ({VIN}) at {at(60)}",
+    ]
+
+
+def test_a_vehicle_the_project_lacks_still_gets_its_dvir_task(fleet, asana):
+    fleet.add_vehicle("Truck 43", OTHER_VIN)  # not in the project
+    integration = fleet.connect("last_dvir", attribute_field="Last DVIR")
+    fleet.post({**dvir(0, [{"component": "Horn", "description": "Silent"}]), "vin": OTHER_VIN})
+    drain_target(integration.id)
+    (message,) = messages_of(integration)
+    assert message.status == "delivered"
+    assert [t["name"] for t in asana.tasks_named("DVIR defects")] == [
+        f"DVIR defects: Truck 43 ({OTHER_VIN}) at {at(0)}"
+    ]
+    attempt = db.session.scalars(select(DeliveryAttempt)).one()
+    assert attempt.error == (
+        f"The task was opened, but not the update: No vehicle with VIN {OTHER_VIN} in Asana; "
+        "it is listed on the integration's page."
+    )
+    assert fresh(integration).unmatched_vins == [OTHER_VIN]
 
 
 def test_the_vin_map_pages_through_the_project_and_is_cached(fleet, asana):
@@ -409,11 +479,9 @@ def test_the_vin_map_pages_through_the_project_and_is_cached(fleet, asana):
     late = asana.add_task(fleet.project, "Truck 43", OTHER_VIN)
     fleet.add_vehicle("Truck 43", OTHER_VIN)
     integration = fleet.connect("odometer")
-    fleet.post(
-        position(0, odometer_mi=10.0),
-        position(0, vin=OTHER_VIN, odometer_mi=20.0),
-        position(30, odometer_mi=11.0),
-    )
+    fleet.post(position(0, odometer_mi=10.0), position(0, vin=OTHER_VIN, odometer_mi=20.0))
+    drain_target(integration.id)
+    fleet.post(position(30, odometer_mi=11.0))
     drain_target(integration.id)
 
     listings = asana.received("GET")
@@ -434,13 +502,11 @@ def test_the_vin_map_pages_through_the_project_and_is_cached(fleet, asana):
 def test_an_unknown_vin_is_listed_and_its_message_dead(fleet, asana):
     fleet.add_vehicle("Truck 43", OTHER_VIN)  # not in the project
     integration = fleet.connect("odometer")
-    fleet.post(
-        position(0, vin=OTHER_VIN, odometer_mi=20.0),
-        position(30, vin=OTHER_VIN, odometer_mi=21.0),
-        position(60, odometer_mi=5.0),
-    )
+    fleet.post(position(0, vin=OTHER_VIN, odometer_mi=20.0), position(60, odometer_mi=5.0))
     drain_target(integration.id)
-    first, second, third = messages_of(integration)
+    fleet.post(position(30, vin=OTHER_VIN, odometer_mi=21.0))
+    drain_target(integration.id)
+    first, third, second = messages_of(integration)
     assert (first.status, second.status, third.status) == ("dead", "dead", "delivered")
     assert first.last_error == (
         f"No vehicle with VIN {OTHER_VIN} in Asana; it is listed on the integration's page."
@@ -476,8 +542,9 @@ def test_a_task_deleted_since_the_listing_is_found_again(fleet, asana):
 
 @pytest.mark.parametrize("failing_path", ["/tasks/", "/projects/"])
 def test_a_refused_token_needs_attention_and_keeps_the_queue(fleet, asana, failing_path):
+    truck_43 = fleet.add_truck_43()
     integration = fleet.connect("odometer")
-    fleet.post(position(0, odometer_mi=1.0), position(30, odometer_mi=2.0))
+    fleet.post(position(0, odometer_mi=1.0), position(30, vin=OTHER_VIN, odometer_mi=2.0))
     asana.fail_next(401, path=failing_path, body={"errors": [{"message": "Not Authorized"}]})
     drain_target(integration.id)
     integration = fresh(integration)
@@ -496,10 +563,8 @@ def test_a_refused_token_needs_attention_and_keeps_the_queue(fleet, asana, faili
     retry_now()
     drain_target(integration.id)
     assert [m.status for m in messages_of(integration)] == ["delivered", "delivered"]
-    assert [r.json for r in asana.received("PUT")][-2:] == [
-        {"data": {"custom_fields": {fleet.field("Odometer (mi)"): 1.0}}},
-        {"data": {"custom_fields": {fleet.field("Odometer (mi)"): 2.0}}},
-    ]
+    assert asana.value(fleet.task, fleet.field("Odometer (mi)")) == 1.0
+    assert asana.value(truck_43, fleet.field("Odometer (mi)")) == 2.0
 
 
 def test_429_waits_for_retry_after(fleet, asana):
@@ -515,22 +580,464 @@ def test_429_waits_for_retry_after(fleet, asana):
 
 
 def test_500_is_retried_on_the_schedule(fleet, asana):
+    truck_43 = fleet.add_truck_43()
     integration = fleet.connect("odometer")
-    fleet.post(position(0, odometer_mi=1.0), position(30, odometer_mi=2.0))
+    fleet.post(position(0, odometer_mi=1.0), position(30, vin=OTHER_VIN, odometer_mi=2.0))
     asana.fail_next(500, path="/tasks/")
     drain_target(integration.id)
     assert [m.status for m in messages_of(integration)] == ["pending", "pending"]
-    assert len(asana.received("PUT")) == 1  # the head waits; the second is not tried
+    assert len(asana.received("PUT")) == 1  # Asana is down: the second is not tried
+    assert messages_of(integration)[0].last_error == (
+        "Asana answered HTTP 500: Server Error (error phrase: 6 sad squid snuggle softly)"
+    )
     retry_now()
     drain_target(integration.id)
     assert [m.status for m in messages_of(integration)] == ["delivered", "delivered"]
-    puts = asana.received("PUT")
-    assert [r.json for r in puts] == [
-        {"data": {"custom_fields": {fleet.field("Odometer (mi)"): 1.0}}},
-        {"data": {"custom_fields": {fleet.field("Odometer (mi)"): 1.0}}},
-        {"data": {"custom_fields": {fleet.field("Odometer (mi)"): 2.0}}},
+    field = fleet.field("Odometer (mi)")
+    assert [(r.path, r.json) for r in asana.received("PUT")] == [
+        (f"/tasks/{fleet.task}", {"data": {"custom_fields": {field: 1.0}}}),
+        (f"/tasks/{fleet.task}", {"data": {"custom_fields": {field: 1.0}}}),
+        (f"/tasks/{truck_43}", {"data": {"custom_fields": {field: 2.0}}}),
     ]
     assert fresh(integration).status == "active"
+
+
+def test_402_needs_attention_with_asanas_words_and_keeps_the_queue(fleet, asana):
+    truck_43 = fleet.add_truck_43()
+    integration = fleet.connect("odometer")
+    fleet.post(position(0, odometer_mi=1.0), position(30, vin=OTHER_VIN, odometer_mi=2.0))
+    asana.paid = False  # the workspace went back to the free plan
+    drain_target(integration.id)
+    integration = fresh(integration)
+    assert integration.status == "needs_attention"
+    assert integration.status_reason == (
+        f"Needs attention: Asana answered 402 Payment Required: “{PREMIUM_ONLY}”. The "
+        "request needs a feature above the workspace's plan (custom fields are a premium "
+        "feature): upgrade the workspace in Asana, then save the integration again."
+    )
+    assert [m.status for m in messages_of(integration)] == ["pending", "pending"]
+    assert integration.queue_depth == 2
+    sent = len(asana.requests)
+    drain_target(integration.id)
+    assert len(asana.requests) == sent  # not retried: a person must act
+
+    asana.paid = True
+    update_integration(integration, {"api_key": TOKEN})
+    db.session.commit()
+    assert fresh(integration).status == "active"
+    retry_now()
+    drain_target(integration.id)
+    assert [m.status for m in messages_of(integration)] == ["delivered", "delivered"]
+    assert asana.value(fleet.task, fleet.field("Odometer (mi)")) == 1.0
+    assert asana.value(truck_43, fleet.field("Odometer (mi)")) == 2.0
+
+
+def test_400_on_one_task_kills_that_message_and_the_next_goes_at_once(fleet, asana):
+    truck_43 = fleet.add_truck_43()
+    integration = fleet.connect("odometer")
+    fleet.post(position(0, odometer_mi=1.0), position(30, vin=OTHER_VIN, odometer_mi=2.0))
+    asana.fail_next(400, path="/tasks/", body=errors("custom_fields: Value is out of range"))
+    drain_target(integration.id)
+    first, second = messages_of(integration)
+    assert (first.status, second.status) == ("dead", "delivered")
+    assert first.last_error == (
+        "Asana refused this update (HTTP 400: custom_fields: Value is out of range); "
+        "the message is not retried."
+    )
+    # One drain: the fields were read again (unchanged), and the next went on.
+    assert [(r.method, r.path) for r in asana.requests] == [
+        ("GET", f"/projects/{fleet.project}/tasks"),
+        ("PUT", f"/tasks/{fleet.task}"),
+        ("GET", f"/projects/{fleet.project}/custom_field_settings"),
+        ("PUT", f"/tasks/{truck_43}"),
+    ]
+    assert asana.value(truck_43, fleet.field("Odometer (mi)")) == 2.0
+    integration = fresh(integration)
+    assert integration.status == "active" and integration.queue_depth == 0
+
+
+def test_400_on_a_new_dvir_task_kills_that_message_and_the_next_goes_at_once(fleet, asana):
+    integration = fleet.connect("odometer")
+    fleet.post(
+        dvir(0, [{"component": "Brakes", "description": "Air leak"}]),
+        position(30, odometer_mi=2.0),
+    )
+    asana.refused_task_creations = 1
+    drain_target(integration.id)
+    first, second = messages_of(integration)
+    assert (first.status, second.status) == ("dead", "delivered")
+    assert first.last_error == (
+        "Asana refused this new task (HTTP 400: notes: Value is too long); the message is "
+        "not retried."
+    )
+    assert asana.tasks_named("DVIR defects") == []
+    assert asana.value(fleet.task, fleet.field("Odometer (mi)")) == 2.0
+    assert fresh(integration).status == "active"
+
+
+@pytest.mark.parametrize(
+    "change, words",
+    [
+        (
+            lambda asana, fleet: asana.remove_field(fleet.project, "Odometer (mi)"),
+            'The custom field "Odometer (mi)" is no longer on project {project}: add it '
+            "back in Asana (or choose another in the integration's settings), then save "
+            "the integration again.",
+        ),
+        (
+            lambda asana, fleet: asana.custom_fields[fleet.field("Odometer (mi)")].update(
+                resource_subtype="enum"
+            ),
+            'The custom field "Odometer (mi)" is now of type enum: change it back in Asana '
+            "(or choose another field in the integration's settings), then save the "
+            "integration again.",
+        ),
+    ],
+)
+def test_400_from_a_changed_field_needs_attention_not_dead_messages(fleet, asana, change, words):
+    fleet.add_truck_43()
+    integration = fleet.connect("odometer")
+    fleet.post(position(0, odometer_mi=1.0), position(30, vin=OTHER_VIN, odometer_mi=2.0))
+    change(asana, fleet)
+    drain_target(integration.id)
+    integration = fresh(integration)
+    assert integration.status == "needs_attention"
+    assert integration.status_reason == "Needs attention: " + words.format(project=fleet.project)
+    assert [m.status for m in messages_of(integration)] == ["pending", "pending"]
+
+
+def test_403_of_the_project_needs_attention_with_what_to_do(fleet, asana):
+    integration = fleet.connect("odometer")
+    fleet.post(position(0, odometer_mi=1.0))
+    asana.fail_next(403, path="/projects/", body=errors("Forbidden"))
+    drain_target(integration.id)
+    integration = fresh(integration)
+    assert integration.status == "needs_attention"
+    assert integration.status_reason == (
+        "Needs attention: Asana refused access (HTTP 403: “Forbidden”). The token's user "
+        f"needs edit access to project {fleet.project} and its custom fields: give it that "
+        "access in Asana (or use a project member's token), then save the integration again."
+    )
+    assert messages_of(integration)[0].status == "pending"
+
+
+def test_a_deleted_project_needs_attention_with_what_to_do(fleet, asana):
+    integration = fleet.connect("odometer")
+    fleet.post(position(0, odometer_mi=1.0))
+    del asana.projects[fleet.project]
+    drain_target(integration.id)
+    integration = fresh(integration)
+    assert integration.status == "needs_attention"
+    assert integration.status_reason == (
+        f"Needs attention: Asana has no project {fleet.project} that this token can see "
+        f"(HTTP 404: “project: Unknown object: {fleet.project}”): it was deleted, or the "
+        "token's user left it. Choose the project again in the integration's settings, or "
+        "give the user access in Asana, then save the integration again."
+    )
+    assert messages_of(integration)[0].status == "pending"
+
+
+def test_a_deleted_task_kills_its_message_and_refreshes_the_map(fleet, asana):
+    integration = fleet.connect("odometer")
+    fleet.post(position(0, odometer_mi=1.0))
+    drain_target(integration.id)
+    del asana.tasks[fleet.task]  # the vehicle's task was deleted in Asana
+    fleet.post(position(30, odometer_mi=2.0))
+    asana.requests.clear()
+    drain_target(integration.id)
+    assert [m.status for m in messages_of(integration)] == ["delivered", "dead"]
+    assert messages_of(integration)[1].last_error == (
+        f"No vehicle with VIN {VIN} in Asana; it is listed on the integration's page."
+    )
+    assert [(r.method, r.path) for r in asana.requests] == [
+        ("PUT", f"/tasks/{fleet.task}"),
+        ("GET", f"/projects/{fleet.project}/tasks"),  # the map, listed again
+    ]
+    integration = fresh(integration)
+    assert integration.vehicle_map == {} and integration.unmatched_vins == [VIN]
+    assert integration.status == "active" and integration.queue_depth == 0
+
+
+def test_a_task_that_answers_404_even_after_a_new_listing_kills_its_message(fleet, asana):
+    integration = fleet.connect("odometer")
+    fleet.post(position(0, odometer_mi=1.0))
+    asana.fail_next(404, times=2, path="/tasks/", body=errors("task: Unknown object"))
+    drain_target(integration.id)
+    (message,) = messages_of(integration)
+    assert message.status == "dead"
+    assert message.last_error == (
+        f"The task of VIN {VIN} is gone from Asana (Asana answered HTTP 404: task: Unknown "
+        "object); the message is not retried."
+    )
+    assert [(r.method, r.path) for r in asana.requests] == [
+        ("GET", f"/projects/{fleet.project}/tasks"),
+        ("PUT", f"/tasks/{fleet.task}"),
+        ("GET", f"/projects/{fleet.project}/tasks"),
+        ("PUT", f"/tasks/{fleet.task}"),
+    ]
+    assert fresh(integration).status == "active"
+
+
+# -- one task per DVIR -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "attributes, opener",
+    [
+        (("odometer", "last_dvir"), 1),  # the Last DVIR integration opens it
+        (("odometer", "engine_hours"), 0),  # else the oldest
+    ],
+)
+def test_two_integrations_on_one_project_open_one_task_per_dvir(fleet, asana, attributes, opener):
+    integrations = [
+        fleet.connect(attributes[0]),
+        fleet.connect(attributes[1], attribute_field=ATTRIBUTE_FIELDS[attributes[1]]),
+    ]
+    fleet.post(dvir(0, [{"component": "Brakes", "description": "Air leak at the rear axle"}]))
+    for integration in integrations:
+        drain_target(integration.id)
+    assert [t["name"] for t in asana.tasks_named("DVIR defects")] == [
+        f"DVIR defects: Truck 42 ({VIN}) at {at(0)}"
+    ]
+    assert len(asana.received("POST", "/tasks")) == 1
+    types = [[m.event_type for m in messages_of(i)] for i in integrations]
+    assert types[opener] == ["dvir_task"]
+    other = types[1 - opener]
+    assert other == (["last_dvir"] if attributes[1 - opener] == "last_dvir" else [])
+
+
+def test_a_held_integration_leaves_the_dvir_task_to_another(fleet, asana):
+    odometer = fleet.connect("odometer")
+    last_dvir = fleet.connect("last_dvir", attribute_field="Last DVIR")
+    db.session.execute(
+        update(Target)
+        .where(Target.id == last_dvir.id)
+        .values(status=TargetStatus.NEEDS_ATTENTION.value)
+    )
+    db.session.commit()
+    fleet.post(dvir(0, [{"component": "Brakes", "description": "Air leak"}]))
+    drain_target(odometer.id)
+    assert [m.event_type for m in messages_of(odometer)] == ["dvir_task"]
+    assert [m.event_type for m in messages_of(last_dvir)] == ["last_dvir"]
+    assert len(asana.tasks_named("DVIR defects")) == 1
+
+
+def test_a_dvir_task_retried_after_a_lost_answer_is_opened_once(fleet, asana):
+    integration = fleet.connect("odometer")
+    fleet.post(dvir(0, [{"component": "Brakes", "description": "Air leak"}]))
+    # Asana opens the task; its answer comes after the client stopped waiting (1 s).
+    asana.lost_creation_answers = 1
+    drain_target(integration.id)
+    (message,) = messages_of(integration)
+    assert message.status == "pending" and message.last_status_code is None
+    assert len(asana.tasks_named("DVIR defects")) == 1
+
+    retry_now()
+    asana.requests.clear()
+    drain_target(integration.id)
+    assert messages_of(integration)[0].status == "delivered"
+    (lookup,) = asana.requests  # found: no second POST
+    assert_lookup(lookup, fleet.project, message)
+    assert len(asana.tasks_named("DVIR defects")) == 1
+    attempt = db.session.scalars(
+        select(DeliveryAttempt).order_by(DeliveryAttempt.id.desc())
+    ).first()
+    assert attempt.outcome == "delivered" and attempt.request_headers["path"] == "/tasks"
+
+
+def test_a_dvir_task_found_by_its_reference_after_it_was_renamed(fleet, asana):
+    integration = fleet.connect("odometer")
+    fleet.post(dvir(0, [{"component": "Brakes", "description": "Air leak"}]))
+    asana.lost_creation_answers = 1
+    drain_target(integration.id)
+    (task,) = asana.tasks_named("DVIR defects")
+    task["name"] = "Brakes on Truck 42 — booked for Tuesday"  # a person renamed it
+    retry_now()
+    drain_target(integration.id)
+    assert messages_of(integration)[0].status == "delivered"
+    assert len(asana.received("POST", "/tasks")) == 1
+
+
+# -- latest values, the request budget ----------------------------------------
+
+
+def test_attribute_values_are_latest_values_and_dvir_tasks_are_not(fleet, asana):
+    assert PROVIDER.latest_value_types == {
+        "odometer",
+        "engine_hours",
+        "fuel_level",
+        "location",
+        "last_dvir",
+    }
+    assert "dvir_task" not in PROVIDER.latest_value_types
+    integration = fleet.connect("last_dvir", attribute_field="Last DVIR")
+    fleet.post(
+        dvir(0, [{"component": "Brakes", "description": "Air leak"}]),
+        dvir(60, []),
+        dvir(120, [{"component": "Horn", "description": "Silent"}]),
+        dvir(180, []),
+    )
+    assert [m.event_type for m in messages_of(integration)] == [
+        "dvir_task",
+        "last_dvir",
+        "dvir_task",
+        "last_dvir",
+    ]
+    drain_target(integration.id)  # a backlog: the older Last DVIR value is superseded
+    statuses = {m.payload["occurred_at"]: m.status for m in messages_of(integration)}
+    assert statuses == {
+        at(0): "delivered",
+        at(60): "superseded",
+        at(120): "delivered",
+        at(180): "delivered",
+    }
+    assert len(asana.tasks_named("DVIR defects")) == 2  # every DVIR task is opened
+    assert asana.value(fleet.task, fleet.field("Last DVIR")) == (
+        f"{at(180)} — safe — Dana Whitfield — no defects"
+    )
+
+
+def test_the_integrations_page_names_each_message_by_what_it_does(fleet, asana, auth, client):
+    integration = fleet.connect("odometer")
+    fleet.post(position(0, odometer_mi=1.0), dvir(30, [{"component": "Horn", "description": "X"}]))
+    drain_target(integration.id)
+    auth.login("admin@acme.example.com")
+    page = client.get(f"/integrations/{integration.id}").get_data(as_text=True)
+    assert "<td>odometer</td>" in page and "<td>dvir_task</td>" in page
+
+
+def a_minute_passes(asana: FakeAsana, integration: Integration) -> None:
+    """Asana's minute and the integration's budget both start afresh, and whatever
+    waited for them is due."""
+    asana.throttle(FREE_REQUESTS_PER_MINUTE, 60)
+    forget_budget(fresh(integration))
+    db.session.execute(update(Target).values(throttled_until=None))
+    retry_now()
+
+
+def drain_everything(asana: FakeAsana, integration: Integration) -> int:
+    """Drain until nothing is pending, a minute passing between drains; how many
+    minutes it took."""
+    for minutes in range(6):
+        drain_target(integration.id)
+        if all(m.status == "delivered" for m in messages_of(integration)):
+            return minutes
+        a_minute_passes(asana, integration)
+    raise AssertionError("still pending after 5 minutes")
+
+
+def burst(fleet: Fleet, asana: FakeAsana, integration: Integration) -> dict[str, str]:
+    """60 trucks whose odometers advance in 3 rounds, each round drained before the
+    next (so no backlog is superseded): 180 updates and a listing, past 150."""
+    tasks = {}
+    for n in range(60):
+        vin = f"BRSTVN{n:011d}"
+        fleet.add_vehicle(f"Truck {100 + n}", vin)
+        tasks[vin] = asana.add_task(fleet.project, f"Truck {100 + n}", vin)
+    for round_ in range(3):
+        fleet.post(*(position(round_ * 30, vin=vin, odometer_mi=1000.0 + round_) for vin in tasks))
+        drain_target(integration.id)
+    return tasks
+
+
+def test_the_budget_keeps_a_burst_within_asanas_150_a_minute(fleet, asana):
+    integration = fleet.connect("odometer")
+    assert fresh(integration).rate_limit * 60 == pytest.approx(150)
+    # The burst starts a minute after connecting. (The credential check's requests
+    # are made before the integration has an id, so the budget does not count them
+    # yet: reported to the lead.)
+    a_minute_passes(asana, integration)
+    tasks = burst(fleet, asana, integration)
+    assert asana.throttled_count == 0  # Asana never had to refuse one
+    # The budget's minute is spent …
+    assert len(asana.requests) == FREE_REQUESTS_PER_MINUTE
+    assert "pending" in {m.status for m in messages_of(integration)}
+    assert drain_everything(asana, integration) == 1  # … and the rest went a minute later
+    assert asana.throttled_count == 0
+    assert len(messages_of(integration)) == 180
+    field = fleet.field("Odometer (mi)")
+    assert {asana.value(task, field) for task in tasks.values()} == {1002.0}
+    outcomes = set(db.session.scalars(select(DeliveryAttempt.outcome)))
+    assert outcomes == {"delivered"}
+
+
+def test_asanas_429_past_its_limit_is_waited_out_and_nothing_is_lost(fleet, asana):
+    # The budget set as a paid plan allows (1,500), against a free workspace's 150.
+    integration = fleet.connect("odometer", requests_per_minute=1500)
+    tasks = burst(fleet, asana, integration)
+    assert asana.throttled_count >= 1
+    throttled = db.session.scalars(
+        select(OutboxMessage).where(OutboxMessage.last_status_code == 429)
+    ).all()
+    assert throttled
+    for message in throttled:  # Retry-After honoured: not before Asana's minute ends
+        assert message.status == "pending"
+        assert message.next_attempt_at > utcnow() + timedelta(seconds=30)
+    assert drain_everything(asana, integration) >= 1
+    field = fleet.field("Odometer (mi)")
+    assert {asana.value(task, field) for task in tasks.values()} == {1002.0}
+    assert {m.status for m in messages_of(integration)} == {"delivered"}
+
+
+# -- the initial sync ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "attribute, value",
+    [
+        ("odometer", 128463.2),
+        ("engine_hours", 5120.5),
+        ("fuel_level", 61.0),
+        ("location", "41.525, -88.0817"),
+    ],
+)
+def test_connecting_sets_the_field_from_the_vehicles_current_state(fleet, asana, attribute, value):
+    fleet.post(position(0, odometer_mi=128463.2, engine_hours=5120.5, fuel_level_pct=61.0))
+    integration = fleet.connect(attribute, attribute_field=ATTRIBUTE_FIELDS[attribute])
+    (message,) = messages_of(integration)  # the initial sync, queued on connecting
+    assert message.event_type == attribute
+    drain_target(integration.id)
+    assert messages_of(integration)[0].status == "delivered"
+    assert asana.value(fleet.task, fleet.field(ATTRIBUTE_FIELDS[attribute])) == value
+    assert asana.received("POST") == []
+
+
+def test_connecting_with_nothing_known_sends_nothing(fleet, asana):
+    integration = fleet.connect("engine_hours", attribute_field="Engine hours")
+    assert messages_of(integration) == []
+
+
+def test_the_current_state_sets_the_last_dvir_and_opens_no_task(fleet, asana):
+    """The initial-sync event with the vehicle's last DVIR in `report["last_dvir"]`
+    (the vehicle's own shape)."""
+    integration = fleet.connect("last_dvir", attribute_field="Last DVIR")
+    vehicle = db.session.scalars(select(Vehicle).where(Vehicle.vin == VIN)).one()
+    last_dvir = {
+        "time": "2026-05-14T15:42:07Z",
+        "driver": "Dana Whitfield",
+        "defects": [{"component": "Brakes", "description": "Air leak"}],
+        "safety_status": "unsafe",
+    }
+    snapshot = VehicleSnapshot(vehicle.id, "Truck 42", VIN)
+    event = DetectedEvent(EVENT_CURRENT_STATE, T0, snapshot, report={"last_dvir": last_dvir})
+    fan_out([event], [integration])
+    db.session.commit()
+    (message,) = messages_of(integration)
+    assert message.event_type == "last_dvir"
+    drain_target(integration.id)
+    assert asana.value(fleet.task, fleet.field("Last DVIR")) == (
+        "2026-05-14T15:42:07Z — unsafe — Dana Whitfield — 1 defect: Brakes: Air leak"
+    )
+    assert asana.received("POST") == []
+
+
+def test_a_late_report_does_not_overwrite_a_newer_value(fleet, asana):
+    integration = fleet.connect("fuel_level", attribute_field="Fuel level (%)")
+    fleet.post(position(60, fuel_level_pct=40.0))
+    fleet.post(position(0, fuel_level_pct=90.0))  # older than the one before
+    drain_target(integration.id)
+    assert [m.payload["value"] for m in messages_of(integration)] == [40.0]
+    assert asana.value(fleet.task, fleet.field("Fuel level (%)")) == 40.0
 
 
 def test_the_provider_describes_itself():
@@ -540,3 +1047,8 @@ def test_the_provider_describes_itself():
         "Task Management",
     )
     assert PROVIDER.secret_fields == {"api_key"} and PROVIDER.receives_locations is False
+    assert PROVIDER.requests_per_minute == 150
+    assert "developers.asana.com/docs/rate-limits" in PROVIDER.budget_source
+    steps = " ".join(PROVIDER.setup_steps)
+    for words in ("View developer console", "Create new token", '"VIN"', "paid", "gid"):
+        assert words in steps

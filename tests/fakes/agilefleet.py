@@ -1,13 +1,21 @@
-"""A fake Agile Fleet speaking the API that integrations/agilefleet.py ASSUMES (no
-public documentation exists): an `X-API-Key` header, `GET /v1/vehicles` paged by
-`limit` (≤ 100) and an opaque `cursor` (`next_cursor` in the answer), and
-`POST /v1/vehicles/{id}/readings` whose body is checked field by field (422 with
-an `errors` map when a field is wrong). It changes with the adapter once the
-vendor's documentation is in hand."""
+"""A fake Agile Fleet speaking the API that integrations/agilefleet.py ASSUMES. No
+public documentation of an Agile Fleet API exists, so every part of this fake is a
+guess, marked "Guess:" where it is written; it changes with the adapter once the
+vendor's documentation is in hand.
+
+- Guess: an `X-API-Key` header, refused with 401 `{"error": "Invalid API key"}`.
+- Guess: `GET /v1/vehicles` paged by `limit` (≤ 100) and an opaque `cursor`
+  (`next_cursor` in the answer).
+- Guess: `POST /v1/vehicles/{id}/readings`, its body checked field by field (422
+  with an `errors` map when a field is wrong), 201 with the stored reading.
+- Guess: a limit of 60 requests a minute (the adapter's assumed budget), past it a
+  429 with `Retry-After` in seconds.
+"""
 
 from __future__ import annotations
 
 import itertools
+import math
 import secrets
 from datetime import datetime
 from typing import Any
@@ -15,8 +23,10 @@ from typing import Any
 from tests.fakes.base import Answer, FakeProvider, Request
 
 API_KEY = "af_live_6c1d0e2f9b8a47d3a5e4f3b2c1d0e9f8"
-MAX_LIMIT = 100
-UNITS = {"odometer": "mi", "engine_hours": "h", "fuel_level": "%"}
+MAX_LIMIT = 100  # Guess: the largest page
+UNITS = {"odometer": "mi", "engine_hours": "h", "fuel_level": "%"}  # Guess: types and units
+# Guess: the limit, taken to be the adapter's assumed budget.
+ASSUMED_REQUESTS_PER_MINUTE = 60
 
 
 class FakeAgileFleet(FakeProvider):
@@ -28,6 +38,7 @@ class FakeAgileFleet(FakeProvider):
         self._ids = itertools.count(5001)
         self._cursors: dict[str, int] = {}
         self.issued_cursors: list[str] = []  # every next_cursor handed out, in order
+        self.throttle(ASSUMED_REQUESTS_PER_MINUTE, 60)
         self.route("GET", r"/v1/vehicles", self.list_vehicles)
         self.route("POST", r"/v1/vehicles/([^/]+)/readings", self.add_reading)
 
@@ -36,15 +47,24 @@ class FakeAgileFleet(FakeProvider):
         self.vehicles[vehicle_id] = {"id": vehicle_id, "vin": vin, "name": name or vin}
         return vehicle_id
 
+    def throttled(self, retry_after: float, request: Request) -> Answer:
+        # Guess: the status, header and body past the limit.
+        return Answer(
+            429,
+            {"error": "Rate limit exceeded"},
+            {"Retry-After": str(max(1, math.ceil(retry_after)))},
+        )
+
     def authenticate(self, request: Request) -> Answer | None:
         if request.headers.get("X-API-Key") != self.api_key:
-            return Answer(401, {"error": "Invalid API key"})
+            return Answer(401, {"error": "Invalid API key"})  # Guess: header, status, body
         return None
 
     def list_vehicles(self, request: Request) -> Answer:
         query = {k: v[0] for k, v in request.query.items()}
-        limit = query.get("limit", "25")
+        limit = query.get("limit", "25")  # Guess: the default page
         if not limit.isdigit() or not 1 <= int(limit) <= MAX_LIMIT:
+            # Guess: a bad query answers 422 with an errors map.
             return Answer(422, {"errors": {"limit": "must be between 1 and 100"}})
         start = 0
         if "cursor" in query:
@@ -58,12 +78,14 @@ class FakeAgileFleet(FakeProvider):
             cursor = secrets.token_urlsafe(16)
             self._cursors[cursor] = end
             self.issued_cursors.append(cursor)
+        # Guess: the answer's shape (a `vehicles` list of {id, vin, name}, `next_cursor`).
         return Answer(200, {"vehicles": items[start:end], "next_cursor": cursor})
 
     def add_reading(self, request: Request, vehicle_id: str) -> Answer:
         if vehicle_id not in self.vehicles:
-            return Answer(404, {"error": "Vehicle not found"})
+            return Answer(404, {"error": "Vehicle not found"})  # Guess
         body = request.json if isinstance(request.json, dict) else {}
+        # Guess: the fields, their checks, and the 422 with an errors map.
         errors = {}
         if body.get("type") not in UNITS:
             errors["type"] = "must be one of odometer, engine_hours, fuel_level"
@@ -78,6 +100,7 @@ class FakeAgileFleet(FakeProvider):
             errors["recorded_at"] = "must be an RFC 3339 time"
         if errors:
             return Answer(422, {"errors": errors})
+        # Guess: 201 with the stored reading.
         reading = {"id": f"rd_{next(self._ids)}", "vehicle_id": vehicle_id, **body}
         self.readings.append(reading)
         return Answer(201, reading)
