@@ -296,7 +296,7 @@ def current_states(account_id: int, at: datetime) -> list[DetectedEvent]:
     for vehicle in vehicles:
         state = db.session.get(VehicleState, vehicle.id) or VehicleState(vehicle_id=vehicle.id)
         report: dict[str, Any] = {"fault_codes": list(state.fault_codes or [])}
-        for name in ("engine_hours", "fuel_level_pct"):
+        for name in ("engine_hours", "fuel_level_pct", "last_dvir"):
             if getattr(vehicle, name) is not None:
                 report[name] = getattr(vehicle, name)
         here = snapshot(vehicle, state)

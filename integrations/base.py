@@ -84,8 +84,8 @@ class ProviderRejected(Exception):
 # when it resumes after an outage longer than the retention window): a
 # DetectedEvent whose event_type.key is CURRENT_STATE, whose vehicle is the
 # vehicle's snapshot now (last position, odometer, fix time, driver) and whose
-# report holds what else is known (engine_hours, fuel_level_pct, fault_codes: the
-# codes open now). Providers answer it in payload_for like any other event.
+# report holds what else is known (engine_hours, fuel_level_pct, last_dvir,
+# fault_codes: the codes open now). Providers answer it in payload_for like any other event.
 CURRENT_STATE = CURRENT_STATE_EVENT.key
 
 

@@ -151,12 +151,15 @@ def create_integration(account_id: int, values: Mapping[str, Any]) -> Integratio
     )
     store_secrets(integration, secrets)
     _set_budget(integration, provider, values)
-    _check_with_provider(provider, integration)
     if provider.receives_locations:
         hold_for_release(integration, RELEASE_REASON)
     else:
         integration.status = TargetStatus.ACTIVE.value
+    # Its id first: the credential check's requests count against its own budget.
+    # A refusal raises, and the caller rolls the integration back.
     db.session.add(integration)
+    db.session.flush()
+    _check_with_provider(provider, integration)
     record(account_id, "integration.created", integration, audit_details(integration))
     send_current_state(integration)
     return integration

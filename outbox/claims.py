@@ -328,8 +328,8 @@ def supersede_backlogs(
     ).all()
     lanes: dict[tuple[str, str], list[Any]] = {}
     for row in rows:
-        lane = (row.ordering_key, row.event_type if event_types is not None else "")
-        lanes.setdefault(lane, []).append(row)
+        key = (row.ordering_key, row.event_type if event_types is not None else "")
+        lanes.setdefault(key, []).append(row)
     superseded: list[int] = []
     for lane in lanes.values():
         if len(lane) < 2 or not _is_due(lane[0], now):

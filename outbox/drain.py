@@ -62,10 +62,11 @@ from outbox.transport import Delivery, transport
 
 log = logging.getLogger(__name__)
 
-# Messages a serial drain claims at once; messages of one lane sent one after
-# another in one slot before the drain claims again (a longer run spends less on
-# claims and records per message when few lanes have many messages).
-BATCH_SIZE = 100
+# Messages a serial drain claims at once: the most any provider takes in one
+# request (Salesforce's sObject Collections: 200 records). Messages of one lane
+# sent one after another in one slot before the drain claims again (a longer run
+# spends less on claims and records per message when few lanes have many).
+BATCH_SIZE = 200
 RUN_LENGTH = 50
 # Seconds a drain job claims for, and after that sends for (its requests then end
 # by their deadline: the sweeper, on the same workers, never waits long for one);
@@ -433,13 +434,13 @@ def _serial_drain(target_id: int) -> dict[str, Any]:
         return {"target": target_id, "sent": 0, "skipped": "another drain holds the target"}
     attempted = 0
     budget_ends = time.monotonic() + TIME_BUDGET_SECONDS
-    kind = kind_of(db.session.get(Target, target_id))
-    assert isinstance(kind, SerialKind)
     try:
         while time.monotonic() < budget_ends:
             target = db.session.get(Target, target_id, populate_existing=True)
             if target is None or target.status in HELD:
                 break
+            kind = kind_of(target)
+            assert isinstance(kind, SerialKind)
             claimed_at = time.monotonic()
             batch = claim_due_in_lanes(
                 target_id, owner, utcnow(), BATCH_SIZE, kind.latest_value_types(target)

@@ -110,6 +110,8 @@ def after_attempts(
 
 
 def _retrying(result: Result) -> str:
-    if result.status_code is not None:
+    # A record refused inside a 2xx answer (a provider's per-record status) is told
+    # by its own words, not by the answer's code.
+    if result.status_code is not None and not 200 <= result.status_code < 300:
         return f"Retrying: the last attempt got HTTP {result.status_code}"
     return shorten(f"Retrying: {result.error or 'the last attempt failed'}", 500)

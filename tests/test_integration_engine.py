@@ -298,3 +298,25 @@ def test_connecting_sends_each_vehicles_current_state_once(client, records):
     # The third truck never reported: its state says what is known (nothing).
     assert len(states) == 3
     assert [p["type"] for p in records.posted()].count("state") == 3
+
+
+@pytest.mark.parametrize(("outage", "states_again"), [
+    (timedelta(minutes=30), 0),  # its queue kept everything: nothing to catch up
+    (timedelta(hours=80), 2),  # longer than the 72-hour retention: messages expired
+])  # fmt: skip
+def test_resuming_after_an_outage_longer_than_the_retention_sends_the_current_state(
+    client, records, outage, states_again
+):
+    fleet = Fleet(client, trucks=2)
+    integration = connect(fleet)
+    drain_target(integration.id)
+    assert [p["type"] for p in records.posted()] == ["state", "state"]
+    pause_integration(integration)
+    integration.last_delivered_at = utcnow() - outage
+    db.session.commit()
+
+    resume_integration(integration)
+    db.session.commit()
+    drain_target(integration.id)
+
+    assert [p["type"] for p in records.posted()] == ["state"] * (2 + states_again)
