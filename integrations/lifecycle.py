@@ -155,11 +155,10 @@ def create_integration(account_id: int, values: Mapping[str, Any]) -> Integratio
         hold_for_release(integration, RELEASE_REASON)
     else:
         integration.status = TargetStatus.ACTIVE.value
-    # Its id first: the credential check's requests count against its own budget.
-    # A refusal raises, and the caller rolls the integration back.
-    db.session.add(integration)
-    db.session.flush()
+    # Checked before it is added: a refusal leaves nothing behind. (The check's one
+    # or two requests are not counted against its budget, which needs its id.)
     _check_with_provider(provider, integration)
+    db.session.add(integration)
     record(account_id, "integration.created", integration, audit_details(integration))
     send_current_state(integration)
     return integration
