@@ -239,6 +239,10 @@ def load_config(environ: Mapping[str, str], instance_path: str) -> dict[str, Any
         "FLEETHOOK_SALESFORCE_CLIENT_SECRET": environ.get("FLEETHOOK_SALESFORCE_CLIENT_SECRET", ""),
         "FLEETHOOK_ENV": env,
         "TESTING": env == "testing",
+        # How passwords are hashed (werkzeug). The test suite makes and signs in
+        # a user in most of its tests: there a cheap hash saves minutes; anywhere
+        # else scrypt's full cost.
+        "PASSWORD_HASH_METHOD": "pbkdf2:sha256:1000" if env == "testing" else "scrypt",
         "SECRET_KEY": secret_key,
         "SQLALCHEMY_DATABASE_URI": normalise_database_url(
             environ.get("DATABASE_URL", "") or default_database

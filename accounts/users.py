@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from functools import cache
+
 from email_validator import EmailNotValidError, validate_email
+from flask import current_app
 from sqlalchemy import func, select
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -15,9 +18,12 @@ MIN_PASSWORD_LENGTH = 12
 MAX_PASSWORD_LENGTH = 256
 MAX_NAME_LENGTH = 100
 
-# Checked against when the email is unknown, so a wrong address costs the same
-# time as a wrong password and response times do not reveal who has an account.
-_DUMMY_HASH = generate_password_hash("not a password of anyone")
+
+@cache
+def _dummy_hash(method: str) -> str:
+    """Checked against when the email is unknown, so a wrong address costs the same
+    time as a wrong password and response times do not reveal who has an account."""
+    return generate_password_hash("not a password of anyone", method=method)
 
 
 def normalise_email(email: str) -> str:
@@ -89,7 +95,9 @@ def _new_user(account: Account, email: str, password: str, role: Role) -> User:
     user = User(
         account=account,
         email=normalise_email(email),
-        password_hash=generate_password_hash(password),
+        password_hash=generate_password_hash(
+            password, method=current_app.config["PASSWORD_HASH_METHOD"]
+        ),
         role=role.value,
     )
     db.session.add(user)
@@ -119,7 +127,7 @@ def authenticate(email: str, password: str) -> User | None:
     """The user with this email and password, or None."""
     user = db.session.scalar(select(User).where(User.email == normalise_email(email)))
     if user is None:
-        check_password_hash(_DUMMY_HASH, password)
+        check_password_hash(_dummy_hash(current_app.config["PASSWORD_HASH_METHOD"]), password)
         return None
     return user if check_password_hash(user.password_hash, password) else None
 

@@ -103,3 +103,10 @@ def test_factory_takes_test_config_over_environment(make_app):
 def test_a_lease_shorter_than_the_slowest_request_is_refused(tmp_path):
     with pytest.raises(ConfigError, match="FLEETHOOK_LEASE_SECONDS"):
         load_config(production(FLEETHOOK_LEASE_SECONDS="10"), str(tmp_path))
+
+
+@pytest.mark.parametrize(("env", "method"), [("production", "scrypt"), ("development", "scrypt"),
+                                             ("testing", "pbkdf2:sha256:1000")])  # fmt: skip
+def test_only_the_test_suite_hashes_passwords_cheaply(tmp_path, env, method):
+    environ = production(FLEETHOOK_ENV=env)
+    assert load_config(environ, str(tmp_path))["PASSWORD_HASH_METHOD"] == method
