@@ -321,6 +321,7 @@ def test_connecting_reconnecting_and_mapping_servicemax_are_recorded(
     )
     assert created.details == {
         "provider": "servicemax",
+        "login_host": "production",
         "instance_url": salesforce.url,
         "technicians": {},
     }

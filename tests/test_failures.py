@@ -368,7 +368,7 @@ def test_an_integration_whose_provider_refuses_shows_both_on_its_page(
     drain_target(created.json["id"])
 
     attempt = db.session.scalars(select(DeliveryAttempt)).one()
-    assert attempt.error == f"Connection refused by 127.0.0.1:{port}"
+    assert attempt.error == f"Looking up the VIN: Connection refused by 127.0.0.1:{port}"
     assert attempt.error_detail and "ConnectionError" in attempt.error_detail
     auth.login("admin@acme.example.com")
     page = client.get(f"/integrations/{created.json['id']}").data.decode()

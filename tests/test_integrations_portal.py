@@ -75,7 +75,7 @@ def test_the_fleetio_form_connects_after_the_credential_check(admin, client, aut
     assert f"Fleetio is connected as integration {saved.id}" in confirmation
     assert saved.provider == "fleetio" and saved.status == "active"
     assert saved.options == {"account_id": ACCOUNT_TOKEN, "update_odometer": True,
-                             "update_dtcs": True}  # fmt: skip
+                             "update_dtcs": True, "odometer_interval_minutes": None}  # fmt: skip
     assert [r.path for r in fleetio.requests] == ["/api/v1/vehicles"]  # the check
     grid = client.get("/integrations/grid", headers=HTMX).get_data(as_text=True)
     row = re.search(rf'<tr id="integration-{saved.id}">(.*?)</tr>', grid, re.S).group(1)

@@ -267,7 +267,8 @@ def test_known_secrets_stay_secret_and_survive_key_rotation(
             drain_target(target)
 
     assign = {"vin": VIN, "type": "driver_assignment", "time": at(0), "driver": "Dana Whitfield"}
-    report_and_drain(assign, position(60, 1000.0), position(120, 1001.5))
+    # 15 minutes apart: Fleetio gets a meter entry every 15 minutes at most.
+    report_and_drain(assign, position(60, 1000.0), position(960, 1001.5))
     delivered = receiver.requests_to("/ok")
     assert len(delivered) == 2
     for request in delivered:
@@ -330,7 +331,7 @@ def test_known_secrets_stay_secret_and_survive_key_rotation(
         assert Fernet(NEW).decrypt(ciphertext.encode()).decode() == signing_secret
         db.session.rollback()
 
-        report_and_drain(position(180, 1003.0))
+        report_and_drain(position(1860, 1003.0))
         assert len(receiver.requests_to("/ok")) == 3
         latest = receiver.requests_to("/ok")[-1]
         StandardWebhook(signing_secret).verify(latest.body, dict(latest.headers))
@@ -339,8 +340,10 @@ def test_known_secrets_stay_secret_and_survive_key_rotation(
         assert entries[-1]["value"] == 1003.0, "Fleetio no longer accepts the key"
         last_patch = salesforce.received("PATCH")[-1]
         assert last_patch.headers["Authorization"] == f"Bearer {access_token}"
-        assert salesforce.technicians[technician]["SVMXC__Latlong_Captured_On__c"] == at(180)
-        assert all(m.status == "delivered" for m in db.session.scalars(select(OutboxMessage)))
+        assert salesforce.technicians[technician]["SVMXC__Latlong_Captured_On__c"] == at(1860)
+        # Delivered, or (an older position behind a newer one) superseded: none failed.
+        ended = {m.status for m in db.session.scalars(select(OutboxMessage))}
+        assert ended <= {"delivered", "superseded"}, ended
         db.session.rollback()
         assert_nowhere(known, caplog)
         db.session.remove()

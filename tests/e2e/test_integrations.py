@@ -22,11 +22,12 @@ GRID = "3rd Party Integrations"
 
 
 def report_positions(live: Live) -> None:
-    """Three position reports of the truck, a minute apart, the odometer advancing."""
-    start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=len(ODOMETER))
+    """Three position reports of the truck, 15 minutes apart (Fleetio gets a meter
+    entry every 15 minutes at most), the odometer advancing."""
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=15 * len(ODOMETER))
     reports = [
         {"vin": VIN, "type": "position",
-         "time": (start + timedelta(minutes=n)).isoformat().replace("+00:00", "Z"),
+         "time": (start + timedelta(minutes=15 * n)).isoformat().replace("+00:00", "Z"),
          "latitude": 41.88, "longitude": -87.63 + n / 100, "speed_mph": 30, "heading": 90,
          "ignition": True, "odometer_mi": odometer}
         for n, odometer in enumerate(ODOMETER)
