@@ -4,24 +4,47 @@ referrer rules."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
 from flask import Flask, Response
 
-CONTENT_SECURITY_POLICY = "; ".join(
-    [
-        "default-src 'none'",
-        "script-src 'self'",
-        "style-src 'self'",
-        "img-src 'self' data:",
-        "connect-src 'self'",
-        "font-src 'self'",
-        "form-action 'self'",
-        "frame-ancestors 'none'",
-        "base-uri 'none'",
-    ]
-)
+# My Domain logins (name.my.salesforce.com, name--box.sandbox.my.salesforce.com,
+# older *.force.com hosts): integrations/servicemax.py accepts no others.
+SALESFORCE_MY_DOMAINS = ("https://*.salesforce.com", "https://*.force.com")
+
+
+def content_security_policy(form_targets: Iterable[str] = ()) -> str:
+    """The policy, forms allowed to lead to the portal and to `form_targets`."""
+    return "; ".join(
+        [
+            "default-src 'none'",
+            "script-src 'self'",
+            "style-src 'self'",
+            "img-src 'self' data:",
+            "connect-src 'self'",
+            "font-src 'self'",
+            " ".join(["form-action 'self'", *form_targets]),
+            "frame-ancestors 'none'",
+            "base-uri 'none'",
+        ]
+    )
+
+
+def salesforce_logins(config: Mapping[str, Any]) -> list[str]:
+    """Where "Connect with Salesforce" leads: the portal answers its form with a
+    redirect to the chosen login host, and browsers hold a form's redirects to
+    form-action too."""
+    origins = set()
+    for name in ("FLEETHOOK_SALESFORCE_LOGIN_URL", "FLEETHOOK_SALESFORCE_SANDBOX_LOGIN_URL"):
+        parts = urlsplit(str(config.get(name) or ""))
+        if parts.scheme and parts.netloc:
+            origins.add(f"{parts.scheme}://{parts.netloc}")
+    return sorted(origins) + [d for d in SALESFORCE_MY_DOMAINS if d not in origins]
+
 
 SECURITY_HEADERS = {
-    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
     "Referrer-Policy": "same-origin",
@@ -29,7 +52,8 @@ SECURITY_HEADERS = {
 }
 
 
-def add_security_headers(response: Response) -> Response:
+def add_security_headers(response: Response, policy: str) -> Response:
+    response.headers.setdefault("Content-Security-Policy", policy)
     for name, value in SECURITY_HEADERS.items():
         response.headers.setdefault(name, value)
     if response.mimetype == "text/html":
@@ -39,4 +63,5 @@ def add_security_headers(response: Response) -> Response:
 
 
 def init_security(app: Flask) -> None:
-    app.after_request(add_security_headers)
+    policy = content_security_policy(salesforce_logins(app.config))
+    app.after_request(lambda response: add_security_headers(response, policy))

@@ -26,6 +26,9 @@ from tests.conftest import reset_database as empty_database
 from tests.e2e.browser_checks import BrowserChecks
 from tests.e2e.live import ROOT, Api, Live, LiveServer, RqWorker
 from tests.fakes.fleetio import FleetioFake
+from tests.fakes.salesforce import CLIENT_ID as SALESFORCE_CLIENT_ID
+from tests.fakes.salesforce import CLIENT_SECRET as SALESFORCE_CLIENT_SECRET
+from tests.fakes.salesforce import FakeSalesforce
 from tests.receiver import start_receiver
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -89,10 +92,18 @@ def live(
     receiver = start_receiver()
     fleetio = FleetioFake()
     fleetio.start()
+    # Salesforce's production and sandbox login hosts, each requiring PKCE.
+    salesforce = {host: FakeSalesforce(require_pkce=True) for host in ("production", "sandbox")}
+    for fake in salesforce.values():
+        fake.start()
     # Local receivers and fakes: the address rule (no loopback) is lifted, as in `make run`.
     settings = {
         "FLEETHOOK_ALLOW_LOCAL_NETWORK": "1",
         "FLEETHOOK_FLEETIO_BASE_URL": fleetio.base_url,
+        "FLEETHOOK_SALESFORCE_LOGIN_URL": salesforce["production"].url,
+        "FLEETHOOK_SALESFORCE_SANDBOX_LOGIN_URL": salesforce["sandbox"].url,
+        "FLEETHOOK_SALESFORCE_CLIENT_ID": SALESFORCE_CLIENT_ID,
+        "FLEETHOOK_SALESFORCE_CLIENT_SECRET": SALESFORCE_CLIENT_SECRET,
     }
     worker = RqWorker(
         environment["REDIS_URL"],
@@ -101,10 +112,10 @@ def live(
         {**os.environ, **settings},
         tmp_path_factory.mktemp("worker") / "worker.log",
     )
-    app = create_app(
-        {"FLEETHOOK_ALLOW_LOCAL_NETWORK": True, "FLEETHOOK_FLEETIO_BASE_URL": fleetio.base_url}
-    )
+    app = create_app({**settings, "FLEETHOOK_ALLOW_LOCAL_NETWORK": True})
     server = LiveServer(app)
+    # Salesforce's callback comes back to the portal's public address.
+    app.config["FLEETHOOK_PUBLIC_URL"] = server.url
     api: Api | None = None
     try:
         worker.start()  # it builds its app while this process serves and the browser starts
@@ -114,14 +125,17 @@ def live(
             api = Api(server.url, bearer(user, "browser tests"))
         worker.wait_until_listening()
         yield Live(
-            server.url, api, server, worker, receiver, fleetio, ACCOUNT_NAME, EMAIL, PASSWORD
-        )
+            server.url, api, server, worker, receiver, fleetio, salesforce,
+            ACCOUNT_NAME, EMAIL, PASSWORD,
+        )  # fmt: skip
     finally:
         if api is not None:
             api.close()
         worker.stop()
         server.stop()
         fleetio.stop()
+        for fake in salesforce.values():
+            fake.stop()
         receiver.shutdown()
         receiver.server_close()
         with app.app_context():

@@ -21,6 +21,7 @@ from werkzeug.serving import ThreadedWSGIServer, WSGIRequestHandler
 
 from devstack import stop_process_groups
 from tests.fakes.fleetio import FleetioFake
+from tests.fakes.salesforce import FakeSalesforce
 from tests.receiver import ReceiverServer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -163,6 +164,7 @@ class Live:
     worker: RqWorker
     receiver: ReceiverServer
     fleetio: FleetioFake
+    salesforce: dict[str, FakeSalesforce]  # the login hosts: "production", "sandbox"
     account_name: str
     email: str
     password: str

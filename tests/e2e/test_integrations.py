@@ -4,6 +4,7 @@ account's trucks report, and deleting it."""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -98,4 +99,32 @@ def test_fleetio_counters_move_in_the_grid_as_trucks_report(
     expect(confirm).to_have_count(0)
     expect(row).to_have_count(0)
     assert live.api.get("/api/v1/integrations")["integrations"] == []
+    checks.assert_clean()
+
+
+def test_servicemax_signs_in_at_the_login_host_chosen_in_its_dialog(
+    page: Page, live: Live, checks: BrowserChecks
+) -> None:
+    production, sandbox = live.salesforce["production"], live.salesforce["sandbox"]
+    page.goto("/webhooks/")
+    page.get_by_role("link", name="Connect ServiceMax").click()
+    dialog = page.get_by_role("dialog", name="Connect ServiceMax")
+    # What to set up in Salesforce first, with the callback URL the connected app lists.
+    expect(dialog.get_by_text("Before you connect")).to_be_visible()
+    expect(dialog).to_contain_text("Connected Apps OAuth Usage")
+    expect(dialog).to_contain_text(live.url + "/integrations/servicemax/callback")
+    checks.audit(page, "Connect ServiceMax dialog")
+    dialog.get_by_label("Salesforce login").select_option("sandbox")
+    dialog.get_by_role("button", name="Connect with Salesforce").click()
+
+    # The sandbox's login page (which allows at once here) sends the browser back.
+    expect(page).to_have_url(re.compile(r"/integrations/\d+/release$"))
+    checks.audit(page, "ServiceMax release form")
+    assert production.requests == []  # a sandbox integration never asks production
+    token = next(r for r in sandbox.requests if r.path == "/services/oauth2/token")
+    assert token.form["grant_type"] == "authorization_code" and token.form["code_verifier"]
+    (integration,) = [i for i in live.api.get("/api/v1/integrations")["integrations"]
+                      if i["provider"] == "servicemax"]  # fmt: skip
+    assert integration["options"]["login_host"] == "sandbox"
+    live.api.call("DELETE", f"/api/v1/integrations/{integration['id']}", 204)
     checks.assert_clean()

@@ -5,6 +5,7 @@ and a dialog fits the window."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -130,6 +131,12 @@ def failing_targets(live: Live) -> Iterator[dict[str, Any]]:
         {"provider": "fleetio", "api_key": API_KEY, "account_id": ACCOUNT_TOKEN,
          "update_odometer": True, "update_dtcs": False},
     )  # fmt: skip
+    # Connecting sends the trucks' current odometers; once the worker has, nothing
+    # more comes to change the status planted below.
+    for _ in range(100):
+        if live.api.get(f"/api/v1/integrations/{integration['id']}")["queue_depth"] == 0:
+            break
+        time.sleep(0.1)
     with live.server.app.app_context():
         for target_id in (failing["id"], integration["id"]):
             target = db.session.get(Target, target_id)
