@@ -12,6 +12,8 @@ from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from flask_wtf.csrf import CSRFProtect
 from htmx_flask import Htmx
+from limits.storage import RedisStorage
+from limits.strategies import MovingWindowRateLimiter
 from rq import Queue
 
 from database import Base, configure_sqlite
@@ -51,6 +53,22 @@ def init_extensions(app: Flask) -> None:
 def redis_client() -> redis.Redis:
     """The app's Redis connection (a pool shared by the process's threads)."""
     return cast(redis.Redis, current_app.extensions[_REDIS])
+
+
+def rate_limiter(name: str) -> MovingWindowRateLimiter:
+    """The app's moving-window rate limiter `name` (login failures, integration
+    budgets): counts kept in Redis under the namespace, so a limit holds across
+    every process; one limiter per app and name."""
+    key = f"fleethook.limiter.{name}"
+    limiter = current_app.extensions.get(key)
+    if limiter is None:
+        storage = RedisStorage(
+            current_app.config["REDIS_URL"],
+            connection_pool=redis_client().connection_pool,
+            key_prefix=redis_key(name),
+        )
+        limiter = current_app.extensions[key] = MovingWindowRateLimiter(storage)
+    return cast(MovingWindowRateLimiter, limiter)
 
 
 def redis_key(*parts: str) -> str:

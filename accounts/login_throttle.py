@@ -5,28 +5,16 @@ from __future__ import annotations
 
 import math
 import time
-from typing import cast
 
 from flask import current_app
 from limits import RateLimitItem, parse
-from limits.storage import RedisStorage
 from limits.strategies import MovingWindowRateLimiter
 
-from extensions import redis_client, redis_key
-
-_LIMITER = "fleethook.login_throttle"
+from extensions import rate_limiter
 
 
 def _limiter() -> MovingWindowRateLimiter:
-    limiter = current_app.extensions.get(_LIMITER)
-    if limiter is None:
-        storage = RedisStorage(
-            current_app.config["REDIS_URL"],
-            connection_pool=redis_client().connection_pool,
-            key_prefix=redis_key("login-failures"),
-        )
-        limiter = current_app.extensions[_LIMITER] = MovingWindowRateLimiter(storage)
-    return cast(MovingWindowRateLimiter, limiter)
+    return rate_limiter("login-failures")
 
 
 def _limits(email: str, address: str) -> list[tuple[RateLimitItem, str]]:

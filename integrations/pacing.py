@@ -12,17 +12,13 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import cast
 
-from flask import current_app
 from limits import RateLimitItem, RateLimitItemPerSecond
-from limits.storage import RedisStorage
 from limits.strategies import MovingWindowRateLimiter
 
-from extensions import redis_client, redis_key
+from extensions import rate_limiter
 from outbox.models import Target
 
-_LIMITER = "fleethook.integration_pacing"
 # The window counted here is a second longer than the provider's minute, so that
 # requests which leave at its edge and arrive a little apart still fit the
 # provider's own count of its minute.
@@ -48,15 +44,7 @@ def sending_until(stop_at: float) -> Iterator[None]:
 
 
 def _limiter() -> MovingWindowRateLimiter:
-    limiter = current_app.extensions.get(_LIMITER)
-    if limiter is None:
-        storage = RedisStorage(
-            current_app.config["REDIS_URL"],
-            connection_pool=redis_client().connection_pool,
-            key_prefix=redis_key("integration-budget"),
-        )
-        limiter = current_app.extensions[_LIMITER] = MovingWindowRateLimiter(storage)
-    return cast(MovingWindowRateLimiter, limiter)
+    return rate_limiter("integration-budget")
 
 
 def requests_per_minute(target: Target) -> int | None:
