@@ -367,6 +367,8 @@ def run(simulator: bool = True, fake_providers: bool = False) -> int:
     env = development_environment(os.environ)
     port = int(env.get("PORT") or 5000)
     url = f"http://127.0.0.1:{port}/"
+    # Where Salesforce's sign-in comes back to (never the request's Host header).
+    env.setdefault("FLEETHOOK_PUBLIC_URL", url.rstrip("/"))
 
     redis: RedisServer | None = None
     children: list[tuple[str, subprocess.Popen[bytes]]] = []
