@@ -5,7 +5,7 @@ fakes of the providers' published APIs — each throttling at its provider's
 documented limit (tests/fakes/).
 
     .venv/bin/python bench/providers.py          # 50 trucks, a simulated hour in 2 minutes
-    .venv/bin/python bench/providers.py --quick  # 10 trucks, 20 simulated minutes in 10 s
+    .venv/bin/python bench/providers.py --quick  # 5 trucks, 10 simulated minutes in 2 s
 
 For each provider it measures the requests made, the most in any window of the
 provider's limit (against the limit), the 429s the fake answered, and the
@@ -336,12 +336,12 @@ def _same(holds: dict[str, Any], wanted: dict[str, Any]) -> bool:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="10 trucks, 20 simulated minutes")
+    parser.add_argument("--quick", action="store_true", help="5 trucks, 10 simulated minutes")
     parser.add_argument("--engine", default="sqlite", choices=("sqlite", "postgresql"))
     args = parser.parse_args()
     # The full run plays the hour in two minutes (a tick a second): drains send
     # many intermediate values, so the budgets are what holds the rate down.
-    trucks, minutes, pace = (10, 20, 0.25) if args.quick else (50, 60, 1.0)
+    trucks, minutes, pace = (5, 10, 0.1) if args.quick else (50, 60, 1.0)
     rows = run(trucks, minutes, pace, args.engine)
     RESULTS.mkdir(exist_ok=True)
     name = "providers-quick.json" if args.quick else "providers.json"
