@@ -1,5 +1,6 @@
 """BENCHMARKS.md from a full run's JSON: the machine, the ceiling, and one table per
-scenario for each engine, beside the targets of issues 7 and 14.
+scenario for each engine, beside the targets of issues 7 and 14; then the
+integrations' run (bench/providers.py) when its providers.json lies beside it.
 
     .venv/bin/python bench/report.py bench/results/full.json > BENCHMARKS.md
 """
@@ -272,5 +273,36 @@ def render(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n" + NOTES
 
 
+def render_providers(results: dict[str, Any]) -> str:
+    """The integrations under a fleet's load: each provider against its limit."""
+    lines = [
+        "",
+        "## Integrations under a fleet's load (bench/providers.py)",
+        "",
+        f"{results['trucks']} trucks reporting every 30 s for {results['minutes']} simulated "
+        f"minutes (a tick posted every {results['seconds_per_tick']:g} s), production's "
+        f"workers ({results['engine']}) draining to each provider's fake, which throttles at "
+        "its documented limit; odometer rising, a fault code that comes and clears, ignition "
+        "off at the end.",
+        "",
+        "| provider | requests | busiest window / limit | 429s | delivered | superseded "
+        "| dead | left | latest values |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in results["rows"]:
+        lines.append(
+            f"| {row['provider']} | {row['requests']:,} | {row['busiest_window']:,} / "
+            f"{row['limit']:,} per {row['window_s']:g} s | {row['throttled_429']} | "
+            f"{row['delivered']:,} | {row['superseded']:,} | {row['dead']} | {row['left']} | "
+            f"{'right' if row['latest_values_ok'] else 'WRONG'} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 if __name__ == "__main__":
-    print(render(json.loads(Path(sys.argv[1]).read_text())), end="")
+    full = Path(sys.argv[1])
+    report = render(json.loads(full.read_text()))
+    providers = full.parent / "providers.json"
+    if providers.exists():
+        report += render_providers(json.loads(providers.read_text()))
+    print(report, end="")

@@ -155,10 +155,17 @@ def create_integration(account_id: int, values: Mapping[str, Any]) -> Integratio
         hold_for_release(integration, RELEASE_REASON)
     else:
         integration.status = TargetStatus.ACTIVE.value
-    # Checked before it is added: a refusal leaves nothing behind. (The check's one
-    # or two requests are not counted against its budget, which needs its id.)
-    _check_with_provider(provider, integration)
+    # Added first, in a savepoint, so that the check's requests count against its
+    # own budget (kept by id); a refusal rolls the savepoint back, leaving nothing.
+    savepoint = db.session.begin_nested()
     db.session.add(integration)
+    db.session.flush()
+    try:
+        _check_with_provider(provider, integration)
+    except ValidationError:
+        savepoint.rollback()
+        raise
+    savepoint.commit()
     record(account_id, "integration.created", integration, audit_details(integration))
     send_current_state(integration)
     return integration

@@ -943,14 +943,12 @@ def burst(fleet: Fleet, asana: FakeAsana, integration: Integration) -> dict[str,
 def test_the_budget_keeps_a_burst_within_asanas_150_a_minute(fleet, asana):
     integration = fleet.connect("odometer")
     assert fresh(integration).rate_limit * 60 == pytest.approx(150)
-    # The burst starts a minute after connecting. (The credential check's requests
-    # are made before the integration has an id, so the budget does not count them
-    # yet: reported to the lead.)
-    a_minute_passes(asana, integration)
+    # Right after connecting: the credential check's requests count in the same
+    # minute as the burst's, on both sides.
     tasks = burst(fleet, asana, integration)
     assert asana.throttled_count == 0  # Asana never had to refuse one
-    # The budget's minute is spent …
-    assert len(asana.requests) == FREE_REQUESTS_PER_MINUTE
+    # The budget's minute is spent: the check's few requests and the burst's …
+    assert 0 < FREE_REQUESTS_PER_MINUTE - len(asana.requests) <= 3
     assert "pending" in {m.status for m in messages_of(integration)}
     assert drain_everything(asana, integration) == 1  # … and the rest went a minute later
     assert asana.throttled_count == 0
