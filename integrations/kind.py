@@ -27,7 +27,7 @@ class IntegrationKind:
 
     def latest_value_types(self, target: Target) -> frozenset[str]:
         assert isinstance(target, Integration)
-        return frozenset(getattr(PROVIDERS[target.provider], "latest_value_types", ()))
+        return PROVIDERS[target.provider].latest_value_types
 
     def send(
         self, target: Target, messages: Sequence[OutboxMessage], stop_at: float

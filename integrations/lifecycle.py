@@ -82,8 +82,8 @@ def _set_budget(integration: Integration, provider: Any, values: Mapping[str, An
     if problems:
         raise ValidationError({BUDGET_FIELD.name: problems})
     if per_minute is None:
-        per_minute = getattr(provider, "requests_per_minute", None)
-    if per_minute is not None and per_minute != requests_per_minute(integration):
+        per_minute = provider.requests_per_minute
+    if per_minute != requests_per_minute(integration):
         forget_budget(integration)
         integration.rate_limit = per_minute / 60
 
