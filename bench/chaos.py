@@ -330,7 +330,7 @@ def _overdue_claims(system: Stack) -> float | None:
     return max(0.0, (utcnow() - oldest).total_seconds())
 
 
-def run(plan: Plan, postgresql_url: str | None) -> Findings:
+def run(plan: Plan, postgresql_url: str | None, restart_postgresql: bool = True) -> Findings:
     findings = Findings()
     engine = "postgresql" if postgresql_url else "sqlite"
     paths = [f"/w{n}" for n in range(plan.webhooks)]
@@ -345,8 +345,8 @@ def run(plan: Plan, postgresql_url: str | None) -> Findings:
             try:
                 supervisor.start_all()
                 portal.log_in()
-                _under_fire(system, plan, postgresql_url, supervisor, receiver, portal, hole,
-                            findings)  # fmt: skip
+                _under_fire(system, plan, postgresql_url if restart_postgresql else None,
+                            supervisor, receiver, portal, hole, findings)  # fmt: skip
             finally:
                 portal.stop()
                 supervisor.stop()
@@ -364,7 +364,8 @@ def _under_fire(
     cluster = local_cluster(postgresql_url) if postgresql_url else None
     if cluster is None:
         findings.postgresql_skipped = (
-            "SQLite: no database server to restart" if not postgresql_url
+            "no database server to restart (SQLite), or asked to keep it (--keep-postgresql)"
+            if not postgresql_url
             else "the database is not a local cluster (pg_lsclusters): not restarted"
         )  # fmt: skip
         print(f"chaos: PostgreSQL restart skipped — {findings.postgresql_skipped}", flush=True)
@@ -472,10 +473,13 @@ def main() -> int:
     parser.add_argument("--reduced", action="store_true", help="the 2-minute run CI does")
     parser.add_argument("--postgresql-url", default=os.environ.get("BENCH_POSTGRESQL_URL"),
                         help="a database the run may empty (default: SQLite)")  # fmt: skip
+    # CI runs the reduced mode on PostgreSQL beside other tests that share the server.
+    parser.add_argument("--keep-postgresql", action="store_true",
+                        help="never restart the PostgreSQL cluster")  # fmt: skip
     arguments = parser.parse_args()
     plan = REDUCED if arguments.reduced else FULL
     began = time.monotonic()
-    findings = run(plan, arguments.postgresql_url)
+    findings = run(plan, arguments.postgresql_url, not arguments.keep_postgresql)
     postgresql = (
         f"PostgreSQL restart {findings.postgresql_restart_s} s, portal answering 200 again "
         f"{findings.portal_recovery_s} s after it"

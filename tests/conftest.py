@@ -13,6 +13,7 @@ import re
 import socket
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +23,14 @@ import redis
 from cryptography.fernet import Fernet
 from flask import Flask, has_app_context
 from flask.testing import FlaskClient
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
 
 from accounts.models import Role, User
 from accounts.tokens import issue_token
 from accounts.users import add_user, create_account
 from app import create_app
+from config import normalise_database_url
 from devstack import RedisServer
 from extensions import db, redis_client
 from tests.receiver import ReceiverServer, start_receiver
@@ -76,10 +80,35 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
-    return os.environ.get("DATABASE_URL") or (
-        f"sqlite:///{tmp_path_factory.mktemp('database')}/fleethook.db"
-    )
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """DATABASE_URL, or an SQLite file of this run's; under pytest-xdist each worker
+    gets a PostgreSQL database of its own, beside DATABASE_URL's, dropped at the end."""
+    base = os.environ.get("DATABASE_URL")
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if not base:
+        yield f"sqlite:///{tmp_path_factory.mktemp('database')}/fleethook.db"
+    elif worker is None:
+        yield base
+    else:
+        with scratch_database(base, worker) as url:
+            yield url
+
+
+@contextmanager
+def scratch_database(base_url: str, suffix: str) -> Iterator[str]:
+    """A new, empty PostgreSQL database named after `base_url`'s, dropped afterwards."""
+    url = make_url(normalise_database_url(base_url))
+    name = f"{url.database}_{suffix}"
+    server = create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with server.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with server.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        server.dispose()
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -254,3 +283,20 @@ def bearer(user: User, name: str = "test") -> dict[str, str]:
     _, clear = issue_token(user, name)
     db.session.commit()
     return {"Authorization": f"Bearer {clear}"}
+
+
+# The skips a CI run expects, by the start of their reason. Any other skip fails a
+# CI run (CI=1), so a missing browser, tool or listener cannot pass as a green run.
+EXPECTED_SKIPS = ("SQLite has one writer at a time",)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    if not os.environ.get("CI") or hasattr(session.config, "workerinput"):
+        return  # not CI, or a pytest-xdist worker: the controller sees every report
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    skipped = reporter.stats.get("skipped", []) if reporter else []
+    reasons = [report.longrepr[2] for report in skipped if isinstance(report.longrepr, tuple)]
+    unexpected = [r for r in reasons if not r.removeprefix("Skipped: ").startswith(EXPECTED_SKIPS)]
+    if unexpected and session.exitstatus == pytest.ExitCode.OK:
+        reporter.write_line(f"CI: {len(unexpected)} unexpected skip(s): {unexpected}", red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

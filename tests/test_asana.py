@@ -370,6 +370,9 @@ def test_a_backlog_sends_only_the_newest_value(fleet, asana):
         ("last_dvir", "Last DVIR", dvir(0, []), f"{at(0)} — safe — Dana Whitfield — no defects"),
         ("odometer", "Last location", position(0, odometer_mi=1000.0), "1000"),
     ],
+    # Named by attribute alone: the reports hold the clock, and every test process
+    # (pytest-xdist) must collect the same names.
+    ids=["engine_hours", "fuel_level", "location", "last_dvir", "odometer"],
 )
 def test_each_attribute_sends_its_value(fleet, asana, attribute, field, report, value):
     integration = fleet.connect(attribute, attribute_field=field)

@@ -15,7 +15,7 @@ import pytest
 
 from tests.conftest import ROOT
 
-pytestmark = pytest.mark.smoke
+pytestmark = [pytest.mark.smoke, pytest.mark.bench]
 
 
 def test_every_provider_ends_with_the_latest_values_within_its_limit():

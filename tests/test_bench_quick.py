@@ -15,7 +15,7 @@ import pytest
 
 from tests.conftest import ROOT
 
-pytestmark = pytest.mark.smoke
+pytestmark = [pytest.mark.smoke, pytest.mark.bench]
 
 
 def test_the_quick_benchmark_delivers_everything(tmp_path):

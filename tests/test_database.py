@@ -11,12 +11,11 @@ from datetime import UTC, datetime, timedelta, timezone
 import flask_migrate
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import create_engine, inspect, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import inspect, text
 
 from accounts.models import Account
-from config import normalise_database_url
 from extensions import db
+from tests.conftest import scratch_database
 
 
 @contextmanager
@@ -25,17 +24,8 @@ def empty_database(base_url: str, tmp_path) -> Iterator[str]:
     if base_url.startswith("sqlite"):
         yield f"sqlite:///{tmp_path}/empty.db"
         return
-    url = make_url(normalise_database_url(base_url))
-    name = f"{url.database}_migrations_{uuid.uuid4().hex[:8]}"
-    server = create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    with server.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with server.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        server.dispose()
+    with scratch_database(base_url, f"migrations_{uuid.uuid4().hex[:8]}") as url:
+        yield url
 
 
 def test_migrations_build_the_models_schema_from_empty(make_app, environment, tmp_path):
