@@ -15,6 +15,7 @@ import subprocess
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -23,7 +24,7 @@ import psutil
 import pytest
 
 from devstack import free_port
-from tests.conftest import ROOT
+from tests.conftest import ROOT, scratch_database
 from tests.docs_commands import DOCUMENTS, script_of
 
 pytestmark = pytest.mark.smoke
@@ -66,9 +67,20 @@ class Stack:
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def stack(tmp_path_factory: pytest.TempPathFactory, database_url: str) -> Iterator[Stack]:
+    """`make run` in a clean clone: on the embedded defaults, or, when this run is on
+    PostgreSQL, on a database of its own on that server."""
     if not (ROOT / ".git").exists():
         pytest.skip("not a git checkout: nothing to clone")
+    with ExitStack() as cleanup:
+        if database_url.startswith("postgresql"):
+            database_url = cleanup.enter_context(scratch_database(database_url, "make_run"))
+        else:
+            database_url = ""
+        yield from _make_run(tmp_path_factory, database_url)
+
+
+def _make_run(tmp_path_factory: pytest.TempPathFactory, database_url: str) -> Iterator[Stack]:
     directory = tmp_path_factory.mktemp("make-run")
     clone = directory / "fleethook"
     subprocess.run(["git", "clone", "--quiet", str(ROOT), str(clone)], check=True)
@@ -81,6 +93,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     }
     port = free_port()
     env["PORT"] = str(port)
+    if database_url:
+        env["DATABASE_URL"] = database_url
     log = (directory / "make-run.log").open("w+")
     # Its own session, so SIGINT to the group is exactly what Ctrl-C in a terminal sends.
     make = subprocess.Popen(
@@ -117,7 +131,8 @@ def test_make_run_serves_the_portal_with_its_own_redis(stack: Stack):
     assert status == 200 and json.loads(account)["name"] == "Demo Fleet"
     redis_port = int(re.search(r"Redis: redis://127\.0\.0\.1:(\d+)/0", stack.banner).group(1))
     assert redis_port != 6379, "make run must start its own Redis"
-    assert (stack.clone / "instance" / "fleethook.db").exists()
+    on_postgresql = "DATABASE_URL" in stack.env
+    assert (stack.clone / "instance" / "fleethook.db").exists() != on_postgresql
     assert (
         f"REDIS_URL=redis://127.0.0.1:{redis_port}/0"
         in (stack.clone / "instance" / "make-run.env").read_text()
