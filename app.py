@@ -105,13 +105,14 @@ def _register_blueprints(app: Flask) -> None:
 
 
 def _register_commands(app: Flask) -> None:
-    from accounts.cli import accounts_cli, tokens_cli
+    from accounts.cli import accounts_cli, quota_cli, tokens_cli
     from demo import demo_cli
     from encryption import keys_cli
     from fleet.simulator import simulate_command
 
     app.cli.add_command(accounts_cli)
     app.cli.add_command(tokens_cli)
+    app.cli.add_command(quota_cli)
     app.cli.add_command(demo_cli)
     app.cli.add_command(keys_cli)
     app.cli.add_command(simulate_command)

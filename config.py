@@ -21,6 +21,12 @@ MAX_REQUEST_BYTES = 1024 * 1024
 
 DEFAULT_REDIS_NAMESPACE = "fleethook"
 
+# The most reports one telemetry request may carry (fleet/reports.py MAX_BATCH).
+MAX_BATCH_REPORTS = 1000
+
+# Who may read /metrics without its token: this machine only.
+DEFAULT_METRICS_NETWORKS = "127.0.0.0/8,::1/128"
+
 # Each provider's API address; a setting so tests and `make run` can use local fakes.
 PROVIDER_URLS = {
     "FLEETHOOK_FLEETIO_BASE_URL": "https://secure.fleetio.com/api",
@@ -32,6 +38,18 @@ PROVIDER_URLS = {
     # Assumed: no public Agile Fleet API documentation was found (integrations/agilefleet.py).
     "FLEETHOOK_AGILEFLEET_BASE_URL": "https://api.agilefleet.com",
 }
+
+# FLEETHOOK_SMTP_URL schemes: the ones that encrypt (certificate checked), and plain.
+SMTP_TLS_SCHEMES = ("smtp+starttls", "smtps")
+SMTP_SCHEMES = ("smtp", *SMTP_TLS_SCHEMES)
+
+# What the sweeper prunes, each kept this many days (FLEETHOOK_KEEP_..._DAYS, 30).
+KEEP_SETTINGS = (
+    "FLEETHOOK_KEEP_REPORTS",
+    "FLEETHOOK_KEEP_DELIVERED",
+    "FLEETHOOK_KEEP_ENDED",
+    "FLEETHOOK_KEEP_ASSIGNMENTS",
+)
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"", "0", "false", "no", "off"}
@@ -67,8 +85,11 @@ def parse_encryption_keys(value: str) -> list[str]:
     return keys
 
 
-def parse_networks(value: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
-    """FLEETHOOK_ALLOWED_NETWORKS: comma-separated CIDR blocks (10.20.0.0/16, fd00::/8)."""
+def parse_networks(
+    value: str, name: str = "FLEETHOOK_ALLOWED_NETWORKS"
+) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    """FLEETHOOK_ALLOWED_NETWORKS (or the setting `name`): comma-separated CIDR
+    blocks (10.20.0.0/16, fd00::/8)."""
     networks = []
     for part in value.split(","):
         if not part.strip():
@@ -77,7 +98,7 @@ def parse_networks(value: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Net
             networks.append(ipaddress.ip_network(part.strip()))
         except ValueError:
             raise ConfigError(
-                f"FLEETHOOK_ALLOWED_NETWORKS: {part.strip()!r} is not a network (e.g. 10.20.0.0/16)"
+                f"{name}: {part.strip()!r} is not a network (e.g. 10.20.0.0/16)"
             ) from None
     return networks
 
@@ -108,6 +129,31 @@ def parse_public_url(value: str, production: bool) -> str:
         )
     if production and parts.scheme != "https":
         raise ConfigError(f"FLEETHOOK_PUBLIC_URL must be https in production; got {value!r}")
+    return url
+
+
+def parse_smtp_url(value: str) -> str:
+    """FLEETHOOK_SMTP_URL: smtp://, smtp+starttls:// or smtps://, user and password
+    optional. A password goes over TLS only: with plain smtp:// it would cross the
+    network in clear text, so a user name there is refused."""
+    url = value.strip()
+    if not url:
+        return ""
+    parts = urlsplit(url)
+    try:
+        parts.port  # noqa: B018 — raises on a port that is not a number
+    except ValueError:
+        raise ConfigError("FLEETHOOK_SMTP_URL has a port that is not a number") from None
+    if parts.scheme not in SMTP_SCHEMES or not parts.hostname:
+        raise ConfigError(
+            "FLEETHOOK_SMTP_URL must be smtp+starttls://user:password@host:587, "
+            "smtps://user:password@host:465 or smtp://host:25 (no login)"
+        )
+    if parts.username and parts.scheme not in SMTP_TLS_SCHEMES:
+        raise ConfigError(
+            "FLEETHOOK_SMTP_URL has a user name over plain smtp://, which would send the "
+            "password unencrypted; use smtp+starttls:// or smtps://"
+        )
     return url
 
 
@@ -203,9 +249,38 @@ def load_config(environ: Mapping[str, str], instance_path: str) -> dict[str, Any
             "outlasts the slowest request"
         )
 
+    reports_burst = int(_number(environ, "FLEETHOOK_QUOTA_REPORTS_BURST", 2000))
+    if reports_burst < MAX_BATCH_REPORTS:
+        raise ConfigError(
+            f"FLEETHOOK_QUOTA_REPORTS_BURST must be at least {MAX_BATCH_REPORTS:,} (the largest "
+            f"telemetry batch), or a full batch could never pass; got {reports_burst}"
+        )
+
     return {
+        # Tenant limits (accounts/quotas.py; README, "Quotas"); `flask quota set`
+        # overrides them per account. Sized for a fleet of 1,000 trucks.
+        "FLEETHOOK_QUOTA_REPORTS_PER_SECOND": _number(
+            environ, "FLEETHOOK_QUOTA_REPORTS_PER_SECOND", 200
+        ),
+        "FLEETHOOK_QUOTA_REPORTS_BURST": reports_burst,
+        "FLEETHOOK_QUOTA_WEBHOOKS": int(_number(environ, "FLEETHOOK_QUOTA_WEBHOOKS", 50)),
+        "FLEETHOOK_QUOTA_INTEGRATIONS": int(_number(environ, "FLEETHOOK_QUOTA_INTEGRATIONS", 10)),
+        "FLEETHOOK_QUOTA_PENDING_MESSAGES": int(
+            _number(environ, "FLEETHOOK_QUOTA_PENDING_MESSAGES", 250_000)
+        ),
         # Delivery (see README, "Delivery").
         "FLEETHOOK_RETENTION": timedelta(hours=_number(environ, "FLEETHOOK_RETENTION_HOURS", 72)),
+        # How long rows are kept before the sweeper deletes them (outbox/retention.py):
+        # reports by their time (older ones are refused at ingest), delivered messages
+        # and dead, expired or superseded ones from when they ended, driver
+        # assignments from when the next one began.
+        **{
+            setting: timedelta(days=_number(environ, f"{setting}_DAYS", 30))
+            for setting in KEEP_SETTINGS
+        },
+        # Rows one pruning statement deletes, and the seconds one sweep prunes for.
+        "FLEETHOOK_PRUNE_BATCH": int(_number(environ, "FLEETHOOK_PRUNE_BATCH", 2000)),
+        "FLEETHOOK_PRUNE_SECONDS": _number(environ, "FLEETHOOK_PRUNE_SECONDS", 2),
         "FLEETHOOK_CONNECT_TIMEOUT": connect_timeout,
         "FLEETHOOK_READ_TIMEOUT": read_timeout,
         "FLEETHOOK_MAIN_READ_TIMEOUT": _number(environ, "FLEETHOOK_MAIN_READ_TIMEOUT", 3),
@@ -216,7 +291,9 @@ def load_config(environ: Mapping[str, str], instance_path: str) -> dict[str, Any
         "FLEETHOOK_QUEUE_DEPTH_CAP": int(_number(environ, "FLEETHOOK_QUEUE_DEPTH_CAP", 5000)),
         "FLEETHOOK_SWEEP_SECONDS": int(_number(environ, "FLEETHOOK_SWEEP_SECONDS", 5)),
         "FLEETHOOK_LEASE_SECONDS": lease_seconds,
-        "FLEETHOOK_SMTP_URL": environ.get("FLEETHOOK_SMTP_URL", ""),
+        "FLEETHOOK_SMTP_URL": parse_smtp_url(environ.get("FLEETHOOK_SMTP_URL", "")),
+        # Extra CA certificates (a PEM file) the mail server's certificate may chain to.
+        "FLEETHOOK_SMTP_CA_FILE": environ.get("FLEETHOOK_SMTP_CA_FILE", ""),
         "FLEETHOOK_MAIL_FROM": environ.get("FLEETHOOK_MAIL_FROM", "fleethook@localhost"),
         # Providers' API addresses (tests and the demo point them at local fakes)
         # and the credentials Fleethook itself holds with them.
@@ -262,15 +339,34 @@ def load_config(environ: Mapping[str, str], instance_path: str) -> dict[str, Any
         # Networks deliveries may reach though they are not public (on-premises
         # receivers), while every other non-public address stays refused.
         "FLEETHOOK_ALLOWED_NETWORKS": parse_networks(environ.get("FLEETHOOK_ALLOWED_NETWORKS", "")),
+        # Who may read /metrics (outbox/metrics.py): a scraper sending this bearer
+        # token, or any client in these networks (loopback when unset).
+        "FLEETHOOK_METRICS_TOKEN": environ.get("FLEETHOOK_METRICS_TOKEN", "").strip(),
+        "FLEETHOOK_METRICS_NETWORKS": parse_networks(
+            environ.get("FLEETHOOK_METRICS_NETWORKS", "") or DEFAULT_METRICS_NETWORKS,
+            "FLEETHOOK_METRICS_NETWORKS",
+        ),
         # Extra CA certificates (a PEM file) deliveries trust beside the system's:
         # for receivers whose certificate a private CA signed.
         "FLEETHOOK_DELIVERY_CA_FILE": environ.get("FLEETHOOK_DELIVERY_CA_FILE", ""),
         # How many reverse proxies in front of the portal to trust for the client
         # address and scheme (X-Forwarded-For / -Proto); 0 trusts none.
         "FLEETHOOK_TRUSTED_PROXIES": trusted_proxies,
-        # Failed logins allowed per email address and per client address.
+        # Login attempts admitted (accounts/login_throttle.py) per email address from
+        # one client network (an IPv4 address, an IPv6 /64; a success clears it), per
+        # client network, and per email address from everywhere: high enough that
+        # locking a user out takes 10 networks at once, not one stranger.
         "LOGIN_FAILURE_LIMIT": "5 per 15 minutes",
         "LOGIN_FAILURE_LIMIT_PER_ADDRESS": "30 per 15 minutes",
+        "LOGIN_FAILURE_LIMIT_PER_EMAIL": "50 per 15 minutes",
+        # Portal sessions (accounts/sessions.py) end after this long without a
+        # person's request, and this long after logging in whatever happens.
+        "FLEETHOOK_SESSION_IDLE_TIMEOUT": timedelta(
+            minutes=_number(environ, "FLEETHOOK_SESSION_IDLE_MINUTES", 30)
+        ),
+        "FLEETHOOK_SESSION_MAX_AGE": timedelta(
+            hours=_number(environ, "FLEETHOOK_SESSION_MAX_HOURS", 12)
+        ),
         "MAX_CONTENT_LENGTH": MAX_REQUEST_BYTES,
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",

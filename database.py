@@ -4,11 +4,14 @@ several processes."""
 
 from __future__ import annotations
 
+import sqlite3
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import DateTime, Engine, MetaData, event
-from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import DeclarativeBase, Session, scoped_session
 from sqlalchemy.types import TypeDecorator
 
 # Stable constraint names, so Alembic can alter and drop them on every engine.
@@ -94,6 +97,48 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value.tzinfo is None:
             return value.replace(tzinfo=UTC)
         return value.astimezone(UTC)
+
+
+def is_unique_violation(error: IntegrityError) -> bool:
+    """Whether the database refused a write for a taken unique key (not for a
+    missing foreign key or an empty column): SQLSTATE 23505 on PostgreSQL, the
+    unique or primary-key constraint code on SQLite."""
+    original = error.orig
+    if getattr(original, "sqlstate", None) == "23505":
+        return True
+    return getattr(original, "sqlite_errorcode", None) in (
+        sqlite3.SQLITE_CONSTRAINT_UNIQUE,
+        sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY,
+    )
+
+
+def _open_sqlite_transaction(session: Session | scoped_session[Any]) -> None:
+    # pysqlite opens a transaction only before INSERT, UPDATE or DELETE, so a
+    # SAVEPOINT before any of them opens one itself, and its RELEASE commits: the
+    # caller's rollback would then undo nothing. Open the transaction first.
+    connection = session.connection()
+    if connection.dialect.name != "sqlite":
+        return
+    dbapi_connection: Any = connection.connection.dbapi_connection
+    if not dbapi_connection.in_transaction:
+        dbapi_connection.execute("BEGIN")
+
+
+def write_unless_taken(session: Session | scoped_session[Any], change: Callable[[], None]) -> bool:
+    """Make `change` (add rows, set fields) and write it now, in a savepoint; False
+    when a unique key it needs was taken meanwhile — a concurrent request committed
+    the same VIN, name or email after this one checked that it was free. The
+    savepoint is then rolled back and the rest of the transaction goes on, so the
+    caller can answer as for any duplicate. Any other refusal is raised."""
+    _open_sqlite_transaction(session)
+    try:
+        with session.begin_nested():
+            change()
+    except IntegrityError as error:
+        if not is_unique_violation(error):
+            raise
+        return False
+    return True
 
 
 class Base(DeclarativeBase):

@@ -1,9 +1,11 @@
 """Demo data for `make run`: the demo account with its admin login, the demo
-vehicles, and a fresh API token on every start."""
+vehicles, and a fresh API token on every start. Never in production: the demo
+admin's password is published."""
 
 from __future__ import annotations
 
 import click
+from flask import current_app
 from flask.cli import AppGroup
 from sqlalchemy import select
 
@@ -56,6 +58,14 @@ def seed_demo() -> tuple[User, str]:
 @demo_cli.command("seed")
 def seed_command() -> None:
     """Create the demo account if missing and print its login and a new API token."""
+    if current_app.config["FLEETHOOK_ENV"] == "production":
+        # The demo admin's password is published (README, this file): in production
+        # it would be a way in for anyone who read them.
+        raise click.ClickException(
+            "`flask demo seed` makes an admin with a published password and is refused "
+            "in production (FLEETHOOK_ENV=production, the default). Run it with "
+            "FLEETHOOK_ENV=development on a laptop; nothing was created."
+        )
     user, clear = seed_demo()
     click.echo(f"Demo login:  {user.email} / {DEMO_PASSWORD}")
     click.echo(f"API token:   {clear}")

@@ -1,6 +1,8 @@
 """The embedded stack behind `make run` and `make test`: fetching the pinned htmx,
-starting a private Redis server, and supervising the portal, the workers and the
-sweeper so that Ctrl-C stops everything that was started.
+starting a private Redis server, and supervising the portal, the workers, the
+sweeper and that Redis: one that dies is started again after a growing delay, and
+Ctrl-C (or SIGTERM) stops everything that was started. gunicorn restarts its own
+workers (and logs "Worker (pid:…) was sent SIGKILL!"); devstack restarts gunicorn.
 
     python devstack.py assets   fetch static/vendor/htmx.min.js (pinned, hash-checked)
     python devstack.py run      migrate, seed the demo account, run portal + workers
@@ -36,6 +38,7 @@ import tarfile
 import time
 import urllib.request
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 
@@ -61,6 +64,14 @@ NPM_REGISTRY = os.environ.get("NPM_REGISTRY", "https://registry.npmjs.org").rstr
 # Seconds a stopping process gets before it is killed.
 STOP_GRACE_SECONDS = 10.0
 REDIS_START_SECONDS = 10.0
+# A process of the stack that dies starts again after 1 s, then 2, 4 … up to 30 s
+# while it keeps dying; back to 1 s once it has stayed up a minute. A crash loop
+# (a syntax error being fixed, say) neither spins the CPU nor waits long once fixed.
+RESTART_FIRST_SECONDS = 1.0
+RESTART_MAX_SECONDS = 30.0
+STAYED_UP_SECONDS = 60.0
+# How often the supervisor looks at its processes.
+SUPERVISE_EVERY_SECONDS = 0.2
 
 
 # --- pinned npm files: htmx (and axe-core for the browser tests) ----------------
@@ -133,9 +144,10 @@ class RedisServer:
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.process: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> RedisServer:
+    def command(self) -> list[str]:
+        """The redis-server command line (the same port every time it starts)."""
         self.directory.mkdir(parents=True, exist_ok=True)
-        command = [
+        return [
             find_redis_server(),
             "--port", str(self.port),
             "--bind", "127.0.0.1",
@@ -144,15 +156,24 @@ class RedisServer:
             "--dir", str(self.directory),
             "--logfile", str(self.directory / "redis.log"),
         ]  # fmt: skip
-        self.process = subprocess.Popen(command, start_new_session=True)
+
+    def start(self) -> RedisServer:
+        self.process = subprocess.Popen(self.command(), start_new_session=True)
+        try:
+            self.wait_until_answering(self.process)
+        except SystemExit:
+            self.stop()
+            raise
+        return self
+
+    def wait_until_answering(self, process: subprocess.Popen[bytes]) -> None:
         deadline = time.monotonic() + REDIS_START_SECONDS
         while time.monotonic() < deadline:
-            if self.process.poll() is not None:
+            if process.poll() is not None:
                 raise SystemExit(f"devstack: redis-server exited; see {self.directory}/redis.log")
             if _redis_answers(self.port):
-                return self
+                return
             time.sleep(0.05)
-        self.stop()
         raise SystemExit(f"devstack: redis-server did not answer on port {self.port}")
 
     def stop(self) -> None:
@@ -194,6 +215,121 @@ def _signal_group(process: subprocess.Popen[bytes], sig: int) -> None:
         os.killpg(process.pid, sig)
     except (ProcessLookupError, PermissionError):
         pass
+
+
+def how_it_ended(returncode: int) -> str:
+    """How a process ended, as "exit code 1" or "signal 9, SIGKILL": what a log
+    reader needs to tell a crash from the OOM killer from a clean exit."""
+    if returncode >= 0:
+        return f"exit code {returncode}"
+    try:
+        return f"signal {-returncode}, {signal.Signals(-returncode).name}"
+    except ValueError:
+        return f"signal {-returncode}"
+
+
+@dataclass
+class ChildProcess:
+    """One process of the stack, leading its own process group. When it dies it
+    is started again after a delay that doubles while it keeps dying — unless
+    `restart` is False (the simulator: demo traffic only)."""
+
+    name: str
+    command: Sequence[str]
+    env: Mapping[str, str]
+    restart: bool = True
+    # Stopped after the others, which need it while they stop (Redis).
+    stops_last: bool = False
+    process: subprocess.Popen[bytes] | None = None
+    started_at: float = 0.0
+    restart_delay: float = 0.0
+    restart_at: float | None = None  # set while it waits to start again
+    ended: bool = False  # it died and is not restarted
+
+    def start(self) -> ChildProcess:
+        self.process = subprocess.Popen(
+            self.command, cwd=ROOT, env=dict(self.env), start_new_session=True
+        )
+        self.started_at = time.monotonic()
+        return self
+
+    @property
+    def started_process(self) -> subprocess.Popen[bytes]:
+        if self.process is None:
+            raise RuntimeError(f"{self.name} was never started")
+        return self.process
+
+    @property
+    def pid(self) -> int:
+        return self.started_process.pid
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def check(self, now: float) -> None:
+        """Notice that it died, and start it again once its delay has passed."""
+        if self.process is None or self.ended:
+            return
+        if self.restart_at is not None:
+            if now >= self.restart_at:
+                # Whatever is left of its group (gunicorn's workers of a master that
+                # was killed, holding the port) goes first.
+                _signal_group(self.process, signal.SIGKILL)
+                self.restart_at = None
+                self.start()
+                say(f"{self.name} restarted (pid {self.process.pid})")
+            return
+        returncode = self.process.poll()
+        if returncode is None:
+            return
+        died = f"{self.name} (pid {self.process.pid}) died ({how_it_ended(returncode)})"
+        if not self.restart:
+            say(f"{died}; not restarted, the rest keeps running")
+            self.ended = True
+            return
+        stayed_up = now - self.started_at >= STAYED_UP_SECONDS
+        if stayed_up or not self.restart_delay:
+            self.restart_delay = RESTART_FIRST_SECONDS
+        else:
+            self.restart_delay = min(self.restart_delay * 2, RESTART_MAX_SECONDS)
+        self.restart_at = now + self.restart_delay
+        # The rest of its group may finish what it has in hand meanwhile.
+        _signal_group(self.process, signal.SIGTERM)
+        say(f"{died}; restarting in {self.restart_delay:g} s")
+
+
+class Supervisor:
+    """The stack's processes: started, restarted when they die, stopped together."""
+
+    def __init__(self) -> None:
+        self.children: list[ChildProcess] = []
+
+    def start(self, child: ChildProcess) -> ChildProcess:
+        self.children.append(child)
+        return child.start()
+
+    def adopt(self, child: ChildProcess) -> ChildProcess:
+        """Watch a child started elsewhere (with its `process` set)."""
+        child.started_at = time.monotonic()
+        self.children.append(child)
+        return child
+
+    def check(self) -> None:
+        now = time.monotonic()
+        for child in self.children:
+            child.check(now)
+
+    def stop(self) -> None:
+        """Stop them all, the ones the others need (Redis) last."""
+        for last in (False, True):
+            stop_process_groups(
+                [c.process for c in self.children if c.stops_last is last and c.process]
+            )
+
+
+def say(line: str) -> None:
+    print(f"devstack: {line}", flush=True)
 
 
 def _flask(args: Sequence[str], env: Mapping[str, str], capture: bool = False) -> str:
@@ -298,13 +434,15 @@ def print_demo_login() -> int:
 
 
 def _wait_until_healthy(
-    url: str, children: Sequence[tuple[str, subprocess.Popen[bytes]]], timeout: float = 60.0
+    url: str, portal: ChildProcess, supervisor: Supervisor, timeout: float = 60.0
 ) -> bool:
-    """Poll /healthz until it answers 200, a child dies, or time runs out."""
+    """Poll /healthz until it answers 200, the portal exits (it cannot start at
+    all), or time runs out; the other children are restarted meanwhile."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if any(process.poll() is not None for _, process in children):
+        if not portal.running:
             return False
+        supervisor.check()
         try:
             with urllib.request.urlopen(url, timeout=2) as response:
                 if response.status == 200:
@@ -370,16 +508,21 @@ def run(simulator: bool = True, fake_providers: bool = False) -> int:
     # Where Salesforce's sign-in comes back to (never the request's Host header).
     env.setdefault("FLEETHOOK_PUBLIC_URL", url.rstrip("/"))
 
-    redis: RedisServer | None = None
-    children: list[tuple[str, subprocess.Popen[bytes]]] = []
+    supervisor = Supervisor()
     try:
         if not env.get("REDIS_URL"):
-            redis = RedisServer(INSTANCE / "redis").start()
+            # Memory only: restarted empty, it loses queued jobs, never messages
+            # (the sweeper finds them in the database).
+            redis = RedisServer(INSTANCE / "redis")
+            redis_child = ChildProcess("redis", redis.command(), env, stops_last=True)
+            redis.wait_until_answering(supervisor.start(redis_child).started_process)
             env["REDIS_URL"] = redis.url
         fake_lines: list[str] = []
         if fake_providers:
             fakes, fake_settings, fake_lines = start_fake_providers(env)
-            children.append(("fake providers", fakes))
+            # Not restarted: a new one would listen on other ports than the
+            # settings the stack was given.
+            supervisor.adopt(ChildProcess("fake providers", [], env, restart=False, process=fakes))
             env.update(fake_settings)
         write_private(MAKE_RUN_ENV, stack_settings(env))
         _flask(["db", "upgrade"], env)
@@ -427,12 +570,11 @@ def run(simulator: bool = True, fake_providers: bool = False) -> int:
                 "--url", env["REDIS_URL"],
             ],
         }  # fmt: skip
-        for name, command in commands.items():
-            children.append(
-                (name, subprocess.Popen(command, cwd=ROOT, env=env, start_new_session=True))
-            )
-        if not _wait_until_healthy(url + "healthz", children):
-            print("devstack: the portal did not become healthy; stopping", flush=True)
+        started = {
+            name: supervisor.start(ChildProcess(name, c, env)) for name, c in commands.items()
+        }
+        if not _wait_until_healthy(url + "healthz", started["portal"], supervisor):
+            say("the portal did not become healthy; stopping")
             return 1
         token = demo_token(credentials)
         if not simulator:
@@ -443,11 +585,12 @@ def run(simulator: bool = True, fake_providers: bool = False) -> int:
             # The token goes in the environment, not on the command line `ps` shows.
             simulator_env = {**env, "FLEETHOOK_SIMULATOR_TOKEN": token}
             command = [str(BIN / "flask"), "--app", "app", "simulate", "--url", url.rstrip("/")]
-            process = subprocess.Popen(command, cwd=ROOT, env=simulator_env, start_new_session=True)
-            children.append(("simulator", process))
+            # Demo traffic only: not restarted, so `kill` stops it for good.
+            simulator_child = ChildProcess("simulator", command, simulator_env, restart=False)
+            pid = supervisor.start(simulator_child).pid
             simulator_line = (
                 "Simulator: 5 demo vehicles post telemetry, events flow within a minute.\n"
-                f"    `kill {process.pid}` stops it alone; "
+                f"    `kill {pid}` stops it alone; "
                 "`FLEETHOOK_SIMULATOR=0 make run` starts without it."
             )
         print(
@@ -461,20 +604,9 @@ def run(simulator: bool = True, fake_providers: bool = False) -> int:
             "  Ctrl-C stops everything.\n",
             flush=True,
         )
-        watched = list(children)
         while True:
-            for name, process in list(watched):
-                if process.poll() is None:
-                    continue
-                if name == "simulator":
-                    # Demo traffic only: the product keeps running without it.
-                    print(f"devstack: simulator exited ({process.returncode}); the rest keeps "
-                          "running", flush=True)  # fmt: skip
-                    watched.remove((name, process))
-                    continue
-                print(f"devstack: {name} exited ({process.returncode}); stopping", flush=True)
-                return 1
-            time.sleep(0.5)
+            supervisor.check()
+            time.sleep(SUPERVISE_EVERY_SECONDS)
     except Stop as stop:
         print(f"\ndevstack: {stop}, stopping…", flush=True)
         return 0
@@ -482,11 +614,9 @@ def run(simulator: bool = True, fake_providers: bool = False) -> int:
         # Ignore further Ctrl-C while cleaning up, so nothing is left half-stopped.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        stop_process_groups([process for _, process in children])
+        supervisor.stop()
         # The CLI must not reach for a Redis that is gone.
         MAKE_RUN_ENV.unlink(missing_ok=True)
-        if redis is not None:
-            redis.stop()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

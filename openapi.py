@@ -9,6 +9,7 @@ from typing import Any
 from flask import Blueprint, Response, jsonify
 
 from accounts.audit import ACTIONS, HIDDEN
+from accounts.models import Scope
 from database import MAX_ID
 from integrations.pacing import REQUESTS_PER_MINUTE_RANGE
 from outbox.models import (
@@ -62,9 +63,18 @@ def _operation(
     admin: bool = False,
     parameters: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    answers = {**responses, "401": _problem("No valid API token.")}
-    if admin:
-        answers["403"] = _problem("The token's user is a member; only admins change things.")
+    answers = {**responses}
+    answers.setdefault("401", _problem("No API token, or one unknown, revoked or expired."))
+    # Every operation needs a scope (tokens.py): a narrower token gets 403 anywhere.
+    answers.setdefault(
+        "403",
+        _problem(
+            "The token's user is a member, or its scope is read or telemetry:write; "
+            "only an admin's admin token changes things."
+            if admin
+            else "The token's scope does not allow this (telemetry:write may only post telemetry)."
+        ),
+    )
     if body is not None:
         answers["400"] = _problem("The body is not a JSON object.")
         answers["415"] = _problem("The body is not application/json.")
@@ -131,6 +141,11 @@ TARGET_STATUSES = [status.value for status in TargetStatus]
 MESSAGE_STATUSES = [status.value for status in MessageStatus]
 TIMESTAMP = {"type": "string", "format": "date-time"}
 NULLABLE_TIMESTAMP = {"type": ["string", "null"], "format": "date-time"}
+TOKEN_SCOPE: dict[str, Any] = {
+    "enum": [scope.value for scope in Scope],
+    "description": "admin: all the token's user may do; read: every GET a member may make, "
+    "nothing else; telemetry:write: POST /api/v1/telemetry only. Never beyond the user's role.",
+}
 
 CUSTOM_HEADER = {
     "type": ["object", "null"],
@@ -163,7 +178,9 @@ _WEBHOOK_FIELDS: dict[str, Any] = {
     },
     "custom_header": {
         **CUSTOM_HEADER,
-        "description": "Sent with every POST; stored encrypted, returned masked.",
+        "description": "Sent with every POST; stored encrypted, returned masked. A change of "
+        "`url` to another origin (scheme, host or port) removes it unless the same PATCH "
+        "gives `custom_header` again: re-enter it.",
     },
     "ordering": {
         "enum": [o.value for o in Ordering],
@@ -264,13 +281,18 @@ def _schemas() -> dict[str, Any]:
         },
         "Token": {
             "type": "object",
-            "required": ["id", "name", "hint", "user", "created_at"],
+            "required": ["id", "name", "hint", "user", "scope", "created_at", "expires_at"],
             "properties": {
                 "id": {"type": "integer"},
                 "name": {"type": "string"},
                 "hint": {"type": "string", "description": "The token's first characters."},
                 "user": {"type": "string"},
+                "scope": TOKEN_SCOPE,
                 "created_at": TIMESTAMP,
+                "expires_at": {
+                    **NULLABLE_TIMESTAMP,
+                    "description": "After it the token gets 401; null: never.",
+                },
                 "last_used_at": NULLABLE_TIMESTAMP,
                 "revoked_at": NULLABLE_TIMESTAMP,
             },
@@ -399,6 +421,12 @@ def _schemas() -> dict[str, Any]:
                 "previous_secret_expires_at": NULLABLE_TIMESTAMP,
                 "created_at": TIMESTAMP,
                 "updated_at": TIMESTAMP,
+                "warnings": {
+                    "type": "array",
+                    "items": {"type": "string"},
+                    "description": "PATCH only: what else changed (the custom header removed "
+                    "by a move to another host).",
+                },
             },
         },  # fmt: skip
         "WebhookWithSecret": {
@@ -754,12 +782,24 @@ def _paths() -> dict[str, Any]:
                 },
             ),  # fmt: skip
             "post": _operation(
-                "Issue a token acting as the caller",
+                "Issue a token acting as the caller, with a scope and an optional expiry",
                 {"201": _json(_ref("NewToken"), "The token, shown once.")},
                 body={
                     "type": "object",
                     "required": ["name"],
-                    "properties": {"name": {"type": "string", "minLength": 1, "maxLength": 100}},
+                    "properties": {
+                        "name": {"type": "string", "minLength": 1, "maxLength": 100},
+                        "scope": {
+                            **TOKEN_SCOPE,
+                            "description": TOKEN_SCOPE["description"]
+                            + " Left out: admin, or read for a member (a member's token may "
+                            "only read).",
+                        },
+                        "expires_at": {
+                            **TIMESTAMP,
+                            "description": "In the future; left out: the token never expires.",
+                        },
+                    },
                 },
                 admin=True,
             ),
@@ -777,7 +817,10 @@ def _paths() -> dict[str, Any]:
                 "The account's audit log, newest first, a page at a time (admins only)",
                 {
                     "200": _page("audit_events", "AuditEvent"),
-                    "403": _problem("The token's user is a member; only admins read the log."),
+                    "403": _problem(
+                        "The token's user is a member, or its scope is not admin: only an "
+                        "admin's admin token reads the log."
+                    ),
                     "422": _problem("limit or cursor is invalid."),
                 },
                 parameters=PAGE_PARAMETERS,
@@ -959,16 +1002,24 @@ def _paths() -> dict[str, Any]:
         },
         "/api/v1/telemetry": {
             "post": _operation(
-                "Ingest one report or a batch of up to 1,000",
+                "Ingest one report or a batch of up to 1,000 (scope telemetry:write or admin)",
                 {
+                    "403": _problem(
+                        "The token's scope is read, or its user is a member: ingest needs "
+                        "an admin's token with the scope telemetry:write or admin."
+                    ),
                     "202": _json(_ref("IngestResult"), "Stored; events queued."),
                     "422": _problem(
                         'A report is invalid ("reports[3].latitude") or names a vehicle the '
                         "account does not have; nothing was written."
                     ),
+                    "429": _problem(
+                        "More reports than the account's quota allows (reports a second, in "
+                        "bursts); nothing was written. Retry-After: the seconds until the same "
+                        "request fits."
+                    ),
                 },
                 body={"oneOf": [_ref("TelemetryReport"), _ref("TelemetryBatch")]},
-                admin=True,
             )
         },
         "/api/v1/webhooks/{webhook_id}/demo": {
@@ -1027,8 +1078,18 @@ def _paths() -> dict[str, Any]:
                 "Send again every dead or expired message since a time",
                 {
                     "202": _json(
-                        {"type": "object", "properties": {"recovered": {"type": "integer"}}},
-                        "Queued.",
+                        {
+                            "type": "object",
+                            "required": ["recovered"],
+                            "properties": {
+                                "recovered": {"type": "integer"},
+                                # Only when the retention deleted messages of the window.
+                                "pruned_before": TIMESTAMP,
+                                "detail": {"type": "string"},
+                            },
+                        },
+                        "Queued; pruned_before and detail say when the retention deleted "
+                        "some of the window's dead or expired messages.",
                     ),
                     "404": NOT_FOUND,
                 },
@@ -1056,6 +1117,18 @@ def _paths() -> dict[str, Any]:
                 ),
             ]
         },  # fmt: skip
+        "/api/v1/webhooks/{webhook_id}/expire-previous-secret": {
+            "post": _operation(
+                "End a rotation's overlap now: only the current secret signs",
+                {
+                    "200": webhook,
+                    "404": NOT_FOUND,
+                    "409": _problem("No previous secret is signing."),
+                },
+                admin=True,
+                parameters=[WEBHOOK_ID],
+            )
+        },
     }
 
 

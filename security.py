@@ -1,6 +1,12 @@
 """Response headers that hold on every response: the Content-Security-Policy
 (no inline script or style anywhere, htmx included), framing, sniffing and
-referrer rules."""
+referrer rules; HSTS on answers served over HTTPS; and no caching of anything
+but static files.
+
+Why no-store on every answer but static files, not only on those that carry a
+secret (a new webhook secret or API token, in the API and on portal pages): every
+other answer is one account's data too, caching it buys nothing, and a rule by
+route or content type would miss the next answer that shows a secret."""
 
 from __future__ import annotations
 
@@ -8,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-from flask import Flask, Response
+from flask import Flask, Response, request
 
 # My Domain logins (name.my.salesforce.com, name--box.sandbox.my.salesforce.com,
 # older *.force.com hosts): integrations/servicemax.py accepts no others.
@@ -52,12 +58,21 @@ SECURITY_HEADERS = {
 }
 
 
+# A year: browsers then refuse plain http for the portal's host that long.
+# Without includeSubDomains: the operator's other hosts are not ours to decide.
+STRICT_TRANSPORT_SECURITY = "max-age=31536000"
+
+
 def add_security_headers(response: Response, policy: str) -> Response:
     response.headers.setdefault("Content-Security-Policy", policy)
     for name, value in SECURITY_HEADERS.items():
         response.headers.setdefault(name, value)
-    if response.mimetype == "text/html":
-        # Pages show per-account data; never keep them in shared caches.
+    # is_secure honours X-Forwarded-Proto only from the trusted proxies (ProxyFix,
+    # FLEETHOOK_TRUSTED_PROXIES): over plain http the header would mean nothing.
+    if request.is_secure:
+        response.headers.setdefault("Strict-Transport-Security", STRICT_TRANSPORT_SECURITY)
+    if (request.endpoint or "").rpartition(".")[2] != "static":
+        # Per-account data, secrets shown once among it: never in any cache.
         response.headers.setdefault("Cache-Control", "no-store")
     return response
 

@@ -8,8 +8,14 @@ from typing import Any
 from flask import Response, jsonify
 
 from accounts.audit import AuditEvent, account_events
-from accounts.models import ApiToken
-from accounts.tokens import account_tokens, get_account_token, issue_token, revoke_token
+from accounts.models import ApiToken, Scope
+from accounts.tokens import (
+    EXPIRY_FORMAT,
+    account_tokens,
+    get_account_token,
+    issue_token,
+    revoke_token,
+)
 from api import (
     ApiProblem,
     admin_only,
@@ -19,7 +25,9 @@ from api import (
     json_object,
     page_arguments,
     page_json,
+    requires,
 )
+from database import parse_rfc3339
 from errors import ValidationError, validation_problem
 from extensions import db
 
@@ -32,7 +40,9 @@ def token_json(token: ApiToken) -> dict[str, Any]:
         "name": token.name,
         "hint": token.hint,
         "user": token.user.email,
+        "scope": token.scope,
         "created_at": iso_time(token.created_at),
+        "expires_at": iso_time(token.expires_at),
         "last_used_at": iso_time(token.last_used_at),
         "revoked_at": iso_time(token.revoked_at),
     }
@@ -60,13 +70,24 @@ def list_tokens() -> Response:
 @bp.post("/tokens")
 @admin_only
 def create_token() -> tuple[Response, int] | Response:
-    """Issue a token acting as the caller; the token is in this response only."""
+    """Issue a token acting as the caller, with a `scope` (default admin) and an
+    optional `expires_at`; the token is in this response only."""
     body = json_object()
-    name = body.get("name")
+    errors: dict[str, list[str]] = {}
+    name, scope, expires_text = body.get("name"), body.get("scope"), body.get("expires_at")
     if not isinstance(name, str):
-        return validation_problem({"name": ["A string is required."]})
+        errors["name"] = ["A string is required."]
+    if scope is not None and not isinstance(scope, str):
+        errors["scope"] = ["One of " + ", ".join(s.value for s in Scope) + "."]
+    expires_at = None
+    if expires_text is not None:
+        expires_at = parse_rfc3339(expires_text)
+        if expires_at is None:
+            errors["expires_at"] = [EXPIRY_FORMAT]
+    if errors:
+        return validation_problem(errors)
     try:
-        token, clear = issue_token(api_user(), name)
+        token, clear = issue_token(api_user(), str(name), scope, expires_at)
     except ValidationError as error:
         return validation_problem(error.errors)
     db.session.commit()
@@ -100,10 +121,9 @@ def audit_event_json(event: AuditEvent) -> dict[str, Any]:
 
 
 @bp.get("/audit-events")
+@requires(Scope.ADMIN)  # a read, but members and read tokens may not see the log
 def list_audit_events() -> Response | tuple[Response, int]:
     """The account's audit log, newest first, a page at a time (`limit`, `cursor`)."""
-    if not api_user().is_admin:
-        raise ApiProblem(403, "Forbidden", "Only an admin's token may read the audit log.")
     try:
         limit, cursor = page_arguments()
     except ValidationError as error:

@@ -30,6 +30,7 @@ ACTIONS = {
     "webhook.paused": "Paused a webhook",
     "webhook.resumed": "Resumed a webhook",
     "webhook.secret_rotated": "Rotated a webhook's signing secret",
+    "webhook.previous_secret_expired": "Expired a webhook's previous signing secret early",
     "webhook.deleted": "Deleted a webhook",
     "integration.created": "Connected an integration",
     "integration.updated": "Changed an integration",

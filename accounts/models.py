@@ -12,10 +12,21 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from database import UTCDateTime, utcnow
 from extensions import db
 
+# The longest email address there is (RFC 5321's path limit, less its brackets).
+MAX_EMAIL_LENGTH = 254
+
 
 class Role(StrEnum):
     ADMIN = "admin"  # may change webhooks, integrations, tokens and users
     MEMBER = "member"  # may look
+
+
+class Scope(StrEnum):
+    """What an API token may do, beyond which its user's role caps it (tokens.py)."""
+
+    ADMIN = "admin"  # everything its user may do
+    READ = "read"  # look: every GET a member may make, nothing else
+    TELEMETRY_WRITE = "telemetry:write"  # post telemetry, nothing else (device gateways)
 
 
 class Account(db.Model):  # type: ignore[name-defined]
@@ -39,7 +50,7 @@ class User(UserMixin, db.Model):  # type: ignore[name-defined]
         ForeignKey("account.id", ondelete="CASCADE"), index=True
     )
     # Stored lower-cased; one user per address across all accounts.
-    email: Mapped[str] = mapped_column(String(254), unique=True)
+    email: Mapped[str] = mapped_column(String(MAX_EMAIL_LENGTH), unique=True)
     password_hash: Mapped[str] = mapped_column(String(256))
     role: Mapped[str] = mapped_column(String(16), default=Role.MEMBER.value)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -52,8 +63,8 @@ class User(UserMixin, db.Model):  # type: ignore[name-defined]
 
 
 class ApiToken(db.Model):  # type: ignore[name-defined]
-    """A bearer token for the REST API. It acts as the user who holds it, with that
-    user's role. Only a SHA-256 of the token is kept."""
+    """A bearer token for the REST API. It acts as the user who holds it, limited to
+    its scope and never beyond that user's role. Only a SHA-256 of the token is kept."""
 
     id: Mapped[int] = mapped_column(primary_key=True)
     account_id: Mapped[int] = mapped_column(
@@ -67,9 +78,35 @@ class ApiToken(db.Model):  # type: ignore[name-defined]
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    scope: Mapped[str] = mapped_column(
+        String(32), default=Scope.ADMIN.value, server_default=Scope.ADMIN.value
+    )
+    # None: the token never expires.
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     user: Mapped[User] = relationship()
 
     @property
+    def is_expired(self) -> bool:
+        return self.expires_at is not None and self.expires_at <= utcnow()
+
+    @property
     def is_active(self) -> bool:
-        return self.revoked_at is None
+        return self.revoked_at is None and not self.is_expired
+
+
+class AccountQuota(db.Model):  # type: ignore[name-defined]
+    """An operator's overrides of the installation's tenant limits for one account
+    (`flask quota set`); a column left empty means the default (config.py)."""
+
+    __tablename__ = "account_quota"
+
+    account_id: Mapped[int] = mapped_column(
+        ForeignKey("account.id", ondelete="CASCADE"), primary_key=True
+    )
+    reports_per_second: Mapped[float | None]
+    reports_burst: Mapped[int | None]
+    webhooks: Mapped[int | None]
+    integrations: Mapped[int | None]
+    pending_messages: Mapped[int | None]
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)

@@ -1,23 +1,44 @@
-"""API tokens: issued once in clear, kept as a SHA-256, looked up by bearer value."""
+"""API tokens: issued once in clear, kept as a SHA-256, looked up by bearer value;
+their scopes, expiry, and what a token may do — its scope capped by its user's role."""
 
 from __future__ import annotations
 
 import hashlib
 import secrets
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 
 from accounts.audit import record
-from accounts.models import ApiToken, User
+from accounts.models import ApiToken, Role, Scope, User
 from database import utcnow
 from errors import ValidationError
 from extensions import db
 
 TOKEN_PREFIX = "fh_"
 MAX_TOKEN_NAME_LENGTH = 100
+EXPIRY_FORMAT = "An RFC 3339 time with its offset, e.g. 2027-01-31T17:00:00Z."
 # Writing last_used_at on every request would turn each read into a write.
 LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+# What a request may need, granted by each scope: admin is everything (read, every
+# change, ingest); telemetry:write is ingest alone, so a device gateway's token
+# leaked from a truck cannot read the fleet or change a webhook.
+SCOPE_GRANTS: dict[Scope, frozenset[Scope]] = {
+    Scope.ADMIN: frozenset(Scope),
+    Scope.READ: frozenset({Scope.READ}),
+    Scope.TELEMETRY_WRITE: frozenset({Scope.TELEMETRY_WRITE}),
+}
+# The cap each role puts on its tokens, whatever their scope: members may look.
+ROLE_GRANTS: dict[str, frozenset[Scope]] = {
+    Role.ADMIN: frozenset(Scope),
+    Role.MEMBER: frozenset({Scope.READ}),
+}
+SCOPE_DESCRIPTIONS = {
+    Scope.ADMIN: "Admin — everything its user may do",
+    Scope.READ: "Read — look, change nothing",
+    Scope.TELEMETRY_WRITE: "Telemetry — post telemetry only",
+}
 
 
 def hash_token(token: str) -> str:
@@ -35,13 +56,66 @@ def check_token_name(name: str) -> list[str]:
     return []
 
 
-def issue_token(user: User, name: str) -> tuple[ApiToken, str]:
+def role_grants(user: User) -> frozenset[Scope]:
+    # An unknown role grants nothing: fail closed.
+    return ROLE_GRANTS.get(user.role, frozenset())
+
+
+def scopes_for(user: User) -> list[Scope]:
+    """The scopes `user` may give a token: those granting no more than the role does."""
+    return [scope for scope in Scope if SCOPE_GRANTS[scope] <= role_grants(user)]
+
+
+def token_grants(token: ApiToken) -> frozenset[Scope]:
+    """What the token may do: its scope, capped by its user's role as it is now (a
+    token an admin made keeps nothing beyond read if the admin becomes a member)."""
+    try:
+        scope = Scope(token.scope)
+    except ValueError:
+        return frozenset()
+    return SCOPE_GRANTS[scope] & role_grants(token.user)
+
+
+def default_scope(user: User) -> Scope:
+    """The scope of a token made without one: all its user may do."""
+    return Scope.ADMIN if Scope.ADMIN in scopes_for(user) else Scope.READ
+
+
+def check_scope(user: User, scope: str) -> list[str]:
+    if scope not in set(Scope):
+        return ["One of " + ", ".join(scope.value for scope in Scope) + "."]
+    if Scope(scope) not in scopes_for(user):
+        return [f"A {user.role}'s token may only have the scope read."]
+    return []
+
+
+def check_expiry(expires_at: datetime | None) -> list[str]:
+    if expires_at is not None and expires_at <= utcnow():
+        return ["Pick a time in the future, or none for a token that does not expire."]
+    return []
+
+
+def issue_token(
+    user: User, name: str, scope: str | None = None, expires_at: datetime | None = None
+) -> tuple[ApiToken, str]:
     """A new token for `user`: the row and the clear token, which is never stored.
+    Without a scope it gets the widest the user's role allows (admin, or read for a
+    member); without `expires_at` it never expires.
 
     The caller commits."""
-    errors = check_token_name(name)
+    if scope is None:
+        scope = default_scope(user)
+    errors = {
+        field: messages
+        for field, messages in (
+            ("name", check_token_name(name)),
+            ("scope", check_scope(user, scope)),
+            ("expires_at", check_expiry(expires_at)),
+        )
+        if messages
+    }
     if errors:
-        raise ValidationError({"name": errors})
+        raise ValidationError(errors)
     clear = TOKEN_PREFIX + secrets.token_urlsafe(32)
     token = ApiToken(
         account_id=user.account_id,
@@ -49,9 +123,17 @@ def issue_token(user: User, name: str) -> tuple[ApiToken, str]:
         name=name.strip(),
         token_hash=hash_token(clear),
         hint=clear[:8],
+        scope=scope,
+        expires_at=expires_at,
     )
     db.session.add(token)
-    record(user.account_id, "token.created", token, {"name": token.name, "user": user.email})
+    details = {"name": token.name, "user": user.email}
+    # The log names a scope or an expiry only where the token is narrower than its user.
+    if scope != default_scope(user):
+        details["scope"] = scope
+    if expires_at is not None:
+        details["expires_at"] = expires_at.isoformat()
+    record(user.account_id, "token.created", token, details)
     return token, clear
 
 
@@ -62,21 +144,23 @@ def revoke_token(token: ApiToken) -> None:
         record(token.account_id, "token.revoked", token)
 
 
-def find_active_token(clear: str) -> ApiToken | None:
-    """The unrevoked token with this clear value, its use recorded; or None."""
+def find_unrevoked_token(clear: str) -> ApiToken | None:
+    """The unrevoked token with this clear value, expired or not; or None."""
     if not clear.startswith(TOKEN_PREFIX):
         return None
-    token = db.session.scalar(
+    return db.session.scalar(
         select(ApiToken).where(
             ApiToken.token_hash == hash_token(clear), ApiToken.revoked_at.is_(None)
         )
     )
-    if token is not None:
-        now = utcnow()
-        if token.last_used_at is None or now - token.last_used_at > LAST_USED_RESOLUTION:
-            token.last_used_at = now
-            db.session.commit()
-    return token
+
+
+def record_use(token: ApiToken) -> None:
+    """Note that the token was used now, to the minute; commits."""
+    now = utcnow()
+    if token.last_used_at is None or now - token.last_used_at > LAST_USED_RESOLUTION:
+        token.last_used_at = now
+        db.session.commit()
 
 
 def account_tokens(account_id: int) -> list[ApiToken]:

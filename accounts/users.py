@@ -11,12 +11,14 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from accounts.audit import record
 from accounts.models import Account, Role, User
+from database import write_unless_taken
 from errors import ValidationError
 from extensions import db
 
 MIN_PASSWORD_LENGTH = 12
 MAX_PASSWORD_LENGTH = 256
 MAX_NAME_LENGTH = 100
+EMAIL_TAKEN = "A user with this email address already exists."
 
 
 @cache
@@ -47,7 +49,7 @@ def check_email(email: str) -> list[str]:
     except EmailNotValidError as error:
         return [str(error)]
     if db.session.scalar(select(User.id).where(User.email == normalise_email(email))):
-        return ["A user with this email address already exists."]
+        return [EMAIL_TAKEN]
     return []
 
 
@@ -93,15 +95,22 @@ def add_user(account: Account, email: str, password: str, role: str) -> User:
 
 def _new_user(account: Account, email: str, password: str, role: Role) -> User:
     user = User(
-        account=account,
         email=normalise_email(email),
         password_hash=generate_password_hash(
             password, method=current_app.config["PASSWORD_HASH_METHOD"]
         ),
         role=role.value,
     )
-    db.session.add(user)
-    db.session.flush()  # the account's id, for the audit event
+
+    def join_account() -> None:
+        # Joined here, inside the savepoint, so that nothing writes the user before it.
+        user.account = account
+        db.session.add(user)
+
+    # Written now: the account's id, for the audit event. An address checked free
+    # above may have been taken since by a concurrent request: the same answer then.
+    if not write_unless_taken(db.session, join_account):
+        raise ValidationError({"email": [EMAIL_TAKEN]})
     record(user.account_id, "user.created", user, {"email": user.email, "role": user.role})
     return user
 

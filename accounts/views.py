@@ -5,14 +5,25 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
-from flask_login import current_user, login_required, login_user, logout_user
+from flask import (
+    Blueprint,
+    abort,
+    flash,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from flask_login import current_user, login_required, login_url, login_user, logout_user
 from werkzeug.wrappers import Response
 
 from accounts import login_throttle
 from accounts.audit import account_events
 from accounts.forms import LoginForm, TokenForm, UserForm
 from accounts.models import User
+from accounts.sessions import close_session, open_session, session_is_live
 from accounts.tokens import account_tokens, get_account_token, issue_token, revoke_token
 from accounts.users import (
     account_users,
@@ -52,8 +63,9 @@ def login() -> Response | str | tuple[str, int, dict[str, str]]:
     form = LoginForm()
     if form.validate_on_submit():
         email = normalise_email(form.email.data)
+        # The client's address, as ProxyFix gives it behind FLEETHOOK_TRUSTED_PROXIES.
         address = request.remote_addr or "unknown"
-        wait = login_throttle.seconds_until_allowed(email, address)
+        wait = login_throttle.admit_attempt(email, address)
         if wait:
             form.form_errors.append(
                 f"Too many failed attempts. Try again in {max(1, round(wait / 60))} min."
@@ -62,19 +74,23 @@ def login() -> Response | str | tuple[str, int, dict[str, str]]:
             return page, 429, {"Retry-After": str(wait)}
         user = authenticate(email, form.password.data)
         if user is None:
-            login_throttle.record_failure(email, address)
             form.form_errors.append("Wrong email address or password.")
         else:
-            login_throttle.forget_failures(email)
+            login_throttle.forget_failures(email, address)
+            next_path = _safe_next(request.args.get("next"))
+            # A fresh session: nothing set before login (by whoever) survives it.
+            session.clear()
             login_user(user)
-            return redirect(_safe_next(request.args.get("next")))
+            open_session(user.id)
+            return redirect(next_path)
     return render_template("accounts/login.html", form=form)
 
 
 @bp.post("/logout")
 def logout() -> Response:
-    """Log out and go back to the login page."""
+    """Log out, ending the session on the server too, and go back to the login page."""
     logout_user()
+    close_session()
     flash("You are logged out.", "info")
     return redirect(url_for("accounts.login"))
 
@@ -107,10 +123,13 @@ def tokens() -> Page:
 @bp.post("/account/tokens")
 @admin_required
 def create_token() -> Page:
-    """Create an API token and show it, this once."""
+    """Create an API token (scope, optional expiry) and show it, this once."""
     form = TokenForm()
     try:
-        _, clear = issue_token(current_user, form.name.data or "")
+        expires_at = form.expiry()
+        _, clear = issue_token(
+            current_user, form.name.data or "", form.scope.data or None, expires_at
+        )
     except ValidationError as error:
         show_errors(form, error)
         return _tokens_page(form, status=422)
@@ -200,4 +219,23 @@ def audit() -> str:
 
 @login_manager.user_loader
 def load_user(user_id: str) -> User | None:
+    """The signed-in user, while the cookie's server-side session lives."""
+    if not session_is_live(user_id):
+        return None
     return db.session.get(User, int(user_id))
+
+
+@login_manager.unauthorized_handler
+def unauthorized() -> Response:
+    """To the login page, and back here after it. An htmx request (a grid polling
+    when the session has ended) gets the whole page sent there: a redirect would
+    swap the login form into the grid."""
+    flash(login_manager.login_message, login_manager.login_message_category)
+    if request.headers.get("HX-Request") == "true":
+        here = urlsplit(request.headers.get("HX-Current-URL", ""))
+        page = here.path + (f"?{here.query}" if here.query else "")
+        target = login_url("accounts.login", _safe_next(page))
+        response = make_response("", 401)
+        response.headers["HX-Redirect"] = target
+        return response
+    return redirect(login_url("accounts.login", request.url))

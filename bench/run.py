@@ -792,10 +792,15 @@ def _add_messages(system: Stack, target_ids: list[int], first: int, count: int) 
 
 def _grid_p95_ms(system: Stack, user_id: int, samples: int) -> float:
     """p95 of the grid's polling request (GET /webhooks/ as htmx asks for it)."""
+    from accounts.sessions import SESSION_ID_FIELD, create_session_record
+
     client = system.app.test_client()
+    with system.app.app_context():
+        session_id = create_session_record(user_id)  # portal sessions live server-side
     with client.session_transaction() as session:
         session["_user_id"] = str(user_id)
         session["_fresh"] = True
+        session[SESSION_ID_FIELD] = session_id
     timings = []
     for _ in range(samples + 3):
         started = time.perf_counter()

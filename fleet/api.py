@@ -7,6 +7,8 @@ from typing import Any
 
 from flask import Response, jsonify
 
+from accounts.models import Scope
+from accounts.quotas import ReportQuotaExceeded
 from api import (
     ApiProblem,
     admin_only,
@@ -16,9 +18,10 @@ from api import (
     json_object,
     page_arguments,
     page_json,
+    requires,
 )
 from database import utcnow
-from errors import ValidationError, validation_problem
+from errors import ValidationError, problem, validation_problem
 from extensions import db
 from fleet import records
 from fleet.detector import assign_driver
@@ -226,15 +229,25 @@ def remove_landmark(landmark_id: int) -> tuple[str, int]:
 
 
 @bp.post("/telemetry")
-@admin_only
+@requires(Scope.TELEMETRY_WRITE)  # a device gateway's token needs no more; admin has it too
 def post_telemetry() -> Response | tuple[Response, int]:
-    """Ingest one report or {"reports": [...]}: 202 with the counts, or 422 with
-    errors by index and nothing written."""
+    """Ingest one report or {"reports": [...]}: 202 with the counts; 422 with errors
+    by index, or 429 past the account's report quota, with nothing written."""
     try:
         result = ingest(api_user().account_id, json_object(), utcnow())
     except ValidationError as error:
         return validation_problem(error.errors)
-    db.session.commit()
+    except ReportQuotaExceeded as over:
+        limits = over.limits
+        return problem(
+            429,
+            "Too Many Requests",
+            f"Your account may send {limits.reports_per_second:g} reports a second, in "
+            f"bursts of up to {limits.reports_burst:,}; these {over.reports:,} reports are "
+            f"over that. Nothing was stored: send them again in {over.retry_after} s.",
+            headers={"Retry-After": str(over.retry_after)},
+        )
+    # The ingest committed each chunk of the batch as it went.
     return jsonify(
         accepted=result.accepted,
         duplicates=result.duplicates,

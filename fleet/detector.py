@@ -37,7 +37,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from database import format_rfc3339
+from database import format_rfc3339, write_unless_taken
 from extensions import db
 from fleet.geometry import distance_m
 from fleet.landmark_index import AccountLandmarks
@@ -279,9 +279,14 @@ def driver_named(account_id: int, name: str) -> Driver:
         select(Driver).where(Driver.account_id == account_id, Driver.name == name)
     )
     if driver is None:
-        driver = Driver(account_id=account_id, name=name)
-        db.session.add(driver)
-        db.session.flush()
+        new = Driver(account_id=account_id, name=name)
+        # A report naming the same new driver may be committed by another request
+        # meanwhile (the unique key refuses the second): that driver is this one.
+        if write_unless_taken(db.session, lambda: db.session.add(new)):
+            return new
+        driver = db.session.scalars(
+            select(Driver).where(Driver.account_id == account_id, Driver.name == name)
+        ).one()
     return driver
 
 

@@ -126,8 +126,9 @@ class LandmarkForm(FlaskForm):
     radius_m = StringField("Radius (metres)", description="From 1 to 100,000 m.")
     polygon = TextAreaField(
         "GeoJSON polygon",
-        description="[longitude, latitude] positions; the first ring is the outline, any "
-        "further rings are holes; each ring ends where it starts. For example: " + POLYGON_EXAMPLE,
+        description="[longitude, latitude] positions (an altitude third is dropped); the "
+        "first ring is the outline, any further rings are holes; each ring ends where it "
+        "starts. For example: " + POLYGON_EXAMPLE,
         render_kw={"rows": 6, "spellcheck": "false"},
     )
 

@@ -4,7 +4,11 @@ drawn as a small SVG.
 
 Containment rules: a point on a polygon's edge is inside (so is one on a hole's
 edge, which is the polygon's boundary too); a circle contains the points whose
-great-circle distance to its centre is at most its radius."""
+great-circle distance to its centre is at most its radius.
+
+What is stored is `stored_shape` of the parsed shape — only the numbers these
+rules read, never the JSON a client sent — so every later reader (the landmark
+pages, the detector's index) gets plain [longitude, latitude] positions."""
 
 from __future__ import annotations
 
@@ -13,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from shapely.geometry import Point, Polygon, shape
+from shapely.geometry import Point, Polygon
 from shapely.validation import explain_validity
 
 EARTH_RADIUS_M = 6_371_008.8  # mean Earth radius (IUGG)
@@ -34,7 +38,7 @@ def distance_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
 
 
 def _coordinate(value: Any, name: str, low: float, high: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise ShapeError(f"{name} must be a number.")
     if not low <= value <= high:
         raise ShapeError(f"{name} must be between {low:g} and {high:g}.")
@@ -88,6 +92,16 @@ def parse_circle(value: Any) -> Circle:
     )
 
 
+def _position(value: Any) -> tuple[float, float]:
+    """A GeoJSON position: [longitude, latitude], or with an altitude third, which
+    a geofence has no use for and is dropped."""
+    if not isinstance(value, list) or len(value) not in (2, 3):
+        raise ShapeError("A position is [longitude, latitude] (an altitude third is allowed).")
+    if len(value) == 3:
+        _coordinate(value[2], "altitude", -math.inf, math.inf)
+    return _coordinate(value[0], "longitude", -180, 180), _coordinate(value[1], "latitude", -90, 90)
+
+
 def parse_polygon(value: Any) -> Area:
     """A GeoJSON Polygon: [longitude, latitude] rings, the first the outline, the
     rest holes; each ring closed (first point repeated last)."""
@@ -96,26 +110,43 @@ def parse_polygon(value: Any) -> Area:
     rings = value.get("coordinates")
     if not isinstance(rings, list) or not rings:
         raise ShapeError("coordinates must be a list of rings, the outline first.")
-    points = 0
+    parsed: list[list[tuple[float, float]]] = []
     for ring in rings:
         if not isinstance(ring, list) or len(ring) < 4:
             raise ShapeError("Each ring needs at least 4 positions, the first repeated last.")
-        for position in ring:
-            if not isinstance(position, list) or len(position) < 2:
-                raise ShapeError("A position is [longitude, latitude].")
-            _coordinate(position[0], "longitude", -180, 180)
-            _coordinate(position[1], "latitude", -90, 90)
-        if ring[0][:2] != ring[-1][:2]:
+        if sum(map(len, parsed)) + len(ring) > MAX_POLYGON_POINTS:
+            raise ShapeError(f"At most {MAX_POLYGON_POINTS:,} positions in all.")
+        positions = [_position(position) for position in ring]
+        if positions[0] != positions[-1]:
             raise ShapeError("Each ring must end where it starts.")
-        points += len(ring)
-    if points > MAX_POLYGON_POINTS:
-        raise ShapeError(f"At most {MAX_POLYGON_POINTS:,} positions in all.")
-    polygon = shape({"type": "Polygon", "coordinates": rings})
+        parsed.append(positions)
+    polygon = Polygon(parsed[0], parsed[1:])
     if not polygon.is_valid:
         raise ShapeError(f"The polygon is not valid: {explain_validity(polygon)}.")
     if polygon.area == 0:
         raise ShapeError("The polygon has no area.")
     return Area(polygon)
+
+
+def _plain(number: float) -> float | int:
+    """A whole number as an int, so 400 is stored and shown as 400, not 400.0."""
+    return int(number) if number.is_integer() and abs(number) < 2**53 else number
+
+
+def stored_shape(shape_: Shape) -> dict[str, Any]:
+    """The shape as a landmark stores it and the API shows it: {"circle": {...}} or
+    {"polygon": GeoJSON}, rebuilt from the parsed numbers."""
+    if isinstance(shape_, Circle):
+        return {
+            "circle": {
+                "latitude": _plain(shape_.latitude),
+                "longitude": _plain(shape_.longitude),
+                "radius_m": _plain(shape_.radius_m),
+            }
+        }
+    rings = [shape_.polygon.exterior, *shape_.polygon.interiors]
+    coordinates = [[[_plain(lon), _plain(lat)] for lon, lat in ring.coords] for ring in rings]
+    return {"polygon": {"type": "Polygon", "coordinates": coordinates}}
 
 
 def svg(shape_: Shape, size: int = 120) -> str:

@@ -1,5 +1,7 @@
 """The ingest: a checked batch of telemetry reports becomes stored reports, updated
-vehicle state, events and outbox messages — all in one transaction, or nothing.
+vehicle state, events and outbox messages. A batch with any bad report, or over
+the account's report quota, writes nothing; a good one is written in chunks, each
+report with its state, events and outbox messages in one transaction.
 
 Duplicates (same vehicle, type and time) are found by the reports table's unique
 key with INSERT … ON CONFLICT DO NOTHING, so two web processes receiving the same
@@ -17,6 +19,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 
+from accounts.quotas import spend_reports
 from errors import ValidationError
 from extensions import db
 from fleet.detector import detect
@@ -28,6 +31,13 @@ from outbox.fanout import account_targets, fan_out
 # Events a webhook takes only past its own threshold: counted as events only when
 # some target took them.
 _CANDIDATES = frozenset({"speed", "posted_speed", "idle"})
+
+# A batch is written in transactions of at most this many reports, and of at most
+# about this many outbox messages (reports × the account's targets), so that none
+# holds SQLite's write lock, or the targets' rows on PostgreSQL, for long: 1,000
+# reports to 50 webhooks were one transaction of 50,000 rows, now 25 of 2,000.
+CHUNK_REPORTS = 100
+CHUNK_MESSAGES = 2000
 
 
 @dataclass(frozen=True)
@@ -101,34 +111,67 @@ def _locked_states(vehicle_ids: set[int]) -> dict[int, VehicleState]:
     return {state.vehicle_id: state for state in states}
 
 
-def ingest(account_id: int, body: Any, now: datetime) -> IngestResult:
-    """Check, store and detect a request body of reports; the caller commits.
-    Raises ValidationError (nothing written) if any report is bad."""
-    reports, batched = check_batch(body, now)
-    vehicles = _vehicles(account_id, reports, batched)
+def chunk_size(target_count: int) -> int:
+    """Reports per transaction for an account with `target_count` targets: at most
+    CHUNK_REPORTS, and fewer when each report may become a message per target."""
+    return max(1, min(CHUNK_REPORTS, CHUNK_MESSAGES // max(1, target_count)))
 
-    # One row per distinct report; a repeat inside the batch is a duplicate too.
+
+def ingest(account_id: int, body: Any, now: datetime) -> IngestResult:
+    """Check, store and detect a request body of reports, committing as it goes.
+    Raises ValidationError if any report is bad, ReportQuotaExceeded if the
+    account sent more reports than its quota allows: both before anything is
+    written.
+
+    The reports are stored and detected in time order, in chunks of at most
+    `chunk_size` reports, each committed on its own with its vehicle state,
+    events and outbox messages (so every stored report's events are in the outbox
+    in its transaction): a large batch never holds the write lock (SQLite) or the
+    targets' rows (PostgreSQL) for long. Should the process die between chunks, the
+    client's retry stores the rest, the stored ones being duplicates by key."""
+    reports, batched = check_batch(body, now)
+    spend_reports(account_id, len(reports))
+    vehicle_ids = [vehicle.id for vehicle in _vehicles(account_id, reports, batched)]
+    # In time order, so a batch's transitions come out as they happened.
+    ordered = sorted(zip(reports, vehicle_ids, strict=True), key=lambda pair: pair[0].time)
+    size = chunk_size(len(account_targets(account_id)))
+    accepted = events = messages = 0
+    for first in range(0, len(ordered), size):
+        counts = _ingest_chunk(account_id, ordered[first : first + size])
+        db.session.commit()
+        accepted += counts.accepted
+        events += counts.events
+        messages += counts.messages
+    return IngestResult(accepted, len(reports) - accepted, events, messages)
+
+
+def _ingest_chunk(account_id: int, chunk: list[tuple[Report, int]]) -> IngestResult:
+    """Store and detect time-ordered (report, vehicle id) pairs in the current
+    transaction; the caller commits. A report already stored (by an earlier chunk,
+    request or process) is a duplicate."""
+    ids = {vehicle_id for _, vehicle_id in chunk}
+    # One query (re)loads the chunk's vehicles, expired by the last chunk's commit.
+    vehicles = {v.id: v for v in db.session.scalars(select(Vehicle).where(Vehicle.id.in_(ids)))}
+    # One row per distinct report; a repeat inside the chunk is a duplicate too.
     rows: dict[tuple[int, str, datetime], dict[str, Any]] = {}
-    for report, vehicle in zip(reports, vehicles, strict=True):
-        key = (vehicle.id, report.type, report.time.astimezone(UTC))
-        rows.setdefault(key, {"vehicle_id": vehicle.id, "type": report.type,
+    for report, vehicle_id in chunk:
+        key = (vehicle_id, report.type, report.time.astimezone(UTC))
+        rows.setdefault(key, {"vehicle_id": vehicle_id, "type": report.type,
                               "time": report.time, "fields": report.fields})  # fmt: skip
     new = _store_new(list(rows.values()))
-    states = _locked_states({vehicle.id for vehicle in vehicles})
+    states = _locked_states(ids)
     landmarks = account_landmarks_index(account_id)
     targets = account_targets(account_id)
 
     accepted = 0
     detected = []
-    # In time order, so a batch's transitions come out as they happened.
-    ordered = sorted(zip(reports, vehicles, strict=True), key=lambda pair: pair[0].time)
-    for report, vehicle in ordered:
-        key = (vehicle.id, report.type, report.time.astimezone(UTC))
+    for report, vehicle_id in chunk:
+        key = (vehicle_id, report.type, report.time.astimezone(UTC))
         if key not in new:
             continue
-        new.discard(key)  # a second copy in this batch is a duplicate
+        new.discard(key)  # a second copy in this chunk is a duplicate
         accepted += 1
-        detected += detect(report, vehicle, states[vehicle.id], landmarks)
+        detected += detect(report, vehicles[vehicle_id], states[vehicle_id], landmarks)
     queued = fan_out(detected, targets)
     events = sum(
         1
@@ -136,4 +179,4 @@ def ingest(account_id: int, body: Any, now: datetime) -> IngestResult:
         if messages or event.event_type.key not in _CANDIDATES
     )
     messages = sum(len(m) for m in queued)
-    return IngestResult(accepted, len(reports) - accepted, events, messages)
+    return IngestResult(accepted, len(chunk) - accepted, events, messages)

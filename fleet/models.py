@@ -88,6 +88,8 @@ class TelemetryReport(db.Model):  # type: ignore[name-defined]
     __table_args__ = (
         UniqueConstraint("vehicle_id", "type", "time"),
         Index("ix_telemetry_report_received_at", "received_at"),
+        # What the retention prunes by (outbox/retention.py).
+        Index("ix_telemetry_report_time", "time"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
+from database import write_unless_taken
 from errors import ValidationError
 from extensions import db
 from fleet.geometry import (
@@ -21,6 +22,7 @@ from fleet.geometry import (
     area_m2,
     parse_circle,
     parse_polygon,
+    stored_shape,
     svg,
 )
 from fleet.landmark_index import landmarks_changed, shape_of
@@ -35,6 +37,9 @@ DRIVER_FIELDS = ("name", "external_id")
 VEHICLE_TEXTS = (("name", 100, True), ("plate", 20, False), ("group", 60, False))
 DRIVER_TEXTS = (("name", 100, True), ("external_id", 60, False))
 LANDMARK_FIELDS = ("name", "circle", "polygon")
+
+VIN_TAKEN = "This account already has a vehicle with this VIN."
+DRIVER_NAME_TAKEN = "This account already has a driver with this name."
 
 # The CSV import: a file this large at most, and this many vehicles (lines after the header).
 MAX_IMPORT_BYTES = 1024 * 1024
@@ -110,7 +115,7 @@ def _account_vin_taken(account_id: int) -> Callable[[str], str | None]:
         found = db.session.scalar(
             select(Vehicle.id).where(Vehicle.account_id == account_id, Vehicle.vin == vin)
         )
-        return "This account already has a vehicle with this VIN." if found else None
+        return VIN_TAKEN if found else None
 
     return taken
 
@@ -121,7 +126,11 @@ def create_vehicle(account_id: int, values: Mapping[str, Any]) -> tuple[Vehicle,
     if errors:
         raise ValidationError(errors)
     vehicle = _new_vehicle(account_id, cleaned)
-    db.session.add(vehicle)
+    # The check above and this insert are not one step: a request adding the same
+    # VIN may commit in between. The database's unique key then decides, and this
+    # request gets the answer of any duplicate.
+    if not write_unless_taken(db.session, lambda: db.session.add(vehicle)):
+        raise ValidationError({"vin": [VIN_TAKEN]})
     warning = check_digit_warning(cleaned["vin"])
     return vehicle, [warning] if warning else []
 
@@ -208,7 +217,7 @@ def import_vehicles_csv(account_id: int, data: bytes) -> tuple[list[Vehicle], li
 
     def duplicate(vin: str) -> str | None:
         if vin in existing:
-            return "This account already has a vehicle with this VIN."
+            return VIN_TAKEN
         if vin in first_line:
             return f"The same VIN as line {first_line[vin]}."
         return None
@@ -231,13 +240,30 @@ def import_vehicles_csv(account_id: int, data: bytes) -> tuple[list[Vehicle], li
         raise ValidationError(errors)
 
     vehicles = [_new_vehicle(account_id, cleaned) for _, cleaned in checked]
-    db.session.add_all(vehicles)
+    if not write_unless_taken(db.session, lambda: db.session.add_all(vehicles)):
+        raise ValidationError(_taken_meanwhile(account_id, checked))
     warnings = []
     for line, cleaned in checked:
         warning = check_digit_warning(cleaned["vin"])
         if warning:
             warnings.append(f"Line {line} ({cleaned['vin']}): {warning}")
     return vehicles, warnings
+
+
+def _taken_meanwhile(
+    account_id: int, checked: list[tuple[int, dict[str, Any]]]
+) -> dict[str, list[str]]:
+    """The lines whose VIN a concurrent request added after the file was checked."""
+    vins = [cleaned["vin"] for _, cleaned in checked]
+    taken = set(
+        db.session.scalars(
+            select(Vehicle.vin).where(Vehicle.account_id == account_id, Vehicle.vin.in_(vins))
+        )
+    )
+    errors = {
+        f"line {line}: vin": [VIN_TAKEN] for line, cleaned in checked if cleaned["vin"] in taken
+    }
+    return errors or {"file": ["Vehicles were added meanwhile with some of these VINs; try again."]}
 
 
 def _csv_rows(text: str) -> tuple[list[str], list[tuple[int, list[str]]]]:
@@ -286,7 +312,7 @@ def _check_driver(
         if driver_id is not None:
             same_name = same_name.where(Driver.id != driver_id)
         if db.session.scalar(same_name):
-            errors["name"] = ["This account already has a driver with this name."]
+            errors["name"] = [DRIVER_NAME_TAKEN]
     return cleaned, errors
 
 
@@ -296,7 +322,9 @@ def create_driver(account_id: int, values: Mapping[str, Any]) -> Driver:
     if errors:
         raise ValidationError(errors)
     driver = Driver(account_id=account_id, **cleaned)
-    db.session.add(driver)
+    # As for a vehicle's VIN: a driver of this name may be committed meanwhile.
+    if not write_unless_taken(db.session, lambda: db.session.add(driver)):
+        raise ValidationError({"name": [DRIVER_NAME_TAKEN]})
     return driver
 
 
@@ -305,8 +333,13 @@ def update_driver(driver: Driver, values: Mapping[str, Any]) -> None:
     cleaned, errors = _check_driver(driver.account_id, values, driver.id)
     if errors:
         raise ValidationError(errors)
-    driver.name = cleaned["name"]
-    driver.external_id = cleaned["external_id"]
+
+    def rename() -> None:
+        driver.name = cleaned["name"]
+        driver.external_id = cleaned["external_id"]
+
+    if not write_unless_taken(db.session, rename):
+        raise ValidationError({"name": [DRIVER_NAME_TAKEN]})
 
 
 def delete_driver(driver: Driver) -> None:
@@ -353,17 +386,21 @@ def _check_landmark(values: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
     if problems:
         errors["name"] = problems
     given = [kind for kind in ("circle", "polygon") if values.get(kind) is not None]
+    shape: dict[str, Any] = {}
     if len(given) != 1:
         errors["shape"] = ['Give exactly one of "circle" or "polygon".']
     else:
         kind = given[0]
         try:
-            (parse_circle if kind == "circle" else parse_polygon)(values[kind])
+            # Stored as rebuilt from the parsed numbers, never as sent (an altitude
+            # or a stray key would reach every later reader).
+            parse = parse_circle if kind == "circle" else parse_polygon
+            shape = stored_shape(parse(values[kind]))
         except ShapeError as error:
             errors[kind] = [str(error)]
     if errors:
         raise ValidationError(errors)
-    return name, {kind: values[kind]}
+    return name, shape
 
 
 def create_landmark(account_id: int, values: Mapping[str, Any]) -> Landmark:

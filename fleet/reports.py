@@ -1,6 +1,11 @@
 """Telemetry reports as the ingest API takes them: one report or {"reports": [...]}
 of up to 1,000, each checked field by field. Any bad report refuses the whole
-batch, with errors keyed by index ("reports[3].latitude")."""
+batch, with errors keyed by index ("reports[3].latitude").
+
+A report timed before the reports' retention window (FLEETHOOK_KEEP_REPORTS_DAYS)
+is refused as too old: the sweeper deletes reports by the same time and cutoff
+(outbox/retention.py), so a replay of a report already deleted cannot pass the
+duplicate check as new."""
 
 from __future__ import annotations
 
@@ -9,11 +14,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from flask import current_app, has_app_context
+
+from config import MAX_BATCH_REPORTS
 from database import MAX_ID, parse_rfc3339
 from errors import ValidationError
 from fleet.vin import normalise_vin, vin_problems
 
-MAX_BATCH = 1000
+MAX_BATCH = MAX_BATCH_REPORTS  # config.py: the quota's burst must hold one
 # Device clocks drift; a report from further in the future is a broken clock.
 MAX_FUTURE = timedelta(minutes=5)
 
@@ -78,8 +86,10 @@ def _check_list(value: Any, name: str, limit: int, item_fields: Mapping[str, Any
     return problems
 
 
-def check_report(raw: Any, now: datetime) -> tuple[Report | None, dict[str, list[str]]]:
-    """A Report, or the errors by field."""
+def check_report(
+    raw: Any, now: datetime, oldest: datetime | None = None
+) -> tuple[Report | None, dict[str, list[str]]]:
+    """A Report, or the errors by field; one timed before `oldest` is too old."""
     if not isinstance(raw, Mapping):
         return None, {"": ["A report is a JSON object."]}
     errors: dict[str, list[str]] = {}
@@ -110,6 +120,11 @@ def check_report(raw: Any, now: datetime) -> tuple[Report | None, dict[str, list
         errors["time"] = ["An RFC 3339 time with its offset, e.g. 2026-05-14T15:42:07Z."]
     elif when > now + MAX_FUTURE:
         errors["time"] = ["More than 5 minutes in the future: check the device clock."]
+    elif oldest is not None and when < oldest:
+        errors["time"] = [
+            f"Older than {_days(now - oldest)}, the reports' retention window "
+            "(FLEETHOOK_KEEP_REPORTS_DAYS): too old to be taken."
+        ]
 
     values = {key: raw[key] for key in _FIELDS[kind] if key in raw}
     if kind == "position":
@@ -158,9 +173,19 @@ def error_key(batched: bool, index: int, field: str) -> str:
     return ".".join(part for part in (where, field) if part) or "report"
 
 
-def check_batch(body: Any, now: datetime) -> tuple[list[Report], bool]:
+def _days(window: timedelta) -> str:
+    days = window / timedelta(days=1)
+    return f"{days:g} day" + ("" if days == 1 else "s")
+
+
+def check_batch(
+    body: Any, now: datetime, oldest: datetime | None = None
+) -> tuple[list[Report], bool]:
     """All reports of a body, and whether it was a batch ({"reports": [...]}), or
-    ValidationError naming every bad field by index."""
+    ValidationError naming every bad field by index. Within the app, reports
+    timed before the retention window are refused unless `oldest` says otherwise."""
+    if oldest is None and has_app_context():
+        oldest = now - current_app.config["FLEETHOOK_KEEP_REPORTS"]
     batched = isinstance(body, Mapping) and "reports" in body
     if batched:
         raw_reports = body["reports"]
@@ -172,7 +197,7 @@ def check_batch(body: Any, now: datetime) -> tuple[list[Report], bool]:
         raw_reports = [body]
     reports, errors = [], {}
     for index, raw in enumerate(raw_reports):
-        report, problems = check_report(raw, now)
+        report, problems = check_report(raw, now, oldest)
         for key, messages in problems.items():
             errors[error_key(batched, index, key)] = messages
         if report is not None:

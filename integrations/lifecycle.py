@@ -12,6 +12,7 @@ from flask import current_app
 from sqlalchemy import select
 
 from accounts.audit import HIDDEN, record
+from accounts.quotas import check_room
 from database import utcnow
 from errors import ValidationError
 from extensions import db
@@ -139,6 +140,7 @@ def audit_details(integration: Integration) -> dict[str, Any]:
 def create_integration(account_id: int, values: Mapping[str, Any]) -> Integration:
     """A new integration, its credentials checked with the provider. Providers that
     receive locations start paused until the release form is signed."""
+    check_room(account_id, "integrations", Integration)
     provider = _provider(values)
     options, secrets = clean_fields(provider, values)
     integration = Integration(

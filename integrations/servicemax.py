@@ -117,6 +117,7 @@ import requests
 from cryptography.fernet import InvalidToken
 from flask import current_app, url_for
 
+from accounts.quotas import check_room
 from database import format_rfc3339, parse_rfc3339, utcnow
 from encryption import decrypt, encrypt, mask
 from errors import ValidationError
@@ -474,7 +475,9 @@ def connect(account_id: int, code: str, sign_in: SignIn) -> Integration:
     """A new ServiceMax integration from the code Salesforce sent to the callback:
     the tokens stored encrypted, checked with one call, paused until the release
     form is signed, each vehicle's current state queued. Added to the session;
-    the caller commits."""
+    the caller commits. ValidationError, before Salesforce is asked, when the
+    account has as many integrations as its quota allows."""
+    check_room(account_id, "integrations", Integration)
     tokens = _exchange_code(code, sign_in)
     integration = Integration(
         account_id=account_id,

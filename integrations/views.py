@@ -23,6 +23,7 @@ from flask.typing import ResponseReturnValue
 from flask_login import current_user, login_required
 
 from accounts.audit import record
+from accounts.quotas import check_room
 from database import utcnow, whole_number
 from errors import ValidationError
 from extensions import db
@@ -324,6 +325,8 @@ def salesforce_connect() -> ResponseReturnValue:
         else url_for("webhooks.manager")
     )
     try:
+        if existing is None:  # a new integration: not sent to Salesforce past the quota
+            check_room(current_user.account_id, "integrations", Integration)
         if existing is not None and "login_host" not in request.args:
             login = servicemax.login_host_of(existing)
         else:
@@ -387,6 +390,11 @@ def salesforce_callback() -> ResponseReturnValue:
             )
     except ProviderRejected as rejected:
         flash(str(rejected), "error")
+        return redirect(url_for("webhooks.manager"))
+    except ValidationError as error:  # the quota was reached during the sign-in
+        for messages in error.errors.values():
+            for message in messages:
+                flash(message, "error")
         return redirect(url_for("webhooks.manager"))
     db.session.commit()
     if again is not None:

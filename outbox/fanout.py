@@ -1,20 +1,25 @@
 """Fan-out: one event becomes one outbox message per matching target of the
 account, in the caller's transaction, numbered in its target and in its lane
-(the event's vehicle); the drains are nudged after it commits."""
+(the event's vehicle); the drains are nudged after it commits. While the account
+is over its pending messages quota, its paused and failing targets' events are
+counted as dropped (Target.dropped_by_quota) instead."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import with_polymorphic
 from sqlalchemy.orm.attributes import set_committed_value
 
+from accounts.quotas import account_limits
 from extensions import db
 from outbox.alerts import alert_auto_paused
+from outbox.metrics import record_dropped_by_quota
 from outbox.models import (
     HELD,
     TARGET_LANE,
@@ -27,6 +32,12 @@ from outbox.models import (
 from outbox.queues import nudge_after_commit
 from outbox.registry import kind_of
 from outbox.status import pause_at_cap
+
+log = logging.getLogger(__name__)
+
+# Statuses whose new events are dropped while the account is over its pending
+# messages quota: nothing drains them now (held) or they fail (a growing backlog).
+_QUOTA_STATUSES = (TargetStatus.PAUSED, TargetStatus.FAILING, TargetStatus.NEEDS_ATTENTION)
 
 
 def account_targets(account_id: int) -> list[Target]:
@@ -54,11 +65,17 @@ def fan_out(events: Sequence[Any], targets: Sequence[Target]) -> list[list[Outbo
     the targets' rows (PostgreSQL) that drains need, so it must stay short."""
     per_event: list[list[OutboxMessage]] = []
     by_target: dict[int, list[OutboxMessage]] = {}
+    over_quota = _over_pending_quota(targets)
+    dropped: dict[int, int] = {}
     for event in events:
         messages = []
         for target in targets:
             payload = kind_of(target).payload_for(target, event)
             if payload is None:
+                continue
+            # A person's test event (Demo) always goes: one message, asked for.
+            if target.id in over_quota and not getattr(event, "is_test", False):
+                dropped[target.id] = dropped.get(target.id, 0) + 1
                 continue
             message = OutboxMessage(
                 target_id=target.id,
@@ -71,6 +88,8 @@ def fan_out(events: Sequence[Any], targets: Sequence[Target]) -> list[list[Outbo
             messages.append(message)
             by_target.setdefault(target.id, []).append(message)
         per_event.append(messages)
+    if dropped:
+        _count_dropped(targets, dropped)
     if not by_target:
         return per_event
     cap = current_app.config["FLEETHOOK_QUEUE_DEPTH_CAP"]
@@ -103,6 +122,52 @@ def fan_out(events: Sequence[Any], targets: Sequence[Target]) -> list[list[Outbo
     db.session.flush()
     nudge_after_commit(nudged)
     return per_event
+
+
+def _over_pending_quota(targets: Sequence[Target]) -> set[int]:
+    """The ids of `targets` whose new events are dropped now: their account has
+    as many messages waiting as its quota allows, and they are paused or failing
+    (held or failing targets are where a backlog grows without bound). Active
+    targets always get their messages. The waiting total is the sum of the
+    account's targets' queue_depth counters: one small query."""
+    held = [t for t in targets if t.status in _QUOTA_STATUSES]
+    if not held:
+        return set()
+    account_id = held[0].account_id
+    pending = db.session.scalar(
+        select(func.coalesce(func.sum(Target.queue_depth), 0)).where(
+            Target.account_id == account_id
+        )
+    )
+    limit = account_limits(account_id).pending_messages
+    if (pending or 0) < limit:
+        return set()
+    return {target.id for target in held}
+
+
+def _count_dropped(targets: Sequence[Target], dropped: dict[int, int]) -> None:
+    """Add to each target's dropped_by_quota (in the caller's transaction, in target
+    id order like the counters below) and to the /metrics counter; warn once."""
+    kinds: dict[str, int] = {}
+    for target in sorted((t for t in targets if t.id in dropped), key=lambda t: t.id):
+        count = dropped[target.id]
+        total = db.session.execute(
+            update(Target)
+            .where(Target.id == target.id)
+            .values(dropped_by_quota=Target.dropped_by_quota + count)
+            .returning(Target.dropped_by_quota)
+            .execution_options(synchronize_session=False)
+        ).scalar_one()
+        set_committed_value(target, "dropped_by_quota", total)
+        kinds[target.kind] = kinds.get(target.kind, 0) + count
+    log.warning(
+        "account %s is over its pending messages quota: %s events dropped for paused or "
+        "failing targets %s",
+        targets[0].account_id,
+        sum(dropped.values()),
+        sorted(dropped),
+    )
+    record_dropped_by_quota(kinds)
 
 
 def number_lanes(by_target: dict[int, list[OutboxMessage]]) -> None:

@@ -72,6 +72,9 @@ class Target(db.Model):  # type: ignore[name-defined]
     # grid reads two integers instead of counting millions of rows.
     queue_depth: Mapped[int] = mapped_column(default=0)
     total_messages: Mapped[int] = mapped_column(default=0)
+    # Events not queued for this target because its account was over its pending
+    # messages quota while the target was paused or failing (accounts/quotas.py).
+    dropped_by_quota: Mapped[int] = mapped_column(default=0, server_default="0")
     # The drain that may send this target's messages now: one at a time, so a
     # target's messages leave in order however many workers run.
     drain_owner: Mapped[str | None] = mapped_column(String(80))
@@ -98,6 +101,9 @@ class Target(db.Model):  # type: ignore[name-defined]
     last_delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_error: Mapped[str | None] = mapped_column(String(ERROR_LENGTH))
     last_error_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Dead or expired messages created before this were deleted by the retention
+    # (outbox/retention.py): a recovery from earlier says they cannot come back.
+    pruned_before: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
@@ -195,6 +201,8 @@ class OutboxMessage(db.Model):  # type: ignore[name-defined]
         Index("ix_outbox_message_status_next_attempt_at", "status", "next_attempt_at"),
         # The messages list of a target, newest first.
         Index("ix_outbox_message_target_created", "target_id", "created_at"),
+        # What the retention prunes ended messages by (outbox/retention.py).
+        Index("ix_outbox_message_finished_at", "finished_at"),
     )
 
 

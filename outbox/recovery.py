@@ -39,6 +39,16 @@ def recover_since(target: Target, since: datetime) -> int:
     return len(ids)
 
 
+def pruned_since(target: Target, since: datetime) -> datetime | None:
+    """Up to when the target's dead or expired messages created since `since` were
+    deleted by the retention (outbox/retention.py), if any were: a recovery from
+    `since` cannot bring those back and must say so."""
+    pruned_before = target.pruned_before
+    if pruned_before is None or pruned_before < since:
+        return None
+    return pruned_before
+
+
 def _reopen(target: Target, message_ids: list[int]) -> None:
     if not message_ids:
         return

@@ -1,7 +1,8 @@
 """The sweeper: every few seconds, from the database alone, nudge every target
 with due or lease-expired messages (so a flushed or restarted Redis loses
-nothing), close messages older than the retention window, and drop per-minute
-activity counters the charts no longer show."""
+nothing), close messages older than the retention window, drop per-minute
+activity counters the charts no longer show, and delete rows past their
+retention (outbox/retention.py)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from outbox.activity import prune_activity
 from outbox.claims import lock_targets, rows_changed
 from outbox.models import HELD, OPEN_STATUSES, MessageStatus, OutboxMessage, Target
 from outbox.queues import nudge, queue_for
+from outbox.retention import prune
 
 
 def close_old_messages(now: Any) -> int:
@@ -93,7 +95,8 @@ def release_expired_claims(now: Any) -> int:
 
 def sweep() -> dict[str, int]:
     """RQ job (run by `rq cron`): close old messages, hand back expired claims,
-    drop old activity counters, then nudge due targets."""
+    drop old activity counters, nudge due targets, then delete rows past their
+    retention (outbox/retention.py) for at most FLEETHOOK_PRUNE_SECONDS."""
     now = utcnow()
     closed = close_old_messages(now)
     release_expired_claims(now)
@@ -103,4 +106,6 @@ def sweep() -> dict[str, int]:
         # Still owned though past its expiry: the drain holding it died.
         drain_died = target.drain_owner is not None
         nudge(target.id, queue_for(target), replace_stale=True, drain_died=drain_died)
-    return {"closed": closed, "nudged": len(targets)}
+    # Last, so a long catch-up never delays the nudges.
+    pruned = prune(now)
+    return {"closed": closed, "nudged": len(targets), "pruned": sum(pruned.values())}

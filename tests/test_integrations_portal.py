@@ -321,6 +321,25 @@ def test_connect_with_salesforce_checks_the_state(admin, client, salesforce):
     assert tokens and not any(token in page or token in api for token in tokens)
 
 
+def test_salesforce_sign_in_is_refused_past_the_integrations_quota(admin, client, salesforce):
+    from urllib.parse import parse_qs, urlsplit
+
+    from accounts.models import AccountQuota
+
+    start = client.get("/integrations/servicemax/connect")  # sent to Salesforce: room left
+    query = {k: v[0] for k, v in parse_qs(urlsplit(start.headers["Location"]).query).items()}
+    # Meanwhile the operator sets the account's limit to what it has: none.
+    db.session.add(AccountQuota(account_id=admin.account_id, integrations=0))
+    db.session.commit()
+    code = salesforce.issue_code(query["redirect_uri"])
+    done = client.get(f"/integrations/servicemax/callback?code={code}&state={query['state']}")
+    assert done.status_code == 302 and integrations() == []
+    refused = client.get("/integrations/servicemax/connect")  # not sent to Salesforce at all
+    assert refused.headers["Location"].endswith("/webhooks/")
+    page = client.get(refused.headers["Location"]).get_data(as_text=True)
+    assert "Your account may have 0 integrations, and has 0" in page
+
+
 def test_signing_in_to_salesforce_again_renews_the_tokens(admin, client, salesforce):
     from urllib.parse import parse_qs, urlsplit
 

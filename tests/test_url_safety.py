@@ -168,8 +168,7 @@ def test_local_network_mode_says_why_an_address_is_still_refused(address: str, w
     ]
     resolver = StubResolver({"meta.example.com": ["127.0.0.1", address]})
     assert url_problems("http://meta.example.com/", True, resolver) == [
-        f"meta.example.com resolves to {ipaddress.ip_address(address)}, {words}; "
-        "webhooks never go there."
+        f"meta.example.com resolves to {words}; webhooks never go there."
     ]
 
 
@@ -233,8 +232,9 @@ def test_local_names_are_accepted_when_local_networks_are_allowed(name: str) -> 
 def test_a_name_resolving_to_a_private_address_is_rejected() -> None:
     resolver = StubResolver({"hooks.example.com": ["10.0.0.7"]})
     problems = url_problems("https://hooks.example.com/hook", False, resolver)
-    assert len(problems) == 1
-    assert "10.0.0.7" in problems[0]
+    assert problems == [
+        "hooks.example.com resolves to a private, local or reserved address: not a public address."
+    ]  # the address itself is never told (a tenant would map internal DNS with it)
     assert resolver.calls == ["hooks.example.com"]
 
 
@@ -253,8 +253,8 @@ def test_a_name_with_one_private_record_among_public_ones_is_rejected() -> None:
     resolver = StubResolver({"hooks.example.com": [PUBLIC_V4, "127.0.0.1"]})
     problems = url_problems("https://hooks.example.com/hook", False, resolver)
     assert len(problems) == 1
-    assert "127.0.0.1" in problems[0]
-    assert PUBLIC_V4 not in problems[0]
+    assert "resolves to a private, local or reserved address" in problems[0]
+    assert "127.0.0.1" not in problems[0] and PUBLIC_V4 not in problems[0]
 
 
 @pytest.mark.parametrize("address", ["::1", "::ffff:10.0.0.1", "fd00:ec2::254", "169.254.169.254"])
@@ -262,7 +262,8 @@ def test_a_name_resolving_to_any_non_public_address_is_rejected(address: str) ->
     resolver = StubResolver({"hooks.example.com": [address]})
     problems = url_problems("https://hooks.example.com/hook", False, resolver)
     assert problems
-    assert address in problems[0]
+    assert "resolves to a private, local or reserved address" in problems[0]
+    assert address not in problems[0]
 
 
 def test_a_name_that_does_not_resolve_is_rejected() -> None:

@@ -202,7 +202,7 @@ def test_a_members_token_reads_but_cannot_change(app, client):
     assert create(client, member_headers).status_code == 403
     assert client.patch(path, json={"name": "x"}, headers=member_headers).status_code == 403
     assert client.delete(path, headers=member_headers).status_code == 403
-    for action in ("pause", "resume", "rotate-secret"):
+    for action in ("pause", "resume", "rotate-secret", "expire-previous-secret"):
         assert client.post(f"{path}/{action}", headers=member_headers).status_code == 403
     assert db.session.query(Webhook).count() == 1
 
@@ -215,7 +215,7 @@ def test_another_accounts_webhook_is_404_and_untouched(app, client):
     path = f"/api/v1/webhooks/{theirs['id']}"
     assert client.get(path, headers=mine).status_code == 404
     assert client.patch(path, json={"name": "x"}, headers=mine).status_code == 404
-    for action in ("pause", "resume", "rotate-secret"):
+    for action in ("pause", "resume", "rotate-secret", "expire-previous-secret"):
         assert client.post(f"{path}/{action}", headers=mine).status_code == 404
     assert client.delete(path, headers=mine).status_code == 404
     listed = client.get("/api/v1/webhooks", headers=mine).json["webhooks"]

@@ -22,12 +22,19 @@ from encryption import mask
 from errors import ValidationError, validation_problem
 from extensions import db
 from outbox.models import OPEN_STATUSES, MessageStatus, OutboxMessage
-from outbox.recovery import find_message, recover_since, redeliver, target_messages
+from outbox.recovery import (
+    find_message,
+    pruned_since,
+    recover_since,
+    redeliver,
+    target_messages,
+)
 from webhooks.events import EVENT_TYPES, EventType, example_event
 from webhooks.lifecycle import (
     account_webhooks,
     create_webhook,
     delete_webhook,
+    expire_previous_secret,
     get_account_webhook,
     pause_webhook,
     resume_webhook,
@@ -139,14 +146,15 @@ def get(webhook_id: int) -> Response:
 @bp.patch("/webhooks/<int:webhook_id>")
 @admin_only
 def patch(webhook_id: int) -> Response:
-    """Change some fields of a webhook; the others stay."""
+    """Change some fields of a webhook; the others stay. `warnings` says what else
+    changed with them (a custom header removed by a move to another host)."""
     webhook = _own_webhook(webhook_id)
     try:
-        update_webhook(webhook, json_object())
+        warnings = update_webhook(webhook, json_object())
     except ValidationError as error:
         return validation_problem(error.errors)
     db.session.commit()
-    return jsonify(webhook_json(webhook))
+    return jsonify({**webhook_json(webhook), "warnings": warnings})
 
 
 @bp.delete("/webhooks/<int:webhook_id>")
@@ -186,6 +194,17 @@ def rotate(webhook_id: int) -> Response:
     secret = rotate_secret(webhook)
     db.session.commit()
     return jsonify({**webhook_json(webhook), "secret": secret})
+
+
+@bp.post("/webhooks/<int:webhook_id>/expire-previous-secret")
+@admin_only
+def expire_previous(webhook_id: int) -> Response:
+    """End a rotation's overlap now: only the current secret signs from here on."""
+    webhook = _own_webhook(webhook_id)
+    if not expire_previous_secret(webhook):
+        raise ApiProblem(409, "Conflict", "No previous secret is signing: rotate the secret first.")
+    db.session.commit()
+    return jsonify(webhook_json(webhook))
 
 
 def message_json(message: OutboxMessage, full: bool = False) -> dict[str, Any]:
@@ -285,4 +304,13 @@ def recover(webhook_id: int) -> tuple[Response, int]:
         return validation_problem({"since": ["An RFC 3339 time, e.g. 2026-05-14T00:00:00Z."]}), 422
     count = recover_since(webhook, since)
     db.session.commit()
-    return jsonify({"recovered": count}), 202
+    answer: dict[str, Any] = {"recovered": count}
+    pruned_before = pruned_since(webhook, since)
+    if pruned_before is not None:
+        # The retention deleted some of the window's messages: say so, not just 0.
+        answer["pruned_before"] = iso_time(pruned_before)
+        answer["detail"] = (
+            "Dead or expired messages created up to pruned_before were deleted after "
+            "the retention window (FLEETHOOK_KEEP_ENDED_DAYS) and cannot be recovered."
+        )
+    return jsonify(answer), 202

@@ -9,12 +9,14 @@ from collections.abc import Mapping
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 from email_validator import EmailNotValidError, validate_email
 from flask import current_app
 from sqlalchemy import select
 
 from accounts.audit import HIDDEN, record
+from accounts.quotas import check_room
 from database import utcnow
 from errors import ValidationError
 from extensions import db
@@ -51,6 +53,12 @@ LATEST_WINS_EVENT_TYPES = ("location", "heartbeat")
 MAX_GROUP_LENGTH = 60  # as Vehicle.group_name
 # How long a rotated-out secret keeps signing beside the new one.
 SECRET_OVERLAP = timedelta(hours=24)
+# What a webhook's URL may change without its custom header going: the origin.
+DEFAULT_PORTS = {"http": 80, "https": 443}
+HEADER_CLEARED = (
+    "The URL now points at another host, so its custom header was removed: the value "
+    "was a credential for the old host. Re-enter it if the new host needs it."
+)
 # An HTTP field name is a "token" (RFC 9110, section 5.1).
 _HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 
@@ -340,6 +348,7 @@ def _audit_details(cleaned: Mapping[str, Any]) -> dict[str, Any]:
 
 def create_webhook(account_id: int, values: Mapping[str, Any]) -> tuple[Webhook, str]:
     """A new, active webhook and its signing secret (shown once, stored encrypted)."""
+    check_room(account_id, "webhooks", Webhook)
     cleaned = clean_fields(values)
     secret = new_secret()
     webhook = Webhook(
@@ -351,11 +360,37 @@ def create_webhook(account_id: int, values: Mapping[str, Any]) -> tuple[Webhook,
     return webhook, secret
 
 
-def update_webhook(webhook: Webhook, values: Mapping[str, Any]) -> None:
+def url_origin(url: str) -> tuple[str, str, int | None]:
+    """Scheme, host and port of a URL (the scheme's own port when none is written):
+    where a request with the webhook's custom header ends up."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port
+    except ValueError:  # a checked URL has none this bad; compare it as unknown
+        port = None
+    return scheme, (parts.hostname or "").lower(), port or DEFAULT_PORTS.get(scheme)
+
+
+def update_webhook(webhook: Webhook, values: Mapping[str, Any]) -> list[str]:
     """Change the fields given; the audit log gets those whose value changed. A
     webhook the engine stopped on a setting it could not send (needs attention)
-    is active again: the person has fixed it, and its backlog goes out."""
+    is active again: the person has fixed it, and its backlog goes out.
+
+    A new URL of another origin (scheme, host or port) removes the custom header
+    unless the same change gives it again: otherwise whoever may edit the URL could
+    point it at their own host and receive the stored credential. Returns what the
+    person should know (that removal), for the portal and the API to say."""
     cleaned = clean_fields(values, current=webhook)
+    notes = []
+    if (
+        "url" in cleaned
+        and "custom_header" not in cleaned
+        and webhook.custom_header_name is not None
+        and url_origin(cleaned["url"]) != url_origin(webhook.url)
+    ):
+        cleaned["custom_header"] = None
+        notes.append(HEADER_CLEARED)
     changed = {k: v for k, v in cleaned.items() if v != _stored_value(webhook, k)}
     _apply(webhook, cleaned)
     if needs_fixing(webhook):
@@ -363,6 +398,7 @@ def update_webhook(webhook: Webhook, values: Mapping[str, Any]) -> None:
         changed["status"] = webhook.status
     if changed:
         record(webhook.account_id, "webhook.updated", webhook, _audit_details(changed))
+    return notes
 
 
 def pause_webhook(webhook: Webhook) -> None:
@@ -386,6 +422,18 @@ def rotate_secret(webhook: Webhook, now: datetime | None = None) -> str:
     webhook.signing_secret = new_secret()
     record(webhook.account_id, "webhook.secret_rotated", webhook)
     return webhook.signing_secret
+
+
+def expire_previous_secret(webhook: Webhook, now: datetime | None = None) -> bool:
+    """Stop the rotated-out secret signing now, before its overlap ends (it leaked,
+    or every receiver has switched): the next attempt carries only the current
+    signature. The old secret is dropped, not kept. False when none is signing."""
+    if len(signing_secrets(webhook, now)) < 2:
+        return False
+    webhook.previous_signing_secret = None
+    webhook.previous_secret_expires_at = None
+    record(webhook.account_id, "webhook.previous_secret_expired", webhook)
+    return True
 
 
 def signing_secrets(webhook: Webhook, now: datetime | None = None) -> list[str]:

@@ -3,6 +3,9 @@ resolves only to, public addresses — in every spelling of an address — or, w
 the operator allows local networks (FLEETHOOK_ALLOW_LOCAL_NETWORK), also loopback
 and private ones, but never link-local or metadata addresses.
 
+A refusal names the host and the kind of address, never an address the name
+resolved to: that would tell a tenant what the operator's internal names point at.
+
 This is the check at save time; the outbound session (outbox/http.py) checks again
 at connect time, with the same rule (outbox/addresses.py), every address the name
 resolves to then, and connects to one of those it checked."""
@@ -111,9 +114,10 @@ def url_problems(
         return [f"{host} does not resolve; check the name."]
     if not addresses:
         return [f"{host} does not resolve; check the name."]
-    private = [a for a in addresses if not allowed(ipaddress.ip_address(a))]
-    if private:
-        return [f"{host} resolves to {', '.join(private)}, which is not a public address."]
+    if any(not allowed(ipaddress.ip_address(a)) for a in addresses):
+        # Never which address: the answer would map the operator's internal DNS
+        # for whoever asks (a name per request, one address disclosed per answer).
+        return [f"{host} resolves to a private, local or reserved address: not a public address."]
     return []
 
 
@@ -134,8 +138,8 @@ def _local_network_problems(
         return []
     refused = [a for a in addresses if not allowed(a)]
     if refused:
-        kind = why_not_local(refused[0])
-        return [f"{host} resolves to {refused[0]}, {kind}; webhooks never go there."]
+        # The kind of address, never the address itself (see url_problems).
+        return [f"{host} resolves to {why_not_local(refused[0])}; webhooks never go there."]
     return []
 
 

@@ -22,6 +22,7 @@ from outbox.activity import account_activity, target_activity
 from outbox.models import MessageStatus
 from outbox.recovery import (
     find_message,
+    pruned_since,
     recover_since,
     redeliver,
     status_counts,
@@ -42,6 +43,7 @@ from webhooks.lifecycle import (
     account_webhooks,
     create_webhook,
     delete_webhook,
+    expire_previous_secret,
     get_account_webhook,
     pause_webhook,
     resume_webhook,
@@ -273,11 +275,20 @@ def update(webhook_id: int) -> ResponseReturnValue:
     event_type = EVENT_TYPES[webhook.event_type]
     values = form.values(event_type, editing=True, has_header=bool(webhook.custom_header_name))
     try:
-        update_webhook(webhook, values)
+        warnings = update_webhook(webhook, values)
     except ValidationError as error:
         show_errors(form, error)
         return _form_dialog(form, event_type, webhook, status=422)
     db.session.commit()
+    if warnings:
+        # Worth a full page load (htmx follows HX-Redirect), where the warning shows.
+        flash(f"Webhook {webhook.id} saved.", "success")
+        for warning in warnings:
+            flash(warning, "warning")
+        target = url_for("webhooks.manager")
+        if is_htmx_request():
+            return Response(status=204, headers={"HX-Redirect": target})
+        return redirect(target)
     return _after_change(f"Webhook {webhook.id} saved.")
 
 
@@ -327,6 +338,19 @@ def rotate(webhook_id: int) -> Response:
         secret=secret,
         rotated=True,
     )
+
+
+@bp.post("/<int:webhook_id>/expire-previous-secret")
+@admin_required
+def expire_previous(webhook_id: int) -> ResponseReturnValue:
+    """End a rotation's overlap now: only the current secret signs from here on."""
+    webhook = _own_webhook(webhook_id)
+    if expire_previous_secret(webhook):
+        db.session.commit()
+        flash("The previous secret no longer signs: only the current one does.", "success")
+    else:
+        flash("No previous secret is signing: nothing to expire.", "info")
+    return redirect(url_for("webhooks.detail", webhook_id=webhook.id))
 
 
 @bp.get("/<int:webhook_id>/delete")
@@ -431,7 +455,15 @@ def recover(webhook_id: int) -> ResponseReturnValue:
     if not form.validate_on_submit():
         flash("Choose a date and time (UTC) to recover from.", "error")
         return redirect(url_for("webhooks.detail", webhook_id=webhook.id))
-    count = recover_since(webhook, form.since.data.replace(tzinfo=UTC))
+    since = form.since.data.replace(tzinfo=UTC)
+    count = recover_since(webhook, since)
     db.session.commit()
     flash(f"{count} dead or expired messages queued again.", "success")
+    pruned_before = pruned_since(webhook, since)
+    if pruned_before is not None:
+        flash(
+            f"Dead or expired messages created up to {pruned_before:%Y-%m-%d %H:%M} UTC were "
+            "deleted after the retention window and cannot be recovered.",
+            "info",
+        )
     return redirect(url_for("webhooks.detail", webhook_id=webhook.id))
