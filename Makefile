@@ -31,6 +31,9 @@ lock: $(VENV)/.dev-installed
 	  --python-version 3.11 --extra embedded -o requirements/run.lock
 	$(BIN)/uv pip compile pyproject.toml --quiet --universal --generate-hashes \
 	  --python-version 3.11 --extra embedded --extra dev -o requirements/dev.lock
+	$(BIN)/uv pip compile pyproject.toml --quiet --universal --generate-hashes \
+	  --python-version 3.11 --extra embedded --extra dev --extra mutants \
+	  -o requirements/mutants.lock
 
 assets: $(VENV)/.run-installed
 	$(BIN)/python devstack.py assets
@@ -62,9 +65,16 @@ lint: $(VENV)/.dev-installed
 # ./mutants/ (config: [tool.mutmut] in pyproject.toml); of drain.py only the fencing.
 MUTANTS ?= outbox.claims.* outbox.fanout.* outbox.drain.x_record_results* \
   outbox.addresses.* webhooks.url_safety.*
-mutants: $(VENV)/.dev-installed
-	$(BIN)/mutmut run --max-children 2 $(foreach m,$(MUTANTS),'$(m)')
-	$(BIN)/mutmut results | grep -v ': not checked$$' || true
+MUTANTS_VENV := .venv-mutants
+$(MUTANTS_VENV)/.installed: requirements/mutants.lock
+	$(PYTHON) -m venv $(MUTANTS_VENV)
+	$(MUTANTS_VENV)/bin/python -m pip install --quiet --require-hashes -r requirements/mutants.lock
+	$(MUTANTS_VENV)/bin/python -m pip install --quiet --no-deps -e .
+	touch $@
+
+mutants: $(MUTANTS_VENV)/.installed assets
+	$(MUTANTS_VENV)/bin/mutmut run --max-children 2 $(foreach m,$(MUTANTS),'$(m)')
+	$(MUTANTS_VENV)/bin/mutmut results | grep -v ': not checked$$' || true
 
 clean:
-	rm -rf $(VENV) static/vendor .cache .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(MUTANTS_VENV) mutants static/vendor .cache .pytest_cache .mypy_cache .ruff_cache

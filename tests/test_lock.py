@@ -20,6 +20,10 @@ LOCKS = {
     "dev.lock": PROJECT["dependencies"]
     + PROJECT["optional-dependencies"]["embedded"]
     + PROJECT["optional-dependencies"]["dev"],
+    "mutants.lock": PROJECT["dependencies"]
+    + PROJECT["optional-dependencies"]["embedded"]
+    + PROJECT["optional-dependencies"]["dev"]
+    + PROJECT["optional-dependencies"]["mutants"],
 }
 
 
