@@ -1,6 +1,7 @@
 """BENCHMARKS.md from a full run's JSON: the machine, the ceiling, and one table per
 scenario for each engine, beside the targets of issues 7 and 14; then the
-integrations' run (bench/providers.py) when its providers.json lies beside it.
+integrations' run (bench/providers.py) and the storage run (bench/storage.py,
+bench/partitions.py) when their results lie beside it.
 
     .venv/bin/python bench/report.py bench/results/full.json > BENCHMARKS.md
 """
@@ -299,10 +300,132 @@ def render_providers(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+STORAGE_METHOD = """
+## Storage: the database stops growing (bench/storage.py, issue 17)
+
+Trucks report a position every 30 s on a fast clock through the real ingest (one
+request a simulated minute with every truck's reports of that minute), driving a loop
+through a landmark once an hour; a Location and a Landmark Change webhook are delivered
+by the real drain over loopback HTTP. A separate process plays the sweeper, as `rq cron`
+does in production: every 5 real seconds it runs the retention (`outbox/retention.py`)
+at the simulated time. Every window is 7 days; sizes are taken at day 7 (full, nothing
+pruned yet) and day 14. On PostgreSQL the pruned tables get a plain VACUUM every 3
+simulated hours (autovacuum's work at the `autovacuum_vacuum_scale_factor` of 0.02 the
+migration sets: at the default 0.2 the ratio was 1.20). 1,000 trucks for 14 days is
+40 M reports, beyond one session here: the scale measured is in the table, and
+`--trucks 1000` runs the full one. "Blocked" is, for each ingest request that overlapped
+a prune, its time over the median of same-size requests outside prunes — for the whole
+request (which also holds the CPU the pruner takes on two shared cores: an upper bound)
+and for its database statements only (where a wait for a lock is spent).
+"""
+
+STORAGE_CHOICE = """
+Chosen: DELETE in batches, on both engines. Dropping partitions is faster and returns
+space at once, but the batched DELETE keeps concurrent inserts fast, its space is reused
+after vacuum (the storage run's ratio), and partitioning would mean a primary key of
+(id, time), a job creating each day's partition ahead (a missing one fails the ingest),
+a schema SQLite cannot have, and help for reports only: messages and attempts are pruned
+by when they ended, not by when they were created.
+"""
+
+
+def _mb(value: float) -> str:
+    return f"{value / 1e6:,.1f} MB"
+
+
+def render_storage(engines: dict[str, dict[str, Any]], partitions: dict[str, Any] | None) -> str:
+    """The storage run per engine, then DELETE against daily partitions."""
+    columns = list(engines)
+
+    def row(title: str, value: Any) -> str:
+        return f"| {title} | " + " | ".join(value(engines[name]) for name in columns) + " |"
+
+    def size(results: dict[str, Any], day: str) -> str:
+        sizes = results["sizes_by_day"][day]
+        if "used_page_bytes" in sizes:
+            return f"{_mb(sizes['file_bytes'])} file + {_mb(sizes['wal_bytes'])} WAL"
+        return _mb(sizes["database_bytes"])
+
+    def ratio(results: dict[str, Any]) -> str:
+        ratios = results["size_ratio"]
+        main = ratios.get("used_page_bytes", ratios["database_bytes"])
+        return f"**{main:.3f}**" + (" (pages in use)" if "used_page_bytes" in ratios else "")
+
+    def per_report(results: dict[str, Any]) -> str:
+        if results["bytes_per_report"] is None:
+            return f"{results['bytes_per_report_all_in']:,.0f} with its message and attempt"
+        return f"{results['bytes_per_report']:,.0f}"
+
+    def latency(key: str) -> Any:
+        return lambda r: f"{r[key]['p50']:.0f} / {r[key]['p99']:.0f} ms ({r[key]['requests']:,})"
+
+    def blocked(results: dict[str, Any]) -> str:
+        b = results["blocked_ms"]
+        return f"**{b['p99']:.0f} ms** whole request; **{b['statements_p99']:.0f} ms** statements"
+
+    lines = [
+        STORAGE_METHOD,
+        "| | " + " | ".join(columns) + " |",
+        "|---|" + "---|" * len(columns),
+        row("scale", lambda r: f"{r['scale']['trucks']} trucks × {r['scale']['days']} days, "
+            f"{r['scale']['reports']:,} reports"),
+        row("day 7", lambda r: size(r, "7")),
+        row("day 14", lambda r: size(r, "14")),
+        row("**ratio day 14 / day 7** (target ≤ 1.1)", ratio),
+        row("bytes a report", per_report),
+        row("bytes a message (with its attempt)",
+            lambda r: "—" if r["bytes_per_message"] is None else f"{r['bytes_per_message']:,.0f}"),
+        row("1,000 trucks, extrapolated",
+            lambda r: f"{r['extrapolated_1000_trucks']['bytes_a_day'] / 1e9:.1f} GB a day"),
+        row("ingest p50 / p99 during prunes", latency("ingest_ms_during_prunes")),
+        row("ingest p50 / p99 outside prunes", latency("ingest_ms_outside_prunes")),
+        row("**blocked by a prune, p99** (target ≤ 100 ms)", blocked),
+        row("load average during the run (median)",
+            lambda r: f"{r['load_average_1min']['median']:.1f}"),
+    ]  # fmt: skip
+    if partitions:
+        delete, drop = partitions["delete_in_batches"], partitions["drop_partition"]
+        scale = partitions["scale"]
+        lines += [
+            "",
+            f"### DELETE in batches against daily partitions (PostgreSQL, bench/partitions.py: "
+            f"{scale['rows_a_day']:,} rows a day, one day pruned)",
+            "",
+            "| | DELETE in batches | DETACH + DROP the day's partition |",
+            "|---|---|---|",
+            f"| prune time | {delete['prune_seconds']:.2f} s | {drop['prune_seconds']:.2f} s |",
+            "| concurrent inserts p99 during / without a prune | "
+            f"{delete['insert_ms_during_prune']['p99']:.0f} / "
+            f"{delete['insert_ms_baseline']['p99']:.0f} ms | "
+            f"{drop['insert_ms_during_prune']['p99']:.0f} / "
+            f"{drop['insert_ms_baseline']['p99']:.0f} ms |",
+            f"| size before → after the prune and a VACUUM | {_mb(delete['bytes_before'])} → "
+            f"{_mb(delete['bytes_after_vacuum'])} | {_mb(drop['bytes_before'])} → "
+            f"{_mb(drop['bytes_after_vacuum'])} |",
+            f"| after the next day's rows | {_mb(delete['bytes_after_next_day'])} | "
+            f"{_mb(drop['bytes_after_next_day'])} |",
+            STORAGE_CHOICE,
+        ]
+    return "\n".join(lines) + "\n"
+
+
 if __name__ == "__main__":
     full = Path(sys.argv[1])
     report = render(json.loads(full.read_text()))
     providers = full.parent / "providers.json"
     if providers.exists():
         report += render_providers(json.loads(providers.read_text()))
+    storage = {
+        engine: json.loads(path.read_text())
+        for engine, path in (
+            ("SQLite", full.parent / "storage-sqlite.json"),
+            ("PostgreSQL", full.parent / "storage-postgresql.json"),
+        )
+        if path.exists()
+    }
+    if storage:
+        partitions = full.parent / "partitions.json"
+        report += render_storage(
+            storage, json.loads(partitions.read_text()) if partitions.exists() else None
+        )
     print(report, end="")
