@@ -4,6 +4,7 @@ the test's docstring)."""
 
 from __future__ import annotations
 
+import ipaddress
 from datetime import timedelta
 
 import pytest
@@ -11,13 +12,21 @@ from sqlalchemy import select, update
 
 from database import utcnow
 from extensions import db
-from outbox.claims import claim_due_messages, release_messages
+from outbox.claims import (
+    _take,
+    acquire_drains,
+    claim_due_messages,
+    release_drains,
+    release_messages,
+)
+from outbox.drain import drain_target
 from outbox.fanout import account_targets, fan_out
-from outbox.models import OutboxMessage
+from outbox.models import OutboxMessage, Target
 from tests.conftest import make_user
 from webhooks.events import EVENT_TYPES, EXAMPLE_VEHICLE, DetectedEvent
 from webhooks.lifecycle import create_webhook
-from webhooks.url_safety import is_plain_http
+from webhooks.models import Webhook
+from webhooks.url_safety import is_plain_http, url_problems
 
 pytestmark = pytest.mark.app_config(FLEETHOOK_ALLOW_LOCAL_NETWORK=True)
 
@@ -36,6 +45,12 @@ def one_claimed_message(receiver) -> OutboxMessage:
     db.session.commit()
     (claimed,) = claim_due_messages(webhook.id, "worker-a", utcnow(), 10)
     return claimed
+
+
+def messages_of(target_id: int) -> list[OutboxMessage]:
+    db.session.expire_all()
+    query = select(OutboxMessage).where(OutboxMessage.target_id == target_id)
+    return list(db.session.scalars(query.order_by(OutboxMessage.sequence)))
 
 
 def message_of(target_id: int) -> OutboxMessage:
@@ -84,3 +99,108 @@ def test_an_unparsable_plain_http_url_gets_the_warning(url: str) -> None:
     """is_plain_http on a URL urlsplit refuses (x_is_plain_http__mutmut_11): when in
     doubt the form warns that events would cross networks unencrypted."""
     assert is_plain_http(url) is True
+
+
+def test_a_claim_that_loses_part_of_a_run_keeps_its_head_and_hands_back_the_rest(app, receiver):
+    """_take, the UPDATE that decides who won (x__take__mutmut_17, _26, _29, _31-33):
+    a message another drain claimed between this drain's read and its UPDATE stays
+    that drain's; of the run, this drain keeps the unbroken part before it and
+    hands back the messages after it, which would otherwise go out of order."""
+    first = one_claimed_message(receiver)
+    target_id = first.target_id
+    release_messages([first.id], "worker-a")
+    account_id = db.session.get(Webhook, target_id).account_id
+    fan_out(
+        [DetectedEvent(EVENT_TYPES["location"], utcnow(), EXAMPLE_VEHICLE) for _ in range(2)],
+        account_targets(account_id),
+    )
+    db.session.commit()
+    ids = [m.id for m in messages_of(target_id)]
+    # Another drain claimed the second message meanwhile, with a live lease.
+    db.session.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.id == ids[1])
+        .values(
+            status="sending",
+            lease_owner="worker-a",
+            lease_expires_at=utcnow() + timedelta(minutes=1),
+        )
+    )
+    db.session.commit()
+
+    taken = _take([ids], "worker-b", utcnow())
+
+    assert [[m.id for m in run] for run in taken] == [ids[:1]]
+    states = [(m.status, m.lease_owner) for m in messages_of(target_id)]
+    assert states == [("sending", "worker-b"), ("sending", "worker-a"), ("pending", None)]
+
+
+def test_a_delivered_message_holds_no_lease(app, receiver):
+    """record_results clears the lease of what it delivers (x_record_results__mutmut_35):
+    only a message being sent holds one, which is what lets a claim re-check a row
+    by its lease alone."""
+    claimed = one_claimed_message(receiver)
+    release_messages([claimed.id], "worker-a")
+
+    drain_target(claimed.target_id)
+
+    message = message_of(claimed.target_id)
+    assert (message.status, message.lease_owner, message.lease_expires_at) == (
+        "delivered",
+        None,
+        None,
+    )
+
+
+def test_an_allowed_network_opens_only_itself() -> None:
+    """may_connect with FLEETHOOK_ALLOWED_NETWORKS (x_may_connect__mutmut_9): an
+    address inside an allowed network is accepted, one outside it still refused."""
+    allowed = [ipaddress.ip_network("10.0.0.0/8")]
+    assert url_problems("http://10.1.2.3/hook", False, allowed_networks=allowed) == []
+    assert url_problems("http://192.168.1.5/hook", False, allowed_networks=allowed) == [
+        "192.168.1.5 is not a public address; webhooks go to the internet."
+    ]
+
+
+def test_a_drain_releases_only_its_own_lease_on_the_targets_it_names(app, receiver):
+    """release_drains' conditions (x_release_drains__mutmut_10, _11): releasing one
+    target leaves this drain's other targets held, and a drain whose lease another
+    drain took over frees nothing, or two drains would send to one target at once."""
+    account_id = make_user().account_id
+    first, second = (
+        create_webhook(
+            account_id, {"event_type": "location", "name": name, "url": receiver.url("/ok")}
+        )[0]
+        for name in ("First", "Second")
+    )
+    db.session.commit()
+    now = utcnow()
+    assert acquire_drains({first.id: 0, second.id: 0}, "worker-a", now) == {first.id, second.id}
+    db.session.commit()
+    # worker-a's lease on the second target ran out and worker-b took it over.
+    db.session.execute(
+        update(Target)
+        .where(Target.id == second.id)
+        .values(drain_owner="worker-b", drain_expires_at=now + timedelta(minutes=1))
+    )
+    db.session.commit()
+
+    release_drains([second.id], "worker-a")
+    release_drains([first.id], "worker-b")
+
+    db.session.expire_all()
+    owners = [db.session.get(Target, t.id).drain_owner for t in (first, second)]
+    assert owners == ["worker-a", "worker-b"]
+
+
+def test_a_finished_drain_leaves_nothing_in_flight(app, receiver):
+    """release_drains resets the in-flight count the grid shows
+    (x_release_drains__mutmut_15): after the drain, no request is in flight."""
+    claimed = one_claimed_message(receiver)
+    release_messages([claimed.id], "worker-a")
+
+    drain_target(claimed.target_id)
+
+    db.session.expire_all()
+    target = db.session.get(Target, claimed.target_id)
+    assert (target.drain_owner, target.in_flight) == (None, 0)
