@@ -368,7 +368,7 @@ def render_storage(engines: dict[str, dict[str, Any]], partitions: dict[str, Any
         "| | " + " | ".join(columns) + " |",
         "|---|" + "---|" * len(columns),
         row("scale", lambda r: f"{r['scale']['trucks']} trucks × {r['scale']['days']} days, "
-            f"{r['scale']['reports']:,} reports"),
+            f"{r['scale']['reports']:,} reports; prune batch {r['scale']['prune_batch']:,}"),
         row("day 7", lambda r: size(r, "7")),
         row("day 14", lambda r: size(r, "14")),
         row("**ratio day 14 / day 7** (target ≤ 1.1)", ratio),

@@ -381,6 +381,7 @@ def simulate(
     figures = _figures(engine, trucks, days, window, sweep_seconds, elapsed, sizes,
                        measure_days, latencies, sweeper, messages_made, stats)  # fmt: skip
     figures["scale"].update(
+        prune_batch=system.app.config["FLEETHOOK_PRUNE_BATCH"],
         request_minutes=request_minutes,
         drain_minutes=drain_minutes,
         reports_a_request=trucks * request_minutes * 60 // REPORT_SECONDS,
