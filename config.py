@@ -280,7 +280,8 @@ def load_config(environ: Mapping[str, str], instance_path: str) -> dict[str, Any
         },
         # Rows one pruning statement deletes, and the seconds one sweep prunes for.
         # 500: on SQLite a batch holds the write lock while it deletes; at 2,000 the
-        # ingest waited up to 88 ms (p99) for it, at 500 37 ms (bench/storage.py).
+        # ingest waited up to 88 ms (p99) for it, at 500 37 ms (bench/storage.py; two
+        # runs, the second on a less loaded machine).
         "FLEETHOOK_PRUNE_BATCH": int(_number(environ, "FLEETHOOK_PRUNE_BATCH", 500)),
         "FLEETHOOK_PRUNE_SECONDS": _number(environ, "FLEETHOOK_PRUNE_SECONDS", 2),
         "FLEETHOOK_CONNECT_TIMEOUT": connect_timeout,
