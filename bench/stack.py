@@ -286,6 +286,18 @@ def stack(
         "FLEETHOOK_REDIS_NAMESPACE": NAMESPACE,
         "FLEETHOOK_ALLOW_LOCAL_NETWORK": "1",
         "FLEETHOOK_QUEUE_DEPTH_CAP": "10000000",
+        # The benchmarks measure the engine, not the tenant limits: hundreds of
+        # webhooks in one account, and days of telemetry sent in minutes.
+        **{
+            f"FLEETHOOK_QUOTA_{name}": "1000000000"
+            for name in (
+                "REPORTS_PER_SECOND",
+                "REPORTS_BURST",
+                "WEBHOOKS",
+                "INTEGRATIONS",
+                "PENDING_MESSAGES",
+            )
+        },
         "PYTHONPATH": str(ROOT),
         **(settings or {}),
     }

@@ -284,9 +284,6 @@ def simulate(
     """One run on `engine`; the figures as a dict."""
     settings = {f"FLEETHOOK_KEEP_{kind}_DAYS": str(window)
                 for kind in ("REPORTS", "DELIVERED", "ENDED", "ASSIGNMENTS")}  # fmt: skip
-    # The fast clock sends days in minutes: a quota counted in real seconds would refuse it.
-    settings.update(FLEETHOOK_QUOTA_REPORTS_PER_SECOND="1000000000",
-                    FLEETHOOK_QUOTA_REPORTS_BURST="1000000000")  # fmt: skip
     with (
         stack(engine, postgresql_url, settings) as system,
         Receiver(dict.fromkeys(PATHS, "ok")) as receiver,
