@@ -125,10 +125,15 @@ def json_object() -> dict[str, Any]:
     where = unstorable_text(body)
     if where is not None:
         raise HTTPException(
-            response=validation_problem({where: [
-                "Text may not hold NUL characters (\\u0000) or unpaired surrogates "
-                "(\\ud800–\\udfff)."]})
-        )  # fmt: skip
+            response=validation_problem(
+                {
+                    where: [
+                        "Text may not hold NUL characters (\\u0000) or unpaired surrogates "
+                        "(\\ud800–\\udfff)."
+                    ]
+                }
+            )
+        )
     return body
 
 

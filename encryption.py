@@ -91,7 +91,7 @@ def rotate_all(session: Any, metadata: Any) -> int:
                     .where(key == row[0])
                     .values(
                         {table.c[name]: type_coerce(value, Text) for name, value in values.items()}
-                    )  # fmt: skip
+                    )
                 )
                 rotated += len(values)
     return rotated

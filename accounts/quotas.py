@@ -28,8 +28,13 @@ log = logging.getLogger(__name__)
 
 # What each limit is called: by the CLI's options, AccountQuota's columns and the
 # FLEETHOOK_QUOTA_<NAME> settings that hold the defaults.
-LIMIT_NAMES = ("reports_per_second", "reports_burst", "webhooks", "integrations",
-               "pending_messages")  # fmt: skip
+LIMIT_NAMES = (
+    "reports_per_second",
+    "reports_burst",
+    "webhooks",
+    "integrations",
+    "pending_messages",
+)
 
 
 class ReportQuotaExceeded(Exception):
@@ -82,8 +87,10 @@ def check_limit_value(name: str, value: float) -> list[str]:
     if value != int(value) or value < 0:
         return ["A whole number, 0 or more."]
     if name == "reports_burst" and value < MAX_BATCH_REPORTS:
-        return [f"At least {MAX_BATCH_REPORTS:,} (the largest telemetry batch), or a full "
-                "batch could never pass."]  # fmt: skip
+        return [
+            f"At least {MAX_BATCH_REPORTS:,} (the largest telemetry batch), or a full "
+            "batch could never pass."
+        ]
     return []
 
 

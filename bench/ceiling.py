@@ -212,9 +212,11 @@ async def _pipeline(
         return done
 
     counts = await asyncio.gather(
-        *(loop(reader, writer, batch) for (reader, writer), batch in zip(connections, batches,
-                                                                           strict=True))
-    )  # fmt: skip
+        *(
+            loop(reader, writer, batch)
+            for (reader, writer), batch in zip(connections, batches, strict=True)
+        )
+    )
     elapsed = time.perf_counter() - began
     for _, writer in connections:
         writer.close()
@@ -287,17 +289,24 @@ def main() -> None:
     arguments = parser.parse_args()
     import os
 
-    print(f"{os.cpu_count()} cores, Python {sys.version.split()[0]}; "
-          f"{arguments.seconds:g} s per figure", flush=True)  # fmt: skip
+    print(
+        f"{os.cpu_count()} cores, Python {sys.version.split()[0]}; "
+        f"{arguments.seconds:g} s per figure",
+        flush=True,
+    )
     ceilings = {}
     for workers in (int(n) for n in arguments.workers.split(",")):
         ceilings[workers] = measure_ceiling(workers, arguments.seconds)
-        print(f"requests.Session ceiling, W = {workers}: {ceilings[workers]:8.0f} POST/s",
-              flush=True)  # fmt: skip
+        print(
+            f"requests.Session ceiling, W = {workers}: {ceilings[workers]:8.0f} POST/s", flush=True
+        )
     highest = max(ceilings.values())
     pipelined = measure_receiver_ceiling(arguments.seconds)
-    print(f"receiver's own ceiling, pipelined (8 connections × 32): {pipelined:8.0f} POST/s "
-          f"({pipelined / highest:.0f}× the highest ceiling above)", flush=True)  # fmt: skip
+    print(
+        f"receiver's own ceiling, pipelined (8 connections × 32): {pipelined:8.0f} POST/s "
+        f"({pipelined / highest:.0f}× the highest ceiling above)",
+        flush=True,
+    )
     one_by_one = measure_receiver_ceiling(arguments.seconds, connections=8, depth=1)
     print(
         f"receiver's own ceiling, one POST at a time (8 connections): {one_by_one:8.0f} POST/s "

@@ -76,7 +76,7 @@ class Stack:
             made = [
                 create_webhook(
                     self.account_id, {"event_type": event_type, "name": f"Bench {n}", "url": url}
-                )  # fmt: skip
+                )
                 for n, url in enumerate(urls)
             ]
             db.session.commit()
@@ -128,12 +128,18 @@ class Stack:
         n % `vehicles` (add_vehicles first). The ingest commits before it answers,
         so the return is just after the commit (and the commit's nudges)."""
         reports = [
-            {"vin": self.vins[n % vehicles], "type": "position",
-             "time": (self.epoch + timedelta(seconds=n)).isoformat().replace("+00:00", "Z"),
-             "latitude": 41.88, "longitude": -87.63, "speed_mph": 30.0, "heading": 90,
-             "ignition": True}
+            {
+                "vin": self.vins[n % vehicles],
+                "type": "position",
+                "time": (self.epoch + timedelta(seconds=n)).isoformat().replace("+00:00", "Z"),
+                "latitude": 41.88,
+                "longitude": -87.63,
+                "speed_mph": 30.0,
+                "heading": 90,
+                "ignition": True,
+            }
             for n in seconds
-        ]  # fmt: skip
+        ]
         response = (client or self.api()).post(
             "/api/v1/telemetry", json={"reports": reports}, headers=self.headers
         )
@@ -148,9 +154,12 @@ class Stack:
         return round((moment - self.epoch).total_seconds())
 
     def start_workers(
-        self, count: int, burst: bool = False, queues: list[str] | None = None,
+        self,
+        count: int,
+        burst: bool = False,
+        queues: list[str] | None = None,
         scheduler: bool = False,
-    ) -> None:  # fmt: skip
+    ) -> None:
         """`count` `rq worker` processes on `queues` (default: every queue, main and
         retries alike); `scheduler`: with RQ's scheduler, as `make run`'s worker."""
         from config import retry_queues, worker_queues
@@ -158,14 +167,31 @@ class Stack:
         if queues is None:
             queues = [*worker_queues(NAMESPACE), *retry_queues(NAMESPACE)]
         for n in range(len(self.workers), len(self.workers) + count):
-            command = [str(BIN / "rq"), "worker", "--worker-class", "worker.FleethookWorker",
-                       "--url", self.env["REDIS_URL"], "--name", f"bench-{os.getpid()}-{n}",
-                       "--quiet", *(["--burst"] if burst else []),
-                       *(["--with-scheduler"] if scheduler else []), *queues]  # fmt: skip
+            command = [
+                str(BIN / "rq"),
+                "worker",
+                "--worker-class",
+                "worker.FleethookWorker",
+                "--url",
+                self.env["REDIS_URL"],
+                "--name",
+                f"bench-{os.getpid()}-{n}",
+                "--quiet",
+                *(["--burst"] if burst else []),
+                *(["--with-scheduler"] if scheduler else []),
+                *queues,
+            ]
             with open(self.workdir / f"worker-{n}.log", "ab") as log:  # the worker has its own copy
-                self.workers.append(subprocess.Popen(
-                    command, cwd=ROOT, env=self.env, start_new_session=True,
-                    stdout=log, stderr=subprocess.STDOUT))  # fmt: skip
+                self.workers.append(
+                    subprocess.Popen(
+                        command,
+                        cwd=ROOT,
+                        env=self.env,
+                        start_new_session=True,
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                    )
+                )
 
     def start_production_workers(self) -> None:
         """Workers as production runs them: two on the main queues (deliveries,
@@ -187,10 +213,16 @@ class Stack:
         self.start_sweeper()
 
     def start_sweeper(self) -> None:
-        self.workers.append(subprocess.Popen(
-            [str(BIN / "rq"), "cron", "outbox.cron_config", "--url", self.env["REDIS_URL"]],
-            cwd=ROOT, env=self.env, start_new_session=True,
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))  # fmt: skip
+        self.workers.append(
+            subprocess.Popen(
+                [str(BIN / "rq"), "cron", "outbox.cron_config", "--url", self.env["REDIS_URL"]],
+                cwd=ROOT,
+                env=self.env,
+                start_new_session=True,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
 
     def stop_workers(self) -> None:
         for process in self.workers:
@@ -243,9 +275,10 @@ class Stack:
 
         with self.app.app_context():
             count = db.session.scalar(
-                select(func.count()).select_from(OutboxMessage)
+                select(func.count())
+                .select_from(OutboxMessage)
                 .where(OutboxMessage.status.in_(OPEN_STATUSES))
-            )  # fmt: skip
+            )
             db.session.remove()
             return int(count or 0)
 

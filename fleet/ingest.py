@@ -156,8 +156,15 @@ def _ingest_chunk(account_id: int, chunk: list[tuple[Report, int]]) -> IngestRes
     rows: dict[tuple[int, str, datetime], dict[str, Any]] = {}
     for report, vehicle_id in chunk:
         key = (vehicle_id, report.type, report.time.astimezone(UTC))
-        rows.setdefault(key, {"vehicle_id": vehicle_id, "type": report.type,
-                              "time": report.time, "fields": report.fields})  # fmt: skip
+        rows.setdefault(
+            key,
+            {
+                "vehicle_id": vehicle_id,
+                "type": report.type,
+                "time": report.time,
+                "fields": report.fields,
+            },
+        )
     new = _store_new(list(rows.values()))
     states = _locked_states(ids)
     landmarks = account_landmarks_index(account_id)

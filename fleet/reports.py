@@ -31,9 +31,13 @@ SAFETY_STATUSES = ("safe", "unsafe")
 _BASE = {"vin", "vehicle_id", "time", "type"}
 _POSITION_REQUIRED = {"latitude", "longitude", "speed_mph", "heading", "ignition"}
 _POSITION_OPTIONAL = {
-    "odometer_mi", "posted_speed_mph", "engine_hours", "fuel_level_pct", "temperatures",
+    "odometer_mi",
+    "posted_speed_mph",
+    "engine_hours",
+    "fuel_level_pct",
+    "temperatures",
     "fault_codes",
-}  # fmt: skip
+}
 _FIELDS = {
     "position": _POSITION_REQUIRED | _POSITION_OPTIONAL,
     "heartbeat": set(),
@@ -142,14 +146,24 @@ def check_report(
     if "ignition" in values and not isinstance(values["ignition"], bool):
         errors["ignition"] = ["true or false."]
     if "temperatures" in values:
-        problems = _check_list(values["temperatures"], "temperatures", 32, {
-            "sensor": lambda v: _text(v, 50),
-            "fahrenheit": lambda v: _number(v) and -100 <= v <= 400})  # fmt: skip
+        problems = _check_list(
+            values["temperatures"],
+            "temperatures",
+            32,
+            {
+                "sensor": lambda v: _text(v, 50),
+                "fahrenheit": lambda v: _number(v) and -100 <= v <= 400,
+            },
+        )
         if problems:
             errors["temperatures"] = problems
     if "fault_codes" in values:
-        problems = _check_list(values["fault_codes"], "fault_codes", 64, {
-            "code": lambda v: _text(v, 16), "description": lambda v: _text(v, 200)})  # fmt: skip
+        problems = _check_list(
+            values["fault_codes"],
+            "fault_codes",
+            64,
+            {"code": lambda v: _text(v, 16), "description": lambda v: _text(v, 200)},
+        )
         if problems:
             errors["fault_codes"] = problems
     if kind in ("dvir", "driver_assignment") and not _text(values.get("driver"), 100):

@@ -81,9 +81,14 @@ def add_integration() -> Response | tuple[Response, int]:
     """Connect a provider; its credentials are checked with it first."""
     body = json_object()
     if body.get("provider") == "servicemax":
-        return validation_problem({"provider": [
-            "ServiceMax connects through Salesforce sign-in: use Connect with Salesforce "
-            "in the portal's Webhook Manager."]})  # fmt: skip
+        return validation_problem(
+            {
+                "provider": [
+                    "ServiceMax connects through Salesforce sign-in: use Connect with Salesforce "
+                    "in the portal's Webhook Manager."
+                ]
+            }
+        )
     try:
         integration = create_integration(api_user().account_id, body)
     except ValidationError as error:

@@ -54,20 +54,27 @@ VEHICLE_ATTRIBUTES = (
     ("last_dvir", "Last DVIR"),
 )
 VEHICLE_ATTRIBUTE = Field(
-    "vehicle_attribute", "Vehicle Attribute", "select",
+    "vehicle_attribute",
+    "Vehicle Attribute",
+    "select",
     "The one vehicle attribute this integration keeps in sync; add another integration "
-    "for another attribute.", choices=VEHICLE_ATTRIBUTES,
-)  # fmt: skip
+    "for another attribute.",
+    choices=VEHICLE_ATTRIBUTES,
+)
 
 
 # Every integration's own request budget; blank keeps the provider's documented
 # one. Stored as the target's rate limit (integrations/pacing.py), not in options.
 BUDGET_FIELD = Field(
-    "requests_per_minute", "Requests a minute", "number",
+    "requests_per_minute",
+    "Requests a minute",
+    "number",
     "At most this many requests a minute go to the provider (your plan may allow "
     "more or fewer). Blank: the provider's documented budget.",
-    required=False, minimum=REQUESTS_PER_MINUTE_RANGE[0], maximum=REQUESTS_PER_MINUTE_RANGE[1],
-)  # fmt: skip
+    required=False,
+    minimum=REQUESTS_PER_MINUTE_RANGE[0],
+    maximum=REQUESTS_PER_MINUTE_RANGE[1],
+)
 
 
 def form_fields(provider: Provider) -> tuple[Field, ...]:

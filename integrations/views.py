@@ -106,9 +106,15 @@ def _form_dialog(
     if integration is not None:
         stored = {name: value for name, value in secrets_of(integration).items() if value}
     return render_dialog(
-        "integrations/_form.html", title, status, form=form, provider=provider,
-        integration=integration, stored=stored, form_fields=form_fields,
-    )  # fmt: skip
+        "integrations/_form.html",
+        title,
+        status,
+        form=form,
+        provider=provider,
+        integration=integration,
+        stored=stored,
+        form_fields=form_fields,
+    )
 
 
 @bp.get("/new")
@@ -144,9 +150,12 @@ def create() -> ResponseReturnValue:
         return _release_dialog(ReleaseForm(formdata=None), integration)
     if is_htmx_request():  # say so before the dialog closes
         return render_dialog(
-            "integrations/_connected.html", f"{provider.name} connected", trigger=CHANGED,
-            provider=provider, integration=integration,
-        )  # fmt: skip
+            "integrations/_connected.html",
+            f"{provider.name} connected",
+            trigger=CHANGED,
+            provider=provider,
+            integration=integration,
+        )
     return _after_change(f"{provider.name} connected as integration {integration.id}.")
 
 
@@ -160,9 +169,14 @@ def _after_change(message: str) -> ResponseReturnValue:
 def _release_dialog(form: ReleaseForm, integration: Integration, status: int = 200) -> Response:
     provider = PROVIDERS[integration.provider]
     return render_dialog(
-        "integrations/_release.html", f"Release form: {provider.name}", status,
-        form=form, integration=integration, provider=provider, trigger=CHANGED,
-    )  # fmt: skip
+        "integrations/_release.html",
+        f"Release form: {provider.name}",
+        status,
+        form=form,
+        integration=integration,
+        provider=provider,
+        trigger=CHANGED,
+    )
 
 
 @bp.get("/<int:integration_id>/release")
@@ -236,8 +250,11 @@ def edit(integration_id: int) -> Response:
     for field in provider.fields:
         if field.kind == "secret":
             continue
-        value = integration.vehicle_attribute if field.name == "vehicle_attribute" else (
-            integration.options.get(field.name))  # fmt: skip
+        value = (
+            integration.vehicle_attribute
+            if field.name == "vehicle_attribute"
+            else (integration.options.get(field.name))
+        )
         getattr(form, field.name).data = value
     getattr(form, BUDGET_FIELD.name).data = requests_per_minute(integration)
     return _form_dialog(form, provider, integration)
@@ -288,9 +305,12 @@ def resume(integration_id: int) -> ResponseReturnValue:
 def confirm_delete(integration_id: int) -> Response:
     integration = _own(integration_id)
     return render_dialog(
-        "integrations/_confirm_delete.html", f"Delete integration {integration.id}?",
-        integration=integration, provider=PROVIDERS[integration.provider], button=EmptyForm(),
-    )  # fmt: skip
+        "integrations/_confirm_delete.html",
+        f"Delete integration {integration.id}?",
+        integration=integration,
+        provider=PROVIDERS[integration.provider],
+        button=EmptyForm(),
+    )
 
 
 @bp.post("/<int:integration_id>/delete")

@@ -721,8 +721,12 @@ def record_results(owner: str, outcomes: Sequence[Outcomes]) -> None:
     for message_id, target_id, status, status_code, duration_ms in lines:
         log.debug(
             "delivery webhook-id=%s target=%s outcome=%s http=%s ms=%s",
-            message_id, target_id, status, status_code, duration_ms,
-        )  # fmt: skip
+            message_id,
+            target_id,
+            status,
+            status_code,
+            duration_ms,
+        )
 
 
 def _failure_kind(result: Result) -> str:

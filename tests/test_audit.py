@@ -33,8 +33,13 @@ LOG = "/account/audit"
 API_LOG = "/api/v1/audit-events"
 HEADER_VALUE = "Bearer s3cr3t-header-4242"
 NEW_WEBHOOK = {"event_type": "speed", "name": "Dispatch", "url": "https://hooks.example.com/in"}
-FLEETIO = {"provider": "fleetio", "api_key": API_KEY, "account_id": ACCOUNT_TOKEN,
-           "update_odometer": True, "update_dtcs": False}  # fmt: skip
+FLEETIO = {
+    "provider": "fleetio",
+    "api_key": API_KEY,
+    "account_id": ACCOUNT_TOKEN,
+    "update_odometer": True,
+    "update_dtcs": False,
+}
 
 
 @pytest.fixture

@@ -424,9 +424,12 @@ def test_a_follow_up_does_not_wait_for_a_job_that_took_the_target(account):
     emit(account, 1)
     queue = queue_for(webhook)
     running = Job.create(
-        "outbox.drain.drain_target", args=(webhook.id,), id=drain_job_id(webhook.id),
-        connection=redis_client(), origin=queue,
-    )  # fmt: skip
+        "outbox.drain.drain_target",
+        args=(webhook.id,),
+        id=drain_job_id(webhook.id),
+        connection=redis_client(),
+        origin=queue,
+    )
     running.set_status(JobStatus.STARTED)
     running.save()
     assert acquire_drain(webhook.id, "the-running-job", utcnow())

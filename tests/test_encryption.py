@@ -27,11 +27,22 @@ def test_rotation_re_encrypts_every_secret_under_the_first_key(make_app):
     with first.app_context():
         user = make_user()
         header = {"name": "Authorization", "value": "Bearer header-secret"}
-        webhook, secret = create_webhook(user.account_id, {
-            "event_type": "location", "name": "R", "url": "https://hooks.example.com/r",
-            "custom_header": header})  # fmt: skip
-        integration = Integration(account_id=user.account_id, provider="fleetio",
-                                  options={}, vehicle_map={}, unmatched_vins=[])  # fmt: skip
+        webhook, secret = create_webhook(
+            user.account_id,
+            {
+                "event_type": "location",
+                "name": "R",
+                "url": "https://hooks.example.com/r",
+                "custom_header": header,
+            },
+        )
+        integration = Integration(
+            account_id=user.account_id,
+            provider="fleetio",
+            options={},
+            vehicle_map={},
+            unmatched_vins=[],
+        )
         store_secrets(integration, {"api_key": API_KEY})
         db.session.add(integration)
         db.session.commit()

@@ -319,12 +319,22 @@ def add_delivered_messages(target_ids: list[int], first: int, count: int) -> Non
     now = utcnow()
     payload = {"type": "location", "data": {}}
     rows = [
-        {"target_id": target_ids[n % len(target_ids)], "sequence": n + 1,
-         "message_id": f"msg_ux{n:012d}", "event_type": "location", "payload": payload,
-         "is_test": False, "status": "delivered", "attempts": 1, "next_attempt_at": now,
-         "created_at": now, "retain_from": now, "finished_at": now}
+        {
+            "target_id": target_ids[n % len(target_ids)],
+            "sequence": n + 1,
+            "message_id": f"msg_ux{n:012d}",
+            "event_type": "location",
+            "payload": payload,
+            "is_test": False,
+            "status": "delivered",
+            "attempts": 1,
+            "next_attempt_at": now,
+            "created_at": now,
+            "retain_from": now,
+            "finished_at": now,
+        }
         for n in range(first, first + count)
-    ]  # fmt: skip
+    ]
     db.session.execute(insert(OutboxMessage), rows)
     db.session.commit()
 
@@ -527,8 +537,10 @@ def form_pages(account_id: int) -> list[str]:
         f"/webhooks/{webhook.id}/delete",
         f"/webhooks/{webhook.id}",
         "/webhooks/",
-        *[f"/integrations/new?provider={key}" for key in
-          ("servicemax", "servicetitan", "fleetio", "asana", "agilefleet")],
+        *[
+            f"/integrations/new?provider={key}"
+            for key in ("servicemax", "servicetitan", "fleetio", "asana", "agilefleet")
+        ],
         f"/integrations/{titan.id}/release",
         f"/integrations/{titan.id}/delete",
         "/fleet/vehicles/new",
@@ -541,7 +553,7 @@ def form_pages(account_id: int) -> list[str]:
         f"/fleet/landmarks/{landmark.id}/delete",
         "/account/tokens",
         "/account/users",
-    ]  # fmt: skip
+    ]
 
 
 @pytest.mark.parametrize("htmx", [True, False], ids=["dialog", "page"])

@@ -136,15 +136,24 @@ def test_settings_are_saved_for_the_types_that_have_them(admin, auth):
         ({"threshold_mph": "fast"}, "threshold_mph", "A whole number of mph."),
         ({"threshold_mph": ""}, "threshold_mph", "A whole number of mph."),
         ({"contact_email": "ops@"}, "contact_email", "@"),
-        ({"custom_header_name": "X Auth", "custom_header_value": "s3cret"},
-         "custom_header_name", "A header name"),
-        ({"custom_header_name": "Webhook-Signature", "custom_header_value": "x"},
-         "custom_header_name", "is set by Fleethook"),
-        ({"custom_header_name": "Authorization"},
-         "custom_header_value", "Enter the header's value."),
+        (
+            {"custom_header_name": "X Auth", "custom_header_value": "s3cret"},
+            "custom_header_name",
+            "A header name",
+        ),
+        (
+            {"custom_header_name": "Webhook-Signature", "custom_header_value": "x"},
+            "custom_header_name",
+            "is set by Fleethook",
+        ),
+        (
+            {"custom_header_name": "Authorization"},
+            "custom_header_value",
+            "Enter the header's value.",
+        ),
         ({"custom_header_value": "Bearer abc"}, "custom_header_name", "A header name"),
     ],
-)  # fmt: skip
+)
 def test_each_invalid_field_is_shown_next_to_it_and_nothing_is_saved(
     admin, auth, fields, field, message
 ):
@@ -171,15 +180,22 @@ def test_local_addresses_are_allowed_when_the_operator_says_so(make_app, auth):
 def test_plain_http_is_allowed_with_a_visible_warning(admin, client, auth):
     example = client.get(
         "/webhooks/example",
-        query_string={"event_type": "location", "content_type": "json",
-                      "url": "http://hooks.example.com/in"},
-    )  # fmt: skip
+        query_string={
+            "event_type": "location",
+            "content_type": "json",
+            "url": "http://hooks.example.com/in",
+        },
+    )
     assert "Plain http" in example.data.decode()
     secure = client.get("/webhooks/example?event_type=location&url=https://hooks.example.com/")
     assert "Plain http" not in secure.data.decode()
     # A form sent back with an error says it once, not once per column.
-    refused = auth.post("/webhooks/new", valid_form("location", url="http://hooks.example.com/in",
-                                                    name=""), MANAGER, htmx=True)  # fmt: skip
+    refused = auth.post(
+        "/webhooks/new",
+        valid_form("location", url="http://hooks.example.com/in", name=""),
+        MANAGER,
+        htmx=True,
+    )
     assert refused.status_code == 422 and refused.data.decode().count("Plain http") == 1
     auth.post("/webhooks/new", valid_form("location", url="http://hooks.example.com/in"), MANAGER)
     assert db.session.query(Webhook).one().url == "http://hooks.example.com/in"
@@ -264,9 +280,13 @@ def test_the_grid_shows_id_status_and_counters(admin, client):
         for c in re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)
     ]
     assert cells[:6] == [
-        str(webhook.id), "Dispatch https://hooks.example.com/in", "Speed ≥ 70 mph",
-        "Active", "3", "1250",
-    ]  # fmt: skip
+        str(webhook.id),
+        "Dispatch https://hooks.example.com/in",
+        "Speed ≥ 70 mph",
+        "Active",
+        "3",
+        "1250",
+    ]
 
 
 def test_pause_and_resume_from_the_grid(admin, client, auth):
@@ -290,16 +310,26 @@ def test_edit_changes_fields_and_keeps_the_stored_header_value(admin, client, au
     assert "Bearer s3cr3t-4242" not in dialog and "4242" in dialog  # masked
     response = auth.post(
         f"/webhooks/{webhook.id}/edit",
-        {"url": "https://hooks.example.com/v2", "name": "Dispatch v2", "content_type": "form",
-         "threshold_mph": "80", "custom_header_name": "Authorization", "custom_header_value": ""},
-        page=MANAGER, htmx=True,
-    )  # fmt: skip
+        {
+            "url": "https://hooks.example.com/v2",
+            "name": "Dispatch v2",
+            "content_type": "form",
+            "threshold_mph": "80",
+            "custom_header_name": "Authorization",
+            "custom_header_value": "",
+        },
+        page=MANAGER,
+        htmx=True,
+    )
     assert response.status_code == 204
     assert "close-dialog" in response.headers["HX-Trigger"]
     db.session.refresh(webhook)
     assert (webhook.name, webhook.url, webhook.content_type, webhook.threshold_mph) == (
-        "Dispatch v2", "https://hooks.example.com/v2", "form", 80,
-    )  # fmt: skip
+        "Dispatch v2",
+        "https://hooks.example.com/v2",
+        "form",
+        80,
+    )
     assert webhook.custom_header_value == "Bearer s3cr3t-4242"
 
 
@@ -307,10 +337,16 @@ def test_edit_can_remove_the_custom_header(admin, auth):
     webhook = new_webhook(admin.account_id, custom_header={"name": "X-Key", "value": "k-123456"})
     auth.post(
         f"/webhooks/{webhook.id}/edit",
-        {"url": webhook.url, "name": webhook.name, "content_type": "json", "threshold_mph": "70",
-         "custom_header_name": "X-Key", "remove_custom_header": "y"},
+        {
+            "url": webhook.url,
+            "name": webhook.name,
+            "content_type": "json",
+            "threshold_mph": "70",
+            "custom_header_name": "X-Key",
+            "remove_custom_header": "y",
+        },
         page=MANAGER,
-    )  # fmt: skip
+    )
     db.session.refresh(webhook)
     assert webhook.custom_header_name is None and webhook.custom_header_value is None
 
@@ -320,8 +356,9 @@ def test_an_invalid_edit_shows_errors_and_changes_nothing(admin, auth):
     response = auth.post(
         f"/webhooks/{webhook.id}/edit",
         {"url": "https://10.1.2.3/", "name": "", "content_type": "json", "threshold_mph": "70"},
-        page=MANAGER, htmx=True,
-    )  # fmt: skip
+        page=MANAGER,
+        htmx=True,
+    )
     assert response.status_code == 422
     assert "not a public address" in field_errors(response.data, "url")
     assert "Give the webhook a name." in field_errors(response.data, "name")
@@ -401,8 +438,9 @@ def test_the_form_offers_the_accounts_vehicle_groups(admin, client, auth):
     from fleet.records import create_vehicle
 
     for n, group in enumerate(["South", "North", "North", None]):
-        create_vehicle(admin.account_id, {"name": f"T{n}", "vin": f"1FUJGLDR3CLBP88{n}4"[:17],
-                                          "group": group})  # fmt: skip
+        create_vehicle(
+            admin.account_id, {"name": f"T{n}", "vin": f"1FUJGLDR3CLBP88{n}4"[:17], "group": group}
+        )
     other = make_user("Other Co", "admin@other.example.com")
     create_vehicle(other.account_id, {"name": "X", "vin": "1M8GDM9AXKP042788", "group": "West"})
     db.session.commit()
@@ -438,14 +476,16 @@ def test_the_webhook_page_pauses_resumes_and_offers_demo(admin, client, auth):
     webhook = new_webhook(admin.account_id)
     page = client.get(f"/webhooks/{webhook.id}").data.decode()
     assert f'hx-post="/webhooks/{webhook.id}/demo"' in page and '<div id="dialog-host">' in page
-    paused = auth.post(f"/webhooks/{webhook.id}/pause", page=f"/webhooks/{webhook.id}",
-                       data={"back": "detail"})  # fmt: skip
+    paused = auth.post(
+        f"/webhooks/{webhook.id}/pause", page=f"/webhooks/{webhook.id}", data={"back": "detail"}
+    )
     assert paused.status_code == 302 and paused.location.endswith(f"/webhooks/{webhook.id}")
     assert db.session.get(Webhook, webhook.id).status == "paused"
     page = client.get(f"/webhooks/{webhook.id}").data.decode()
     assert ">Resume</button>" in page and f"Webhook {webhook.id} paused." in page
-    resumed = auth.post(f"/webhooks/{webhook.id}/resume", page=f"/webhooks/{webhook.id}",
-                        data={"back": "detail"})  # fmt: skip
+    resumed = auth.post(
+        f"/webhooks/{webhook.id}/resume", page=f"/webhooks/{webhook.id}", data={"back": "detail"}
+    )
     assert resumed.location.endswith(f"/webhooks/{webhook.id}")
     assert db.session.get(Webhook, webhook.id).status == "active"
 

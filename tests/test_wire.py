@@ -399,9 +399,13 @@ def test_example_request_is_what_a_receiver_gets(key: str, content_type: Content
     assert body == encode_body(example_event(event_type, setting), content_type)
     masked = (CUSTOM_HEADER[0], mask(CUSTOM_HEADER[1]))
     assert headers == request_headers(
-        content_type, EXAMPLE_MESSAGE_ID, EXAMPLE_ATTEMPT_TIMESTAMP, body,
-        [PLACEHOLDER_SECRET], masked,
-    )  # fmt: skip
+        content_type,
+        EXAMPLE_MESSAGE_ID,
+        EXAMPLE_ATTEMPT_TIMESTAMP,
+        body,
+        [PLACEHOLDER_SECRET],
+        masked,
+    )
     assert headers[CUSTOM_HEADER[0]] != CUSTOM_HEADER[1]
     assert all(CUSTOM_HEADER[1] not in value for value in headers.values())
     assert CUSTOM_HEADER[1].encode() not in body

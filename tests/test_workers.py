@@ -63,12 +63,25 @@ class Workers:
             name = f"{NAMESPACE}-worker-{len(self.processes)}-{os.getpid()}"
             self.processes.append(
                 subprocess.Popen(
-                    [RQ, "worker", "--worker-class", "worker.FleethookWorker", "--url",
-                     self.redis_url, "--name", name, "--quiet", *listen],
-                    cwd=ROOT, env=env, start_new_session=True,
-                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                    [
+                        RQ,
+                        "worker",
+                        "--worker-class",
+                        "worker.FleethookWorker",
+                        "--url",
+                        self.redis_url,
+                        "--name",
+                        name,
+                        "--quiet",
+                        *listen,
+                    ],
+                    cwd=ROOT,
+                    env=env,
+                    start_new_session=True,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
                 )
-            )  # fmt: skip
+            )
 
     def kill_hard(self, process: subprocess.Popen[bytes]) -> None:
         """SIGKILL the worker and its work horse, as a crash would."""

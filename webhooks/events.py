@@ -100,19 +100,34 @@ SPEEDING_EVENT_TYPES = ("speed", "posted_speed")
 
 
 SPEED_THRESHOLD = Setting(
-    "threshold_mph", "Speed threshold", "mph", 5, 200, 70,
+    "threshold_mph",
+    "Speed threshold",
+    "mph",
+    5,
+    200,
+    70,
     "Every position report at or over this speed makes an event (or only the first of"
     " each speeding episode: see below).",
-)  # fmt: skip
+)
 POSTED_SPEED_MARGIN = Setting(
-    "threshold_mph", "Over the posted limit by", "mph", 1, 100, 10,
+    "threshold_mph",
+    "Over the posted limit by",
+    "mph",
+    1,
+    100,
+    10,
     "Every position report this many mph or more over the posted limit makes an event (or"
     " only the first of each episode: see below).",
-)  # fmt: skip
+)
 IDLE_MINUTES = Setting(
-    "idle_minutes", "Idle for", "minutes", 1, 1440, 5,
+    "idle_minutes",
+    "Idle for",
+    "minutes",
+    1,
+    1440,
+    5,
     "Send an event when the ignition is on and the vehicle has not moved for this long.",
-)  # fmt: skip
+)
 
 _EXAMPLE_TIME = datetime(2026, 5, 14, 15, 42, 7, tzinfo=UTC)
 _LANDMARK = {"id": 311, "name": "Joliet Distribution Center"}
@@ -122,10 +137,11 @@ _DRIVER = {"id": 17, "name": "Dana Whitfield"}
 # Not an event anyone subscribes to: a vehicle's state as it is now, which an
 # integration gets once per vehicle when it starts (integrations/base.py).
 CURRENT_STATE = EventType(
-    "current_state", "Current state",
+    "current_state",
+    "Current state",
     "The vehicle's last position, odometer and open fault codes, sent to an "
     "integration when it is connected.",
-)  # fmt: skip
+)
 
 
 EVENT_TYPES: dict[str, EventType] = {
@@ -133,21 +149,29 @@ EVENT_TYPES: dict[str, EventType] = {
     for event in [
         EventType("location", "Location", "Every position the vehicle reports."),
         EventType(
-            "speed", "Speed", "The vehicle reports a speed at or over the threshold you set.",
-            SPEED_THRESHOLD, {"threshold_mph": 70}, 74.6,
+            "speed",
+            "Speed",
+            "The vehicle reports a speed at or over the threshold you set.",
+            SPEED_THRESHOLD,
+            {"threshold_mph": 70},
+            74.6,
         ),
         EventType(
-            "posted_speed", "Posted Speed",
+            "posted_speed",
+            "Posted Speed",
             "The vehicle reports a speed over the posted limit by the margin you set or more.",
             POSTED_SPEED_MARGIN,
-            {"posted_speed_mph": 55, "over_limit_mph": 13.4, "threshold_mph": 10}, 68.4,
+            {"posted_speed_mph": 55, "over_limit_mph": 13.4, "threshold_mph": 10},
+            68.4,
         ),
         EventType(
-            "heartbeat", "Heartbeat",
+            "heartbeat",
+            "Heartbeat",
             "The device checks in (about daily), with its last known position.",
         ),
         EventType(
-            "trip_complete", "Trip Complete",
+            "trip_complete",
+            "Trip Complete",
             "A trip ends (ignition on, then off), with its summary.",
             None,
             {
@@ -166,25 +190,46 @@ EVENT_TYPES: dict[str, EventType] = {
             },
             0.0,
         ),
-        EventType("ignition_on", "Ignition On", "The ignition is switched on.", None,
-                  {"ignition": True}, 0.0),
-        EventType("ignition_off", "Ignition Off", "The ignition is switched off.", None,
-                  {"ignition": False}, 0.0),
         EventType(
-            "landmark_enter", "Landmark Enter", "The vehicle enters one of your landmarks.",
-            None, {"landmark": _LANDMARK, "transition": "enter"},
+            "ignition_on",
+            "Ignition On",
+            "The ignition is switched on.",
+            None,
+            {"ignition": True},
+            0.0,
         ),
         EventType(
-            "landmark_leave", "Landmark Leave", "The vehicle leaves one of your landmarks.",
-            None, {"landmark": _LANDMARK, "transition": "leave"},
+            "ignition_off",
+            "Ignition Off",
+            "The ignition is switched off.",
+            None,
+            {"ignition": False},
+            0.0,
         ),
         EventType(
-            "landmark_change", "Landmark Change",
+            "landmark_enter",
+            "Landmark Enter",
+            "The vehicle enters one of your landmarks.",
+            None,
+            {"landmark": _LANDMARK, "transition": "enter"},
+        ),
+        EventType(
+            "landmark_leave",
+            "Landmark Leave",
+            "The vehicle leaves one of your landmarks.",
+            None,
+            {"landmark": _LANDMARK, "transition": "leave"},
+        ),
+        EventType(
+            "landmark_change",
+            "Landmark Change",
             "The vehicle enters or leaves one of your landmarks.",
-            None, {"landmark": _LANDMARK, "transition": "enter"},
+            None,
+            {"landmark": _LANDMARK, "transition": "enter"},
         ),
         EventType(
-            "idle", "Idle",
+            "idle",
+            "Idle",
             "The ignition is on and the vehicle stands still for the minutes you set.",
             IDLE_MINUTES,
             {
@@ -195,27 +240,41 @@ EVENT_TYPES: dict[str, EventType] = {
             0.0,
         ),
         EventType(
-            "temperature", "Temperature", "A temperature reading arrives from a sensor.", None,
-            {"temperatures": [{"sensor": "reefer-1", "fahrenheit": 36.5},
-                              {"sensor": "reefer-2", "fahrenheit": 38.1}]},
+            "temperature",
+            "Temperature",
+            "A temperature reading arrives from a sensor.",
+            None,
+            {
+                "temperatures": [
+                    {"sensor": "reefer-1", "fahrenheit": 36.5},
+                    {"sensor": "reefer-2", "fahrenheit": 38.1},
+                ]
+            },
         ),
         EventType(
-            "dvir", "DVIR", "A driver files a vehicle inspection report.", None,
+            "dvir",
+            "DVIR",
+            "A driver files a vehicle inspection report.",
+            None,
             {
                 "dvir": {
                     "driver": "Dana Whitfield",
-                    "defects": [{"component": "Brakes",
-                                 "description": "Air leak at the rear axle"}],
+                    "defects": [
+                        {"component": "Brakes", "description": "Air leak at the rear axle"}
+                    ],
                     "safety_status": "unsafe",
                 }
             },
         ),
         EventType(
-            "driver_assignment", "Driver Assignment", "A driver is assigned to the vehicle.",
-            None, {"previous_driver": {"id": 9, "name": "Sam Ortega"}},
+            "driver_assignment",
+            "Driver Assignment",
+            "A driver is assigned to the vehicle.",
+            None,
+            {"previous_driver": {"id": 9, "name": "Sam Ortega"}},
         ),
     ]
-}  # fmt: skip
+}
 
 
 class UnknownEventField(ValueError):

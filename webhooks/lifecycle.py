@@ -37,10 +37,21 @@ from webhooks.url_safety import Resolver, resolve_host, url_problems
 from webhooks.wire import RESERVED_HEADERS, ContentType, new_secret
 
 FIELDS = (
-    "event_type", "name", "url", "content_type", "threshold_mph", "idle_minutes",
-    "contact_email", "custom_header", "vehicle_group",
-    "ordering", "max_in_flight", "rate_limit", "latest_wins", "speeding_events",
-)  # fmt: skip
+    "event_type",
+    "name",
+    "url",
+    "content_type",
+    "threshold_mph",
+    "idle_minutes",
+    "contact_email",
+    "custom_header",
+    "vehicle_group",
+    "ordering",
+    "max_in_flight",
+    "rate_limit",
+    "latest_wins",
+    "speeding_events",
+)
 # What the API shows of the engine's state; nobody sets them.
 READ_ONLY_FIELDS = ("in_flight", "window", "throttled_until")
 MAX_NAME_LENGTH = 100

@@ -115,9 +115,12 @@ def _form_dialog(
         setting_field.description = f"{setting.help} {setting.minimum}–{setting.maximum}."
         # A number field (a number pad on phones); the server still checks it.
         setting_field.render_kw = {
-            "type": "number", "inputmode": "numeric", "step": 1,
-            "min": setting.minimum, "max": setting.maximum,
-        }  # fmt: skip
+            "type": "number",
+            "inputmode": "numeric",
+            "step": 1,
+            "min": setting.minimum,
+            "max": setting.maximum,
+        }
         setting_value = whole_number(setting_field.data)
     # The portal's one look into the fleet: the groups its vehicles are in.
     groups = vehicle_groups(current_user.account_id)
@@ -359,9 +362,11 @@ def confirm_delete(webhook_id: int) -> Response:
     """Ask before deleting."""
     webhook = _own_webhook(webhook_id)
     return render_dialog(
-        "webhooks/_confirm_delete.html", f"Delete webhook {webhook.id}?", webhook=webhook,
+        "webhooks/_confirm_delete.html",
+        f"Delete webhook {webhook.id}?",
+        webhook=webhook,
         button=EmptyForm(),
-    )  # fmt: skip
+    )
 
 
 @bp.post("/<int:webhook_id>/delete")

@@ -27,12 +27,19 @@ def report_positions(live: Live) -> None:
     entry every 15 minutes at most), the odometer advancing."""
     start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=15 * len(ODOMETER))
     reports = [
-        {"vin": VIN, "type": "position",
-         "time": (start + timedelta(minutes=15 * n)).isoformat().replace("+00:00", "Z"),
-         "latitude": 41.88, "longitude": -87.63 + n / 100, "speed_mph": 30, "heading": 90,
-         "ignition": True, "odometer_mi": odometer}
+        {
+            "vin": VIN,
+            "type": "position",
+            "time": (start + timedelta(minutes=15 * n)).isoformat().replace("+00:00", "Z"),
+            "latitude": 41.88,
+            "longitude": -87.63 + n / 100,
+            "speed_mph": 30,
+            "heading": 90,
+            "ignition": True,
+            "odometer_mi": odometer,
+        }
         for n, odometer in enumerate(ODOMETER)
-    ]  # fmt: skip
+    ]
     accepted = live.api.post("/api/v1/telemetry", {"reports": reports}, expect=202)
     assert accepted["accepted"] == len(ODOMETER), accepted
 
@@ -126,8 +133,11 @@ def test_servicemax_signs_in_at_the_login_host_chosen_in_its_dialog(
     assert production.requests == []  # a sandbox integration never asks production
     token = next(r for r in sandbox.requests if r.path == "/services/oauth2/token")
     assert token.form["grant_type"] == "authorization_code" and token.form["code_verifier"]
-    (integration,) = [i for i in live.api.get("/api/v1/integrations")["integrations"]
-                      if i["provider"] == "servicemax"]  # fmt: skip
+    (integration,) = [
+        i
+        for i in live.api.get("/api/v1/integrations")["integrations"]
+        if i["provider"] == "servicemax"
+    ]
     assert integration["options"]["login_host"] == "sandbox"
     live.api.call("DELETE", f"/api/v1/integrations/{integration['id']}", 204)
     checks.assert_clean()
