@@ -538,12 +538,12 @@ def run(simulator: bool = True, fake_providers: bool = False) -> int:
         credentials = _flask(["demo", "seed"], env, capture=True)
         write_private(DEMO_LOGIN, credentials)
         write_private(DEMO_TOKEN, (demo_token(credentials) or "") + "\n")
-        from config import DEFAULT_REDIS_NAMESPACE, retry_queues, verbose, worker_queues
+        from core.config import DEFAULT_REDIS_NAMESPACE, retry_queues, verbose, worker_queues
 
         namespace = env.get("FLEETHOOK_REDIS_NAMESPACE") or DEFAULT_REDIS_NAMESPACE
         # A quiet console by default, so the banner stays in view: no line per
         # request or per job (the sweeper alone runs one every 5 s); the worker
-        # logs a summary a minute (outbox/summary.py). FLEETHOOK_VERBOSE=1 logs
+        # logs a summary a minute (fleet/summary.py). FLEETHOOK_VERBOSE=1 logs
         # them all.
         loud = verbose(env)
         commands = {
@@ -585,7 +585,7 @@ def run(simulator: bool = True, fake_providers: bool = False) -> int:
             "sweeper": [
                 str(BIN / "rq"),
                 "cron",
-                "outbox.cron_config",
+                "cron",
                 "--logging-level",
                 "info" if loud else "warning",
                 "--url",

@@ -10,7 +10,8 @@ from flask import Blueprint, Response, jsonify
 
 from accounts.audit import ACTIONS, HIDDEN
 from accounts.models import Scope
-from database import MAX_ID
+from core.database import MAX_ID
+from events.catalogue import EVENT_TYPES, SPEEDING_EVENT_TYPES, SpeedingEvents
 from integrations.pacing import REQUESTS_PER_MINUTE_RANGE
 from outbox.models import (
     DEFAULT_MAX_IN_FLIGHT,
@@ -19,7 +20,6 @@ from outbox.models import (
     Ordering,
     TargetStatus,
 )
-from webhooks.events import EVENT_TYPES, SPEEDING_EVENT_TYPES, SpeedingEvents
 from webhooks.lifecycle import (
     LATEST_WINS_EVENT_TYPES,
     MAX_HEADER_VALUE_LENGTH,

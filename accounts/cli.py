@@ -13,9 +13,9 @@ from accounts.models import Account, AccountQuota, User
 from accounts.quotas import LIMIT_NAMES, account_limits, check_limit_value, default_limits
 from accounts.tokens import EXPIRY_FORMAT, issue_token
 from accounts.users import create_account, normalise_email
-from database import parse_rfc3339
-from errors import ValidationError
-from extensions import db
+from core.errors import ValidationError
+from core.extensions import db
+from core.times import parse_rfc3339
 
 accounts_cli = AppGroup("accounts", help="Manage customer accounts.")
 tokens_cli = AppGroup("tokens", help="Manage API tokens.")

@@ -1,6 +1,6 @@
 """Tenant limits: what one account may use of a shared installation — telemetry
 reports a second (a token bucket in Redis), webhooks, integrations, and messages
-waiting for delivery. The installation's defaults are settings (config.py); an
+waiting for delivery. The installation's defaults are settings (core/config.py); an
 operator overrides them per account (`flask quota set`, the `account_quota` row).
 
 The reports bucket is GCRA (the generic cell rate algorithm) in one Lua script:
@@ -20,9 +20,9 @@ from flask import current_app
 from sqlalchemy import func, select
 
 from accounts.models import AccountQuota
-from config import MAX_BATCH_REPORTS
-from errors import ValidationError
-from extensions import db, redis_client, redis_key
+from core.config import MAX_BATCH_REPORTS
+from core.errors import ValidationError
+from core.extensions import db, redis_client, redis_key
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ with W sender processes, and how many the receiver itself can take.
     .venv/bin/python bench/ceiling.py [--seconds 5] [--workers 1,2]
 
 Every sender POSTs the same bodies: a pool of location events (the catalogue's
-example, `webhooks.events.example_event`), each with its own message id, encoded
+example, `events.catalogue.example_event`), each with its own message id, encoded
 and signed once with a real secret through `webhooks.wire` (the functions the
 delivery worker uses), so the receiver verifies a sample of them exactly as it
 does in the throughput scenario. A run fails loudly if a POST is not answered 200,
@@ -49,8 +49,8 @@ SignedRequest = tuple[dict[str, str], bytes]
 
 def signed_requests(secret: str, count: int = POOL) -> list[SignedRequest]:
     """`count` signed location events, as the delivery worker would POST them."""
+    from events.catalogue import EVENT_TYPES, example_event
     from outbox.models import new_message_id
-    from webhooks.events import EVENT_TYPES, example_event
     from webhooks.wire import ContentType, encode_body, request_headers
 
     body = encode_body(example_event(EVENT_TYPES["location"]), ContentType.JSON)

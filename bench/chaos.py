@@ -56,7 +56,7 @@ from outbox.drain import TIME_BUDGET_SECONDS  # noqa: E402
 
 # Only webhooks here: every attempt ends by FLEETHOOK_DELIVERY_DEADLINE (the read
 # timeouts are for integrations' serial drains; READ_TIMEOUT is set so the lease
-# may be this short: config.py wants lease ≥ connect + read + 2 s).
+# may be this short: core/config.py wants lease ≥ connect + read + 2 s).
 SETTINGS = {
     "FLEETHOOK_CONNECT_TIMEOUT": "1",
     "FLEETHOOK_READ_TIMEOUT": "2",
@@ -160,7 +160,7 @@ class Supervisor:
         self.lock = threading.Lock()
 
     def commands(self) -> dict[str, list[str]]:
-        from config import retry_queues, worker_queues
+        from core.config import retry_queues, worker_queues
 
         url = self.env["REDIS_URL"]
         worker = [
@@ -175,7 +175,7 @@ class Supervisor:
         return {
             **{f"worker-{n}": [*worker, *worker_queues(NAMESPACE)] for n in range(3)},
             "worker-retries": [*worker, *retry_queues(NAMESPACE)],
-            "sweeper": [str(BIN / "rq"), "cron", "outbox.cron_config", "--url", url],
+            "sweeper": [str(BIN / "rq"), "cron", "cron", "--url", url],
             "portal": [
                 str(BIN / "gunicorn"),
                 "--bind",
@@ -346,8 +346,8 @@ def _overdue_claims(system: Stack) -> float | None:
     from sqlalchemy import func, select
     from sqlalchemy.exc import SQLAlchemyError
 
-    from database import utcnow
-    from extensions import db
+    from core.extensions import db
+    from core.times import utcnow
     from outbox.models import MessageStatus, OutboxMessage
 
     with system.app.app_context():
@@ -500,7 +500,7 @@ def _account(
     """Every message at its receiver: once, or again with the same body."""
     from sqlalchemy import func, select
 
-    from extensions import db
+    from core.extensions import db
     from outbox.models import OutboxMessage
 
     stats = receiver.stats(arrivals=False)

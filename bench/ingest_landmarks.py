@@ -56,8 +56,8 @@ def reports_per_second(
     system: Any, landmark_count: int, report_count: int, webhooks: list[str]
 ) -> float:
     """Set up the landmarks, vehicles and webhooks in `system`, then time the ingest."""
-    from database import utcnow
-    from extensions import db
+    from core.extensions import db
+    from core.times import utcnow
     from fleet.records import create_landmark, create_vehicle
     from fleet.vin import check_digit
     from webhooks.lifecycle import create_webhook

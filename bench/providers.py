@@ -175,7 +175,7 @@ def _servicemax(vins: list[str]) -> Provider:
 
         import requests
 
-        from extensions import db
+        from core.extensions import db
         from integrations import servicemax
 
         sign_in = servicemax.start_sign_in(
@@ -264,7 +264,7 @@ def run(
     simulated seconds posted every `pace` real seconds."""
     from sqlalchemy import func, select
 
-    from extensions import db
+    from core.extensions import db
     from integrations.lifecycle import create_integration, sign_release
     from integrations.models import Integration
     from outbox.models import MessageStatus, OutboxMessage
@@ -381,7 +381,7 @@ def _same(holds: dict[str, Any], wanted: dict[str, Any]) -> bool:
     for vin, value in wanted.items():
         held = holds[vin]
         if isinstance(value, str):
-            from database import parse_rfc3339
+            from core.times import parse_rfc3339
 
             if parse_rfc3339(str(held)) != parse_rfc3339(value):
                 return False

@@ -77,7 +77,7 @@ WORKER_SETS = {
 # seconds, not minutes. A webhook attempt ends by FLEETHOOK_DELIVERY_DEADLINE
 # (connect, send and the whole answer; outbox/transport.py); the read timeouts
 # apply to integrations' serial drains only, and are here because the lease must
-# outlast connect + read + 2 s (config.py).
+# outlast connect + read + 2 s (core/config.py).
 DEADLINE_SECONDS = 2.0
 SHORT_TIMEOUTS = {
     "FLEETHOOK_CONNECT_TIMEOUT": "1",
@@ -415,7 +415,7 @@ def _attempt_durations(system: Stack, path: str) -> list[int]:
     """The recorded attempts' durations (ms) of the webhook at receiver `path`."""
     from sqlalchemy import select
 
-    from extensions import db
+    from core.extensions import db
     from outbox.models import DeliveryAttempt, OutboxMessage
     from webhooks.models import Webhook
 
@@ -706,7 +706,7 @@ def busy_webhook(
     requests at once, whose receiver answers in `delay_ms`; make run's workers."""
     from sqlalchemy import update
 
-    from extensions import db
+    from core.extensions import db
     from outbox.models import Target
 
     path = "/busy"
@@ -851,7 +851,7 @@ def _report_of_message(system: Stack) -> dict[str, int]:
     """Every outbox message's webhook-id → the n of the report it came from."""
     from sqlalchemy import select
 
-    from extensions import db
+    from core.extensions import db
     from outbox.models import OutboxMessage
 
     with system.app.app_context():
@@ -877,7 +877,7 @@ def _queue_per_message_jobs(system: Stack, events: int) -> None:
     from rq import Queue
     from sqlalchemy import select
 
-    from extensions import db, redis_client
+    from core.extensions import db, redis_client
     from outbox.models import OutboxMessage
 
     system.ingest(events)
@@ -916,8 +916,8 @@ def _add_messages(system: Stack, target_ids: list[int], first: int, count: int) 
     the targets' counters, so what matters is only that the rows are there)."""
     from sqlalchemy import insert
 
-    from database import utcnow
-    from extensions import db
+    from core.extensions import db
+    from core.times import utcnow
     from outbox.models import OutboxMessage
 
     now = utcnow()
@@ -981,7 +981,7 @@ def grid_growth(
     from sqlalchemy import select
 
     from accounts.models import User
-    from extensions import db
+    from core.extensions import db
 
     with stack(engine, postgresql_url) as system:
         made = system.add_webhooks([f"http://127.0.0.1:9/w{n}" for n in range(webhooks)])

@@ -36,7 +36,7 @@ def vin_of(n: int) -> str:
 
 
 def _epoch() -> datetime:
-    from database import utcnow
+    from core.times import utcnow
 
     return utcnow().replace(microsecond=0) - timedelta(hours=6)
 
@@ -69,7 +69,7 @@ class Stack:
 
     def add_webhooks(self, urls: list[str], event_type: str = "location") -> list[tuple[int, str]]:
         """Webhooks of the account to these URLs: (id, signing secret) each."""
-        from extensions import db
+        from core.extensions import db
         from webhooks.lifecycle import create_webhook
 
         with self.app.app_context():
@@ -92,7 +92,7 @@ class Stack:
         """Move every webhook's address to `base_url`, keeping its path."""
         from sqlalchemy import select, update
 
-        from extensions import db
+        from core.extensions import db
         from webhooks.models import Webhook
 
         with self.app.app_context():
@@ -106,7 +106,7 @@ class Stack:
 
     def add_vehicles(self, total: int) -> list[str]:
         """Vehicles of the account until it has `total`; their VINs, in order."""
-        from extensions import db
+        from core.extensions import db
         from fleet.records import create_vehicle
 
         with self.app.app_context():
@@ -147,7 +147,7 @@ class Stack:
 
     def report_second(self, fix_time: str) -> int:
         """The n of the report an event's `fix_time` came from."""
-        from database import parse_rfc3339
+        from core.times import parse_rfc3339
 
         moment = parse_rfc3339(fix_time)
         assert moment is not None, fix_time
@@ -162,7 +162,7 @@ class Stack:
     ) -> None:
         """`count` `rq worker` processes on `queues` (default: every queue, main and
         retries alike); `scheduler`: with RQ's scheduler, as `make run`'s worker."""
-        from config import retry_queues, worker_queues
+        from core.config import retry_queues, worker_queues
 
         if queues is None:
             queues = [*worker_queues(NAMESPACE), *retry_queues(NAMESPACE)]
@@ -197,7 +197,7 @@ class Stack:
         """Workers as production runs them: two on the main queues (deliveries,
         integrations, maintenance), one on the retries queue (isolation), and the
         sweeper (`rq cron`)."""
-        from config import retry_queues, worker_queues
+        from core.config import retry_queues, worker_queues
 
         self.start_workers(2, queues=worker_queues(NAMESPACE))
         self.start_workers(1, queues=retry_queues(NAMESPACE))
@@ -206,7 +206,7 @@ class Stack:
     def start_make_run_workers(self) -> None:
         """The workers `make run` starts (devstack.run): one on the main queues with
         RQ's scheduler, one on the retries queue, and the sweeper (`rq cron`)."""
-        from config import retry_queues, worker_queues
+        from core.config import retry_queues, worker_queues
 
         self.start_workers(1, queues=worker_queues(NAMESPACE), scheduler=True)
         self.start_workers(1, queues=retry_queues(NAMESPACE))
@@ -215,7 +215,7 @@ class Stack:
     def start_sweeper(self) -> None:
         self.workers.append(
             subprocess.Popen(
-                [str(BIN / "rq"), "cron", "outbox.cron_config", "--url", self.env["REDIS_URL"]],
+                [str(BIN / "rq"), "cron", "cron", "--url", self.env["REDIS_URL"]],
                 cwd=ROOT,
                 env=self.env,
                 start_new_session=True,
@@ -270,7 +270,7 @@ class Stack:
         """Messages not yet finished, from the database."""
         from sqlalchemy import func, select
 
-        from extensions import db
+        from core.extensions import db
         from outbox.models import OPEN_STATUSES, OutboxMessage
 
         with self.app.app_context():
@@ -341,7 +341,7 @@ def stack(
     from accounts.tokens import issue_token
     from accounts.users import create_account
     from app import create_app
-    from extensions import db
+    from core.extensions import db
     from fleet.records import create_vehicle
 
     app = create_app()

@@ -128,7 +128,7 @@ def _sweep(
     deleted: dict[str, int] = {}
     try:
         from app import create_app
-        from extensions import db
+        from core.extensions import db
         from outbox.retention import prune
 
         app = create_app()
@@ -230,7 +230,7 @@ def database_size(system: Stack) -> dict[str, Any]:
     """The database's size, and each pruned table's (with its indexes) and rows."""
     from sqlalchemy import text
 
-    from extensions import db
+    from core.extensions import db
 
     rows = {
         table: int(db.session.scalar(text(f"SELECT count(*) FROM {table}")) or 0)
@@ -274,7 +274,7 @@ def database_size(system: Stack) -> dict[str, Any]:
 
 def _vacuum(system: Stack) -> None:
     """PostgreSQL: what autovacuum does for the pruned tables (plain, not FULL)."""
-    from extensions import db
+    from core.extensions import db
 
     if system.engine != "postgresql":
         return
@@ -286,8 +286,8 @@ def _restamp(real_start: datetime, now: datetime) -> None:
     """Messages the drain just ended carry the wall clock: move them to `now`."""
     from sqlalchemy import update
 
-    from database import utcnow
-    from extensions import db
+    from core.extensions import db
+    from core.times import utcnow
     from outbox.models import OutboxMessage
 
     db.session.execute(
@@ -321,8 +321,8 @@ def simulate(
     ):
         from sqlalchemy import func, select
 
-        from database import utcnow
-        from extensions import db
+        from core.extensions import db
+        from core.times import utcnow
         from fleet.ingest import ingest
         from fleet.records import create_landmark
         from outbox.drain import drain_target

@@ -7,22 +7,13 @@ from typing import Any
 
 from flask import Response, jsonify
 
+from accounts.api_access import admin_only, api_blueprint, api_user, requires
 from accounts.models import Scope
 from accounts.quotas import ReportQuotaExceeded
-from api import (
-    ApiProblem,
-    admin_only,
-    api_blueprint,
-    api_user,
-    iso_time,
-    json_object,
-    page_arguments,
-    page_json,
-    requires,
-)
-from database import utcnow
-from errors import ValidationError, problem, validation_problem
-from extensions import db
+from core.api import ApiProblem, iso_time, json_object, page_arguments, page_json
+from core.errors import ValidationError, problem, validation_problem
+from core.extensions import db
+from core.times import utcnow
 from fleet import records
 from fleet.detector import assign_driver
 from fleet.ingest import ingest

@@ -37,14 +37,10 @@ from typing import Any
 
 from sqlalchemy import select
 
-from database import format_rfc3339, write_unless_taken
-from extensions import db
-from fleet.geometry import distance_m
-from fleet.landmark_index import AccountLandmarks
-from fleet.models import Driver, DriverAssignment, Vehicle, VehicleState
-from fleet.reports import Report
-from outbox.fanout import account_targets, fan_out
-from webhooks.events import (
+from core.database import write_unless_taken
+from core.extensions import db
+from core.times import format_rfc3339
+from events.catalogue import (
     CURRENT_STATE,
     EVENT_TYPES,
     IDLE_MINUTES,
@@ -53,6 +49,11 @@ from webhooks.events import (
     DetectedEvent,
     VehicleSnapshot,
 )
+from fleet.geometry import distance_m
+from fleet.landmark_index import AccountLandmarks
+from fleet.models import Driver, DriverAssignment, Vehicle, VehicleState
+from fleet.reports import Report
+from outbox.fanout import account_targets, fan_out
 
 STATIONARY_MPH = 1.0
 METRES_PER_MILE = 1609.344
@@ -161,7 +162,6 @@ def _position(
                 EVENT_TYPES["speed"],
                 when,
                 here,
-                {"threshold_mph": None},
                 previous_mph=speed if late else state.speed_mph,
             )
         )
@@ -171,7 +171,7 @@ def _position(
                 EVENT_TYPES["posted_speed"],
                 when,
                 here,
-                {"posted_speed_mph": posted, "over_limit_mph": over, "threshold_mph": None},
+                {"posted_speed_mph": posted, "over_limit_mph": over},
                 previous_mph=over if late else state.over_limit_mph,
             )
         )
@@ -231,7 +231,6 @@ def _position(
                         when,
                         at_start,
                         {
-                            "idle_minutes": None,
                             "idle_since": format_rfc3339(state.idle_since),
                             "idle_duration_s": int(idle_s),
                         },

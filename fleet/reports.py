@@ -16,12 +16,13 @@ from typing import Any
 
 from flask import current_app, has_app_context
 
-from config import MAX_BATCH_REPORTS
-from database import MAX_ID, parse_rfc3339
-from errors import ValidationError
+from core.config import MAX_BATCH_REPORTS
+from core.database import MAX_ID
+from core.errors import ValidationError
+from core.times import parse_rfc3339
 from fleet.vin import normalise_vin, vin_problems
 
-MAX_BATCH = MAX_BATCH_REPORTS  # config.py: the quota's burst must hold one
+MAX_BATCH = MAX_BATCH_REPORTS  # core/config.py: the quota's burst must hold one
 # Device clocks drift; a report from further in the future is a broken clock.
 MAX_FUTURE = timedelta(minutes=5)
 

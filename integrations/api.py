@@ -8,10 +8,11 @@ from typing import Any
 
 from flask import Response, jsonify, request, url_for
 
-from api import ApiProblem, admin_only, api_blueprint, api_user, iso_time, json_object
-from encryption import mask
-from errors import ValidationError, problem, validation_problem
-from extensions import db
+from accounts.api_access import admin_only, api_blueprint, api_user
+from core.api import ApiProblem, iso_time, json_object
+from core.encryption import mask
+from core.errors import ValidationError, problem, validation_problem
+from core.extensions import db
 from integrations.base import secrets_of
 from integrations.lifecycle import (
     account_integrations,

@@ -80,9 +80,9 @@ import requests
 from flask import current_app
 from sqlalchemy import select
 
-from database import format_rfc3339, parse_rfc3339
-from encryption import mask
-from extensions import db
+from core.encryption import mask
+from core.extensions import db
+from core.times import format_rfc3339, parse_rfc3339
 from integrations.base import (
     CURRENT_STATE,
     VEHICLE_ATTRIBUTE,

@@ -13,7 +13,8 @@ from typing import Any, Protocol
 
 import requests
 
-from database import utcnow
+from core.times import utcnow
+from events.catalogue import CURRENT_STATE as CURRENT_STATE_EVENT
 from integrations.models import Integration
 from integrations.pacing import REQUESTS_PER_MINUTE_RANGE, requests_per_minute, wait_for_room
 from outbox.failures import describe_failure, shorten
@@ -21,7 +22,6 @@ from outbox.http import elapsed_ms, failed_result, outbound_session, request_tim
 from outbox.models import OutboxMessage
 from outbox.registry import Result
 from outbox.schedule import parse_retry_after
-from webhooks.events import CURRENT_STATE as CURRENT_STATE_EVENT
 
 # Why an integration that sends locations waits after it is connected.
 RELEASE_REASON = "Waiting for the release form to be signed."

@@ -13,9 +13,9 @@ from sqlalchemy import select
 
 from accounts.audit import HIDDEN, record
 from accounts.quotas import check_room
-from database import utcnow
-from errors import ValidationError
-from extensions import db
+from core.errors import ValidationError
+from core.extensions import db
+from core.times import utcnow
 from fleet.detector import current_states
 from integrations.base import (
     BUDGET_FIELD,

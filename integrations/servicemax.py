@@ -118,10 +118,10 @@ from cryptography.fernet import InvalidToken
 from flask import current_app, url_for
 
 from accounts.quotas import check_room
-from database import format_rfc3339, parse_rfc3339, utcnow
-from encryption import decrypt, encrypt, mask
-from errors import ValidationError
-from extensions import db
+from core.encryption import decrypt, encrypt, mask
+from core.errors import ValidationError
+from core.extensions import db
+from core.times import format_rfc3339, parse_rfc3339, utcnow
 from integrations.base import (
     CURRENT_STATE,
     MAX_RESPONSE_BYTES,

@@ -145,9 +145,9 @@ from urllib.parse import quote
 import requests
 from flask import current_app
 
-from database import format_rfc3339, utcnow
-from encryption import mask
-from errors import ValidationError
+from core.encryption import mask
+from core.errors import ValidationError
+from core.times import format_rfc3339, utcnow
 from fleet.detector import STATIONARY_MPH
 from integrations.base import CURRENT_STATE, Api, Field, ProviderRejected, secrets_of
 from integrations.models import Integration

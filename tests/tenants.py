@@ -22,8 +22,8 @@ from sqlalchemy import select
 from werkzeug.routing import Rule
 
 from accounts.models import Role
-from database import utcnow
-from extensions import db
+from core.extensions import db
+from core.times import utcnow
 from outbox.models import OutboxMessage
 from tests.conftest import bearer, make_user
 from tests.fakes.fleetio import ACCOUNT_TOKEN, API_KEY
@@ -35,6 +35,7 @@ ARGUMENT_KINDS = {
     "message_id": "message",  # a webhook-id (msg_…) of one of the webhook's messages
     "integration_message_id": "integration message",  # msg_… of one of the integration's
     "integration_id": "integration",
+    "target_id": "integration",  # the Webhook Manager's pause, resume, delete: any kind
     "vehicle_id": "vehicle",
     "driver_id": "driver",
     "landmark_id": "landmark",
@@ -180,6 +181,7 @@ def seed(client: FlaskClient, marker: str, vin: str) -> Tenant:
         },
     )
     tenant.ids["integration_id"] = integration["id"]
+    tenant.ids["target_id"] = integration["id"]
     moment = utcnow().replace(microsecond=0) - timedelta(minutes=5)
     report = {
         "vin": vin,

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import text
 
-from extensions import db, queue
+from core.extensions import db, queue
 from outbox.fanout import account_targets, fan_out
 from outbox.models import Target
 from tests.conftest import make_user

@@ -6,7 +6,7 @@ import pytest
 from cryptography.fernet import Fernet
 
 from app import create_app
-from config import ConfigError, load_config
+from core.config import ConfigError, load_config
 
 KEY = Fernet.generate_key().decode()
 

@@ -12,8 +12,8 @@ import re
 import pytest
 
 from accounts.audit import AuditEvent
-from database import utcnow
-from extensions import db, queue
+from core.extensions import db, queue
+from core.times import utcnow
 from outbox.models import (
     DEFAULT_MAX_IN_FLIGHT,
     MAX_IN_FLIGHT_RANGE,
@@ -24,7 +24,7 @@ from outbox.models import (
 )
 from outbox.queues import DELIVERIES, drain_job_id
 from tests.conftest import HTMX, bearer, make_user
-from tests.test_webhooks_portal import MANAGER, field_errors, new_webhook, valid_form
+from tests.test_webhooks_portal import MANAGER, WEBHOOK_GRID, field_errors, new_webhook, valid_form
 from webhooks.forms import ORDERING_CHOICES
 from webhooks.lifecycle import LATEST_WINS_EVENT_TYPES, MAX_RATE_LIMIT, send_demo
 from webhooks.models import Webhook
@@ -491,7 +491,7 @@ def test_the_grid_shows_requests_in_flight_out_of_the_window(admin, client):
     webhook = new_webhook(admin.account_id, max_in_flight=16)
     webhook.in_flight, webhook.send_window = 3, 8
     db.session.commit()
-    grid = client.get(MANAGER, headers=HTMX).data.decode()
+    grid = client.get(WEBHOOK_GRID, headers=HTMX).data.decode()
     row = re.search(rf'<tr id="webhook-{webhook.id}">(.*?)</tr>', grid, re.S).group(1)
     cell = re.search(r'<td class="num">(.*?)</td>', row, re.S).group(1)
     assert re.search(

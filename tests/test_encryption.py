@@ -7,7 +7,7 @@ import pytest
 from cryptography.fernet import Fernet, InvalidToken
 from sqlalchemy import text
 
-from extensions import db
+from core.extensions import db
 from integrations.base import secrets_of, store_secrets
 from integrations.models import Integration
 from tests.conftest import make_user, reset_database

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from database import utcnow
-from extensions import db
+from core.extensions import db
+from core.times import utcnow
 from outbox.drain import drain_target
 from outbox.models import MessageStatus, OutboxMessage
 from tests.conftest import bearer, make_user

@@ -7,7 +7,7 @@ import pytest
 from sqlalchemy import select
 
 from accounts.models import Role
-from extensions import db
+from core.extensions import db
 from fleet.landmark_index import shape_of
 from fleet.models import Landmark, Vehicle
 from tests.conftest import bearer, make_user

@@ -15,8 +15,8 @@ from werkzeug.datastructures import FileStorage
 from werkzeug.test import encode_multipart
 
 from accounts.models import Account, Role
-from errors import ValidationError
-from extensions import db
+from core.errors import ValidationError
+from core.extensions import db
 from fleet import records
 from fleet.landmark_index import shape_of
 from fleet.models import Driver, DriverAssignment, Landmark, Vehicle

@@ -26,7 +26,7 @@ from sqlalchemy import select
 
 from accounts.models import ApiToken
 from accounts.tokens import issue_token
-from extensions import db
+from core.extensions import db
 from openapi import openapi_document
 from tests.conftest import make_user
 

@@ -13,8 +13,8 @@ import pytest
 from sqlalchemy import func, select
 
 from accounts.models import Account, User
-from config import ConfigError, load_config
-from extensions import db
+from core.config import ConfigError, load_config
+from core.extensions import db
 from fleet.landmark_index import shape_of
 from fleet.models import Landmark
 from tests.conftest import HTMX, bearer, make_user

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import select
 
 from accounts.audit import HIDDEN, AuditEvent
-from extensions import db
+from core.extensions import db
 from outbox.drain import drain_target
 from tests.conftest import HTMX, bearer, make_user
 from tests.receiver import ReceiverServer, start_receiver

@@ -11,12 +11,12 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from database import utcnow
-from extensions import db
+from core.extensions import db
+from core.times import utcnow
+from events.catalogue import EVENT_TYPES
 from fleet.models import Driver, DriverAssignment, TelemetryReport, Vehicle, VehicleState
 from outbox.models import OutboxMessage
 from tests.conftest import bearer, make_user
-from webhooks.events import EVENT_TYPES
 from webhooks.lifecycle import create_webhook
 from webhooks.models import Webhook
 

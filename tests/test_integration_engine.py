@@ -19,9 +19,9 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from database import utcnow
-from errors import ValidationError
-from extensions import db
+from core.errors import ValidationError
+from core.extensions import db
+from core.times import utcnow
 from integrations.base import CURRENT_STATE, Api
 from integrations.lifecycle import (
     create_integration,

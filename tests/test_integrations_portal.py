@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import func, select
 
 from accounts.models import Role
-from extensions import db
+from core.extensions import db
 from integrations.lifecycle import create_integration
 from integrations.models import Integration
 from outbox.models import OutboxMessage
@@ -86,7 +86,7 @@ def test_the_fleetio_form_connects_after_the_credential_check(admin, client, aut
         "odometer_interval_minutes": None,
     }
     assert [r.path for r in fleetio.requests] == ["/api/v1/vehicles"]  # the check
-    grid = client.get("/integrations/grid", headers=HTMX).get_data(as_text=True)
+    grid = client.get("/manager/integration/grid", headers=HTMX).get_data(as_text=True)
     row = re.search(rf'<tr id="integration-{saved.id}">(.*?)</tr>', grid, re.S).group(1)
     assert "Fleetio" in row and "Update Odometer, Diagnostic Trouble Codes" in row
     assert "Active" in row and API_KEY not in grid
@@ -143,9 +143,9 @@ def test_delete_asks_first_and_leaves_no_messages(admin, client, auth, fleetio):
         )
     )
     db.session.commit()
-    dialog = client.get(f"/integrations/{integration.id}/delete", headers=HTMX).get_data(True)
+    dialog = client.get(f"/manager/targets/{integration.id}/delete", headers=HTMX).get_data(True)
     assert "Delete integration" in dialog
-    response = auth.post(f"/integrations/{integration.id}/delete", {}, page=MANAGER, htmx=True)
+    response = auth.post(f"/manager/targets/{integration.id}/delete", {}, page=MANAGER, htmx=True)
     assert response.status_code == 204
     assert integrations() == []
     assert db.session.scalar(select(func.count()).select_from(OutboxMessage)) == 0
@@ -298,7 +298,7 @@ def test_servicetitan_waits_for_the_release_form(admin, client, auth, servicetit
     assert integration.status == "paused" and integration.release_signed_at is None
     release = f"/integrations/{integration.id}/release"
     # Resuming before the release is signed opens the release form instead.
-    resumed = auth.post(f"/integrations/{integration.id}/resume", {}, page=MANAGER, htmx=True)
+    resumed = auth.post(f"/manager/targets/{integration.id}/resume", {}, page=MANAGER, htmx=True)
     assert "Sign and activate" in resumed.get_data(as_text=True)
     assert integrations()[0].status == "paused"
     refused = auth.post(

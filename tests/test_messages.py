@@ -8,8 +8,8 @@ import re
 import pytest
 from sqlalchemy import update
 
-from database import utcnow
-from extensions import db
+from core.extensions import db
+from core.times import utcnow
 from outbox.drain import drain_target
 from outbox.models import OutboxMessage
 from tests.conftest import HTMX, bearer, make_user

@@ -29,14 +29,14 @@ from sqlalchemy import func, select
 from standardwebhooks.webhooks import Webhook as StandardWebhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
-from errors import ValidationError
-from extensions import db
+from core.errors import ValidationError
+from core.extensions import db
+from events.catalogue import EVENT_TYPES
 from fleet.models import Driver, DriverAssignment, TelemetryReport, Vehicle, VehicleState
 from fleet.reports import check_batch
 from outbox.models import DeliveryAttempt, OutboxMessage, new_message_id
 from outbox.schedule import parse_retry_after
 from tests.conftest import bearer, make_user
-from webhooks.events import EVENT_TYPES
 from webhooks.lifecycle import create_webhook
 from webhooks.wire import ContentType, encode_body, form_fields, new_secret, request_headers
 

@@ -20,8 +20,8 @@ import pytest
 from sqlalchemy import event, func, insert, select
 
 from accounts.models import Role, User
-from database import format_rfc3339, utcnow
-from extensions import db
+from core.extensions import db
+from core.times import format_rfc3339, utcnow
 from fleet import records
 from fleet.models import Driver, Vehicle
 from tests.conftest import bearer, make_user

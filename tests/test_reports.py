@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from errors import ValidationError
+from core.errors import ValidationError
 from fleet.reports import MAX_BATCH, check_batch, check_report
 
 NOW = datetime(2026, 5, 14, 15, 42, 7, tzinfo=UTC)

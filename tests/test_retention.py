@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 from sqlalchemy import event, func, select
 
-from database import utcnow
-from errors import ValidationError
-from extensions import db
+from core.errors import ValidationError
+from core.extensions import db
+from core.times import utcnow
 from fleet.ingest import ingest
 from fleet.models import Driver, DriverAssignment, TelemetryReport
 from outbox.models import DeliveryAttempt, OutboxMessage, new_message_id

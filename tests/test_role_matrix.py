@@ -29,8 +29,8 @@ from werkzeug.routing import Rule
 
 from accounts.models import Scope, User
 from accounts.tokens import issue_token
-from database import utcnow
-from extensions import db
+from core.extensions import db
+from core.times import utcnow
 from tests.conftest import csrf_token
 from tests.fakes.fleetio import FleetioFake
 from tests.tenants import (

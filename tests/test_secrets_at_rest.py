@@ -34,8 +34,8 @@ from cryptography.fernet import Fernet
 from sqlalchemy import inspect, select, text
 from standardwebhooks.webhooks import Webhook as StandardWebhook
 
-from database import utcnow
-from extensions import db, redis_client
+from core.extensions import db, redis_client
+from core.times import utcnow
 from integrations.base import secrets_of
 from integrations.models import Integration
 from outbox.drain import drain_target

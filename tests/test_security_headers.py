@@ -1,4 +1,4 @@
-"""The response headers of security.py, and the cookie flags of config.py, on every
+"""The response headers of core/security.py, and the cookie flags of core/config.py, on every
 route — generated from the URL map, so a new page cannot escape them.
 
 Every GET route, with the logged-in account's own ids filled in (tests/tenants.py),
@@ -26,8 +26,8 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from accounts.models import Role, User
-from config import MAX_REQUEST_BYTES
-from extensions import db, redis_client
+from core.config import MAX_REQUEST_BYTES
+from core.extensions import db, redis_client
 from tests.conftest import (
     NAMESPACE,
     PASSWORD,

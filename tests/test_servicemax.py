@@ -22,10 +22,11 @@ import pytest
 import requests
 from sqlalchemy import select, text, update
 
-from config import ConfigError, parse_public_url
-from database import utcnow
-from errors import ValidationError
-from extensions import db
+from core.config import ConfigError, parse_public_url
+from core.errors import ValidationError
+from core.extensions import db
+from core.times import utcnow
+from events.catalogue import EventType
 from integrations.base import CURRENT_STATE, ProviderRejected, secrets_of
 from integrations.lifecycle import (
     create_integration,
@@ -68,7 +69,6 @@ from tests.fakes.salesforce import (
     FakeSalesforce,
     s256,
 )
-from webhooks.events import EventType
 
 PUBLIC_URL = "https://portal.example.com"
 REDIRECT = f"{PUBLIC_URL}/integrations/servicemax/callback"

@@ -19,10 +19,10 @@ import requests
 from flask import Flask
 from sqlalchemy import select, text, update
 
-from database import utcnow
-from errors import ValidationError
-from extensions import db, redis_client
-from fleet.simulator import demo_vin
+from core.errors import ValidationError
+from core.extensions import db, redis_client
+from core.times import utcnow
+from demo.simulator import demo_vin
 from integrations import servicetitan
 from integrations.lifecycle import create_integration, sign_release
 from integrations.models import Integration

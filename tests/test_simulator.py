@@ -15,11 +15,8 @@ import pytest
 from sqlalchemy import func, select
 from werkzeug.serving import make_server
 
-from devstack import demo_token, simulator_wanted
-from extensions import db
-from fleet.geometry import parse_circle, parse_polygon
-from fleet.reports import check_report
-from fleet.simulator import (
+from core.extensions import db
+from demo.simulator import (
     LANDMARKS,
     Api,
     Schedule,
@@ -31,10 +28,13 @@ from fleet.simulator import (
     demo_vehicles,
     run,
 )
+from devstack import demo_token, simulator_wanted
+from events.catalogue import EVENT_TYPES
+from fleet.geometry import parse_circle, parse_polygon
+from fleet.reports import check_report
 from fleet.vin import check_digit_warning, vin_problems
 from outbox.models import OutboxMessage
 from tests.conftest import bearer, make_user
-from webhooks.events import EVENT_TYPES
 from webhooks.lifecycle import create_webhook
 
 START = datetime(2026, 5, 14, 12, 0, tzinfo=UTC)

@@ -31,8 +31,9 @@ import pytest
 from sqlalchemy import func, select, update
 from urllib3.util.connection import HAS_IPV6
 
-from database import utcnow
-from extensions import db
+from core.extensions import db
+from core.times import utcnow
+from events.catalogue import EVENT_TYPES, EXAMPLE_VEHICLE, DetectedEvent
 from integrations.models import Integration
 from integrations.providers import PROVIDERS
 from outbox.drain import drain_target
@@ -41,7 +42,6 @@ from outbox.models import DeliveryAttempt, OutboxMessage, Target
 from outbox.sweeper import close_old_messages
 from tests.conftest import bearer, make_user
 from tests.receiver import ReceiverServer
-from webhooks.events import EVENT_TYPES, EXAMPLE_VEHICLE, DetectedEvent
 from webhooks.models import Webhook
 
 pytestmark = pytest.mark.app_config(

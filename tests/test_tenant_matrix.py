@@ -32,8 +32,8 @@ from flask import Flask
 from sqlalchemy import select
 from werkzeug.routing import Rule
 
-from database import utcnow
-from extensions import db
+from core.extensions import db
+from core.times import utcnow
 from fleet.models import Vehicle
 from tests.conftest import bearer, csrf_token, make_user
 from tests.fakes.fleetio import FleetioFake
@@ -70,7 +70,7 @@ COLLECTIONS = {
 # absence of B's objects there means something.
 PORTAL_LISTINGS = {
     "/webhooks/": "Acmeish Dispatch hook",
-    "/integrations/grid": 'id="integration-{integration_id}"',
+    "/manager/integration/grid": 'id="integration-{integration_id}"',
     "/fleet/vehicles": "Acmeish Truck",
     "/fleet/drivers": "Acmeish Driver",
     "/fleet/landmarks": "Acmeish Yard",

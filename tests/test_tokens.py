@@ -14,9 +14,9 @@ from sqlalchemy import select, text
 
 from accounts.models import ApiToken, Role, Scope
 from accounts.tokens import issue_token
-from database import utcnow
-from errors import ValidationError
-from extensions import db, migrate
+from core.errors import ValidationError
+from core.extensions import db, migrate
+from core.times import utcnow
 from tests.conftest import bearer, make_user
 from tests.test_database import empty_database
 

@@ -10,10 +10,10 @@ import pytest
 from standardwebhooks.webhooks import Webhook as StandardWebhook
 
 from accounts.models import Role
-from extensions import db
+from core.extensions import db
+from events.catalogue import EVENT_TYPES, example_event
 from outbox.models import new_message_id
 from tests.conftest import bearer, make_user
-from webhooks.events import EVENT_TYPES, example_event
 from webhooks.lifecycle import signing_secrets
 from webhooks.models import Webhook
 from webhooks.wire import ContentType, encode_body, request_headers

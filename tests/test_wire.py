@@ -13,9 +13,8 @@ from urllib.parse import parse_qsl
 import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from encryption import mask
-from outbox.models import new_message_id
-from webhooks.events import (
+from core.encryption import mask
+from events.catalogue import (
     EVENT_TYPES,
     EventType,
     UnknownEventField,
@@ -23,6 +22,7 @@ from webhooks.events import (
     build_event,
     example_event,
 )
+from outbox.models import new_message_id
 from webhooks.wire import (
     EXAMPLE_ATTEMPT_TIMESTAMP,
     EXAMPLE_MESSAGE_ID,

@@ -9,8 +9,8 @@ from pathlib import Path
 from rq.job import Job, JobStatus
 
 from accounts.models import Account
-from config import worker_queues
-from extensions import db, queue, redis_client
+from core.config import worker_queues
+from core.extensions import db, queue, redis_client
 from tests.conftest import NAMESPACE, ROOT, make_user
 
 

@@ -15,9 +15,9 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 from urllib.parse import urlencode
 
-from encryption import mask
+from core.encryption import mask
+from events.catalogue import EventType, example_event
 from outbox.models import MESSAGE_ID_PREFIX
-from webhooks.events import EventType, example_event
 
 try:
     USER_AGENT = f"Fleethook-Webhooks/{version('fleethook')}"

@@ -18,9 +18,9 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, ViewportSize, sync_playwright
 
 from app import create_app
-from config import retry_queues, worker_queues
+from core.config import retry_queues, worker_queues
+from core.extensions import db, redis_client
 from devstack import fetch_npm_file
-from extensions import db, redis_client
 from tests.conftest import NAMESPACE, PASSWORD, bearer, csrf_token, delete_namespace, make_user
 from tests.conftest import reset_database as empty_database
 from tests.e2e.browser_checks import BrowserChecks

@@ -80,7 +80,10 @@ def test_fleetio_counters_move_in_the_grid_as_trucks_report(
     expect(page.get_by_role("heading", level=1)).to_contain_text("Fleetio")
     checks.audit(page)
     page.get_by_role("button", name="Pause").click()
-    expect(page).to_have_url(live.url + "/webhooks/")
+    # Back on its page, which says so; then the grid.
+    expect(page).to_have_url(live.url + f"/integrations/{integration['id']}")
+    expect(page.get_by_role("button", name="Resume")).to_be_visible()
+    page.goto("/webhooks/")
     rest_pointer(page)
     checks.audit(page)
     expect(cell(row, "Status")).to_contain_text("Paused")
@@ -94,7 +97,8 @@ def test_fleetio_counters_move_in_the_grid_as_trucks_report(
     # Resumed, the worker sends the backlog to Fleetio: the queue drains, the total stays.
     row.get_by_role("link", name=str(integration["id"]), exact=True).click()
     page.get_by_role("button", name="Resume").click()
-    expect(page).to_have_url(live.url + "/webhooks/")
+    expect(page).to_have_url(live.url + f"/integrations/{integration['id']}")
+    page.goto("/webhooks/")
     rest_pointer(page)
     expect(cell(row, "Queue Depth")).to_have_text("0", timeout=10_000)
     expect(cell(row, "Total Messages")).to_have_text(str(synced + len(ODOMETER)))

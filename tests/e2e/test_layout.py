@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Page, expect
 
-from extensions import db
+from core.extensions import db
 from outbox.failures import shorten
 from outbox.models import ERROR_LENGTH, Target
 from tests.e2e.browser_checks import BrowserChecks

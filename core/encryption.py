@@ -104,7 +104,7 @@ keys_cli = AppGroup("keys", help="Manage the encryption keys of secrets at rest.
 def rotate_command() -> None:
     """Re-encrypt every stored secret under the first key of FLEETHOOK_ENCRYPTION_KEYS.
     Afterwards the other keys may be removed from the setting."""
-    from extensions import db
+    from core.extensions import db
 
     count = rotate_all(db.session, db.metadata)
     db.session.commit()

@@ -5,27 +5,30 @@ the portal shows is what receivers get."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from database import format_rfc3339
-from outbox.models import vehicle_lane
+from core.times import format_rfc3339
 
 
 @dataclass(frozen=True)
 class Setting:
-    """A number each webhook of a type chooses, e.g. the mph of a Speed webhook."""
+    """A number each webhook of a type chooses, e.g. the mph of a Speed webhook, and
+    which events reach a webhook for the number it chose. The detector makes an
+    event whenever it could reach some webhook (at the setting's minimum); each
+    webhook gets its chosen number in the event's `field`."""
 
-    field: str  # its API and form name
+    field: str  # its API and form name, and the event's field that carries it
     label: str
     unit: str
     minimum: int
     maximum: int
     default: int
     help: str
+    reaches: Callable[[DetectedEvent, int], bool]  # (event, the webhook's number)
 
 
 @dataclass(frozen=True)
@@ -85,8 +88,9 @@ class DetectedEvent:
 
     @property
     def ordering_key(self) -> str:
-        """The lane this event's messages go in: its vehicle's."""
-        return vehicle_lane(self.vehicle.vehicle_id)
+        """The lane this event's messages go in, its vehicle's (the
+        fleethook-ordering-key header)."""
+        return f"vehicle:{self.vehicle.vehicle_id}"
 
 
 class SpeedingEvents(StrEnum):
@@ -108,6 +112,7 @@ SPEED_THRESHOLD = Setting(
     70,
     "Every position report at or over this speed makes an event (or only the first of"
     " each speeding episode: see below).",
+    lambda event, mph: (event.vehicle.speed_mph or 0) >= mph,
 )
 POSTED_SPEED_MARGIN = Setting(
     "threshold_mph",
@@ -118,6 +123,7 @@ POSTED_SPEED_MARGIN = Setting(
     10,
     "Every position report this many mph or more over the posted limit makes an event (or"
     " only the first of each episode: see below).",
+    lambda event, mph: (event.details.get("over_limit_mph") or 0) >= mph,
 )
 IDLE_MINUTES = Setting(
     "idle_minutes",
@@ -127,7 +133,15 @@ IDLE_MINUTES = Setting(
     1440,
     5,
     "Send an event when the ignition is on and the vehicle has not moved for this long.",
+    # Each idle period reaches a webhook once: in the report whose window crosses it.
+    lambda event, minutes: _crosses(event.idle_window_s, minutes * 60),
 )
+
+
+def _crosses(window: tuple[float, float] | None, seconds: float) -> bool:
+    before, now = window or (0.0, 0.0)
+    return before < seconds <= now
+
 
 _EXAMPLE_TIME = datetime(2026, 5, 14, 15, 42, 7, tzinfo=UTC)
 _LANDMARK = {"id": 311, "name": "Joliet Distribution Center"}
@@ -307,7 +321,8 @@ def build_event(
         "fix_time": format_rfc3339(vehicle.fix_time) if vehicle.fix_time else None,
     }
     data.update({name: value for name, value in known.items() if value is not None})
-    data.update(details)
+    # In the catalogue's order, whoever added them in whichever order.
+    data.update({name: details[name] for name in event_type.example_details if name in details})
     return {"type": event_type.key, "timestamp": format_rfc3339(occurred_at), "data": data}
 
 
