@@ -12,12 +12,13 @@ from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import IntegerConverter
 
-from config import load_config
-from database import MAX_ID, utcnow
-from encryption import init_encryption, mask
-from errors import register_error_handlers
-from extensions import init_extensions
-from security import init_security
+from core.config import load_config
+from core.database import MAX_ID
+from core.encryption import init_encryption, mask
+from core.errors import register_error_handlers
+from core.extensions import init_extensions
+from core.security import init_security
+from core.times import utcnow
 
 HTMX_STATIC_PATH = "vendor/htmx.min.js"
 
@@ -59,7 +60,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     init_encryption(app)
     init_security(app)
     register_error_handlers(app)
-    _register_target_kinds()
+    _register_with_the_outbox()
     _register_blueprints(app)
     _register_commands(app)
     _register_template_helpers(app)
@@ -67,7 +68,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     return app
 
 
-def _register_target_kinds() -> None:
+def _register_with_the_outbox() -> None:
+    """The kinds of target it delivers to, and the rows above it that it prunes."""
+    from fleet.retention import register_pruners
     from integrations.kind import IntegrationKind
     from integrations.providers import load_providers
     from outbox.registry import register
@@ -76,16 +79,18 @@ def _register_target_kinds() -> None:
     register(WebhookKind())
     register(IntegrationKind())
     load_providers()
+    register_pruners()
 
 
 def _register_blueprints(app: Flask) -> None:
     from accounts import api as accounts_api
     from accounts import views as accounts_views
+    from core.health import bp as health_bp
     from fleet import api as fleet_api
     from fleet import views as fleet_views
-    from health import bp as health_bp
     from integrations import api as integrations_api
     from integrations import views as integrations_views
+    from manager import views as manager_views
     from openapi import bp as openapi_bp
     from outbox.metrics import bp as metrics_bp
     from webhooks import api as webhooks_api
@@ -96,6 +101,7 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(metrics_bp)
     app.register_blueprint(accounts_views.bp)
     app.register_blueprint(accounts_api.bp)
+    app.register_blueprint(manager_views.bp)
     app.register_blueprint(webhooks_views.bp)
     app.register_blueprint(webhooks_api.bp)
     app.register_blueprint(fleet_api.bp)
@@ -106,9 +112,9 @@ def _register_blueprints(app: Flask) -> None:
 
 def _register_commands(app: Flask) -> None:
     from accounts.cli import accounts_cli, quota_cli, tokens_cli
-    from demo import demo_cli
-    from encryption import keys_cli
-    from fleet.simulator import simulate_command
+    from core.encryption import keys_cli
+    from demo.seed import demo_cli
+    from demo.simulator import simulate_command
 
     app.cli.add_command(accounts_cli)
     app.cli.add_command(tokens_cli)
@@ -119,7 +125,7 @@ def _register_commands(app: Flask) -> None:
 
 
 def _register_template_helpers(app: Flask) -> None:
-    from portal import relative_time
+    from core.portal import relative_time
 
     app.jinja_env.filters["mask"] = mask
     app.jinja_env.filters["relative_time"] = relative_time

@@ -149,13 +149,19 @@ class RedisServer:
         self.directory.mkdir(parents=True, exist_ok=True)
         return [
             find_redis_server(),
-            "--port", str(self.port),
-            "--bind", "127.0.0.1",
-            "--save", "",
-            "--appendonly", "no",
-            "--dir", str(self.directory),
-            "--logfile", str(self.directory / "redis.log"),
-        ]  # fmt: skip
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(self.directory),
+            "--logfile",
+            str(self.directory / "redis.log"),
+        ]
 
     def start(self) -> RedisServer:
         self.process = subprocess.Popen(self.command(), start_new_session=True)
@@ -481,8 +487,11 @@ def start_fake_providers(
     the settings pointing Fleethook at them, and the credentials to type in."""
     process = subprocess.Popen(
         [str(BIN / "python"), "-m", "tests.fakes.serve"],
-        cwd=ROOT, env=dict(env), stdout=subprocess.PIPE, start_new_session=True,
-    )  # fmt: skip
+        cwd=ROOT,
+        env=dict(env),
+        stdout=subprocess.PIPE,
+        start_new_session=True,
+    )
     settings: dict[str, str] = {}
     notes: list[str] = []
     assert process.stdout is not None
@@ -529,47 +538,60 @@ def run(simulator: bool = True, fake_providers: bool = False) -> int:
         credentials = _flask(["demo", "seed"], env, capture=True)
         write_private(DEMO_LOGIN, credentials)
         write_private(DEMO_TOKEN, (demo_token(credentials) or "") + "\n")
-        from config import DEFAULT_REDIS_NAMESPACE, retry_queues, verbose, worker_queues
+        from core.config import DEFAULT_REDIS_NAMESPACE, retry_queues, verbose, worker_queues
 
         namespace = env.get("FLEETHOOK_REDIS_NAMESPACE") or DEFAULT_REDIS_NAMESPACE
         # A quiet console by default, so the banner stays in view: no line per
         # request or per job (the sweeper alone runs one every 5 s); the worker
-        # logs a summary a minute (outbox/summary.py). FLEETHOOK_VERBOSE=1 logs
+        # logs a summary a minute (fleet/summary.py). FLEETHOOK_VERBOSE=1 logs
         # them all.
         loud = verbose(env)
         commands = {
             "portal": [
                 str(BIN / "gunicorn"),
-                "--bind", f"127.0.0.1:{port}",
-                "--workers", "2",
-                "--threads", "4",
+                "--bind",
+                f"127.0.0.1:{port}",
+                "--workers",
+                "2",
+                "--threads",
+                "4",
                 *(["--access-logfile", "-"] if loud else []),
                 "--no-control-socket",
                 "app:create_app()",
             ],
             "worker": [
-                str(BIN / "rq"), "worker",
-                "--worker-class", "worker.FleethookWorker",
+                str(BIN / "rq"),
+                "worker",
+                "--worker-class",
+                "worker.FleethookWorker",
                 "--with-scheduler",
                 *([] if loud else ["--quiet"]),
-                "--url", env["REDIS_URL"],
+                "--url",
+                env["REDIS_URL"],
                 *worker_queues(namespace),
             ],
             # Targets that failed lately drain here, so their timeouts cannot
             # hold the worker healthy targets need.
             "retry worker": [
-                str(BIN / "rq"), "worker",
-                "--worker-class", "worker.FleethookWorker",
+                str(BIN / "rq"),
+                "worker",
+                "--worker-class",
+                "worker.FleethookWorker",
                 *([] if loud else ["--quiet"]),
-                "--url", env["REDIS_URL"],
+                "--url",
+                env["REDIS_URL"],
                 *retry_queues(namespace),
             ],
             "sweeper": [
-                str(BIN / "rq"), "cron", "outbox.cron_config",
-                "--logging-level", "info" if loud else "warning",
-                "--url", env["REDIS_URL"],
+                str(BIN / "rq"),
+                "cron",
+                "cron",
+                "--logging-level",
+                "info" if loud else "warning",
+                "--url",
+                env["REDIS_URL"],
             ],
-        }  # fmt: skip
+        }
         started = {
             name: supervisor.start(ChildProcess(name, c, env)) for name, c in commands.items()
         }
@@ -627,14 +649,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("command", choices=["assets", "run", "token"])
     parser.add_argument(
-        "--fake-providers", action="store_true",
+        "--fake-providers",
+        action="store_true",
         help="run: point the integrations at local fakes of the providers' APIs (or "
         "FLEETHOOK_FAKE_PROVIDERS=1)",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--no-simulator", action="store_true",
+        "--no-simulator",
+        action="store_true",
         help="run: do not start the demo vehicle simulator (or FLEETHOOK_SIMULATOR=0)",
-    )  # fmt: skip
+    )
     args = parser.parse_args(args_given)
     if args.command == "token":
         return print_demo_login()

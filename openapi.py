@@ -10,7 +10,8 @@ from flask import Blueprint, Response, jsonify
 
 from accounts.audit import ACTIONS, HIDDEN
 from accounts.models import Scope
-from database import MAX_ID
+from core.database import MAX_ID
+from events.catalogue import EVENT_TYPES, SPEEDING_EVENT_TYPES, SpeedingEvents
 from integrations.pacing import REQUESTS_PER_MINUTE_RANGE
 from outbox.models import (
     DEFAULT_MAX_IN_FLIGHT,
@@ -19,7 +20,6 @@ from outbox.models import (
     Ordering,
     TargetStatus,
 )
-from webhooks.events import EVENT_TYPES, SPEEDING_EVENT_TYPES, SpeedingEvents
 from webhooks.lifecycle import (
     LATEST_WINS_EVENT_TYPES,
     MAX_HEADER_VALUE_LENGTH,
@@ -114,10 +114,13 @@ def _path_id(name: str, description: str) -> dict[str, Any]:
 
 WEBHOOK_ID = _path_id("webhook_id", "The webhook's ID.")
 PAGE_PARAMETERS = [
-    {"name": "limit", "in": "query",
-     "schema": {"type": "integer", "minimum": 1, "maximum": 200, "default": 50}},
+    {
+        "name": "limit",
+        "in": "query",
+        "schema": {"type": "integer", "minimum": 1, "maximum": 200, "default": 50},
+    },
     {"name": "cursor", "in": "query", "schema": {"type": "string"}},
-]  # fmt: skip
+]
 MESSAGE_ID = {
     "name": "message_id",
     "in": "path",
@@ -428,7 +431,7 @@ def _schemas() -> dict[str, Any]:
                     "by a move to another host).",
                 },
             },
-        },  # fmt: skip
+        },
         "WebhookWithSecret": {
             "allOf": [
                 _ref("Webhook"),
@@ -780,7 +783,7 @@ def _paths() -> dict[str, Any]:
                         "Tokens.",
                     )
                 },
-            ),  # fmt: skip
+            ),
             "post": _operation(
                 "Issue a token acting as the caller, with a scope and an optional expiry",
                 {"201": _json(_ref("NewToken"), "The token, shown once.")},
@@ -840,7 +843,7 @@ def _paths() -> dict[str, Any]:
                         "",
                     )
                 },
-            )  # fmt: skip
+            )
         },
         "/api/v1/webhooks": {
             "get": _operation(
@@ -857,7 +860,7 @@ def _paths() -> dict[str, Any]:
                     },
                     {"name": "cursor", "in": "query", "schema": {"type": "string"}},
                 ],
-            ),  # fmt: skip
+            ),
             "post": _operation(
                 "Create a webhook",
                 {"201": _json(_ref("WebhookWithSecret"), "Created; the secret is shown once.")},
@@ -882,7 +885,7 @@ def _paths() -> dict[str, Any]:
                 admin=True,
                 parameters=[WEBHOOK_ID],
             ),
-        },  # fmt: skip
+        },
         **{
             f"/api/v1/{plural}": {
                 "get": _operation(
@@ -901,7 +904,7 @@ def _paths() -> dict[str, Any]:
                 ),
             }
             for plural, schema in FLEET_COLLECTIONS
-        },  # fmt: skip
+        },
         **{
             f"/api/v1/{plural}/{{{plural[:-1]}_id}}": {
                 "get": _operation(
@@ -1116,7 +1119,7 @@ def _paths() -> dict[str, Any]:
                     "WebhookWithSecret",
                 ),
             ]
-        },  # fmt: skip
+        },
         "/api/v1/webhooks/{webhook_id}/expire-previous-secret": {
             "post": _operation(
                 "End a rotation's overlap now: only the current secret signs",

@@ -7,6 +7,7 @@ from typing import Any
 
 from flask import Response, jsonify
 
+from accounts.api_access import admin_only, api_blueprint, api_user, requires
 from accounts.audit import AuditEvent, account_events
 from accounts.models import ApiToken, Scope
 from accounts.tokens import (
@@ -16,20 +17,10 @@ from accounts.tokens import (
     issue_token,
     revoke_token,
 )
-from api import (
-    ApiProblem,
-    admin_only,
-    api_blueprint,
-    api_user,
-    iso_time,
-    json_object,
-    page_arguments,
-    page_json,
-    requires,
-)
-from database import parse_rfc3339
-from errors import ValidationError, validation_problem
-from extensions import db
+from core.api import ApiProblem, iso_time, json_object, page_arguments, page_json
+from core.errors import ValidationError, validation_problem
+from core.extensions import db
+from core.times import parse_rfc3339
 
 bp = api_blueprint("accounts_api", __name__)
 

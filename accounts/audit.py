@@ -14,8 +14,9 @@ from flask_login import current_user
 from sqlalchemy import JSON, ForeignKey, Index, String, select
 from sqlalchemy.orm import Mapped, mapped_column
 
-from database import UTCDateTime, utcnow
-from extensions import db
+from core.database import UTCDateTime
+from core.extensions import db
+from core.times import utcnow
 
 # What the log says instead of a secret's new value (signing secrets, API keys,
 # OAuth tokens, custom header values, passwords never reach it).
@@ -80,7 +81,7 @@ def _actor() -> tuple[int | None, str, str | None]:
     if not has_request_context():
         return None, COMMAND_LINE, None
     address = (request.remote_addr or "")[:45] or None
-    token = g.get("api_token")  # set by api.py's bearer-token check
+    token = g.get("api_token")  # set by core/api.py's bearer-token check
     if token is not None:
         actor = f'API token "{token.name}" ({token.hint}…) of {token.user.email}'
         return token.user_id, actor, address

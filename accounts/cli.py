@@ -13,9 +13,9 @@ from accounts.models import Account, AccountQuota, User
 from accounts.quotas import LIMIT_NAMES, account_limits, check_limit_value, default_limits
 from accounts.tokens import EXPIRY_FORMAT, issue_token
 from accounts.users import create_account, normalise_email
-from database import parse_rfc3339
-from errors import ValidationError
-from extensions import db
+from core.errors import ValidationError
+from core.extensions import db
+from core.times import parse_rfc3339
 
 accounts_cli = AppGroup("accounts", help="Manage customer accounts.")
 tokens_cli = AppGroup("tokens", help="Manage API tokens.")
@@ -48,8 +48,9 @@ def create_account_command(name: str, email: str, password: str) -> None:
 @tokens_cli.command("create")
 @click.option("--email", required=True, help="The user the token acts as.")
 @click.option("--name", default="Command line", show_default=True, help="What will use it.")
-@click.option("--scope", help="admin, read or telemetry:write (default: the widest the "
-              "user's role allows).")  # fmt: skip
+@click.option(
+    "--scope", help="admin, read or telemetry:write (default: the widest the user's role allows)."
+)
 @click.option("--expires-at", help="An RFC 3339 time, e.g. 2027-01-31T17:00:00Z (default: never).")
 def create_token_command(email: str, name: str, scope: str | None, expires_at: str | None) -> None:
     """Issue an API token; it is printed alone on the last line, and only once."""
@@ -66,8 +67,10 @@ def create_token_command(email: str, name: str, scope: str | None, expires_at: s
         _fail(ValidationError({k.replace("_", "-"): v for k, v in error.errors.items()}))
     db.session.commit()
     until = f", expires {token.expires_at.isoformat()}" if token.expires_at else ""
-    click.echo(f"API token for {user.email} (role {user.role}, scope {token.scope}{until}), "
-               "shown only now:")  # fmt: skip
+    click.echo(
+        f"API token for {user.email} (role {user.role}, scope {token.scope}{until}), "
+        "shown only now:"
+    )
     click.echo(clear)
 
 
@@ -78,8 +81,10 @@ def _account(reference: str) -> Account:
         named = list(db.session.scalars(select(Account).where(Account.name == reference)))
         if len(named) > 1:
             ids = ", ".join(str(a.id) for a in named)
-            click.echo(f"ACCOUNT: several accounts are named {reference!r} (ids {ids}): "
-                       "give the id", err=True)  # fmt: skip
+            click.echo(
+                f"ACCOUNT: several accounts are named {reference!r} (ids {ids}): give the id",
+                err=True,
+            )
             raise click.exceptions.Exit(2)
         account = named[0] if named else None
     if account is None:

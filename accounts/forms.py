@@ -18,7 +18,7 @@ from wtforms.validators import InputRequired, Length
 
 from accounts.models import MAX_EMAIL_LENGTH, Role, Scope
 from accounts.tokens import SCOPE_DESCRIPTIONS
-from errors import ValidationError
+from core.errors import ValidationError
 
 
 class LoginForm(FlaskForm):

@@ -31,7 +31,7 @@ from flask import current_app
 from limits import RateLimitItem, parse
 from limits.strategies import MovingWindowRateLimiter
 
-from extensions import rate_limiter
+from core.extensions import rate_limiter
 
 # The prefix length that counts as one IPv6 client.
 IPV6_CLIENT_PREFIX = 64

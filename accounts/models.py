@@ -9,8 +9,9 @@ from flask_login import UserMixin
 from sqlalchemy import ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from database import UTCDateTime, utcnow
-from extensions import db
+from core.database import UTCDateTime
+from core.extensions import db
+from core.times import utcnow
 
 # The longest email address there is (RFC 5321's path limit, less its brackets).
 MAX_EMAIL_LENGTH = 254
@@ -97,7 +98,7 @@ class ApiToken(db.Model):  # type: ignore[name-defined]
 
 class AccountQuota(db.Model):  # type: ignore[name-defined]
     """An operator's overrides of the installation's tenant limits for one account
-    (`flask quota set`); a column left empty means the default (config.py)."""
+    (`flask quota set`); a column left empty means the default (core/config.py)."""
 
     __tablename__ = "account_quota"
 

@@ -1,6 +1,6 @@
 """Tenant limits: what one account may use of a shared installation — telemetry
 reports a second (a token bucket in Redis), webhooks, integrations, and messages
-waiting for delivery. The installation's defaults are settings (config.py); an
+waiting for delivery. The installation's defaults are settings (core/config.py); an
 operator overrides them per account (`flask quota set`, the `account_quota` row).
 
 The reports bucket is GCRA (the generic cell rate algorithm) in one Lua script:
@@ -20,16 +20,21 @@ from flask import current_app
 from sqlalchemy import func, select
 
 from accounts.models import AccountQuota
-from config import MAX_BATCH_REPORTS
-from errors import ValidationError
-from extensions import db, redis_client, redis_key
+from core.config import MAX_BATCH_REPORTS
+from core.errors import ValidationError
+from core.extensions import db, redis_client, redis_key
 
 log = logging.getLogger(__name__)
 
 # What each limit is called: by the CLI's options, AccountQuota's columns and the
 # FLEETHOOK_QUOTA_<NAME> settings that hold the defaults.
-LIMIT_NAMES = ("reports_per_second", "reports_burst", "webhooks", "integrations",
-               "pending_messages")  # fmt: skip
+LIMIT_NAMES = (
+    "reports_per_second",
+    "reports_burst",
+    "webhooks",
+    "integrations",
+    "pending_messages",
+)
 
 
 class ReportQuotaExceeded(Exception):
@@ -82,8 +87,10 @@ def check_limit_value(name: str, value: float) -> list[str]:
     if value != int(value) or value < 0:
         return ["A whole number, 0 or more."]
     if name == "reports_burst" and value < MAX_BATCH_REPORTS:
-        return [f"At least {MAX_BATCH_REPORTS:,} (the largest telemetry batch), or a full "
-                "batch could never pass."]  # fmt: skip
+        return [
+            f"At least {MAX_BATCH_REPORTS:,} (the largest telemetry batch), or a full "
+            "batch could never pass."
+        ]
     return []
 
 

@@ -26,7 +26,7 @@ from typing import cast
 
 from flask import current_app, request, session
 
-from extensions import redis_client, redis_key
+from core.extensions import redis_client, redis_key
 
 # The Flask-session field that carries the session's id.
 SESSION_ID_FIELD = "_fleethook_session"

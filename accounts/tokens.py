@@ -11,9 +11,9 @@ from sqlalchemy import select
 
 from accounts.audit import record
 from accounts.models import ApiToken, Role, Scope, User
-from database import utcnow
-from errors import ValidationError
-from extensions import db
+from core.errors import ValidationError
+from core.extensions import db
+from core.times import utcnow
 
 TOKEN_PREFIX = "fh_"
 MAX_TOKEN_NAME_LENGTH = 100

@@ -11,9 +11,9 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from accounts.audit import record
 from accounts.models import Account, Role, User
-from database import write_unless_taken
-from errors import ValidationError
-from extensions import db
+from core.database import write_unless_taken
+from core.errors import ValidationError
+from core.extensions import db
 
 MIN_PASSWORD_LENGTH = 12
 MAX_PASSWORD_LENGTH = 256

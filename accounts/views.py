@@ -33,10 +33,10 @@ from accounts.users import (
     normalise_email,
     remove_user,
 )
-from database import whole_number
-from errors import ValidationError
-from extensions import db, login_manager
-from portal import EmptyForm, admin_required, show_errors
+from core.database import whole_number
+from core.errors import ValidationError
+from core.extensions import db, login_manager
+from core.portal import EmptyForm, admin_required, show_errors
 
 bp = Blueprint("accounts", __name__)
 

@@ -5,7 +5,7 @@ with W sender processes, and how many the receiver itself can take.
     .venv/bin/python bench/ceiling.py [--seconds 5] [--workers 1,2]
 
 Every sender POSTs the same bodies: a pool of location events (the catalogue's
-example, `webhooks.events.example_event`), each with its own message id, encoded
+example, `events.catalogue.example_event`), each with its own message id, encoded
 and signed once with a real secret through `webhooks.wire` (the functions the
 delivery worker uses), so the receiver verifies a sample of them exactly as it
 does in the throughput scenario. A run fails loudly if a POST is not answered 200,
@@ -49,8 +49,8 @@ SignedRequest = tuple[dict[str, str], bytes]
 
 def signed_requests(secret: str, count: int = POOL) -> list[SignedRequest]:
     """`count` signed location events, as the delivery worker would POST them."""
+    from events.catalogue import EVENT_TYPES, example_event
     from outbox.models import new_message_id
-    from webhooks.events import EVENT_TYPES, example_event
     from webhooks.wire import ContentType, encode_body, request_headers
 
     body = encode_body(example_event(EVENT_TYPES["location"]), ContentType.JSON)
@@ -212,9 +212,11 @@ async def _pipeline(
         return done
 
     counts = await asyncio.gather(
-        *(loop(reader, writer, batch) for (reader, writer), batch in zip(connections, batches,
-                                                                           strict=True))
-    )  # fmt: skip
+        *(
+            loop(reader, writer, batch)
+            for (reader, writer), batch in zip(connections, batches, strict=True)
+        )
+    )
     elapsed = time.perf_counter() - began
     for _, writer in connections:
         writer.close()
@@ -287,17 +289,24 @@ def main() -> None:
     arguments = parser.parse_args()
     import os
 
-    print(f"{os.cpu_count()} cores, Python {sys.version.split()[0]}; "
-          f"{arguments.seconds:g} s per figure", flush=True)  # fmt: skip
+    print(
+        f"{os.cpu_count()} cores, Python {sys.version.split()[0]}; "
+        f"{arguments.seconds:g} s per figure",
+        flush=True,
+    )
     ceilings = {}
     for workers in (int(n) for n in arguments.workers.split(",")):
         ceilings[workers] = measure_ceiling(workers, arguments.seconds)
-        print(f"requests.Session ceiling, W = {workers}: {ceilings[workers]:8.0f} POST/s",
-              flush=True)  # fmt: skip
+        print(
+            f"requests.Session ceiling, W = {workers}: {ceilings[workers]:8.0f} POST/s", flush=True
+        )
     highest = max(ceilings.values())
     pipelined = measure_receiver_ceiling(arguments.seconds)
-    print(f"receiver's own ceiling, pipelined (8 connections × 32): {pipelined:8.0f} POST/s "
-          f"({pipelined / highest:.0f}× the highest ceiling above)", flush=True)  # fmt: skip
+    print(
+        f"receiver's own ceiling, pipelined (8 connections × 32): {pipelined:8.0f} POST/s "
+        f"({pipelined / highest:.0f}× the highest ceiling above)",
+        flush=True,
+    )
     one_by_one = measure_receiver_ceiling(arguments.seconds, connections=8, depth=1)
     print(
         f"receiver's own ceiling, one POST at a time (8 connections): {one_by_one:8.0f} POST/s "

@@ -56,7 +56,7 @@ from outbox.drain import TIME_BUDGET_SECONDS  # noqa: E402
 
 # Only webhooks here: every attempt ends by FLEETHOOK_DELIVERY_DEADLINE (the read
 # timeouts are for integrations' serial drains; READ_TIMEOUT is set so the lease
-# may be this short: config.py wants lease ≥ connect + read + 2 s).
+# may be this short: core/config.py wants lease ≥ connect + read + 2 s).
 SETTINGS = {
     "FLEETHOOK_CONNECT_TIMEOUT": "1",
     "FLEETHOOK_READ_TIMEOUT": "2",
@@ -74,9 +74,11 @@ SETTINGS = {
 # longest drain job: a concurrent drain claims for TIME_BUDGET_SECONDS, then
 # finishes the runs in flight, up to lease − 1 s after its last claim.
 LEASE_SLACK = (
-    float(SETTINGS["FLEETHOOK_SWEEP_SECONDS"]) + TIME_BUDGET_SECONDS
-    + float(SETTINGS["FLEETHOOK_LEASE_SECONDS"]) - 1
-)  # fmt: skip
+    float(SETTINGS["FLEETHOOK_SWEEP_SECONDS"])
+    + TIME_BUDGET_SECONDS
+    + float(SETTINGS["FLEETHOOK_LEASE_SECONDS"])
+    - 1
+)
 ANSWER = "slow:50-500"
 
 
@@ -98,12 +100,30 @@ class Plan:
         return self.webhooks * self.events
 
 
-FULL = Plan(webhooks=10, events=1_000, ingest_seconds=300, kills=20, kill_every=5,
-            redis_restart_at=110, postgresql_restart_at=150, black_hole_at=200,
-            black_hole_seconds=60, deadline=1_800)  # fmt: skip
-REDUCED = Plan(webhooks=5, events=150, ingest_seconds=40, kills=6, kill_every=4,
-               redis_restart_at=28, postgresql_restart_at=34, black_hole_at=20,
-               black_hole_seconds=4, deadline=150)  # fmt: skip
+FULL = Plan(
+    webhooks=10,
+    events=1_000,
+    ingest_seconds=300,
+    kills=20,
+    kill_every=5,
+    redis_restart_at=110,
+    postgresql_restart_at=150,
+    black_hole_at=200,
+    black_hole_seconds=60,
+    deadline=1_800,
+)
+REDUCED = Plan(
+    webhooks=5,
+    events=150,
+    ingest_seconds=40,
+    kills=6,
+    kill_every=4,
+    redis_restart_at=28,
+    postgresql_restart_at=34,
+    black_hole_at=20,
+    black_hole_seconds=4,
+    deadline=150,
+)
 
 
 @dataclass
@@ -140,15 +160,22 @@ class Supervisor:
         self.lock = threading.Lock()
 
     def commands(self) -> dict[str, list[str]]:
-        from config import retry_queues, worker_queues
+        from core.config import retry_queues, worker_queues
 
         url = self.env["REDIS_URL"]
-        worker = [str(BIN / "rq"), "worker", "--worker-class", "worker.FleethookWorker",
-                  "--url", url, "--quiet"]  # fmt: skip
+        worker = [
+            str(BIN / "rq"),
+            "worker",
+            "--worker-class",
+            "worker.FleethookWorker",
+            "--url",
+            url,
+            "--quiet",
+        ]
         return {
             **{f"worker-{n}": [*worker, *worker_queues(NAMESPACE)] for n in range(3)},
             "worker-retries": [*worker, *retry_queues(NAMESPACE)],
-            "sweeper": [str(BIN / "rq"), "cron", "outbox.cron_config", "--url", url],
+            "sweeper": [str(BIN / "rq"), "cron", "cron", "--url", url],
             "portal": [
                 str(BIN / "gunicorn"),
                 "--bind",
@@ -159,7 +186,7 @@ class Supervisor:
                 "4",
                 "--no-control-socket",
                 "app:create_app()",
-            ],  # fmt: skip
+            ],
         }
 
     def start(self, name: str) -> None:
@@ -167,9 +194,13 @@ class Supervisor:
         # the end), to read the traceback behind a failure.
         with open(self.system.workdir / f"{name}.log", "ab") as log:
             self.processes[name] = subprocess.Popen(
-                self.commands()[name], cwd=ROOT, env=self.env, start_new_session=True,
-                stdout=log, stderr=subprocess.STDOUT,
-            )  # fmt: skip
+                self.commands()[name],
+                cwd=ROOT,
+                env=self.env,
+                start_new_session=True,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
 
     def start_all(self) -> None:
         for name in self.commands():
@@ -239,10 +270,15 @@ class Portal:
         token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page)
         assert token, "no CSRF token on the login page"
         answer = self.session.post(
-            self.base + "/login", timeout=5, allow_redirects=False,
-            data={"email": "bench@example.com", "password": "bench-password-123",
-                  "csrf_token": token.group(1)},
-        )  # fmt: skip
+            self.base + "/login",
+            timeout=5,
+            allow_redirects=False,
+            data={
+                "email": "bench@example.com",
+                "password": "bench-password-123",
+                "csrf_token": token.group(1),
+            },
+        )
         assert answer.status_code == 302, f"login answered {answer.status_code}"
         self._plain_http_cookies()
         self.thread.start()
@@ -310,8 +346,8 @@ def _overdue_claims(system: Stack) -> float | None:
     from sqlalchemy import func, select
     from sqlalchemy.exc import SQLAlchemyError
 
-    from database import utcnow
-    from extensions import db
+    from core.extensions import db
+    from core.times import utcnow
     from outbox.models import MessageStatus, OutboxMessage
 
     with system.app.app_context():
@@ -345,8 +381,16 @@ def run(plan: Plan, postgresql_url: str | None, restart_postgresql: bool = True)
             try:
                 supervisor.start_all()
                 portal.log_in()
-                _under_fire(system, plan, postgresql_url if restart_postgresql else None,
-                            supervisor, receiver, portal, hole, findings)  # fmt: skip
+                _under_fire(
+                    system,
+                    plan,
+                    postgresql_url if restart_postgresql else None,
+                    supervisor,
+                    receiver,
+                    portal,
+                    hole,
+                    findings,
+                )
             finally:
                 portal.stop()
                 supervisor.stop()
@@ -356,9 +400,15 @@ def run(plan: Plan, postgresql_url: str | None, restart_postgresql: bool = True)
 
 
 def _under_fire(
-    system: Stack, plan: Plan, postgresql_url: str | None, supervisor: Supervisor,
-    receiver: Receiver, portal: Portal, hole: str, findings: Findings,
-) -> None:  # fmt: skip
+    system: Stack,
+    plan: Plan,
+    postgresql_url: str | None,
+    supervisor: Supervisor,
+    receiver: Receiver,
+    portal: Portal,
+    hole: str,
+    findings: Findings,
+) -> None:
     """Ingest, do the plan's damage on its schedule, and watch until every message
     arrived or the deadline passed."""
     cluster = local_cluster(postgresql_url) if postgresql_url else None
@@ -367,17 +417,20 @@ def _under_fire(
             "no database server to restart (SQLite), or asked to keep it (--keep-postgresql)"
             if not postgresql_url
             else "the database is not a local cluster (pg_lsclusters): not restarted"
-        )  # fmt: skip
+        )
         print(f"chaos: PostgreSQL restart skipped — {findings.postgresql_skipped}", flush=True)
     ingested = threading.Event()
     threading.Thread(target=_ingest, args=(system, plan, findings, ingested), daemon=True).start()
     started = time.monotonic()
     events = sorted(
         [(plan.kill_every * (n + 1), "kill") for n in range(plan.kills)]
-        + [(plan.redis_restart_at, "redis"), (plan.black_hole_at, "hole"),
-           (plan.black_hole_at + plan.black_hole_seconds, "hole over")]
+        + [
+            (plan.redis_restart_at, "redis"),
+            (plan.black_hole_at, "hole"),
+            (plan.black_hole_at + plan.black_hole_seconds, "hole over"),
+        ]
         + ([(plan.postgresql_restart_at, "postgresql")] if cluster else [])
-    )  # fmt: skip
+    )
     healthy = [p for p in receiver.paths if p != hole]
     last_count, last_progress = 0, time.monotonic()
     while True:
@@ -394,16 +447,21 @@ def _under_fire(
                 system.redis.stop()
                 system.redis.start()
                 findings.redis_restart_s = round(time.monotonic() - began, 2)
-                print(f"chaos: {now:6.1f} s  Redis restarted empty "
-                      f"({findings.redis_restart_s} s)", flush=True)  # fmt: skip
+                print(
+                    f"chaos: {now:6.1f} s  Redis restarted empty ({findings.redis_restart_s} s)",
+                    flush=True,
+                )
             elif what == "postgresql":
                 assert cluster is not None
                 began = time.monotonic()
                 subprocess.run(["pg_ctlcluster", *cluster, "restart", "-m", "fast"], check=True)
                 back = time.monotonic()
                 findings.postgresql_restart_s = round(back - began, 2)
-                print(f"chaos: {now:6.1f} s  PostgreSQL {' '.join(cluster)} restarted "
-                      f"({findings.postgresql_restart_s} s)", flush=True)  # fmt: skip
+                print(
+                    f"chaos: {now:6.1f} s  PostgreSQL {' '.join(cluster)} restarted "
+                    f"({findings.postgresql_restart_s} s)",
+                    flush=True,
+                )
                 if wait_until(lambda b=back: portal.last_ok > b, timeout=60, poll=0.1):
                     findings.portal_recovery_s = round(portal.last_ok - back, 2)
                 else:
@@ -429,8 +487,9 @@ def _under_fire(
         if ingested.is_set() and not events and everything >= plan.messages:
             return
         if now > plan.deadline:
-            findings.fail(f"only {everything} of {plan.messages} messages arrived in "
-                          f"{plan.deadline:.0f} s")  # fmt: skip
+            findings.fail(
+                f"only {everything} of {plan.messages} messages arrived in {plan.deadline:.0f} s"
+            )
             return
         time.sleep(0.5)
 
@@ -441,7 +500,7 @@ def _account(
     """Every message at its receiver: once, or again with the same body."""
     from sqlalchemy import func, select
 
-    from extensions import db
+    from core.extensions import db
     from outbox.models import OutboxMessage
 
     stats = receiver.stats(arrivals=False)
@@ -450,9 +509,11 @@ def _account(
         db.session.remove()
     delivered = sum(stats[p]["unique"] for p in paths)
     duplicates = sum(stats[p]["duplicates"] for p in paths)
-    print(f"chaos: sent {sent}, delivered {delivered} distinct, duplicates {duplicates} "
-          f"(all with their first body: {not any(stats[p]['body_mismatches'] for p in paths)})",
-          flush=True)  # fmt: skip
+    print(
+        f"chaos: sent {sent}, delivered {delivered} distinct, duplicates {duplicates} "
+        f"(all with their first body: {not any(stats[p]['body_mismatches'] for p in paths)})",
+        flush=True,
+    )
     if sent != plan.messages:
         findings.fail(f"{sent} messages in the outbox, {plan.messages} expected")
     for path in paths:
@@ -464,18 +525,24 @@ def _account(
         if record["signature_failures"]:
             findings.fail(f"{path}: {record['signature_failures']} signatures failed")
     if findings.longest_overdue_claim_s > LEASE_SLACK:
-        findings.fail(f"a claim outlived its lease by {findings.longest_overdue_claim_s:.1f} s "
-                      f"(allowed: {LEASE_SLACK:.0f} s)")  # fmt: skip
+        findings.fail(
+            f"a claim outlived its lease by {findings.longest_overdue_claim_s:.1f} s "
+            f"(allowed: {LEASE_SLACK:.0f} s)"
+        )
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else "")
     parser.add_argument("--reduced", action="store_true", help="the 2-minute run CI does")
-    parser.add_argument("--postgresql-url", default=os.environ.get("BENCH_POSTGRESQL_URL"),
-                        help="a database the run may empty (default: SQLite)")  # fmt: skip
+    parser.add_argument(
+        "--postgresql-url",
+        default=os.environ.get("BENCH_POSTGRESQL_URL"),
+        help="a database the run may empty (default: SQLite)",
+    )
     # CI runs the reduced mode on PostgreSQL beside other tests that share the server.
-    parser.add_argument("--keep-postgresql", action="store_true",
-                        help="never restart the PostgreSQL cluster")  # fmt: skip
+    parser.add_argument(
+        "--keep-postgresql", action="store_true", help="never restart the PostgreSQL cluster"
+    )
     arguments = parser.parse_args()
     plan = REDUCED if arguments.reduced else FULL
     began = time.monotonic()
@@ -496,8 +563,11 @@ def main() -> int:
         flush=True,
     )
     if findings.failures:
-        print(f"chaos: FAILED ({len(findings.failures)} failures); the processes' logs are "
-              f"in {findings.logs}", file=sys.stderr)  # fmt: skip
+        print(
+            f"chaos: FAILED ({len(findings.failures)} failures); the processes' logs are "
+            f"in {findings.logs}",
+            file=sys.stderr,
+        )
         return 1
     print("chaos: passed")
     return 0

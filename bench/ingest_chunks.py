@@ -94,10 +94,21 @@ def run(engine: str, postgresql_url: str | None, reports: int, webhooks: int) ->
 
         def body(count: int, offset: int) -> dict[str, Any]:
             moment = (when + timedelta(seconds=offset)).isoformat().replace("+00:00", "Z")
-            return {"reports": [
-                {"vin": vin, "type": "position", "time": moment, "latitude": 41.88,
-                 "longitude": -87.63, "speed_mph": 30.0, "heading": 90, "ignition": True}
-                for vin in vins[:count]]}  # fmt: skip
+            return {
+                "reports": [
+                    {
+                        "vin": vin,
+                        "type": "position",
+                        "time": moment,
+                        "latitude": 41.88,
+                        "longitude": -87.63,
+                        "speed_mph": 30.0,
+                        "heading": 90,
+                        "ignition": True,
+                    }
+                    for vin in vins[:count]
+                ]
+            }
 
         warm = client.post("/api/v1/telemetry", json=body(1, 0), headers=system.headers)
         assert warm.status_code == 202, warm.get_json()

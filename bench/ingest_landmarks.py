@@ -37,19 +37,27 @@ def _landmark(rng: random.Random, n: int) -> dict:
     lat = CENTRE[0] + rng.uniform(-SPAN_DEG, SPAN_DEG)
     lon = CENTRE[1] + rng.uniform(-SPAN_DEG, SPAN_DEG)
     if n % 2:
-        return {"name": f"Site {n}", "circle": {"latitude": lat, "longitude": lon,
-                                                "radius_m": rng.uniform(50, 400)}}  # fmt: skip
+        return {
+            "name": f"Site {n}",
+            "circle": {"latitude": lat, "longitude": lon, "radius_m": rng.uniform(50, 400)},
+        }
     d = rng.uniform(0.001, 0.004)
-    ring = [[lon - d, lat - d], [lon + d, lat - d], [lon + d, lat + d], [lon - d, lat + d],
-            [lon - d, lat - d]]  # fmt: skip
+    ring = [
+        [lon - d, lat - d],
+        [lon + d, lat - d],
+        [lon + d, lat + d],
+        [lon - d, lat + d],
+        [lon - d, lat - d],
+    ]
     return {"name": f"Site {n}", "polygon": {"type": "Polygon", "coordinates": [ring]}}
 
 
-def reports_per_second(system: Any, landmark_count: int, report_count: int,
-                       webhooks: list[str]) -> float:  # fmt: skip
+def reports_per_second(
+    system: Any, landmark_count: int, report_count: int, webhooks: list[str]
+) -> float:
     """Set up the landmarks, vehicles and webhooks in `system`, then time the ingest."""
-    from database import utcnow
-    from extensions import db
+    from core.extensions import db
+    from core.times import utcnow
     from fleet.records import create_landmark, create_vehicle
     from fleet.vin import check_digit
     from webhooks.lifecycle import create_webhook
@@ -66,16 +74,19 @@ def reports_per_second(system: Any, landmark_count: int, report_count: int,
         for n in range(landmark_count):
             create_landmark(system.account_id, _landmark(rng, n))
         for key in webhooks:
-            create_webhook(system.account_id, {"event_type": key, "name": key,
-                                               "url": "http://127.0.0.1:9/"})  # fmt: skip
+            create_webhook(
+                system.account_id, {"event_type": key, "name": key, "url": "http://127.0.0.1:9/"}
+            )
         db.session.commit()
         db.session.remove()
     headers = system.headers
 
     client = app.test_client()
     start = utcnow() - timedelta(seconds=report_count + 600)  # one report a second, all past
-    places = {vin: [CENTRE[0] + rng.uniform(-0.2, 0.2), CENTRE[1] + rng.uniform(-0.2, 0.2)]
-              for vin in vins}  # fmt: skip
+    places = {
+        vin: [CENTRE[0] + rng.uniform(-0.2, 0.2), CENTRE[1] + rng.uniform(-0.2, 0.2)]
+        for vin in vins
+    }
     batches = []
     for b in range(report_count // BATCH):
         reports = []
@@ -85,10 +96,18 @@ def reports_per_second(system: Any, landmark_count: int, report_count: int,
             place[0] += rng.uniform(-0.002, 0.002)
             place[1] += rng.uniform(-0.002, 0.002)
             moment = start + timedelta(seconds=b * BATCH + i)
-            reports.append({"vin": vin, "type": "position",
-                            "time": moment.isoformat().replace("+00:00", "Z"),
-                            "latitude": place[0], "longitude": place[1], "speed_mph": 35.0,
-                            "heading": 90, "ignition": True})  # fmt: skip
+            reports.append(
+                {
+                    "vin": vin,
+                    "type": "position",
+                    "time": moment.isoformat().replace("+00:00", "Z"),
+                    "latitude": place[0],
+                    "longitude": place[1],
+                    "speed_mph": 35.0,
+                    "heading": 90,
+                    "ignition": True,
+                }
+            )
         batches.append({"reports": reports})
     client.post("/api/v1/telemetry", json=batches.pop(0), headers=headers)  # warm: index built
     began = time.perf_counter()
@@ -99,8 +118,11 @@ def reports_per_second(system: Any, landmark_count: int, report_count: int,
         messages += response.json["messages"]
     elapsed = time.perf_counter() - began
     reports = len(batches) * BATCH
-    print(f"{landmark_count:>6} landmarks: {reports / elapsed:7.0f} reports/s "
-          f"({reports} reports, {messages} messages queued)", flush=True)  # fmt: skip
+    print(
+        f"{landmark_count:>6} landmarks: {reports / elapsed:7.0f} reports/s "
+        f"({reports} reports, {messages} messages queued)",
+        flush=True,
+    )
     return reports / elapsed
 
 
@@ -109,9 +131,10 @@ def main() -> None:
     parser.add_argument("--reports", type=int, default=5000)
     parser.add_argument("--landmarks", default="10,10000")
     parser.add_argument(
-        "--webhooks", default="location,landmark_change",
+        "--webhooks",
+        default="location,landmark_change",
         help="event types subscribed; without landmark_change crossings are detected, not queued",
-    )  # fmt: skip
+    )
     parser.add_argument("--postgresql-url", default=os.environ.get("BENCH_POSTGRESQL_URL"))
     arguments = parser.parse_args()
     engine = "postgresql" if arguments.postgresql_url else "sqlite"

@@ -9,8 +9,8 @@ import time
 
 from flask import current_app
 
-from database import utcnow
-from extensions import db
+from core.extensions import db
+from core.times import utcnow
 from outbox.models import MessageStatus, OutboxMessage, Target
 from outbox.registry import ConcurrentKind, Result, kind_of
 from outbox.transport import Delivery, transport

@@ -230,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
             "rows_a_day": per_day,
             "delete_batch": BATCH,
             "load_seconds_both": round(load_seconds, 1),
-        },  # fmt: skip
+        },
         "delete_in_batches": measure(
             url,
             "report_plain",

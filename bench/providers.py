@@ -81,24 +81,40 @@ def _fleetio(vins: list[str]) -> Provider:
         return {ids[i]: fake.values(i)[-1] for i in ids if fake.values(i)}
 
     return Provider(
-        "fleetio", fake, {"FLEETHOOK_FLEETIO_BASE_URL": fake.base_url},
-        {"api_key": fleetio.API_KEY, "account_id": fleetio.ACCOUNT_TOKEN,
-         "update_odometer": True, "update_dtcs": True},
-        last_values, lambda odometers, _: odometers,
-    )  # fmt: skip
+        "fleetio",
+        fake,
+        {"FLEETHOOK_FLEETIO_BASE_URL": fake.base_url},
+        {
+            "api_key": fleetio.API_KEY,
+            "account_id": fleetio.ACCOUNT_TOKEN,
+            "update_odometer": True,
+            "update_dtcs": True,
+        },
+        last_values,
+        lambda odometers, _: odometers,
+    )
 
 
 def _servicetitan(vins: list[str]) -> Provider:
     fake = servicetitan.FakeServiceTitan()
     return Provider(
-        "servicetitan", fake,
-        {"FLEETHOOK_SERVICETITAN_AUTH_URL": fake.url, "FLEETHOOK_SERVICETITAN_BASE_URL": fake.url,
-         "FLEETHOOK_SERVICETITAN_APP_KEY": servicetitan.APP_KEY,
-         "FLEETHOOK_SERVICETITAN_GPS_PROVIDER": servicetitan.GPS_PROVIDER},
-        {"tenant_id": servicetitan.TENANT, "client_id": servicetitan.CLIENT_ID,
-         "client_secret": servicetitan.CLIENT_SECRET},
-        lambda: _newest_pings(fake), lambda _odometers, fixes: fixes, release=True,
-    )  # fmt: skip
+        "servicetitan",
+        fake,
+        {
+            "FLEETHOOK_SERVICETITAN_AUTH_URL": fake.url,
+            "FLEETHOOK_SERVICETITAN_BASE_URL": fake.url,
+            "FLEETHOOK_SERVICETITAN_APP_KEY": servicetitan.APP_KEY,
+            "FLEETHOOK_SERVICETITAN_GPS_PROVIDER": servicetitan.GPS_PROVIDER,
+        },
+        {
+            "tenant_id": servicetitan.TENANT,
+            "client_id": servicetitan.CLIENT_ID,
+            "client_secret": servicetitan.CLIENT_SECRET,
+        },
+        lambda: _newest_pings(fake),
+        lambda _odometers, fixes: fixes,
+        release=True,
+    )
 
 
 def _newest_pings(fake: servicetitan.FakeServiceTitan) -> dict[str, str]:
@@ -119,10 +135,13 @@ def _asana(vins: list[str]) -> Provider:
         return {vin: value for vin, value in values.items() if value is not None}
 
     return Provider(
-        "asana", fake, {"FLEETHOOK_ASANA_BASE_URL": fake.url},
+        "asana",
+        fake,
+        {"FLEETHOOK_ASANA_BASE_URL": fake.url},
         {"api_key": asana.TOKEN, "vehicle_attribute": "odometer", "project_gid": project},
-        last_values, lambda odometers, _: odometers,
-    )  # fmt: skip
+        last_values,
+        lambda odometers, _: odometers,
+    )
 
 
 def _agilefleet(vins: list[str]) -> Provider:
@@ -136,10 +155,13 @@ def _agilefleet(vins: list[str]) -> Provider:
         return latest
 
     return Provider(
-        "agilefleet", fake, {"FLEETHOOK_AGILEFLEET_BASE_URL": fake.url},
+        "agilefleet",
+        fake,
+        {"FLEETHOOK_AGILEFLEET_BASE_URL": fake.url},
         {"api_key": agilefleet.API_KEY, "vehicle_attribute": "odometer"},
-        last_values, lambda odometers, _: odometers,
-    )  # fmt: skip
+        last_values,
+        lambda odometers, _: odometers,
+    )
 
 
 def _servicemax(vins: list[str]) -> Provider:
@@ -153,7 +175,7 @@ def _servicemax(vins: list[str]) -> Provider:
 
         import requests
 
-        from extensions import db
+        from core.extensions import db
         from integrations import servicemax
 
         sign_in = servicemax.start_sign_in(
@@ -163,23 +185,33 @@ def _servicemax(vins: list[str]) -> Provider:
         code = parse_qs(urlsplit(back.headers["Location"]).query)["code"][0]
         integration = servicemax.connect(account_id, code, sign_in)
         db.session.commit()
-        servicemax.set_technicians(integration, "\n".join(
-            f"Driver {n} = {technicians[vin]}" for n, vin in enumerate(vins)))  # fmt: skip
+        servicemax.set_technicians(
+            integration, "\n".join(f"Driver {n} = {technicians[vin]}" for n, vin in enumerate(vins))
+        )
         db.session.commit()
         return integration.id
 
     def last_values() -> dict[str, Any]:
-        return {by_id[record_id]: fields["SVMXC__Latlong_Captured_On__c"]
-                for record_id, fields in fake.technicians.items()
-                if "SVMXC__Latlong_Captured_On__c" in fields}  # fmt: skip
+        return {
+            by_id[record_id]: fields["SVMXC__Latlong_Captured_On__c"]
+            for record_id, fields in fake.technicians.items()
+            if "SVMXC__Latlong_Captured_On__c" in fields
+        }
 
     return Provider(
-        "servicemax", fake,
-        {"FLEETHOOK_SALESFORCE_LOGIN_URL": fake.url,
-         "FLEETHOOK_SALESFORCE_CLIENT_ID": salesforce.CLIENT_ID,
-         "FLEETHOOK_SALESFORCE_CLIENT_SECRET": salesforce.CLIENT_SECRET},
-        {}, last_values, lambda _odometers, fixes: fixes, release=True, connect=connect,
-    )  # fmt: skip
+        "servicemax",
+        fake,
+        {
+            "FLEETHOOK_SALESFORCE_LOGIN_URL": fake.url,
+            "FLEETHOOK_SALESFORCE_CLIENT_ID": salesforce.CLIENT_ID,
+            "FLEETHOOK_SALESFORCE_CLIENT_SECRET": salesforce.CLIENT_SECRET,
+        },
+        {},
+        last_values,
+        lambda _odometers, fixes: fixes,
+        release=True,
+        connect=connect,
+    )
 
 
 PROVIDERS: dict[str, Callable[[list[str]], Provider]] = {
@@ -198,11 +230,17 @@ def _reports(bench: Stack, vins: list[str], tick: int, last_tick: int) -> list[d
     faulty = last_tick // 4 <= tick < last_tick // 2
     reports = []
     for n, vin in enumerate(vins):
-        report = {"vin": vin, "type": "position", "time": at.isoformat().replace("+00:00", "Z"),
-                  "latitude": 41.88 + n * 0.001, "longitude": -87.63 + tick * 0.0005,
-                  "speed_mph": 0.0 if tick == last_tick else 30.0, "heading": 90,
-                  "ignition": tick != last_tick,
-                  "odometer_mi": round(1000 + n * 10 + tick * MILES_PER_TICK, 2)}  # fmt: skip
+        report = {
+            "vin": vin,
+            "type": "position",
+            "time": at.isoformat().replace("+00:00", "Z"),
+            "latitude": 41.88 + n * 0.001,
+            "longitude": -87.63 + tick * 0.0005,
+            "speed_mph": 0.0 if tick == last_tick else 30.0,
+            "heading": 90,
+            "ignition": tick != last_tick,
+            "odometer_mi": round(1000 + n * 10 + tick * MILES_PER_TICK, 2),
+        }
         if n == 0:
             report["fault_codes"] = [FAULT] if faulty else []
         reports.append(report)
@@ -226,7 +264,7 @@ def run(
     simulated seconds posted every `pace` real seconds."""
     from sqlalchemy import func, select
 
-    from extensions import db
+    from core.extensions import db
     from integrations.lifecycle import create_integration, sign_release
     from integrations.models import Integration
     from outbox.models import MessageStatus, OutboxMessage
@@ -255,28 +293,39 @@ def run(
                         )
                     db.session.commit()
                     if provider.release:
-                        sign_release(integration, {"signer_name": "Bench", "signer_title":
-                                                   "Operations", "accept": True},
-                                     user.id if user else None, "127.0.0.1")  # fmt: skip
+                        sign_release(
+                            integration,
+                            {"signer_name": "Bench", "signer_title": "Operations", "accept": True},
+                            user.id if user else None,
+                            "127.0.0.1",
+                        )
                         db.session.commit()
                     ids[provider.key] = integration.id
                 db.session.remove()
             checked = {p.key: len(p.fake.requests) for p in providers}  # the credential checks
             client = bench.api()
-            drivers = [{"vin": vin, "type": "driver_assignment", "driver": f"Driver {n}",
-                        "time": bench.epoch.isoformat().replace("+00:00", "Z")}
-                       for n, vin in enumerate(vins)]  # fmt: skip
-            answer = client.post("/api/v1/telemetry", json={"reports": drivers},
-                                 headers=bench.headers)  # fmt: skip
+            drivers = [
+                {
+                    "vin": vin,
+                    "type": "driver_assignment",
+                    "driver": f"Driver {n}",
+                    "time": bench.epoch.isoformat().replace("+00:00", "Z"),
+                }
+                for n, vin in enumerate(vins)
+            ]
+            answer = client.post(
+                "/api/v1/telemetry", json={"reports": drivers}, headers=bench.headers
+            )
             assert answer.status_code == 202, answer.get_json()
             bench.start_production_workers()
             last_tick = minutes * 60 // TICK_SECONDS
             started = time.monotonic()
             for tick in range(last_tick + 1):  # a tick every `pace` seconds
                 answer = client.post(
-                    "/api/v1/telemetry", headers=bench.headers,
+                    "/api/v1/telemetry",
+                    headers=bench.headers,
                     json={"reports": _reports(bench, vins, tick, last_tick)},
-                )  # fmt: skip
+                )
                 assert answer.status_code == 202, answer.get_json()
                 time.sleep(max(0.0, started + (tick + 1) * pace - time.monotonic()))
             ingest_s = time.monotonic() - started
@@ -290,25 +339,32 @@ def run(
             rows = []
             with bench.app.app_context():
                 for provider in providers:
-                    counts = dict(db.session.execute(
-                        select(OutboxMessage.status, func.count())
-                        .where(OutboxMessage.target_id == ids[provider.key])
-                        .group_by(OutboxMessage.status)
-                    ).all())  # fmt: skip
+                    counts = dict(
+                        db.session.execute(
+                            select(OutboxMessage.status, func.count())
+                            .where(OutboxMessage.target_id == ids[provider.key])
+                            .group_by(OutboxMessage.status)
+                        ).all()
+                    )
                     fake = provider.fake
                     times = [r.at for r in fake.requests[checked[provider.key] :]]
                     holds = provider.last_values()
                     wanted = provider.expected(odometers, fixes)
-                    rows.append(Row(
-                        provider=provider.key, requests=len(times), limit=fake.limit or 0,
-                        window_s=fake.window, busiest_window=_busiest(times, fake.window),
-                        throttled_429=fake.throttled_count,
-                        delivered=counts.get(MessageStatus.DELIVERED, 0),
-                        superseded=counts.get(MessageStatus.SUPERSEDED, 0),
-                        dead=counts.get(MessageStatus.DEAD, 0),
-                        left=sum(counts.get(s, 0) for s in ("pending", "sending")),
-                        latest_values_ok=_same(holds, wanted),
-                    ))  # fmt: skip
+                    rows.append(
+                        Row(
+                            provider=provider.key,
+                            requests=len(times),
+                            limit=fake.limit or 0,
+                            window_s=fake.window,
+                            busiest_window=_busiest(times, fake.window),
+                            throttled_429=fake.throttled_count,
+                            delivered=counts.get(MessageStatus.DELIVERED, 0),
+                            superseded=counts.get(MessageStatus.SUPERSEDED, 0),
+                            dead=counts.get(MessageStatus.DEAD, 0),
+                            left=sum(counts.get(s, 0) for s in ("pending", "sending")),
+                            latest_values_ok=_same(holds, wanted),
+                        )
+                    )
                 db.session.remove()
             print(f"ingest {ingest_s:.1f} s, every queue empty after {drained_s:.1f} s")
             return rows
@@ -325,7 +381,7 @@ def _same(holds: dict[str, Any], wanted: dict[str, Any]) -> bool:
     for vin, value in wanted.items():
         held = holds[vin]
         if isinstance(value, str):
-            from database import parse_rfc3339
+            from core.times import parse_rfc3339
 
             if parse_rfc3339(str(held)) != parse_rfc3339(value):
                 return False
@@ -345,9 +401,19 @@ def main() -> int:
     rows = run(trucks, minutes, pace, args.engine)
     RESULTS.mkdir(exist_ok=True)
     name = "providers-quick.json" if args.quick else "providers.json"
-    (RESULTS / name).write_text(json.dumps(
-        {"trucks": trucks, "minutes": minutes, "seconds_per_tick": pace, "engine": args.engine,
-         "rows": [asdict(row) for row in rows]}, indent=2) + "\n")  # fmt: skip
+    (RESULTS / name).write_text(
+        json.dumps(
+            {
+                "trucks": trucks,
+                "minutes": minutes,
+                "seconds_per_tick": pace,
+                "engine": args.engine,
+                "rows": [asdict(row) for row in rows],
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     failed = False
     print(
         f"{'provider':13} {'requests':>8} {'busiest window':>22} {'429s':>5} "

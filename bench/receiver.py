@@ -110,10 +110,26 @@ class _Path:
     """One path's behaviour and what it has received (in the server process)."""
 
     __slots__ = (
-        "behaviour", "delays", "answer", "answer_close", "webhook", "verify_every",
-        "ids", "times", "seen", "count", "verified", "failures", "messages", "mismatches",
-        "trickle", "lanes", "in_sequence", "out_of_sequence", "order_messages",
-    )  # fmt: skip
+        "behaviour",
+        "delays",
+        "answer",
+        "answer_close",
+        "webhook",
+        "verify_every",
+        "ids",
+        "times",
+        "seen",
+        "count",
+        "verified",
+        "failures",
+        "messages",
+        "mismatches",
+        "trickle",
+        "lanes",
+        "in_sequence",
+        "out_of_sequence",
+        "order_messages",
+    )
 
     def __init__(
         self, behaviour: str, secret: str | None, verify_every: int, check_order: bool = True
@@ -571,11 +587,18 @@ class Receiver:
                 parent_end, child_end = context.Pipe()
                 process = context.Process(
                     target=_serve,
-                    args=(child_end, self.port, self.paths, self.secrets, self.verify_every,
-                          self.default, self.processes == 1),
+                    args=(
+                        child_end,
+                        self.port,
+                        self.paths,
+                        self.secrets,
+                        self.verify_every,
+                        self.default,
+                        self.processes == 1,
+                    ),
                     name="bench-receiver",
                     daemon=True,
-                )  # fmt: skip
+                )
                 process.start()
                 child_end.close()
                 self._workers.append((process, parent_end))
@@ -612,11 +635,21 @@ class Receiver:
             for path, record in snapshot.items():
                 into = merged.setdefault(
                     path,
-                    PathStats(received=0, unique=0, duplicates=0, verified=0,
-                              signature_failures=0, body_mismatches=0, failures=[],
-                              arrivals=[], lanes=0, in_sequence=0, out_of_sequence=0,
-                              order_failures=[]),
-                )  # fmt: skip
+                    PathStats(
+                        received=0,
+                        unique=0,
+                        duplicates=0,
+                        verified=0,
+                        signature_failures=0,
+                        body_mismatches=0,
+                        failures=[],
+                        arrivals=[],
+                        lanes=0,
+                        in_sequence=0,
+                        out_of_sequence=0,
+                        order_failures=[],
+                    ),
+                )
                 into["received"] += record["received"]
                 into["unique"] += record["unique"]
                 into["duplicates"] = into["received"] - into["unique"]

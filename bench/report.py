@@ -132,12 +132,16 @@ def _latency_at_round_trips(lines: list[str], rows: list[dict[str, Any]]) -> Non
             "\n### Many slow webhooks: receivers answering in 200 ms, make run's workers "
             "(target: ≤ 1.5× the limit at 200 webhooks)\n"
         )
-        lines.append(f"Workers: {slow[0]['workers']}. Lanes: {slow[0]['lanes']}. The limit is "
-                     "one lane's round trips one after another (messages × the round trip "
-                     "measured in the same run); the figure runs from the ingest's commit "
-                     "until the receiver answered the last message.\n")  # fmt: skip
-        lines.append("| webhooks × messages | round trip | limit | commit → last answer | ratio "
-                     "| in flight, peak / mean | target |")  # fmt: skip
+        lines.append(
+            f"Workers: {slow[0]['workers']}. Lanes: {slow[0]['lanes']}. The limit is "
+            "one lane's round trips one after another (messages × the round trip "
+            "measured in the same run); the figure runs from the ingest's commit "
+            "until the receiver answered the last message.\n"
+        )
+        lines.append(
+            "| webhooks × messages | round trip | limit | commit → last answer | ratio "
+            "| in flight, peak / mean | target |"
+        )
         lines.append("|---|---|---|---|---|---|---|")
         for row in slow:
             lines.append(
@@ -158,8 +162,10 @@ def _latency_at_round_trips(lines: list[str], rows: list[dict[str, Any]]) -> Non
             f"round trip ÷ max_in_flight; the figure runs from the first request's commit (from "
             f"the last one's: {row['seconds_after_last_commit']:.2f} s).\n"
         )
-        lines.append("| vehicles × reports | round trip | limit | first commit → last answer | "
-                     "ratio | in flight, peak / mean | target |")  # fmt: skip
+        lines.append(
+            "| vehicles × reports | round trip | limit | first commit → last answer | "
+            "ratio | in flight, peak / mean | target |"
+        )
         lines.append("|---|---|---|---|---|---|---|")
         lines.append(
             f"| {row['vehicles']:,} × {row['reports']} | {row['round_trip_ms']:.0f} ms | "
@@ -179,8 +185,10 @@ def _latency_at_round_trips(lines: list[str], rows: list[dict[str, Any]]) -> Non
             f"(random, uniform); reports come from {row['vehicles']} vehicles, so each webhook "
             f"has {row['vehicles']} lanes.\n"
         )
-        lines.append("| offered | healthy p95 alone | beside the trickle | ratio | trickled "
-                     "attempts | their durations | target |")  # fmt: skip
+        lines.append(
+            "| offered | healthy p95 alone | beside the trickle | ratio | trickled "
+            "attempts | their durations | target |"
+        )
         lines.append("|---|---|---|---|---|---|---|")
         lines.append(
             f"| {row['offered_per_second']:.0f} events/s × {row['healthy_webhooks']} for "
@@ -195,8 +203,10 @@ def render(results: dict[str, Any]) -> str:
     machine = results["machine"]
     ceiling = results["ceiling_per_second"]
     lines = [HEADER]
-    lines.append(f"Machine: {machine['cores']} cores, {machine['memory_gib']} GiB, Python "
-                 f"{machine['python']}, {machine['platform']}.\n")  # fmt: skip
+    lines.append(
+        f"Machine: {machine['cores']} cores, {machine['memory_gib']} GiB, Python "
+        f"{machine['python']}, {machine['platform']}.\n"
+    )
     if results.get("conditions"):  # what else ran meanwhile, added by whoever ran it
         lines.append(f"Conditions: {results['conditions']}\n")
     lines.append("## Ceiling: a plain requests.Session keep-alive loop, signed bodies\n")
@@ -216,8 +226,9 @@ def render(results: dict[str, Any]) -> str:
                 f"**{row['ratio']:.2f}** | {row['duplicates']} |"
             )
         for row in _rows(rows, "latency"):
-            lines.append("\n### Latency, ingest commit → receiver (targets: p50 ≤ 50 ms, "
-                         "p99 ≤ 250 ms)\n")  # fmt: skip
+            lines.append(
+                "\n### Latency, ingest commit → receiver (targets: p50 ≤ 50 ms, p99 ≤ 250 ms)\n"
+            )
             lines.append("| offered | achieved | p50 | p95 | p99 | max | targets |")
             lines.append("|---|---|---|---|---|---|---|")
             lines.append(
@@ -227,8 +238,10 @@ def render(results: dict[str, Any]) -> str:
                 f"{'met' if row['targets_met'] else 'NOT met'} |"
             )
         for row in _rows(rows, "isolation"):
-            lines.append("\n### Isolation: 20 healthy endpoints ± a black hole and a 500 "
-                         "(target: healthy p95 within 1.2×)\n")  # fmt: skip
+            lines.append(
+                "\n### Isolation: 20 healthy endpoints ± a black hole and a 500 "
+                "(target: healthy p95 within 1.2×)\n"
+            )
             lines.append("| offered | healthy p95 alone | with the bad ones | ratio | target |")
             lines.append("|---|---|---|---|---|")
             lines.append(
@@ -262,8 +275,10 @@ def render(results: dict[str, Any]) -> str:
             )
         for row in _rows(rows, "worker memory"):
             lines.append("\n### Growth: one worker's resident memory (target: ≤ 1.1×)\n")
-            lines.append("| deliveries (small → large) | RSS after small | RSS after large | "
-                         "ratio | target |")  # fmt: skip
+            lines.append(
+                "| deliveries (small → large) | RSS after small | RSS after large | "
+                "ratio | target |"
+            )
             lines.append("|---|---|---|---|---|")
             lines.append(
                 f"| {row['deliveries_small']:,} → {row['deliveries_large']:,} to "
@@ -367,22 +382,33 @@ def render_storage(engines: dict[str, dict[str, Any]], partitions: dict[str, Any
         STORAGE_METHOD,
         "| | " + " | ".join(columns) + " |",
         "|---|" + "---|" * len(columns),
-        row("scale", lambda r: f"{r['scale']['trucks']} trucks × {r['scale']['days']} days, "
-            f"{r['scale']['reports']:,} reports; prune batch {r['scale']['prune_batch']:,}"),
+        row(
+            "scale",
+            lambda r: (
+                f"{r['scale']['trucks']} trucks × {r['scale']['days']} days, "
+                f"{r['scale']['reports']:,} reports; prune batch {r['scale']['prune_batch']:,}"
+            ),
+        ),
         row("day 7", lambda r: size(r, "7")),
         row("day 14", lambda r: size(r, "14")),
         row("**ratio day 14 / day 7** (target ≤ 1.1)", ratio),
         row("bytes a report", per_report),
-        row("bytes a message (with its attempt)",
-            lambda r: "—" if r["bytes_per_message"] is None else f"{r['bytes_per_message']:,.0f}"),
-        row("1,000 trucks, extrapolated",
-            lambda r: f"{r['extrapolated_1000_trucks']['bytes_a_day'] / 1e9:.1f} GB a day"),
+        row(
+            "bytes a message (with its attempt)",
+            lambda r: "—" if r["bytes_per_message"] is None else f"{r['bytes_per_message']:,.0f}",
+        ),
+        row(
+            "1,000 trucks, extrapolated",
+            lambda r: f"{r['extrapolated_1000_trucks']['bytes_a_day'] / 1e9:.1f} GB a day",
+        ),
         row("ingest p50 / p99 during prunes", latency("ingest_ms_during_prunes")),
         row("ingest p50 / p99 outside prunes", latency("ingest_ms_outside_prunes")),
         row("**blocked by a prune, p99** (target ≤ 100 ms)", blocked),
-        row("load average during the run (median)",
-            lambda r: f"{r['load_average_1min']['median']:.1f}"),
-    ]  # fmt: skip
+        row(
+            "load average during the run (median)",
+            lambda r: f"{r['load_average_1min']['median']:.1f}",
+        ),
+    ]
     if partitions:
         delete, drop = partitions["delete_in_batches"], partitions["drop_partition"]
         scale = partitions["scale"]

@@ -77,7 +77,7 @@ WORKER_SETS = {
 # seconds, not minutes. A webhook attempt ends by FLEETHOOK_DELIVERY_DEADLINE
 # (connect, send and the whole answer; outbox/transport.py); the read timeouts
 # apply to integrations' serial drains only, and are here because the lease must
-# outlast connect + read + 2 s (config.py).
+# outlast connect + read + 2 s (core/config.py).
 DEADLINE_SECONDS = 2.0
 SHORT_TIMEOUTS = {
     "FLEETHOOK_CONNECT_TIMEOUT": "1",
@@ -117,8 +117,10 @@ class Latency:
 
     def summary(self) -> str:
         met = "met" if self.targets_met else "NOT met"
-        return (f"p50 {self.p50_ms:.0f} ms, p95 {self.p95_ms:.0f} ms, p99 {self.p99_ms:.0f} ms "
-                f"at {self.achieved_per_second:.0f} events/s (targets {met})")  # fmt: skip
+        return (
+            f"p50 {self.p50_ms:.0f} ms, p95 {self.p95_ms:.0f} ms, p99 {self.p99_ms:.0f} ms "
+            f"at {self.achieved_per_second:.0f} events/s (targets {met})"
+        )
 
 
 @dataclass
@@ -171,9 +173,14 @@ def _check_delivered(stats: dict[str, Any], paths: list[str], expected: int) -> 
 
 
 def throughput(
-    engine: str, workers: int, events: int, webhooks: int, ceiling: float,
-    postgresql_url: str | None, per_message_jobs: bool = False,
-) -> Throughput:  # fmt: skip
+    engine: str,
+    workers: int,
+    events: int,
+    webhooks: int,
+    ceiling: float,
+    postgresql_url: str | None,
+    per_message_jobs: bool = False,
+) -> Throughput:
     """N events ingested through the API, fanned out to K webhooks, delivered by W
     `rq worker` processes; deliveries per second from the first arrival to the last."""
     paths = [f"/w{n}" for n in range(webhooks)]
@@ -202,9 +209,19 @@ def throughput(
             arrivals = [t for s in stats.values() for _, t in s["arrivals"]]
             seconds = max(arrivals) - min(arrivals)
             rate = len(arrivals) / seconds if seconds > 0 else float("inf")
-            return Throughput(engine, workers, events, webhooks, expected, round(seconds, 3),
-                              round(rate, 1), round(ceiling, 1), round(rate / ceiling, 3),
-                              duplicates, checked)  # fmt: skip
+            return Throughput(
+                engine,
+                workers,
+                events,
+                webhooks,
+                expected,
+                round(seconds, 3),
+                round(rate, 1),
+                round(ceiling, 1),
+                round(rate / ceiling, 3),
+                duplicates,
+                checked,
+            )
 
 
 @dataclass
@@ -221,25 +238,46 @@ class _Steady:
 
 
 def latency(
-    engine: str, rate: float, seconds: float, webhooks: int, postgresql_url: str | None,
+    engine: str,
+    rate: float,
+    seconds: float,
+    webhooks: int,
+    postgresql_url: str | None,
     batch: int = 10,
-) -> Latency:  # fmt: skip
+) -> Latency:
     """`rate` events/s for `seconds`, posted `batch` reports at a time, each to
     `webhooks` Location webhooks; per delivery, ingest commit → receiver arrival."""
     paths = [f"/w{n}" for n in range(webhooks)]
     run = _steady_load(engine, dict.fromkeys(paths, "ok"), rate, seconds, batch, postgresql_url)
     p50, p95, p99 = (_percentile(run.latencies_ms, p) for p in (50, 95, 99))
     met = p50 <= LATENCY_TARGETS_MS["p50"] and p99 <= LATENCY_TARGETS_MS["p99"]
-    return Latency(engine, PRODUCTION_WORKERS, webhooks, run.events, seconds, rate,
-                   run.achieved_per_second, len(run.latencies_ms), p50, p95, p99,
-                   round(run.latencies_ms[-1], 1), met, run.duplicates,
-                   run.signatures_checked)  # fmt: skip
+    return Latency(
+        engine,
+        PRODUCTION_WORKERS,
+        webhooks,
+        run.events,
+        seconds,
+        rate,
+        run.achieved_per_second,
+        len(run.latencies_ms),
+        p50,
+        p95,
+        p99,
+        round(run.latencies_ms[-1], 1),
+        met,
+        run.duplicates,
+        run.signatures_checked,
+    )
 
 
 def isolation(
-    engine: str, rate: float, seconds: float, healthy: int, postgresql_url: str | None,
+    engine: str,
+    rate: float,
+    seconds: float,
+    healthy: int,
+    postgresql_url: str | None,
     batch: int = 5,
-) -> Isolation:  # fmt: skip
+) -> Isolation:
     """The same steady load twice on fresh systems with a short deadline (the
     production workers): to `healthy` endpoints alone, then with a black hole
     ("hang": each attempt ends at the deadline) and an endpoint answering 500
@@ -247,26 +285,46 @@ def isolation(
     paths = dict.fromkeys((f"/w{n}" for n in range(healthy)), "ok")
     bad = {"/hang": "hang", "/failing": "status:500"}
     alone = _steady_load(engine, paths, rate, seconds, batch, postgresql_url, SHORT_TIMEOUTS)
-    beside = _steady_load(engine, {**paths, **bad}, rate, seconds, batch, postgresql_url,
-                          SHORT_TIMEOUTS)  # fmt: skip
+    beside = _steady_load(
+        engine, {**paths, **bad}, rate, seconds, batch, postgresql_url, SHORT_TIMEOUTS
+    )
     p95_alone, p95_beside = (_percentile(r.latencies_ms, 95) for r in (alone, beside))
     ratio = p95_beside / p95_alone if p95_alone > 0 else float("inf")
     return Isolation(
-        engine, PRODUCTION_WORKERS, healthy, alone.events, seconds, rate, alone.achieved_per_second,
-        beside.achieved_per_second, len(alone.latencies_ms),
-        _percentile(alone.latencies_ms, 50), p95_alone,
-        _percentile(beside.latencies_ms, 50), p95_beside, round(ratio, 3),
-        ratio <= ISOLATION_TARGET, beside.received.get("/hang", 0),
-        beside.received.get("/failing", 0), alone.duplicates + beside.duplicates,
+        engine,
+        PRODUCTION_WORKERS,
+        healthy,
+        alone.events,
+        seconds,
+        rate,
+        alone.achieved_per_second,
+        beside.achieved_per_second,
+        len(alone.latencies_ms),
+        _percentile(alone.latencies_ms, 50),
+        p95_alone,
+        _percentile(beside.latencies_ms, 50),
+        p95_beside,
+        round(ratio, 3),
+        ratio <= ISOLATION_TARGET,
+        beside.received.get("/hang", 0),
+        beside.received.get("/failing", 0),
+        alone.duplicates + beside.duplicates,
         alone.signatures_checked + beside.signatures_checked,
-    )  # fmt: skip
+    )
 
 
 def _steady_load(
-    engine: str, behaviours: dict[str, str], rate: float, seconds: float, batch: int,
-    postgresql_url: str | None, settings: dict[str, str] | None = None,
-    healthy: list[str] | None = None, vehicles: int = 1, workers: str = "production",
-) -> _Steady:  # fmt: skip
+    engine: str,
+    behaviours: dict[str, str],
+    rate: float,
+    seconds: float,
+    batch: int,
+    postgresql_url: str | None,
+    settings: dict[str, str] | None = None,
+    healthy: list[str] | None = None,
+    vehicles: int = 1,
+    workers: str = "production",
+) -> _Steady:
     """A fresh system with one Location webhook per receiver path and its workers
     running (`workers`: a key of WORKER_SETS); reports posted at a steady `rate`,
     report n from vehicle n % `vehicles`; then every event must reach every healthy
@@ -289,7 +347,7 @@ def _steady_load(
                     sum(receiver.stats(arrivals=False)[p]["unique"] for p in healthy) >= expected
                 ),
                 timeout=max(120.0, expected / 20),
-            )  # fmt: skip
+            )
             system.stop_workers()
             stats = receiver.stats()
             if not done:
@@ -319,8 +377,9 @@ def _steady_load(
                     latencies.append((arrived - committed[report_of[webhook_id]]) * 1000)
             latencies.sort()
             received = {path: stats[path]["received"] for path in paths}
-            return _Steady(len(committed), achieved, latencies, duplicates, checked, received,
-                           attempt_ms)  # fmt: skip
+            return _Steady(
+                len(committed), achieved, latencies, duplicates, checked, received, attempt_ms
+            )
 
 
 def _start(system: Stack, workers: str) -> None:
@@ -341,18 +400,22 @@ def _check_lanes(stats: dict[str, Any], paths: list[str], lanes: int, messages: 
     for path in paths:
         got = stats[path]
         if got["out_of_sequence"]:
-            raise Lost(f"{path}: {got['out_of_sequence']} messages arrived out of their lane's "
-                       f"sequence: {'; '.join(got['order_failures'])}")  # fmt: skip
+            raise Lost(
+                f"{path}: {got['out_of_sequence']} messages arrived out of their lane's "
+                f"sequence: {'; '.join(got['order_failures'])}"
+            )
         if got["lanes"] != lanes or got["in_sequence"] != messages:
-            raise Lost(f"{path}: {got['in_sequence']} messages in {got['lanes']} lanes arrived "
-                       f"in sequence; {messages} in {lanes} expected")  # fmt: skip
+            raise Lost(
+                f"{path}: {got['in_sequence']} messages in {got['lanes']} lanes arrived "
+                f"in sequence; {messages} in {lanes} expected"
+            )
 
 
 def _attempt_durations(system: Stack, path: str) -> list[int]:
     """The recorded attempts' durations (ms) of the webhook at receiver `path`."""
     from sqlalchemy import select
 
-    from extensions import db
+    from core.extensions import db
     from outbox.models import DeliveryAttempt, OutboxMessage
     from webhooks.models import Webhook
 
@@ -432,9 +495,11 @@ class SlowWebhooks:
             if self.target is None
             else (f" (target ≤ {self.target}×: {'met' if self.target_met else 'NOT met'})")
         )
-        return (f"{self.webhooks} webhooks × {self.messages}: {self.seconds:.2f} s from commit "
-                f"to the last delivery, limit {self.limit_seconds:.2f} s: {self.ratio:.2f}×{met}; "
-                f"peak {self.peak_in_flight} in flight")  # fmt: skip
+        return (
+            f"{self.webhooks} webhooks × {self.messages}: {self.seconds:.2f} s from commit "
+            f"to the last delivery, limit {self.limit_seconds:.2f} s: {self.ratio:.2f}×{met}; "
+            f"peak {self.peak_in_flight} in flight"
+        )
 
 
 @dataclass
@@ -466,9 +531,11 @@ class BusyWebhook:
 
     def summary(self) -> str:
         met = "met" if self.target_met else "NOT met"
-        return (f"{self.vehicles} vehicles × {self.reports} to one webhook: {self.seconds:.2f} s, "
-                f"limit {self.limit_seconds:.2f} s: {self.ratio:.2f}× (target ≤ {self.target}×: "
-                f"{met}); peak {self.peak_in_flight} in flight")  # fmt: skip
+        return (
+            f"{self.vehicles} vehicles × {self.reports} to one webhook: {self.seconds:.2f} s, "
+            f"limit {self.limit_seconds:.2f} s: {self.ratio:.2f}× (target ≤ {self.target}×: "
+            f"{met}); peak {self.peak_in_flight} in flight"
+        )
 
 
 @dataclass
@@ -505,10 +572,12 @@ class Trickle:
 
     def summary(self) -> str:
         met = "met" if self.target_met else "NOT met"
-        return (f"healthy p95 {self.p95_ms_without:.0f} ms alone, {self.p95_ms_with:.0f} ms beside "
-                f"the trickle: {self.ratio:.2f}× (target {met}); {self.trickle_attempts} trickled "
-                f"attempts took {self.attempt_ms_min}–{self.attempt_ms_max} ms "
-                f"(deadline {self.deadline_ms} ms)")  # fmt: skip
+        return (
+            f"healthy p95 {self.p95_ms_without:.0f} ms alone, {self.p95_ms_with:.0f} ms beside "
+            f"the trickle: {self.ratio:.2f}× (target {met}); {self.trickle_attempts} trickled "
+            f"attempts took {self.attempt_ms_min}–{self.attempt_ms_max} ms "
+            f"(deadline {self.deadline_ms} ms)"
+        )
 
 
 def _round_trip_ms(url: str, posts: int = 5) -> float:
@@ -529,10 +598,13 @@ def _wait_for_all(receiver: Receiver, paths: list[str], expected: int, timeout: 
     """Whether `expected` distinct messages reached `paths` within `timeout`."""
     wanted = set(paths)
     return wait_until(
-        lambda: sum(s["unique"] for p, s in receiver.stats(arrivals=False).items()
-                    if p in wanted) >= expected,
-        timeout=timeout, poll=0.1,
-    )  # fmt: skip
+        lambda: (
+            sum(s["unique"] for p, s in receiver.stats(arrivals=False).items() if p in wanted)
+            >= expected
+        ),
+        timeout=timeout,
+        poll=0.1,
+    )
 
 
 def _first_arrivals(stats: dict[str, Any], paths: list[str]) -> list[float]:
@@ -560,8 +632,12 @@ def _peak_in_flight(stats: dict[str, Any], paths: list[str], hold: float) -> int
 
 
 def slow_webhooks(
-    engine: str, webhooks: int, messages: int, delay_ms: int, postgresql_url: str | None,
-) -> SlowWebhooks:  # fmt: skip
+    engine: str,
+    webhooks: int,
+    messages: int,
+    delay_ms: int,
+    postgresql_url: str | None,
+) -> SlowWebhooks:
     """`messages` position reports of one vehicle in one ingest request, to
     `webhooks` Location webhooks whose receivers answer in `delay_ms`: each webhook
     gets one lane of `messages`, so no sender can finish in under `messages` round
@@ -594,26 +670,43 @@ def slow_webhooks(
     target = SLOW_TARGET if webhooks == SLOW_TARGET_WEBHOOKS else None
     ratio = seconds / limit
     return SlowWebhooks(
-        engine, WORKER_SETS["make run"], webhooks, messages,
+        engine,
+        WORKER_SETS["make run"],
+        webhooks,
+        messages,
         f"one vehicle's {messages} reports: one lane of {messages} per webhook, "
-        f"{webhooks} lanes in all", delay_ms, round_trip, round(limit, 3), round(seconds, 3),
-        round(ratio, 3), target, None if target is None else ratio <= target, expected, peak,
-        round(expected * delay_ms / 1000 / seconds, 1), round(committed - began, 3),
-        duplicates, checked,
-    )  # fmt: skip
+        f"{webhooks} lanes in all",
+        delay_ms,
+        round_trip,
+        round(limit, 3),
+        round(seconds, 3),
+        round(ratio, 3),
+        target,
+        None if target is None else ratio <= target,
+        expected,
+        peak,
+        round(expected * delay_ms / 1000 / seconds, 1),
+        round(committed - began, 3),
+        duplicates,
+        checked,
+    )
 
 
 def busy_webhook(
-    engine: str, vehicles: int, reports: int, delay_ms: int, max_in_flight: int,
+    engine: str,
+    vehicles: int,
+    reports: int,
+    delay_ms: int,
+    max_in_flight: int,
     postgresql_url: str | None,
-) -> BusyWebhook:  # fmt: skip
+) -> BusyWebhook:
     """`reports` position reports from each of `vehicles` vehicles, ingested in
     requests of at most 1,000 (report n from vehicle n % vehicles, so every request
     has work for every lane), to one Location webhook allowed `max_in_flight`
     requests at once, whose receiver answers in `delay_ms`; make run's workers."""
     from sqlalchemy import update
 
-    from extensions import db
+    from core.extensions import db
     from outbox.models import Target
 
     path = "/busy"
@@ -637,8 +730,9 @@ def busy_webhook(
             commits = []  # each ingest request's commit (its last)
             for first in range(0, total, MAX_REPORTS_PER_REQUEST):
                 with system.commit_times() as times:
-                    system.post_reports(range(first, min(first + MAX_REPORTS_PER_REQUEST, total)),
-                                        client, vehicles)  # fmt: skip
+                    system.post_reports(
+                        range(first, min(first + MAX_REPORTS_PER_REQUEST, total)), client, vehicles
+                    )
                 commits.append(times[-1])
             requests_ = len(commits)
             wait = max(600.0, 10 * limit)
@@ -646,8 +740,10 @@ def busy_webhook(
             system.stop_workers()
             stats = receiver.stats()
             if not done:
-                raise Lost(f"only {stats[path]['unique']} of {total} deliveries arrived within "
-                           f"{wait:.0f} s")  # fmt: skip
+                raise Lost(
+                    f"only {stats[path]['unique']} of {total} deliveries arrived within "
+                    f"{wait:.0f} s"
+                )
             duplicates, checked = _check_delivered(stats, [path], total)
             _check_lanes(stats, [path], vehicles, total)
             answered = max(_first_arrivals(stats, [path])) + delay_ms / 1000
@@ -655,17 +751,37 @@ def busy_webhook(
     seconds = answered - commits[0]
     ratio = seconds / limit
     return BusyWebhook(
-        engine, WORKER_SETS["make run"], vehicles, reports, delay_ms, max_in_flight, round_trip,
-        round(limit, 3), round(seconds, 3), round(answered - commits[-1], 3), round(ratio, 3),
-        SLOW_TARGET, ratio <= SLOW_TARGET, total, peak,
-        round(total * delay_ms / 1000 / seconds, 1), requests_, duplicates, checked,
-    )  # fmt: skip
+        engine,
+        WORKER_SETS["make run"],
+        vehicles,
+        reports,
+        delay_ms,
+        max_in_flight,
+        round_trip,
+        round(limit, 3),
+        round(seconds, 3),
+        round(answered - commits[-1], 3),
+        round(ratio, 3),
+        SLOW_TARGET,
+        ratio <= SLOW_TARGET,
+        total,
+        peak,
+        round(total * delay_ms / 1000 / seconds, 1),
+        requests_,
+        duplicates,
+        checked,
+    )
 
 
 def trickle(
-    engine: str, rate: float, seconds: float, healthy: int, vehicles: int,
-    postgresql_url: str | None, batch: int = 5,
-) -> Trickle:  # fmt: skip
+    engine: str,
+    rate: float,
+    seconds: float,
+    healthy: int,
+    vehicles: int,
+    postgresql_url: str | None,
+    batch: int = 5,
+) -> Trickle:
     """The same steady load twice on fresh systems with make run's workers and a
     deadline of DEADLINE_SECONDS: to `healthy` webhooks answering in 50–500 ms
     alone, then with a webhook whose receiver trickles its answer beside them;
@@ -677,36 +793,65 @@ def trickle(
     settings = {"FLEETHOOK_DELIVERY_DEADLINE": f"{DEADLINE_SECONDS:g}"}
     runs = []
     for bad in ({}, {"/trickle": "trickle"}):
-        runs.append(_steady_load(
-            engine, {**dict.fromkeys(paths, behaviour), **bad}, rate, seconds, batch,
-            postgresql_url, settings, healthy=paths, vehicles=vehicles, workers="make run",
-        ))  # fmt: skip
+        runs.append(
+            _steady_load(
+                engine,
+                {**dict.fromkeys(paths, behaviour), **bad},
+                rate,
+                seconds,
+                batch,
+                postgresql_url,
+                settings,
+                healthy=paths,
+                vehicles=vehicles,
+                workers="make run",
+            )
+        )
     alone, beside = runs
     durations = beside.attempt_ms["/trickle"]
     deadline_ms = round(DEADLINE_SECONDS * 1000)
     if not durations:
         raise Lost("no attempt at the trickling receiver was recorded")
     if durations[0] < deadline_ms or durations[-1] > deadline_ms + DEADLINE_SLACK_MS:
-        raise Lost(f"the trickling receiver's attempts took {durations[0]}–{durations[-1]} ms; "
-                   f"each should end at the deadline, {deadline_ms} ms")  # fmt: skip
+        raise Lost(
+            f"the trickling receiver's attempts took {durations[0]}–{durations[-1]} ms; "
+            f"each should end at the deadline, {deadline_ms} ms"
+        )
     p95_alone, p95_beside = (_percentile(r.latencies_ms, 95) for r in (alone, beside))
     ratio = p95_beside / p95_alone if p95_alone > 0 else float("inf")
     return Trickle(
-        engine, WORKER_SETS["make run"], healthy, behaviour, vehicles, alone.events, seconds,
-        rate, deadline_ms, alone.achieved_per_second, beside.achieved_per_second,
-        len(alone.latencies_ms), _percentile(alone.latencies_ms, 50), p95_alone,
-        _percentile(beside.latencies_ms, 50), p95_beside, round(ratio, 3),
-        ratio <= ISOLATION_TARGET, beside.received["/trickle"], len(durations), durations[0],
-        durations[-1], alone.duplicates + beside.duplicates,
+        engine,
+        WORKER_SETS["make run"],
+        healthy,
+        behaviour,
+        vehicles,
+        alone.events,
+        seconds,
+        rate,
+        deadline_ms,
+        alone.achieved_per_second,
+        beside.achieved_per_second,
+        len(alone.latencies_ms),
+        _percentile(alone.latencies_ms, 50),
+        p95_alone,
+        _percentile(beside.latencies_ms, 50),
+        p95_beside,
+        round(ratio, 3),
+        ratio <= ISOLATION_TARGET,
+        beside.received["/trickle"],
+        len(durations),
+        durations[0],
+        durations[-1],
+        alone.duplicates + beside.duplicates,
         alone.signatures_checked + beside.signatures_checked,
-    )  # fmt: skip
+    )
 
 
 def _report_of_message(system: Stack) -> dict[str, int]:
     """Every outbox message's webhook-id → the n of the report it came from."""
     from sqlalchemy import select
 
-    from extensions import db
+    from core.extensions import db
     from outbox.models import OutboxMessage
 
     with system.app.app_context():
@@ -732,7 +877,7 @@ def _queue_per_message_jobs(system: Stack, events: int) -> None:
     from rq import Queue
     from sqlalchemy import select
 
-    from extensions import db, redis_client
+    from core.extensions import db, redis_client
     from outbox.models import OutboxMessage
 
     system.ingest(events)
@@ -759,9 +904,11 @@ class GridGrowth:
 
     def summary(self) -> str:
         met = "met" if self.target_met else "NOT met"
-        return (f"grid p95 {self.p95_ms_small:.0f} ms at {self.messages_small:,} messages, "
-                f"{self.p95_ms_large:.0f} ms at {self.messages_large:,}: {self.ratio:.2f}× "
-                f"(target {met})")  # fmt: skip
+        return (
+            f"grid p95 {self.p95_ms_small:.0f} ms at {self.messages_small:,} messages, "
+            f"{self.p95_ms_large:.0f} ms at {self.messages_large:,}: {self.ratio:.2f}× "
+            f"(target {met})"
+        )
 
 
 def _add_messages(system: Stack, target_ids: list[int], first: int, count: int) -> None:
@@ -769,8 +916,8 @@ def _add_messages(system: Stack, target_ids: list[int], first: int, count: int) 
     the targets' counters, so what matters is only that the rows are there)."""
     from sqlalchemy import insert
 
-    from database import utcnow
-    from extensions import db
+    from core.extensions import db
+    from core.times import utcnow
     from outbox.models import OutboxMessage
 
     now = utcnow()
@@ -779,12 +926,22 @@ def _add_messages(system: Stack, target_ids: list[int], first: int, count: int) 
         chunk = 20_000
         for start in range(first, first + count, chunk):
             rows = [
-                {"target_id": target_ids[n % len(target_ids)], "sequence": n // len(target_ids) + 1,
-                 "message_id": f"msg_bench{n:012d}", "event_type": "location", "payload": payload,
-                 "is_test": False, "status": "delivered", "attempts": 1, "next_attempt_at": now,
-                 "created_at": now, "retain_from": now, "finished_at": now}
+                {
+                    "target_id": target_ids[n % len(target_ids)],
+                    "sequence": n // len(target_ids) + 1,
+                    "message_id": f"msg_bench{n:012d}",
+                    "event_type": "location",
+                    "payload": payload,
+                    "is_test": False,
+                    "status": "delivered",
+                    "attempts": 1,
+                    "next_attempt_at": now,
+                    "created_at": now,
+                    "retain_from": now,
+                    "finished_at": now,
+                }
                 for n in range(start, min(start + chunk, first + count))
-            ]  # fmt: skip
+            ]
             db.session.execute(insert(OutboxMessage), rows)
             db.session.commit()
         db.session.remove()
@@ -812,15 +969,19 @@ def _grid_p95_ms(system: Stack, user_id: int, samples: int) -> float:
 
 
 def grid_growth(
-    engine: str, postgresql_url: str | None, webhooks: int, small: int, large: int,
+    engine: str,
+    postgresql_url: str | None,
+    webhooks: int,
+    small: int,
+    large: int,
     samples: int,
-) -> GridGrowth:  # fmt: skip
+) -> GridGrowth:
     """The grid's polling fragment with `webhooks` webhooks, at `small` and then
     `large` messages in the outbox (target: p95 ratio ≤ 1.5)."""
     from sqlalchemy import select
 
     from accounts.models import User
-    from extensions import db
+    from core.extensions import db
 
     with stack(engine, postgresql_url) as system:
         made = system.add_webhooks([f"http://127.0.0.1:9/w{n}" for n in range(webhooks)])
@@ -833,8 +994,16 @@ def grid_growth(
         _add_messages(system, ids, small, large - small)
         p95_large = _grid_p95_ms(system, user_id, samples)
     ratio = p95_large / p95_small
-    return GridGrowth(engine, webhooks, small, large, round(p95_small, 1), round(p95_large, 1),
-                      round(ratio, 3), ratio <= GROWTH_TARGET)  # fmt: skip
+    return GridGrowth(
+        engine,
+        webhooks,
+        small,
+        large,
+        round(p95_small, 1),
+        round(p95_large, 1),
+        round(ratio, 3),
+        ratio <= GROWTH_TARGET,
+    )
 
 
 @dataclass
@@ -852,9 +1021,11 @@ class WorkerMemory:
 
     def summary(self) -> str:
         met = "met" if self.target_met else "NOT met"
-        return (f"worker RSS {self.rss_mib_small:.1f} MiB after {self.deliveries_small:,} "
-                f"deliveries, {self.rss_mib_large:.1f} MiB after {self.deliveries_large:,}: "
-                f"{self.ratio:.3f}× (target {met})")  # fmt: skip
+        return (
+            f"worker RSS {self.rss_mib_small:.1f} MiB after {self.deliveries_small:,} "
+            f"deliveries, {self.rss_mib_large:.1f} MiB after {self.deliveries_large:,}: "
+            f"{self.ratio:.3f}× (target {met})"
+        )
 
 
 def worker_memory(
@@ -880,16 +1051,28 @@ def worker_memory(
 
             rss = {}
             for count in (small, large):
-                if not wait_until(lambda n=count: delivered() >= n,  # type: ignore[misc]
-                                  timeout=max(120.0, count / 20), poll=0.05):  # fmt: skip
+                if not wait_until(
+                    lambda n=count: delivered() >= n,  # type: ignore[misc]
+                    timeout=max(120.0, count / 20),
+                    poll=0.05,
+                ):
                     raise Lost(f"only {delivered()} of {count} deliveries arrived in time")
                 rss[count] = worker.memory_info().rss / 2**20
             system.stop_workers()
             duplicates, checked = _check_delivered(receiver.stats(arrivals=False), paths, events)
     ratio = rss[large] / rss[small]
-    return WorkerMemory(engine, webhooks, small, large, round(rss[small], 1),
-                        round(rss[large], 1), round(ratio, 3), ratio <= MEMORY_TARGET,
-                        duplicates, checked)  # fmt: skip
+    return WorkerMemory(
+        engine,
+        webhooks,
+        small,
+        large,
+        round(rss[small], 1),
+        round(rss[large], 1),
+        round(ratio, 3),
+        ratio <= MEMORY_TARGET,
+        duplicates,
+        checked,
+    )
 
 
 @dataclass
@@ -905,9 +1088,11 @@ class IngestGrowth:
 
     def summary(self) -> str:
         met = "met" if self.target_met else "NOT met"
-        return (f"ingest {self.per_second_small:.0f} reports/s with {self.landmarks_small:,} "
-                f"landmarks, {self.per_second_large:.0f} with {self.landmarks_large:,}: "
-                f"{self.ratio:.2f}× (target {met})")  # fmt: skip
+        return (
+            f"ingest {self.per_second_small:.0f} reports/s with {self.landmarks_small:,} "
+            f"landmarks, {self.per_second_large:.0f} with {self.landmarks_large:,}: "
+            f"{self.ratio:.2f}× (target {met})"
+        )
 
 
 def ingest_growth(
@@ -924,9 +1109,16 @@ def ingest_growth(
                 system, count, reports, ["location", "landmark_change"]
             )
     ratio = rates[small] / rates[large]
-    return IngestGrowth(engine, reports, small, large, round(rates[small], 1),
-                        round(rates[large], 1), round(ratio, 3),
-                        ratio <= GROWTH_TARGET)  # fmt: skip
+    return IngestGrowth(
+        engine,
+        reports,
+        small,
+        large,
+        round(rates[small], 1),
+        round(rates[large], 1),
+        round(ratio, 3),
+        ratio <= GROWTH_TARGET,
+    )
 
 
 Result = (
@@ -954,9 +1146,12 @@ def machine() -> dict[str, Any]:
 
 
 def run(
-    mode: str, engines: list[str], postgresql_url: str | None, only: list[str] | None = None,
+    mode: str,
+    engines: list[str],
+    postgresql_url: str | None,
+    only: list[str] | None = None,
     progress: Path | None = None,
-) -> dict[str, Any]:  # fmt: skip
+) -> dict[str, Any]:
     """Every scenario of `mode` on each engine; with `progress`, the results so far
     are written there after each scenario (a failed run keeps what it measured)."""
     quick = mode == "quick"
@@ -971,43 +1166,85 @@ def run(
         worker_counts = (1,) if quick else ((1, 2, 4) if engine == "postgresql" else (1, 2))
         for w in worker_counts:
             ceiling = ceilings[min(w, 2)]
-            scenarios.append((f"throughput W={w}", partial(
-                throughput, engine, w, events, webhooks, ceiling, postgresql_url)))  # fmt: skip
+            scenarios.append(
+                (
+                    f"throughput W={w}",
+                    partial(throughput, engine, w, events, webhooks, ceiling, postgresql_url),
+                )
+            )
         baseline_events = 40 if quick else 100  # one job per message: ~17 jobs/s
-        scenarios.append(("per-message jobs W=1", partial(
-            throughput, engine, 1, baseline_events, webhooks, ceilings[1], postgresql_url,
-            per_message_jobs=True)))  # fmt: skip
+        scenarios.append(
+            (
+                "per-message jobs W=1",
+                partial(
+                    throughput,
+                    engine,
+                    1,
+                    baseline_events,
+                    webhooks,
+                    ceilings[1],
+                    postgresql_url,
+                    per_message_jobs=True,
+                ),
+            )
+        )
         rate, seconds = (50.0, 8.0) if quick else (200.0, 60.0)
-        scenarios.append((f"latency {rate:.0f} events/s", partial(
-            latency, engine, rate, seconds, 1, postgresql_url)))  # fmt: skip
+        scenarios.append(
+            (
+                f"latency {rate:.0f} events/s",
+                partial(latency, engine, rate, seconds, 1, postgresql_url),
+            )
+        )
         # 10 events/s × 20 webhooks = 200 deliveries/s: below what one main worker
         # keeps up with across 20 targets (at 50 events/s the backlog grows for the
         # whole run and both p95s measure the backlog, not the isolation).
         rate, seconds = (10.0, 5.0) if quick else (10.0, 20.0)
-        scenarios.append(("isolation", partial(
-            isolation, engine, rate, seconds, 20, postgresql_url)))  # fmt: skip
+        scenarios.append(
+            ("isolation", partial(isolation, engine, rate, seconds, 20, postgresql_url))
+        )
         # Issue 14: receivers answering in 200 ms, make run's workers.
         for hooks, messages in [(10, 5)] if quick else [(200, 20), (1_000, 20)]:
-            scenarios.append((f"slow webhooks {hooks}×{messages}", partial(
-                slow_webhooks, engine, hooks, messages, 200, postgresql_url)))  # fmt: skip
+            scenarios.append(
+                (
+                    f"slow webhooks {hooks}×{messages}",
+                    partial(slow_webhooks, engine, hooks, messages, 200, postgresql_url),
+                )
+            )
         vehicles, reports = (20, 5) if quick else (200, 10)
-        scenarios.append((f"busy webhook {vehicles}×{reports}", partial(
-            busy_webhook, engine, vehicles, reports, 200, 16, postgresql_url)))  # fmt: skip
+        scenarios.append(
+            (
+                f"busy webhook {vehicles}×{reports}",
+                partial(busy_webhook, engine, vehicles, reports, 200, 16, postgresql_url),
+            )
+        )
         # 10 events/s from 10 vehicles × 20 healthy webhooks: 200 deliveries/s at
         # 50–500 ms, about 55 requests in flight; each lane gets one message a second.
         rate, seconds, healthy, vehicles = (5.0, 4.0, 5, 5) if quick else (10.0, 20.0, 20, 10)
-        scenarios.append(("trickling receiver", partial(
-            trickle, engine, rate, seconds, healthy, vehicles, postgresql_url)))  # fmt: skip
+        scenarios.append(
+            (
+                "trickling receiver",
+                partial(trickle, engine, rate, seconds, healthy, vehicles, postgresql_url),
+            )
+        )
         hooks, small, large = (100, 1_000, 10_000) if quick else (1_000, 10_000, 1_000_000)
         samples = 10 if quick else 40
-        scenarios.append(("grid growth", partial(
-            grid_growth, engine, postgresql_url, hooks, small, large, samples)))  # fmt: skip
+        scenarios.append(
+            (
+                "grid growth",
+                partial(grid_growth, engine, postgresql_url, hooks, small, large, samples),
+            )
+        )
         reports, few, many = (500, 10, 1_000) if quick else (5_000, 10, 10_000)
-        scenarios.append(("ingest vs landmarks", partial(
-            ingest_growth, engine, postgresql_url, reports, few, many)))  # fmt: skip
+        scenarios.append(
+            (
+                "ingest vs landmarks",
+                partial(ingest_growth, engine, postgresql_url, reports, few, many),
+            )
+        )
         small, large = (1_000, 10_000) if quick else (10_000, 200_000)
-        scenarios.append(("worker memory", partial(
-            worker_memory, engine, postgresql_url, 10, small, large)))  # fmt: skip
+        scenarios.append(
+            ("worker memory", partial(worker_memory, engine, postgresql_url, 10, small, large))
+        )
         for name, scenario in scenarios:
             if only and not any(name.startswith(prefix) for prefix in only):
                 continue
@@ -1015,8 +1252,10 @@ def run(
             result = scenario()
             row = asdict(result)
             row["scenario"] = name
-            print(f"[{engine}] {name}: {result.summary()} "
-                  f"({time.monotonic() - started:.0f} s)", flush=True)  # fmt: skip
+            print(
+                f"[{engine}] {name}: {result.summary()} ({time.monotonic() - started:.0f} s)",
+                flush=True,
+            )
             rows.append(row)
             results["engines"][engine] = rows
             if progress is not None:
@@ -1032,19 +1271,24 @@ def main() -> int:
     modes.add_argument("--full", action="store_const", dest="mode", const="full")
     parser.add_argument("--postgresql-url", default=os.environ.get("BENCH_POSTGRESQL_URL"))
     parser.add_argument(
-        "--only", action="append", metavar="SCENARIO",
+        "--only",
+        action="append",
+        metavar="SCENARIO",
         help="run only the scenarios whose names start with this (repeatable), e.g. "
         "--only isolation; the results then go to <mode>-partial.json",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--conditions", metavar="TEXT",
+        "--conditions",
+        metavar="TEXT",
         help="what else ran on the machine meanwhile (BENCHMARKS.md prints it)",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--engine", choices=["sqlite", "postgresql"], action="append",
+        "--engine",
+        choices=["sqlite", "postgresql"],
+        action="append",
         help="run on this engine only (repeatable; default: SQLite, and PostgreSQL when "
         "a URL is given)",
-    )  # fmt: skip
+    )
     parser.set_defaults(mode="quick")
     arguments = parser.parse_args()
     engines = arguments.engine or (
@@ -1056,8 +1300,10 @@ def main() -> int:
     try:
         results = run(arguments.mode, engines, arguments.postgresql_url, arguments.only, progress)
     except Lost as lost:
-        print(f"bench: FAILED — {lost} (the figures so far: {progress.relative_to(ROOT)})",
-              file=sys.stderr)  # fmt: skip
+        print(
+            f"bench: FAILED — {lost} (the figures so far: {progress.relative_to(ROOT)})",
+            file=sys.stderr,
+        )
         return 1
     if arguments.conditions:
         results["conditions"] = arguments.conditions

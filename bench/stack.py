@@ -36,7 +36,7 @@ def vin_of(n: int) -> str:
 
 
 def _epoch() -> datetime:
-    from database import utcnow
+    from core.times import utcnow
 
     return utcnow().replace(microsecond=0) - timedelta(hours=6)
 
@@ -69,14 +69,14 @@ class Stack:
 
     def add_webhooks(self, urls: list[str], event_type: str = "location") -> list[tuple[int, str]]:
         """Webhooks of the account to these URLs: (id, signing secret) each."""
-        from extensions import db
+        from core.extensions import db
         from webhooks.lifecycle import create_webhook
 
         with self.app.app_context():
             made = [
                 create_webhook(
                     self.account_id, {"event_type": event_type, "name": f"Bench {n}", "url": url}
-                )  # fmt: skip
+                )
                 for n, url in enumerate(urls)
             ]
             db.session.commit()
@@ -92,7 +92,7 @@ class Stack:
         """Move every webhook's address to `base_url`, keeping its path."""
         from sqlalchemy import select, update
 
-        from extensions import db
+        from core.extensions import db
         from webhooks.models import Webhook
 
         with self.app.app_context():
@@ -106,7 +106,7 @@ class Stack:
 
     def add_vehicles(self, total: int) -> list[str]:
         """Vehicles of the account until it has `total`; their VINs, in order."""
-        from extensions import db
+        from core.extensions import db
         from fleet.records import create_vehicle
 
         with self.app.app_context():
@@ -128,12 +128,18 @@ class Stack:
         n % `vehicles` (add_vehicles first). The ingest commits before it answers,
         so the return is just after the commit (and the commit's nudges)."""
         reports = [
-            {"vin": self.vins[n % vehicles], "type": "position",
-             "time": (self.epoch + timedelta(seconds=n)).isoformat().replace("+00:00", "Z"),
-             "latitude": 41.88, "longitude": -87.63, "speed_mph": 30.0, "heading": 90,
-             "ignition": True}
+            {
+                "vin": self.vins[n % vehicles],
+                "type": "position",
+                "time": (self.epoch + timedelta(seconds=n)).isoformat().replace("+00:00", "Z"),
+                "latitude": 41.88,
+                "longitude": -87.63,
+                "speed_mph": 30.0,
+                "heading": 90,
+                "ignition": True,
+            }
             for n in seconds
-        ]  # fmt: skip
+        ]
         response = (client or self.api()).post(
             "/api/v1/telemetry", json={"reports": reports}, headers=self.headers
         )
@@ -141,37 +147,57 @@ class Stack:
 
     def report_second(self, fix_time: str) -> int:
         """The n of the report an event's `fix_time` came from."""
-        from database import parse_rfc3339
+        from core.times import parse_rfc3339
 
         moment = parse_rfc3339(fix_time)
         assert moment is not None, fix_time
         return round((moment - self.epoch).total_seconds())
 
     def start_workers(
-        self, count: int, burst: bool = False, queues: list[str] | None = None,
+        self,
+        count: int,
+        burst: bool = False,
+        queues: list[str] | None = None,
         scheduler: bool = False,
-    ) -> None:  # fmt: skip
+    ) -> None:
         """`count` `rq worker` processes on `queues` (default: every queue, main and
         retries alike); `scheduler`: with RQ's scheduler, as `make run`'s worker."""
-        from config import retry_queues, worker_queues
+        from core.config import retry_queues, worker_queues
 
         if queues is None:
             queues = [*worker_queues(NAMESPACE), *retry_queues(NAMESPACE)]
         for n in range(len(self.workers), len(self.workers) + count):
-            command = [str(BIN / "rq"), "worker", "--worker-class", "worker.FleethookWorker",
-                       "--url", self.env["REDIS_URL"], "--name", f"bench-{os.getpid()}-{n}",
-                       "--quiet", *(["--burst"] if burst else []),
-                       *(["--with-scheduler"] if scheduler else []), *queues]  # fmt: skip
+            command = [
+                str(BIN / "rq"),
+                "worker",
+                "--worker-class",
+                "worker.FleethookWorker",
+                "--url",
+                self.env["REDIS_URL"],
+                "--name",
+                f"bench-{os.getpid()}-{n}",
+                "--quiet",
+                *(["--burst"] if burst else []),
+                *(["--with-scheduler"] if scheduler else []),
+                *queues,
+            ]
             with open(self.workdir / f"worker-{n}.log", "ab") as log:  # the worker has its own copy
-                self.workers.append(subprocess.Popen(
-                    command, cwd=ROOT, env=self.env, start_new_session=True,
-                    stdout=log, stderr=subprocess.STDOUT))  # fmt: skip
+                self.workers.append(
+                    subprocess.Popen(
+                        command,
+                        cwd=ROOT,
+                        env=self.env,
+                        start_new_session=True,
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                    )
+                )
 
     def start_production_workers(self) -> None:
         """Workers as production runs them: two on the main queues (deliveries,
         integrations, maintenance), one on the retries queue (isolation), and the
         sweeper (`rq cron`)."""
-        from config import retry_queues, worker_queues
+        from core.config import retry_queues, worker_queues
 
         self.start_workers(2, queues=worker_queues(NAMESPACE))
         self.start_workers(1, queues=retry_queues(NAMESPACE))
@@ -180,17 +206,23 @@ class Stack:
     def start_make_run_workers(self) -> None:
         """The workers `make run` starts (devstack.run): one on the main queues with
         RQ's scheduler, one on the retries queue, and the sweeper (`rq cron`)."""
-        from config import retry_queues, worker_queues
+        from core.config import retry_queues, worker_queues
 
         self.start_workers(1, queues=worker_queues(NAMESPACE), scheduler=True)
         self.start_workers(1, queues=retry_queues(NAMESPACE))
         self.start_sweeper()
 
     def start_sweeper(self) -> None:
-        self.workers.append(subprocess.Popen(
-            [str(BIN / "rq"), "cron", "outbox.cron_config", "--url", self.env["REDIS_URL"]],
-            cwd=ROOT, env=self.env, start_new_session=True,
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))  # fmt: skip
+        self.workers.append(
+            subprocess.Popen(
+                [str(BIN / "rq"), "cron", "cron", "--url", self.env["REDIS_URL"]],
+                cwd=ROOT,
+                env=self.env,
+                start_new_session=True,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
 
     def stop_workers(self) -> None:
         for process in self.workers:
@@ -238,14 +270,15 @@ class Stack:
         """Messages not yet finished, from the database."""
         from sqlalchemy import func, select
 
-        from extensions import db
+        from core.extensions import db
         from outbox.models import OPEN_STATUSES, OutboxMessage
 
         with self.app.app_context():
             count = db.session.scalar(
-                select(func.count()).select_from(OutboxMessage)
+                select(func.count())
+                .select_from(OutboxMessage)
                 .where(OutboxMessage.status.in_(OPEN_STATUSES))
-            )  # fmt: skip
+            )
             db.session.remove()
             return int(count or 0)
 
@@ -308,7 +341,7 @@ def stack(
     from accounts.tokens import issue_token
     from accounts.users import create_account
     from app import create_app
-    from extensions import db
+    from core.extensions import db
     from fleet.records import create_vehicle
 
     app = create_app()

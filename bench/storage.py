@@ -73,8 +73,10 @@ CENTRE = (41.88, -87.63)
 LOOP_DEGREES = 0.02  # ~2 km: an hour around it at REPORT_SECONDS a fix
 LOOP_TICKS = 120
 # The landmark sits on the top of the loop: each truck is inside it a few minutes an hour.
-LANDMARK = {"name": "Depot", "circle": {"latitude": CENTRE[0] + LOOP_DEGREES,
-                                        "longitude": CENTRE[1], "radius_m": 600}}  # fmt: skip
+LANDMARK = {
+    "name": "Depot",
+    "circle": {"latitude": CENTRE[0] + LOOP_DEGREES, "longitude": CENTRE[1], "radius_m": 600},
+}
 VACUUM_HOURS = 3
 PRUNED_TABLES = ("telemetry_report", "outbox_message", "delivery_attempt", "driver_assignment")
 
@@ -110,9 +112,15 @@ def _time_statements(engine: Any, total: list[float]) -> None:
 
 
 def _sweep(
-    every: float, offset: Any, start: datetime, real_start: datetime, busy: Any, stop: Any,
-    ready: Any, results: Any,
-) -> None:  # fmt: skip
+    every: float,
+    offset: Any,
+    start: datetime,
+    real_start: datetime,
+    busy: Any,
+    stop: Any,
+    ready: Any,
+    results: Any,
+) -> None:
     """The sweeper's process (as `rq cron` is in production): its own app, connection
     pool and interpreter, pruning every `every` real seconds at the simulated time
     (`start` + `offset` seconds, published by the ingest process)."""
@@ -120,7 +128,7 @@ def _sweep(
     deleted: dict[str, int] = {}
     try:
         from app import create_app
-        from extensions import db
+        from core.extensions import db
         from outbox.retention import prune
 
         app = create_app()
@@ -163,10 +171,20 @@ class Sweeper:
         self.ready = context.Event()
         self.results = context.Queue()
         self.process = context.Process(
-            target=_sweep, name="bench-sweeper", daemon=True,
-            args=(every, self.offset, start, real_start, self.busy, self.stop, self.ready,
-                  self.results),
-        )  # fmt: skip
+            target=_sweep,
+            name="bench-sweeper",
+            daemon=True,
+            args=(
+                every,
+                self.offset,
+                start,
+                real_start,
+                self.busy,
+                self.stop,
+                self.ready,
+                self.results,
+            ),
+        )
         self.runs: list[tuple[float, float, int]] = []  # monotonic start, end, deleted
         self.deleted: dict[str, int] = {}
         self.finished = False
@@ -196,18 +214,23 @@ class Sweeper:
 
 def position(vin: str, truck: int, trucks: int, tick: int, at: datetime) -> dict[str, Any]:
     angle = 2 * math.pi * (tick / LOOP_TICKS + truck / trucks)
-    return {"vin": vin, "type": "position", "time": at.isoformat().replace("+00:00", "Z"),
-            "latitude": round(CENTRE[0] + LOOP_DEGREES * math.sin(angle), 6),
-            "longitude": round(CENTRE[1] + LOOP_DEGREES * math.cos(angle), 6),
-            "speed_mph": 30.0, "heading": int(math.degrees(angle)) % 360,
-            "ignition": True}  # fmt: skip
+    return {
+        "vin": vin,
+        "type": "position",
+        "time": at.isoformat().replace("+00:00", "Z"),
+        "latitude": round(CENTRE[0] + LOOP_DEGREES * math.sin(angle), 6),
+        "longitude": round(CENTRE[1] + LOOP_DEGREES * math.cos(angle), 6),
+        "speed_mph": 30.0,
+        "heading": int(math.degrees(angle)) % 360,
+        "ignition": True,
+    }
 
 
 def database_size(system: Stack) -> dict[str, Any]:
     """The database's size, and each pruned table's (with its indexes) and rows."""
     from sqlalchemy import text
 
-    from extensions import db
+    from core.extensions import db
 
     rows = {
         table: int(db.session.scalar(text(f"SELECT count(*) FROM {table}")) or 0)
@@ -251,7 +274,7 @@ def database_size(system: Stack) -> dict[str, Any]:
 
 def _vacuum(system: Stack) -> None:
     """PostgreSQL: what autovacuum does for the pruned tables (plain, not FULL)."""
-    from extensions import db
+    from core.extensions import db
 
     if system.engine != "postgresql":
         return
@@ -263,8 +286,8 @@ def _restamp(real_start: datetime, now: datetime) -> None:
     """Messages the drain just ended carry the wall clock: move them to `now`."""
     from sqlalchemy import update
 
-    from database import utcnow
-    from extensions import db
+    from core.extensions import db
+    from core.times import utcnow
     from outbox.models import OutboxMessage
 
     db.session.execute(
@@ -277,21 +300,29 @@ def _restamp(real_start: datetime, now: datetime) -> None:
 
 
 def simulate(
-    engine: str, trucks: int, days: int, window: float, postgresql_url: str | None,
-    sweep_seconds: float, request_minutes: int = 5, drain_minutes: int = 120,
+    engine: str,
+    trucks: int,
+    days: int,
+    window: float,
+    postgresql_url: str | None,
+    sweep_seconds: float,
+    request_minutes: int = 5,
+    drain_minutes: int = 120,
     progress: bool = True,
-) -> dict[str, Any]:  # fmt: skip
+) -> dict[str, Any]:
     """One run on `engine`; the figures as a dict."""
-    settings = {f"FLEETHOOK_KEEP_{kind}_DAYS": str(window)
-                for kind in ("REPORTS", "DELIVERED", "ENDED", "ASSIGNMENTS")}  # fmt: skip
+    settings = {
+        f"FLEETHOOK_KEEP_{kind}_DAYS": str(window)
+        for kind in ("REPORTS", "DELIVERED", "ENDED", "ASSIGNMENTS")
+    }
     with (
         stack(engine, postgresql_url, settings) as system,
         Receiver(dict.fromkeys(PATHS, "ok")) as receiver,
     ):
         from sqlalchemy import func, select
 
-        from database import utcnow
-        from extensions import db
+        from core.extensions import db
+        from core.times import utcnow
         from fleet.ingest import ingest
         from fleet.records import create_landmark
         from outbox.drain import drain_target
@@ -329,11 +360,12 @@ def simulate(
                     now = start + timedelta(seconds=(first + ticks_a_request - 1) * REPORT_SECONDS)
                     sweeper.set_clock(now)
                     reports = [
-                        position(vin, n, trucks, tick,
-                                 start + timedelta(seconds=tick * REPORT_SECONDS))
+                        position(
+                            vin, n, trucks, tick, start + timedelta(seconds=tick * REPORT_SECONDS)
+                        )
                         for tick in range(first, first + ticks_a_request)
                         for n, vin in enumerate(vins)
-                    ]  # fmt: skip
+                    ]
                     for chunk in range(0, len(reports), 1000):
                         sent = reports[chunk : chunk + 1000]
                         statement_seconds[0] = 0.0
@@ -375,8 +407,20 @@ def simulate(
             )
             db.session.remove()
         stats = receiver.stats(arrivals=False)
-    figures = _figures(engine, trucks, days, window, sweep_seconds, elapsed, sizes,
-                       measure_days, latencies, sweeper, messages_made, stats)  # fmt: skip
+    figures = _figures(
+        engine,
+        trucks,
+        days,
+        window,
+        sweep_seconds,
+        elapsed,
+        sizes,
+        measure_days,
+        latencies,
+        sweeper,
+        messages_made,
+        stats,
+    )
     figures["scale"].update(
         prune_batch=system.app.config["FLEETHOOK_PRUNE_BATCH"],
         request_minutes=request_minutes,
@@ -392,10 +436,19 @@ def simulate(
 
 
 def _figures(
-    engine: str, trucks: int, days: int, window: float, sweep_seconds: float, elapsed: float,
-    sizes: dict[str, Any], measure_days: list[int], latencies: list[Latency],
-    sweeper: Sweeper, messages_made: int, stats: dict[str, Any],
-) -> dict[str, Any]:  # fmt: skip
+    engine: str,
+    trucks: int,
+    days: int,
+    window: float,
+    sweep_seconds: float,
+    elapsed: float,
+    sizes: dict[str, Any],
+    measure_days: list[int],
+    latencies: list[Latency],
+    sweeper: Sweeper,
+    messages_made: int,
+    stats: dict[str, Any],
+) -> dict[str, Any]:
     pruning = [(start, end) for start, end, deleted in sweeper.runs if deleted]
 
     def in_prune(latency: Latency) -> bool:
@@ -462,7 +515,7 @@ def _figures(
             "messages": messages_made,
             "sweep_seconds": sweep_seconds,
             "elapsed_seconds": round(elapsed, 1),
-        },  # fmt: skip
+        },
         "sizes_by_day": sizes,
         "size_ratio": {
             "days": measure_days,
@@ -530,9 +583,16 @@ def main(argv: list[str] | None = None) -> int:
     engines = ("sqlite", "postgresql") if arguments.engine == "both" else (arguments.engine,)
     failed = False
     for engine in engines:
-        figures = simulate(engine, arguments.trucks, arguments.days, arguments.window,
-                           arguments.postgresql_url, arguments.sweep_seconds,
-                           arguments.request_minutes, arguments.drain_minutes)  # fmt: skip
+        figures = simulate(
+            engine,
+            arguments.trucks,
+            arguments.days,
+            arguments.window,
+            arguments.postgresql_url,
+            arguments.sweep_seconds,
+            arguments.request_minutes,
+            arguments.drain_minutes,
+        )
         figures["measured_at"] = datetime.now(UTC).isoformat(timespec="seconds")
         name = f"storage-{engine}{'-quick' if arguments.quick else ''}.json"
         out = arguments.output or RESULTS / name
@@ -544,9 +604,11 @@ def main(argv: list[str] | None = None) -> int:
         p99 = figures["ingest_ms_during_prunes"]["p99"]
         blocked = figures["blocked_ms"]["p99"]
         days = figures["size_ratio"]["days"]
-        print(f"storage {engine}: days {days} size ratio {ratio}, ingest p99 during prunes "
-              f"{p99} ms (blocked p99 {blocked} ms), pruned {figures['pruned']} "
-              f"-> {out}")  # fmt: skip
+        print(
+            f"storage {engine}: days {days} size ratio {ratio}, ingest p99 during prunes "
+            f"{p99} ms (blocked p99 {blocked} ms), pruned {figures['pruned']} "
+            f"-> {out}"
+        )
         failed |= ratio > 1.1
     return 1 if failed else 0
 

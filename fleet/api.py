@@ -7,22 +7,13 @@ from typing import Any
 
 from flask import Response, jsonify
 
+from accounts.api_access import admin_only, api_blueprint, api_user, requires
 from accounts.models import Scope
 from accounts.quotas import ReportQuotaExceeded
-from api import (
-    ApiProblem,
-    admin_only,
-    api_blueprint,
-    api_user,
-    iso_time,
-    json_object,
-    page_arguments,
-    page_json,
-    requires,
-)
-from database import utcnow
-from errors import ValidationError, problem, validation_problem
-from extensions import db
+from core.api import ApiProblem, iso_time, json_object, page_arguments, page_json
+from core.errors import ValidationError, problem, validation_problem
+from core.extensions import db
+from core.times import utcnow
 from fleet import records
 from fleet.detector import assign_driver
 from fleet.ingest import ingest
@@ -35,8 +26,11 @@ def vehicle_json(vehicle: Vehicle) -> dict[str, Any]:
     driver = db.session.get(Driver, vehicle.driver_id) if vehicle.driver_id else None
     location = None
     if vehicle.last_fix_at is not None:
-        location = {"latitude": vehicle.last_latitude, "longitude": vehicle.last_longitude,
-                    "fix_time": iso_time(vehicle.last_fix_at)}  # fmt: skip
+        location = {
+            "latitude": vehicle.last_latitude,
+            "longitude": vehicle.last_longitude,
+            "fix_time": iso_time(vehicle.last_fix_at),
+        }
     return {
         "id": vehicle.id,
         "name": vehicle.name,
@@ -54,13 +48,21 @@ def vehicle_json(vehicle: Vehicle) -> dict[str, Any]:
 
 
 def driver_json(driver: Driver) -> dict[str, Any]:
-    return {"id": driver.id, "name": driver.name, "external_id": driver.external_id,
-            "created_at": iso_time(driver.created_at)}  # fmt: skip
+    return {
+        "id": driver.id,
+        "name": driver.name,
+        "external_id": driver.external_id,
+        "created_at": iso_time(driver.created_at),
+    }
 
 
 def landmark_json(landmark: Landmark) -> dict[str, Any]:
-    return {"id": landmark.id, "name": landmark.name, **landmark.shape,
-            "created_at": iso_time(landmark.created_at)}  # fmt: skip
+    return {
+        "id": landmark.id,
+        "name": landmark.name,
+        **landmark.shape,
+        "created_at": iso_time(landmark.created_at),
+    }
 
 
 # What each collection is made of: its model, JSON, and records functions.
@@ -117,8 +119,12 @@ def get_vehicle(vehicle_id: int) -> Response:
 def change_vehicle(vehicle_id: int) -> Response | tuple[Response, int]:
     """Change name, plate, group or driver (`driver_id`, null for none); the VIN stays."""
     vehicle = _own("vehicles", vehicle_id)
-    current = {"name": vehicle.name, "plate": vehicle.plate, "group": vehicle.group_name,
-               "driver_id": vehicle.driver_id}  # fmt: skip
+    current = {
+        "name": vehicle.name,
+        "plate": vehicle.plate,
+        "group": vehicle.group_name,
+        "driver_id": vehicle.driver_id,
+    }
     try:
         driver = records.update_vehicle(vehicle, {**current, **json_object()})
     except ValidationError as error:

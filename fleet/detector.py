@@ -37,14 +37,10 @@ from typing import Any
 
 from sqlalchemy import select
 
-from database import format_rfc3339, write_unless_taken
-from extensions import db
-from fleet.geometry import distance_m
-from fleet.landmark_index import AccountLandmarks
-from fleet.models import Driver, DriverAssignment, Vehicle, VehicleState
-from fleet.reports import Report
-from outbox.fanout import account_targets, fan_out
-from webhooks.events import (
+from core.database import write_unless_taken
+from core.extensions import db
+from core.times import format_rfc3339
+from events.catalogue import (
     CURRENT_STATE,
     EVENT_TYPES,
     IDLE_MINUTES,
@@ -53,6 +49,11 @@ from webhooks.events import (
     DetectedEvent,
     VehicleSnapshot,
 )
+from fleet.geometry import distance_m
+from fleet.landmark_index import AccountLandmarks
+from fleet.models import Driver, DriverAssignment, Vehicle, VehicleState
+from fleet.reports import Report
+from outbox.fanout import account_targets, fan_out
 
 STATIONARY_MPH = 1.0
 METRES_PER_MILE = 1609.344
@@ -67,9 +68,11 @@ def current_driver(vehicle: Vehicle) -> Driver | None:
 
 
 def snapshot(
-    vehicle: Vehicle, state: VehicleState, position: Mapping[str, Any] | None = None,
+    vehicle: Vehicle,
+    state: VehicleState,
+    position: Mapping[str, Any] | None = None,
     fix_time: datetime | None = None,
-) -> VehicleSnapshot:  # fmt: skip
+) -> VehicleSnapshot:
     """The vehicle as an event shows it: at `position` when the event comes from
     a position report, else at its last known position."""
     if position is not None:
@@ -129,17 +132,22 @@ def detect(
 
 
 def _position(
-    report: Report, vehicle: Vehicle, state: VehicleState, landmarks: AccountLandmarks,
+    report: Report,
+    vehicle: Vehicle,
+    state: VehicleState,
+    landmarks: AccountLandmarks,
     found: Detection,
-) -> None:  # fmt: skip
+) -> None:
     values, when = report.fields, report.time
     here = snapshot(vehicle, state, values, when)
     speed = values["speed_mph"]
     # What integrations sync beside the position (the odometer is in the snapshot;
     # the previous reading, fix time and fault codes tell what changed since).
-    extras: dict[str, Any] = {key: values[key] for key in
-                              ("engine_hours", "fuel_level_pct", "fault_codes")
-                              if key in values}  # fmt: skip
+    extras: dict[str, Any] = {
+        key: values[key]
+        for key in ("engine_hours", "fuel_level_pct", "fault_codes")
+        if key in values
+    }
     extras["previous_odometer_mi"] = vehicle.odometer_mi
     extras["previous_fix_time"] = state.position_at
     extras["previous_fault_codes"] = state.fault_codes
@@ -149,16 +157,24 @@ def _position(
     # A late position starts no speeding episode: its "previous" is its own value.
     late = state.position_at is not None and when < state.position_at
     if speed >= SPEED_THRESHOLD.minimum:
-        found.events.append(DetectedEvent(
-            EVENT_TYPES["speed"], when, here, {"threshold_mph": None},
-            previous_mph=speed if late else state.speed_mph,
-        ))  # fmt: skip
+        found.events.append(
+            DetectedEvent(
+                EVENT_TYPES["speed"],
+                when,
+                here,
+                previous_mph=speed if late else state.speed_mph,
+            )
+        )
     if over is not None and over >= POSTED_SPEED_MARGIN.minimum:
-        found.events.append(DetectedEvent(
-            EVENT_TYPES["posted_speed"], when, here,
-            {"posted_speed_mph": posted, "over_limit_mph": over, "threshold_mph": None},
-            previous_mph=over if late else state.over_limit_mph,
-        ))  # fmt: skip
+        found.events.append(
+            DetectedEvent(
+                EVENT_TYPES["posted_speed"],
+                when,
+                here,
+                {"posted_speed_mph": posted, "over_limit_mph": over},
+                previous_mph=over if late else state.over_limit_mph,
+            )
+        )
     if values.get("temperatures"):
         found.add("temperature", when, here, temperatures=values["temperatures"])
 
@@ -209,12 +225,18 @@ def _position(
                 at_start = replace(
                     here, latitude=state.idle_latitude, longitude=state.idle_longitude
                 )
-                found.events.append(DetectedEvent(
-                    EVENT_TYPES["idle"], when, at_start,
-                    {"idle_minutes": None, "idle_since": format_rfc3339(state.idle_since),
-                     "idle_duration_s": int(idle_s)},
-                    idle_window_s=(before, idle_s),
-                ))  # fmt: skip
+                found.events.append(
+                    DetectedEvent(
+                        EVENT_TYPES["idle"],
+                        when,
+                        at_start,
+                        {
+                            "idle_since": format_rfc3339(state.idle_since),
+                            "idle_duration_s": int(idle_s),
+                        },
+                        idle_window_s=(before, idle_s),
+                    )
+                )
     else:
         state.idle_since = state.idle_latitude = state.idle_longitude = None
 
@@ -336,9 +358,11 @@ def record_assignment(
     vehicle.driver_id = driver.id if driver else None
     state.assignment_at = at
     return DetectedEvent(
-        EVENT_TYPES["driver_assignment"], at, snapshot(vehicle, state),
+        EVENT_TYPES["driver_assignment"],
+        at,
+        snapshot(vehicle, state),
         {"previous_driver": _driver_ref(previous)},
-    )  # fmt: skip
+    )
 
 
 def assign_driver(vehicle: Vehicle, driver: Driver | None, at: datetime, source: str) -> None:

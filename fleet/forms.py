@@ -12,9 +12,9 @@ from flask_wtf import FlaskForm
 from flask_wtf.file import FileField
 from wtforms import RadioField, SelectChoice, SelectField, StringField, TextAreaField
 
-from errors import ValidationError
+from core.errors import ValidationError
+from core.portal import show_errors
 from fleet.models import Driver
-from portal import show_errors
 
 POLYGON_EXAMPLE = (
     '{"type": "Polygon", "coordinates": [[[-87.64, 41.87], [-87.62, 41.87], '

@@ -58,8 +58,12 @@ class Circle:
         """(min lon, min lat, max lon, max lat), a little generous."""
         dlat = math.degrees(self.radius_m / EARTH_RADIUS_M)
         dlon = dlat / max(math.cos(math.radians(self.latitude)), 1e-6)
-        return (self.longitude - dlon, self.latitude - dlat, self.longitude + dlon,
-                self.latitude + dlat)  # fmt: skip
+        return (
+            self.longitude - dlon,
+            self.latitude - dlat,
+            self.longitude + dlon,
+            self.latitude + dlat,
+        )
 
 
 @dataclass(frozen=True)

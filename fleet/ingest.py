@@ -20,17 +20,13 @@ from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from accounts.quotas import spend_reports
-from errors import ValidationError
-from extensions import db
+from core.errors import ValidationError
+from core.extensions import db
 from fleet.detector import detect
 from fleet.landmark_index import account_landmarks_index
 from fleet.models import TelemetryReport, Vehicle, VehicleState
 from fleet.reports import Report, check_batch, error_key
 from outbox.fanout import account_targets, fan_out
-
-# Events a webhook takes only past its own threshold: counted as events only when
-# some target took them.
-_CANDIDATES = frozenset({"speed", "posted_speed", "idle"})
 
 # A batch is written in transactions of at most this many reports, and of at most
 # about this many outbox messages (reports × the account's targets), so that none
@@ -156,8 +152,15 @@ def _ingest_chunk(account_id: int, chunk: list[tuple[Report, int]]) -> IngestRes
     rows: dict[tuple[int, str, datetime], dict[str, Any]] = {}
     for report, vehicle_id in chunk:
         key = (vehicle_id, report.type, report.time.astimezone(UTC))
-        rows.setdefault(key, {"vehicle_id": vehicle_id, "type": report.type,
-                              "time": report.time, "fields": report.fields})  # fmt: skip
+        rows.setdefault(
+            key,
+            {
+                "vehicle_id": vehicle_id,
+                "type": report.type,
+                "time": report.time,
+                "fields": report.fields,
+            },
+        )
     new = _store_new(list(rows.values()))
     states = _locked_states(ids)
     landmarks = account_landmarks_index(account_id)
@@ -176,7 +179,9 @@ def _ingest_chunk(account_id: int, chunk: list[tuple[Report, int]]) -> IngestRes
     events = sum(
         1
         for event, messages in zip(detected, queued, strict=True)
-        if messages or event.event_type.key not in _CANDIDATES
+        # An event a webhook takes only past its own setting (a speed threshold) is
+        # counted only when some target took it.
+        if messages or event.event_type.setting is None
     )
     messages = sum(len(m) for m in queued)
     return IngestResult(accepted, len(chunk) - accepted, events, messages)

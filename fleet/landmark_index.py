@@ -17,7 +17,7 @@ from shapely.geometry import Point, box
 from sqlalchemy import select, update
 
 from accounts.models import Account
-from extensions import db
+from core.extensions import db
 from fleet.geometry import Area, Shape, parse_circle, parse_polygon
 from fleet.models import Landmark
 

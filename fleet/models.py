@@ -9,8 +9,9 @@ from typing import Any
 from sqlalchemy import ForeignKey, Index, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from database import UTCDateTime, utcnow
-from extensions import db
+from core.database import UTCDateTime
+from core.extensions import db
+from core.times import utcnow
 from outbox.models import Payload
 
 

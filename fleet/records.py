@@ -12,9 +12,9 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from database import write_unless_taken
-from errors import ValidationError
-from extensions import db
+from core.database import write_unless_taken
+from core.errors import ValidationError
+from core.extensions import db
 from fleet.geometry import (
     Area,
     Circle,

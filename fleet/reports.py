@@ -16,12 +16,13 @@ from typing import Any
 
 from flask import current_app, has_app_context
 
-from config import MAX_BATCH_REPORTS
-from database import MAX_ID, parse_rfc3339
-from errors import ValidationError
+from core.config import MAX_BATCH_REPORTS
+from core.database import MAX_ID
+from core.errors import ValidationError
+from core.times import parse_rfc3339
 from fleet.vin import normalise_vin, vin_problems
 
-MAX_BATCH = MAX_BATCH_REPORTS  # config.py: the quota's burst must hold one
+MAX_BATCH = MAX_BATCH_REPORTS  # core/config.py: the quota's burst must hold one
 # Device clocks drift; a report from further in the future is a broken clock.
 MAX_FUTURE = timedelta(minutes=5)
 
@@ -31,9 +32,13 @@ SAFETY_STATUSES = ("safe", "unsafe")
 _BASE = {"vin", "vehicle_id", "time", "type"}
 _POSITION_REQUIRED = {"latitude", "longitude", "speed_mph", "heading", "ignition"}
 _POSITION_OPTIONAL = {
-    "odometer_mi", "posted_speed_mph", "engine_hours", "fuel_level_pct", "temperatures",
+    "odometer_mi",
+    "posted_speed_mph",
+    "engine_hours",
+    "fuel_level_pct",
+    "temperatures",
     "fault_codes",
-}  # fmt: skip
+}
 _FIELDS = {
     "position": _POSITION_REQUIRED | _POSITION_OPTIONAL,
     "heartbeat": set(),
@@ -142,14 +147,24 @@ def check_report(
     if "ignition" in values and not isinstance(values["ignition"], bool):
         errors["ignition"] = ["true or false."]
     if "temperatures" in values:
-        problems = _check_list(values["temperatures"], "temperatures", 32, {
-            "sensor": lambda v: _text(v, 50),
-            "fahrenheit": lambda v: _number(v) and -100 <= v <= 400})  # fmt: skip
+        problems = _check_list(
+            values["temperatures"],
+            "temperatures",
+            32,
+            {
+                "sensor": lambda v: _text(v, 50),
+                "fahrenheit": lambda v: _number(v) and -100 <= v <= 400,
+            },
+        )
         if problems:
             errors["temperatures"] = problems
     if "fault_codes" in values:
-        problems = _check_list(values["fault_codes"], "fault_codes", 64, {
-            "code": lambda v: _text(v, 16), "description": lambda v: _text(v, 200)})  # fmt: skip
+        problems = _check_list(
+            values["fault_codes"],
+            "fault_codes",
+            64,
+            {"code": lambda v: _text(v, 16), "description": lambda v: _text(v, 200)},
+        )
         if problems:
             errors["fault_codes"] = problems
     if kind in ("dvir", "driver_assignment") and not _text(values.get("driver"), 100):

@@ -13,9 +13,10 @@ from flask_login import current_user, login_required
 from markupsafe import Markup
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from database import utcnow
-from errors import ValidationError
-from extensions import db
+from core.errors import ValidationError
+from core.extensions import db
+from core.portal import EmptyForm, admin_required, is_htmx_request, render_dialog, show_errors
+from core.times import utcnow
 from fleet import records
 from fleet.detector import assign_driver
 from fleet.forms import (
@@ -26,7 +27,6 @@ from fleet.forms import (
     VehicleImportForm,
 )
 from fleet.models import Driver, Landmark, Vehicle
-from portal import EmptyForm, admin_required, is_htmx_request, render_dialog, show_errors
 
 bp = Blueprint("fleet", __name__, url_prefix="/fleet")
 

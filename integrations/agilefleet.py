@@ -43,8 +43,8 @@ from typing import Any
 import requests
 from flask import current_app
 
-from database import format_rfc3339
-from encryption import mask
+from core.encryption import mask
+from core.times import format_rfc3339
 from integrations.base import (
     CURRENT_STATE,
     VEHICLE_ATTRIBUTE,

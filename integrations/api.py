@@ -8,10 +8,11 @@ from typing import Any
 
 from flask import Response, jsonify, request, url_for
 
-from api import ApiProblem, admin_only, api_blueprint, api_user, iso_time, json_object
-from encryption import mask
-from errors import ValidationError, problem, validation_problem
-from extensions import db
+from accounts.api_access import admin_only, api_blueprint, api_user
+from core.api import ApiProblem, iso_time, json_object
+from core.encryption import mask
+from core.errors import ValidationError, problem, validation_problem
+from core.extensions import db
 from integrations.base import secrets_of
 from integrations.lifecycle import (
     account_integrations,
@@ -81,9 +82,14 @@ def add_integration() -> Response | tuple[Response, int]:
     """Connect a provider; its credentials are checked with it first."""
     body = json_object()
     if body.get("provider") == "servicemax":
-        return validation_problem({"provider": [
-            "ServiceMax connects through Salesforce sign-in: use Connect with Salesforce "
-            "in the portal's Webhook Manager."]})  # fmt: skip
+        return validation_problem(
+            {
+                "provider": [
+                    "ServiceMax connects through Salesforce sign-in: use Connect with Salesforce "
+                    "in the portal's Webhook Manager."
+                ]
+            }
+        )
     try:
         integration = create_integration(api_user().account_id, body)
     except ValidationError as error:

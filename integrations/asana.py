@@ -80,9 +80,9 @@ import requests
 from flask import current_app
 from sqlalchemy import select
 
-from database import format_rfc3339, parse_rfc3339
-from encryption import mask
-from extensions import db
+from core.encryption import mask
+from core.extensions import db
+from core.times import format_rfc3339, parse_rfc3339
 from integrations.base import (
     CURRENT_STATE,
     VEHICLE_ATTRIBUTE,
@@ -269,22 +269,37 @@ class AsanaProvider:
         "Fleethook keeps to 150 unless you enter more under Requests a minute.",
     )
     fields: tuple[Field, ...] = (
-        Field("api_key", "Personal access token", "secret",
-              help="Create one in Asana's developer console: profile photo → Settings → "
-              "Apps → View developer console → Create new token."),
+        Field(
+            "api_key",
+            "Personal access token",
+            "secret",
+            help="Create one in Asana's developer console: profile photo → Settings → "
+            "Apps → View developer console → Create new token.",
+        ),
         VEHICLE_ATTRIBUTE,
-        Field("project_gid", "Project",
-              help="The project whose tasks are your vehicles: its address in Asana, or the "
-              "number in that address."),
-        Field("vin_field", "VIN custom field",
-              help="The project's text custom field holding each vehicle's VIN: its name or "
-              f"gid. Blank: \"{DEFAULT_VIN_FIELD}\".", required=False),
-        Field("attribute_field", "Attribute custom field",
-              help="The project's custom field this integration updates: its name or gid. "
-              "Blank: the attribute's name, e.g. \"Odometer (mi)\". A number field for "
-              "odometer, engine hours and fuel level (or text); a text field for "
-              "location and DVIR.", required=False),
-    )  # fmt: skip
+        Field(
+            "project_gid",
+            "Project",
+            help="The project whose tasks are your vehicles: its address in Asana, or the "
+            "number in that address.",
+        ),
+        Field(
+            "vin_field",
+            "VIN custom field",
+            help="The project's text custom field holding each vehicle's VIN: its name or "
+            f'gid. Blank: "{DEFAULT_VIN_FIELD}".',
+            required=False,
+        ),
+        Field(
+            "attribute_field",
+            "Attribute custom field",
+            help="The project's custom field this integration updates: its name or gid. "
+            'Blank: the attribute\'s name, e.g. "Odometer (mi)". A number field for '
+            "odometer, engine hours and fuel level (or text); a text field for "
+            "location and DVIR.",
+            required=False,
+        ),
+    )
     secret_fields = frozenset({"api_key"})
 
     # -- connecting ------------------------------------------------------------

@@ -13,7 +13,8 @@ from typing import Any, Protocol
 
 import requests
 
-from database import utcnow
+from core.times import utcnow
+from events.catalogue import CURRENT_STATE as CURRENT_STATE_EVENT
 from integrations.models import Integration
 from integrations.pacing import REQUESTS_PER_MINUTE_RANGE, requests_per_minute, wait_for_room
 from outbox.failures import describe_failure, shorten
@@ -21,7 +22,6 @@ from outbox.http import elapsed_ms, failed_result, outbound_session, request_tim
 from outbox.models import OutboxMessage
 from outbox.registry import Result
 from outbox.schedule import parse_retry_after
-from webhooks.events import CURRENT_STATE as CURRENT_STATE_EVENT
 
 # Why an integration that sends locations waits after it is connected.
 RELEASE_REASON = "Waiting for the release form to be signed."
@@ -54,20 +54,27 @@ VEHICLE_ATTRIBUTES = (
     ("last_dvir", "Last DVIR"),
 )
 VEHICLE_ATTRIBUTE = Field(
-    "vehicle_attribute", "Vehicle Attribute", "select",
+    "vehicle_attribute",
+    "Vehicle Attribute",
+    "select",
     "The one vehicle attribute this integration keeps in sync; add another integration "
-    "for another attribute.", choices=VEHICLE_ATTRIBUTES,
-)  # fmt: skip
+    "for another attribute.",
+    choices=VEHICLE_ATTRIBUTES,
+)
 
 
 # Every integration's own request budget; blank keeps the provider's documented
 # one. Stored as the target's rate limit (integrations/pacing.py), not in options.
 BUDGET_FIELD = Field(
-    "requests_per_minute", "Requests a minute", "number",
+    "requests_per_minute",
+    "Requests a minute",
+    "number",
     "At most this many requests a minute go to the provider (your plan may allow "
     "more or fewer). Blank: the provider's documented budget.",
-    required=False, minimum=REQUESTS_PER_MINUTE_RANGE[0], maximum=REQUESTS_PER_MINUTE_RANGE[1],
-)  # fmt: skip
+    required=False,
+    minimum=REQUESTS_PER_MINUTE_RANGE[0],
+    maximum=REQUESTS_PER_MINUTE_RANGE[1],
+)
 
 
 def form_fields(provider: Provider) -> tuple[Field, ...]:

@@ -110,8 +110,8 @@ from typing import Any
 
 from flask import current_app
 
-from database import format_rfc3339, parse_rfc3339, utcnow
-from encryption import mask
+from core.encryption import mask
+from core.times import format_rfc3339, parse_rfc3339, utcnow
 from integrations.base import (
     CURRENT_STATE,
     VEHICLE_MAP_TTL,

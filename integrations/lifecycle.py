@@ -13,9 +13,9 @@ from sqlalchemy import select
 
 from accounts.audit import HIDDEN, record
 from accounts.quotas import check_room
-from database import utcnow
-from errors import ValidationError
-from extensions import db
+from core.errors import ValidationError
+from core.extensions import db
+from core.times import utcnow
 from fleet.detector import current_states
 from integrations.base import (
     BUDGET_FIELD,
@@ -131,8 +131,9 @@ def audit_details(integration: Integration) -> dict[str, Any]:
     """What the audit log keeps of a new integration: its provider and settings;
     of its secrets, only which are set."""
     secrets = secrets_of(integration)
-    hidden = {name: HIDDEN for name in PROVIDERS[integration.provider].secret_fields
-              if secrets.get(name)}  # fmt: skip
+    hidden = {
+        name: HIDDEN for name in PROVIDERS[integration.provider].secret_fields if secrets.get(name)
+    }
     settings = {k: v for k, v in _settings(integration).items() if v is not None}
     return {"provider": integration.provider, **settings, **dict(sorted(hidden.items()))}
 
@@ -211,8 +212,11 @@ def update_integration(integration: Integration, values: Mapping[str, Any]) -> N
     changed = {k: v for k, v in _settings(integration).items() if settings_before.get(k) != v}
     if requests_per_minute(integration) != budget_before:
         changed[BUDGET_FIELD.name] = requests_per_minute(integration)
-    changed |= {name: HIDDEN for name in sorted(provider.secret_fields)
-                if secrets.get(name) != secrets_before.get(name)}  # fmt: skip
+    changed |= {
+        name: HIDDEN
+        for name in sorted(provider.secret_fields)
+        if secrets.get(name) != secrets_before.get(name)
+    }
     if needs_fixing(integration):
         activate(integration)
         _catch_up(integration)
@@ -240,9 +244,15 @@ def sign_release(
     integration.release_signed_at = utcnow()
     integration.release_user_id = user_id
     integration.release_client_address = client_address[:45]
-    record(integration.account_id, "integration.release_signed", integration,
-           {"signer_name": integration.release_signer_name,
-            "signer_title": integration.release_signer_title})  # fmt: skip
+    record(
+        integration.account_id,
+        "integration.release_signed",
+        integration,
+        {
+            "signer_name": integration.release_signer_name,
+            "signer_title": integration.release_signer_title,
+        },
+    )
     if is_waiting_for_release(integration):
         activate(integration)
 

@@ -10,8 +10,8 @@ from typing import Any
 from sqlalchemy import ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from database import UTCDateTime
-from encryption import EncryptedText
+from core.database import UTCDateTime
+from core.encryption import EncryptedText
 from outbox.models import Payload, Target
 
 

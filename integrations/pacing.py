@@ -16,7 +16,7 @@ from contextvars import ContextVar
 from limits import RateLimitItem, RateLimitItemPerSecond
 from limits.strategies import MovingWindowRateLimiter
 
-from extensions import rate_limiter
+from core.extensions import rate_limiter
 from outbox.models import Target
 
 # The window counted here is a second longer than the provider's minute, so that

@@ -118,10 +118,10 @@ from cryptography.fernet import InvalidToken
 from flask import current_app, url_for
 
 from accounts.quotas import check_room
-from database import format_rfc3339, parse_rfc3339, utcnow
-from encryption import decrypt, encrypt, mask
-from errors import ValidationError
-from extensions import db
+from core.encryption import decrypt, encrypt, mask
+from core.errors import ValidationError
+from core.extensions import db
+from core.times import format_rfc3339, parse_rfc3339, utcnow
 from integrations.base import (
     CURRENT_STATE,
     MAX_RESPONSE_BYTES,
@@ -214,18 +214,39 @@ def my_domain_url(text: str) -> str:
         port = -1
     host = (parts.hostname or "").rstrip(".")
     if parts.scheme != "https" or not host:
-        raise ValidationError({"my_domain": [
-            f"Enter your org's My Domain address starting with https://, like "
-            f"{MY_DOMAIN_EXAMPLE}."]})  # fmt: skip
-    if (parts.path not in ("", "/") or parts.query or parts.fragment or parts.username
-            or parts.password or port not in (None, 443)):  # fmt: skip
-        raise ValidationError({"my_domain": [
-            f"Only the address itself, like {MY_DOMAIN_EXAMPLE}: no path, port, query or "
-            "user name."]})  # fmt: skip
+        raise ValidationError(
+            {
+                "my_domain": [
+                    f"Enter your org's My Domain address starting with https://, like "
+                    f"{MY_DOMAIN_EXAMPLE}."
+                ]
+            }
+        )
+    if (
+        parts.path not in ("", "/")
+        or parts.query
+        or parts.fragment
+        or parts.username
+        or parts.password
+        or port not in (None, 443)
+    ):
+        raise ValidationError(
+            {
+                "my_domain": [
+                    f"Only the address itself, like {MY_DOMAIN_EXAMPLE}: no path, port, query or "
+                    "user name."
+                ]
+            }
+        )
     if not HOST_NAME.fullmatch(host) or not host.endswith(MY_DOMAIN_SUFFIXES):
-        raise ValidationError({"my_domain": [
-            f"{host[:100]} is not a Salesforce address: a My Domain ends in "
-            f".my.salesforce.com (or .force.com), like {MY_DOMAIN_EXAMPLE}."]})  # fmt: skip
+        raise ValidationError(
+            {
+                "my_domain": [
+                    f"{host[:100]} is not a Salesforce address: a My Domain ends in "
+                    f".my.salesforce.com (or .force.com), like {MY_DOMAIN_EXAMPLE}."
+                ]
+            }
+        )
     return f"https://{host}"
 
 
@@ -241,8 +262,9 @@ def login_host_from(values: Mapping[str, Any]) -> LoginHost:
         return LoginHost(choice)
     given = values.get("my_domain")
     if not isinstance(given, str) or not given.strip():
-        raise ValidationError({"my_domain": [
-            f"Enter your org's My Domain address, like {MY_DOMAIN_EXAMPLE}."]})  # fmt: skip
+        raise ValidationError(
+            {"my_domain": [f"Enter your org's My Domain address, like {MY_DOMAIN_EXAMPLE}."]}
+        )
     return LoginHost(MY_DOMAIN, my_domain_url(given))
 
 
@@ -584,8 +606,9 @@ def set_technicians(integration: Integration, text: str) -> None:
         if not equals or not name or not record_id:
             problems.append(f'Line {number}: write it as "Driver Name = Technician record Id".')
         elif len(name) > MAX_DRIVER_NAME:
-            problems.append(f"Line {number}: a driver name has at most {MAX_DRIVER_NAME} "
-                            "characters.")  # fmt: skip
+            problems.append(
+                f"Line {number}: a driver name has at most {MAX_DRIVER_NAME} characters."
+            )
         elif not RECORD_ID.fullmatch(record_id):
             problems.append(
                 f'Line {number}: "{record_id[:40]}" is not a Salesforce record Id (15 or 18 '
@@ -604,8 +627,10 @@ def set_technicians(integration: Integration, text: str) -> None:
     integration.options = {**(integration.options or {}), "technicians": mapping}
     still = [d for d in unmapped_drivers(integration) if _name_key(str(d["name"])) not in seen]
     if len(still) != len(unmapped_drivers(integration)):
-        integration.provider_state = {**(integration.provider_state or {}),
-                                      "unmapped_drivers": still}  # fmt: skip
+        integration.provider_state = {
+            **(integration.provider_state or {}),
+            "unmapped_drivers": still,
+        }
 
 
 def technicians_text(integration: Integration) -> str:
@@ -639,8 +664,7 @@ def _note_unmapped(integration: Integration, driver: Mapping[str, Any], when: da
     if len(listed) >= MAX_UNMAPPED_DRIVERS:
         return
     listed.append({"id": driver.get("id"), "name": name, "since": format_rfc3339(when)})
-    integration.provider_state = {**(integration.provider_state or {}),
-                                  "unmapped_drivers": listed}  # fmt: skip
+    integration.provider_state = {**(integration.provider_state or {}), "unmapped_drivers": listed}
 
 
 # --- Calls to the org's REST API ----------------------------------------------------
@@ -678,15 +702,25 @@ NEEDS_A_PERSON = {
 }
 # The technician record itself cannot be written, ever: its message ends.
 RECORD_GONE = frozenset(
-    {"ENTITY_IS_DELETED", "NOT_FOUND", "MALFORMED_ID", "INVALID_ID_FIELD",
-     "INVALID_CROSS_REFERENCE_KEY"}
-)  # fmt: skip
+    {
+        "ENTITY_IS_DELETED",
+        "NOT_FOUND",
+        "MALFORMED_ID",
+        "INVALID_ID_FIELD",
+        "INVALID_CROSS_REFERENCE_KEY",
+    }
+)
 # The org refuses this record's values (a validation rule, a range): its message ends.
 RECORD_REFUSED = frozenset(
-    {"FIELD_CUSTOM_VALIDATION_EXCEPTION", "FIELD_INTEGRITY_EXCEPTION",
-     "NUMBER_OUTSIDE_VALID_RANGE", "INVALID_TYPE_ON_FIELD_IN_RECORD", "STRING_TOO_LONG",
-     "REQUIRED_FIELD_MISSING"}
-)  # fmt: skip
+    {
+        "FIELD_CUSTOM_VALIDATION_EXCEPTION",
+        "FIELD_INTEGRITY_EXCEPTION",
+        "NUMBER_OUTSIDE_VALID_RANGE",
+        "INVALID_TYPE_ON_FIELD_IN_RECORD",
+        "STRING_TOO_LONG",
+        "REQUIRED_FIELD_MISSING",
+    }
+)
 REQUEST_LIMIT_EXCEEDED = "REQUEST_LIMIT_EXCEEDED"
 # Seconds to wait after REQUEST_LIMIT_EXCEEDED (no Retry-After comes with it): the
 # daily allocation ("TotalRequests Limit exceeded."), else the concurrent one.
@@ -705,8 +739,9 @@ def _code_of(error: Mapping[str, Any]) -> str:
 
 
 def _words_of(errors: Sequence[Mapping[str, Any]]) -> str:
-    words = [": ".join(str(part) for part in (_code_of(e), e.get("message")) if part)
-             for e in errors]  # fmt: skip
+    words = [
+        ": ".join(str(part) for part in (_code_of(e), e.get("message")) if part) for e in errors
+    ]
     return "; ".join(w for w in words if w)[:300] or "no reason given"
 
 
@@ -943,8 +978,10 @@ def _superseded(newest: Result, newest_message: OutboxMessage) -> Result:
     same batch went instead: the newer one's outcome, said so."""
     if not newest.delivered:
         return dataclasses.replace(newest)
-    note = {"superseded_by": newest_message.message_id,
-            "reason": "A newer position of this technician went in the same call."}  # fmt: skip
+    note = {
+        "superseded_by": newest_message.message_id,
+        "reason": "A newer position of this technician went in the same call.",
+    }
     return dataclasses.replace(newest, response_body=json.dumps(note))
 
 
@@ -963,13 +1000,22 @@ class ServiceMax:
     # The login host is chosen before signing in (the connect page) and shown on
     # the integration's page; the integration itself is made by the sign-in only.
     fields: tuple[Field, ...] = (
-        Field("login_host", "Salesforce login", "select",
-              "Where your org signs in: production, a sandbox, or your own My Domain.",
-              required=False, choices=LOGIN_HOSTS),
-        Field("my_domain", "My Domain address", "text",
-              f"My Domain only: your org's address, like {MY_DOMAIN_EXAMPLE}.",
-              required=False),
-    )  # fmt: skip
+        Field(
+            "login_host",
+            "Salesforce login",
+            "select",
+            "Where your org signs in: production, a sandbox, or your own My Domain.",
+            required=False,
+            choices=LOGIN_HOSTS,
+        ),
+        Field(
+            "my_domain",
+            "My Domain address",
+            "text",
+            f"My Domain only: your org's address, like {MY_DOMAIN_EXAMPLE}.",
+            required=False,
+        ),
+    )
     secret_fields: frozenset[str] = frozenset()
     requests_per_minute: int = 10
     budget_source: str = (

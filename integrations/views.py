@@ -24,18 +24,24 @@ from flask_login import current_user, login_required
 
 from accounts.audit import record
 from accounts.quotas import check_room
-from database import utcnow, whole_number
-from errors import ValidationError
-from extensions import db
+from core.database import whole_number
+from core.errors import ValidationError
+from core.extensions import db
+from core.portal import (
+    EmptyForm,
+    admin_required,
+    after_change,
+    is_htmx_request,
+    render_dialog,
+    show_errors,
+)
+from core.times import utcnow
 from integrations.base import BUDGET_FIELD, ProviderRejected, form_fields, secrets_of
 from integrations.forms import ProviderForm, ReleaseForm, provider_form
 from integrations.lifecycle import (
-    account_integrations,
     audit_details,
     create_integration,
-    delete_integration,
     get_account_integration,
-    pause_integration,
     resume_integration,
     sign_release,
     summary,
@@ -44,21 +50,12 @@ from integrations.lifecycle import (
 from integrations.models import Integration
 from integrations.pacing import requests_per_minute
 from integrations.providers import PROVIDERS
-from outbox.activity import RecentActivity, account_activity, target_activity
+from outbox.activity import target_activity
 from outbox.recovery import find_message, last_error_details, target_messages
-from portal import (
-    EmptyForm,
-    admin_required,
-    is_htmx_request,
-    render_dialog,
-    render_page_or_fragment,
-    show_errors,
-)
 
 bp = Blueprint("integrations", __name__, url_prefix="/integrations")
 
 CHANGED = "integrations-changed"
-CLOSE_DIALOG = "close-dialog"
 OAUTH_STATE = "salesforce_oauth_state"
 OAUTH_RECONNECT = "salesforce_oauth_integration"
 
@@ -76,28 +73,6 @@ def _provider(key: str | None) -> Any:
     return PROVIDERS[key]
 
 
-def grid_context(account_id: int, activity: RecentActivity | None = None) -> dict[str, Any]:
-    """What the integrations grid shows (the Webhook Manager includes it, passing
-    the `activity` it has already read for the whole account)."""
-    return {
-        "integrations": account_integrations(account_id),
-        "activity": activity if activity is not None else account_activity(account_id, utcnow()),
-        "providers": PROVIDERS,
-        "summary": summary,
-    }
-
-
-@bp.get("/grid")
-@login_required
-def grid() -> Response:
-    """The 3rd Party Integrations grid, for its polling."""
-    return render_page_or_fragment(
-        "integrations/_grid_page.html",
-        "integrations/_grid.html",
-        **grid_context(current_user.account_id),
-    )
-
-
 def _form_dialog(
     form: ProviderForm, provider: Any, integration: Integration | None = None, status: int = 200
 ) -> Response:
@@ -106,9 +81,15 @@ def _form_dialog(
     if integration is not None:
         stored = {name: value for name, value in secrets_of(integration).items() if value}
     return render_dialog(
-        "integrations/_form.html", title, status, form=form, provider=provider,
-        integration=integration, stored=stored, form_fields=form_fields,
-    )  # fmt: skip
+        "integrations/_form.html",
+        title,
+        status,
+        form=form,
+        provider=provider,
+        integration=integration,
+        stored=stored,
+        form_fields=form_fields,
+    )
 
 
 @bp.get("/new")
@@ -144,25 +125,36 @@ def create() -> ResponseReturnValue:
         return _release_dialog(ReleaseForm(formdata=None), integration)
     if is_htmx_request():  # say so before the dialog closes
         return render_dialog(
-            "integrations/_connected.html", f"{provider.name} connected", trigger=CHANGED,
-            provider=provider, integration=integration,
-        )  # fmt: skip
-    return _after_change(f"{provider.name} connected as integration {integration.id}.")
-
-
-def _after_change(message: str) -> ResponseReturnValue:
-    if is_htmx_request():
-        return Response(status=204, headers={"HX-Trigger": f"{CHANGED}, {CLOSE_DIALOG}"})
-    flash(message, "success")
-    return redirect(url_for("webhooks.manager"))
+            "integrations/_connected.html",
+            f"{provider.name} connected",
+            trigger=CHANGED,
+            provider=provider,
+            integration=integration,
+        )
+    return after_change(f"{provider.name} connected as integration {integration.id}.", CHANGED)
 
 
 def _release_dialog(form: ReleaseForm, integration: Integration, status: int = 200) -> Response:
     provider = PROVIDERS[integration.provider]
     return render_dialog(
-        "integrations/_release.html", f"Release form: {provider.name}", status,
-        form=form, integration=integration, provider=provider, trigger=CHANGED,
-    )  # fmt: skip
+        "integrations/_release.html",
+        f"Release form: {provider.name}",
+        status,
+        form=form,
+        integration=integration,
+        provider=provider,
+        trigger=CHANGED,
+    )
+
+
+def resume_or_release(integration: Integration) -> Response | None:
+    """Resume it (the Webhook Manager's Resume); while its release form is unsigned,
+    the form to sign instead."""
+    try:
+        resume_integration(integration)
+    except ValidationError:
+        return _release_dialog(ReleaseForm(formdata=None), integration)
+    return None
 
 
 @bp.get("/<int:integration_id>/release")
@@ -185,7 +177,7 @@ def sign(integration_id: int) -> ResponseReturnValue:
         show_errors(form, error)
         return _release_dialog(form, integration, status=422)
     db.session.commit()
-    return _after_change(f"Release signed; integration {integration.id} is active.")
+    return after_change(f"Release signed; integration {integration.id} is active.", CHANGED)
 
 
 @bp.get("/<int:integration_id>")
@@ -236,8 +228,11 @@ def edit(integration_id: int) -> Response:
     for field in provider.fields:
         if field.kind == "secret":
             continue
-        value = integration.vehicle_attribute if field.name == "vehicle_attribute" else (
-            integration.options.get(field.name))  # fmt: skip
+        value = (
+            integration.vehicle_attribute
+            if field.name == "vehicle_attribute"
+            else (integration.options.get(field.name))
+        )
         getattr(form, field.name).data = value
     getattr(form, BUDGET_FIELD.name).data = requests_per_minute(integration)
     return _form_dialog(form, provider, integration)
@@ -259,50 +254,7 @@ def update(integration_id: int) -> ResponseReturnValue:
         show_errors(form, error)
         return _form_dialog(form, provider, _own(integration_id), status=422)
     db.session.commit()
-    return _after_change(f"Integration {integration.id} saved.")
-
-
-@bp.post("/<int:integration_id>/pause")
-@admin_required
-def pause(integration_id: int) -> ResponseReturnValue:
-    integration = _own(integration_id)
-    pause_integration(integration)
-    db.session.commit()
-    return _after_change(f"Integration {integration.id} paused.")
-
-
-@bp.post("/<int:integration_id>/resume")
-@admin_required
-def resume(integration_id: int) -> ResponseReturnValue:
-    integration = _own(integration_id)
-    try:
-        resume_integration(integration)
-    except ValidationError:
-        return _release_dialog(ReleaseForm(formdata=None), integration)
-    db.session.commit()
-    return _after_change(f"Integration {integration.id} resumed.")
-
-
-@bp.get("/<int:integration_id>/delete")
-@admin_required
-def confirm_delete(integration_id: int) -> Response:
-    integration = _own(integration_id)
-    return render_dialog(
-        "integrations/_confirm_delete.html", f"Delete integration {integration.id}?",
-        integration=integration, provider=PROVIDERS[integration.provider], button=EmptyForm(),
-    )  # fmt: skip
-
-
-@bp.post("/<int:integration_id>/delete")
-@admin_required
-def delete(integration_id: int) -> ResponseReturnValue:
-    """Delete the integration and its queue (revoking a Salesforce token)."""
-    integration = _own(integration_id)
-    if not EmptyForm().validate():
-        abort(400)
-    delete_integration(integration)
-    db.session.commit()
-    return _after_change(f"Integration {integration_id} deleted.")
+    return after_change(f"Integration {integration.id} saved.", CHANGED)
 
 
 @bp.get("/servicemax/connect")
@@ -322,7 +274,7 @@ def salesforce_connect() -> ResponseReturnValue:
     back = (
         url_for("integrations.detail", integration_id=existing.id)
         if existing is not None
-        else url_for("webhooks.manager")
+        else url_for("manager.page")
     )
     try:
         if existing is None:  # a new integration: not sent to Salesforce past the quota
@@ -373,7 +325,7 @@ def salesforce_callback() -> ResponseReturnValue:
     if request.args.get("error") or not request.args.get("code"):
         reason = request.args.get("error_description") or request.args.get("error") or "no code"
         flash(f"Salesforce did not connect: {reason}", "error")
-        return redirect(url_for("webhooks.manager"))
+        return redirect(url_for("manager.page"))
     again = session.pop(OAUTH_RECONNECT, None)
     try:
         if again is not None:
@@ -390,12 +342,12 @@ def salesforce_callback() -> ResponseReturnValue:
             )
     except ProviderRejected as rejected:
         flash(str(rejected), "error")
-        return redirect(url_for("webhooks.manager"))
+        return redirect(url_for("manager.page"))
     except ValidationError as error:  # the quota was reached during the sign-in
         for messages in error.errors.values():
             for message in messages:
                 flash(message, "error")
-        return redirect(url_for("webhooks.manager"))
+        return redirect(url_for("manager.page"))
     db.session.commit()
     if again is not None:
         flash("Salesforce connected again; the queued locations are on their way.", "success")

@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 
-from extensions import db
+from core.extensions import db
 from outbox.claims import rows_changed
 from outbox.models import Target, TargetActivity
 

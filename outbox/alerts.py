@@ -19,8 +19,8 @@ from flask import current_app
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
-from config import SMTP_TLS_SCHEMES
-from extensions import db, queue
+from core.config import SMTP_TLS_SCHEMES
+from core.extensions import db, queue
 from outbox.models import Target
 
 log = logging.getLogger(__name__)

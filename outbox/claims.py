@@ -20,7 +20,7 @@ from typing import Any, cast
 from flask import current_app
 from sqlalchemy import CursorResult, and_, case, or_, select, union_all, update
 
-from extensions import db
+from core.extensions import db
 from outbox.models import OPEN_STATUSES, MessageStatus, Ordering, OutboxMessage, Target
 
 

@@ -27,8 +27,8 @@ from rq.exceptions import NoSuchJobError
 from rq.job import Job
 from sqlalchemy import bindparam, insert, select, update
 
-from database import utcnow
-from extensions import db, redis_client, redis_key
+from core.extensions import db, redis_client, redis_key
+from core.times import utcnow
 from outbox.activity import record_activity
 from outbox.claims import (
     Room,
@@ -449,7 +449,7 @@ def _serial_drain(target_id: int) -> dict[str, Any]:
                 if redis_client().getdel(again_key(target_id)):
                     continue
                 break
-            # Start no request the lease would not outlast (config.py keeps the lease
+            # Start no request the lease would not outlast (core/config.py keeps the lease
             # longer than the slowest request).
             slowest = (
                 current_app.config["FLEETHOOK_CONNECT_TIMEOUT"]
@@ -721,8 +721,12 @@ def record_results(owner: str, outcomes: Sequence[Outcomes]) -> None:
     for message_id, target_id, status, status_code, duration_ms in lines:
         log.debug(
             "delivery webhook-id=%s target=%s outcome=%s http=%s ms=%s",
-            message_id, target_id, status, status_code, duration_ms,
-        )  # fmt: skip
+            message_id,
+            target_id,
+            status,
+            status_code,
+            duration_ms,
+        )
 
 
 def _failure_kind(result: Result) -> str:

@@ -17,7 +17,7 @@ from sqlalchemy.orm import with_polymorphic
 from sqlalchemy.orm.attributes import set_committed_value
 
 from accounts.quotas import account_limits
-from extensions import db
+from core.extensions import db
 from outbox.alerts import alert_auto_paused
 from outbox.metrics import record_dropped_by_quota
 from outbox.models import (

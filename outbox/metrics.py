@@ -18,8 +18,8 @@ from typing import cast
 from flask import Blueprint, Response, current_app, request
 from sqlalchemy import func, select
 
-from database import utcnow
-from extensions import db, redis_client, redis_key
+from core.extensions import db, redis_client, redis_key
+from core.times import utcnow
 from outbox.models import MessageStatus, OutboxMessage, Target
 from outbox.registry import Result
 

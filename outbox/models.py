@@ -15,8 +15,9 @@ from sqlalchemy import JSON, BigInteger, ForeignKey, Index, String, Text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
 
-from database import UTCDateTime, utcnow
-from extensions import db
+from core.database import UTCDateTime
+from core.extensions import db
+from core.times import utcnow
 from outbox.failures import shorten
 
 ERROR_LENGTH = 500  # what a status reason or a last error holds
@@ -109,6 +110,11 @@ class Target(db.Model):  # type: ignore[name-defined]
 
     __mapper_args__ = {"polymorphic_on": "kind", "polymorphic_identity": "target"}
 
+    @property
+    def is_held(self) -> bool:
+        """Nothing is sent until a person resumes it."""
+        return self.status in HELD
+
     @validates("status_reason", "last_error")
     def _shortened(self, _key: str, text: str | None) -> str | None:
         return _fits(text)
@@ -128,11 +134,6 @@ FINISHED_STATUSES = tuple(s.value for s in MessageStatus if s.value not in OPEN_
 
 # The lane of an event that names no vehicle: the target's own.
 TARGET_LANE = "target"
-
-
-def vehicle_lane(vehicle_id: int) -> str:
-    """The ordering key of a vehicle's events (the fleethook-ordering-key header)."""
-    return f"vehicle:{vehicle_id}"
 
 
 MESSAGE_ID_PREFIX = "msg_"

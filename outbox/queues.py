@@ -13,8 +13,8 @@ from rq.job import Job, JobStatus
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
-from database import utcnow
-from extensions import db, queue, redis_client, redis_key
+from core.extensions import db, queue, redis_client, redis_key
+from core.times import utcnow
 from outbox.models import Target
 from outbox.registry import kind_of
 

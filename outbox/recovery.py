@@ -8,8 +8,8 @@ from datetime import datetime
 
 from sqlalchemy import func, select, update
 
-from database import utcnow
-from extensions import db
+from core.extensions import db
+from core.times import utcnow
 from outbox.models import OPEN_STATUSES, DeliveryAttempt, MessageStatus, OutboxMessage, Target
 from outbox.queues import nudge_after_commit
 

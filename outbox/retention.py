@@ -1,7 +1,8 @@
-"""Retention: the rows that would otherwise grow without end — telemetry reports,
-ended outbox messages with their delivery attempts, and ended driver
-assignments — are deleted once older than their window (FLEETHOOK_KEEP_*_DAYS,
-config.py). The sweeper calls `prune` on every sweep.
+"""Retention: the rows that would otherwise grow without end are deleted once older
+than their window (FLEETHOOK_KEEP_*_DAYS, core/config.py). The outbox prunes its
+ended messages with their delivery attempts; the layers above register what else
+grows (fleet/retention.py: telemetry reports, ended driver assignments) with
+`register_pruner`. The sweeper calls `prune` on every sweep.
 
 Each statement deletes at most FLEETHOOK_PRUNE_BATCH rows chosen by primary key
 (`DELETE … WHERE id IN (SELECT id … LIMIT n)`, the same on SQLite and
@@ -15,10 +16,6 @@ What stays true while rows go:
 - a target's Total Messages and Queue Depth are counters on the target, not
   counts over messages, so they do not move;
 - open (pending, sending) messages are never deleted, whatever their age;
-- the vehicle's current driver assignment (its newest) is never deleted;
-- a report older than its window is refused at ingest (fleet/reports.py), by the
-  same column and cutoff the pruning uses, so a pruned report cannot come back
-  as new;
 - a target remembers the newest creation time of the dead or expired messages
   deleted (Target.pruned_before), so a recovery from before it says so."""
 
@@ -27,15 +24,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import datetime
 
 from flask import current_app
-from sqlalchemy import ColumnElement, and_, case, delete, exists, func, or_, select, update
-from sqlalchemy.orm import aliased
+from sqlalchemy import ColumnElement, and_, case, delete, or_, select, update
 
-from extensions import db
-from fleet.models import DriverAssignment, TelemetryReport
+from core.extensions import db
 from outbox.claims import rows_changed
 from outbox.models import DeliveryAttempt, MessageStatus, OutboxMessage, Target
 
@@ -46,38 +40,20 @@ ENDED = (*RECOVERABLE, MessageStatus.SUPERSEDED.value)
 
 
 @dataclass(frozen=True)
-class Windows:
-    """How long each kind of row is kept, read from the app's settings."""
+class Pruner:
+    """One kind of row retention deletes: the setting that holds its window, and how
+    to delete a batch of rows older than a cutoff."""
 
-    reports: timedelta
-    delivered: timedelta
-    ended: timedelta
-    assignments: timedelta
-
-    @classmethod
-    def from_config(cls, config: Any) -> Windows:
-        return cls(
-            reports=config["FLEETHOOK_KEEP_REPORTS"],
-            delivered=config["FLEETHOOK_KEEP_DELIVERED"],
-            ended=config["FLEETHOOK_KEEP_ENDED"],
-            assignments=config["FLEETHOOK_KEEP_ASSIGNMENTS"],
-        )
+    name: str
+    window_setting: str  # an app setting holding a timedelta
+    delete: Callable[[datetime, int], int]  # (cutoff, batch) -> rows deleted
 
 
-def oldest_report_time(now: datetime) -> datetime:
-    """Reports timed before this are pruned, and refused at ingest."""
-    return now - current_app.config["FLEETHOOK_KEEP_REPORTS"]
+_PRUNERS: dict[str, Pruner] = {}
 
 
-def prune_reports(cutoff: datetime, batch: int) -> int:
-    """Delete up to `batch` reports timed before `cutoff` (ix_telemetry_report_time)."""
-    ids = select(TelemetryReport.id).where(TelemetryReport.time < cutoff).limit(batch)
-    deleted = db.session.execute(
-        delete(TelemetryReport)
-        .where(TelemetryReport.id.in_(ids.scalar_subquery()))
-        .execution_options(synchronize_session=False)
-    )
-    return rows_changed(deleted)
+def register_pruner(pruner: Pruner) -> None:
+    _PRUNERS[pruner.name] = pruner
 
 
 def _ended_before(statuses: tuple[str, ...], cutoff: datetime) -> ColumnElement[bool]:
@@ -135,31 +111,20 @@ def prune_messages(statuses: tuple[str, ...], cutoff: datetime, batch: int) -> i
     return rows_changed(deleted)
 
 
-def prune_assignments(cutoff: datetime, batch: int) -> int:
-    """Delete up to `batch` driver assignments that ended before `cutoff`: a later
-    assignment of the same vehicle began before it. The newest one of a vehicle
-    (its current driver) has none later, so it stays."""
-    later = aliased(DriverAssignment)
-    ended = exists().where(
-        later.vehicle_id == DriverAssignment.vehicle_id,
-        later.assigned_at < cutoff,
-        or_(
-            later.assigned_at > DriverAssignment.assigned_at,
-            and_(later.assigned_at == DriverAssignment.assigned_at, later.id > DriverAssignment.id),
-        ),
+register_pruner(
+    Pruner(
+        "delivered",
+        "FLEETHOOK_KEEP_DELIVERED",
+        lambda cutoff, batch: prune_messages((MessageStatus.DELIVERED.value,), cutoff, batch),
     )
-    ids = (
-        select(DriverAssignment.id)
-        .where(DriverAssignment.assigned_at < cutoff, ended)
-        .limit(batch)
-        .scalar_subquery()
+)
+register_pruner(
+    Pruner(
+        "ended",
+        "FLEETHOOK_KEEP_ENDED",
+        lambda cutoff, batch: prune_messages(ENDED, cutoff, batch),
     )
-    deleted = db.session.execute(
-        delete(DriverAssignment)
-        .where(DriverAssignment.id.in_(ids))
-        .execution_options(synchronize_session=False)
-    )
-    return rows_changed(deleted)
+)
 
 
 def prune(
@@ -171,47 +136,22 @@ def prune(
     config = current_app.config
     batch = batch or config["FLEETHOOK_PRUNE_BATCH"]
     budget = config["FLEETHOOK_PRUNE_SECONDS"] if budget_seconds is None else budget_seconds
-    windows = Windows.from_config(config)
-    steps: dict[str, Callable[[], int]] = {
-        "reports": lambda: prune_reports(now - windows.reports, batch),
-        "delivered": lambda: prune_messages(
-            (MessageStatus.DELIVERED.value,), now - windows.delivered, batch
-        ),
-        "ended": lambda: prune_messages(ENDED, now - windows.ended, batch),
-        "assignments": lambda: prune_assignments(now - windows.assignments, batch),
-    }
-    deleted = dict.fromkeys(steps, 0)
-    pending = list(steps)
+    cutoffs = {name: now - config[pruner.window_setting] for name, pruner in _PRUNERS.items()}
+    deleted = dict.fromkeys(_PRUNERS, 0)
+    pending = list(_PRUNERS)
     deadline = time.monotonic() + budget
     while pending:
-        for kind in list(pending):
+        for name in list(pending):
             started = time.monotonic()
-            count = steps[kind]()
+            count = _PRUNERS[name].delete(cutoffs[name], batch)
             db.session.commit()
-            deleted[kind] += count
+            deleted[name] += count
             if count < batch:
-                pending.remove(kind)  # caught up
+                pending.remove(name)  # caught up
             took = time.monotonic() - started
-            if time.monotonic() + took >= deadline:
-                return deleted
+            if count and time.monotonic() + took >= deadline:
+                return deleted  # (a kind with nothing to delete took no turn)
             # Let waiting writers in: SQLite's busy handler polls with back-off,
             # and a pruner that takes the lock straight back would starve it.
             time.sleep(took)
     return deleted
-
-
-def count_older(now: datetime) -> dict[str, int]:
-    """Rows past their window (what the next sweeps will delete), by kind."""
-    windows = Windows.from_config(current_app.config)
-
-    def count(model: Any, *where: Any) -> int:
-        return int(db.session.scalar(select(func.count()).select_from(model).where(*where)) or 0)
-
-    return {
-        "reports": count(TelemetryReport, TelemetryReport.time < now - windows.reports),
-        "delivered": count(
-            OutboxMessage,
-            _ended_before((MessageStatus.DELIVERED.value,), now - windows.delivered),
-        ),
-        "ended": count(OutboxMessage, _ended_before(ENDED, now - windows.ended)),
-    }

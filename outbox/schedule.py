@@ -8,7 +8,7 @@ import random
 from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
 
-from database import utcnow
+from core.times import utcnow
 
 # Seconds before attempt 2, 3, 4 …; the last step repeats until retention ends.
 RETRY_STEPS = (5, 5 * 60, 30 * 60, 2 * 3600, 5 * 3600, 10 * 3600)

@@ -11,8 +11,8 @@ from typing import Any
 from flask import current_app
 from sqlalchemy import and_, case, func, or_, select, update
 
-from database import utcnow
-from extensions import db
+from core.extensions import db
+from core.times import utcnow
 from outbox.activity import prune_activity
 from outbox.claims import lock_targets, rows_changed
 from outbox.models import HELD, OPEN_STATUSES, MessageStatus, OutboxMessage, Target

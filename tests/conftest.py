@@ -30,9 +30,9 @@ from accounts.models import Role, User
 from accounts.tokens import issue_token
 from accounts.users import add_user, create_account
 from app import create_app
-from config import normalise_database_url
+from core.config import normalise_database_url
+from core.extensions import db, redis_client
 from devstack import RedisServer
-from extensions import db, redis_client
 from tests.receiver import ReceiverServer, start_receiver
 
 ROOT = Path(__file__).resolve().parent.parent

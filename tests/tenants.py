@@ -22,8 +22,8 @@ from sqlalchemy import select
 from werkzeug.routing import Rule
 
 from accounts.models import Role
-from database import utcnow
-from extensions import db
+from core.extensions import db
+from core.times import utcnow
 from outbox.models import OutboxMessage
 from tests.conftest import bearer, make_user
 from tests.fakes.fleetio import ACCOUNT_TOKEN, API_KEY
@@ -35,6 +35,7 @@ ARGUMENT_KINDS = {
     "message_id": "message",  # a webhook-id (msg_…) of one of the webhook's messages
     "integration_message_id": "integration message",  # msg_… of one of the integration's
     "integration_id": "integration",
+    "target_id": "integration",  # the Webhook Manager's pause, resume, delete: any kind
     "vehicle_id": "vehicle",
     "driver_id": "driver",
     "landmark_id": "landmark",
@@ -140,30 +141,59 @@ def seed(client: FlaskClient, marker: str, vin: str) -> Tenant:
 
     driver = post("/api/v1/drivers", {"name": f"{marker} Driver", "external_id": f"{marker}-7"})
     tenant.ids["driver_id"] = driver["id"]
-    vehicle = post("/api/v1/vehicles", {"name": f"{marker} Truck", "vin": vin,
-                                        "plate": f"{marker[:3]}-42",
-                                        "group": f"{marker} Group"})  # fmt: skip
+    vehicle = post(
+        "/api/v1/vehicles",
+        {
+            "name": f"{marker} Truck",
+            "vin": vin,
+            "plate": f"{marker[:3]}-42",
+            "group": f"{marker} Group",
+        },
+    )
     tenant.ids["vehicle_id"] = vehicle["id"]
-    assigned = client.patch(f"/api/v1/vehicles/{vehicle['id']}", headers=headers,
-                            json={"driver_id": driver["id"]})  # fmt: skip
+    assigned = client.patch(
+        f"/api/v1/vehicles/{vehicle['id']}", headers=headers, json={"driver_id": driver["id"]}
+    )
     assert assigned.status_code == 200, assigned.json
     circle = {"latitude": 41.88, "longitude": -87.63, "radius_m": 400}
-    tenant.ids["landmark_id"] = post("/api/v1/landmarks", {"name": f"{marker} Yard",
-                                                           "circle": circle})["id"]  # fmt: skip
+    tenant.ids["landmark_id"] = post(
+        "/api/v1/landmarks", {"name": f"{marker} Yard", "circle": circle}
+    )["id"]
     header_value = f"{marker}-header-value-31337"
-    webhook = post("/api/v1/webhooks", {
-        "event_type": "location", "name": f"{marker} Dispatch hook",
-        "url": f"https://hooks.example.com/{marker.lower()}",
-        "custom_header": {"name": "X-Fleet-Key", "value": header_value}})  # fmt: skip
+    webhook = post(
+        "/api/v1/webhooks",
+        {
+            "event_type": "location",
+            "name": f"{marker} Dispatch hook",
+            "url": f"https://hooks.example.com/{marker.lower()}",
+            "custom_header": {"name": "X-Fleet-Key", "value": header_value},
+        },
+    )
     tenant.ids["webhook_id"] = webhook["id"]
-    integration = post("/api/v1/integrations", {
-        "provider": "fleetio", "api_key": API_KEY, "account_id": ACCOUNT_TOKEN,
-        "update_odometer": True, "update_dtcs": True})  # fmt: skip
+    integration = post(
+        "/api/v1/integrations",
+        {
+            "provider": "fleetio",
+            "api_key": API_KEY,
+            "account_id": ACCOUNT_TOKEN,
+            "update_odometer": True,
+            "update_dtcs": True,
+        },
+    )
     tenant.ids["integration_id"] = integration["id"]
+    tenant.ids["target_id"] = integration["id"]
     moment = utcnow().replace(microsecond=0) - timedelta(minutes=5)
-    report = {"vin": vin, "type": "position", "time": moment.isoformat().replace("+00:00", "Z"),
-              "latitude": 41.88, "longitude": -87.63, "speed_mph": 30, "heading": 90,
-              "ignition": True, "odometer_mi": 1000.0}  # fmt: skip
+    report = {
+        "vin": vin,
+        "type": "position",
+        "time": moment.isoformat().replace("+00:00", "Z"),
+        "latitude": 41.88,
+        "longitude": -87.63,
+        "speed_mph": 30,
+        "heading": 90,
+        "ignition": True,
+        "odometer_mi": 1000.0,
+    }
     post("/api/v1/telemetry", report)
     demo = post(f"/api/v1/webhooks/{webhook['id']}/demo", {})
     tenant.ids["message_id"] = demo["id"]

@@ -15,9 +15,9 @@ import pytest
 from sqlalchemy import select, update
 
 import integrations.agilefleet as agilefleet
-from database import utcnow
-from errors import ValidationError
-from extensions import db
+from core.errors import ValidationError
+from core.extensions import db
+from core.times import utcnow
 from integrations.agilefleet import PROVIDER
 from integrations.lifecycle import create_integration, update_integration
 from integrations.models import Integration

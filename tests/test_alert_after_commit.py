@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import text
 
-from extensions import db, queue
+from core.extensions import db, queue
 from outbox.fanout import account_targets, fan_out
 from outbox.models import Target
 from tests.conftest import make_user
@@ -29,9 +29,13 @@ def webhook(app):
     account_id = make_user().account_id
     webhook, _ = create_webhook(
         account_id,
-        {"event_type": "location", "name": "Dispatch", "url": "https://hooks.example.com/in",
-         "contact_email": "ops@acme.example.com"},
-    )  # fmt: skip
+        {
+            "event_type": "location",
+            "name": "Dispatch",
+            "url": "https://hooks.example.com/in",
+            "contact_email": "ops@acme.example.com",
+        },
+    )
     db.session.commit()
     return webhook
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from accounts.models import ApiToken
-from extensions import db
+from core.extensions import db
 from tests.conftest import bearer, make_user
 
 

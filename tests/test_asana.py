@@ -14,9 +14,11 @@ from typing import Any
 import pytest
 from sqlalchemy import select, update
 
-from database import parse_rfc3339, utcnow
-from errors import ValidationError
-from extensions import db
+from core.errors import ValidationError
+from core.extensions import db
+from core.times import parse_rfc3339, utcnow
+from events.catalogue import CURRENT_STATE as EVENT_CURRENT_STATE
+from events.catalogue import DetectedEvent, VehicleSnapshot
 from fleet.models import Vehicle
 from integrations.asana import CLOCK_MARGIN, PROVIDER
 from integrations.lifecycle import create_integration, update_integration
@@ -27,8 +29,6 @@ from outbox.fanout import fan_out
 from outbox.models import DeliveryAttempt, OutboxMessage, Target, TargetStatus
 from tests.conftest import bearer, make_user
 from tests.fakes.asana import FREE_REQUESTS_PER_MINUTE, PREMIUM_ONLY, TOKEN, FakeAsana
-from webhooks.events import CURRENT_STATE as EVENT_CURRENT_STATE
-from webhooks.events import DetectedEvent, VehicleSnapshot
 
 pytestmark = pytest.mark.app_config(
     FLEETHOOK_ALLOW_LOCAL_NETWORK=True, FLEETHOOK_CONNECT_TIMEOUT=1, FLEETHOOK_READ_TIMEOUT=1

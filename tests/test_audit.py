@@ -17,7 +17,7 @@ from sqlalchemy import select, text
 from accounts.audit import HIDDEN, AuditEvent
 from accounts.models import ApiToken, Role, User
 from accounts.tokens import issue_token
-from extensions import db
+from core.extensions import db
 from integrations.base import secrets_of
 from integrations.lifecycle import create_integration
 from integrations.models import Integration
@@ -33,8 +33,13 @@ LOG = "/account/audit"
 API_LOG = "/api/v1/audit-events"
 HEADER_VALUE = "Bearer s3cr3t-header-4242"
 NEW_WEBHOOK = {"event_type": "speed", "name": "Dispatch", "url": "https://hooks.example.com/in"}
-FLEETIO = {"provider": "fleetio", "api_key": API_KEY, "account_id": ACCOUNT_TOKEN,
-           "update_odometer": True, "update_dtcs": False}  # fmt: skip
+FLEETIO = {
+    "provider": "fleetio",
+    "api_key": API_KEY,
+    "account_id": ACCOUNT_TOKEN,
+    "update_odometer": True,
+    "update_dtcs": False,
+}
 
 
 @pytest.fixture
@@ -166,7 +171,7 @@ def test_rotating_a_webhook_secret_is_recorded_without_either_secret(admin, auth
 
 def test_deleting_a_webhook_keeps_its_name_in_the_log(admin, auth, client):
     created = api_create_webhook(client, bearer(admin), name="Old dispatch board")
-    response = auth.post(f"/webhooks/{created['id']}/delete", page=MANAGER, htmx=True)
+    response = auth.post(f"/manager/targets/{created['id']}/delete", page=MANAGER, htmx=True)
     assert response.status_code == 204
     event = only("webhook.deleted")
     assert (event.actor, event.object_id, event.object_name) == (

@@ -7,7 +7,7 @@ import threading
 import pytest
 
 from accounts.models import Role
-from extensions import redis_client
+from core.extensions import redis_client
 from tests.conftest import NAMESPACE, AuthActions, csrf_token, make_user
 
 

@@ -19,12 +19,19 @@ pytestmark = [pytest.mark.smoke, pytest.mark.bench]
 
 
 def test_every_provider_ends_with_the_latest_values_within_its_limit():
-    env = {key: value for key, value in os.environ.items()
-           if key not in ("DATABASE_URL", "REDIS_URL", "FLEETHOOK_REDIS_NAMESPACE")}  # fmt: skip
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("DATABASE_URL", "REDIS_URL", "FLEETHOOK_REDIS_NAMESPACE")
+    }
     finished = subprocess.run(
-        [sys.executable, "bench/providers.py", "--quick"], cwd=ROOT, env=env,
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        [sys.executable, "bench/providers.py", "--quick"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert finished.returncode == 0, finished.stdout + finished.stderr
     results = json.loads((ROOT / "bench" / "results" / "providers-quick.json").read_text())
     rows = {row["provider"]: row for row in results["rows"]}

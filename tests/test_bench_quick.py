@@ -19,21 +19,35 @@ pytestmark = [pytest.mark.smoke, pytest.mark.bench]
 
 
 def test_the_quick_benchmark_delivers_everything(tmp_path):
-    env = {key: value for key, value in os.environ.items()
-           if key not in ("DATABASE_URL", "REDIS_URL", "FLEETHOOK_REDIS_NAMESPACE")}  # fmt: skip
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("DATABASE_URL", "REDIS_URL", "FLEETHOOK_REDIS_NAMESPACE")
+    }
     env.pop("BENCH_POSTGRESQL_URL", None)
     finished = subprocess.run(
-        [sys.executable, "bench/run.py", "--quick"], cwd=ROOT, env=env,
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        [sys.executable, "bench/run.py", "--quick"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert finished.returncode == 0, finished.stdout + finished.stderr
     results = json.loads((ROOT / "bench" / "results" / "quick.json").read_text())
     rows = {row["scenario"]: row for row in results["engines"]["sqlite"]}
     assert set(rows) == {
-        "throughput W=1", "per-message jobs W=1", "latency 50 events/s", "isolation",
-        "slow webhooks 10×5", "busy webhook 20×5", "trickling receiver",
-        "grid growth", "ingest vs landmarks", "worker memory",
-    }  # fmt: skip
+        "throughput W=1",
+        "per-message jobs W=1",
+        "latency 50 events/s",
+        "isolation",
+        "slow webhooks 10×5",
+        "busy webhook 20×5",
+        "trickling receiver",
+        "grid growth",
+        "ingest vs landmarks",
+        "worker memory",
+    }
     for name in ("throughput W=1", "per-message jobs W=1"):
         row = rows[name]
         assert row["deliveries"] == row["events"] * row["webhooks"]

@@ -61,8 +61,12 @@ def test_answers_per_path(receiver: Receiver, session: requests.Session) -> None
     assert time.perf_counter() - began >= 0.35
     counts = receiver.counts()
     assert {path: counts[path] for path in ["/ok", "/gone", "/broken", "/slow", "/elsewhere"]} == {
-        "/ok": 1, "/gone": 1, "/broken": 1, "/slow": 1, "/elsewhere": 1,
-    }  # fmt: skip
+        "/ok": 1,
+        "/gone": 1,
+        "/broken": 1,
+        "/slow": 1,
+        "/elsewhere": 1,
+    }
 
 
 def test_slow_answers_do_not_hold_up_other_connections(receiver: Receiver) -> None:
@@ -87,8 +91,9 @@ def test_hang_holds_the_connection_while_other_paths_answer(
     receiver: Receiver, session: requests.Session
 ) -> None:
     with socket.create_connection(("127.0.0.1", receiver.port)) as hung:
-        hung.sendall(b"POST /hang HTTP/1.1\r\nHost: x\r\nwebhook-id: msg_h\r\n"
-                     b"Content-Length: 2\r\n\r\n{}")  # fmt: skip
+        hung.sendall(
+            b"POST /hang HTTP/1.1\r\nHost: x\r\nwebhook-id: msg_h\r\nContent-Length: 2\r\n\r\n{}"
+        )
         with pytest.raises(requests.Timeout):
             session.post(receiver.url + "/hang", data=BODY, timeout=0.5)
         assert session.post(receiver.url + "/ok", data=BODY, timeout=2).status_code == 200
@@ -130,8 +135,10 @@ def test_pipelined_and_partial_requests(receiver: Receiver) -> None:
     assert answers.count(b"HTTP/1.1 ") == 4
     arrivals = receiver.stats()
     assert [webhook_id for webhook_id, _ in arrivals["/ok"]["arrivals"]] == [
-        "msg_1", "msg_2", "msg_3",
-    ]  # fmt: skip
+        "msg_1",
+        "msg_2",
+        "msg_3",
+    ]
     assert arrivals["/slow"]["received"] == 1
 
 
@@ -199,16 +206,23 @@ def test_a_behaviour_changes_while_it_runs(session: requests.Session) -> None:
 
 
 def lane(message_id: str, key: str, sequence: int) -> dict[str, str]:
-    return {"webhook-id": message_id, "fleethook-ordering-key": key,
-            "fleethook-sequence": str(sequence)}  # fmt: skip
+    return {
+        "webhook-id": message_id,
+        "fleethook-ordering-key": key,
+        "fleethook-sequence": str(sequence),
+    }
 
 
 def test_each_lane_must_arrive_in_sequence(receiver: Receiver, session: requests.Session) -> None:
     # two lanes interleaved, each in order, and a redelivery (not checked again)
     for message_id, key, sequence in [
-        ("a1", "vehicle:1", 1), ("b1", "vehicle:2", 1), ("a2", "vehicle:1", 2),
-        ("a1", "vehicle:1", 1), ("b2", "vehicle:2", 2), ("a3", "vehicle:1", 3),
-    ]:  # fmt: skip
+        ("a1", "vehicle:1", 1),
+        ("b1", "vehicle:2", 1),
+        ("a2", "vehicle:1", 2),
+        ("a1", "vehicle:1", 1),
+        ("b2", "vehicle:2", 2),
+        ("a3", "vehicle:1", 3),
+    ]:
         session.post(receiver.url + "/ok", data=BODY, headers=lane(message_id, key, sequence))
     stats = receiver.stats(arrivals=False)["/ok"]
     assert (stats["lanes"], stats["in_sequence"], stats["out_of_sequence"]) == (2, 5, 0)
@@ -235,8 +249,9 @@ def test_lanes_are_not_checked_across_processes() -> None:
 
 def test_a_trickle_sends_headers_then_a_byte_at_a_time(receiver: Receiver) -> None:
     with socket.create_connection(("127.0.0.1", receiver.port)) as sock:
-        sock.sendall(b"POST /trickle HTTP/1.1\r\nHost: x\r\nwebhook-id: msg_t\r\n"
-                     b"Content-Length: 2\r\n\r\n{}")  # fmt: skip
+        sock.sendall(
+            b"POST /trickle HTTP/1.1\r\nHost: x\r\nwebhook-id: msg_t\r\nContent-Length: 2\r\n\r\n{}"
+        )
         sock.settimeout(2)
         got = b""
         ends = time.monotonic() + 0.55
@@ -274,8 +289,11 @@ def test_duplicates_are_counted(receiver: Receiver, session: requests.Session) -
     assert (stats["received"], stats["unique"], stats["duplicates"]) == (4, 2, 2)
     light = receiver.stats(arrivals=False)["/signed"]
     assert (light["received"], light["unique"], light["duplicates"], light["arrivals"]) == (
-        4, 2, 2, [],
-    )  # fmt: skip
+        4,
+        2,
+        2,
+        [],
+    )
     assert stats["signature_failures"] == 0
     times = [t for _, t in stats["arrivals"]]
     assert times == sorted(times) and abs(times[0] - time.time()) < 60
@@ -294,10 +312,19 @@ def test_control_traffic_is_not_counted(receiver: Receiver, session: requests.Se
     }
     receiver.reset()
     assert receiver.stats()["/ok"] == {
-        "received": 0, "unique": 0, "duplicates": 0, "verified": 0,
-        "signature_failures": 0, "body_mismatches": 0, "failures": [], "arrivals": [],
-        "lanes": 0, "in_sequence": 0, "out_of_sequence": 0, "order_failures": [],
-    }  # fmt: skip
+        "received": 0,
+        "unique": 0,
+        "duplicates": 0,
+        "verified": 0,
+        "signature_failures": 0,
+        "body_mismatches": 0,
+        "failures": [],
+        "arrivals": [],
+        "lanes": 0,
+        "in_sequence": 0,
+        "out_of_sequence": 0,
+        "order_failures": [],
+    }
 
 
 def test_several_processes_share_the_port_and_merge_counts() -> None:

@@ -19,13 +19,20 @@ pytestmark = [pytest.mark.smoke, pytest.mark.bench]
 
 
 def test_the_database_stops_growing_once_the_retention_prunes(tmp_path):
-    env = {key: value for key, value in os.environ.items()
-           if key not in ("DATABASE_URL", "REDIS_URL", "FLEETHOOK_REDIS_NAMESPACE")}  # fmt: skip
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("DATABASE_URL", "REDIS_URL", "FLEETHOOK_REDIS_NAMESPACE")
+    }
     out = tmp_path / "storage.json"
     finished = subprocess.run(
-        [sys.executable, "bench/storage.py", "--quick", "--output", str(out)], cwd=ROOT,
-        env=env, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+        [sys.executable, "bench/storage.py", "--quick", "--output", str(out)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     results = json.loads(out.read_text())
     assert results["scale"]["days"] == 3 and results["scale"]["window_days"] == 1
     assert results["pruned"]["reports"] > 0 and results["pruned"]["delivered"] > 0, results

@@ -19,9 +19,12 @@ pytestmark = pytest.mark.smoke
 
 
 def test_the_reduced_chaos_run_loses_nothing(database_url: str):
-    env = {key: value for key, value in os.environ.items()
-           if key not in ("DATABASE_URL", "REDIS_URL", "FLEETHOOK_REDIS_NAMESPACE",
-                          "BENCH_POSTGRESQL_URL")}  # fmt: skip
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key
+        not in ("DATABASE_URL", "REDIS_URL", "FLEETHOOK_REDIS_NAMESPACE", "BENCH_POSTGRESQL_URL")
+    }
     command = [sys.executable, "bench/chaos.py", "--reduced"]
     with ExitStack() as cleanup:
         if database_url.startswith("postgresql"):

@@ -6,7 +6,7 @@ import pytest
 from cryptography.fernet import Fernet
 
 from app import create_app
-from config import ConfigError, load_config
+from core.config import ConfigError, load_config
 
 KEY = Fernet.generate_key().decode()
 
@@ -105,8 +105,10 @@ def test_a_lease_shorter_than_the_slowest_request_is_refused(tmp_path):
         load_config(production(FLEETHOOK_LEASE_SECONDS="10"), str(tmp_path))
 
 
-@pytest.mark.parametrize(("env", "method"), [("production", "scrypt"), ("development", "scrypt"),
-                                             ("testing", "pbkdf2:sha256:1000")])  # fmt: skip
+@pytest.mark.parametrize(
+    ("env", "method"),
+    [("production", "scrypt"), ("development", "scrypt"), ("testing", "pbkdf2:sha256:1000")],
+)
 def test_only_the_test_suite_hashes_passwords_cheaply(tmp_path, env, method):
     environ = production(FLEETHOOK_ENV=env)
     assert load_config(environ, str(tmp_path))["PASSWORD_HASH_METHOD"] == method

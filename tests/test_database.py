@@ -14,7 +14,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import inspect, text
 
 from accounts.models import Account
-from extensions import db
+from core.extensions import db
 from tests.conftest import scratch_database
 
 

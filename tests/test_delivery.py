@@ -19,8 +19,9 @@ from rq.job import Job, JobStatus
 from sqlalchemy import select, text, update
 from standardwebhooks.webhooks import Webhook as StandardWebhook
 
-from database import utcnow
-from extensions import db, redis_client
+from core.extensions import db, redis_client
+from core.times import utcnow
+from events.catalogue import EVENT_TYPES, EXAMPLE_VEHICLE, DetectedEvent
 from outbox.claims import acquire_drain, acquire_drains, claim_due_messages, release_drain
 from outbox.drain import Outcomes, drain_target, record_results
 from outbox.drain import _follow_up as follow_up
@@ -31,7 +32,6 @@ from outbox.recovery import recover_since, redeliver
 from outbox.registry import Result
 from outbox.sweeper import close_old_messages, sweep
 from tests.conftest import NAMESPACE, make_user
-from webhooks.events import EVENT_TYPES, EXAMPLE_VEHICLE, DetectedEvent
 from webhooks.lifecycle import create_webhook, pause_webhook, resume_webhook, rotate_secret
 
 pytestmark = pytest.mark.app_config(
@@ -424,9 +424,12 @@ def test_a_follow_up_does_not_wait_for_a_job_that_took_the_target(account):
     emit(account, 1)
     queue = queue_for(webhook)
     running = Job.create(
-        "outbox.drain.drain_target", args=(webhook.id,), id=drain_job_id(webhook.id),
-        connection=redis_client(), origin=queue,
-    )  # fmt: skip
+        "outbox.drain.drain_target",
+        args=(webhook.id,),
+        id=drain_job_id(webhook.id),
+        connection=redis_client(),
+        origin=queue,
+    )
     running.set_status(JobStatus.STARTED)
     running.save()
     assert acquire_drain(webhook.id, "the-running-job", utcnow())

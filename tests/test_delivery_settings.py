@@ -12,8 +12,8 @@ import re
 import pytest
 
 from accounts.audit import AuditEvent
-from database import utcnow
-from extensions import db, queue
+from core.extensions import db, queue
+from core.times import utcnow
 from outbox.models import (
     DEFAULT_MAX_IN_FLIGHT,
     MAX_IN_FLIGHT_RANGE,
@@ -24,7 +24,7 @@ from outbox.models import (
 )
 from outbox.queues import DELIVERIES, drain_job_id
 from tests.conftest import HTMX, bearer, make_user
-from tests.test_webhooks_portal import MANAGER, field_errors, new_webhook, valid_form
+from tests.test_webhooks_portal import MANAGER, WEBHOOK_GRID, field_errors, new_webhook, valid_form
 from webhooks.forms import ORDERING_CHOICES
 from webhooks.lifecycle import LATEST_WINS_EVENT_TYPES, MAX_RATE_LIMIT, send_demo
 from webhooks.models import Webhook
@@ -424,9 +424,15 @@ def test_latest_wins_posted_for_dvir_is_shown_with_its_error(admin, auth):
 
 
 def edit_form(webhook: Webhook, **fields: str) -> dict[str, str]:
-    return {"url": webhook.url, "name": webhook.name, "content_type": webhook.content_type,
-            "ordering": webhook.ordering, "max_in_flight": str(webhook.max_in_flight),
-            "rate_limit": "", **fields}  # fmt: skip
+    return {
+        "url": webhook.url,
+        "name": webhook.name,
+        "content_type": webhook.content_type,
+        "ordering": webhook.ordering,
+        "max_in_flight": str(webhook.max_in_flight),
+        "rate_limit": "",
+        **fields,
+    }
 
 
 def test_the_edit_dialog_shows_the_settings_and_saves_changes(admin, client, auth):
@@ -485,7 +491,7 @@ def test_the_grid_shows_requests_in_flight_out_of_the_window(admin, client):
     webhook = new_webhook(admin.account_id, max_in_flight=16)
     webhook.in_flight, webhook.send_window = 3, 8
     db.session.commit()
-    grid = client.get(MANAGER, headers=HTMX).data.decode()
+    grid = client.get(WEBHOOK_GRID, headers=HTMX).data.decode()
     row = re.search(rf'<tr id="webhook-{webhook.id}">(.*?)</tr>', grid, re.S).group(1)
     cell = re.search(r'<td class="num">(.*?)</td>', row, re.S).group(1)
     assert re.search(
@@ -496,9 +502,12 @@ def test_the_grid_shows_requests_in_flight_out_of_the_window(admin, client):
 
 def test_the_webhook_page_shows_its_delivery_settings_and_state(admin, client):
     webhook = new_webhook(
-        admin.account_id, event_type="location", ordering="webhook", rate_limit=2.5,
+        admin.account_id,
+        event_type="location",
+        ordering="webhook",
+        rate_limit=2.5,
         latest_wins=True,
-    )  # fmt: skip
+    )
     webhook.in_flight, webhook.send_window = 1, 4
     webhook.throttled_until = utcnow().replace(year=utcnow().year + 1)
     db.session.commit()
@@ -547,15 +556,20 @@ def test_the_speed_dialog_offers_episodes_and_saves_the_choice(admin, client, au
         "once per speeding episode"
         not in client.get("/webhooks/new?event_type=dvir", headers=HTMX).data.decode()
     )
-    saved = auth.post("/webhooks/new", valid_form("speed", speeding_events="episode_start"),
-                      MANAGER)  # fmt: skip
+    saved = auth.post(
+        "/webhooks/new", valid_form("speed", speeding_events="episode_start"), MANAGER
+    )
     assert saved.status_code == 200
     webhook = db.session.query(Webhook).one()
     assert webhook.speeding_events == "episode_start"
     page = client.get(f"/webhooks/{webhook.id}").data.decode()
     assert "once per speeding episode" in page
-    bad = auth.post(f"/webhooks/{webhook.id}/edit", {**valid_form("speed"), "speeding_events": "x"},
-                    MANAGER, htmx=True)  # fmt: skip
+    bad = auth.post(
+        f"/webhooks/{webhook.id}/edit",
+        {**valid_form("speed"), "speeding_events": "x"},
+        MANAGER,
+        htmx=True,
+    )
     assert bad.status_code == 422 and db.session.get(Webhook, webhook.id).speeding_events == (
         "episode_start"
     )

@@ -7,7 +7,7 @@ import pytest
 from cryptography.fernet import Fernet, InvalidToken
 from sqlalchemy import text
 
-from extensions import db
+from core.extensions import db
 from integrations.base import secrets_of, store_secrets
 from integrations.models import Integration
 from tests.conftest import make_user, reset_database
@@ -27,11 +27,22 @@ def test_rotation_re_encrypts_every_secret_under_the_first_key(make_app):
     with first.app_context():
         user = make_user()
         header = {"name": "Authorization", "value": "Bearer header-secret"}
-        webhook, secret = create_webhook(user.account_id, {
-            "event_type": "location", "name": "R", "url": "https://hooks.example.com/r",
-            "custom_header": header})  # fmt: skip
-        integration = Integration(account_id=user.account_id, provider="fleetio",
-                                  options={}, vehicle_map={}, unmatched_vins=[])  # fmt: skip
+        webhook, secret = create_webhook(
+            user.account_id,
+            {
+                "event_type": "location",
+                "name": "R",
+                "url": "https://hooks.example.com/r",
+                "custom_header": header,
+            },
+        )
+        integration = Integration(
+            account_id=user.account_id,
+            provider="fleetio",
+            options={},
+            vehicle_map={},
+            unmatched_vins=[],
+        )
         store_secrets(integration, {"api_key": API_KEY})
         db.session.add(integration)
         db.session.commit()

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from database import utcnow
-from extensions import db
+from core.extensions import db
+from core.times import utcnow
 from outbox.drain import drain_target
 from outbox.models import MessageStatus, OutboxMessage
 from tests.conftest import bearer, make_user
@@ -62,8 +62,9 @@ def make_account(client: Any, marker: str, receiver: ReceiverServer) -> Account:
     headers = bearer(user)
     vehicle_ids, webhook_ids = set(), set()
     for n, vin in enumerate(VINS):
-        made = client.post("/api/v1/vehicles", headers=headers,
-                           json={"name": f"{marker} Truck {n}", "vin": vin})  # fmt: skip
+        made = client.post(
+            "/api/v1/vehicles", headers=headers, json={"name": f"{marker} Truck {n}", "vin": vin}
+        )
         assert made.status_code == 201, made.json
         vehicle_ids.add(made.json["id"])
     for key in EVENT_TYPES:
@@ -81,12 +82,24 @@ def trip(vin: str, start: int, speed: float) -> list[dict[str, Any]]:
 
     def report(seconds: int, mph: float, ignition: bool) -> dict[str, Any]:
         moment = (T0 + timedelta(seconds=start + seconds)).isoformat().replace("+00:00", "Z")
-        return {"vin": vin, "type": "position", "time": moment, "latitude": 41.9,
-                "longitude": -87.7 + seconds / 10_000, "speed_mph": mph, "heading": 90,
-                "ignition": ignition}  # fmt: skip
+        return {
+            "vin": vin,
+            "type": "position",
+            "time": moment,
+            "latitude": 41.9,
+            "longitude": -87.7 + seconds / 10_000,
+            "speed_mph": mph,
+            "heading": 90,
+            "ignition": ignition,
+        }
 
-    return [report(0, 0, False), report(60, 30, True), report(120, speed, True),
-            report(180, 20, True), report(240, 0, False)]  # fmt: skip
+    return [
+        report(0, 0, False),
+        report(60, 30, True),
+        report(120, speed, True),
+        report(180, 20, True),
+        report(240, 0, False),
+    ]
 
 
 def drain_everything(accounts: list[Account]) -> None:
@@ -126,10 +139,14 @@ def test_each_account_receives_exactly_its_own_events(app, client, receiver, oth
     # which account's report made it.
     speeds = {"Acme": (75, 80), "Blue": (90, 95)}
     for account in (acme, blue):
-        reports = [r for vin, mph in zip(VINS, speeds[account.marker], strict=True)
-                   for r in trip(vin, 0, mph)]  # fmt: skip
-        posted = client.post("/api/v1/telemetry", json={"reports": reports},
-                             headers=account.headers)  # fmt: skip
+        reports = [
+            r
+            for vin, mph in zip(VINS, speeds[account.marker], strict=True)
+            for r in trip(vin, 0, mph)
+        ]
+        posted = client.post(
+            "/api/v1/telemetry", json={"reports": reports}, headers=account.headers
+        )
         assert posted.status_code == 202, posted.json
         assert posted.json["accepted"] == len(reports)
 
@@ -148,8 +165,9 @@ def test_each_account_receives_exactly_its_own_events(app, client, receiver, oth
         }
         # Every subscribed type arrived, each vehicle's speeding at its own speed.
         assert {body["type"] for body in received.values()} == set(EVENT_TYPES)
-        speeding = {body["data"]["speed_mph"] for body in received.values()
-                    if body["type"] == "speed"}  # fmt: skip
+        speeding = {
+            body["data"]["speed_mph"] for body in received.values() if body["type"] == "speed"
+        }
         assert speeding == set(speeds[account.marker])
         # Ten location reports (five per truck) came in, and went out, per account.
         assert sum(body["type"] == "location" for body in received.values()) == 10

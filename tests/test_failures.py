@@ -25,8 +25,9 @@ import requests
 from markupsafe import escape
 from sqlalchemy import select
 
-from database import utcnow
-from extensions import db
+from core.extensions import db
+from core.times import utcnow
+from events.catalogue import EVENT_TYPES, EXAMPLE_VEHICLE, DetectedEvent
 from integrations.providers import PROVIDERS
 from outbox.drain import drain_target
 from outbox.failures import describe_failure, shorten
@@ -36,7 +37,6 @@ from outbox.models import DeliveryAttempt
 from outbox.transport import CheckedResolver
 from tests.conftest import bearer, make_user
 from tests.test_tls_delivery import TLSReceiver, _certificates
-from webhooks.events import EVENT_TYPES, EXAMPLE_VEHICLE, DetectedEvent
 
 UNRESOLVABLE = "hooks.fleethook.invalid"  # .invalid never resolves (RFC 6761)
 

@@ -7,7 +7,7 @@ import pytest
 from sqlalchemy import select
 
 from accounts.models import Role
-from extensions import db
+from core.extensions import db
 from fleet.landmark_index import shape_of
 from fleet.models import Landmark, Vehicle
 from tests.conftest import bearer, make_user
@@ -22,8 +22,9 @@ def headers(app):
 
 
 def test_a_vehicle_is_added_and_listed(client, headers):
-    created = client.post("/api/v1/vehicles", json={**TRUCK, "vin": "1fujgldr3clbp8834"},
-                          headers=headers)  # fmt: skip
+    created = client.post(
+        "/api/v1/vehicles", json={**TRUCK, "vin": "1fujgldr3clbp8834"}, headers=headers
+    )
     assert created.status_code == 201
     assert created.json["vin"] == "1FUJGLDR3CLBP8834" and created.json["warnings"] == []
     assert created.json["group"] == "North"
@@ -32,8 +33,9 @@ def test_a_vehicle_is_added_and_listed(client, headers):
 
 
 def test_a_wrong_check_digit_is_saved_with_a_warning(client, headers):
-    created = client.post("/api/v1/vehicles", json={**TRUCK, "vin": "1FUJGLDR5CLBP8834"},
-                          headers=headers)  # fmt: skip
+    created = client.post(
+        "/api/v1/vehicles", json={**TRUCK, "vin": "1FUJGLDR5CLBP8834"}, headers=headers
+    )
     assert created.status_code == 201
     assert "is 5, not 3" in created.json["warnings"][0]
 
@@ -69,12 +71,14 @@ def test_a_vin_is_unique_per_account_not_across_accounts(client, headers):
 
 def test_landmarks_take_a_circle_or_a_polygon(client, headers):
     circle = {"latitude": 41.88, "longitude": -87.63, "radius_m": 400}
-    made = client.post("/api/v1/landmarks", json={"name": "Yard", "circle": circle},
-                       headers=headers)  # fmt: skip
+    made = client.post(
+        "/api/v1/landmarks", json={"name": "Yard", "circle": circle}, headers=headers
+    )
     assert made.status_code == 201 and made.json["circle"] == circle
     polygon = {"type": "Polygon", "coordinates": [OUTLINE, HOLE]}
-    made = client.post("/api/v1/landmarks", json={"name": "Depot", "polygon": polygon},
-                       headers=headers)  # fmt: skip
+    made = client.post(
+        "/api/v1/landmarks", json={"name": "Depot", "polygon": polygon}, headers=headers
+    )
     assert made.status_code == 201
     depot = db.session.get(Landmark, made.json["id"])
     assert shape_of(depot.shape).contains(41.872, -87.638)
@@ -87,15 +91,29 @@ def test_landmarks_take_a_circle_or_a_polygon(client, headers):
 @pytest.mark.parametrize(
     ("body", "field"),
     [
-        ({"name": "Both", "circle": {"latitude": 1, "longitude": 1, "radius_m": 5},
-          "polygon": {"type": "Polygon", "coordinates": [OUTLINE]}}, "shape"),
+        (
+            {
+                "name": "Both",
+                "circle": {"latitude": 1, "longitude": 1, "radius_m": 5},
+                "polygon": {"type": "Polygon", "coordinates": [OUTLINE]},
+            },
+            "shape",
+        ),
         ({"name": "Neither"}, "shape"),
         ({"name": "Far", "circle": {"latitude": 1, "longitude": 1, "radius_m": 10**7}}, "circle"),
-        ({"name": "Bowtie", "polygon": {"type": "Polygon",
-          "coordinates": [[[0, 0], [1, 1], [1, 0], [0, 1], [0, 0]]]}}, "polygon"),
+        (
+            {
+                "name": "Bowtie",
+                "polygon": {
+                    "type": "Polygon",
+                    "coordinates": [[[0, 0], [1, 1], [1, 0], [0, 1], [0, 0]]],
+                },
+            },
+            "polygon",
+        ),
         ({"circle": {"latitude": 1, "longitude": 1, "radius_m": 5}}, "name"),
     ],
-)  # fmt: skip
+)
 def test_bad_landmarks_are_refused_and_nothing_saved(client, headers, body, field):
     response = client.post("/api/v1/landmarks", json=body, headers=headers)
     assert response.status_code == 422 and field in response.json["errors"]
@@ -117,7 +135,10 @@ def test_a_vehicle_is_read_changed_and_deleted(client, headers):
     changed = client.patch(url, json={"name": "Truck 43", "group": None}, headers=headers)
     assert changed.status_code == 200
     assert (changed.json["name"], changed.json["group"], changed.json["plate"]) == (
-        "Truck 43", None, "IL 4421")  # fmt: skip
+        "Truck 43",
+        None,
+        "IL 4421",
+    )
     refused = client.patch(url, json={"vin": "1M8GDM9AXKP042788", "name": ""}, headers=headers)
     assert refused.status_code == 422 and set(refused.json["errors"]) == {"vin", "name"}
     assert client.get(url, headers=headers).json["name"] == "Truck 43"
@@ -130,12 +151,16 @@ def test_assigning_a_driver_through_the_api_makes_the_event(client, headers):
     from webhooks.lifecycle import create_webhook
 
     vehicle = client.post("/api/v1/vehicles", json=TRUCK, headers=headers).json
-    driver = client.post("/api/v1/drivers", json={"name": "Dana Whitfield",
-                         "external_id": "E-17"}, headers=headers)  # fmt: skip
+    driver = client.post(
+        "/api/v1/drivers", json={"name": "Dana Whitfield", "external_id": "E-17"}, headers=headers
+    )
     assert driver.status_code == 201 and driver.json["external_id"] == "E-17"
     account_id = db.session.get(Vehicle, vehicle["id"]).account_id
-    subscription = {"event_type": "driver_assignment", "name": "d",
-                    "url": "https://hooks.example.com/d"}  # fmt: skip
+    subscription = {
+        "event_type": "driver_assignment",
+        "name": "d",
+        "url": "https://hooks.example.com/d",
+    }
     webhook, _ = create_webhook(account_id, subscription)
     db.session.commit()
     url = f"/api/v1/vehicles/{vehicle['id']}"
@@ -152,8 +177,10 @@ def test_assigning_a_driver_through_the_api_makes_the_event(client, headers):
 
 
 def test_drivers_are_listed_changed_and_deleted(client, headers):
-    ids = [client.post("/api/v1/drivers", json={"name": name}, headers=headers).json["id"]
-           for name in ("Dana", "Sam")]  # fmt: skip
+    ids = [
+        client.post("/api/v1/drivers", json={"name": name}, headers=headers).json["id"]
+        for name in ("Dana", "Sam")
+    ]
     listed = client.get("/api/v1/drivers?limit=1", headers=headers).json
     assert [d["name"] for d in listed["drivers"]] == ["Dana"] and listed["next_cursor"]
     clash = client.patch(f"/api/v1/drivers/{ids[1]}", json={"name": "Dana"}, headers=headers)
@@ -162,15 +189,17 @@ def test_drivers_are_listed_changed_and_deleted(client, headers):
     assert renamed.json["name"] == "Sam O."
     assert client.delete(f"/api/v1/drivers/{ids[0]}", headers=headers).status_code == 204
     assert [d["id"] for d in client.get("/api/v1/drivers", headers=headers).json["drivers"]] == [
-        ids[1]]  # fmt: skip
+        ids[1]
+    ]
 
 
 def test_a_landmark_changes_shape_and_its_version_moves(client, headers):
     from accounts.models import Account
 
     circle = {"latitude": 41.88, "longitude": -87.63, "radius_m": 400}
-    made = client.post("/api/v1/landmarks", json={"name": "Yard", "circle": circle},
-                       headers=headers).json  # fmt: skip
+    made = client.post(
+        "/api/v1/landmarks", json={"name": "Yard", "circle": circle}, headers=headers
+    ).json
     url = f"/api/v1/landmarks/{made['id']}"
     version = db.session.scalar(select(Account.landmarks_version))
     polygon = {"type": "Polygon", "coordinates": [OUTLINE, HOLE]}
@@ -189,9 +218,11 @@ def test_a_landmark_changes_shape_and_its_version_moves(client, headers):
 
 @pytest.mark.parametrize("plural", ["vehicles", "drivers", "landmarks"])
 def test_another_accounts_fleet_is_not_found(client, headers, plural):
-    bodies = {"vehicles": TRUCK, "drivers": {"name": "Dana"},
-              "landmarks": {"name": "Yard", "circle": {"latitude": 1, "longitude": 1,
-                                                       "radius_m": 50}}}  # fmt: skip
+    bodies = {
+        "vehicles": TRUCK,
+        "drivers": {"name": "Dana"},
+        "landmarks": {"name": "Yard", "circle": {"latitude": 1, "longitude": 1, "radius_m": 50}},
+    }
     made = client.post(f"/api/v1/{plural}", json=bodies[plural], headers=headers).json
     other = bearer(make_user("Other Co", "admin@other.example.com"))
     url = f"/api/v1/{plural}/{made['id']}"

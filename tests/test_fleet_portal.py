@@ -15,8 +15,8 @@ from werkzeug.datastructures import FileStorage
 from werkzeug.test import encode_multipart
 
 from accounts.models import Account, Role
-from errors import ValidationError
-from extensions import db
+from core.errors import ValidationError
+from core.extensions import db
 from fleet import records
 from fleet.landmark_index import shape_of
 from fleet.models import Driver, DriverAssignment, Landmark, Vehicle
@@ -750,18 +750,32 @@ def test_a_landmark_is_edited_from_circle_to_polygon_and_deleted(admin, client, 
         ({"radius_m": "nan"}, "radius_m", "The radius must be a number of metres."),
         ({"kind": "polygon", "polygon": ""}, "polygon", "Paste the polygon as GeoJSON."),
         ({"kind": "polygon", "polygon": '{"type": "Polygon",'}, "polygon", "Not valid JSON"),
-        ({"kind": "polygon", "polygon": '{"type": "Point", "coordinates": [1, 2]}'},
-         "polygon", "A polygon is GeoJSON"),
-        ({"kind": "polygon",
-          "polygon": '{"type": "Polygon", "coordinates": [[[0, 0], [1, 0], [1, 1], [0, 1]]]}'},
-         "polygon", "Each ring must end where it starts."),
-        ({"kind": "polygon",
-          "polygon": json.dumps({"type": "Polygon",
-                                 "coordinates": [[[0, 0], [1, 1], [1, 0], [0, 1], [0, 0]]]})},
-         "polygon", "The polygon is not valid: Self-intersection"),
+        (
+            {"kind": "polygon", "polygon": '{"type": "Point", "coordinates": [1, 2]}'},
+            "polygon",
+            "A polygon is GeoJSON",
+        ),
+        (
+            {
+                "kind": "polygon",
+                "polygon": '{"type": "Polygon", "coordinates": [[[0, 0], [1, 0], [1, 1], [0, 1]]]}',
+            },
+            "polygon",
+            "Each ring must end where it starts.",
+        ),
+        (
+            {
+                "kind": "polygon",
+                "polygon": json.dumps(
+                    {"type": "Polygon", "coordinates": [[[0, 0], [1, 1], [1, 0], [0, 1], [0, 0]]]}
+                ),
+            },
+            "polygon",
+            "The polygon is not valid: Self-intersection",
+        ),
         ({"kind": "triangle"}, "kind", "Choose a circle or a polygon."),
     ],
-)  # fmt: skip
+)
 def test_each_bad_landmark_field_is_shown_and_nothing_saved(admin, auth, fields, field, message):
     version = landmarks_version(admin.account_id)
     form = {"name": "North yard", "kind": "circle", **CIRCLE, **fields}

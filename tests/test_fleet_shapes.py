@@ -12,8 +12,13 @@ from fleet.vin import check_digit, check_digit_warning, vin_problems
 
 # A square of 0.02° around (41.88, -87.63) with a square hole in its middle.
 OUTLINE = [[-87.64, 41.87], [-87.62, 41.87], [-87.62, 41.89], [-87.64, 41.89], [-87.64, 41.87]]
-HOLE = [[-87.635, 41.875], [-87.625, 41.875], [-87.625, 41.885], [-87.635, 41.885],
-        [-87.635, 41.875]]  # fmt: skip
+HOLE = [
+    [-87.635, 41.875],
+    [-87.625, 41.875],
+    [-87.625, 41.885],
+    [-87.635, 41.885],
+    [-87.635, 41.875],
+]
 
 
 def test_a_valid_vin_passes_with_its_check_digit():
@@ -109,19 +114,23 @@ def test_bad_circles_are_refused(value, message):
         ({"type": "Polygon", "coordinates": [[[0, 0], [1, 0], [0, 0]]]}, "at least 4"),
         ({"type": "Polygon", "coordinates": [[[0, 0], [1, 0], [1, 1], [0, 1]]]}, "end where"),
         ({"type": "Polygon", "coordinates": [[[0, 0], [200, 0], [1, 1], [0, 0]]]}, "longitude"),
-        ({"type": "Polygon", "coordinates": [[[0, 0], [1, 1], [1, 0], [0, 1], [0, 0]]]},
-         "not valid"),
+        (
+            {"type": "Polygon", "coordinates": [[[0, 0], [1, 1], [1, 0], [0, 1], [0, 0]]]},
+            "not valid",
+        ),
         ({"type": "Polygon", "coordinates": [[[0, 0], [1, 1], [2, 2], [0, 0]]]}, "not valid"),
     ],
-)  # fmt: skip
+)
 def test_bad_polygons_are_refused(value, message):
     with pytest.raises(ShapeError, match=message):
         parse_polygon(value)
 
 
 def test_shapes_draw_as_small_svgs():
-    for shape_ in (polygon(), parse_circle({"latitude": 41.88, "longitude": -87.63,
-                                             "radius_m": 250})):  # fmt: skip
+    for shape_ in (
+        polygon(),
+        parse_circle({"latitude": 41.88, "longitude": -87.63, "radius_m": 250}),
+    ):
         drawing = ElementTree.fromstring(svg(shape_))
         assert drawing.tag.endswith("svg") and drawing.get("viewBox") == "0 0 120 120"
         assert len(drawing) == 1

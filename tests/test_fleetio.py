@@ -19,9 +19,10 @@ import pytest
 import requests
 from sqlalchemy import func, select, update
 
-from database import utcnow
-from errors import ValidationError
-from extensions import db
+from core.errors import ValidationError
+from core.extensions import db
+from core.times import utcnow
+from events.catalogue import CURRENT_STATE, EVENT_TYPES, EXAMPLE_VEHICLE, DetectedEvent
 from fleet.models import Vehicle
 from integrations import fleetio as fleetio_module
 from integrations.lifecycle import create_integration
@@ -31,7 +32,6 @@ from outbox.fanout import fan_out
 from outbox.models import DeliveryAttempt, OutboxMessage, Target
 from tests.conftest import bearer, make_user
 from tests.fakes.fleetio import ACCOUNT_TOKEN, API_KEY, THROTTLED_BODY, FleetioFake
-from webhooks.events import CURRENT_STATE, EVENT_TYPES, EXAMPLE_VEHICLE, DetectedEvent
 
 pytestmark = pytest.mark.app_config(
     FLEETHOOK_ALLOW_LOCAL_NETWORK=True, FLEETHOOK_CONNECT_TIMEOUT=1, FLEETHOOK_READ_TIMEOUT=1

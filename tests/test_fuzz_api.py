@@ -26,7 +26,7 @@ from sqlalchemy import select
 
 from accounts.models import ApiToken
 from accounts.tokens import issue_token
-from extensions import db
+from core.extensions import db
 from openapi import openapi_document
 from tests.conftest import make_user
 
@@ -61,8 +61,11 @@ class Seeded:
         self._issue()
         client = app.test_client()
         headers = self.headers()
-        created = client.post("/api/v1/vehicles", headers=headers,
-                              json={"name": "Truck 1", "vin": "1FUJGLDR3CLBP8834"})  # fmt: skip
+        created = client.post(
+            "/api/v1/vehicles",
+            headers=headers,
+            json={"name": "Truck 1", "vin": "1FUJGLDR3CLBP8834"},
+        )
         assert created.status_code == 201, created.json
         webhook = {"event_type": "speed", "name": "Dispatch", "url": "https://hooks.example.com/in"}
         created = client.post("/api/v1/webhooks", headers=headers, json=webhook)

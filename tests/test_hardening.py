@@ -13,8 +13,8 @@ import pytest
 from sqlalchemy import func, select
 
 from accounts.models import Account, User
-from config import ConfigError, load_config
-from extensions import db
+from core.config import ConfigError, load_config
+from core.extensions import db
 from fleet.landmark_index import shape_of
 from fleet.models import Landmark
 from tests.conftest import HTMX, bearer, make_user
@@ -23,8 +23,13 @@ from tests.test_webhooks_portal import MANAGER, valid_form
 from webhooks.models import Webhook
 
 # A square around Chicago's Loop, each position with an altitude in metres.
-SQUARE_Z = [[-87.64, 41.87, 0], [-87.62, 41.87, 12.5], [-87.62, 41.89, 0], [-87.64, 41.89, -3],
-            [-87.64, 41.87, 0]]  # fmt: skip
+SQUARE_Z = [
+    [-87.64, 41.87, 0],
+    [-87.62, 41.87, 12.5],
+    [-87.62, 41.89, 0],
+    [-87.64, 41.89, -3],
+    [-87.64, 41.87, 0],
+]
 SQUARE = [position[:2] for position in SQUARE_Z]
 
 
@@ -102,8 +107,9 @@ def test_a_bad_position_is_a_422_on_the_polygon_field_and_saves_nothing(
 def test_a_landmark_changed_to_a_polygon_with_altitudes_is_kept_flat(admin, client):
     headers = bearer(admin)
     circle = {"latitude": 41.88, "longitude": -87.63, "radius_m": 400}
-    made = client.post("/api/v1/landmarks", json={"name": "Loop", "circle": circle},
-                       headers=headers).json  # fmt: skip
+    made = client.post(
+        "/api/v1/landmarks", json={"name": "Loop", "circle": circle}, headers=headers
+    ).json
     changed = client.patch(
         f"/api/v1/landmarks/{made['id']}", json={"polygon": polygon(SQUARE_Z)}, headers=headers
     )
@@ -220,8 +226,9 @@ def test_the_api_refuses_an_internal_name_without_telling_its_address(client):
     made = client.post(
         "/api/v1/webhooks", json={**body, "url": "https://hooks.example.com/h"}, headers=headers
     )
-    changed = client.patch(f"/api/v1/webhooks/{made.json['id']}", json={"url": INTERNAL},
-                           headers=headers)  # fmt: skip
+    changed = client.patch(
+        f"/api/v1/webhooks/{made.json['id']}", json={"url": INTERNAL}, headers=headers
+    )
     assert changed.status_code == 422 and b"10.0.0.7" not in changed.data
     assert db.session.get(Webhook, made.json["id"]).url == "https://hooks.example.com/h"
 

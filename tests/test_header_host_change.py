@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import select
 
 from accounts.audit import HIDDEN, AuditEvent
-from extensions import db
+from core.extensions import db
 from outbox.drain import drain_target
 from tests.conftest import HTMX, bearer, make_user
 from tests.receiver import ReceiverServer, start_receiver
@@ -121,9 +121,7 @@ def test_a_bad_change_of_host_removes_nothing(client, admin_headers):
         path, json={"url": "https://receiver.example.net/in", "name": ""}, headers=admin_headers
     )
     assert response.status_code == 422 and "name" in response.json["errors"]
-    assert stored(created["id"]) == (
-        "X-Fleet-Key", "k-old-123456", "https://hooks.example.com/in"
-    )  # fmt: skip
+    assert stored(created["id"]) == ("X-Fleet-Key", "k-old-123456", "https://hooks.example.com/in")
 
 
 def test_deliveries_to_the_new_host_carry_no_old_credential(
@@ -159,8 +157,13 @@ def test_deliveries_to_the_new_host_carry_no_old_credential(
 def edit_form(webhook: Webhook, url: str, value: str = "") -> dict[str, str]:
     """The Edit Webhook dialog as a browser posts it: the header's name shown,
     its value blank unless typed."""
-    return {"url": url, "name": webhook.name, "content_type": "json",
-            "custom_header_name": "X-Fleet-Key", "custom_header_value": value}  # fmt: skip
+    return {
+        "url": url,
+        "name": webhook.name,
+        "content_type": "json",
+        "custom_header_name": "X-Fleet-Key",
+        "custom_header_value": value,
+    }
 
 
 def test_the_portal_removes_the_header_on_another_host_and_says_so(
@@ -172,9 +175,11 @@ def test_the_portal_removes_the_header_on_another_host_and_says_so(
     assert "re-enter it" in html.unescape(dialog)
 
     response = auth.post(
-        f"/webhooks/{webhook.id}/edit", edit_form(webhook, elsewhere.url("/ok")),
-        page=MANAGER, htmx=True,
-    )  # fmt: skip
+        f"/webhooks/{webhook.id}/edit",
+        edit_form(webhook, elsewhere.url("/ok")),
+        page=MANAGER,
+        htmx=True,
+    )
     assert response.status_code == 204 and response.headers["HX-Redirect"] == MANAGER
     assert HEADER_CLEARED in html.unescape(client.get(MANAGER).data.decode())
     assert stored(webhook.id)[:2] == (None, None)
@@ -189,16 +194,20 @@ def test_the_portal_keeps_the_header_on_the_same_host_and_takes_a_new_value(
     created = create(client, bearer(admin), receiver.url("/ok"))
     webhook = db.session.get(Webhook, created["id"])
     response = auth.post(
-        f"/webhooks/{webhook.id}/edit", edit_form(webhook, receiver.url("/no-content")),
-        page=MANAGER, htmx=True,
-    )  # fmt: skip
+        f"/webhooks/{webhook.id}/edit",
+        edit_form(webhook, receiver.url("/no-content")),
+        page=MANAGER,
+        htmx=True,
+    )
     assert response.status_code == 204 and "HX-Redirect" not in response.headers
     assert stored(webhook.id)[:2] == ("X-Fleet-Key", "k-old-123456")
 
     auth.post(
-        f"/webhooks/{webhook.id}/edit", edit_form(webhook, elsewhere.url("/ok"), "k-typed-777"),
-        page=MANAGER, htmx=True,
-    )  # fmt: skip
+        f"/webhooks/{webhook.id}/edit",
+        edit_form(webhook, elsewhere.url("/ok"), "k-typed-777"),
+        page=MANAGER,
+        htmx=True,
+    )
     assert stored(webhook.id)[:2] == ("X-Fleet-Key", "k-typed-777")
     emit(admin.account_id, 1)
     drain_target(webhook.id)

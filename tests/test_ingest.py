@@ -11,12 +11,12 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from database import utcnow
-from extensions import db
+from core.extensions import db
+from core.times import utcnow
+from events.catalogue import EVENT_TYPES
 from fleet.models import Driver, DriverAssignment, TelemetryReport, Vehicle, VehicleState
 from outbox.models import OutboxMessage
 from tests.conftest import bearer, make_user
-from webhooks.events import EVENT_TYPES
 from webhooks.lifecycle import create_webhook
 from webhooks.models import Webhook
 
@@ -28,23 +28,45 @@ YARD = {
     "type": "Polygon",
     "coordinates": [
         [[-87.70, 41.87], [-87.68, 41.87], [-87.68, 41.89], [-87.70, 41.89], [-87.70, 41.87]],
-        [[-87.695, 41.875], [-87.685, 41.875], [-87.685, 41.885], [-87.695, 41.885],
-         [-87.695, 41.875]],
+        [
+            [-87.695, 41.875],
+            [-87.685, 41.875],
+            [-87.685, 41.885],
+            [-87.695, 41.885],
+            [-87.695, 41.875],
+        ],
     ],
-}  # fmt: skip
-SETTINGS = {"speed": {"threshold_mph": 70}, "posted_speed": {"threshold_mph": 10},
-            "idle": {"idle_minutes": 5}}  # fmt: skip
+}
+SETTINGS = {
+    "speed": {"threshold_mph": 70},
+    "posted_speed": {"threshold_mph": 10},
+    "idle": {"idle_minutes": 5},
+}
 
 
 def at(seconds: float) -> str:
     return (T0 + timedelta(seconds=seconds)).isoformat().replace("+00:00", "Z")
 
 
-def position(seconds: float, speed: float = 30.0, ignition: bool = True,
-             latitude: float = 41.95, longitude: float = -87.80, **extra: Any) -> dict:  # fmt: skip
-    return {"vin": VIN, "type": "position", "time": at(seconds), "latitude": latitude,
-            "longitude": longitude, "speed_mph": speed, "heading": 90, "ignition": ignition,
-            **extra}  # fmt: skip
+def position(
+    seconds: float,
+    speed: float = 30.0,
+    ignition: bool = True,
+    latitude: float = 41.95,
+    longitude: float = -87.80,
+    **extra: Any,
+) -> dict:
+    return {
+        "vin": VIN,
+        "type": "position",
+        "time": at(seconds),
+        "latitude": latitude,
+        "longitude": longitude,
+        "speed_mph": speed,
+        "heading": 90,
+        "ignition": ignition,
+        **extra,
+    }
 
 
 class Fleet:
@@ -55,16 +77,25 @@ class Fleet:
         user = make_user()
         self.account_id = user.account_id
         self.headers = bearer(user)
-        created = client.post("/api/v1/vehicles", headers=self.headers,
-                              json={"name": "Truck 42", "vin": VIN, "group": "North"})  # fmt: skip
+        created = client.post(
+            "/api/v1/vehicles",
+            headers=self.headers,
+            json={"name": "Truck 42", "vin": VIN, "group": "North"},
+        )
         self.vehicle_id = created.json["id"]
         self.depot = self.landmark({"name": "Depot", "circle": DEPOT})
         self.yard = self.landmark({"name": "Yard", "polygon": YARD})
         self.webhooks = {}
         for key in EVENT_TYPES:
-            webhook, _ = create_webhook(self.account_id, {
-                "event_type": key, "name": key, "url": f"https://hooks.example.com/{key}",
-                **SETTINGS.get(key, {})})  # fmt: skip
+            webhook, _ = create_webhook(
+                self.account_id,
+                {
+                    "event_type": key,
+                    "name": key,
+                    "url": f"https://hooks.example.com/{key}",
+                    **SETTINGS.get(key, {}),
+                },
+            )
             self.webhooks[key] = webhook
         db.session.commit()
         self.webhooks = {key: webhook.id for key, webhook in self.webhooks.items()}
@@ -120,8 +151,7 @@ def test_a_position_makes_a_location_event_with_the_fix(fleet):
     assert data["odometer_mi"] == 1000.5 and data["fix_time"] == at(0)
     assert fleet.counts() == {"location": 1}
     vehicle = db.session.get(Vehicle, fleet.vehicle_id)
-    assert (vehicle.odometer_mi, vehicle.fuel_level_pct, vehicle.last_fix_at) == (
-        1000.5, 61.0, T0)  # fmt: skip
+    assert (vehicle.odometer_mi, vehicle.fuel_level_pct, vehicle.last_fix_at) == (1000.5, 61.0, T0)
 
 
 def test_speed_reaches_each_webhooks_own_threshold(fleet):
@@ -134,8 +164,9 @@ def test_speed_reaches_each_webhooks_own_threshold(fleet):
     fleet.post(position(30, speed=79), position(40, speed=80.1))
     db.session.expire_all()
     eighty = db.session.scalars(select(OutboxMessage).where(OutboxMessage.target_id == webhook.id))
-    assert [(m.payload["data"]["speed_mph"], m.payload["data"]["threshold_mph"])
-            for m in eighty] == [(80.1, 80)]  # fmt: skip
+    assert [
+        (m.payload["data"]["speed_mph"], m.payload["data"]["threshold_mph"]) for m in eighty
+    ] == [(80.1, 80)]
     assert [d["speed_mph"] for d in fleet.received("speed")] == [70, 82.5, 79, 80.1]
 
 
@@ -147,16 +178,20 @@ def test_posted_speed_counts_the_margin_over_the_limit(fleet):
     )
     [data] = fleet.received("posted_speed")
     assert (data["posted_speed_mph"], data["over_limit_mph"], data["threshold_mph"]) == (
-        55, 10.0, 10)  # fmt: skip
+        55,
+        10.0,
+        10,
+    )
     assert data["speed_mph"] == 65 and data["fix_time"] == at(10)
 
 
 def speeds_of(webhook: Webhook, field: str = "speed_mph") -> list[float]:
     db.session.expire_all()
     messages = db.session.scalars(
-        select(OutboxMessage).where(OutboxMessage.target_id == webhook.id)
+        select(OutboxMessage)
+        .where(OutboxMessage.target_id == webhook.id)
         .order_by(OutboxMessage.sequence)
-    )  # fmt: skip
+    )
     return [m.payload["data"][field] for m in messages]
 
 
@@ -207,12 +242,17 @@ def test_ignition_changes_and_a_trip_with_its_summary(fleet):
     assert [d["fix_time"] for d in fleet.received("ignition_off")] == [at(420)]
     [trip] = [d["trip"] for d in fleet.received("trip_complete")]
     assert trip == {
-        "started_at": at(60), "ended_at": at(420), "duration_s": 360,
-        "distance_mi": 3.0, "distance_source": "odometer", "max_speed_mph": 55,
-        "average_speed_mph": 30.0, "idle_s": 120,
+        "started_at": at(60),
+        "ended_at": at(420),
+        "duration_s": 360,
+        "distance_mi": 3.0,
+        "distance_source": "odometer",
+        "max_speed_mph": 55,
+        "average_speed_mph": 30.0,
+        "idle_s": 120,
         "start": {"latitude": 41.95, "longitude": -87.80},
         "end": {"latitude": 41.99, "longitude": -87.80},
-    }  # fmt: skip
+    }
     fleet.post(position(480, speed=0, ignition=False))  # off stays off: nothing
     assert len(fleet.received("ignition_off")) == 1
 
@@ -247,8 +287,12 @@ def test_idle_makes_one_event_per_period_when_it_crosses_each_webhooks_minutes(f
 
 
 def test_ignition_off_ends_an_idle_period(fleet):
-    fleet.post(position(0, speed=0), position(200, speed=0), position(240, speed=0,
-               ignition=False), position(400, speed=0, ignition=False))  # fmt: skip
+    fleet.post(
+        position(0, speed=0),
+        position(200, speed=0),
+        position(240, speed=0, ignition=False),
+        position(400, speed=0, ignition=False),
+    )
     assert fleet.received("idle") == []
 
 
@@ -257,14 +301,25 @@ def test_landmark_enter_leave_and_change(fleet):
     in_depot = {"latitude": 41.8801, "longitude": -87.6301}
     in_yard = {"latitude": 41.871, "longitude": -87.69}
     in_hole = {"latitude": 41.88, "longitude": -87.69}
-    fleet.post(*[position(60 * n, **place) for n, place in
-                 enumerate([outside, in_depot, outside, in_yard, in_hole, in_yard])])  # fmt: skip
+    fleet.post(
+        *[
+            position(60 * n, **place)
+            for n, place in enumerate([outside, in_depot, outside, in_yard, in_hole, in_yard])
+        ]
+    )
     names = [(d["landmark"]["name"], d["transition"]) for d in fleet.received("landmark_change")]
-    assert names == [("Depot", "enter"), ("Depot", "leave"), ("Yard", "enter"),
-                     ("Yard", "leave"), ("Yard", "enter")]  # fmt: skip
+    assert names == [
+        ("Depot", "enter"),
+        ("Depot", "leave"),
+        ("Yard", "enter"),
+        ("Yard", "leave"),
+        ("Yard", "enter"),
+    ]
     assert [d["landmark"] for d in fleet.received("landmark_enter")] == [
-        {"id": fleet.depot, "name": "Depot"}, {"id": fleet.yard, "name": "Yard"},
-        {"id": fleet.yard, "name": "Yard"}]  # fmt: skip
+        {"id": fleet.depot, "name": "Depot"},
+        {"id": fleet.yard, "name": "Yard"},
+        {"id": fleet.yard, "name": "Yard"},
+    ]
     assert len(fleet.received("landmark_leave")) == 2
     assert fleet.received("landmark_enter")[0]["fix_time"] == at(60)
 
@@ -288,8 +343,9 @@ def test_a_landmark_added_after_startup_is_seen_by_the_next_report(fleet):
     fleet.post(position(0))
     fleet.post(position(60, latitude=42.10, longitude=-87.90))
     assert fleet.received("landmark_enter") == []
-    fresh = fleet.landmark({"name": "New site", "circle": {"latitude": 42.10,
-                            "longitude": -87.90, "radius_m": 100}})  # fmt: skip
+    fresh = fleet.landmark(
+        {"name": "New site", "circle": {"latitude": 42.10, "longitude": -87.90, "radius_m": 100}}
+    )
     fleet.post(position(120, latitude=42.10, longitude=-87.90))
     assert [d["landmark"]["id"] for d in fleet.received("landmark_enter")] == [fresh]
 
@@ -299,9 +355,14 @@ def test_temperature_dvir_heartbeat_and_driver_assignment(fleet):
     fleet.post(position(0, temperatures=readings))
     assert [d["temperatures"] for d in fleet.received("temperature")] == [readings]
 
-    dvir = {"vin": VIN, "type": "dvir", "time": at(30), "driver": "Dana Whitfield",
-            "defects": [{"component": "Brakes", "description": "Air leak"}],
-            "safety_status": "unsafe"}  # fmt: skip
+    dvir = {
+        "vin": VIN,
+        "type": "dvir",
+        "time": at(30),
+        "driver": "Dana Whitfield",
+        "defects": [{"component": "Brakes", "description": "Air leak"}],
+        "safety_status": "unsafe",
+    }
     fleet.post(dvir)
     [data] = fleet.received("dvir")
     assert data["dvir"] == {key: dvir[key] for key in ("driver", "defects", "safety_status")}
@@ -337,11 +398,20 @@ def test_a_repeated_report_is_a_duplicate(fleet):
 
 
 def test_a_late_report_emits_location_but_no_transition(fleet):
-    fleet.post(position(0, speed=0, ignition=False, odometer_mi=50.0),
-               position(120, speed=20, ignition=True, odometer_mi=51.0))  # fmt: skip
+    fleet.post(
+        position(0, speed=0, ignition=False, odometer_mi=50.0),
+        position(120, speed=20, ignition=True, odometer_mi=51.0),
+    )
     # Reported late: the ignition was off at 60 s, and it was in the depot.
-    late = position(60, speed=72, ignition=False, latitude=41.8801, longitude=-87.6301,
-                    odometer_mi=50.5, temperatures=[{"sensor": "t", "fahrenheit": 40}])  # fmt: skip
+    late = position(
+        60,
+        speed=72,
+        ignition=False,
+        latitude=41.8801,
+        longitude=-87.6301,
+        odometer_mi=50.5,
+        temperatures=[{"sensor": "t", "fahrenheit": 40}],
+    )
     answer = fleet.post(late)
     assert answer["accepted"] == 1
     assert [d["fix_time"] for d in fleet.received("location")] == [at(0), at(120), at(60)]
@@ -365,31 +435,43 @@ def test_a_late_driver_assignment_is_kept_but_changes_nothing(fleet):
 
 
 def test_a_batch_is_detected_in_time_order(fleet):
-    fleet.post(position(120, speed=0, ignition=False), position(0, speed=0, ignition=False),
-               position(60, speed=10))  # fmt: skip
+    fleet.post(
+        position(120, speed=0, ignition=False),
+        position(0, speed=0, ignition=False),
+        position(60, speed=10),
+    )
     assert [d["fix_time"] for d in fleet.received("location")] == [at(0), at(60), at(120)]
     assert len(fleet.received("ignition_on")) == 1 and len(fleet.received("ignition_off")) == 1
 
 
 def rows() -> dict[str, int]:
     db.session.expire_all()
-    return {model.__name__: db.session.scalar(select(func.count()).select_from(model))
-            for model in (TelemetryReport, OutboxMessage, VehicleState, Driver)}  # fmt: skip
+    return {
+        model.__name__: db.session.scalar(select(func.count()).select_from(model))
+        for model in (TelemetryReport, OutboxMessage, VehicleState, Driver)
+    }
 
 
 def test_a_batch_with_one_bad_report_writes_nothing(fleet):
     before = rows()
-    answer = fleet.post(position(0), {**position(60), "speed_mph": -1},
-                        {"vin": VIN, "type": "driver_assignment", "time": at(70),
-                         "driver": "New Driver"}, expect=422)  # fmt: skip
+    answer = fleet.post(
+        position(0),
+        {**position(60), "speed_mph": -1},
+        {"vin": VIN, "type": "driver_assignment", "time": at(70), "driver": "New Driver"},
+        expect=422,
+    )
     assert answer["errors"] == {"reports[1].speed_mph": ["A number from 0 to 250."]}
     assert rows() == before
 
 
 def test_an_unknown_vehicle_refuses_the_batch(fleet):
     before = rows()
-    answer = fleet.post(position(0), {**position(10), "vin": "1M8GDM9AXKP042788"},
-                        {**position(20), "vin": None, "vehicle_id": 99999}, expect=422)  # fmt: skip
+    answer = fleet.post(
+        position(0),
+        {**position(10), "vin": "1M8GDM9AXKP042788"},
+        {**position(20), "vin": None, "vehicle_id": 99999},
+        expect=422,
+    )
     assert set(answer["errors"]) == {"reports[1].vin", "reports[2].vehicle_id"}
     assert rows() == before
     assert fleet.post({**position(0), "vin": None, "vehicle_id": fleet.vehicle_id})["accepted"] == 1
@@ -444,12 +526,16 @@ def test_state_lives_in_the_database_across_app_instances(fleet, make_app):
 
 
 def test_the_same_batch_posted_concurrently_is_detected_once(fleet, make_app):
-    batch = {"reports": [position(0, speed=0, ignition=False)]
-             + [position(10 * n, speed=40) for n in range(1, 20)]}  # fmt: skip
+    batch = {
+        "reports": [position(0, speed=0, ignition=False)]
+        + [position(10 * n, speed=40) for n in range(1, 20)]
+    }
     clients = [make_app().test_client() for _ in range(4)]
     with ThreadPoolExecutor(len(clients)) as pool:
-        posts = [pool.submit(c.post, "/api/v1/telemetry", json=batch, headers=fleet.headers)
-                 for c in clients]  # fmt: skip
+        posts = [
+            pool.submit(c.post, "/api/v1/telemetry", json=batch, headers=fleet.headers)
+            for c in clients
+        ]
         answers = [post.result() for post in posts]
     assert [answer.status_code for answer in answers] == [202] * 4
     assert sum(answer.json["accepted"] for answer in answers) == 20

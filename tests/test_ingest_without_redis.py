@@ -17,10 +17,10 @@ import pytest
 from flask import Flask
 from sqlalchemy import func, select
 
-from config import retry_queues, worker_queues
-from database import utcnow
+from core.config import retry_queues, worker_queues
+from core.extensions import db
+from core.times import utcnow
 from devstack import RedisServer
-from extensions import db
 from fleet.models import TelemetryReport
 from outbox.models import OutboxMessage
 from outbox.sweeper import sweep

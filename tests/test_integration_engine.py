@@ -19,9 +19,9 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from database import utcnow
-from errors import ValidationError
-from extensions import db
+from core.errors import ValidationError
+from core.extensions import db
+from core.times import utcnow
 from integrations.base import CURRENT_STATE, Api
 from integrations.lifecycle import (
     create_integration,
@@ -86,8 +86,12 @@ class RecordsProvider:
         if event.event_type.key == "location":
             return {"type": "position", "vin": vehicle.vin, "odometer": vehicle.odometer_mi}
         if event.event_type.key == CURRENT_STATE:
-            return {"type": "state", "vin": vehicle.vin, "odometer": vehicle.odometer_mi,
-                    "fault_codes": event.report["fault_codes"]}  # fmt: skip
+            return {
+                "type": "state",
+                "vin": vehicle.vin,
+                "odometer": vehicle.odometer_mi,
+                "fault_codes": event.report["fault_codes"],
+            }
         return None
 
     def send(
@@ -124,15 +128,24 @@ class Fleet:
         self.headers = bearer(user)
         self.vins = [f"1FUJGLDR3CLBP{8800 + n:04d}" for n in range(trucks)]
         for n, vin in enumerate(self.vins):
-            created = client.post("/api/v1/vehicles", headers=self.headers,
-                                  json={"name": f"Truck {n}", "vin": vin})  # fmt: skip
+            created = client.post(
+                "/api/v1/vehicles", headers=self.headers, json={"name": f"Truck {n}", "vin": vin}
+            )
             assert created.status_code == 201, created.json
 
     def position(self, vin: str, seconds: float, odometer: float, **extra: Any) -> None:
-        report = {"vin": vin, "type": "position",
-                  "time": (T0 + timedelta(seconds=seconds)).isoformat(),
-                  "latitude": 41.88, "longitude": -87.63, "speed_mph": 30, "heading": 90,
-                  "ignition": True, "odometer_mi": odometer, **extra}  # fmt: skip
+        report = {
+            "vin": vin,
+            "type": "position",
+            "time": (T0 + timedelta(seconds=seconds)).isoformat(),
+            "latitude": 41.88,
+            "longitude": -87.63,
+            "speed_mph": 30,
+            "heading": 90,
+            "ignition": True,
+            "odometer_mi": odometer,
+            **extra,
+        }
         answer = self.client.post("/api/v1/telemetry", json=report, headers=self.headers)
         assert answer.status_code == 202, answer.json
 
@@ -145,10 +158,13 @@ def connect(fleet: Fleet, **values: Any) -> Integration:
 
 def messages_of(integration: Integration) -> list[OutboxMessage]:
     db.session.expire_all()
-    return list(db.session.scalars(
-        select(OutboxMessage).where(OutboxMessage.target_id == integration.id)
-        .order_by(OutboxMessage.sequence)
-    ))  # fmt: skip
+    return list(
+        db.session.scalars(
+            select(OutboxMessage)
+            .where(OutboxMessage.target_id == integration.id)
+            .order_by(OutboxMessage.sequence)
+        )
+    )
 
 
 def attempts_of(message: OutboxMessage) -> int:
@@ -207,8 +223,11 @@ def test_a_bad_budget_is_refused_by_name_and_nothing_is_saved(client, records, b
 
 def test_the_api_refuses_a_bad_budget_with_the_field_named(client, records):
     fleet = Fleet(client, trucks=1)
-    answer = client.post("/api/v1/integrations", headers=fleet.headers,
-                         json={"provider": "records", "requests_per_minute": "many"})  # fmt: skip
+    answer = client.post(
+        "/api/v1/integrations",
+        headers=fleet.headers,
+        json={"provider": "records", "requests_per_minute": "many"},
+    )
     assert answer.status_code == 422
     assert "requests_per_minute" in answer.json["errors"]
     assert client.get("/api/v1/integrations", headers=fleet.headers).json["integrations"] == []
@@ -237,8 +256,9 @@ def test_one_vehicles_retry_holds_back_only_that_vehicle(client, records, monkey
         (b, 203),
         (c, 204),
     ]
-    by_odometer = {m.payload.get("odometer"): m for m in messages_of(integration)
-                   if m.event_type == "position"}  # fmt: skip
+    by_odometer = {
+        m.payload.get("odometer"): m for m in messages_of(integration) if m.event_type == "position"
+    }
     assert by_odometer[200].status == MessageStatus.PENDING and by_odometer[200].attempts == 1
     assert by_odometer[202].status == MessageStatus.PENDING and by_odometer[202].attempts == 0
     assert {by_odometer[k].status for k in (201, 203, 204)} == {MessageStatus.DELIVERED}
@@ -259,13 +279,20 @@ def test_a_backlog_sends_each_vehicles_newest_position_and_every_other_message(c
     drain_target(integration.id)
 
     posted = records.posted()
-    assert sorted((p["type"], p["vin"], p["odometer"]) for p in posted) == sorted([
-        # The two current states of connecting: every one of them goes.
-        ("state", a, None), ("state", b, None),
-        ("position", a, 303), ("position", b, 400),
-    ])  # fmt: skip
-    superseded = [m.payload["odometer"] for m in messages_of(integration)
-                  if m.status == MessageStatus.SUPERSEDED]  # fmt: skip
+    assert sorted((p["type"], p["vin"], p["odometer"]) for p in posted) == sorted(
+        [
+            # The two current states of connecting: every one of them goes.
+            ("state", a, None),
+            ("state", b, None),
+            ("position", a, 303),
+            ("position", b, 400),
+        ]
+    )
+    superseded = [
+        m.payload["odometer"]
+        for m in messages_of(integration)
+        if m.status == MessageStatus.SUPERSEDED
+    ]
     assert superseded == [300, 301, 302]
     db.session.refresh(integration)
     assert integration.queue_depth == 0
@@ -300,10 +327,13 @@ def test_connecting_sends_each_vehicles_current_state_once(client, records):
     assert [p["type"] for p in records.posted()].count("state") == 3
 
 
-@pytest.mark.parametrize(("outage", "states_again"), [
-    (timedelta(minutes=30), 0),  # its queue kept everything: nothing to catch up
-    (timedelta(hours=80), 2),  # longer than the 72-hour retention: messages expired
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("outage", "states_again"),
+    [
+        (timedelta(minutes=30), 0),  # its queue kept everything: nothing to catch up
+        (timedelta(hours=80), 2),  # longer than the 72-hour retention: messages expired
+    ],
+)
 def test_resuming_after_an_outage_longer_than_the_retention_sends_the_current_state(
     client, records, outage, states_again
 ):

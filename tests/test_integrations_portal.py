@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import func, select
 
 from accounts.models import Role
-from extensions import db
+from core.extensions import db
 from integrations.lifecycle import create_integration
 from integrations.models import Integration
 from outbox.models import OutboxMessage
@@ -22,8 +22,13 @@ from tests.test_portal_ux import text_of
 pytestmark = pytest.mark.app_config(FLEETHOOK_ALLOW_LOCAL_NETWORK=True)
 
 MANAGER = "/webhooks/"
-FLEETIO_FORM = {"provider": "fleetio", "api_key": API_KEY, "account_id": ACCOUNT_TOKEN,
-                "update_odometer": "y", "update_dtcs": "y"}  # fmt: skip
+FLEETIO_FORM = {
+    "provider": "fleetio",
+    "api_key": API_KEY,
+    "account_id": ACCOUNT_TOKEN,
+    "update_odometer": "y",
+    "update_dtcs": "y",
+}
 
 
 @pytest.fixture
@@ -74,18 +79,23 @@ def test_the_fleetio_form_connects_after_the_credential_check(admin, client, aut
     assert "Fleetio connected" in confirmation
     assert f"Fleetio is connected as integration {saved.id}" in confirmation
     assert saved.provider == "fleetio" and saved.status == "active"
-    assert saved.options == {"account_id": ACCOUNT_TOKEN, "update_odometer": True,
-                             "update_dtcs": True, "odometer_interval_minutes": None}  # fmt: skip
+    assert saved.options == {
+        "account_id": ACCOUNT_TOKEN,
+        "update_odometer": True,
+        "update_dtcs": True,
+        "odometer_interval_minutes": None,
+    }
     assert [r.path for r in fleetio.requests] == ["/api/v1/vehicles"]  # the check
-    grid = client.get("/integrations/grid", headers=HTMX).get_data(as_text=True)
+    grid = client.get("/manager/integration/grid", headers=HTMX).get_data(as_text=True)
     row = re.search(rf'<tr id="integration-{saved.id}">(.*?)</tr>', grid, re.S).group(1)
     assert "Fleetio" in row and "Update Odometer, Diagnostic Trouble Codes" in row
     assert "Active" in row and API_KEY not in grid
 
 
 def test_a_refused_key_is_shown_in_plain_words_and_nothing_saved(admin, auth, fleetio):
-    response = auth.post("/integrations/new", {**FLEETIO_FORM, "api_key": "wrong-key-1234"},
-                         page=MANAGER, htmx=True)  # fmt: skip
+    response = auth.post(
+        "/integrations/new", {**FLEETIO_FORM, "api_key": "wrong-key-1234"}, page=MANAGER, htmx=True
+    )
     assert response.status_code == 422
     assert "Fleetio did not accept this API key and Account Token." in response.get_data(True)
     assert integrations() == []
@@ -93,12 +103,16 @@ def test_a_refused_key_is_shown_in_plain_words_and_nothing_saved(admin, auth, fl
 
 @pytest.mark.parametrize(
     ("field", "value", "message"),
-    [("api_key", "", "Enter the API Key"), ("account_id", "", "Enter the Account Token"),
-     ("account_id", "x" * 201, "At most 200 characters")],
-)  # fmt: skip
+    [
+        ("api_key", "", "Enter the API Key"),
+        ("account_id", "", "Enter the Account Token"),
+        ("account_id", "x" * 201, "At most 200 characters"),
+    ],
+)
 def test_each_bad_field_is_shown_and_nothing_saved(admin, auth, fleetio, field, value, message):
-    response = auth.post("/integrations/new", {**FLEETIO_FORM, field: value}, page=MANAGER,
-                         htmx=True)  # fmt: skip
+    response = auth.post(
+        "/integrations/new", {**FLEETIO_FORM, field: value}, page=MANAGER, htmx=True
+    )
     assert response.status_code == 422 and message in response.get_data(as_text=True)
     assert integrations() == [] and fleetio.requests == []
 
@@ -113,23 +127,34 @@ def test_an_unknown_provider_is_not_found(admin, client):
 
 
 def test_delete_asks_first_and_leaves_no_messages(admin, client, auth, fleetio):
-    integration = create_integration(admin.account_id, {k: v for k, v in {
-        **FLEETIO_FORM, "update_odometer": True, "update_dtcs": True}.items()})  # fmt: skip
+    integration = create_integration(
+        admin.account_id,
+        {k: v for k, v in {**FLEETIO_FORM, "update_odometer": True, "update_dtcs": True}.items()},
+    )
     db.session.flush()
-    db.session.add(OutboxMessage(target_id=integration.id, sequence=1, message_id="msg_x",
-                                 event_type="location", payload={}, is_test=False))  # fmt: skip
+    db.session.add(
+        OutboxMessage(
+            target_id=integration.id,
+            sequence=1,
+            message_id="msg_x",
+            event_type="location",
+            payload={},
+            is_test=False,
+        )
+    )
     db.session.commit()
-    dialog = client.get(f"/integrations/{integration.id}/delete", headers=HTMX).get_data(True)
+    dialog = client.get(f"/manager/targets/{integration.id}/delete", headers=HTMX).get_data(True)
     assert "Delete integration" in dialog
-    response = auth.post(f"/integrations/{integration.id}/delete", {}, page=MANAGER, htmx=True)
+    response = auth.post(f"/manager/targets/{integration.id}/delete", {}, page=MANAGER, htmx=True)
     assert response.status_code == 204
     assert integrations() == []
     assert db.session.scalar(select(func.count()).select_from(OutboxMessage)) == 0
 
 
 def test_the_integration_page_masks_secrets_and_lists_unmatched_vins(admin, client, fleetio):
-    integration = create_integration(admin.account_id, {
-        **FLEETIO_FORM, "update_odometer": True, "update_dtcs": False})  # fmt: skip
+    integration = create_integration(
+        admin.account_id, {**FLEETIO_FORM, "update_odometer": True, "update_dtcs": False}
+    )
     integration.unmatched_vins = ["1M8GDM9AXKP042788"]
     db.session.commit()
     page = client.get(f"/integrations/{integration.id}").get_data(as_text=True)
@@ -138,12 +163,20 @@ def test_the_integration_page_masks_secrets_and_lists_unmatched_vins(admin, clie
 
 
 def test_the_integration_page_lists_messages_with_times_badges_and_links(admin, client, fleetio):
-    integration = create_integration(admin.account_id, {
-        **FLEETIO_FORM, "update_odometer": True, "update_dtcs": False})  # fmt: skip
+    integration = create_integration(
+        admin.account_id, {**FLEETIO_FORM, "update_odometer": True, "update_dtcs": False}
+    )
     db.session.flush()
-    db.session.add(OutboxMessage(target_id=integration.id, sequence=1, message_id="msg_meter",
-                                 event_type="location", payload={"odometer_mi": 48210.5},
-                                 is_test=False))  # fmt: skip
+    db.session.add(
+        OutboxMessage(
+            target_id=integration.id,
+            sequence=1,
+            message_id="msg_meter",
+            event_type="location",
+            payload={"odometer_mi": 48210.5},
+            is_test=False,
+        )
+    )
     db.session.commit()
     page = client.get(f"/integrations/{integration.id}").get_data(as_text=True)
     row = re.search(r"<tr><td class=\"when\">(.*?)</tr>", page, re.S).group(1)
@@ -156,16 +189,18 @@ def test_the_integration_page_lists_messages_with_times_badges_and_links(admin, 
     assert client.get(f"/integrations/{integration.id}/messages/msg_nope").status_code == 404
     # Another account's integration, or another integration's message: not found.
     other = make_user("Other Co", "admin@other.example.com")
-    theirs = create_integration(other.account_id, {
-        **FLEETIO_FORM, "update_odometer": True, "update_dtcs": True})  # fmt: skip
+    theirs = create_integration(
+        other.account_id, {**FLEETIO_FORM, "update_odometer": True, "update_dtcs": True}
+    )
     db.session.commit()
     assert client.get(f"/integrations/{theirs.id}/messages/msg_meter").status_code == 404
 
 
 def test_another_accounts_integration_is_not_found(admin, client, auth, fleetio):
     other = make_user("Other Co", "admin@other.example.com")
-    theirs = create_integration(other.account_id, {
-        **FLEETIO_FORM, "update_odometer": True, "update_dtcs": True})  # fmt: skip
+    theirs = create_integration(
+        other.account_id, {**FLEETIO_FORM, "update_odometer": True, "update_dtcs": True}
+    )
     db.session.commit()
     for path in ("", "/edit", "/delete", "/release"):
         assert client.get(f"/integrations/{theirs.id}{path}").status_code == 404
@@ -177,8 +212,13 @@ def test_another_accounts_integration_is_not_found(admin, client, auth, fleetio)
 
 def test_the_api_creates_without_returning_secrets(app, client, fleetio):
     headers = bearer(make_user())
-    body = {"provider": "fleetio", "api_key": API_KEY, "account_id": ACCOUNT_TOKEN,
-            "update_odometer": True, "update_dtcs": False}  # fmt: skip
+    body = {
+        "provider": "fleetio",
+        "api_key": API_KEY,
+        "account_id": ACCOUNT_TOKEN,
+        "update_odometer": True,
+        "update_dtcs": False,
+    }
     created = client.post("/api/v1/integrations", json=body, headers=headers)
     assert created.status_code == 201, created.json
     assert API_KEY not in created.get_data(as_text=True)
@@ -199,11 +239,12 @@ def test_the_api_creates_without_returning_secrets(app, client, fleetio):
 
 def test_the_api_refuses_bad_input_and_servicemax(app, client, fleetio):
     headers = bearer(make_user())
-    for body, field in [({"provider": "nope"}, "provider"),
-                        ({"provider": "fleetio", "account_id": ACCOUNT_TOKEN}, "api_key"),
-                        ({"provider": "fleetio", "api_key": API_KEY, "account_id": 7},
-                         "account_id"),
-                        ({"provider": "servicemax"}, "provider")]:  # fmt: skip
+    for body, field in [
+        ({"provider": "nope"}, "provider"),
+        ({"provider": "fleetio", "account_id": ACCOUNT_TOKEN}, "api_key"),
+        ({"provider": "fleetio", "api_key": API_KEY, "account_id": 7}, "account_id"),
+        ({"provider": "servicemax"}, "provider"),
+    ]:
         response = client.post("/api/v1/integrations", json=body, headers=headers)
         assert response.status_code == 422 and field in response.json["errors"], body
     assert integrations() == []
@@ -211,8 +252,9 @@ def test_the_api_refuses_bad_input_and_servicemax(app, client, fleetio):
 
 def test_the_api_keeps_accounts_apart_and_members_read_only(app, client, fleetio):
     admin = make_user()
-    mine = create_integration(admin.account_id, {
-        **FLEETIO_FORM, "update_odometer": True, "update_dtcs": True})  # fmt: skip
+    mine = create_integration(
+        admin.account_id, {**FLEETIO_FORM, "update_odometer": True, "update_dtcs": True}
+    )
     db.session.commit()
     other = bearer(make_user("Other Co", "admin@other.example.com"))
     url = f"/api/v1/integrations/{mine.id}"
@@ -231,10 +273,12 @@ def servicetitan(app):
     from tests.fakes.servicetitan import APP_KEY, GPS_PROVIDER, FakeServiceTitan
 
     server = FakeServiceTitan().start()
-    app.config.update(FLEETHOOK_SERVICETITAN_AUTH_URL=server.url,
-                      FLEETHOOK_SERVICETITAN_BASE_URL=server.url,
-                      FLEETHOOK_SERVICETITAN_APP_KEY=APP_KEY,
-                      FLEETHOOK_SERVICETITAN_GPS_PROVIDER=GPS_PROVIDER)  # fmt: skip
+    app.config.update(
+        FLEETHOOK_SERVICETITAN_AUTH_URL=server.url,
+        FLEETHOOK_SERVICETITAN_BASE_URL=server.url,
+        FLEETHOOK_SERVICETITAN_APP_KEY=APP_KEY,
+        FLEETHOOK_SERVICETITAN_GPS_PROVIDER=GPS_PROVIDER,
+    )
     yield server
     server.stop()
 
@@ -242,33 +286,45 @@ def servicetitan(app):
 def test_servicetitan_waits_for_the_release_form(admin, client, auth, servicetitan):
     from tests.fakes.servicetitan import CLIENT_ID, CLIENT_SECRET, TENANT
 
-    form = {"provider": "servicetitan", "tenant_id": TENANT, "client_id": CLIENT_ID,
-            "client_secret": CLIENT_SECRET}  # fmt: skip
+    form = {
+        "provider": "servicetitan",
+        "tenant_id": TENANT,
+        "client_id": CLIENT_ID,
+        "client_secret": CLIENT_SECRET,
+    }
     response = auth.post("/integrations/new", form, page=MANAGER, htmx=True)
     assert response.status_code == 200 and "Release form" in response.get_data(as_text=True)
     [integration] = integrations()
     assert integration.status == "paused" and integration.release_signed_at is None
     release = f"/integrations/{integration.id}/release"
     # Resuming before the release is signed opens the release form instead.
-    resumed = auth.post(f"/integrations/{integration.id}/resume", {}, page=MANAGER, htmx=True)
+    resumed = auth.post(f"/manager/targets/{integration.id}/resume", {}, page=MANAGER, htmx=True)
     assert "Sign and activate" in resumed.get_data(as_text=True)
     assert integrations()[0].status == "paused"
-    refused = auth.post(release, {"signer_name": "Dana Whitfield", "signer_title": ""},
-                        page=MANAGER, htmx=True)  # fmt: skip
+    refused = auth.post(
+        release, {"signer_name": "Dana Whitfield", "signer_title": ""}, page=MANAGER, htmx=True
+    )
     assert refused.status_code == 422
     page = refused.get_data(as_text=True)
     assert "Required, at most 100 characters." in page and "Accept the release" in page
     assert integrations()[0].release_signed_at is None
-    signed = auth.post(release, {"signer_name": "Dana Whitfield", "signer_title": "Fleet Manager",
-                                 "accept": "y"}, page=MANAGER, htmx=True)  # fmt: skip
+    signed = auth.post(
+        release,
+        {"signer_name": "Dana Whitfield", "signer_title": "Fleet Manager", "accept": "y"},
+        page=MANAGER,
+        htmx=True,
+    )
     assert signed.status_code == 204
     [integration] = integrations()
     assert integration.status == "active" and integration.release_user_id == admin.id
     assert (integration.release_signer_name, integration.release_signer_title) == (
-        "Dana Whitfield", "Fleet Manager")  # fmt: skip
+        "Dana Whitfield",
+        "Fleet Manager",
+    )
     assert integration.release_client_address == "127.0.0.1"
     assert "Dana Whitfield (Fleet Manager)" in client.get(
-        f"/integrations/{integration.id}").get_data(as_text=True)  # fmt: skip
+        f"/integrations/{integration.id}"
+    ).get_data(as_text=True)
 
 
 @pytest.fixture
@@ -276,9 +332,11 @@ def salesforce(app):
     from tests.fakes.salesforce import CLIENT_ID, CLIENT_SECRET, FakeSalesforce
 
     server = FakeSalesforce().start()
-    app.config.update(FLEETHOOK_SALESFORCE_LOGIN_URL=server.url,
-                      FLEETHOOK_SALESFORCE_CLIENT_ID=CLIENT_ID,
-                      FLEETHOOK_SALESFORCE_CLIENT_SECRET=CLIENT_SECRET)  # fmt: skip
+    app.config.update(
+        FLEETHOOK_SALESFORCE_LOGIN_URL=server.url,
+        FLEETHOOK_SALESFORCE_CLIENT_ID=CLIENT_ID,
+        FLEETHOOK_SALESFORCE_CLIENT_SECRET=CLIENT_SECRET,
+    )
     yield server
     server.stop()
 
@@ -316,8 +374,9 @@ def test_connect_with_salesforce_checks_the_state(admin, client, salesforce):
 
     tokens = [v for v in secrets_of(integration).values() if isinstance(v, str) and len(v) > 8]
     page = client.get(f"/integrations/{integration.id}").get_data(as_text=True)
-    api = client.get(f"/api/v1/integrations/{integration.id}",
-                     headers=bearer(admin)).get_data(as_text=True)  # fmt: skip
+    api = client.get(f"/api/v1/integrations/{integration.id}", headers=bearer(admin)).get_data(
+        as_text=True
+    )
     assert tokens and not any(token in page or token in api for token in tokens)
 
 

@@ -27,7 +27,7 @@ def shapes(count: int, seed: int = 7):
             d = rng.uniform(0.001, 0.03)
             ring = [[lon, lat], [lon + d, lat], [lon + d, lat + d], [lon, lat + d], [lon, lat]]
             made.append((landmark_id, parse_polygon({"type": "Polygon", "coordinates": [ring]})))
-    return made  # fmt: skip
+    return made
 
 
 def test_the_index_agrees_with_a_full_scan():

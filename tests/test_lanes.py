@@ -19,8 +19,9 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select, update
 
-from database import utcnow
-from extensions import db, redis_client
+from core.extensions import db, redis_client
+from core.times import utcnow
+from events.catalogue import EVENT_TYPES, EXAMPLE_VEHICLE, DetectedEvent
 from outbox.claims import PAGE, acquire_drain
 from outbox.drain import drain_target
 from outbox.fanout import account_targets, fan_out
@@ -28,7 +29,6 @@ from outbox.models import DeliveryAttempt, OutboxMessage, Target
 from outbox.queues import again_key
 from tests.conftest import make_user
 from tests.receiver import Received
-from webhooks.events import EVENT_TYPES, EXAMPLE_VEHICLE, DetectedEvent
 from webhooks.lifecycle import create_webhook
 from webhooks.models import Webhook
 

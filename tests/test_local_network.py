@@ -16,8 +16,9 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from database import utcnow
-from extensions import db
+from core.extensions import db
+from core.times import utcnow
+from events.catalogue import EVENT_TYPES, EXAMPLE_VEHICLE, DetectedEvent
 from integrations.models import Integration
 from outbox.drain import drain_target
 from outbox.fanout import account_targets, fan_out
@@ -26,7 +27,6 @@ from tests.conftest import bearer, make_user
 from tests.receiver import ReceiverServer
 from tests.test_ssrf_send import FLEETIO, FakeDNS, Listeners, dns, listeners, v6
 from tests.test_webhooks_portal import MANAGER, field_errors, valid_form
-from webhooks.events import EVENT_TYPES, EXAMPLE_VEHICLE, DetectedEvent
 from webhooks.models import Webhook
 
 __all__ = ["dns", "listeners"]  # the fixtures of tests/test_ssrf_send.py, used here

@@ -98,9 +98,13 @@ def _make_run(tmp_path_factory: pytest.TempPathFactory, database_url: str) -> It
     log = (directory / "make-run.log").open("w+")
     # Its own session, so SIGINT to the group is exactly what Ctrl-C in a terminal sends.
     make = subprocess.Popen(
-        ["make", "run"], cwd=clone, env=env, stdout=log, stderr=subprocess.STDOUT,
+        ["make", "run"],
+        cwd=clone,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
         start_new_session=True,
-    )  # fmt: skip
+    )
     try:
         deadline = time.monotonic() + STARTUP_SECONDS
         console = ""
@@ -146,9 +150,14 @@ def test_the_console_stays_quiet_and_make_token_prints_the_banner_s_token(stack:
     assert printed.count("\n") < QUIET_LINES, printed[-3000:]
 
     result = subprocess.run(
-        ["make", "--silent", "token"], cwd=stack.clone, env=stack.env,
-        capture_output=True, text=True, timeout=60, check=True,
-    )  # fmt: skip
+        ["make", "--silent", "token"],
+        cwd=stack.clone,
+        env=stack.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
     token = re.search(r"API token:\s+(fh_\S+)", stack.banner).group(1)
     assert result.stdout.splitlines() == [
         "Demo login:  demo@fleethook.example / fleethook-demo",
@@ -160,9 +169,14 @@ def test_the_console_stays_quiet_and_make_token_prints_the_banner_s_token(stack:
 def test_the_documents_commands_run_as_written_beside_make_run(stack: Stack, document: Path):
     script = script_of(document, stack.port)
     result = subprocess.run(
-        ["bash", "-c", script], cwd=stack.clone, env=stack.env,
-        capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
+        ["bash", "-c", script],
+        cwd=stack.clone,
+        env=stack.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     # The last "### file:line" on stderr names the block that failed.
     assert result.returncode == 0, (result.stdout[-3000:], result.stderr[-3000:])
 
@@ -171,7 +185,7 @@ def test_ctrl_c_stops_everything(stack: Stack):
     started = psutil.Process(stack.make.pid).children(recursive=True)
     names = " ".join(" ".join(p.cmdline()) for p in started)
     assert "gunicorn" in names and "redis-server" in names
-    assert names.count("rq worker") >= 2 and "rq cron outbox.cron_config" in names
+    assert names.count("rq worker") >= 2 and "rq cron cron" in names
 
     os.killpg(stack.make.pid, signal.SIGINT)
     stack.make.wait(timeout=60)

@@ -8,8 +8,8 @@ import re
 import pytest
 from sqlalchemy import update
 
-from database import utcnow
-from extensions import db
+from core.extensions import db
+from core.times import utcnow
 from outbox.drain import drain_target
 from outbox.models import OutboxMessage
 from tests.conftest import HTMX, bearer, make_user
@@ -75,12 +75,14 @@ def test_api_redeliver_recover_and_demo(client, admin, receiver):
     db.session.execute(update(OutboxMessage).values(status="dead"))
     db.session.commit()
     recovered = client.post(
-        f"/api/v1/webhooks/{webhook.id}/recover", json={"since": "2000-01-01T00:00:00Z"},
+        f"/api/v1/webhooks/{webhook.id}/recover",
+        json={"since": "2000-01-01T00:00:00Z"},
         headers=headers,
-    )  # fmt: skip
+    )
     assert recovered.status_code == 202 and recovered.json == {"recovered": 2}
-    bad = client.post(f"/api/v1/webhooks/{webhook.id}/recover", json={"since": "yesterday"},
-                      headers=headers)  # fmt: skip
+    bad = client.post(
+        f"/api/v1/webhooks/{webhook.id}/recover", json={"since": "yesterday"}, headers=headers
+    )
     assert bad.status_code == 422 and "since" in bad.json["errors"]
     demo = client.post(f"/api/v1/webhooks/{webhook.id}/demo", headers=headers)
     assert demo.status_code == 202 and demo.json["test"] is True
@@ -155,8 +157,9 @@ def test_portal_messages_panel_detail_and_redeliver(client, auth, admin, receive
     assert "Request headers" in detail and "webhook-signature: v1," in detail
     assert "k-55554444" not in detail and "4444" in detail
     assert "Response body" in detail
-    response = auth.post(f"/webhooks/{webhook.id}/messages/{message_id}/redeliver",
-                         page=f"/webhooks/{webhook.id}")  # fmt: skip
+    response = auth.post(
+        f"/webhooks/{webhook.id}/messages/{message_id}/redeliver", page=f"/webhooks/{webhook.id}"
+    )
     assert response.status_code == 302
     assert "queued again" in client.get(f"/webhooks/{webhook.id}").data.decode()
     filtered = client.get(f"/webhooks/{webhook.id}?status=pending").data.decode()
@@ -169,8 +172,11 @@ def test_portal_recover_since(client, auth, admin, receiver):
     db.session.execute(update(OutboxMessage).values(status="expired", finished_at=utcnow()))
     db.session.commit()
     auth.login("admin@acme.example.com")
-    response = auth.post(f"/webhooks/{webhook.id}/recover", {"since": "2000-01-01T00:00"},
-                         page=f"/webhooks/{webhook.id}")  # fmt: skip
+    response = auth.post(
+        f"/webhooks/{webhook.id}/recover",
+        {"since": "2000-01-01T00:00"},
+        page=f"/webhooks/{webhook.id}",
+    )
     assert response.status_code == 302
     assert (
         "2 dead or expired messages queued again."

@@ -10,8 +10,9 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select, update
 
-from database import utcnow
-from extensions import db
+from core.extensions import db
+from core.times import utcnow
+from events.catalogue import EVENT_TYPES, EXAMPLE_VEHICLE, DetectedEvent
 from outbox.claims import (
     _take,
     acquire_drains,
@@ -23,7 +24,6 @@ from outbox.drain import drain_target
 from outbox.fanout import account_targets, fan_out
 from outbox.models import OutboxMessage, Target
 from tests.conftest import make_user
-from webhooks.events import EVENT_TYPES, EXAMPLE_VEHICLE, DetectedEvent
 from webhooks.lifecycle import create_webhook
 from webhooks.models import Webhook
 from webhooks.url_safety import is_plain_http, url_problems

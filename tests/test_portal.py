@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from extensions import db
+from core.extensions import db
 from tests.conftest import AuthActions, make_user
 
 CSP = "Content-Security-Policy"

@@ -20,8 +20,10 @@ from sqlalchemy import delete, event, insert, select
 
 from accounts.audit import AuditEvent
 from accounts.models import Role
-from database import utcnow
-from extensions import db
+from core.extensions import db
+from core.portal import describe, relative_time
+from core.times import utcnow
+from events.catalogue import EVENT_TYPES, EXAMPLE_VEHICLE, DetectedEvent
 from fleet import records
 from integrations.models import Integration
 from outbox.activity import (
@@ -40,9 +42,7 @@ from outbox.activity import (
 from outbox.drain import drain_target
 from outbox.fanout import account_targets, fan_out
 from outbox.models import OutboxMessage, Target, TargetActivity
-from portal import describe, relative_time
 from tests.conftest import HTMX, make_user
-from webhooks.events import EVENT_TYPES, EXAMPLE_VEHICLE, DetectedEvent
 from webhooks.lifecycle import create_webhook
 from webhooks.models import Webhook
 
@@ -51,6 +51,7 @@ pytestmark = pytest.mark.app_config(
 )
 
 MANAGER = "/webhooks/"
+WEBHOOK_GRID = "/manager/webhook/grid"  # what the webhooks grid polls
 NOW = datetime(2026, 11, 30, 3, 12, 5, tzinfo=UTC)
 
 
@@ -223,7 +224,7 @@ def test_a_real_delivery_records_activity_and_the_grid_charts_it(admin, client, 
     target = db.session.get(Target, webhook.id)
     assert target.last_delivered_at is not None and target.last_error is None
 
-    grid = client.get(MANAGER, headers=HTMX).data.decode()
+    grid = client.get(WEBHOOK_GRID, headers=HTMX).data.decode()
     row_html = grid_row(grid, f"webhook-{webhook.id}")
     assert re.search(
         rf'<svg class="activity activity-small"[^>]*role="img"[^>]*'
@@ -255,7 +256,7 @@ def test_a_failed_delivery_shows_its_error_and_when(admin, client, receiver):
     target = db.session.get(Target, webhook.id)
     assert target.last_error == "HTTP 500" and target.last_error_at is not None
 
-    grid = client.get(MANAGER, headers=HTMX).data.decode()
+    grid = client.get(WEBHOOK_GRID, headers=HTMX).data.decode()
     row_html = grid_row(grid, f"webhook-{webhook.id}")
     assert "Last hour: 0 delivered, 1 failed (0 % success)</title>" in row_html
     assert 'class="activity-failed"' in row_html
@@ -273,7 +274,9 @@ def test_the_last_error_stays_after_recovery_and_is_truncated_on_screen_not_in_t
     target.last_error, target.last_error_at = long_error.strip()[:500], utcnow()
     target.last_delivered_at = utcnow() - timedelta(hours=3)
     db.session.commit()
-    row_html = grid_row(client.get(MANAGER, headers=HTMX).data.decode(), f"webhook-{webhook.id}")
+    row_html = grid_row(
+        client.get(WEBHOOK_GRID, headers=HTMX).data.decode(), f"webhook-{webhook.id}"
+    )
     assert f'title="{long_error.strip()[:500]}"' in row_html  # the whole text on hover
     assert 'class="last-error"' in row_html  # cut to one line by the CSS
     assert cells(row_html)[7] == "3 h ago"
@@ -289,7 +292,7 @@ def test_integrations_show_their_last_delivery_error_and_activity(admin, client)
     integration.last_error, integration.last_error_at = "Fleetio answered 422: bad meter", utcnow()
     record_activity(integration.id, utcnow(), 7, 1)
     db.session.commit()
-    grid = client.get("/integrations/grid", headers=HTMX).data.decode()
+    grid = client.get("/manager/integration/grid", headers=HTMX).data.decode()
     row_html = grid_row(grid, f"integration-{integration.id}")
     assert "Last hour: 7 delivered, 1 failed (88 % success)</title>" in row_html
     assert '<span class="activity-rate" aria-hidden="true">88 %</span>' in row_html
@@ -319,19 +322,29 @@ def add_delivered_messages(target_ids: list[int], first: int, count: int) -> Non
     now = utcnow()
     payload = {"type": "location", "data": {}}
     rows = [
-        {"target_id": target_ids[n % len(target_ids)], "sequence": n + 1,
-         "message_id": f"msg_ux{n:012d}", "event_type": "location", "payload": payload,
-         "is_test": False, "status": "delivered", "attempts": 1, "next_attempt_at": now,
-         "created_at": now, "retain_from": now, "finished_at": now}
+        {
+            "target_id": target_ids[n % len(target_ids)],
+            "sequence": n + 1,
+            "message_id": f"msg_ux{n:012d}",
+            "event_type": "location",
+            "payload": payload,
+            "is_test": False,
+            "status": "delivered",
+            "attempts": 1,
+            "next_attempt_at": now,
+            "created_at": now,
+            "retain_from": now,
+            "finished_at": now,
+        }
         for n in range(first, first + count)
-    ]  # fmt: skip
+    ]
     db.session.execute(insert(OutboxMessage), rows)
     db.session.commit()
 
 
 def grid_statements(client) -> list[str]:
     with statements() as seen:
-        assert client.get(MANAGER, headers=HTMX).status_code == 200
+        assert client.get(WEBHOOK_GRID, headers=HTMX).status_code == 200
     return seen
 
 
@@ -367,7 +380,7 @@ EMPTY = {
         "No webhooks yet. Add one with the green + next to an event type above",
         "No webhooks yet. An admin of the account can add them",
     ),
-    "/integrations/grid": (
+    "/manager/integration/grid": (
         "No integrations yet. Connect one with the green + next to a provider above",
         "No integrations yet. An admin of the account can connect them",
     ),
@@ -392,12 +405,12 @@ EMPTY = {
 
 @pytest.mark.parametrize("path", list(EMPTY))
 def test_empty_lists_tell_an_admin_what_to_do_next(admin, client, path):
-    assert EMPTY[path][0] in text_of(client.get(path).data.decode())
+    assert EMPTY[path][0] in text_of(client.get(path, headers=HTMX).data.decode())
 
 
 @pytest.mark.parametrize("path", list(EMPTY))
 def test_empty_lists_tell_a_member_who_can_act(member, client, path):
-    page = text_of(client.get(path).data.decode())
+    page = text_of(client.get(path, headers=HTMX).data.decode())
     assert EMPTY[path][1] in page and EMPTY[path][0] not in page
 
 
@@ -524,13 +537,15 @@ def form_pages(account_id: int) -> list[str]:
     return [
         *[f"/webhooks/new?event_type={key}" for key in EVENT_TYPES],
         f"/webhooks/{webhook.id}/edit",
-        f"/webhooks/{webhook.id}/delete",
+        f"/manager/targets/{webhook.id}/delete",
         f"/webhooks/{webhook.id}",
         "/webhooks/",
-        *[f"/integrations/new?provider={key}" for key in
-          ("servicemax", "servicetitan", "fleetio", "asana", "agilefleet")],
+        *[
+            f"/integrations/new?provider={key}"
+            for key in ("servicemax", "servicetitan", "fleetio", "asana", "agilefleet")
+        ],
         f"/integrations/{titan.id}/release",
-        f"/integrations/{titan.id}/delete",
+        f"/manager/targets/{titan.id}/delete",
         "/fleet/vehicles/new",
         f"/fleet/vehicles/{vehicle.id}/edit",
         "/fleet/vehicles/import",
@@ -541,7 +556,7 @@ def form_pages(account_id: int) -> list[str]:
         f"/fleet/landmarks/{landmark.id}/delete",
         "/account/tokens",
         "/account/users",
-    ]  # fmt: skip
+    ]
 
 
 @pytest.mark.parametrize("htmx", [True, False], ids=["dialog", "page"])
@@ -588,7 +603,7 @@ def test_htmx_forms_disable_their_submit_button_while_they_post(admin, client):
 
 def test_grid_buttons_disable_themselves_and_polling_shows_no_indicator(admin, client):
     webhook = new_webhook(admin.account_id)
-    grid = client.get(MANAGER, headers=HTMX).data.decode()
+    grid = client.get(WEBHOOK_GRID, headers=HTMX).data.decode()
     for action in ("pause", "demo", "rotate"):
         button = re.search(rf'<button[^>]*id="{action}-{webhook.id}"[^>]*>', grid, re.S).group(0)
         assert 'hx-disabled-elt="this"' in button

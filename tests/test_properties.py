@@ -29,14 +29,14 @@ from sqlalchemy import func, select
 from standardwebhooks.webhooks import Webhook as StandardWebhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
-from errors import ValidationError
-from extensions import db
+from core.errors import ValidationError
+from core.extensions import db
+from events.catalogue import EVENT_TYPES
 from fleet.models import Driver, DriverAssignment, TelemetryReport, Vehicle, VehicleState
 from fleet.reports import check_batch
 from outbox.models import DeliveryAttempt, OutboxMessage, new_message_id
 from outbox.schedule import parse_retry_after
 from tests.conftest import bearer, make_user
-from webhooks.events import EVENT_TYPES
 from webhooks.lifecycle import create_webhook
 from webhooks.wire import ContentType, encode_body, form_fields, new_secret, request_headers
 
@@ -279,9 +279,14 @@ def test_check_batch_accepts_or_says_what_is_wrong(body: Any, now: datetime) -> 
 
 
 COUNTED: tuple[Any, ...] = (
-    TelemetryReport, VehicleState, OutboxMessage, DeliveryAttempt, Driver, DriverAssignment,
+    TelemetryReport,
+    VehicleState,
+    OutboxMessage,
+    DeliveryAttempt,
+    Driver,
+    DriverAssignment,
     Vehicle,
-)  # fmt: skip
+)
 
 
 def row_counts() -> dict[str, int]:
@@ -302,8 +307,9 @@ def test_telemetry_never_fails_with_5xx_and_a_refused_body_writes_nothing(
     )
     assert created.status_code == 201, created.json
     for key in ("location", "heartbeat", "dvir", "driver_assignment", "temperature"):
-        create_webhook(user.account_id, {"event_type": key, "name": key,
-                                         "url": "https://hooks.example.com/in"})  # fmt: skip
+        create_webhook(
+            user.account_id, {"event_type": key, "name": key, "url": "https://hooks.example.com/in"}
+        )
     db.session.commit()
     answers: dict[int, int] = {}
     vehicle_id = int(created.json["id"])
@@ -335,9 +341,11 @@ def test_telemetry_never_fails_with_5xx_and_a_refused_body_writes_nothing(
         before = row_counts()
         # json.dumps escapes what JSON must (NUL, unpaired surrogates) as \uXXXX.
         response = client.post(
-            "/api/v1/telemetry", data=json.dumps(body), headers=headers,
+            "/api/v1/telemetry",
+            data=json.dumps(body),
+            headers=headers,
             content_type="application/json",
-        )  # fmt: skip
+        )
         answers[response.status_code] = answers.get(response.status_code, 0) + 1
         assert response.status_code < 500, (body, response.data[:500])
         if response.status_code == 202:
@@ -359,15 +367,25 @@ def test_a_refused_batch_writes_nothing_even_when_most_of_it_is_good(app: Any, c
     headers = bearer(user)
     created = client.post("/api/v1/vehicles", json={"name": "T", "vin": VIN}, headers=headers)
     vehicle_id = int(created.json["id"])
-    create_webhook(user.account_id, {"event_type": "location", "name": "all",
-                                     "url": "https://hooks.example.com/in"})  # fmt: skip
+    create_webhook(
+        user.account_id,
+        {"event_type": "location", "name": "all", "url": "https://hooks.example.com/in"},
+    )
     db.session.commit()
 
     def position(seconds: int, **values: Any) -> dict[str, Any]:
         moment = (NOW - timedelta(seconds=seconds)).isoformat().replace("+00:00", "Z")
-        return {"vehicle_id": vehicle_id, "type": "position", "time": moment,
-                "latitude": 41.9, "longitude": -87.6, "speed_mph": 30, "heading": 90,
-                "ignition": True, **values}  # fmt: skip
+        return {
+            "vehicle_id": vehicle_id,
+            "type": "position",
+            "time": moment,
+            "latitude": 41.9,
+            "longitude": -87.6,
+            "speed_mph": 30,
+            "heading": 90,
+            "ignition": True,
+            **values,
+        }
 
     spoilers: list[Callable[[dict[str, Any]], Mapping[str, Any]]] = [
         lambda r: {**r, "latitude": 91},
@@ -390,9 +408,11 @@ def test_a_refused_batch_writes_nothing_even_when_most_of_it_is_good(app: Any, c
         reports[where % count] = dict(spoiler(reports[where % count]))
         before = row_counts()
         response = client.post(
-            "/api/v1/telemetry", data=json.dumps({"reports": reports}), headers=headers,
+            "/api/v1/telemetry",
+            data=json.dumps({"reports": reports}),
+            headers=headers,
             content_type="application/json",
-        )  # fmt: skip
+        )
         assert response.status_code in (400, 422), (reports, response.json)
         assert row_counts() == before
 

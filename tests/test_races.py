@@ -20,8 +20,8 @@ import pytest
 from sqlalchemy import event, func, insert, select
 
 from accounts.models import Role, User
-from database import format_rfc3339, utcnow
-from extensions import db
+from core.extensions import db
+from core.times import format_rfc3339, utcnow
 from fleet import records
 from fleet.models import Driver, Vehicle
 from tests.conftest import bearer, make_user
@@ -180,8 +180,12 @@ def test_a_report_naming_a_driver_added_meanwhile_assigns_that_driver(app, clien
         pytest.skip("SQLite has one writer at a time: the ingest holds it, no race to lose")
     account_id = db.session.scalar(select(User.account_id))
     client.post(VEHICLES, json=TRUCK, headers=admin_headers)
-    report = {"vin": TRUCK["vin"], "type": "driver_assignment", "driver": "Dana Whitfield",
-              "time": format_rfc3339(utcnow() - timedelta(minutes=1))}  # fmt: skip
+    report = {
+        "vin": TRUCK["vin"],
+        "type": "driver_assignment",
+        "driver": "Dana Whitfield",
+        "time": format_rfc3339(utcnow() - timedelta(minutes=1)),
+    }
     won = {"account_id": account_id, "name": "Dana Whitfield", "external_id": "won"}
     with committed_meanwhile("driver", won) as raced:
         response = client.post("/api/v1/telemetry", json=report, headers=admin_headers)

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from errors import ValidationError
+from core.errors import ValidationError
 from fleet.reports import MAX_BATCH, check_batch, check_report
 
 NOW = datetime(2026, 5, 14, 15, 42, 7, tzinfo=UTC)
@@ -25,12 +25,18 @@ POSITION = {
 
 def test_a_position_with_every_optional_field_is_accepted():
     report, errors = check_report(
-        {**POSITION, "vin": "1fujgldr3clbp8834", "odometer_mi": 128463.2, "posted_speed_mph": 55,
-         "engine_hours": 4012.5, "fuel_level_pct": 61,
-         "temperatures": [{"sensor": "reefer-1", "fahrenheit": 36.5}],
-         "fault_codes": [{"code": "P0420", "description": "Catalyst efficiency low"}]},
+        {
+            **POSITION,
+            "vin": "1fujgldr3clbp8834",
+            "odometer_mi": 128463.2,
+            "posted_speed_mph": 55,
+            "engine_hours": 4012.5,
+            "fuel_level_pct": 61,
+            "temperatures": [{"sensor": "reefer-1", "fahrenheit": 36.5}],
+            "fault_codes": [{"code": "P0420", "description": "Catalyst efficiency low"}],
+        },
         NOW,
-    )  # fmt: skip
+    )
     assert errors == {}
     assert report.vin == "1FUJGLDR3CLBP8834" and report.type == "position"
     assert report.time == NOW - timedelta(seconds=2)
@@ -41,13 +47,22 @@ def test_a_position_with_every_optional_field_is_accepted():
     "report",
     [
         {"vehicle_id": 7, "time": "2026-05-14T15:00:00+02:00", "type": "heartbeat"},
-        {"vin": "1FUJGLDR3CLBP8834", "time": "2026-05-14T15:00:00Z", "type": "dvir",
-         "driver": "Dana Whitfield", "safety_status": "unsafe",
-         "defects": [{"component": "Brakes", "description": "Air leak"}]},
-        {"vin": "1FUJGLDR3CLBP8834", "time": "2026-05-14T15:00:00Z", "type": "driver_assignment",
-         "driver": "Sam Ortega"},
+        {
+            "vin": "1FUJGLDR3CLBP8834",
+            "time": "2026-05-14T15:00:00Z",
+            "type": "dvir",
+            "driver": "Dana Whitfield",
+            "safety_status": "unsafe",
+            "defects": [{"component": "Brakes", "description": "Air leak"}],
+        },
+        {
+            "vin": "1FUJGLDR3CLBP8834",
+            "time": "2026-05-14T15:00:00Z",
+            "type": "driver_assignment",
+            "driver": "Sam Ortega",
+        },
     ],
-)  # fmt: skip
+)
 def test_the_other_report_types_are_accepted(report):
     assert check_report(report, NOW)[1] == {}
 
@@ -83,8 +98,15 @@ def test_each_bad_field_is_named(change, field):
 
 def test_a_dvir_needs_its_driver_and_safety_status():
     _, errors = check_report(
-        {"vin": "1FUJGLDR3CLBP8834", "time": "2026-05-14T15:00:00Z", "type": "dvir",
-         "defects": ["brakes"], "safety_status": "fine"}, NOW)  # fmt: skip
+        {
+            "vin": "1FUJGLDR3CLBP8834",
+            "time": "2026-05-14T15:00:00Z",
+            "type": "dvir",
+            "defects": ["brakes"],
+            "safety_status": "fine",
+        },
+        NOW,
+    )
     assert set(errors) == {"driver", "defects", "safety_status"}
 
 
@@ -100,9 +122,14 @@ def test_a_batch_with_one_bad_report_is_refused_whole_with_its_index():
 
 
 @pytest.mark.parametrize(
-    "body", [{"reports": []}, {"reports": [POSITION] * (MAX_BATCH + 1)}, {"reports": "x"},
-             {"reports": [POSITION], "extra": 1}],
-)  # fmt: skip
+    "body",
+    [
+        {"reports": []},
+        {"reports": [POSITION] * (MAX_BATCH + 1)},
+        {"reports": "x"},
+        {"reports": [POSITION], "extra": 1},
+    ],
+)
 def test_batch_shape_is_checked(body):
     with pytest.raises(ValidationError) as refused:
         check_batch(body, NOW)

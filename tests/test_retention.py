@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 from sqlalchemy import event, func, select
 
-from database import utcnow
-from errors import ValidationError
-from extensions import db
+from core.errors import ValidationError
+from core.extensions import db
+from core.times import utcnow
 from fleet.ingest import ingest
 from fleet.models import Driver, DriverAssignment, TelemetryReport
 from outbox.models import DeliveryAttempt, OutboxMessage, new_message_id
@@ -46,39 +46,69 @@ class Fleet:
         user = make_user()
         self.account_id = user.account_id
         self.headers = bearer(user)
-        created = client.post("/api/v1/vehicles", headers=self.headers,
-                              json={"name": "Truck 42", "vin": VIN})  # fmt: skip
+        created = client.post(
+            "/api/v1/vehicles", headers=self.headers, json={"name": "Truck 42", "vin": VIN}
+        )
         self.vehicle_id = created.json["id"]
-        self.webhook, _ = create_webhook(self.account_id, {
-            "event_type": "location", "name": "Location",
-            "url": "https://hooks.example.com/location"})  # fmt: skip
+        self.webhook, _ = create_webhook(
+            self.account_id,
+            {
+                "event_type": "location",
+                "name": "Location",
+                "url": "https://hooks.example.com/location",
+            },
+        )
         db.session.commit()
 
     def report(self, time: Any, received_at: Any = None) -> TelemetryReport:
-        row = TelemetryReport(vehicle_id=self.vehicle_id, type="heartbeat", time=time,
-                              fields={}, received_at=received_at or time)  # fmt: skip
+        row = TelemetryReport(
+            vehicle_id=self.vehicle_id,
+            type="heartbeat",
+            time=time,
+            fields={},
+            received_at=received_at or time,
+        )
         db.session.add(row)
         return row
 
     def message(self, status: str, created: Any, finished: Any, attempts: int = 1) -> int:
-        row = OutboxMessage(target_id=self.webhook.id, sequence=next(_sequence),
-                            message_id=new_message_id(), event_type="location", payload={},
-                            status=status, attempts=attempts, created_at=created,
-                            retain_from=created, finished_at=finished)  # fmt: skip
+        row = OutboxMessage(
+            target_id=self.webhook.id,
+            sequence=next(_sequence),
+            message_id=new_message_id(),
+            event_type="location",
+            payload={},
+            status=status,
+            attempts=attempts,
+            created_at=created,
+            retain_from=created,
+            finished_at=finished,
+        )
         db.session.add(row)
         db.session.flush()
         for _ in range(attempts):
-            db.session.add(DeliveryAttempt(message_id=row.id, attempted_at=created,
-                                           outcome="delivered", status_code=200, duration_ms=5,
-                                           request_headers={}))  # fmt: skip
+            db.session.add(
+                DeliveryAttempt(
+                    message_id=row.id,
+                    attempted_at=created,
+                    outcome="delivered",
+                    status_code=200,
+                    duration_ms=5,
+                    request_headers={},
+                )
+            )
         return row.id
 
     def assignment(self, at: Any, vehicle_id: int | None = None) -> int:
         driver = Driver(account_id=self.account_id, name=f"Driver {next(_sequence)}")
         db.session.add(driver)
         db.session.flush()
-        row = DriverAssignment(vehicle_id=vehicle_id or self.vehicle_id, driver_id=driver.id,
-                               assigned_at=at, source="report")  # fmt: skip
+        row = DriverAssignment(
+            vehicle_id=vehicle_id or self.vehicle_id,
+            driver_id=driver.id,
+            assigned_at=at,
+            source="report",
+        )
         db.session.add(row)
         db.session.flush()
         return row.id
@@ -160,9 +190,16 @@ def test_ended_assignments_go_forty_days_after_the_next_began_the_current_one_st
 def test_total_messages_survives_pruning_and_a_pruned_recovery_says_so(fleet, client):
     headers = fleet.headers
     for minutes in (50, 40, 30):
-        body = {"vin": VIN, "type": "position", "latitude": 41.9, "longitude": -87.8,
-                "speed_mph": 30, "heading": 90, "ignition": True,
-                "time": (NOW - timedelta(minutes=minutes)).isoformat()}  # fmt: skip
+        body = {
+            "vin": VIN,
+            "type": "position",
+            "latitude": 41.9,
+            "longitude": -87.8,
+            "speed_mph": 30,
+            "heading": 90,
+            "ignition": True,
+            "time": (NOW - timedelta(minutes=minutes)).isoformat(),
+        }
         fleet.post(body, expect=202)
     url = f"/api/v1/webhooks/{fleet.webhook.id}"
     assert client.get(url, headers=headers).json["total_messages"] == 3

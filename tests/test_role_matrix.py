@@ -29,8 +29,8 @@ from werkzeug.routing import Rule
 
 from accounts.models import Scope, User
 from accounts.tokens import issue_token
-from database import utcnow
-from extensions import db
+from core.extensions import db
+from core.times import utcnow
 from tests.conftest import csrf_token
 from tests.fakes.fleetio import FleetioFake
 from tests.tenants import (
@@ -97,9 +97,16 @@ def token_headers(user: User, scope: Scope | None = None) -> dict[str, str]:
 
 def report(minutes_ago: int = 1) -> dict[str, Any]:
     moment = utcnow().replace(microsecond=0) - timedelta(minutes=minutes_ago)
-    return {"vin": VIN, "type": "position", "time": moment.isoformat().replace("+00:00", "Z"),
-            "latitude": 41.9, "longitude": -87.7, "speed_mph": 30, "heading": 0,
-            "ignition": True}  # fmt: skip
+    return {
+        "vin": VIN,
+        "type": "position",
+        "time": moment.isoformat().replace("+00:00", "Z"),
+        "latitude": 41.9,
+        "longitude": -87.7,
+        "speed_mph": 30,
+        "heading": 0,
+        "ignition": True,
+    }
 
 
 def calls(app: Flask, tenant: Tenant, api: bool) -> Iterator[tuple[Rule, str, str]]:
@@ -121,8 +128,9 @@ def call_api(client: FlaskClient, method: str, path: str, headers: dict[str, str
 
 
 def call_portal(client: FlaskClient, method: str, path: str, token: str) -> Any:
-    return client.open(path, method=method, data={"csrf_token": token},
-                       headers={"X-CSRFToken": token})  # fmt: skip
+    return client.open(
+        path, method=method, data={"csrf_token": token}, headers={"X-CSRFToken": token}
+    )
 
 
 def account_rows(account_id: int) -> dict[str, Any]:
@@ -153,8 +161,9 @@ def test_a_member_gets_403_on_every_api_route_that_changes_state(app, client, te
     member = member_of(tenant)
     headers = token_headers(member)
     # As every token made before scopes: stored as admin, so only the role stops it.
-    db.session.execute(text("UPDATE api_token SET scope = 'admin' WHERE user_id = :id"),
-                       {"id": member.id})  # fmt: skip
+    db.session.execute(
+        text("UPDATE api_token SET scope = 'admin' WHERE user_id = :id"), {"id": member.id}
+    )
     db.session.commit()
     before = account_rows(tenant.account_id)
     refused, wrong = [], []

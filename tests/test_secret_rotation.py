@@ -12,7 +12,7 @@ from standardwebhooks.webhooks import WebhookVerificationError
 
 from accounts.audit import AuditEvent
 from accounts.models import Role
-from extensions import db
+from core.extensions import db
 from outbox.drain import drain_target
 from tests.conftest import bearer, make_user
 from tests.receiver import ReceiverServer

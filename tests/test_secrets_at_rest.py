@@ -34,8 +34,8 @@ from cryptography.fernet import Fernet
 from sqlalchemy import inspect, select, text
 from standardwebhooks.webhooks import Webhook as StandardWebhook
 
-from database import utcnow
-from extensions import db, redis_client
+from core.extensions import db, redis_client
+from core.times import utcnow
 from integrations.base import secrets_of
 from integrations.models import Integration
 from outbox.drain import drain_target
@@ -83,9 +83,17 @@ def at(seconds: float) -> str:
 
 
 def position(seconds: float, odometer: float) -> dict[str, Any]:
-    return {"vin": VIN, "type": "position", "time": at(seconds), "latitude": 41.88,
-            "longitude": -87.63, "speed_mph": 30, "heading": 90, "ignition": True,
-            "odometer_mi": odometer}  # fmt: skip
+    return {
+        "vin": VIN,
+        "type": "position",
+        "time": at(seconds),
+        "latitude": 41.88,
+        "longitude": -87.63,
+        "speed_mph": 30,
+        "heading": 90,
+        "ignition": True,
+        "odometer_mi": odometer,
+    }
 
 
 # --- where secrets could end up -------------------------------------------------
@@ -173,8 +181,7 @@ def log_text(caplog: pytest.LogCaptureFixture) -> str:
 
 def leaks(where: str, haystack: str | bytes, known: dict[str, str]) -> list[str]:
     if isinstance(haystack, bytes):
-        return [f"{name} in {where}" for name, value in known.items()
-                if value.encode() in haystack]  # fmt: skip
+        return [f"{name} in {where}" for name, value in known.items() if value.encode() in haystack]
     return [f"{name} in {where}" for name, value in known.items() if value in haystack]
 
 
@@ -192,7 +199,7 @@ def assert_nowhere(known: dict[str, str], caplog: pytest.LogCaptureFixture) -> N
             f"the signing key's bytes in {where}"
             for where, raw in (("the database files", files), ("Redis", in_redis))
             if key in raw
-        ]  # fmt: skip
+        ]
         + leaks("the logs", log_text(caplog), known)
         + leaks("the attempt records", attempts, known)
     )
@@ -212,20 +219,39 @@ def test_known_secrets_stay_secret_and_survive_key_rotation(
     user = make_user()
     headers = bearer(user)
     api_token = headers["Authorization"].removeprefix("Bearer ")
-    assert client.post("/api/v1/vehicles", headers=headers,
-                       json={"name": "Truck 42", "vin": VIN}).status_code == 201  # fmt: skip
+    assert (
+        client.post(
+            "/api/v1/vehicles", headers=headers, json={"name": "Truck 42", "vin": VIN}
+        ).status_code
+        == 201
+    )
     fleetio.add_vehicle(VIN, "Truck 42")
     technician = salesforce.add_technician("Dana Whitfield")
 
     # A webhook with a custom header, and Fleetio, through the API.
-    made = client.post("/api/v1/webhooks", headers=headers, json={
-        "event_type": "location", "name": "Dispatch", "url": receiver.url("/ok"),
-        "custom_header": {"name": "Authorization", "value": HEADER_VALUE}})  # fmt: skip
+    made = client.post(
+        "/api/v1/webhooks",
+        headers=headers,
+        json={
+            "event_type": "location",
+            "name": "Dispatch",
+            "url": receiver.url("/ok"),
+            "custom_header": {"name": "Authorization", "value": HEADER_VALUE},
+        },
+    )
     assert made.status_code == 201, made.json
     webhook_id, signing_secret = made.json["id"], made.json["secret"]
-    made = client.post("/api/v1/integrations", headers=headers, json={
-        "provider": "fleetio", "api_key": FLEETIO_API_KEY, "account_id": ACCOUNT_TOKEN,
-        "update_odometer": True, "update_dtcs": False})  # fmt: skip
+    made = client.post(
+        "/api/v1/integrations",
+        headers=headers,
+        json={
+            "provider": "fleetio",
+            "api_key": FLEETIO_API_KEY,
+            "account_id": ACCOUNT_TOKEN,
+            "update_odometer": True,
+            "update_dtcs": False,
+        },
+    )
     assert made.status_code == 201, made.json
     fleetio_id = made.json["id"]
 
@@ -234,18 +260,23 @@ def test_known_secrets_stay_secret_and_survive_key_rotation(
     authorize = urlsplit(client.get("/integrations/servicemax/connect").headers["Location"])
     asked = parse_qs(authorize.query)
     code = salesforce.issue_code(asked["redirect_uri"][0])
-    back = client.get("/integrations/servicemax/callback",
-                      query_string={"code": code, "state": asked["state"][0]})  # fmt: skip
+    back = client.get(
+        "/integrations/servicemax/callback", query_string={"code": code, "state": asked["state"][0]}
+    )
     assert back.status_code == 302, back.data
     servicemax_id = int(back.headers["Location"].split("/")[-2])  # /integrations/<id>/release
     [refresh_token] = salesforce.refresh_tokens
     [access_token] = salesforce.access_tokens
-    mapped = auth.post(f"/integrations/{servicemax_id}/technicians",
-                       {"technicians": f"Dana Whitfield = {technician}"})  # fmt: skip
+    mapped = auth.post(
+        f"/integrations/{servicemax_id}/technicians",
+        {"technicians": f"Dana Whitfield = {technician}"},
+    )
     assert mapped.status_code == 302
-    signed = client.post(f"/api/v1/integrations/{servicemax_id}/release", headers=headers,
-                         json={"signer_name": "Pat Reyes", "signer_title": "Fleet Manager",
-                               "accept": True})  # fmt: skip
+    signed = client.post(
+        f"/api/v1/integrations/{servicemax_id}/release",
+        headers=headers,
+        json={"signer_name": "Pat Reyes", "signer_title": "Fleet Manager", "accept": True},
+    )
     assert signed.status_code == 200 and signed.json["status"] == "active", signed.json
 
     known = {
@@ -275,23 +306,36 @@ def test_known_secrets_stay_secret_and_survive_key_rotation(
         StandardWebhook(signing_secret).verify(request.body, dict(request.headers))
         assert request.headers["Authorization"] == HEADER_VALUE
     assert [e["value"] for e in fleetio.meter_entries[fleetio.vehicles[0]["id"]]] == [
-        1000.0, 1001.5]  # fmt: skip
+        1000.0,
+        1001.5,
+    ]
     patches = salesforce.received("PATCH")
     assert patches and {p.headers["Authorization"] for p in patches} == {f"Bearer {access_token}"}
 
     # Nothing after the creation answer shows them: pages and API answers.
     shown = []
-    for path in (f"/webhooks/{webhook_id}", f"/webhooks/{webhook_id}/edit", "/webhooks/",
-                 f"/integrations/{fleetio_id}", f"/integrations/{fleetio_id}/edit",
-                 f"/integrations/{servicemax_id}", f"/integrations/{servicemax_id}/edit",
-                 "/account/tokens"):  # fmt: skip
+    for path in (
+        f"/webhooks/{webhook_id}",
+        f"/webhooks/{webhook_id}/edit",
+        "/webhooks/",
+        f"/integrations/{fleetio_id}",
+        f"/integrations/{fleetio_id}/edit",
+        f"/integrations/{servicemax_id}",
+        f"/integrations/{servicemax_id}/edit",
+        "/account/tokens",
+    ):
         shown += leaks(f"GET {path}", client.get(path).get_data(as_text=True), known)
     listed = client.get(f"/api/v1/webhooks/{webhook_id}/messages", headers=headers).json
     message_path = f"/api/v1/webhooks/{webhook_id}/messages/{listed['messages'][0]['id']}"
-    for path in (f"/api/v1/webhooks/{webhook_id}", "/api/v1/integrations", "/api/v1/tokens",
-                 message_path):  # fmt: skip
-        shown += leaks(f"GET {path}", client.get(path, headers=headers).get_data(as_text=True),
-                       known)  # fmt: skip
+    for path in (
+        f"/api/v1/webhooks/{webhook_id}",
+        "/api/v1/integrations",
+        "/api/v1/tokens",
+        message_path,
+    ):
+        shown += leaks(
+            f"GET {path}", client.get(path, headers=headers).get_data(as_text=True), known
+        )
     assert not shown, "secrets shown again:\n  " + "\n  ".join(shown)
 
     # At rest: the secrets are Fernet ciphertext, and nowhere in clear.
@@ -321,10 +365,14 @@ def test_known_secrets_stay_secret_and_survive_key_rotation(
         client = only_new.test_client()
         webhook = db.session.get(Webhook, webhook_id)
         assert (webhook.signing_secret, webhook.custom_header_value) == (
-            signing_secret, HEADER_VALUE)  # fmt: skip
+            signing_secret,
+            HEADER_VALUE,
+        )
         assert secrets_of(db.session.get(Integration, fleetio_id))["api_key"] == FLEETIO_API_KEY
         assert secrets_of(db.session.get(Integration, servicemax_id)) == {
-            "access_token": access_token, "refresh_token": refresh_token}  # fmt: skip
+            "access_token": access_token,
+            "refresh_token": refresh_token,
+        }
         ciphertext = db.session.execute(
             text("SELECT signing_secret FROM webhook WHERE id = :id"), {"id": webhook_id}
         ).scalar_one()

@@ -1,4 +1,4 @@
-"""The response headers of security.py, and the cookie flags of config.py, on every
+"""The response headers of core/security.py, and the cookie flags of core/config.py, on every
 route — generated from the URL map, so a new page cannot escape them.
 
 Every GET route, with the logged-in account's own ids filled in (tests/tenants.py),
@@ -26,8 +26,8 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from accounts.models import Role, User
-from config import MAX_REQUEST_BYTES
-from extensions import db, redis_client
+from core.config import MAX_REQUEST_BYTES
+from core.extensions import db, redis_client
 from tests.conftest import (
     NAMESPACE,
     PASSWORD,
@@ -66,8 +66,9 @@ WIDE = {"*", "data:", "http:", "https:", "blob:", "'unsafe-hashes'"}
 def app(request, make_app, monkeypatch) -> Iterator[Flask]:
     """This module's app: as `FLEETHOOK_ENV` configures it, testing or production."""
     monkeypatch.setenv("FLEETHOOK_ENV", request.param)
-    built = make_app(FLEETHOOK_ALLOW_LOCAL_NETWORK=True, FLEETHOOK_CONNECT_TIMEOUT=2,
-                     FLEETHOOK_READ_TIMEOUT=2)  # fmt: skip
+    built = make_app(
+        FLEETHOOK_ALLOW_LOCAL_NETWORK=True, FLEETHOOK_CONNECT_TIMEOUT=2, FLEETHOOK_READ_TIMEOUT=2
+    )
     assert built.config["FLEETHOOK_ENV"] == request.param
     assert built.testing == (request.param == "testing")
     with built.app_context():
@@ -94,8 +95,10 @@ def cookie_problems(response: Any) -> list[str]:
     problems = []
     for header in response.headers.getlist("Set-Cookie"):
         name = header.partition("=")[0]
-        flags = {part.strip().partition("=")[0].lower(): part.strip().partition("=")[2]
-                 for part in header.split(";")[1:]}  # fmt: skip
+        flags = {
+            part.strip().partition("=")[0].lower(): part.strip().partition("=")[2]
+            for part in header.split(";")[1:]
+        }
         if "httponly" not in flags:
             problems.append(f"cookie {name} is not HttpOnly")
         if "secure" not in flags:
@@ -112,8 +115,9 @@ def problems_of(response: Any) -> list[str]:
     if not csp:
         return [*problems, "no Content-Security-Policy"]
     sources = {source.lower() for values in csp.values() for source in values}
-    problems += [f"CSP allows {bad}" for bad in ("'unsafe-inline'", "'unsafe-eval'")
-                 if bad in sources]  # fmt: skip
+    problems += [
+        f"CSP allows {bad}" for bad in ("'unsafe-inline'", "'unsafe-eval'") if bad in sources
+    ]
     if csp.get("frame-ancestors") != ["'none'"]:
         problems.append(f"CSP frame-ancestors is {csp.get('frame-ancestors')}, not 'none'")
     for directive in ("script-src", "style-src", "object-src", "connect-src", "form-action"):
@@ -177,8 +181,10 @@ def test_every_get_route_as_the_admin(app, client, auth, account):
     sweep = Sweep(client)
     sweep.check("GET /login", client.get("/login"))
     page = client.get("/login")
-    login = sweep.post("/login", data={"email": account.email, "password": PASSWORD,
-                                       "csrf_token": csrf_token(page.data)})  # fmt: skip
+    login = sweep.post(
+        "/login",
+        data={"email": account.email, "password": PASSWORD, "csrf_token": csrf_token(page.data)},
+    )
     assert login.status_code == 302 and login.headers.getlist("Set-Cookie")
     html_routes = []
     for rule, path in get_routes(app, account):
@@ -189,9 +195,15 @@ def test_every_get_route_as_the_admin(app, client, auth, account):
         if not is_api(rule) and rule_arguments(rule):
             assert response.status_code != 404, f"{path}: own object not found"
     # the pages of the portal were among them, not only redirects
-    for path in ("/", "/webhooks/", f"/webhooks/{account.ids['webhook_id']}",
-                 f"/integrations/{account.ids['integration_id']}", "/fleet/vehicles",
-                 "/account/tokens", "/account/users"):  # fmt: skip
+    for path in (
+        "/",
+        "/webhooks/",
+        f"/webhooks/{account.ids['webhook_id']}",
+        f"/integrations/{account.ids['integration_id']}",
+        "/fleet/vehicles",
+        "/account/tokens",
+        "/account/users",
+    ):
         assert path in html_routes, f"{path} should answer HTML"
     for asset in ("fleethook.js", "fleethook.css"):  # nosniff matters most here
         assert sweep.get(f"/static/{asset}").status_code == 200
@@ -215,8 +227,10 @@ def test_error_pages(app, client, auth, account):
     # a failed login, then too many
     for _ in range(6):
         page = client.get("/login")
-        failed = sweep.post("/login", data={"email": account.email, "password": "wrong",
-                                            "csrf_token": csrf_token(page.data)})  # fmt: skip
+        failed = sweep.post(
+            "/login",
+            data={"email": account.email, "password": "wrong", "csrf_token": csrf_token(page.data)},
+        )
     assert failed.status_code == 429
     assert b"Too many failed attempts" in failed.data
     # a form posted without its CSRF token
@@ -230,8 +244,9 @@ def test_error_pages(app, client, auth, account):
     assert sweep.get(f"/webhooks/{account.ids['webhook_id'] + 1000}").status_code == 404
     assert sweep.get("/logout").status_code == 405
     token = csrf_token(client.get("/").data)
-    too_large = sweep.post("/account/tokens", data={"csrf_token": token,
-                                                    "name": "x" * MAX_REQUEST_BYTES})  # fmt: skip
+    too_large = sweep.post(
+        "/account/tokens", data={"csrf_token": token, "name": "x" * MAX_REQUEST_BYTES}
+    )
     assert too_large.status_code == 413
     assert sweep.html >= 10
     sweep.done()

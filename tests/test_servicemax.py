@@ -22,10 +22,11 @@ import pytest
 import requests
 from sqlalchemy import select, text, update
 
-from config import ConfigError, parse_public_url
-from database import utcnow
-from errors import ValidationError
-from extensions import db
+from core.config import ConfigError, parse_public_url
+from core.errors import ValidationError
+from core.extensions import db
+from core.times import utcnow
+from events.catalogue import EventType
 from integrations.base import CURRENT_STATE, ProviderRejected, secrets_of
 from integrations.lifecycle import (
     create_integration,
@@ -68,7 +69,6 @@ from tests.fakes.salesforce import (
     FakeSalesforce,
     s256,
 )
-from webhooks.events import EventType
 
 PUBLIC_URL = "https://portal.example.com"
 REDIRECT = f"{PUBLIC_URL}/integrations/servicemax/callback"
@@ -128,8 +128,9 @@ class Account:
         self.add_vehicle(VIN)
 
     def add_vehicle(self, vin: str) -> None:
-        created = self.client.post("/api/v1/vehicles", headers=self.headers,
-                                   json={"name": f"Truck {vin[-4:]}", "vin": vin})  # fmt: skip
+        created = self.client.post(
+            "/api/v1/vehicles", headers=self.headers, json={"name": f"Truck {vin[-4:]}", "vin": vin}
+        )
         assert created.status_code == 201, created.json
 
     def post(self, *reports: dict) -> dict:
@@ -149,10 +150,19 @@ def assign(seconds: float, driver: str, vin: str = VIN) -> dict:
     return {"vin": vin, "type": "driver_assignment", "time": at(seconds), "driver": driver}
 
 
-def position(seconds: float, latitude: float = 41.95, longitude: float = -87.80,
-             vin: str = VIN) -> dict:  # fmt: skip
-    return {"vin": vin, "type": "position", "time": at(seconds), "latitude": latitude,
-            "longitude": longitude, "speed_mph": 30, "heading": 90, "ignition": True}  # fmt: skip
+def position(
+    seconds: float, latitude: float = 41.95, longitude: float = -87.80, vin: str = VIN
+) -> dict:
+    return {
+        "vin": vin,
+        "type": "position",
+        "time": at(seconds),
+        "latitude": latitude,
+        "longitude": longitude,
+        "speed_mph": 30,
+        "heading": 90,
+        "ignition": True,
+    }
 
 
 def browser(url: str) -> dict[str, str]:
@@ -267,8 +277,14 @@ def test_the_fake_refuses_a_code_exchange_without_the_right_verifier_and_ours_co
     salesforce, account
 ):
     def exchange(code: str, **verifier: str) -> requests.Response:
-        form = {"grant_type": "authorization_code", "code": code, "client_id": CLIENT_ID,
-                "client_secret": CLIENT_SECRET, "redirect_uri": REDIRECT, **verifier}  # fmt: skip
+        form = {
+            "grant_type": "authorization_code",
+            "code": code,
+            "client_id": CLIENT_ID,
+            "client_secret": CLIENT_SECRET,
+            "redirect_uri": REDIRECT,
+            **verifier,
+        }
         return requests.post(f"{salesforce.url}{TOKEN_PATH}", data=form, timeout=5)
 
     refused = {"error": "invalid_grant", "error_description": "invalid code verifier"}
@@ -321,7 +337,10 @@ def test_connect_stores_the_tokens_encrypted_and_waits_for_the_release(salesforc
     assert integration.provider == "servicemax" and integration.account_id == account.account_id
     assert secrets_of(integration) == {"access_token": access_token, "refresh_token": refresh_token}
     assert integration.options == {
-        "instance_url": salesforce.url, "technicians": {}, "login_host": "production"}  # fmt: skip
+        "instance_url": salesforce.url,
+        "technicians": {},
+        "login_host": "production",
+    }
     assert (integration.status, integration.status_reason) == ("paused", RELEASE_REASON)
     assert integration.rate_limit * 60 == pytest.approx(SERVICEMAX.requests_per_minute)
     raw = raw_credentials(integration.id)
@@ -366,8 +385,12 @@ def test_a_refused_code_is_explained_in_plain_words(app, salesforce, account, ca
 
 
 def test_a_connection_the_api_refuses_is_not_kept_and_its_token_revoked(salesforce, account):
-    disabled = [{"errorCode": "API_DISABLED_FOR_ORG",
-                 "message": "API is not enabled for this Organization or Partner"}]  # fmt: skip
+    disabled = [
+        {
+            "errorCode": "API_DISABLED_FOR_ORG",
+            "message": "API is not enabled for this Organization or Partner",
+        }
+    ]
     code, sign_in = signed_in()
     salesforce.fail_next(403, body=disabled, path="/services/data/")
     with pytest.raises(ProviderRejected) as refused:
@@ -440,24 +463,48 @@ def test_the_my_domain_host_is_checked_and_used(salesforce, account):
     [
         ({"login_host": "staging"}, "login_host", "One of: production, sandbox, my_domain."),
         ({"login_host": "my_domain"}, "my_domain", "Enter your org's My Domain address"),
-        ({"login_host": "my_domain", "my_domain": "acme.my.salesforce.com"}, "my_domain",
-         "Enter your org's My Domain address starting with https://"),
-        ({"login_host": "my_domain", "my_domain": "http://acme.my.salesforce.com"}, "my_domain",
-         "Enter your org's My Domain address starting with https://"),
-        ({"login_host": "my_domain", "my_domain": "https://acme.my.salesforce.com.evil.example"},
-         "my_domain", "acme.my.salesforce.com.evil.example is not a Salesforce address"),
-        ({"login_host": "my_domain", "my_domain": "https://evilsalesforce.com"}, "my_domain",
-         "evilsalesforce.com is not a Salesforce address"),
-        ({"login_host": "my_domain", "my_domain": "https://127.0.0.1"}, "my_domain",
-         "127.0.0.1 is not a Salesforce address"),
-        ({"login_host": "my_domain", "my_domain": "https://acme.my.salesforce.com/login"},
-         "my_domain", "Only the address itself"),
-        ({"login_host": "my_domain", "my_domain": "https://acme.my.salesforce.com:8443"},
-         "my_domain", "Only the address itself"),
-        ({"login_host": "my_domain", "my_domain": "https://user@acme.my.salesforce.com"},
-         "my_domain", "Only the address itself"),
+        (
+            {"login_host": "my_domain", "my_domain": "acme.my.salesforce.com"},
+            "my_domain",
+            "Enter your org's My Domain address starting with https://",
+        ),
+        (
+            {"login_host": "my_domain", "my_domain": "http://acme.my.salesforce.com"},
+            "my_domain",
+            "Enter your org's My Domain address starting with https://",
+        ),
+        (
+            {"login_host": "my_domain", "my_domain": "https://acme.my.salesforce.com.evil.example"},
+            "my_domain",
+            "acme.my.salesforce.com.evil.example is not a Salesforce address",
+        ),
+        (
+            {"login_host": "my_domain", "my_domain": "https://evilsalesforce.com"},
+            "my_domain",
+            "evilsalesforce.com is not a Salesforce address",
+        ),
+        (
+            {"login_host": "my_domain", "my_domain": "https://127.0.0.1"},
+            "my_domain",
+            "127.0.0.1 is not a Salesforce address",
+        ),
+        (
+            {"login_host": "my_domain", "my_domain": "https://acme.my.salesforce.com/login"},
+            "my_domain",
+            "Only the address itself",
+        ),
+        (
+            {"login_host": "my_domain", "my_domain": "https://acme.my.salesforce.com:8443"},
+            "my_domain",
+            "Only the address itself",
+        ),
+        (
+            {"login_host": "my_domain", "my_domain": "https://user@acme.my.salesforce.com"},
+            "my_domain",
+            "Only the address itself",
+        ),
     ],
-)  # fmt: skip
+)
 def test_a_bad_login_host_is_refused_in_words(app, values, field, words):
     with pytest.raises(ValidationError) as refused:
         login_host_from(values)
@@ -583,7 +630,9 @@ def test_technicians_are_read_from_lines(salesforce, account):
         "Dana Whitfield = a0B5e00000AbCdEFGH\n\n  Sam   Ortiz=a0B5e00000AbCdE  \r\n",
     )
     assert integration.options["technicians"] == {
-        "Dana Whitfield": "a0B5e00000AbCdEFGH", "Sam Ortiz": "a0B5e00000AbCdE"}  # fmt: skip
+        "Dana Whitfield": "a0B5e00000AbCdEFGH",
+        "Sam Ortiz": "a0B5e00000AbCdE",
+    }
     assert technicians_text(integration) == (
         "Dana Whitfield = a0B5e00000AbCdEFGH\nSam Ortiz = a0B5e00000AbCdE"
     )
@@ -648,9 +697,14 @@ def test_a_position_of_a_mapped_driver_updates_the_technician(salesforce, accoun
     [message] = messages_of(integration.id)
     assert message.event_type == "location"
     assert message.payload == {
-        "type": "location", "technician_id": technician, "driver": "Dana Whitfield",
-        "vin": VIN, "latitude": 41.525, "longitude": -88.0817, "captured_on": at(60),
-    }  # fmt: skip
+        "type": "location",
+        "technician_id": technician,
+        "driver": "Dana Whitfield",
+        "vin": VIN,
+        "latitude": 41.525,
+        "longitude": -88.0817,
+        "captured_on": at(60),
+    }
     drain_target(integration.id)
 
     [patch] = salesforce.received("PATCH")
@@ -659,12 +713,16 @@ def test_a_position_of_a_mapped_driver_updates_the_technician(salesforce, accoun
     assert patch.headers["Content-Type"] == "application/json"
     assert patch.json == {
         "allOrNone": False,
-        "records": [{
-            "attributes": {"type": TECHNICIAN}, "id": technician,
-            "SVMXC__Latitude__c": 41.525, "SVMXC__Longitude__c": -88.0817,
-            "SVMXC__Latlong_Captured_On__c": at(60),
-        }],
-    }  # fmt: skip
+        "records": [
+            {
+                "attributes": {"type": TECHNICIAN},
+                "id": technician,
+                "SVMXC__Latitude__c": 41.525,
+                "SVMXC__Longitude__c": -88.0817,
+                "SVMXC__Latlong_Captured_On__c": at(60),
+            }
+        ],
+    }
     assert salesforce.technicians[technician][CAPTURED_ON] == at(60)
     [message] = messages_of(integration.id)
     assert message.status == MessageStatus.DELIVERED and message.last_status_code == 200
@@ -701,22 +759,32 @@ def test_two_positions_of_a_technician_in_a_batch_send_only_the_newest(salesforc
 def test_a_call_sends_one_position_per_technician_the_newest(salesforce, account):
     integration = connected(account)
     dana, sam = salesforce.add_technician("Dana"), salesforce.add_technician("Sam")
-    batch = [outbox_message(1, dana, 120), outbox_message(2, sam, 60),
-             outbox_message(3, dana, 60), outbox_message(4, dana, 180)]  # fmt: skip
+    batch = [
+        outbox_message(1, dana, 120),
+        outbox_message(2, sam, 60),
+        outbox_message(3, dana, 60),
+        outbox_message(4, dana, 180),
+    ]
     before = len(salesforce.received("PATCH"))
     results = SERVICEMAX.send(integration, batch, 1e18)
 
     [call] = salesforce.received("PATCH")[before:]
     assert [(r["id"], r[CAPTURED_ON]) for r in records_of(call)] == [(sam, at(60)), (dana, at(180))]
     assert [r.delivered for r in results] == [True] * 4
-    note = ('{"superseded_by": "msg_0004", "reason": "A newer position of this technician '
-            'went in the same call."}')  # fmt: skip
+    note = (
+        '{"superseded_by": "msg_0004", "reason": "A newer position of this technician '
+        'went in the same call."}'
+    )
     assert [r.response_body == note for r in results] == [True, False, True, False]
     # A deleted technician: its older positions end with the newest one.
     salesforce.delete_technician(dana)
     results = SERVICEMAX.send(integration, batch, 1e18)
     assert [(r.delivered, r.permanent) for r in results] == [
-        (False, True), (True, False), (False, True), (False, True)]  # fmt: skip
+        (False, True),
+        (True, False),
+        (False, True),
+        (False, True),
+    ]
 
 
 def test_a_late_position_is_not_sent(salesforce, account):
@@ -728,10 +796,18 @@ def test_a_late_position_is_not_sent(salesforce, account):
 
 
 def outbox_message(sequence: int, technician_id: str, seconds: float) -> OutboxMessage:
-    payload = {"type": "location", "technician_id": technician_id, "driver": "Driver", "vin": VIN,
-               "latitude": 41.0, "longitude": -87.0, "captured_on": at(seconds)}  # fmt: skip
-    return OutboxMessage(message_id=f"msg_{sequence:04d}", sequence=sequence,
-                         event_type="location", payload=payload)  # fmt: skip
+    payload = {
+        "type": "location",
+        "technician_id": technician_id,
+        "driver": "Driver",
+        "vin": VIN,
+        "latitude": 41.0,
+        "longitude": -87.0,
+        "captured_on": at(seconds),
+    }
+    return OutboxMessage(
+        message_id=f"msg_{sequence:04d}", sequence=sequence, event_type="location", payload=payload
+    )
 
 
 def test_150_technicians_go_in_one_collections_call_and_201_in_two(salesforce, account):
@@ -776,7 +852,8 @@ def test_the_current_state_sends_each_mapped_drivers_position(salesforce, accoun
     integration = connected(account)  # connecting queues each vehicle's state
     assert messages_of(integration.id) == []  # nobody is mapped yet: listed instead
     assert [d["name"] for d in SERVICEMAX.unmapped_drivers(reload(integration.id))] == [
-        "Dana Whitfield"]  # fmt: skip
+        "Dana Whitfield"
+    ]
     set_technicians(integration, f"Dana Whitfield = {technician}")
     assert send_current_state(integration) == 1
     sign_release(
@@ -789,7 +866,8 @@ def test_the_current_state_sends_each_mapped_drivers_position(salesforce, accoun
     drain_target(integration.id)
     [patch] = salesforce.received("PATCH")
     assert [(r["id"], r[LATITUDE], r[CAPTURED_ON]) for r in records_of(patch)] == [
-        (technician, 41.3, at(60))]  # fmt: skip
+        (technician, 41.3, at(60))
+    ]
     assert SERVICEMAX.unmapped_drivers(reload(integration.id)) == []
 
 
@@ -799,8 +877,9 @@ def test_the_current_state_of_a_vehicle_without_a_driver_or_fix_is_nothing(sales
     vehicle = SimpleNamespace(vin=VIN, driver=None, latitude=41.0, longitude=-87.0, fix_time=None)
     event = SimpleNamespace(event_type=event_type, vehicle=vehicle, report={}, occurred_at=utcnow())
     assert SERVICEMAX.payload_for(integration, event) is None
-    event.vehicle = SimpleNamespace(vin=VIN, driver={"id": 1, "name": "X"}, latitude=None,
-                                    longitude=None, fix_time=None)  # fmt: skip
+    event.vehicle = SimpleNamespace(
+        vin=VIN, driver={"id": 1, "name": "X"}, latitude=None, longitude=None, fix_time=None
+    )
     assert SERVICEMAX.payload_for(integration, event) is None
 
 
@@ -841,7 +920,9 @@ def test_an_expired_access_token_is_renewed_once_and_the_call_repeated(salesforc
 
     first, renewal, second = salesforce.requests[before:]
     assert (first.method, first.headers["Authorization"]) == (
-        "PATCH", f"Bearer {old['access_token']}")  # fmt: skip
+        "PATCH",
+        f"Bearer {old['access_token']}",
+    )
     assert (renewal.method, renewal.path) == ("POST", TOKEN_PATH)
     assert renewal.form == {
         "grant_type": "refresh_token",
@@ -1006,21 +1087,30 @@ def test_a_field_that_is_not_writable_needs_attention_not_dead_messages(salesfor
 @pytest.mark.parametrize(
     "code, message, advice",
     [
-        ("INSUFFICIENT_ACCESS_OR_READONLY", "insufficient access rights on object id",
-         "The connected user may not edit this technician"),
-        ("INSUFFICIENT_ACCESS_ON_CROSS_REFERENCE_ENTITY",
-         "insufficient access rights on cross-reference id",
-         "The connected user lacks access to a record this technician refers to"),
-        ("INVALID_FIELD", "No such column 'SVMXC__Latitude__c' on entity",
-         "This org's Technician object (SVMXC__Service_Group_Members__c) lacks a field"),
+        (
+            "INSUFFICIENT_ACCESS_OR_READONLY",
+            "insufficient access rights on object id",
+            "The connected user may not edit this technician",
+        ),
+        (
+            "INSUFFICIENT_ACCESS_ON_CROSS_REFERENCE_ENTITY",
+            "insufficient access rights on cross-reference id",
+            "The connected user lacks access to a record this technician refers to",
+        ),
+        (
+            "INVALID_FIELD",
+            "No such column 'SVMXC__Latitude__c' on entity",
+            "This org's Technician object (SVMXC__Service_Group_Members__c) lacks a field",
+        ),
     ],
-)  # fmt: skip
+)
 def test_permission_refusals_of_a_record_need_attention(salesforce, account, code, message, advice):
     technician = salesforce.add_technician("Dana Whitfield")
     integration = released(account, f"Dana Whitfield = {technician}")
     account.post(assign(0, "Dana Whitfield"), position(60))
-    refusal = [{"success": False, "errors": [{"statusCode": code, "message": message,
-                                              "fields": []}]}]  # fmt: skip
+    refusal = [
+        {"success": False, "errors": [{"statusCode": code, "message": message, "fields": []}]}
+    ]
     salesforce.fail_next(200, body=refusal, path="/composite/")
     drain_target(integration.id)
     integration = reload(integration.id)
@@ -1083,12 +1173,20 @@ def test_the_daily_request_limit_is_throttling_not_attention(salesforce, account
     "status, body, headers, wait",
     [
         (429, {"error": "slow down"}, {"Retry-After": "120"}, (120, 120)),
-        (503, [{"errorCode": "SERVER_UNAVAILABLE", "message": "down"}], {"Retry-After": "60"},
-         (60, 60)),
-        (500, [{"errorCode": "UNKNOWN_EXCEPTION", "message": "An unexpected error occurred"}], {},
-         (4, 6)),
+        (
+            503,
+            [{"errorCode": "SERVER_UNAVAILABLE", "message": "down"}],
+            {"Retry-After": "60"},
+            (60, 60),
+        ),
+        (
+            500,
+            [{"errorCode": "UNKNOWN_EXCEPTION", "message": "An unexpected error occurred"}],
+            {},
+            (4, 6),
+        ),
     ],
-)  # fmt: skip
+)
 def test_server_errors_are_retried(salesforce, account, status, body, headers, wait):
     technician = salesforce.add_technician("Dana Whitfield")
     integration = released(account, f"Dana Whitfield = {technician}")
@@ -1115,8 +1213,12 @@ def test_a_deleted_technician_kills_only_its_message(salesforce, account):
     account.add_vehicle(VIN_B := "3AKJHHDR7JSJY2214")
     integration = released(account, f"Dana Whitfield = {gone}\nSam Ortiz = {sam}")
     salesforce.delete_technician(gone)
-    account.post(assign(0, "Dana Whitfield"), assign(0, "Sam Ortiz", VIN_B),
-                 position(60), position(60, vin=VIN_B))  # fmt: skip
+    account.post(
+        assign(0, "Dana Whitfield"),
+        assign(0, "Sam Ortiz", VIN_B),
+        position(60),
+        position(60, vin=VIN_B),
+    )
     drain_target(integration.id)
 
     [patch] = salesforce.received("PATCH")
@@ -1141,10 +1243,17 @@ def test_budget_latest_values_and_setup_steps_are_stated(app):
     assert "API Request Limits and Allocations" in SERVICEMAX.budget_source
     assert SERVICEMAX.latest_value_types == frozenset({"location"})
     steps = " ".join(SERVICEMAX.setup_steps)
-    for needed in ("/integrations/servicemax/callback", "refresh_token", "api",
-                   "Require Proof Key for Code Exchange (PKCE)", "Connected Apps OAuth Usage",
-                   "Approve Uninstalled Connected Apps", "September 2025", TECHNICIAN,
-                   "release form"):  # fmt: skip
+    for needed in (
+        "/integrations/servicemax/callback",
+        "refresh_token",
+        "api",
+        "Require Proof Key for Code Exchange (PKCE)",
+        "Connected Apps OAuth Usage",
+        "Approve Uninstalled Connected Apps",
+        "September 2025",
+        TECHNICIAN,
+        "release form",
+    ):
         assert needed in steps, needed
     with app.test_request_context():
         assert SERVICEMAX.callback_url_for_setup() == REDIRECT

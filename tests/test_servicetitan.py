@@ -19,10 +19,10 @@ import requests
 from flask import Flask
 from sqlalchemy import select, text, update
 
-from database import utcnow
-from errors import ValidationError
-from extensions import db, redis_client
-from fleet.simulator import demo_vin
+from core.errors import ValidationError
+from core.extensions import db, redis_client
+from core.times import utcnow
+from demo.simulator import demo_vin
 from integrations import servicetitan
 from integrations.lifecycle import create_integration, sign_release
 from integrations.models import Integration
@@ -42,8 +42,12 @@ VIN_A = "1FUJGLDR3CLBP8834"
 VIN_B = "3AKJHHDR7JSJY2214"
 T0 = utcnow().replace(microsecond=0) - timedelta(hours=1)
 PINGS = f"/dispatch/v2/tenant/{TENANT}/gps-provider/{GPS_PROVIDER}/gps-pings"
-VALUES = {"provider": "servicetitan", "tenant_id": TENANT, "client_id": CLIENT_ID,
-          "client_secret": CLIENT_SECRET}  # fmt: skip
+VALUES = {
+    "provider": "servicetitan",
+    "tenant_id": TENANT,
+    "client_id": CLIENT_ID,
+    "client_secret": CLIENT_SECRET,
+}
 
 
 @pytest.fixture
@@ -80,9 +84,17 @@ def epoch_ms(seconds: float) -> int:
 
 
 def position(vin: str, seconds: float, **values: Any) -> dict[str, Any]:
-    return {"vin": vin, "type": "position", "time": at(seconds), "latitude": 41.95,
-            "longitude": -87.80, "speed_mph": 30.0, "heading": 90, "ignition": True,
-            **values}  # fmt: skip
+    return {
+        "vin": vin,
+        "type": "position",
+        "time": at(seconds),
+        "latitude": 41.95,
+        "longitude": -87.80,
+        "speed_mph": 30.0,
+        "heading": 90,
+        "ignition": True,
+        **values,
+    }
 
 
 class Account:
@@ -94,8 +106,9 @@ class Account:
         self.headers = bearer(self.user)
         self.vehicles = {}
         for vin, name in ((VIN_A, "Truck 42"), (VIN_B, "Van 7")):
-            created = client.post("/api/v1/vehicles", headers=self.headers,
-                                  json={"name": name, "vin": vin})  # fmt: skip
+            created = client.post(
+                "/api/v1/vehicles", headers=self.headers, json={"name": name, "vin": vin}
+            )
             assert created.status_code == 201, created.json
             self.vehicles[vin] = created.json["id"]
 
@@ -103,9 +116,16 @@ class Account:
         integration = create_integration(self.user.account_id, {**VALUES, **values})
         db.session.commit()
         if sign:
-            sign_release(integration, {"signer_name": "Dana Whitfield", "signer_title":
-                                       "Operations Manager", "accept": True},
-                         self.user.id, "203.0.113.9")  # fmt: skip
+            sign_release(
+                integration,
+                {
+                    "signer_name": "Dana Whitfield",
+                    "signer_title": "Operations Manager",
+                    "accept": True,
+                },
+                self.user.id,
+                "203.0.113.9",
+            )
             db.session.commit()
         return integration
 
@@ -220,8 +240,11 @@ def test_refused_client_credentials_are_said_in_plain_words(app, fake):
     (request,) = fake.requests
     assert (request.method, request.path) == ("POST", "/connect/token")
     assert request.headers["Content-Type"] == "application/x-www-form-urlencoded"
-    assert request.form == {"grant_type": "client_credentials", "client_id": CLIENT_ID,
-                            "client_secret": "cs1.wrong"}  # fmt: skip
+    assert request.form == {
+        "grant_type": "client_credentials",
+        "client_id": CLIENT_ID,
+        "client_secret": "cs1.wrong",
+    }
     db.session.rollback()
     assert db.session.scalars(select(Integration)).all() == []
 
@@ -249,7 +272,9 @@ def test_the_check_is_a_token_and_an_empty_batch_and_the_integration_waits_for_t
     assert check.headers["Authorization"] == f"Bearer {issued}"
     assert check.headers["ST-App-Key"] == APP_KEY
     assert (integration.status, integration.status_reason) == (
-        "paused", "Waiting for the release form to be signed.")  # fmt: skip
+        "paused",
+        "Waiting for the release form to be signed.",
+    )
     # The GPS provider was left blank: the app's setting is used (PINGS above).
     assert integration.options == {
         "tenant_id": TENANT,
@@ -310,8 +335,9 @@ def test_a_gps_provider_servicetitan_does_not_have_is_refused_with_how_to_create
 def test_positions_of_two_vehicles_become_one_batch_of_gps_pings(app, fake, account):
     integration = account.connect()
     assert reloaded(integration).status == "active"
-    account.report(position(VIN_A, 0), position(VIN_B, 5, speed_mph=0.0, latitude=41.5,
-                                                   longitude=-88.08))  # fmt: skip
+    account.report(
+        position(VIN_A, 0), position(VIN_B, 5, speed_mph=0.0, latitude=41.5, longitude=-88.08)
+    )
     drain_target(integration.id)
 
     (request,) = ping_requests(fake)
@@ -440,10 +466,15 @@ def test_connecting_sends_each_vehicles_last_position_once(app, fake, account):
 
 def test_only_location_events_make_pings(app, fake, account):
     integration = account.connect()
-    account.report(position(VIN_A, 0), position(VIN_A, 30, ignition=False, speed_mph=0.0),
-                   {"vin": VIN_A, "type": "heartbeat", "time": at(40)})  # fmt: skip
+    account.report(
+        position(VIN_A, 0),
+        position(VIN_A, 30, ignition=False, speed_mph=0.0),
+        {"vin": VIN_A, "type": "heartbeat", "time": at(40)},
+    )
     assert [m.payload["ping"]["externalId"] for m in messages_of(integration)] == [
-        account.external_id(VIN_A, 0), account.external_id(VIN_A, 30)]  # fmt: skip
+        account.external_id(VIN_A, 0),
+        account.external_id(VIN_A, 30),
+    ]
 
 
 def test_a_customers_own_app_key_replaces_fleethooks(app, fake, account):
@@ -481,8 +512,10 @@ def test_a_ping_that_fails_is_retried_with_servicetitans_words_and_holds_back_it
     ).one()
     assert attempt.outcome == "failed"
     assert json.loads(attempt.response_body) == {
-        "externalId": account.external_id(VIN_A, 0), "status": "Fail",
-        "message": "GPS unit is temporarily locked"}  # fmt: skip
+        "externalId": account.external_id(VIN_A, 0),
+        "status": "Fail",
+        "message": "GPS unit is temporarily locked",
+    }
 
     # The other vehicle's newer position goes; the same vehicle's waits behind the
     # failed one ...
@@ -506,7 +539,9 @@ def test_a_ping_servicetitan_calls_invalid_is_dead_and_the_rest_go_on(app, fake,
     drain_target(integration.id)
     first, second = messages_of(integration)
     assert (first.status, first.last_error) == (
-        "dead", "ServiceTitan refused this ping: Latitude is out of range")  # fmt: skip
+        "dead",
+        "ServiceTitan refused this ping: Latitude is out of range",
+    )
     assert second.status == "delivered"
     assert reloaded(integration).status == "active"
     assert reloaded(integration).queue_depth == 0

@@ -10,7 +10,7 @@ import pytest
 from cryptography.fernet import Fernet
 from flask_login.utils import encode_cookie
 
-from config import ConfigError, load_config
+from core.config import ConfigError, load_config
 from tests.conftest import AuthActions, bearer, make_user
 
 COOKIE = "fleethook_session"
@@ -94,7 +94,7 @@ def test_the_idle_timeout_counts_people_not_polls(app, client, auth):
     time.sleep(1.2)
     assert client.get("/").status_code == 200  # a person: the idle clock restarts
     time.sleep(1.2)  # 2.4 s after login, 1.2 s after the person
-    assert client.get("/webhooks/", headers=GRID_POLL).status_code == 200
+    assert client.get("/manager/webhook/grid", headers=GRID_POLL).status_code == 200
     time.sleep(1.2)  # 2.4 s after the person, 1.2 s after the poll
     assert client.get("/").status_code == 302
 
@@ -119,7 +119,7 @@ def test_a_poll_after_the_session_ended_sends_the_page_to_the_login(app, client,
     auth.login(EMAIL)
     thief = copy_of_cookie(app, client)
     auth.logout()
-    response = thief.get("/webhooks/", headers=GRID_POLL)
+    response = thief.get("/manager/webhook/grid", headers=GRID_POLL)
     assert response.status_code == 401
     assert response.headers["HX-Redirect"] == "/login?next=%2Fwebhooks%2F"
 

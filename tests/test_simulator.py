@@ -15,11 +15,8 @@ import pytest
 from sqlalchemy import func, select
 from werkzeug.serving import make_server
 
-from devstack import demo_token, simulator_wanted
-from extensions import db
-from fleet.geometry import parse_circle, parse_polygon
-from fleet.reports import check_report
-from fleet.simulator import (
+from core.extensions import db
+from demo.simulator import (
     LANDMARKS,
     Api,
     Schedule,
@@ -31,10 +28,13 @@ from fleet.simulator import (
     demo_vehicles,
     run,
 )
+from devstack import demo_token, simulator_wanted
+from events.catalogue import EVENT_TYPES
+from fleet.geometry import parse_circle, parse_polygon
+from fleet.reports import check_report
 from fleet.vin import check_digit_warning, vin_problems
 from outbox.models import OutboxMessage
 from tests.conftest import bearer, make_user
-from webhooks.events import EVENT_TYPES
 from webhooks.lifecycle import create_webhook
 
 START = datetime(2026, 5, 14, 12, 0, tzinfo=UTC)
@@ -66,8 +66,11 @@ def test_a_seeded_run_is_deterministic_and_every_report_passes_the_ingest_checks
     problems = [(r, errors) for r in reports if (errors := check_report(r, now)[1])]
     assert problems == []
     assert set(Counter(r["type"] for r in reports)) == {
-        "position", "heartbeat", "dvir", "driver_assignment"
-    }  # fmt: skip
+        "position",
+        "heartbeat",
+        "dvir",
+        "driver_assignment",
+    }
     # Each vehicle's positions move forward in time, never two at one time.
     by_vehicle: dict[str, list[datetime]] = defaultdict(list)
     for report in reports:
@@ -185,8 +188,11 @@ def live_url(app):
     thread.join()
 
 
-SETTINGS = {"speed": {"threshold_mph": 50}, "posted_speed": {"threshold_mph": 5},
-            "idle": {"idle_minutes": 2}}  # fmt: skip
+SETTINGS = {
+    "speed": {"threshold_mph": 50},
+    "posted_speed": {"threshold_mph": 5},
+    "idle": {"idle_minutes": 2},
+}
 
 
 def test_a_brief_run_against_the_app_produces_every_event_type(app, live_url):
@@ -194,15 +200,22 @@ def test_a_brief_run_against_the_app_produces_every_event_type(app, live_url):
     token = bearer(user)["Authorization"].removeprefix("Bearer ")
     webhooks = {}
     for key in EVENT_TYPES:
-        webhook, _ = create_webhook(user.account_id, {
-            "event_type": key, "name": f"All {key}", "url": f"https://hooks.example.com/{key}",
-            **SETTINGS.get(key, {})})  # fmt: skip
+        webhook, _ = create_webhook(
+            user.account_id,
+            {
+                "event_type": key,
+                "name": f"All {key}",
+                "url": f"https://hooks.example.com/{key}",
+                **SETTINGS.get(key, {}),
+            },
+        )
         webhooks[key] = webhook
     db.session.commit()
     webhooks = {key: webhook.id for key, webhook in webhooks.items()}
 
-    settings = Settings(url=live_url, token=token, vehicles=2, rate=200, time_scale=600,
-                        duration=60, seed=3)  # fmt: skip
+    settings = Settings(
+        url=live_url, token=token, vehicles=2, rate=200, time_scale=600, duration=60, seed=3
+    )
     lines: list[str] = []
     # 40 simulated minutes: vehicle 0 has left the depot and reached the customer.
     summary = run(settings, log=lines.append, sim_limit=40 * 60)
@@ -218,8 +231,10 @@ def test_a_brief_run_against_the_app_produces_every_event_type(app, live_url):
     assert summary.reports > 500 and summary.duplicates == 0 and summary.events > 0
 
     # A second run finds its vehicles and landmarks instead of adding them again.
-    run(Settings(url=live_url, token=token, vehicles=2, rate=50, duration=0.1, seed=3),
-        log=lines.append)  # fmt: skip
+    run(
+        Settings(url=live_url, token=token, vehicles=2, rate=50, duration=0.1, seed=3),
+        log=lines.append,
+    )
     headers = {"Authorization": f"Bearer {token}"}
     client = app.test_client()
     assert len(client.get("/api/v1/vehicles", headers=headers).json["vehicles"]) == 2
@@ -229,10 +244,26 @@ def test_a_brief_run_against_the_app_produces_every_event_type(app, live_url):
 def test_the_command_runs_for_its_duration_and_remembers_its_clock(app, live_url, tmp_path):
     token = bearer(make_user())["Authorization"].removeprefix("Bearer ")
     state = tmp_path / "clock.json"
-    result = app.test_cli_runner().invoke(args=[
-        "simulate", "--url", live_url, "--vehicles", "1", "--rate", "20", "--time-scale", "60",
-        "--duration", "1.5", "--seed", "5", "--state-file", str(state)],
-        env={"FLEETHOOK_SIMULATOR_TOKEN": token})  # fmt: skip
+    result = app.test_cli_runner().invoke(
+        args=[
+            "simulate",
+            "--url",
+            live_url,
+            "--vehicles",
+            "1",
+            "--rate",
+            "20",
+            "--time-scale",
+            "60",
+            "--duration",
+            "1.5",
+            "--seed",
+            "5",
+            "--state-file",
+            str(state),
+        ],
+        env={"FLEETHOOK_SIMULATOR_TOKEN": token},
+    )
     assert result.exit_code == 0, result.output
     assert "stopped after" in result.output
     newest = json.loads(state.read_text())[live_url]
@@ -241,8 +272,9 @@ def test_the_command_runs_for_its_duration_and_remembers_its_clock(app, live_url
 
 
 def test_the_command_needs_a_token(app):
-    result = app.test_cli_runner().invoke(args=["simulate", "--duration", "1"],
-                                          env={"FLEETHOOK_SIMULATOR_TOKEN": ""})  # fmt: skip
+    result = app.test_cli_runner().invoke(
+        args=["simulate", "--duration", "1"], env={"FLEETHOOK_SIMULATOR_TOKEN": ""}
+    )
     assert result.exit_code == 2 and "API token" in result.output
 
 

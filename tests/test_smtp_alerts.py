@@ -25,8 +25,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from config import ConfigError, load_config
-from extensions import db
+from core.config import ConfigError, load_config
+from core.extensions import db
 from outbox.alerts import send_auto_pause_email
 from tests.conftest import make_user
 from webhooks.lifecycle import create_webhook

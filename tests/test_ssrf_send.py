@@ -31,8 +31,9 @@ import pytest
 from sqlalchemy import func, select, update
 from urllib3.util.connection import HAS_IPV6
 
-from database import utcnow
-from extensions import db
+from core.extensions import db
+from core.times import utcnow
+from events.catalogue import EVENT_TYPES, EXAMPLE_VEHICLE, DetectedEvent
 from integrations.models import Integration
 from integrations.providers import PROVIDERS
 from outbox.drain import drain_target
@@ -41,7 +42,6 @@ from outbox.models import DeliveryAttempt, OutboxMessage, Target
 from outbox.sweeper import close_old_messages
 from tests.conftest import bearer, make_user
 from tests.receiver import ReceiverServer
-from webhooks.events import EVENT_TYPES, EXAMPLE_VEHICLE, DetectedEvent
 from webhooks.models import Webhook
 
 pytestmark = pytest.mark.app_config(
@@ -104,13 +104,27 @@ class FakeDNS:
             if ":" in address:
                 if family not in (socket.AF_UNSPEC, socket.AF_INET6):
                     continue
-                infos.append((socket.AF_INET6, socket.SOCK_STREAM, socket.IPPROTO_TCP, "",
-                              (address, int(port or 0), 0, 0)))  # fmt: skip
+                infos.append(
+                    (
+                        socket.AF_INET6,
+                        socket.SOCK_STREAM,
+                        socket.IPPROTO_TCP,
+                        "",
+                        (address, int(port or 0), 0, 0),
+                    )
+                )
             else:
                 if family not in (socket.AF_UNSPEC, socket.AF_INET):
                     continue
-                infos.append((socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "",
-                              (address, int(port or 0))))  # fmt: skip
+                infos.append(
+                    (
+                        socket.AF_INET,
+                        socket.SOCK_STREAM,
+                        socket.IPPROTO_TCP,
+                        "",
+                        (address, int(port or 0)),
+                    )
+                )
         if not infos:
             raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
         return infos
@@ -344,9 +358,12 @@ REBOUND = [
 
 @pytest.mark.parametrize("address", REBOUND)
 def test_a_name_rebound_to_a_non_public_address_gets_no_connection(
-    client: Any, account: tuple[int, dict[str, str]], dns: FakeDNS, listeners: Listeners,
+    client: Any,
+    account: tuple[int, dict[str, str]],
+    dns: FakeDNS,
+    listeners: Listeners,
     address: str,
-) -> None:  # fmt: skip
+) -> None:
     account_id, headers = account
     dns.records[NAME] = [PUBLIC_V4]
     webhook_id = save_webhook(client, headers, f"http://{NAME}:{listeners.port}/hook")
@@ -362,9 +379,12 @@ def test_a_name_rebound_to_a_non_public_address_gets_no_connection(
 
 @pytest.mark.parametrize("address", own_addresses() or ["none"])
 def test_a_name_rebound_to_this_machines_own_address_gets_no_connection(
-    client: Any, account: tuple[int, dict[str, str]], dns: FakeDNS, listeners: Listeners,
+    client: Any,
+    account: tuple[int, dict[str, str]],
+    dns: FakeDNS,
+    listeners: Listeners,
     address: str,
-) -> None:  # fmt: skip
+) -> None:
     """A listener on the machine's own (private) interface address: rebinding to
     it reaches nothing either."""
     if address not in listeners.addresses:
@@ -390,9 +410,12 @@ MIXED = [
 
 @pytest.mark.parametrize("answer", MIXED)
 def test_an_answer_with_any_non_public_address_gets_no_connection_in_any_order(
-    client: Any, account: tuple[int, dict[str, str]], dns: FakeDNS, listeners: Listeners,
+    client: Any,
+    account: tuple[int, dict[str, str]],
+    dns: FakeDNS,
+    listeners: Listeners,
     answer: list[str],
-) -> None:  # fmt: skip
+) -> None:
     """As when saving: one non-public address in the answer refuses the whole
     answer, wherever it stands, so nothing is connected to at all."""
     account_id, headers = account
@@ -410,17 +433,25 @@ def test_an_answer_with_any_non_public_address_gets_no_connection_in_any_order(
 @pytest.mark.parametrize(
     ("failure", "words"),
     [
-        (socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution"),
-         "Temporary failure in name resolution"),
-        (socket.gaierror(socket.EAI_NONAME, "Name or service not known"),
-         "Name or service not known"),
+        (
+            socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution"),
+            "Temporary failure in name resolution",
+        ),
+        (
+            socket.gaierror(socket.EAI_NONAME, "Name or service not known"),
+            "Name or service not known",
+        ),
         ([], "Name or service not known"),
     ],
-)  # fmt: skip
+)
 def test_a_resolver_error_at_send_time_is_a_retryable_failure(
-    client: Any, account: tuple[int, dict[str, str]], dns: FakeDNS, listeners: Listeners,
-    failure: Any, words: str,
-) -> None:  # fmt: skip
+    client: Any,
+    account: tuple[int, dict[str, str]],
+    dns: FakeDNS,
+    listeners: Listeners,
+    failure: Any,
+    words: str,
+) -> None:
     account_id, headers = account
     dns.records[NAME] = [PUBLIC_V4]
     webhook_id = save_webhook(client, headers, f"http://{NAME}:{listeners.port}/hook")
@@ -480,9 +511,13 @@ def test_https_urls_are_checked_before_any_connection_too(
 @pytest.mark.parametrize("code", [301, 302, 303, 307, 308])
 @pytest.mark.parametrize("where", ["127.0.0.1", "127.0.0.2", "[::1]"])
 def test_redirects_are_never_followed(
-    client: Any, account: tuple[int, dict[str, str]], receiver: ReceiverServer,
-    listeners: Listeners, code: int, where: str,
-) -> None:  # fmt: skip
+    client: Any,
+    account: tuple[int, dict[str, str]],
+    receiver: ReceiverServer,
+    listeners: Listeners,
+    code: int,
+    where: str,
+) -> None:
     """Local networks are allowed here, so that the receiver on loopback can be
     reached at all: then nothing but never-redirect stands between the 3xx and
     the listener, which is what this holds."""
@@ -568,19 +603,25 @@ SPELLINGS = [
 
 @pytest.mark.parametrize(("url", "words"), SPELLINGS)
 def test_every_spelling_of_a_local_target_is_refused_when_saved(
-    client: Any, account: tuple[int, dict[str, str]], dns: FakeDNS, listeners: Listeners,
-    url: str, words: str,
-) -> None:  # fmt: skip
-    dns.records.update({
-        "hooks.example.com": [PUBLIC_V4],
-        "127.0.0.1.nip.io": ["127.0.0.1"],
-        "app.10.0.0.7.sslip.io": ["10.0.0.7"],
-        "localtest.me": ["127.0.0.1"],
-        "v6loop.example.com": ["::1"],
-        "metadata.example.com": ["169.254.169.254"],
-        "cgnat.example.com": ["100.64.0.1"],
-        "mixed.example.com": [PUBLIC_V4, "127.0.0.1"],
-    })  # fmt: skip
+    client: Any,
+    account: tuple[int, dict[str, str]],
+    dns: FakeDNS,
+    listeners: Listeners,
+    url: str,
+    words: str,
+) -> None:
+    dns.records.update(
+        {
+            "hooks.example.com": [PUBLIC_V4],
+            "127.0.0.1.nip.io": ["127.0.0.1"],
+            "app.10.0.0.7.sslip.io": ["10.0.0.7"],
+            "localtest.me": ["127.0.0.1"],
+            "v6loop.example.com": ["::1"],
+            "metadata.example.com": ["169.254.169.254"],
+            "cgnat.example.com": ["100.64.0.1"],
+            "mixed.example.com": [PUBLIC_V4, "127.0.0.1"],
+        }
+    )
     url = url.replace("{port}", str(listeners.port))
     _, headers = account
     response = client.post(
@@ -619,9 +660,12 @@ FLEETIO = {
 
 
 def test_an_integration_whose_provider_host_is_loopback_cannot_be_saved(
-    app: Any, client: Any, account: tuple[int, dict[str, str]], dns: FakeDNS,
+    app: Any,
+    client: Any,
+    account: tuple[int, dict[str, str]],
+    dns: FakeDNS,
     listeners: Listeners,
-) -> None:  # fmt: skip
+) -> None:
     """Saving checks the credentials with one call to the provider: it is refused
     before connecting, and the error says why."""
     app.config["FLEETHOOK_FLEETIO_BASE_URL"] = f"http://fleetio.example.com:{listeners.port}/api"
@@ -636,9 +680,13 @@ def test_an_integration_whose_provider_host_is_loopback_cannot_be_saved(
 
 
 def test_an_integration_whose_provider_host_rebinds_to_loopback_makes_no_connection(
-    app: Any, client: Any, account: tuple[int, dict[str, str]], dns: FakeDNS,
-    listeners: Listeners, monkeypatch: pytest.MonkeyPatch,
-) -> None:  # fmt: skip
+    app: Any,
+    client: Any,
+    account: tuple[int, dict[str, str]],
+    dns: FakeDNS,
+    listeners: Listeners,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     app.config["FLEETHOOK_FLEETIO_BASE_URL"] = f"http://fleetio.example.com:{listeners.port}/api"
     account_id, headers = account
     dns.records["fleetio.example.com"] = [PUBLIC_V4]

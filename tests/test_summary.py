@@ -1,4 +1,4 @@
-"""The summary line a worker logs each minute (outbox/summary.py), from a real
+"""The summary line a worker logs each minute (fleet/summary.py), from a real
 database: reports ingested, deliveries drained to a real receiver, a held webhook."""
 
 from __future__ import annotations
@@ -8,13 +8,13 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from database import format_rfc3339, utcnow
-from extensions import db
+from core.extensions import db
+from core.times import format_rfc3339, utcnow
 from fleet.ingest import ingest
 from fleet.records import create_vehicle
+from fleet.summary import MinuteSummary, log_summary, minute_summary
 from outbox.activity import minute_of
 from outbox.drain import drain_target
-from outbox.summary import MinuteSummary, log_summary, minute_summary
 from tests.conftest import make_user
 from webhooks.lifecycle import create_webhook, pause_webhook
 
@@ -86,7 +86,7 @@ def test_the_summary_counts_the_minute_s_reports_deliveries_failures_and_held_ta
 def test_numbers_are_grouped_and_log_summary_logs_the_minute_that_ended(app, caplog):
     busy = MinuteSummary(minute_of(utcnow()), 12_040, 11_998, 3, 1_500, 0)
     assert "12,040 reports · 11,998 delivered · 3 failed · 1,500 queued" in busy.line
-    with caplog.at_level(logging.INFO, logger="outbox.summary"):
+    with caplog.at_level(logging.INFO, logger="fleet.summary"):
         line = log_summary()
     ended = datetime.fromtimestamp((minute_of(utcnow()) - 1) * 60).strftime("%H:%M")
     assert line.startswith(f"{ended} · 0 reports · 0 delivered · 0 failed")

@@ -32,8 +32,8 @@ from flask import Flask
 from sqlalchemy import select
 from werkzeug.routing import Rule
 
-from database import utcnow
-from extensions import db
+from core.extensions import db
+from core.times import utcnow
 from fleet.models import Vehicle
 from tests.conftest import bearer, csrf_token, make_user
 from tests.fakes.fleetio import FleetioFake
@@ -70,7 +70,7 @@ COLLECTIONS = {
 # absence of B's objects there means something.
 PORTAL_LISTINGS = {
     "/webhooks/": "Acmeish Dispatch hook",
-    "/integrations/grid": 'id="integration-{integration_id}"',
+    "/manager/integration/grid": 'id="integration-{integration_id}"',
     "/fleet/vehicles": "Acmeish Truck",
     "/fleet/drivers": "Acmeish Driver",
     "/fleet/landmarks": "Acmeish Yard",
@@ -265,17 +265,34 @@ def test_ids_in_query_strings_and_bodies_are_refused_and_change_nothing(app, cli
 
     # B's driver onto A's vehicle, in the API and in the portal's Edit Vehicle dialog.
     vehicle = acme.ids["vehicle_id"]
-    api = client.patch(f"/api/v1/vehicles/{vehicle}", headers=acme.headers,
-                       json={"driver_id": blue.ids["driver_id"]})  # fmt: skip
+    api = client.patch(
+        f"/api/v1/vehicles/{vehicle}",
+        headers=acme.headers,
+        json={"driver_id": blue.ids["driver_id"]},
+    )
     assert api.status_code == 422 and "driver_id" in api.json["errors"], api.json
-    portal = client.post(f"/fleet/vehicles/{vehicle}/edit", data={
-        "csrf_token": token, "name": "Acmeish Truck", "plate": "", "group": "",
-        "driver_id": str(blue.ids["driver_id"])})  # fmt: skip
+    portal = client.post(
+        f"/fleet/vehicles/{vehicle}/edit",
+        data={
+            "csrf_token": token,
+            "name": "Acmeish Truck",
+            "plate": "",
+            "group": "",
+            "driver_id": str(blue.ids["driver_id"]),
+        },
+    )
     assert portal.status_code == 422
 
     # Telemetry for B's vehicle, named by VIN or by id, sent with A's token.
-    report = {"type": "position", "time": RECENT, "latitude": 41.9,
-              "longitude": -87.7, "speed_mph": 80, "heading": 0, "ignition": True}  # fmt: skip
+    report = {
+        "type": "position",
+        "time": RECENT,
+        "latitude": 41.9,
+        "longitude": -87.7,
+        "speed_mph": 80,
+        "heading": 0,
+        "ignition": True,
+    }
     for vehicle_ref in ({"vin": blue.vin}, {"vehicle_id": blue.ids["vehicle_id"]}):
         response = client.post(
             "/api/v1/telemetry", headers=acme.headers, json={**report, **vehicle_ref}
@@ -296,8 +313,10 @@ def test_identical_names_and_vins_in_two_accounts_stay_apart(app, client, auth):
     vehicles = {}
     for user in (fleet_a, fleet_b):
         headers = bearer(user, "Dispatch")
-        for path, body in (("/api/v1/drivers", {"name": "Dana Whitfield"}),
-                           ("/api/v1/vehicles", {"name": "Truck 42", "vin": VIN_A})):  # fmt: skip
+        for path, body in (
+            ("/api/v1/drivers", {"name": "Dana Whitfield"}),
+            ("/api/v1/vehicles", {"name": "Truck 42", "vin": VIN_A}),
+        ):
             made = client.post(path, json=body, headers=headers)
             assert made.status_code == 201, made.json
         vehicles[user.email] = (made.json["id"], headers)
@@ -309,8 +328,16 @@ def test_identical_names_and_vins_in_two_accounts_stay_apart(app, client, auth):
     listed = client.get("/api/v1/vehicles", headers=acme_headers).json["vehicles"]
     assert [v["id"] for v in listed] == [acme_vehicle]
 
-    report = {"vin": VIN_A, "type": "position", "time": RECENT, "latitude": 41.9,
-              "longitude": -87.7, "speed_mph": 30, "heading": 0, "ignition": True}  # fmt: skip
+    report = {
+        "vin": VIN_A,
+        "type": "position",
+        "time": RECENT,
+        "latitude": 41.9,
+        "longitude": -87.7,
+        "speed_mph": 30,
+        "heading": 0,
+        "ignition": True,
+    }
     assert client.post("/api/v1/telemetry", json=report, headers=acme_headers).status_code == 202
     assert db.session.get(Vehicle, acme_vehicle).last_fix_at is not None
     assert db.session.get(Vehicle, blue_vehicle).last_fix_at is None

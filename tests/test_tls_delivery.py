@@ -28,12 +28,12 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from flask import Flask
 from sqlalchemy import select
 
-from extensions import db
+from core.extensions import db
+from events.catalogue import EVENT_TYPES, EXAMPLE_VEHICLE, DetectedEvent
 from outbox.drain import drain_target
 from outbox.fanout import account_targets, fan_out
 from outbox.models import DeliveryAttempt, OutboxMessage
 from tests.conftest import make_user, reset_database
-from webhooks.events import EVENT_TYPES, EXAMPLE_VEHICLE, DetectedEvent
 from webhooks.lifecycle import create_webhook
 
 NAME = "hooks.test"

@@ -14,9 +14,9 @@ from sqlalchemy import select, text
 
 from accounts.models import ApiToken, Role, Scope
 from accounts.tokens import issue_token
-from database import utcnow
-from errors import ValidationError
-from extensions import db, migrate
+from core.errors import ValidationError
+from core.extensions import db, migrate
+from core.times import utcnow
 from tests.conftest import bearer, make_user
 from tests.test_database import empty_database
 
@@ -189,9 +189,16 @@ def _token_headers(clear: str) -> dict[str, str]:
 
 def _report(minutes_ago: int = 1) -> dict[str, object]:
     moment = utcnow().replace(microsecond=0) - timedelta(minutes=minutes_ago)
-    return {"vin": VIN, "type": "position", "time": moment.isoformat().replace("+00:00", "Z"),
-            "latitude": 41.88, "longitude": -87.63, "speed_mph": 30, "heading": 90,
-            "ignition": True}  # fmt: skip
+    return {
+        "vin": VIN,
+        "type": "position",
+        "time": moment.isoformat().replace("+00:00", "Z"),
+        "latitude": 41.88,
+        "longitude": -87.63,
+        "speed_mph": 30,
+        "heading": 90,
+        "ignition": True,
+    }
 
 
 def test_the_portal_creates_a_scoped_expiring_token_and_lists_scope_expiry_and_last_use(
@@ -257,7 +264,7 @@ def test_the_api_creates_a_token_with_scope_and_expiry(app, client):
             "name": "Gateway",
             "scope": "telemetry:write",
             "expires_at": expires.isoformat().replace("+00:00", "Z"),
-        },  # fmt: skip
+        },
         headers=headers,
     )
     assert created.status_code == 201, created.json
@@ -280,7 +287,7 @@ def test_the_api_creates_a_token_with_scope_and_expiry(app, client):
         (
             {"name": " ", "scope": "root", "expires_at": "2020-01-01T00:00:00Z"},
             {"name", "scope", "expires_at"},
-        ),  # fmt: skip
+        ),
     ],
 )
 def test_the_api_refuses_a_bad_scope_or_expiry_with_422_and_creates_nothing(
@@ -329,8 +336,9 @@ def test_the_token_page_shows_an_expired_token_as_expired(app, client, auth):
     user = make_user()
     issue_token(user, "Old gateway", expires_at=utcnow() + timedelta(minutes=5))
     db.session.commit()
-    db.session.execute(text("UPDATE api_token SET expires_at = :past"),
-                       {"past": utcnow() - timedelta(days=3)})  # fmt: skip
+    db.session.execute(
+        text("UPDATE api_token SET expires_at = :past"), {"past": utcnow() - timedelta(days=3)}
+    )
     db.session.commit()
     auth.login("admin@acme.example.com")
     listing = client.get("/account/tokens").get_data(as_text=True)
@@ -405,15 +413,25 @@ def test_the_migration_gives_existing_tokens_the_admin_scope_and_no_expiry(
             script = ScriptDirectory.from_config(migrate.get_config())
             revision = script.get_revision("a9c3e5f7b2d1")
             flask_migrate.upgrade(revision=revision.down_revision)
-            db.session.execute(text(
-                "INSERT INTO account (id, name, created_at, landmarks_version) "
-                "VALUES (1, 'Old', CURRENT_TIMESTAMP, 0)"))  # fmt: skip
-            db.session.execute(text(
-                "INSERT INTO \"user\" (id, account_id, email, password_hash, role, created_at) "
-                "VALUES (1, 1, 'old@example.com', 'x', 'admin', CURRENT_TIMESTAMP)"))  # fmt: skip
-            db.session.execute(text(
-                "INSERT INTO api_token (account_id, user_id, name, token_hash, hint, created_at) "
-                "VALUES (1, 1, 'Old', 'h', 'fh_old', CURRENT_TIMESTAMP)"))  # fmt: skip
+            db.session.execute(
+                text(
+                    "INSERT INTO account (id, name, created_at, landmarks_version) "
+                    "VALUES (1, 'Old', CURRENT_TIMESTAMP, 0)"
+                )
+            )
+            db.session.execute(
+                text(
+                    'INSERT INTO "user" (id, account_id, email, password_hash, role, created_at) '
+                    "VALUES (1, 1, 'old@example.com', 'x', 'admin', CURRENT_TIMESTAMP)"
+                )
+            )
+            db.session.execute(
+                text(
+                    "INSERT INTO api_token"
+                    " (account_id, user_id, name, token_hash, hint, created_at)"
+                    " VALUES (1, 1, 'Old', 'h', 'fh_old', CURRENT_TIMESTAMP)"
+                )
+            )
             db.session.commit()
             flask_migrate.upgrade(revision="a9c3e5f7b2d1")
             row = db.session.execute(text("SELECT scope, expires_at FROM api_token")).one()

@@ -4,7 +4,7 @@ field and saves nothing."""
 from __future__ import annotations
 
 from accounts.models import Role, User
-from extensions import db
+from core.extensions import db
 from tests.conftest import AuthActions, make_user
 
 

@@ -10,10 +10,10 @@ import pytest
 from standardwebhooks.webhooks import Webhook as StandardWebhook
 
 from accounts.models import Role
-from extensions import db
+from core.extensions import db
+from events.catalogue import EVENT_TYPES, example_event
 from outbox.models import new_message_id
 from tests.conftest import bearer, make_user
-from webhooks.events import EVENT_TYPES, example_event
 from webhooks.lifecycle import signing_secrets
 from webhooks.models import Webhook
 from webhooks.wire import ContentType, encode_body, request_headers
@@ -35,8 +35,14 @@ def test_event_types_lists_the_catalogue_with_examples(client, admin_headers):
     keys = [e["key"] for e in body["event_types"]]
     assert keys == list(EVENT_TYPES)
     speed = body["event_types"][1]
-    assert speed["setting"] == {"field": "threshold_mph", "label": "Speed threshold", "unit": "mph",
-                                "minimum": 5, "maximum": 200, "default": 70}  # fmt: skip
+    assert speed["setting"] == {
+        "field": "threshold_mph",
+        "label": "Speed threshold",
+        "unit": "mph",
+        "minimum": 5,
+        "maximum": 200,
+        "default": 70,
+    }
     assert speed["example"] == example_event(EVENT_TYPES["speed"])
 
 
@@ -67,8 +73,9 @@ def test_the_created_secret_signs_what_the_sender_sends(client, admin_headers):
     created = create(client, admin_headers).json
     webhook = db.session.get(Webhook, created["id"])
     body = encode_body(example_event(EVENT_TYPES["speed"], 70), ContentType.JSON)
-    headers = request_headers(ContentType.JSON, new_message_id(), int(time.time()), body,
-                              signing_secrets(webhook))  # fmt: skip
+    headers = request_headers(
+        ContentType.JSON, new_message_id(), int(time.time()), body, signing_secrets(webhook)
+    )
     assert StandardWebhook(created["secret"]).verify(body, headers)["type"] == "speed"
 
 
@@ -80,8 +87,9 @@ def test_rotate_secret_signs_with_both_secrets_for_a_day(client, admin_headers):
     assert rotated.json["previous_secret_expires_at"] is not None
     webhook = db.session.get(Webhook, created["id"])
     body = b'{"type":"location"}'
-    headers = request_headers(ContentType.JSON, "msg_x", int(time.time()), body,
-                              signing_secrets(webhook))  # fmt: skip
+    headers = request_headers(
+        ContentType.JSON, "msg_x", int(time.time()), body, signing_secrets(webhook)
+    )
     assert len(re.findall(r"v1,", headers["webhook-signature"])) == 2
     for secret in (created["secret"], rotated.json["secret"]):
         StandardWebhook(secret).verify(body, headers)
@@ -97,11 +105,13 @@ def test_list_pages_with_a_cursor(client, admin_headers):
     ids = [create(client, admin_headers, name=f"Hook {n}").json["id"] for n in range(5)]
     first = client.get("/api/v1/webhooks?limit=2", headers=admin_headers).json
     assert [w["id"] for w in first["webhooks"]] == ids[:2]
-    second = client.get(f"/api/v1/webhooks?limit=2&cursor={first['next_cursor']}",
-                        headers=admin_headers).json  # fmt: skip
+    second = client.get(
+        f"/api/v1/webhooks?limit=2&cursor={first['next_cursor']}", headers=admin_headers
+    ).json
     assert [w["id"] for w in second["webhooks"]] == ids[2:4]
-    last = client.get(f"/api/v1/webhooks?limit=2&cursor={second['next_cursor']}",
-                      headers=admin_headers).json  # fmt: skip
+    last = client.get(
+        f"/api/v1/webhooks?limit=2&cursor={second['next_cursor']}", headers=admin_headers
+    ).json
     assert [w["id"] for w in last["webhooks"]] == ids[4:] and last["next_cursor"] is None
 
 
@@ -116,14 +126,18 @@ def test_patch_changes_only_what_is_given(client, admin_headers):
     created = create(
         client, admin_headers, custom_header={"name": "X-Key", "value": "k-998877"}
     ).json
-    changed = client.patch(f"/api/v1/webhooks/{created['id']}", json={"name": "Renamed",
-                           "threshold_mph": 90}, headers=admin_headers)  # fmt: skip
+    changed = client.patch(
+        f"/api/v1/webhooks/{created['id']}",
+        json={"name": "Renamed", "threshold_mph": 90},
+        headers=admin_headers,
+    )
     assert changed.status_code == 200
     assert changed.json["name"] == "Renamed" and changed.json["threshold_mph"] == 90
     assert changed.json["url"] == created["url"]
     assert db.session.get(Webhook, created["id"]).custom_header_value == "k-998877"
-    removed = client.patch(f"/api/v1/webhooks/{created['id']}", json={"custom_header": None},
-                           headers=admin_headers)  # fmt: skip
+    removed = client.patch(
+        f"/api/v1/webhooks/{created['id']}", json={"custom_header": None}, headers=admin_headers
+    )
     assert removed.json["custom_header"] is None
 
 
@@ -162,9 +176,11 @@ def test_required_fields_are_named_when_missing(client, admin_headers):
 
 def test_a_bad_patch_changes_nothing(client, admin_headers):
     created = create(client, admin_headers).json
-    response = client.patch(f"/api/v1/webhooks/{created['id']}",
-                            json={"name": "Fine", "url": "http://10.0.0.1/", "event_type": "idle"},
-                            headers=admin_headers)  # fmt: skip
+    response = client.patch(
+        f"/api/v1/webhooks/{created['id']}",
+        json={"name": "Fine", "url": "http://10.0.0.1/", "event_type": "idle"},
+        headers=admin_headers,
+    )
     assert response.status_code == 422
     assert set(response.json["errors"]) == {"url", "event_type"}
     assert db.session.get(Webhook, created["id"]).name == "Dispatch"

@@ -10,17 +10,18 @@ import pytest
 from sqlalchemy import text
 
 from accounts.models import Role
-from database import utcnow
-from extensions import db
+from core.extensions import db
+from core.times import utcnow
+from events.catalogue import EVENT_TYPES
 from outbox.models import Target
 from tests.conftest import HTMX, make_user
 from tests.test_delivery import emit
-from webhooks.events import EVENT_TYPES
 from webhooks.lifecycle import create_webhook
 from webhooks.models import Webhook
 from webhooks.wire import ContentType, example_request
 
 MANAGER = "/webhooks/"
+WEBHOOK_GRID = "/manager/webhook/grid"  # what the webhooks grid polls
 
 
 def new_webhook(account_id: int, **values) -> Webhook:
@@ -99,7 +100,7 @@ def test_add_webhook_saves_it_and_shows_its_secret_once(admin, client, auth, eve
     secret = re.search(r'id="signing-secret">(whsec_[^<]+)<', response.data.decode()).group(1)
     assert secret == webhook.signing_secret
     assert f"has ID <strong>{webhook.id}</strong>" in response.data.decode()
-    grid = client.get(MANAGER, headers=HTMX).data.decode()
+    grid = client.get(WEBHOOK_GRID, headers=HTMX).data.decode()
     assert f'id="webhook-{webhook.id}"' in grid and "Dispatch board" in grid
     assert secret not in grid
     assert secret not in client.get(f"/webhooks/{webhook.id}").data.decode()
@@ -136,15 +137,24 @@ def test_settings_are_saved_for_the_types_that_have_them(admin, auth):
         ({"threshold_mph": "fast"}, "threshold_mph", "A whole number of mph."),
         ({"threshold_mph": ""}, "threshold_mph", "A whole number of mph."),
         ({"contact_email": "ops@"}, "contact_email", "@"),
-        ({"custom_header_name": "X Auth", "custom_header_value": "s3cret"},
-         "custom_header_name", "A header name"),
-        ({"custom_header_name": "Webhook-Signature", "custom_header_value": "x"},
-         "custom_header_name", "is set by Fleethook"),
-        ({"custom_header_name": "Authorization"},
-         "custom_header_value", "Enter the header's value."),
+        (
+            {"custom_header_name": "X Auth", "custom_header_value": "s3cret"},
+            "custom_header_name",
+            "A header name",
+        ),
+        (
+            {"custom_header_name": "Webhook-Signature", "custom_header_value": "x"},
+            "custom_header_name",
+            "is set by Fleethook",
+        ),
+        (
+            {"custom_header_name": "Authorization"},
+            "custom_header_value",
+            "Enter the header's value.",
+        ),
         ({"custom_header_value": "Bearer abc"}, "custom_header_name", "A header name"),
     ],
-)  # fmt: skip
+)
 def test_each_invalid_field_is_shown_next_to_it_and_nothing_is_saved(
     admin, auth, fields, field, message
 ):
@@ -171,15 +181,22 @@ def test_local_addresses_are_allowed_when_the_operator_says_so(make_app, auth):
 def test_plain_http_is_allowed_with_a_visible_warning(admin, client, auth):
     example = client.get(
         "/webhooks/example",
-        query_string={"event_type": "location", "content_type": "json",
-                      "url": "http://hooks.example.com/in"},
-    )  # fmt: skip
+        query_string={
+            "event_type": "location",
+            "content_type": "json",
+            "url": "http://hooks.example.com/in",
+        },
+    )
     assert "Plain http" in example.data.decode()
     secure = client.get("/webhooks/example?event_type=location&url=https://hooks.example.com/")
     assert "Plain http" not in secure.data.decode()
     # A form sent back with an error says it once, not once per column.
-    refused = auth.post("/webhooks/new", valid_form("location", url="http://hooks.example.com/in",
-                                                    name=""), MANAGER, htmx=True)  # fmt: skip
+    refused = auth.post(
+        "/webhooks/new",
+        valid_form("location", url="http://hooks.example.com/in", name=""),
+        MANAGER,
+        htmx=True,
+    )
     assert refused.status_code == 422 and refused.data.decode().count("Plain http") == 1
     auth.post("/webhooks/new", valid_form("location", url="http://hooks.example.com/in"), MANAGER)
     assert db.session.query(Webhook).one().url == "http://hooks.example.com/in"
@@ -234,18 +251,18 @@ def test_the_dialog_updates_its_example_live(admin, client):
 
 def test_the_grid_is_a_fragment_for_htmx_and_polls_itself(admin, client):
     new_webhook(admin.account_id)
-    fragment = client.get(MANAGER, headers=HTMX)
+    fragment = client.get(WEBHOOK_GRID, headers=HTMX)
     body = fragment.data.decode()
     assert body.lstrip().startswith('<div id="webhooks-grid"') and "<html" not in body
     assert 'hx-trigger="every 2s, webhooks-changed from:body"' in body
-    assert 'hx-get="/webhooks/"' in body and 'hx-swap="outerHTML"' in body
+    assert 'hx-get="/manager/webhook/grid"' in body and 'hx-swap="outerHTML"' in body
     # Buttons opening dialogs must not inherit the grid's outerHTML swap.
     openers = re.findall(r'<[^>]*hx-target="#dialog-host"[^>]*>', body)
     assert len(openers) == 4 and all('hx-swap="innerHTML"' in o for o in openers)
     assert "HX-Request" in fragment.headers["Vary"]
     page = client.get(MANAGER).data.decode()
     assert "<html" in page and '<div id="webhooks-grid"' in page
-    restore = client.get(MANAGER, headers={**HTMX, "HX-History-Restore-Request": "true"})
+    restore = client.get(WEBHOOK_GRID, headers={**HTMX, "HX-History-Restore-Request": "true"})
     assert "<html" in restore.data.decode()
 
 
@@ -256,7 +273,7 @@ def test_the_grid_shows_id_status_and_counters(admin, client):
     db.session.commit()
     row = re.search(
         rf'<tr id="webhook-{webhook.id}">(.*?)</tr>',
-        client.get(MANAGER, headers=HTMX).data.decode(),
+        client.get(WEBHOOK_GRID, headers=HTMX).data.decode(),
         re.S,
     ).group(1)
     cells = [
@@ -264,21 +281,25 @@ def test_the_grid_shows_id_status_and_counters(admin, client):
         for c in re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)
     ]
     assert cells[:6] == [
-        str(webhook.id), "Dispatch https://hooks.example.com/in", "Speed ≥ 70 mph",
-        "Active", "3", "1250",
-    ]  # fmt: skip
+        str(webhook.id),
+        "Dispatch https://hooks.example.com/in",
+        "Speed ≥ 70 mph",
+        "Active",
+        "3",
+        "1250",
+    ]
 
 
 def test_pause_and_resume_from_the_grid(admin, client, auth):
     webhook = new_webhook(admin.account_id)
-    paused = auth.post(f"/webhooks/{webhook.id}/pause", page=MANAGER, htmx=True)
+    paused = auth.post(f"/manager/targets/{webhook.id}/pause", page=MANAGER, htmx=True)
     assert paused.status_code == 204
     assert "webhooks-changed" in paused.headers["HX-Trigger"]
-    grid = client.get(MANAGER, headers=HTMX).data.decode()
+    grid = client.get(WEBHOOK_GRID, headers=HTMX).data.decode()
     assert ">Paused</span>" in grid and f'id="resume-{webhook.id}"' in grid
-    resumed = auth.post(f"/webhooks/{webhook.id}/resume", page=MANAGER)
+    resumed = auth.post(f"/manager/targets/{webhook.id}/resume", page=MANAGER)
     assert resumed.status_code == 302
-    grid = client.get(MANAGER, headers=HTMX).data.decode()
+    grid = client.get(WEBHOOK_GRID, headers=HTMX).data.decode()
     assert ">Active</span>" in grid and f'id="pause-{webhook.id}"' in grid
 
 
@@ -290,16 +311,26 @@ def test_edit_changes_fields_and_keeps_the_stored_header_value(admin, client, au
     assert "Bearer s3cr3t-4242" not in dialog and "4242" in dialog  # masked
     response = auth.post(
         f"/webhooks/{webhook.id}/edit",
-        {"url": "https://hooks.example.com/v2", "name": "Dispatch v2", "content_type": "form",
-         "threshold_mph": "80", "custom_header_name": "Authorization", "custom_header_value": ""},
-        page=MANAGER, htmx=True,
-    )  # fmt: skip
+        {
+            "url": "https://hooks.example.com/v2",
+            "name": "Dispatch v2",
+            "content_type": "form",
+            "threshold_mph": "80",
+            "custom_header_name": "Authorization",
+            "custom_header_value": "",
+        },
+        page=MANAGER,
+        htmx=True,
+    )
     assert response.status_code == 204
     assert "close-dialog" in response.headers["HX-Trigger"]
     db.session.refresh(webhook)
     assert (webhook.name, webhook.url, webhook.content_type, webhook.threshold_mph) == (
-        "Dispatch v2", "https://hooks.example.com/v2", "form", 80,
-    )  # fmt: skip
+        "Dispatch v2",
+        "https://hooks.example.com/v2",
+        "form",
+        80,
+    )
     assert webhook.custom_header_value == "Bearer s3cr3t-4242"
 
 
@@ -307,10 +338,16 @@ def test_edit_can_remove_the_custom_header(admin, auth):
     webhook = new_webhook(admin.account_id, custom_header={"name": "X-Key", "value": "k-123456"})
     auth.post(
         f"/webhooks/{webhook.id}/edit",
-        {"url": webhook.url, "name": webhook.name, "content_type": "json", "threshold_mph": "70",
-         "custom_header_name": "X-Key", "remove_custom_header": "y"},
+        {
+            "url": webhook.url,
+            "name": webhook.name,
+            "content_type": "json",
+            "threshold_mph": "70",
+            "custom_header_name": "X-Key",
+            "remove_custom_header": "y",
+        },
         page=MANAGER,
-    )  # fmt: skip
+    )
     db.session.refresh(webhook)
     assert webhook.custom_header_name is None and webhook.custom_header_value is None
 
@@ -320,8 +357,9 @@ def test_an_invalid_edit_shows_errors_and_changes_nothing(admin, auth):
     response = auth.post(
         f"/webhooks/{webhook.id}/edit",
         {"url": "https://10.1.2.3/", "name": "", "content_type": "json", "threshold_mph": "70"},
-        page=MANAGER, htmx=True,
-    )  # fmt: skip
+        page=MANAGER,
+        htmx=True,
+    )
     assert response.status_code == 422
     assert "not a public address" in field_errors(response.data, "url")
     assert "Give the webhook a name." in field_errors(response.data, "name")
@@ -343,11 +381,11 @@ def test_rotate_secret_shows_the_new_one_and_keeps_the_old_for_a_day(admin, auth
 
 def test_delete_asks_first_and_needs_the_csrf_token(admin, client, auth):
     webhook = new_webhook(admin.account_id)
-    confirm = client.get(f"/webhooks/{webhook.id}/delete", headers=HTMX).data.decode()
+    confirm = client.get(f"/manager/targets/{webhook.id}/delete", headers=HTMX).data.decode()
     assert "Delete webhook" in confirm and 'name="csrf_token"' in confirm
-    assert client.post(f"/webhooks/{webhook.id}/delete").status_code == 400
+    assert client.post(f"/manager/targets/{webhook.id}/delete").status_code == 400
     assert webhook_count() == 1
-    response = auth.post(f"/webhooks/{webhook.id}/delete", page=MANAGER, htmx=True)
+    response = auth.post(f"/manager/targets/{webhook.id}/delete", page=MANAGER, htmx=True)
     assert response.status_code == 204
     assert webhook_count() == 0
     assert db.session.query(Target).count() == 0
@@ -359,10 +397,12 @@ def test_members_may_look_but_not_change(app, client, auth):
     make_user(email="viewer@acme.example.com", role=Role.MEMBER, admin=admin)
     auth.login("viewer@acme.example.com")
     assert client.get(f"/webhooks/{webhook.id}").status_code == 200
-    grid = client.get(MANAGER, headers=HTMX).data.decode()
+    grid = client.get(WEBHOOK_GRID, headers=HTMX).data.decode()
     assert "Dispatch" in grid and f'id="pause-{webhook.id}"' not in grid
-    for action in ["pause", "resume", "rotate-secret", "expire-previous-secret", "delete", "edit"]:
+    for action in ["rotate-secret", "expire-previous-secret", "edit"]:
         assert auth.post(f"/webhooks/{webhook.id}/{action}", page=MANAGER).status_code == 403
+    for action in ["pause", "resume", "delete"]:
+        assert auth.post(f"/manager/targets/{webhook.id}/{action}", page=MANAGER).status_code == 403
     assert auth.post("/webhooks/new", valid_form(), page=MANAGER).status_code == 403
     db.session.refresh(webhook)
     assert webhook.status == "active" and webhook_count() == 1
@@ -374,15 +414,17 @@ def test_another_accounts_webhook_is_404_everywhere(admin, client, auth):
     for path in [
         f"/webhooks/{theirs.id}",
         f"/webhooks/{theirs.id}/edit",
-        f"/webhooks/{theirs.id}/delete",
+        f"/manager/targets/{theirs.id}/delete",
         f"/webhooks/example?event_type=speed&webhook_id={theirs.id}",
     ]:
         assert client.get(path).status_code == 404, path
-    for action in ["pause", "resume", "rotate-secret", "expire-previous-secret", "delete", "edit"]:
+    for action in ["rotate-secret", "expire-previous-secret", "edit"]:
         assert auth.post(f"/webhooks/{theirs.id}/{action}", page=MANAGER).status_code == 404
+    for action in ["pause", "resume", "delete"]:
+        assert auth.post(f"/manager/targets/{theirs.id}/{action}", page=MANAGER).status_code == 404
     db.session.refresh(theirs)
     assert theirs.status == "active" and theirs.previous_signing_secret is None
-    assert f'id="webhook-{theirs.id}"' not in client.get(MANAGER, headers=HTMX).data.decode()
+    assert f'id="webhook-{theirs.id}"' not in client.get(WEBHOOK_GRID, headers=HTMX).data.decode()
 
 
 def test_secrets_are_encrypted_at_rest_and_masked_on_screen(admin, client):
@@ -401,8 +443,9 @@ def test_the_form_offers_the_accounts_vehicle_groups(admin, client, auth):
     from fleet.records import create_vehicle
 
     for n, group in enumerate(["South", "North", "North", None]):
-        create_vehicle(admin.account_id, {"name": f"T{n}", "vin": f"1FUJGLDR3CLBP88{n}4"[:17],
-                                          "group": group})  # fmt: skip
+        create_vehicle(
+            admin.account_id, {"name": f"T{n}", "vin": f"1FUJGLDR3CLBP88{n}4"[:17], "group": group}
+        )
     other = make_user("Other Co", "admin@other.example.com")
     create_vehicle(other.account_id, {"name": "X", "vin": "1M8GDM9AXKP042788", "group": "West"})
     db.session.commit()
@@ -438,14 +481,20 @@ def test_the_webhook_page_pauses_resumes_and_offers_demo(admin, client, auth):
     webhook = new_webhook(admin.account_id)
     page = client.get(f"/webhooks/{webhook.id}").data.decode()
     assert f'hx-post="/webhooks/{webhook.id}/demo"' in page and '<div id="dialog-host">' in page
-    paused = auth.post(f"/webhooks/{webhook.id}/pause", page=f"/webhooks/{webhook.id}",
-                       data={"back": "detail"})  # fmt: skip
+    paused = auth.post(
+        f"/manager/targets/{webhook.id}/pause",
+        page=f"/webhooks/{webhook.id}",
+        data={"back": "detail"},
+    )
     assert paused.status_code == 302 and paused.location.endswith(f"/webhooks/{webhook.id}")
     assert db.session.get(Webhook, webhook.id).status == "paused"
     page = client.get(f"/webhooks/{webhook.id}").data.decode()
     assert ">Resume</button>" in page and f"Webhook {webhook.id} paused." in page
-    resumed = auth.post(f"/webhooks/{webhook.id}/resume", page=f"/webhooks/{webhook.id}",
-                        data={"back": "detail"})  # fmt: skip
+    resumed = auth.post(
+        f"/manager/targets/{webhook.id}/resume",
+        page=f"/webhooks/{webhook.id}",
+        data={"back": "detail"},
+    )
     assert resumed.location.endswith(f"/webhooks/{webhook.id}")
     assert db.session.get(Webhook, webhook.id).status == "active"
 

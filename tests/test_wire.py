@@ -13,9 +13,8 @@ from urllib.parse import parse_qsl
 import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from encryption import mask
-from outbox.models import new_message_id
-from webhooks.events import (
+from core.encryption import mask
+from events.catalogue import (
     EVENT_TYPES,
     EventType,
     UnknownEventField,
@@ -23,6 +22,7 @@ from webhooks.events import (
     build_event,
     example_event,
 )
+from outbox.models import new_message_id
 from webhooks.wire import (
     EXAMPLE_ATTEMPT_TIMESTAMP,
     EXAMPLE_MESSAGE_ID,
@@ -399,9 +399,13 @@ def test_example_request_is_what_a_receiver_gets(key: str, content_type: Content
     assert body == encode_body(example_event(event_type, setting), content_type)
     masked = (CUSTOM_HEADER[0], mask(CUSTOM_HEADER[1]))
     assert headers == request_headers(
-        content_type, EXAMPLE_MESSAGE_ID, EXAMPLE_ATTEMPT_TIMESTAMP, body,
-        [PLACEHOLDER_SECRET], masked,
-    )  # fmt: skip
+        content_type,
+        EXAMPLE_MESSAGE_ID,
+        EXAMPLE_ATTEMPT_TIMESTAMP,
+        body,
+        [PLACEHOLDER_SECRET],
+        masked,
+    )
     assert headers[CUSTOM_HEADER[0]] != CUSTOM_HEADER[1]
     assert all(CUSTOM_HEADER[1] not in value for value in headers.values())
     assert CUSTOM_HEADER[1].encode() not in body

@@ -9,8 +9,8 @@ from pathlib import Path
 from rq.job import Job, JobStatus
 
 from accounts.models import Account
-from config import worker_queues
-from extensions import db, queue, redis_client
+from core.config import worker_queues
+from core.extensions import db, queue, redis_client
 from tests.conftest import NAMESPACE, ROOT, make_user
 
 
@@ -22,10 +22,24 @@ def test_a_job_runs_in_the_app_context_of_a_real_worker(app):
     )
     rq = Path(sys.executable).parent / "rq"
     result = subprocess.run(
-        [str(rq), "worker", "--burst", "--worker-class", "worker.FleethookWorker",
-         "--url", app.config["REDIS_URL"], "--name", f"{NAMESPACE}-worker", queue_name],
-        cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
+        [
+            str(rq),
+            "worker",
+            "--burst",
+            "--worker-class",
+            "worker.FleethookWorker",
+            "--url",
+            app.config["REDIS_URL"],
+            "--name",
+            f"{NAMESPACE}-worker",
+            queue_name,
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
     job = Job.fetch(job.id, connection=redis_client())
     assert job.get_status() == JobStatus.FINISHED, result.stderr
@@ -43,11 +57,24 @@ def test_a_worker_takes_the_sweep_before_drains_queued_ahead_of_it(app):
     queue("maintenance").enqueue("tests.worker_jobs.note_run", order, "sweep")
     rq = Path(sys.executable).parent / "rq"
     result = subprocess.run(
-        [str(rq), "worker", "--burst", "--worker-class", "worker.FleethookWorker",
-         "--url", app.config["REDIS_URL"], "--name", f"{NAMESPACE}-worker",
-         *worker_queues(NAMESPACE)],
-        cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
+        [
+            str(rq),
+            "worker",
+            "--burst",
+            "--worker-class",
+            "worker.FleethookWorker",
+            "--url",
+            app.config["REDIS_URL"],
+            "--name",
+            f"{NAMESPACE}-worker",
+            *worker_queues(NAMESPACE),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
     ran = [label.decode() for label in redis_client().lrange(order, 0, -1)]
     assert ran == ["sweep", "drain 0", "drain 1", "drain 2"]

@@ -17,17 +17,17 @@ import psutil
 import pytest
 from sqlalchemy import func, select, update
 
-from config import retry_queues, worker_queues
-from database import utcnow
+from core.config import retry_queues, worker_queues
+from core.extensions import db
+from core.times import utcnow
 from devstack import RedisServer
-from extensions import db
+from events.catalogue import EVENT_TYPES, EXAMPLE_VEHICLE, DetectedEvent
 from outbox.fanout import account_targets, fan_out
 from outbox.models import OutboxMessage, Target
 from outbox.sweeper import sweep
 from tests.conftest import NAMESPACE, ROOT, make_user
 from tests.test_delivery import emit, webhook_to
 from tests.test_lanes import attempts_of
-from webhooks.events import EVENT_TYPES, EXAMPLE_VEHICLE, DetectedEvent
 from webhooks.lifecycle import create_webhook
 
 RQ = str(Path(sys.executable).parent / "rq")
@@ -63,12 +63,25 @@ class Workers:
             name = f"{NAMESPACE}-worker-{len(self.processes)}-{os.getpid()}"
             self.processes.append(
                 subprocess.Popen(
-                    [RQ, "worker", "--worker-class", "worker.FleethookWorker", "--url",
-                     self.redis_url, "--name", name, "--quiet", *listen],
-                    cwd=ROOT, env=env, start_new_session=True,
-                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                    [
+                        RQ,
+                        "worker",
+                        "--worker-class",
+                        "worker.FleethookWorker",
+                        "--url",
+                        self.redis_url,
+                        "--name",
+                        name,
+                        "--quiet",
+                        *listen,
+                    ],
+                    cwd=ROOT,
+                    env=env,
+                    start_new_session=True,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
                 )
-            )  # fmt: skip
+            )
 
     def kill_hard(self, process: subprocess.Popen[bytes]) -> None:
         """SIGKILL the worker and its work horse, as a crash would."""
@@ -267,7 +280,7 @@ def test_a_flushed_redis_loses_nothing_once_the_sweeper_runs(make_app, receiver,
             for n in range(2):
                 webhook_to(account, receiver.url(f"/ok/{n}"))
             emit(account, 200)  # one drain job queued per target, no worker yet
-            from extensions import redis_client
+            from core.extensions import redis_client
 
             redis_client().flushall()  # the queued drains: gone
             pool.start(1)

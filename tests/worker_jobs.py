@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import current_app
 
 from accounts.models import Account
-from extensions import db
+from core.extensions import db
 
 
 def rename_account(account_id: int, name: str) -> str:
@@ -18,6 +18,6 @@ def rename_account(account_id: int, name: str) -> str:
 
 def note_run(key: str, label: str) -> None:
     """Append this job's label to a Redis list: the order the worker ran jobs in."""
-    from extensions import redis_client
+    from core.extensions import redis_client
 
     redis_client().rpush(key, label)

@@ -7,20 +7,14 @@ from typing import Any
 
 from flask import Response, jsonify, request, url_for
 
-from api import (
-    ApiProblem,
-    admin_only,
-    api_blueprint,
-    api_user,
-    iso_time,
-    json_object,
-    page_arguments,
-    page_json,
-)
-from database import MAX_BIG_ID, parse_rfc3339
-from encryption import mask
-from errors import ValidationError, validation_problem
-from extensions import db
+from accounts.api_access import admin_only, api_blueprint, api_user
+from core.api import ApiProblem, iso_time, json_object, page_arguments, page_json
+from core.database import MAX_BIG_ID
+from core.encryption import mask
+from core.errors import ValidationError, validation_problem
+from core.extensions import db
+from core.times import parse_rfc3339
+from events.catalogue import EVENT_TYPES, EventType, example_event
 from outbox.models import OPEN_STATUSES, MessageStatus, OutboxMessage
 from outbox.recovery import (
     find_message,
@@ -29,7 +23,6 @@ from outbox.recovery import (
     redeliver,
     target_messages,
 )
-from webhooks.events import EVENT_TYPES, EventType, example_event
 from webhooks.lifecycle import (
     account_webhooks,
     create_webhook,

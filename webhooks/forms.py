@@ -18,8 +18,8 @@ from wtforms import (
 )
 from wtforms.validators import InputRequired
 
+from events.catalogue import EventType, SpeedingEvents
 from outbox.models import DEFAULT_MAX_IN_FLIGHT, MAX_IN_FLIGHT_RANGE, Ordering
-from webhooks.events import EventType, SpeedingEvents
 from webhooks.lifecycle import LATEST_WINS_EVENT_TYPES
 from webhooks.wire import ContentType
 

@@ -17,13 +17,10 @@ from sqlalchemy import select
 
 from accounts.audit import HIDDEN, record
 from accounts.quotas import check_room
-from database import utcnow
-from errors import ValidationError
-from extensions import db
-from outbox.fanout import fan_out
-from outbox.models import MAX_IN_FLIGHT_RANGE, Ordering, OutboxMessage, TargetStatus
-from outbox.status import activate, needs_fixing, pause
-from webhooks.events import (
+from core.errors import ValidationError
+from core.extensions import db
+from core.times import utcnow
+from events.catalogue import (
     EVENT_TYPES,
     EXAMPLE_VEHICLE,
     SPEEDING_EVENT_TYPES,
@@ -32,15 +29,29 @@ from webhooks.events import (
     SpeedingEvents,
     example_event,
 )
+from outbox.fanout import fan_out
+from outbox.models import MAX_IN_FLIGHT_RANGE, Ordering, OutboxMessage, TargetStatus
+from outbox.status import activate, needs_fixing, pause
 from webhooks.models import Webhook
 from webhooks.url_safety import Resolver, resolve_host, url_problems
 from webhooks.wire import RESERVED_HEADERS, ContentType, new_secret
 
 FIELDS = (
-    "event_type", "name", "url", "content_type", "threshold_mph", "idle_minutes",
-    "contact_email", "custom_header", "vehicle_group",
-    "ordering", "max_in_flight", "rate_limit", "latest_wins", "speeding_events",
-)  # fmt: skip
+    "event_type",
+    "name",
+    "url",
+    "content_type",
+    "threshold_mph",
+    "idle_minutes",
+    "contact_email",
+    "custom_header",
+    "vehicle_group",
+    "ordering",
+    "max_in_flight",
+    "rate_limit",
+    "latest_wins",
+    "speeding_events",
+)
 # What the API shows of the engine's state; nobody sets them.
 READ_ONLY_FIELDS = ("in_flight", "window", "throttled_until")
 MAX_NAME_LENGTH = 100

@@ -7,8 +7,8 @@ from datetime import datetime
 from sqlalchemy import ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from database import UTCDateTime
-from encryption import EncryptedText
+from core.database import UTCDateTime
+from core.encryption import EncryptedText
 from outbox.models import Target
 
 
@@ -22,7 +22,7 @@ class Webhook(Target):
     content_type: Mapped[str] = mapped_column(String(8))
     threshold_mph: Mapped[int | None]  # speed and posted_speed
     # Speed and posted_speed: an event for every report at or over the threshold, or
-    # only when a vehicle first reaches it (webhooks.events.SpeedingEvents).
+    # only when a vehicle first reaches it (events.catalogue.SpeedingEvents).
     speeding_events: Mapped[str] = mapped_column(
         String(16), default="every_report", server_default="every_report"
     )

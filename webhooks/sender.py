@@ -9,19 +9,18 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from encryption import mask
+from core.encryption import mask
+from events.catalogue import (
+    EVENT_TYPES,
+    DetectedEvent,
+    SpeedingEvents,
+    build_event,
+)
 from outbox.failures import describe_failure
 from outbox.models import Ordering, OutboxMessage, Target
 from outbox.queues import DELIVERIES
 from outbox.registry import Result
 from outbox.transport import Delivery, Signed
-from webhooks.events import (
-    EVENT_TYPES,
-    SPEEDING_EVENT_TYPES,
-    DetectedEvent,
-    SpeedingEvents,
-    build_event,
-)
 from webhooks.lifecycle import signing_secrets
 from webhooks.models import Webhook
 from webhooks.wire import (
@@ -49,22 +48,17 @@ def wanted_payload(webhook: Webhook, event: DetectedEvent) -> dict[str, Any] | N
         if event.vehicle.group != webhook.vehicle_group:
             return None
     details = dict(event.details)
-    if key in SPEEDING_EVENT_TYPES and not event.is_test:
-        value = (event.vehicle.speed_mph if key == "speed" else details.get("over_limit_mph")) or 0
-        threshold = webhook.threshold_mph or 0
-        if value < threshold:
-            return None
-        once = webhook.speeding_events == SpeedingEvents.EPISODE_START
-        if once and event.previous_mph is not None and event.previous_mph >= threshold:
-            return None  # the episode goes on: its first report was sent
-    if webhook.event_type == "idle" and not event.is_test:
-        before, now = event.idle_window_s or (0.0, 0.0)
-        if not before < (webhook.idle_minutes or 0) * 60 <= now:
-            return None
-    if "threshold_mph" in details:
-        details["threshold_mph"] = webhook.threshold_mph
-    if "idle_minutes" in details:
-        details["idle_minutes"] = webhook.idle_minutes
+    setting = event.event_type.setting
+    if setting is not None:
+        chosen = getattr(webhook, setting.field)
+        if not event.is_test:
+            if not setting.reaches(event, chosen or 0):
+                return None
+            # Speed and posted-speed events carry the value before (previous_mph).
+            once = webhook.speeding_events == SpeedingEvents.EPISODE_START
+            if once and event.previous_mph is not None and event.previous_mph >= (chosen or 0):
+                return None  # the episode goes on: its first report was sent
+        details[setting.field] = chosen
     body = build_event(EVENT_TYPES[webhook.event_type], event.occurred_at, event.vehicle, details)
     if event.is_test:
         body["test"] = True

@@ -30,9 +30,15 @@ LOCAL_NAMES = frozenset(
     {"localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback", "broadcasthost"}
 )
 LOCAL_SUFFIXES = (
-    ".localhost", ".localdomain", ".local", ".internal", ".intranet", ".lan",
-    ".home.arpa", ".arpa",
-)  # fmt: skip
+    ".localhost",
+    ".localdomain",
+    ".local",
+    ".internal",
+    ".intranet",
+    ".lan",
+    ".home.arpa",
+    ".arpa",
+)
 
 _NUMERIC_HOST = re.compile(r"[0-9a-fA-FxX.]+")
 

@@ -5,20 +5,28 @@ page."""
 from __future__ import annotations
 
 from datetime import UTC
-from typing import Any
 
 from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_login import current_user, login_required
 from wtforms import SelectChoice
 
-from database import utcnow, whole_number
-from encryption import mask
-from errors import ValidationError
-from extensions import db
+from core.database import whole_number
+from core.encryption import mask
+from core.errors import ValidationError
+from core.extensions import db
+from core.portal import (
+    EmptyForm,
+    admin_required,
+    after_change,
+    is_htmx_request,
+    render_dialog,
+    show_errors,
+)
+from core.times import utcnow
+from events.catalogue import EVENT_TYPES, SPEEDING_EVENT_TYPES, EventType
 from fleet.records import vehicle_groups
-from integrations.views import grid_context as integrations_grid_context
-from outbox.activity import account_activity, target_activity
+from outbox.activity import target_activity
 from outbox.models import MessageStatus
 from outbox.recovery import (
     find_message,
@@ -28,25 +36,12 @@ from outbox.recovery import (
     status_counts,
     target_messages,
 )
-from portal import (
-    EmptyForm,
-    admin_required,
-    is_htmx_request,
-    render_dialog,
-    render_page_or_fragment,
-    show_errors,
-)
-from webhooks.events import EVENT_TYPES, SPEEDING_EVENT_TYPES, EventType
 from webhooks.forms import ORDERING_CHOICES, RecoverForm, WebhookForm
 from webhooks.lifecycle import (
     LATEST_WINS_EVENT_TYPES,
-    account_webhooks,
     create_webhook,
-    delete_webhook,
     expire_previous_secret,
     get_account_webhook,
-    pause_webhook,
-    resume_webhook,
     rotate_secret,
     send_demo,
     update_webhook,
@@ -60,7 +55,6 @@ bp = Blueprint("webhooks", __name__, url_prefix="/webhooks")
 # Events raised on the page (HX-Trigger): the grid refreshes at once, the open
 # dialog closes.
 CHANGED = "webhooks-changed"
-CLOSE_DIALOG = "close-dialog"
 # Messages shown in the live feed and per page of the messages panel.
 FEED_SIZE = 15
 MESSAGES_PAGE = 50
@@ -79,31 +73,6 @@ def _own_webhook(webhook_id: int) -> Webhook:
     return webhook
 
 
-def _grid_context() -> dict[str, Any]:
-    # Two queries however many messages there are: the webhooks (with their
-    # counters and latest results) and the last hour of activity of them all.
-    return {
-        "webhooks": account_webhooks(current_user.account_id),
-        "activity": account_activity(current_user.account_id, utcnow()),
-        "event_types": EVENT_TYPES,
-        "button": EmptyForm(),
-    }
-
-
-@bp.get("/")
-@login_required
-def manager() -> Response:
-    """The Webhook Manager (webhooks, then integrations); htmx polling gets just
-    the webhooks grid."""
-    context = _grid_context()
-    if not is_htmx_request():
-        # The activity read for the webhooks covers the account's integrations too.
-        context.update(
-            integrations_grid_context(current_user.account_id, activity=context["activity"])
-        )
-    return render_page_or_fragment("webhooks/manager.html", "webhooks/_grid.html", **context)
-
-
 def _form_dialog(
     form: WebhookForm, event_type: EventType, webhook: Webhook | None = None, status: int = 200
 ) -> Response:
@@ -115,9 +84,12 @@ def _form_dialog(
         setting_field.description = f"{setting.help} {setting.minimum}–{setting.maximum}."
         # A number field (a number pad on phones); the server still checks it.
         setting_field.render_kw = {
-            "type": "number", "inputmode": "numeric", "step": 1,
-            "min": setting.minimum, "max": setting.maximum,
-        }  # fmt: skip
+            "type": "number",
+            "inputmode": "numeric",
+            "step": 1,
+            "min": setting.minimum,
+            "max": setting.maximum,
+        }
         setting_value = whole_number(setting_field.data)
     # The portal's one look into the fleet: the groups its vehicles are in.
     groups = vehicle_groups(current_user.account_id)
@@ -285,43 +257,11 @@ def update(webhook_id: int) -> ResponseReturnValue:
         flash(f"Webhook {webhook.id} saved.", "success")
         for warning in warnings:
             flash(warning, "warning")
-        target = url_for("webhooks.manager")
+        target = url_for("manager.page")
         if is_htmx_request():
             return Response(status=204, headers={"HX-Redirect": target})
         return redirect(target)
-    return _after_change(f"Webhook {webhook.id} saved.")
-
-
-def _after_change(message: str, webhook: Webhook | None = None) -> ResponseReturnValue:
-    """htmx: close the dialog and let the grid refresh itself; otherwise back with
-    a message — to the webhook's page when its buttons were used, else to the
-    Webhook Manager."""
-    if is_htmx_request():
-        return Response(status=204, headers={"HX-Trigger": f"{CHANGED}, {CLOSE_DIALOG}"})
-    flash(message, "success")
-    if webhook is not None and request.form.get("back") == "detail":
-        return redirect(url_for("webhooks.detail", webhook_id=webhook.id))
-    return redirect(url_for("webhooks.manager"))
-
-
-@bp.post("/<int:webhook_id>/pause")
-@admin_required
-def pause(webhook_id: int) -> ResponseReturnValue:
-    """Pause: messages queue up and nothing is sent."""
-    webhook = _own_webhook(webhook_id)
-    pause_webhook(webhook)
-    db.session.commit()
-    return _after_change(f"Webhook {webhook.id} paused.", webhook)
-
-
-@bp.post("/<int:webhook_id>/resume")
-@admin_required
-def resume(webhook_id: int) -> ResponseReturnValue:
-    """Resume sending."""
-    webhook = _own_webhook(webhook_id)
-    resume_webhook(webhook)
-    db.session.commit()
-    return _after_change(f"Webhook {webhook.id} resumed.", webhook)
+    return after_change(f"Webhook {webhook.id} saved.", CHANGED)
 
 
 @bp.post("/<int:webhook_id>/rotate-secret")
@@ -351,28 +291,6 @@ def expire_previous(webhook_id: int) -> ResponseReturnValue:
     else:
         flash("No previous secret is signing: nothing to expire.", "info")
     return redirect(url_for("webhooks.detail", webhook_id=webhook.id))
-
-
-@bp.get("/<int:webhook_id>/delete")
-@admin_required
-def confirm_delete(webhook_id: int) -> Response:
-    """Ask before deleting."""
-    webhook = _own_webhook(webhook_id)
-    return render_dialog(
-        "webhooks/_confirm_delete.html", f"Delete webhook {webhook.id}?", webhook=webhook,
-        button=EmptyForm(),
-    )  # fmt: skip
-
-
-@bp.post("/<int:webhook_id>/delete")
-@admin_required
-def delete(webhook_id: int) -> ResponseReturnValue:
-    """Delete the webhook and everything queued for it."""
-    webhook = _own_webhook(webhook_id)
-    name = webhook.name
-    delete_webhook(webhook)
-    db.session.commit()
-    return _after_change(f"Webhook “{name}” deleted.")
 
 
 @bp.post("/<int:webhook_id>/demo")

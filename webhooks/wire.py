@@ -15,9 +15,9 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 from urllib.parse import urlencode
 
-from encryption import mask
+from core.encryption import mask
+from events.catalogue import EventType, example_event
 from outbox.models import MESSAGE_ID_PREFIX
-from webhooks.events import EventType, example_event
 
 try:
     USER_AGENT = f"Fleethook-Webhooks/{version('fleethook')}"
@@ -37,12 +37,25 @@ PLACEHOLDER_SECRET = SECRET_PREFIX + base64.b64encode(b"example only; not your s
 # Headers a webhook's custom header may not replace: ours, or the transport's.
 RESERVED_HEADERS = frozenset(
     {
-        "content-type", "content-length", "content-encoding", "transfer-encoding",
-        "host", "connection", "user-agent", "webhook-id", "webhook-timestamp",
-        "webhook-signature", "expect", "te", "upgrade", "trailer", "keep-alive",
-        ORDERING_KEY_HEADER, SEQUENCE_HEADER,
+        "content-type",
+        "content-length",
+        "content-encoding",
+        "transfer-encoding",
+        "host",
+        "connection",
+        "user-agent",
+        "webhook-id",
+        "webhook-timestamp",
+        "webhook-signature",
+        "expect",
+        "te",
+        "upgrade",
+        "trailer",
+        "keep-alive",
+        ORDERING_KEY_HEADER,
+        SEQUENCE_HEADER,
     }
-)  # fmt: skip
+)
 
 
 class ContentType(StrEnum):
@@ -143,7 +156,11 @@ def example_request(
     body = encode_body(example_event(event_type, setting_value), content_type)
     shown_header = (custom_header[0], mask(custom_header[1])) if custom_header else None
     headers = request_headers(
-        content_type, EXAMPLE_MESSAGE_ID, EXAMPLE_ATTEMPT_TIMESTAMP, body,
-        [PLACEHOLDER_SECRET], shown_header,
-    )  # fmt: skip
+        content_type,
+        EXAMPLE_MESSAGE_ID,
+        EXAMPLE_ATTEMPT_TIMESTAMP,
+        body,
+        [PLACEHOLDER_SECRET],
+        shown_header,
+    )
     return headers, body

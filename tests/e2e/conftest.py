@@ -18,9 +18,9 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, ViewportSize, sync_playwright
 
 from app import create_app
-from config import retry_queues, worker_queues
+from core.config import retry_queues, worker_queues
+from core.extensions import db, redis_client
 from devstack import fetch_npm_file
-from extensions import db, redis_client
 from tests.conftest import NAMESPACE, PASSWORD, bearer, csrf_token, delete_namespace, make_user
 from tests.conftest import reset_database as empty_database
 from tests.e2e.browser_checks import BrowserChecks
@@ -35,9 +35,13 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_INSTALL = "apt-get update && apt-get install -y --no-install-recommends chromium"
 # The closed network of CI: no background connections, nothing to update.
 CHROMIUM_ARGS = [
-    "--disable-gpu", "--disable-quic", "--disable-background-networking",
-    "--disable-component-update", "--no-first-run", "--disable-sync",
-]  # fmt: skip
+    "--disable-gpu",
+    "--disable-quic",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
 
 # axe-core from the npm registry, pinned and hash-checked like htmx (devstack.py),
 # kept in an ignored cache directory, never in the repository.
@@ -125,9 +129,17 @@ def live(
             api = Api(server.url, bearer(user, "browser tests"))
         worker.wait_until_listening()
         yield Live(
-            server.url, api, server, worker, receiver, fleetio, salesforce,
-            ACCOUNT_NAME, EMAIL, PASSWORD,
-        )  # fmt: skip
+            server.url,
+            api,
+            server,
+            worker,
+            receiver,
+            fleetio,
+            salesforce,
+            ACCOUNT_NAME,
+            EMAIL,
+            PASSWORD,
+        )
     finally:
         if api is not None:
             api.close()
@@ -182,9 +194,14 @@ def _no_browser_findings_left(chromium_executable: str, checks: BrowserChecks) -
 
 def open_context(browser: Browser, live: Live, checks: BrowserChecks) -> BrowserContext:
     context = browser.new_context(
-        base_url=live.url, viewport=VIEWPORT, device_scale_factor=1, locale="en-US",
-        timezone_id="UTC", color_scheme="light", reduced_motion="reduce",
-    )  # fmt: skip
+        base_url=live.url,
+        viewport=VIEWPORT,
+        device_scale_factor=1,
+        locale="en-US",
+        timezone_id="UTC",
+        color_scheme="light",
+        reduced_motion="reduce",
+    )
     context.set_default_timeout(10_000)
     checks.watch(context)
     return context

@@ -82,21 +82,29 @@ class RqWorker:
         self.name = name
         self.log = log
         self._command = [
-            RQ, "worker",
-            "--worker-class", "worker.FleethookWorker",
-            "--url", redis_url,
-            "--name", name,
+            RQ,
+            "worker",
+            "--worker-class",
+            "worker.FleethookWorker",
+            "--url",
+            redis_url,
+            "--name",
+            name,
             *queues,
-        ]  # fmt: skip
+        ]
         self._env = env
         self._process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> RqWorker:
         with self.log.open("wb") as output:
             self._process = subprocess.Popen(
-                self._command, cwd=ROOT, env=self._env, start_new_session=True,
-                stdout=output, stderr=subprocess.STDOUT,
-            )  # fmt: skip
+                self._command,
+                cwd=ROOT,
+                env=self._env,
+                start_new_session=True,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+            )
         return self
 
     def wait_until_listening(self, timeout: float = WORKER_START_SECONDS) -> None:
@@ -109,8 +117,9 @@ class RqWorker:
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline:
                 if self._process.poll() is not None:
-                    raise RuntimeError(f"rq worker exited ({self._process.returncode}):\n"
-                                       + self.log_tail())  # fmt: skip
+                    raise RuntimeError(
+                        f"rq worker exited ({self._process.returncode}):\n" + self.log_tail()
+                    )
                 if Worker.find_by_key(key, connection=connection) is not None:
                     return
                 time.sleep(0.1)

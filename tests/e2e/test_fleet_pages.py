@@ -8,15 +8,20 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from playwright.sync_api import Page, expect
 
-from fleet.simulator import demo_vin
+from demo.simulator import demo_vin
 from tests.e2e.browser_checks import BrowserChecks
 from tests.e2e.live import Live
 
 pytestmark = pytest.mark.e2e
 
 # The west side of Chicago, where the demo fleet drives.
-YARD = [[-87.7061, 41.8853], [-87.7012, 41.8853], [-87.7012, 41.8887], [-87.7061, 41.8887],
-        [-87.7061, 41.8853]]  # fmt: skip
+YARD = [
+    [-87.7061, 41.8853],
+    [-87.7012, 41.8853],
+    [-87.7012, 41.8887],
+    [-87.7061, 41.8887],
+    [-87.7061, 41.8853],
+]
 
 
 def test_add_a_vehicle_and_see_it_listed(page: Page, live: Live, checks: BrowserChecks) -> None:
@@ -24,10 +29,16 @@ def test_add_a_vehicle_and_see_it_listed(page: Page, live: Live, checks: Browser
     for n, (name, group) in enumerate([("Reefer 3", "Reefers"), ("Flatbed 9", "Flatbeds")]):
         live.api.post("/api/v1/vehicles", {"name": name, "vin": demo_vin(40 + n), "group": group})
         position = {
-            "vin": demo_vin(40 + n), "type": "position", "time": reported, "latitude": 41.8456,
-            "longitude": -87.7539 + n / 100, "speed_mph": 0, "heading": 0, "ignition": False,
+            "vin": demo_vin(40 + n),
+            "type": "position",
+            "time": reported,
+            "latitude": 41.8456,
+            "longitude": -87.7539 + n / 100,
+            "speed_mph": 0,
+            "heading": 0,
+            "ignition": False,
             "odometer_mi": 61_250.4 + n * 20_000,
-        }  # fmt: skip
+        }
         live.api.post("/api/v1/telemetry", position, expect=202)
     page.goto("/fleet/vehicles")
     expect(page.get_by_role("heading", level=1, name="Vehicles")).to_be_visible()

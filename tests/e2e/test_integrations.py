@@ -27,12 +27,19 @@ def report_positions(live: Live) -> None:
     entry every 15 minutes at most), the odometer advancing."""
     start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=15 * len(ODOMETER))
     reports = [
-        {"vin": VIN, "type": "position",
-         "time": (start + timedelta(minutes=15 * n)).isoformat().replace("+00:00", "Z"),
-         "latitude": 41.88, "longitude": -87.63 + n / 100, "speed_mph": 30, "heading": 90,
-         "ignition": True, "odometer_mi": odometer}
+        {
+            "vin": VIN,
+            "type": "position",
+            "time": (start + timedelta(minutes=15 * n)).isoformat().replace("+00:00", "Z"),
+            "latitude": 41.88,
+            "longitude": -87.63 + n / 100,
+            "speed_mph": 30,
+            "heading": 90,
+            "ignition": True,
+            "odometer_mi": odometer,
+        }
         for n, odometer in enumerate(ODOMETER)
-    ]  # fmt: skip
+    ]
     accepted = live.api.post("/api/v1/telemetry", {"reports": reports}, expect=202)
     assert accepted["accepted"] == len(ODOMETER), accepted
 
@@ -73,7 +80,10 @@ def test_fleetio_counters_move_in_the_grid_as_trucks_report(
     expect(page.get_by_role("heading", level=1)).to_contain_text("Fleetio")
     checks.audit(page)
     page.get_by_role("button", name="Pause").click()
-    expect(page).to_have_url(live.url + "/webhooks/")
+    # Back on its page, which says so; then the grid.
+    expect(page).to_have_url(live.url + f"/integrations/{integration['id']}")
+    expect(page.get_by_role("button", name="Resume")).to_be_visible()
+    page.goto("/webhooks/")
     rest_pointer(page)
     checks.audit(page)
     expect(cell(row, "Status")).to_contain_text("Paused")
@@ -87,7 +97,8 @@ def test_fleetio_counters_move_in_the_grid_as_trucks_report(
     # Resumed, the worker sends the backlog to Fleetio: the queue drains, the total stays.
     row.get_by_role("link", name=str(integration["id"]), exact=True).click()
     page.get_by_role("button", name="Resume").click()
-    expect(page).to_have_url(live.url + "/webhooks/")
+    expect(page).to_have_url(live.url + f"/integrations/{integration['id']}")
+    page.goto("/webhooks/")
     rest_pointer(page)
     expect(cell(row, "Queue Depth")).to_have_text("0", timeout=10_000)
     expect(cell(row, "Total Messages")).to_have_text(str(synced + len(ODOMETER)))
@@ -126,8 +137,11 @@ def test_servicemax_signs_in_at_the_login_host_chosen_in_its_dialog(
     assert production.requests == []  # a sandbox integration never asks production
     token = next(r for r in sandbox.requests if r.path == "/services/oauth2/token")
     assert token.form["grant_type"] == "authorization_code" and token.form["code_verifier"]
-    (integration,) = [i for i in live.api.get("/api/v1/integrations")["integrations"]
-                      if i["provider"] == "servicemax"]  # fmt: skip
+    (integration,) = [
+        i
+        for i in live.api.get("/api/v1/integrations")["integrations"]
+        if i["provider"] == "servicemax"
+    ]
     assert integration["options"]["login_host"] == "sandbox"
     live.api.call("DELETE", f"/api/v1/integrations/{integration['id']}", 204)
     checks.assert_clean()

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Page, expect
 
-from extensions import db
+from core.extensions import db
 from outbox.failures import shorten
 from outbox.models import ERROR_LENGTH, Target
 from tests.e2e.browser_checks import BrowserChecks
@@ -22,8 +22,16 @@ from tests.fakes.fleetio import ACCOUNT_TOKEN, API_KEY
 
 pytestmark = pytest.mark.e2e
 
-PAGES = ["/", "/webhooks/", "/fleet/vehicles", "/fleet/drivers", "/fleet/landmarks",
-         "/account/tokens", "/account/users", "/account/audit"]  # fmt: skip
+PAGES = [
+    "/",
+    "/webhooks/",
+    "/fleet/vehicles",
+    "/fleet/drivers",
+    "/fleet/landmarks",
+    "/account/tokens",
+    "/account/users",
+    "/account/audit",
+]
 WIDTHS = [768, 1024, 1920]
 # A receiver's error page or a provider's long refusal, written to a target; what
 # the target keeps of it is its first words (its columns hold ERROR_LENGTH).
@@ -78,10 +86,13 @@ def test_no_page_scrolls_sideways(
 ) -> None:
     live.api.post(
         "/api/v1/webhooks",
-        {"event_type": "location", "name": f"Layout check at {width} px with a long name",
-         "url": live.receiver.url(f"/ok/layout-{width}-" + "x" * 60)},
+        {
+            "event_type": "location",
+            "name": f"Layout check at {width} px with a long name",
+            "url": live.receiver.url(f"/ok/layout-{width}-" + "x" * 60),
+        },
         expect=201,
-    )  # fmt: skip
+    )
     page.set_viewport_size({"width": width, "height": 900})
     for path in PAGES:
         page.goto(path)
@@ -118,19 +129,27 @@ def failing_targets(live: Live) -> Iterator[dict[str, Any]]:
     are 2,000 characters long, beside a healthy webhook."""
     failing = live.api.post(
         "/api/v1/webhooks",
-        {"event_type": "posted_speed", "threshold_mph": 15,
-         "name": "Dispatch board of the northern depot and of its yards, every one of them",
-         "url": "https://receiver.example.com/" + "very-long-path/" * 40},
-    )  # fmt: skip
+        {
+            "event_type": "posted_speed",
+            "threshold_mph": 15,
+            "name": "Dispatch board of the northern depot and of its yards, every one of them",
+            "url": "https://receiver.example.com/" + "very-long-path/" * 40,
+        },
+    )
     healthy = live.api.post(
         "/api/v1/webhooks",
         {"event_type": "location", "name": "Yard", "url": live.receiver.url("/ok/fit")},
     )
     integration = live.api.post(
         "/api/v1/integrations",
-        {"provider": "fleetio", "api_key": API_KEY, "account_id": ACCOUNT_TOKEN,
-         "update_odometer": True, "update_dtcs": False},
-    )  # fmt: skip
+        {
+            "provider": "fleetio",
+            "api_key": API_KEY,
+            "account_id": ACCOUNT_TOKEN,
+            "update_odometer": True,
+            "update_dtcs": False,
+        },
+    )
     # Connecting sends the trucks' current odometers; once the worker has, nothing
     # more comes to change the status planted below.
     for _ in range(100):
@@ -149,8 +168,11 @@ def failing_targets(live: Live) -> Iterator[dict[str, Any]]:
             target.queue_depth, target.total_messages = 1_234_567, 98_765_432
         db.session.commit()
     yield {"failing": failing, "healthy": healthy, "integration": integration}
-    for path in (f"/api/v1/webhooks/{failing['id']}", f"/api/v1/webhooks/{healthy['id']}",
-                 f"/api/v1/integrations/{integration['id']}"):  # fmt: skip
+    for path in (
+        f"/api/v1/webhooks/{failing['id']}",
+        f"/api/v1/webhooks/{healthy['id']}",
+        f"/api/v1/integrations/{integration['id']}",
+    ):
         live.api.call("DELETE", path, 204)
 
 

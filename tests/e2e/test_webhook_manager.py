@@ -216,11 +216,19 @@ def test_demo_on_a_busy_webhook_keeps_its_test_message_in_view(
     rest_pointer(page)
     start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=1)
     reports = [
-        {"vin": vin, "type": "position", "latitude": 41.88, "longitude": -87.63 + n / 1000,
-         "time": (start + timedelta(seconds=n)).isoformat().replace("+00:00", "Z"),
-         "speed_mph": 30, "heading": 90, "ignition": True}
-        for n in range(12) for vin in vins
-    ]  # fmt: skip
+        {
+            "vin": vin,
+            "type": "position",
+            "latitude": 41.88,
+            "longitude": -87.63 + n / 1000,
+            "time": (start + timedelta(seconds=n)).isoformat().replace("+00:00", "Z"),
+            "speed_mph": 30,
+            "heading": 90,
+            "ignition": True,
+        }
+        for n in range(12)
+        for vin in vins
+    ]
     live.api.post("/api/v1/telemetry", {"reports": reports}, expect=202)
 
     pinned = feed.get_by_role("table", name=re.compile("Your test event"))

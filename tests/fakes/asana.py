@@ -31,7 +31,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from database import format_rfc3339, parse_rfc3339
+from core.times import format_rfc3339, parse_rfc3339
 from tests.fakes.base import Answer, FakeProvider, Request
 
 TOKEN = "2/1207700000000001/1208000000000001:5f0e7c1d2b3a49e8a1f6c7d8e9f0a1b2"

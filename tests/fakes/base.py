@@ -91,8 +91,11 @@ class FakeProvider:
                     self.command, url.path, parse_qs(url.query), headers, body, time.time()
                 )
                 answer = fake._dispatch(request)
-                payload = answer.body if isinstance(answer.body, bytes) else (
-                    b"" if answer.body is None else json.dumps(answer.body).encode())  # fmt: skip
+                payload = (
+                    answer.body
+                    if isinstance(answer.body, bytes)
+                    else (b"" if answer.body is None else json.dumps(answer.body).encode())
+                )
                 self.send_response(answer.status)
                 if not isinstance(answer.body, bytes) and answer.body is not None:
                     self.send_header("Content-Type", "application/json")
@@ -130,8 +133,9 @@ class FakeProvider:
     ) -> None:
         """Answer the next `times` requests (whose path contains `path`) with `status`."""
         with self._lock:
-            self._failures.append(_Failure(status, times, body or {"error": f"HTTP {status}"},
-                                           headers or {}, path))  # fmt: skip
+            self._failures.append(
+                _Failure(status, times, body or {"error": f"HTTP {status}"}, headers or {}, path)
+            )
 
     def throttle(self, limit: int | None, window: float = 60.0) -> None:
         """Answer `throttled` to any request past `limit` in a sliding `window`."""
@@ -140,8 +144,11 @@ class FakeProvider:
 
     def throttled(self, retry_after: float, request: Request) -> Answer:
         """The provider's answer past its limit; subclasses give the documented one."""
-        return Answer(429, {"error": "Too Many Requests"},
-                      {"Retry-After": str(max(1, round(retry_after + 0.5)))})  # fmt: skip
+        return Answer(
+            429,
+            {"error": "Too Many Requests"},
+            {"Retry-After": str(max(1, round(retry_after + 0.5)))},
+        )
 
     def _over_limit(self, request: Request) -> Answer | None:
         """Count the request against the limit; the 429 if it is over (not counted)."""
@@ -158,9 +165,12 @@ class FakeProvider:
     def received(self, method: str | None = None, path: str | None = None) -> list[Request]:
         """The requests recorded so far, optionally only those of a method and path."""
         with self._lock:
-            return [r for r in self.requests
-                    if (method is None or r.method == method)
-                    and (path is None or re.fullmatch(path, r.path))]  # fmt: skip
+            return [
+                r
+                for r in self.requests
+                if (method is None or r.method == method)
+                and (path is None or re.fullmatch(path, r.path))
+            ]
 
     def _dispatch(self, request: Request) -> Answer:
         with self._lock:

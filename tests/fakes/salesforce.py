@@ -125,9 +125,7 @@ class FakeSalesforce(FakeProvider):
         self.route("POST", r"/services/oauth2/revoke", self._revoke)
         self.route("GET", rf"/services/data/{API_VERSION}/", self._versions)
         self.route("PATCH", rf"/services/data/{API_VERSION}/composite/sobjects", self._collection)
-        self.route(
-            "PATCH", rf"/services/data/{API_VERSION}/sobjects/(\w+)/(\w+)", self._update_one
-        )  # fmt: skip
+        self.route("PATCH", rf"/services/data/{API_VERSION}/sobjects/(\w+)/(\w+)", self._update_one)
 
     # --- what tests set up ---------------------------------------------------
 
@@ -206,8 +204,9 @@ class FakeSalesforce(FakeProvider):
             return Answer(302, b"", {"Location": f"{redirect_uri}?{urlencode(params)}"})
 
         if query.get("response_type") != "code":
-            return back(error="unsupported_response_type",
-                        error_description="response type not supported")  # fmt: skip
+            return back(
+                error="unsupported_response_type", error_description="response type not supported"
+            )
         challenge = query.get("code_challenge")
         # RFC 7636 §4.3: without a method the challenge is "plain".
         method = query.get("code_challenge_method", "plain")
@@ -303,8 +302,10 @@ class FakeSalesforce(FakeProvider):
 
     def _versions(self, request: Request) -> Answer:
         base = f"/services/data/{API_VERSION}"
-        return Answer(200, {"sobjects": f"{base}/sobjects", "query": f"{base}/query",
-                            "limits": f"{base}/limits"})  # fmt: skip
+        return Answer(
+            200,
+            {"sobjects": f"{base}/sobjects", "query": f"{base}/query", "limits": f"{base}/limits"},
+        )
 
     def _fields_problem(self, sobject: str, fields: dict[str, Any]) -> Answer | None:
         """A request-level refusal of a record's fields: an unknown object type or
@@ -369,8 +370,11 @@ class FakeSalesforce(FakeProvider):
         records = body["records"]
         if len(records) > COLLECTION_LIMIT:
             # Guess: the wording Salesforce answers past the documented 200.
-            return _rest_error(400, "EXCEEDED_ID_LIMIT", "record limit reached. cannot submit "
-                               "more than 200 records into this call")  # fmt: skip
+            return _rest_error(
+                400,
+                "EXCEEDED_ID_LIMIT",
+                "record limit reached. cannot submit more than 200 records into this call",
+            )
         updates: list[tuple[str, dict[str, Any]]] = []
         results: list[dict[str, Any]] = []
         for record in records:

@@ -41,8 +41,18 @@ TOKEN_SECONDS = 900
 CALLS_PER_SECOND = 60
 # Dispatch.V2.GpsPingCreateRequest, as published: the required non-null strings,
 # the required boolean, and the optional nullable numbers.
-REQUIRED_STRINGS = ("unitId", "unitName", "eventTime", "street", "city", "region",
-                    "postalCode", "message", "externalId", "statusMessage")  # fmt: skip
+REQUIRED_STRINGS = (
+    "unitId",
+    "unitName",
+    "eventTime",
+    "street",
+    "city",
+    "region",
+    "postalCode",
+    "message",
+    "externalId",
+    "statusMessage",
+)
 REQUIRED_BOOLEANS = ("isNew",)
 NULLABLE_NUMBERS = ("latitude", "longitude", "speed")
 KNOWN_FIELDS = frozenset(REQUIRED_STRINGS + REQUIRED_BOOLEANS + NULLABLE_NUMBERS)
@@ -58,9 +68,17 @@ def _problem(status: int, title: str, errors: dict[str, list[str]] | None = None
     # Guess: the "type" URIs are ASP.NET's defaults for each status.
     section = {400: "6.5.1", 401: "3.1", 403: "6.5.3", 404: "6.5.4"}[status]
     rfc = "rfc7235" if status == 401 else "rfc7231"
-    return Answer(status, {"type": f"https://tools.ietf.org/html/{rfc}#section-{section}",
-                           "title": title, "status": status, "traceId": _trace_id(),
-                           "errors": errors or {}, "data": {}})  # fmt: skip
+    return Answer(
+        status,
+        {
+            "type": f"https://tools.ietf.org/html/{rfc}#section-{section}",
+            "title": title,
+            "status": status,
+            "traceId": _trace_id(),
+            "errors": errors or {},
+            "data": {},
+        },
+    )
 
 
 class FakeServiceTitan(FakeProvider):
@@ -107,9 +125,14 @@ class FakeServiceTitan(FakeProvider):
         # portal is one), whose rate-limit policy answers 429 with Retry-After in
         # whole seconds and this body.
         seconds = max(1, math.ceil(retry_after))
-        return Answer(429, {"statusCode": 429,
-                            "message": f"Rate limit is exceeded. Try again in {seconds} seconds."},
-                      {"Retry-After": str(seconds)})  # fmt: skip
+        return Answer(
+            429,
+            {
+                "statusCode": 429,
+                "message": f"Rate limit is exceeded. Try again in {seconds} seconds.",
+            },
+            {"Retry-After": str(seconds)},
+        )
 
     def authenticate(self, request: Request) -> Answer | None:
         if request.path == "/connect/token":
@@ -151,8 +174,11 @@ class FakeServiceTitan(FakeProvider):
         except ValueError:
             body = None
         if not isinstance(body, list):
-            return _problem(400, "One or more validation errors occurred.",
-                            {"": ["A JSON array of GPS pings is required."]})  # fmt: skip
+            return _problem(
+                400,
+                "One or more validation errors occurred.",
+                {"": ["A JSON array of GPS pings is required."]},
+            )
         errors: dict[str, list[str]] = {}
         for index, item in enumerate(body):
             errors.update(_problems(index, item))
@@ -164,8 +190,13 @@ class FakeServiceTitan(FakeProvider):
         for item in body:
             external_id = item["externalId"]
             if external_id in self.failing:
-                answers.append({"externalId": external_id, "status": "Fail",
-                                "message": self.failing[external_id]})  # fmt: skip
+                answers.append(
+                    {
+                        "externalId": external_id,
+                        "status": "Fail",
+                        "message": self.failing[external_id],
+                    }
+                )
             else:
                 self.pings.append(item)
                 answers.append({"externalId": external_id, "status": "Success", "message": ""})

@@ -6,7 +6,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, jsonify
 from sqlalchemy import text
 
-from extensions import db, redis_client
+from core.extensions import db, redis_client
 
 bp = Blueprint("health", __name__)
 

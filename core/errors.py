@@ -11,7 +11,7 @@ from flask_wtf.csrf import CSRFError
 from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException, InternalServerError, ServiceUnavailable
 
-from extensions import login_manager
+from core.extensions import login_manager
 
 API_PREFIX = "/api/"
 

@@ -125,17 +125,25 @@ LANDMARKS: tuple[dict[str, Any], ...] = (
         "polygon": {
             "type": "Polygon",
             "coordinates": [
-                _ring((41.7800, -87.7710), (41.7800, -87.7630), (41.7860, -87.7630),
-                      (41.7860, -87.7710)),
-                _ring((41.7820, -87.7690), (41.7840, -87.7690), (41.7840, -87.7650),
-                      (41.7820, -87.7650)),
+                _ring(
+                    (41.7800, -87.7710),
+                    (41.7800, -87.7630),
+                    (41.7860, -87.7630),
+                    (41.7860, -87.7710),
+                ),
+                _ring(
+                    (41.7820, -87.7690),
+                    (41.7840, -87.7690),
+                    (41.7840, -87.7650),
+                    (41.7820, -87.7650),
+                ),
             ],
         },
     },
     {"name": DOCK, "circle": {"latitude": 41.7846, "longitude": -87.7660, "radius_m": 40}},
     {"name": CUSTOMER, "circle": {"latitude": 41.8868, "longitude": -87.6525, "radius_m": 200}},
     {"name": YARD, "circle": {"latitude": 42.0060, "longitude": -87.9700, "radius_m": 250}},
-)  # fmt: skip
+)
 
 
 @dataclass(frozen=True)
@@ -248,14 +256,49 @@ REVERSE_LOOP = (
 )
 
 FIRST_NAMES = (
-    "Dana", "Sam", "Alex", "Jordan", "Maria", "Luis", "Priya", "Kofi", "Mei", "Tomasz",
-    "Aisha", "Carlos", "Grace", "Ivan", "Keisha", "Marcus", "Nadia", "Omar", "Rosa", "Wes",
-)  # fmt: skip
+    "Dana",
+    "Sam",
+    "Alex",
+    "Jordan",
+    "Maria",
+    "Luis",
+    "Priya",
+    "Kofi",
+    "Mei",
+    "Tomasz",
+    "Aisha",
+    "Carlos",
+    "Grace",
+    "Ivan",
+    "Keisha",
+    "Marcus",
+    "Nadia",
+    "Omar",
+    "Rosa",
+    "Wes",
+)
 LAST_NAMES = (
-    "Whitfield", "Ortega", "Kowalski", "Nguyen", "Okafor", "Brennan", "Patel", "Schultz",
-    "Haddad", "Moreno", "Lindqvist", "Jackson", "Romano", "Sato", "Fischer", "Delgado",
-    "Mbeki", "O'Neill", "Novak", "Reyes",
-)  # fmt: skip
+    "Whitfield",
+    "Ortega",
+    "Kowalski",
+    "Nguyen",
+    "Okafor",
+    "Brennan",
+    "Patel",
+    "Schultz",
+    "Haddad",
+    "Moreno",
+    "Lindqvist",
+    "Jackson",
+    "Romano",
+    "Sato",
+    "Fischer",
+    "Delgado",
+    "Mbeki",
+    "O'Neill",
+    "Novak",
+    "Reyes",
+)
 MINOR_DEFECTS = (
     ("Lights", "Right rear marker lamp out"),
     ("Mirrors", "Driver-side convex mirror cracked"),
@@ -636,8 +679,9 @@ class VehicleModel:
             if until - self.t < 1e-6:
                 self.t = until
         if self.t >= self.next_heartbeat:
-            reports.append({"vin": self.vehicle.vin, "time": self._stamp(self.t),
-                            "type": "heartbeat"})  # fmt: skip
+            reports.append(
+                {"vin": self.vehicle.vin, "time": self._stamp(self.t), "type": "heartbeat"}
+            )
             self.next_heartbeat = self.t + HEARTBEAT_SECONDS
         reports.append(self._position_report())
         self.last_report_t = self.t
@@ -758,10 +802,14 @@ def build_fleet(
         known = (server_vehicles or {}).get(vehicle.vin, {})
         models.append(
             VehicleModel(
-                vehicle, start, seed, known.get("odometer_mi"), known.get("engine_hours"),
+                vehicle,
+                start,
+                seed,
+                known.get("odometer_mi"),
+                known.get("engine_hours"),
                 known.get("fuel_level_pct"),
             )
-        )  # fmt: skip
+        )
     return Fleet(models, schedule)
 
 
@@ -807,9 +855,13 @@ class Api:
     server errors and refused connections, stops at client errors."""
 
     def __init__(
-        self, url: str, token: str, stop: threading.Event, log: Callable[[str], None],
+        self,
+        url: str,
+        token: str,
+        stop: threading.Event,
+        log: Callable[[str], None],
         timeout: float = 30.0,
-    ):  # fmt: skip
+    ):
         self.base = url.rstrip("/") + "/api/v1"
         self.stop = stop
         self.log = log
@@ -826,9 +878,12 @@ class Api:
             wait = delay
             try:
                 response = self.session.request(
-                    method, self.base + path, json=body, timeout=self.timeout,
+                    method,
+                    self.base + path,
+                    json=body,
+                    timeout=self.timeout,
                     allow_redirects=False,
-                )  # fmt: skip
+                )
             except (requests.ConnectionError, requests.Timeout) as error:
                 problem = f"no answer ({error.__class__.__name__})"
             else:
@@ -1055,23 +1110,42 @@ def _drive(
     help="An admin's API token of the account to fill (or FLEETHOOK_SIMULATOR_TOKEN, which "
     "keeps it out of the process list).",
 )
-@click.option("--vehicles", type=click.IntRange(1, MAX_VEHICLES), default=DEFAULT_VEHICLES,
-              show_default=True, help="How many demo vehicles drive.")  # fmt: skip
-@click.option("--rate", type=click.FloatRange(min=0, min_open=True), default=DEFAULT_RATE,
-              show_default=True, help="Reports per second, all vehicles together.")  # fmt: skip
 @click.option(
-    "--time-scale", type=click.FloatRange(min=1), default=DEFAULT_TIME_SCALE, show_default=True,
+    "--vehicles",
+    type=click.IntRange(1, MAX_VEHICLES),
+    default=DEFAULT_VEHICLES,
+    show_default=True,
+    help="How many demo vehicles drive.",
+)
+@click.option(
+    "--rate",
+    type=click.FloatRange(min=0, min_open=True),
+    default=DEFAULT_RATE,
+    show_default=True,
+    help="Reports per second, all vehicles together.",
+)
+@click.option(
+    "--time-scale",
+    type=click.FloatRange(min=1),
+    default=DEFAULT_TIME_SCALE,
+    show_default=True,
     help="Simulated seconds per real second, until the simulated clock (which starts an hour "
     "ago) reaches the real time.",
-)  # fmt: skip
-@click.option("--duration", type=click.FloatRange(min=0), default=None,
-              help="Stop after this many seconds (default: run until Ctrl-C).")  # fmt: skip
+)
+@click.option(
+    "--duration",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="Stop after this many seconds (default: run until Ctrl-C).",
+)
 @click.option("--seed", type=int, default=None, help="Make the run repeatable.")
 @click.option(
-    "--state-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+    "--state-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
     help="Where the newest report time per URL is kept between runs "
     "[default: instance/simulator-clock.json].",
-)  # fmt: skip
+)
 @with_appcontext
 def simulate_command(
     url: str,
@@ -1089,10 +1163,15 @@ def simulate_command(
     if seed is None:
         seed = random.SystemRandom().randrange(1_000_000)
     settings = Settings(
-        url=url, token=token, vehicles=vehicles, rate=rate, time_scale=time_scale,
-        duration=duration, seed=seed,
+        url=url,
+        token=token,
+        vehicles=vehicles,
+        rate=rate,
+        time_scale=time_scale,
+        duration=duration,
+        seed=seed,
         state_file=state_file or Path(current_app.instance_path) / "simulator-clock.json",
-    )  # fmt: skip
+    )
     stop = threading.Event()
 
     def request_stop(signum: int, _frame: FrameType | None) -> None:

@@ -2,7 +2,7 @@
 received, deliveries and failures — with the messages waiting and the targets
 waiting for a person. A quiet console (`make run` logs no line per request or
 job) still shows the installation at work; `rq cron` runs `log_summary` at the
-start of every minute (outbox/cron_config.py) and one worker logs it.
+start of every minute (cron.py) and one worker logs it.
 
 It reads what is already counted: the per-minute delivery counters of
 outbox/activity.py, the reports table by its received_at index, and the targets'
@@ -16,8 +16,8 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import case, func, select
 
-from database import utcnow
-from extensions import db
+from core.extensions import db
+from core.times import utcnow
 from fleet.models import TelemetryReport
 from outbox.activity import minute_of
 from outbox.models import HELD, Target, TargetActivity

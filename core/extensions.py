@@ -16,7 +16,7 @@ from limits.storage import RedisStorage
 from limits.strategies import MovingWindowRateLimiter
 from rq import Queue
 
-from database import Base, configure_sqlite
+from core.database import Base, configure_sqlite
 
 db = SQLAlchemy(model_class=Base)
 # render_as_batch lets Alembic alter SQLite tables (by copying them).

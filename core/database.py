@@ -45,34 +45,6 @@ def whole_number(text: str | None, maximum: int = MAX_ID) -> int | None:
 SQLITE_BUSY_TIMEOUT_MS = 5000
 
 
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-def format_rfc3339(moment: datetime) -> str:
-    """An aware time as RFC 3339 in UTC with "Z", as events and provider calls write it."""
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
-def parse_rfc3339(value: Any) -> datetime | None:
-    """An RFC 3339 time with its offset ("…Z" or "…+02:00"), or None; None too for
-    a time that is before year 1 or after year 9999 in UTC
-    ("0001-01-01T00:00:00+05:00"), which no timestamp column can hold."""
-    if not isinstance(value, str):
-        return None
-    try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if moment.tzinfo is None:
-        return None
-    try:
-        moment.astimezone(UTC)
-    except OverflowError:
-        return None
-    return moment
-
-
 class UTCDateTime(TypeDecorator[datetime]):
     """A timestamp stored in UTC and always read back timezone-aware.
 

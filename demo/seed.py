@@ -12,10 +12,10 @@ from sqlalchemy import select
 from accounts.models import ApiToken, User
 from accounts.tokens import issue_token, revoke_token
 from accounts.users import create_account
-from extensions import db
+from core.extensions import db
+from demo.simulator import DEFAULT_VEHICLES, demo_vehicles
 from fleet.models import Vehicle
 from fleet.records import create_vehicle
-from fleet.simulator import DEFAULT_VEHICLES, demo_vehicles
 
 DEMO_ACCOUNT = "Demo Fleet"
 DEMO_EMAIL = "demo@fleethook.example"

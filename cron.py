@@ -1,7 +1,7 @@
 """The schedule `rq cron` runs: the sweeper every FLEETHOOK_SWEEP_SECONDS (5), and
-the summary line at the start of every minute (outbox/summary.py).
+the summary line at the start of every minute (fleet/summary.py).
 
-    rq cron outbox/cron_config.py --url "$REDIS_URL"
+    rq cron cron --url "$REDIS_URL"
 
 The schedule lives in the cron process, not in Redis, so a flushed Redis does not
 stop the sweeps that recover from it."""
@@ -12,8 +12,8 @@ import os
 
 from rq import cron
 
-from config import DEFAULT_REDIS_NAMESPACE
-from outbox.summary import log_summary
+from core.config import DEFAULT_REDIS_NAMESPACE
+from fleet.summary import log_summary
 from outbox.sweeper import sweep
 
 namespace = os.environ.get("FLEETHOOK_REDIS_NAMESPACE") or DEFAULT_REDIS_NAMESPACE

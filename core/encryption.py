@@ -91,7 +91,7 @@ def rotate_all(session: Any, metadata: Any) -> int:
                     .where(key == row[0])
                     .values(
                         {table.c[name]: type_coerce(value, Text) for name, value in values.items()}
-                    )  # fmt: skip
+                    )
                 )
                 rotated += len(values)
     return rotated
@@ -104,7 +104,7 @@ keys_cli = AppGroup("keys", help="Manage the encryption keys of secrets at rest.
 def rotate_command() -> None:
     """Re-encrypt every stored secret under the first key of FLEETHOOK_ENCRYPTION_KEYS.
     Afterwards the other keys may be removed from the setting."""
-    from extensions import db
+    from core.extensions import db
 
     count = rotate_all(db.session, db.metadata)
     db.session.commit()

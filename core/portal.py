@@ -1,5 +1,6 @@
 """Helpers every portal view shares: the admin check, htmx-aware rendering (pages,
-fragments, dialogs; the one place that reads htmx-flask), putting a domain
+fragments, dialogs; the one place that reads htmx-flask), the answer to a change
+made from a dialog or a grid's button, putting a domain
 `ValidationError` next to the form fields it names, the empty form whose only
 job is to carry a CSRF token on bare POST buttons, and the `relative_time` filter
 through which every template shows a time."""
@@ -11,16 +12,20 @@ from datetime import UTC, datetime
 from functools import wraps
 from typing import Any, TypeVar, cast
 
-from flask import Response, abort, make_response, render_template
+from flask import Response, abort, flash, make_response, redirect, render_template, url_for
+from flask.typing import ResponseReturnValue
 from flask_login import current_user, login_required
 from flask_wtf import FlaskForm
 from htmx_flask import request as htmx_request
 from markupsafe import Markup, escape
 
-from database import parse_rfc3339, utcnow
-from errors import ValidationError
+from core.errors import ValidationError
+from core.times import parse_rfc3339, utcnow
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+# The event (HX-Trigger) that closes the open dialog (static/fleethook.js).
+CLOSE_DIALOG = "close-dialog"
 
 
 class EmptyForm(FlaskForm):
@@ -53,6 +58,16 @@ def render_page_or_fragment(
     response = make_response(render_template(template, **context), status)
     response.vary.add("HX-Request")
     return response
+
+
+def after_change(message: str, changed: str, back: str | None = None) -> ResponseReturnValue:
+    """The answer to a change made from a dialog or a grid's button. htmx: close the
+    dialog and raise `changed`, on which the grid refreshes itself; otherwise
+    back to `back` (the Webhook Manager by default) with the message."""
+    if is_htmx_request():
+        return Response(status=204, headers={"HX-Trigger": f"{changed}, {CLOSE_DIALOG}"})
+    flash(message, "success")
+    return redirect(back or url_for("manager.page"))
 
 
 def render_dialog(

@@ -5,27 +5,30 @@ the portal shows is what receivers get."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from database import format_rfc3339
-from outbox.models import vehicle_lane
+from core.times import format_rfc3339
 
 
 @dataclass(frozen=True)
 class Setting:
-    """A number each webhook of a type chooses, e.g. the mph of a Speed webhook."""
+    """A number each webhook of a type chooses, e.g. the mph of a Speed webhook, and
+    which events reach a webhook for the number it chose. The detector makes an
+    event whenever it could reach some webhook (at the setting's minimum); each
+    webhook gets its chosen number in the event's `field`."""
 
-    field: str  # its API and form name
+    field: str  # its API and form name, and the event's field that carries it
     label: str
     unit: str
     minimum: int
     maximum: int
     default: int
     help: str
+    reaches: Callable[[DetectedEvent, int], bool]  # (event, the webhook's number)
 
 
 @dataclass(frozen=True)
@@ -85,8 +88,9 @@ class DetectedEvent:
 
     @property
     def ordering_key(self) -> str:
-        """The lane this event's messages go in: its vehicle's."""
-        return vehicle_lane(self.vehicle.vehicle_id)
+        """The lane this event's messages go in, its vehicle's (the
+        fleethook-ordering-key header)."""
+        return f"vehicle:{self.vehicle.vehicle_id}"
 
 
 class SpeedingEvents(StrEnum):
@@ -100,19 +104,44 @@ SPEEDING_EVENT_TYPES = ("speed", "posted_speed")
 
 
 SPEED_THRESHOLD = Setting(
-    "threshold_mph", "Speed threshold", "mph", 5, 200, 70,
+    "threshold_mph",
+    "Speed threshold",
+    "mph",
+    5,
+    200,
+    70,
     "Every position report at or over this speed makes an event (or only the first of"
     " each speeding episode: see below).",
-)  # fmt: skip
+    lambda event, mph: (event.vehicle.speed_mph or 0) >= mph,
+)
 POSTED_SPEED_MARGIN = Setting(
-    "threshold_mph", "Over the posted limit by", "mph", 1, 100, 10,
+    "threshold_mph",
+    "Over the posted limit by",
+    "mph",
+    1,
+    100,
+    10,
     "Every position report this many mph or more over the posted limit makes an event (or"
     " only the first of each episode: see below).",
-)  # fmt: skip
+    lambda event, mph: (event.details.get("over_limit_mph") or 0) >= mph,
+)
 IDLE_MINUTES = Setting(
-    "idle_minutes", "Idle for", "minutes", 1, 1440, 5,
+    "idle_minutes",
+    "Idle for",
+    "minutes",
+    1,
+    1440,
+    5,
     "Send an event when the ignition is on and the vehicle has not moved for this long.",
-)  # fmt: skip
+    # Each idle period reaches a webhook once: in the report whose window crosses it.
+    lambda event, minutes: _crosses(event.idle_window_s, minutes * 60),
+)
+
+
+def _crosses(window: tuple[float, float] | None, seconds: float) -> bool:
+    before, now = window or (0.0, 0.0)
+    return before < seconds <= now
+
 
 _EXAMPLE_TIME = datetime(2026, 5, 14, 15, 42, 7, tzinfo=UTC)
 _LANDMARK = {"id": 311, "name": "Joliet Distribution Center"}
@@ -122,10 +151,11 @@ _DRIVER = {"id": 17, "name": "Dana Whitfield"}
 # Not an event anyone subscribes to: a vehicle's state as it is now, which an
 # integration gets once per vehicle when it starts (integrations/base.py).
 CURRENT_STATE = EventType(
-    "current_state", "Current state",
+    "current_state",
+    "Current state",
     "The vehicle's last position, odometer and open fault codes, sent to an "
     "integration when it is connected.",
-)  # fmt: skip
+)
 
 
 EVENT_TYPES: dict[str, EventType] = {
@@ -133,21 +163,29 @@ EVENT_TYPES: dict[str, EventType] = {
     for event in [
         EventType("location", "Location", "Every position the vehicle reports."),
         EventType(
-            "speed", "Speed", "The vehicle reports a speed at or over the threshold you set.",
-            SPEED_THRESHOLD, {"threshold_mph": 70}, 74.6,
+            "speed",
+            "Speed",
+            "The vehicle reports a speed at or over the threshold you set.",
+            SPEED_THRESHOLD,
+            {"threshold_mph": 70},
+            74.6,
         ),
         EventType(
-            "posted_speed", "Posted Speed",
+            "posted_speed",
+            "Posted Speed",
             "The vehicle reports a speed over the posted limit by the margin you set or more.",
             POSTED_SPEED_MARGIN,
-            {"posted_speed_mph": 55, "over_limit_mph": 13.4, "threshold_mph": 10}, 68.4,
+            {"posted_speed_mph": 55, "over_limit_mph": 13.4, "threshold_mph": 10},
+            68.4,
         ),
         EventType(
-            "heartbeat", "Heartbeat",
+            "heartbeat",
+            "Heartbeat",
             "The device checks in (about daily), with its last known position.",
         ),
         EventType(
-            "trip_complete", "Trip Complete",
+            "trip_complete",
+            "Trip Complete",
             "A trip ends (ignition on, then off), with its summary.",
             None,
             {
@@ -166,25 +204,46 @@ EVENT_TYPES: dict[str, EventType] = {
             },
             0.0,
         ),
-        EventType("ignition_on", "Ignition On", "The ignition is switched on.", None,
-                  {"ignition": True}, 0.0),
-        EventType("ignition_off", "Ignition Off", "The ignition is switched off.", None,
-                  {"ignition": False}, 0.0),
         EventType(
-            "landmark_enter", "Landmark Enter", "The vehicle enters one of your landmarks.",
-            None, {"landmark": _LANDMARK, "transition": "enter"},
+            "ignition_on",
+            "Ignition On",
+            "The ignition is switched on.",
+            None,
+            {"ignition": True},
+            0.0,
         ),
         EventType(
-            "landmark_leave", "Landmark Leave", "The vehicle leaves one of your landmarks.",
-            None, {"landmark": _LANDMARK, "transition": "leave"},
+            "ignition_off",
+            "Ignition Off",
+            "The ignition is switched off.",
+            None,
+            {"ignition": False},
+            0.0,
         ),
         EventType(
-            "landmark_change", "Landmark Change",
+            "landmark_enter",
+            "Landmark Enter",
+            "The vehicle enters one of your landmarks.",
+            None,
+            {"landmark": _LANDMARK, "transition": "enter"},
+        ),
+        EventType(
+            "landmark_leave",
+            "Landmark Leave",
+            "The vehicle leaves one of your landmarks.",
+            None,
+            {"landmark": _LANDMARK, "transition": "leave"},
+        ),
+        EventType(
+            "landmark_change",
+            "Landmark Change",
             "The vehicle enters or leaves one of your landmarks.",
-            None, {"landmark": _LANDMARK, "transition": "enter"},
+            None,
+            {"landmark": _LANDMARK, "transition": "enter"},
         ),
         EventType(
-            "idle", "Idle",
+            "idle",
+            "Idle",
             "The ignition is on and the vehicle stands still for the minutes you set.",
             IDLE_MINUTES,
             {
@@ -195,27 +254,41 @@ EVENT_TYPES: dict[str, EventType] = {
             0.0,
         ),
         EventType(
-            "temperature", "Temperature", "A temperature reading arrives from a sensor.", None,
-            {"temperatures": [{"sensor": "reefer-1", "fahrenheit": 36.5},
-                              {"sensor": "reefer-2", "fahrenheit": 38.1}]},
+            "temperature",
+            "Temperature",
+            "A temperature reading arrives from a sensor.",
+            None,
+            {
+                "temperatures": [
+                    {"sensor": "reefer-1", "fahrenheit": 36.5},
+                    {"sensor": "reefer-2", "fahrenheit": 38.1},
+                ]
+            },
         ),
         EventType(
-            "dvir", "DVIR", "A driver files a vehicle inspection report.", None,
+            "dvir",
+            "DVIR",
+            "A driver files a vehicle inspection report.",
+            None,
             {
                 "dvir": {
                     "driver": "Dana Whitfield",
-                    "defects": [{"component": "Brakes",
-                                 "description": "Air leak at the rear axle"}],
+                    "defects": [
+                        {"component": "Brakes", "description": "Air leak at the rear axle"}
+                    ],
                     "safety_status": "unsafe",
                 }
             },
         ),
         EventType(
-            "driver_assignment", "Driver Assignment", "A driver is assigned to the vehicle.",
-            None, {"previous_driver": {"id": 9, "name": "Sam Ortega"}},
+            "driver_assignment",
+            "Driver Assignment",
+            "A driver is assigned to the vehicle.",
+            None,
+            {"previous_driver": {"id": 9, "name": "Sam Ortega"}},
         ),
     ]
-}  # fmt: skip
+}
 
 
 class UnknownEventField(ValueError):
@@ -248,7 +321,8 @@ def build_event(
         "fix_time": format_rfc3339(vehicle.fix_time) if vehicle.fix_time else None,
     }
     data.update({name: value for name, value in known.items() if value is not None})
-    data.update(details)
+    # In the catalogue's order, whoever added them in whichever order.
+    data.update({name: details[name] for name in event_type.example_details if name in details})
     return {"type": event_type.key, "timestamp": format_rfc3339(occurred_at), "data": data}
 
 
