@@ -55,6 +55,7 @@ from outbox.recovery import find_message, last_error_details, target_messages
 
 bp = Blueprint("integrations", __name__, url_prefix="/integrations")
 
+# Raised on the page (HX-Trigger) after a change: the integrations grid refreshes.
 CHANGED = "integrations-changed"
 OAUTH_STATE = "salesforce_oauth_state"
 OAUTH_RECONNECT = "salesforce_oauth_integration"

@@ -33,10 +33,12 @@ from integrations.lifecycle import (
     summary,
 )
 from integrations.providers import PROVIDERS
+from integrations.views import CHANGED as INTEGRATIONS_CHANGED
 from integrations.views import resume_or_release
 from outbox.activity import account_activity
 from outbox.models import Target
 from webhooks.lifecycle import account_webhooks, delete_webhook, pause_webhook, resume_webhook
+from webhooks.views import CHANGED as WEBHOOKS_CHANGED
 
 bp = Blueprint("manager", __name__)
 
@@ -68,7 +70,7 @@ KINDS: dict[str, TargetKindPages] = {
         TargetKindPages(
             "webhook",
             "Webhook",
-            "webhooks-changed",
+            WEBHOOKS_CHANGED,
             account_webhooks,
             pause_webhook,
             resume_webhook,
@@ -80,7 +82,7 @@ KINDS: dict[str, TargetKindPages] = {
         TargetKindPages(
             "integration",
             "Integration",
-            "integrations-changed",
+            INTEGRATIONS_CHANGED,
             account_integrations,
             pause_integration,
             resume_or_release,

@@ -52,8 +52,7 @@ from webhooks.wire import ContentType, encode_body, example_request
 
 bp = Blueprint("webhooks", __name__, url_prefix="/webhooks")
 
-# Events raised on the page (HX-Trigger): the grid refreshes at once, the open
-# dialog closes.
+# Raised on the page (HX-Trigger) after a change: the webhooks grid refreshes at once.
 CHANGED = "webhooks-changed"
 # Messages shown in the live feed and per page of the messages panel.
 FEED_SIZE = 15
