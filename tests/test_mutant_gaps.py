@@ -5,6 +5,7 @@ the test's docstring)."""
 from __future__ import annotations
 
 import ipaddress
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -19,6 +20,7 @@ from outbox.claims import (
     claim_due_messages,
     release_drains,
     release_messages,
+    supersede_backlogs,
 )
 from outbox.drain import drain_target
 from outbox.fanout import account_targets, fan_out
@@ -204,3 +206,149 @@ def test_a_finished_drain_leaves_nothing_in_flight(app, receiver):
     db.session.expire_all()
     target = db.session.get(Target, claimed.target_id)
     assert (target.drain_owner, target.in_flight) == (None, 0)
+
+
+def webhook_of(event_type: str, receiver) -> Webhook:
+    account_id = make_user().account_id
+    webhook, _ = create_webhook(
+        account_id, {"event_type": event_type, "name": "Receiver", "url": receiver.url("/ok")}
+    )
+    db.session.commit()
+    return webhook
+
+
+def queue(webhook: Webhook, events: list[tuple[str, int]]) -> list[int]:
+    """Fan out one event of each (type, vehicle id), in this order; their message ids."""
+    (messages,) = zip(
+        *fan_out(
+            [
+                DetectedEvent(
+                    EVENT_TYPES[event_type], utcnow(), replace(EXAMPLE_VEHICLE, vehicle_id=vehicle)
+                )
+                for event_type, vehicle in events
+            ],
+            [webhook],
+        ),
+        strict=True,
+    )
+    db.session.commit()
+    return [message.id for message in messages]
+
+
+def statuses(ids: list[int]) -> list[str]:
+    db.session.expire_all()
+    found = {m.id: m for m in db.session.scalars(select(OutboxMessage))}
+    return [found[i].status for i in ids]
+
+
+def test_latest_wins_supersedes_every_lane_but_only_what_may_go(app, receiver):
+    """supersede_backlogs (outbox.claims.x_supersede_backlogs__mutmut_5, 32, 34, 47–49,
+    55, 56, 58, 66, 68, 71, 76, 78–80, 84): in every lane whose head may go, all open
+    messages but the newest end superseded, with their end time and no lease; the
+    newest takes over the lane's retries. A lane of one, a lane whose head waits for
+    its retry, a message another drain holds and a delivered message stay as they are."""
+    webhook = webhook_of("location", receiver)
+    now = utcnow() + timedelta(seconds=1)
+    delivered, a1, a2, a3, b1, b2, c1, c2, d1, e1, e2, e3 = queue(
+        webhook,
+        [("location", 1)] * 4
+        + [("location", 2)] * 2
+        + [("location", 3)] * 2
+        + [("location", 4)]
+        + [("location", 5)] * 3,
+    )
+    later = now + timedelta(minutes=5)
+
+    def set_(ids: list[int], **values) -> None:
+        db.session.execute(update(OutboxMessage).where(OutboxMessage.id.in_(ids)).values(**values))
+
+    # Before the lane: delivered, and (whatever its columns) no part of the backlog.
+    set_([delivered], status="delivered", finished_at=now, next_attempt_at=later)
+    # The head of lane 1 was claimed by a drain that died, after two attempts.
+    set_([a1], status="sending", lease_owner="dead", lease_expires_at=now - timedelta(seconds=1))
+    set_([a1], attempts=2)
+    set_([c1], next_attempt_at=later)  # lane 3 waits for its head's retry
+    # Lane 5's middle message is held by a live drain.
+    set_([e2], status="sending", lease_owner="live", lease_expires_at=later)
+    # A lane's order is its lane_sequence, not the order its rows were written (which
+    # PostgreSQL does not promise to return): b2 came first, b1 is the newest.
+    lane_2 = dict(
+        db.session.execute(
+            select(OutboxMessage.id, OutboxMessage.lane_sequence).where(
+                OutboxMessage.id.in_([b1, b2])
+            )
+        ).all()
+    )
+    set_([b1], lane_sequence=lane_2[b2])
+    set_([b2], lane_sequence=lane_2[b1])
+    db.session.commit()
+    depth = db.session.get(Target, webhook.id).queue_depth
+
+    assert supersede_backlogs(webhook.id, now) == 4  # a1, a2, b2, e1
+    db.session.commit()
+
+    assert statuses([delivered, a1, a2, a3]) == ["delivered", "superseded", "superseded", "pending"]
+    assert statuses([b1, b2]) == ["pending", "superseded"]
+    assert statuses([c1, c2, d1]) == ["pending", "pending", "pending"]
+    assert statuses([e1, e2, e3]) == ["superseded", "sending", "pending"]
+    ended = {m.id: m for m in db.session.scalars(select(OutboxMessage))}
+    assert all(ended[i].finished_at == now for i in (a1, a2, b2, e1))
+    assert (ended[a1].lease_owner, ended[a1].lease_expires_at) == (None, None)
+    assert (ended[e2].lease_owner, ended[a3].attempts, ended[a2].attempts) == ("live", 2, 0)
+    assert db.session.get(Target, webhook.id).queue_depth == depth - 4
+    assert supersede_backlogs(webhook.id, now) == 0
+
+
+@pytest.mark.parametrize(
+    "event_types, superseded",
+    [
+        (None, ["enter 1", "leave 1", "enter 2"]),
+        ({"landmark_enter", "landmark_leave"}, ["enter 1", "leave 1"]),
+    ],
+)
+def test_latest_wins_by_type_keeps_each_types_newest(app, receiver, event_types, superseded):
+    """supersede_backlogs' lanes (outbox.claims.x_supersede_backlogs__mutmut_37–39):
+    without types (a webhook) a lane is its vehicle's, whatever the types; with the
+    latest-value types an integration names, each type keeps its own newest."""
+    webhook = webhook_of("landmark_change", receiver)
+    names = ["enter 1", "leave 1", "enter 2", "leave 2"]
+    ids = dict(
+        zip(
+            names,
+            queue(webhook, [("landmark_enter", 7), ("landmark_leave", 7)] * 2),
+            strict=True,
+        )
+    )
+    # A webhook's messages all carry its own type (landmark_change); an
+    # integration's carry each event's, as these are made to.
+    for name, message_id in ids.items():
+        kind = "landmark_enter" if name.startswith("enter") else "landmark_leave"
+        db.session.execute(
+            update(OutboxMessage).where(OutboxMessage.id == message_id).values(event_type=kind)
+        )
+    db.session.commit()
+    supersede_backlogs(webhook.id, utcnow() + timedelta(seconds=1), event_types)
+    db.session.commit()
+    ended = [
+        name
+        for name, status in zip(names, statuses(list(ids.values())), strict=True)
+        if status == "superseded"
+    ]
+    assert ended == superseded
+
+
+def test_a_claim_leases_to_its_owner_at_most_the_limit_and_nothing_when_none_is_due(app, receiver):
+    """claim_due_messages (outbox.claims.x_claim_due_messages__mutmut_3, 10, 15)."""
+    webhook = webhook_of("location", receiver)
+    first, second, _ = queue(webhook, [("location", 1)] * 3)
+    now = utcnow() + timedelta(seconds=1)
+    claimed = claim_due_messages(webhook.id, "worker-a", now, 2)
+    assert [(m.id, m.lease_owner) for m in claimed] == [(first, "worker-a"), (second, "worker-a")]
+    db.session.execute(update(OutboxMessage).values(next_attempt_at=now + timedelta(minutes=1)))
+    db.session.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.status == "sending")
+        .values(lease_expires_at=now + timedelta(minutes=1))
+    )
+    db.session.commit()
+    assert claim_due_messages(webhook.id, "worker-b", now, 2) == []
