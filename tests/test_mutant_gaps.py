@@ -15,9 +15,11 @@ from core.extensions import db
 from core.times import utcnow
 from events.catalogue import EVENT_TYPES, EXAMPLE_VEHICLE, DetectedEvent
 from outbox.claims import (
+    Room,
     _take,
     acquire_drains,
     claim_due_messages,
+    claim_lane_runs,
     release_drains,
     release_messages,
     supersede_backlogs,
@@ -208,8 +210,8 @@ def test_a_finished_drain_leaves_nothing_in_flight(app, receiver):
     assert (target.drain_owner, target.in_flight) == (None, 0)
 
 
-def webhook_of(event_type: str, receiver) -> Webhook:
-    account_id = make_user().account_id
+def webhook_of(event_type: str, receiver, email: str = "admin@acme.example.com") -> Webhook:
+    account_id = make_user("Acme Haulage", email).account_id
     webhook, _ = create_webhook(
         account_id, {"event_type": event_type, "name": "Receiver", "url": receiver.url("/ok")}
     )
@@ -352,3 +354,29 @@ def test_a_claim_leases_to_its_owner_at_most_the_limit_and_nothing_when_none_is_
     )
     db.session.commit()
     assert claim_due_messages(webhook.id, "worker-b", now, 2) == []
+
+
+@pytest.mark.parametrize("ordering", ["webhook", "none"])
+def test_a_claim_for_more_requests_takes_its_own_oldest_due_messages_within_its_room(
+    app, receiver, ordering
+):
+    """claim_lane_runs for a target in one lane or in none
+    (outbox.claims.x_claim_lane_runs__mutmut_10, 17, 18, 22): one run of at most
+    `run_length` from the head, or at most `lanes` single messages, oldest first (by
+    sequence, not by row id), and never another target's."""
+    webhook = webhook_of("location", receiver)
+    first, second, third = queue(webhook, [("location", 1), ("location", 2), ("location", 3)])
+    other = webhook_of("location", receiver, "admin@blue.example.com")
+    (theirs,) = queue(other, [("location", 1)])  # another account's, due and older
+    # The third is the oldest of ours: sequences say so, whatever the ids.
+    db.session.execute(update(OutboxMessage).where(OutboxMessage.id == third).values(sequence=0))
+    db.session.execute(update(OutboxMessage).where(OutboxMessage.id == theirs).values(sequence=-1))
+    db.session.execute(update(Target).where(Target.id == webhook.id).values(ordering=ordering))
+    db.session.commit()
+    target = db.session.get(Target, webhook.id)
+
+    claimed = claim_lane_runs([Room(target, 2, 2)], "worker-a", utcnow() + timedelta(seconds=1))
+
+    runs = {target_id: [[m.id for m in run] for run in runs] for target_id, runs in claimed.items()}
+    expected = [[third, first]] if ordering == "webhook" else [[third], [first]]
+    assert runs == {webhook.id: expected}
