@@ -380,3 +380,23 @@ def test_a_claim_for_more_requests_takes_its_own_oldest_due_messages_within_its_
     runs = {target_id: [[m.id for m in run] for run in runs] for target_id, runs in claimed.items()}
     expected = [[third, first]] if ordering == "webhook" else [[third], [first]]
     assert runs == {webhook.id: expected}
+
+
+def test_one_claim_for_many_targets_takes_each_ones_runs(app, receiver):
+    """claim_lane_runs over several targets at once (the drain's one claim)
+    (outbox.claims.x_claim_lane_runs__mutmut_29, 44): each target gets its runs."""
+    orderings = {"none": "admin@a.example.com", "vehicle": "admin@b.example.com"}
+    targets = []
+    for ordering, email in [*orderings.items(), ("none", "admin@c.example.com")]:
+        webhook = webhook_of("location", receiver, email)
+        queue(webhook, [("location", 1), ("location", 2)])
+        db.session.execute(update(Target).where(Target.id == webhook.id).values(ordering=ordering))
+        targets.append(webhook.id)
+    db.session.commit()
+    rooms = [Room(db.session.get(Target, target_id), 2, 1) for target_id in targets]
+
+    claimed = claim_lane_runs(rooms, "worker-a", utcnow() + timedelta(seconds=1))
+
+    assert {target_id: len(runs) for target_id, runs in claimed.items()} == dict.fromkeys(
+        targets, 2
+    )
