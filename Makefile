@@ -73,7 +73,7 @@ $(MUTANTS_VENV)/.installed: requirements/mutants.lock
 	touch $@
 
 mutants: $(MUTANTS_VENV)/.installed assets
-	$(MUTANTS_VENV)/bin/mutmut run --max-children 2 $(foreach m,$(MUTANTS),'$(m)')
+	$(MUTANTS_VENV)/bin/mutmut run --max-children 4 $(foreach m,$(MUTANTS),'$(m)')
 	$(MUTANTS_VENV)/bin/mutmut results | grep -v ': not checked$$' || true
 
 clean:

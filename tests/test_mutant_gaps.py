@@ -20,6 +20,7 @@ from outbox.claims import (
     acquire_drains,
     claim_due_messages,
     claim_lane_runs,
+    has_due_messages,
     release_drains,
     release_messages,
     supersede_backlogs,
@@ -400,3 +401,48 @@ def test_one_claim_for_many_targets_takes_each_ones_runs(app, receiver):
     assert {target_id: len(runs) for target_id, runs in claimed.items()} == dict.fromkeys(
         targets, 2
     )
+
+
+@pytest.mark.parametrize(
+    "ordering, one_lane_waits, nothing_due_here",
+    [("vehicle", True, False), ("webhook", False, False), ("none", True, False)],
+)
+def test_whether_a_claim_would_find_work_follows_the_targets_ordering(
+    app, receiver, ordering, one_lane_waits, nothing_due_here
+):
+    """has_due_messages, which decides whether a drain goes on
+    (outbox.claims.x_has_due_messages__mutmut_1–3, 15, 17–20): with vehicle 1's head
+    waiting for its retry, vehicle 2's held by a live drain and vehicle 3's due, a
+    vehicle-ordered or unordered target has work and a webhook-ordered one (whose
+    head waits) has none; without vehicle 3, none has work, whatever another
+    account's target holds."""
+    now = utcnow() + timedelta(seconds=1)
+    webhook = webhook_of("location", receiver)
+    waiting, held, due = queue(webhook, [("location", 1), ("location", 2), ("location", 3)])
+    other = webhook_of("location", receiver, "admin@blue.example.com")
+    queue(other, [("location", 1)])
+    db.session.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.id == waiting)
+        .values(next_attempt_at=now + timedelta(minutes=5))
+    )
+    db.session.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.id == held)
+        .values(status="sending", lease_owner="live", lease_expires_at=now + timedelta(minutes=1))
+    )
+    db.session.execute(update(Target).where(Target.id == webhook.id).values(ordering=ordering))
+    db.session.commit()
+    target = db.session.get(Target, webhook.id)
+
+    assert has_due_messages(target, now) is one_lane_waits
+    # A serial kind names the order it sends in, whatever the target's.
+    assert has_due_messages(target, now, "webhook") is False
+
+    db.session.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.id == due)
+        .values(next_attempt_at=now + timedelta(minutes=5))
+    )
+    db.session.commit()
+    assert has_due_messages(target, now) is nothing_due_here
