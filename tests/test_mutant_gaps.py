@@ -411,7 +411,7 @@ def test_whether_a_claim_would_find_work_follows_the_targets_ordering(
     app, receiver, ordering, one_lane_waits, nothing_due_here
 ):
     """has_due_messages, which decides whether a drain goes on
-    (outbox.claims.x_has_due_messages__mutmut_1–3, 15, 17–20): with vehicle 1's head
+    (outbox.claims.x_has_due_messages__mutmut_1–3, 15, 17–22, 24, 30, 31): with vehicle 1's head
     waiting for its retry, vehicle 2's held by a live drain and vehicle 3's due, a
     vehicle-ordered or unordered target has work and a webhook-ordered one (whose
     head waits) has none; without vehicle 3, none has work, whatever another
@@ -446,3 +446,10 @@ def test_whether_a_claim_would_find_work_follows_the_targets_ordering(
     )
     db.session.commit()
     assert has_due_messages(target, now) is nothing_due_here
+
+    # Vehicle 1's retry comes due: every ordering has work.
+    db.session.execute(
+        update(OutboxMessage).where(OutboxMessage.id == waiting).values(next_attempt_at=now)
+    )
+    db.session.commit()
+    assert has_due_messages(target, now) is True
