@@ -453,3 +453,23 @@ def test_whether_a_claim_would_find_work_follows_the_targets_ordering(
     )
     db.session.commit()
     assert has_due_messages(target, now) is True
+
+
+def test_a_lane_run_stops_at_its_length_and_before_a_message_that_waits(app, receiver):
+    """_due_lane_runs (outbox.claims.x__due_lane_runs__mutmut_29, 30, 36): a run is
+    its lane's due head and the due messages right behind it, at most `run_length`;
+    a message waiting for its retry ends the run, and nothing behind it joins."""
+    webhook = webhook_of("location", receiver)
+    m1, m2, m3, n1, n2, n3 = queue(webhook, [("location", 1)] * 3 + [("location", 2)] * 3)
+    now = utcnow() + timedelta(seconds=1)
+    db.session.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.id == m2)
+        .values(next_attempt_at=now + timedelta(minutes=5))
+    )
+    db.session.commit()
+    target = db.session.get(Target, webhook.id)
+
+    claimed = claim_lane_runs([Room(target, 2, 2)], "worker-a", now)
+
+    assert [[m.id for m in run] for run in claimed[webhook.id]] == [[m1], [n1, n2]]
