@@ -473,3 +473,27 @@ def test_a_lane_run_stops_at_its_length_and_before_a_message_that_waits(app, rec
     claimed = claim_lane_runs([Room(target, 2, 2)], "worker-a", now)
 
     assert [[m.id for m in run] for run in claimed[webhook.id]] == [[m1], [n1, n2]]
+
+
+def test_a_claim_touches_only_the_messages_it_wants(app, receiver):
+    """_take's UPDATE (outbox.claims.x__take__mutmut_16): claiming one target's
+    messages leaves every other message alone, even another target's whose drain
+    died (claimable, but not wanted here)."""
+    mine = webhook_of("location", receiver)
+    (wanted,) = queue(mine, [("location", 1)])
+    theirs = webhook_of("location", receiver, "admin@blue.example.com")
+    (orphan,) = queue(theirs, [("location", 1)])
+    now = utcnow() + timedelta(seconds=1)
+    died_at = now - timedelta(seconds=30)
+    db.session.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.id == orphan)
+        .values(status="sending", lease_owner="dead", lease_expires_at=died_at)
+    )
+    db.session.commit()
+
+    assert [m.id for m in claim_due_messages(mine.id, "worker-a", now, 10)] == [wanted]
+
+    db.session.expire_all()
+    left = db.session.get(OutboxMessage, orphan)
+    assert (left.status, left.lease_owner, left.lease_expires_at) == ("sending", "dead", died_at)
