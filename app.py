@@ -90,6 +90,7 @@ def _register_blueprints(app: Flask) -> None:
     from fleet import views as fleet_views
     from integrations import api as integrations_api
     from integrations import views as integrations_views
+    from integrations.servicemax import views as servicemax_views
     from manager import views as manager_views
     from openapi import bp as openapi_bp
     from outbox.metrics import bp as metrics_bp
@@ -108,6 +109,7 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(fleet_views.bp)
     app.register_blueprint(integrations_views.bp)
     app.register_blueprint(integrations_api.bp)
+    app.register_blueprint(servicemax_views.bp)
 
 
 def _register_commands(app: Flask) -> None:

@@ -176,16 +176,17 @@ def _servicemax(vins: list[str]) -> Provider:
         import requests
 
         from core.extensions import db
-        from integrations import servicemax
+        from integrations.servicemax import provider, signin
+        from integrations.servicemax.technicians import set_technicians
 
-        sign_in = servicemax.start_sign_in(
-            servicemax.LoginHost(servicemax.PRODUCTION), "https://fleethook.test/callback"
+        sign_in = signin.start_sign_in(
+            signin.LoginHost(signin.PRODUCTION), "https://fleethook.test/callback"
         )
-        back = requests.get(servicemax.authorize_url(sign_in), allow_redirects=False, timeout=5)
+        back = requests.get(signin.authorize_url(sign_in), allow_redirects=False, timeout=5)
         code = parse_qs(urlsplit(back.headers["Location"]).query)["code"][0]
-        integration = servicemax.connect(account_id, code, sign_in)
+        integration = provider.connect_integration(account_id, code, sign_in)
         db.session.commit()
-        servicemax.set_technicians(
+        set_technicians(
             integration, "\n".join(f"Driver {n} = {technicians[vin]}" for n, vin in enumerate(vins))
         )
         db.session.commit()

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 from flask import Flask, Response, request
 
 # My Domain logins (name.my.salesforce.com, name--box.sandbox.my.salesforce.com,
-# older *.force.com hosts): integrations/servicemax.py accepts no others.
+# older *.force.com hosts): integrations/servicemax/signin.py accepts no others.
 SALESFORCE_MY_DOMAINS = ("https://*.salesforce.com", "https://*.force.com")
 
 

@@ -27,6 +27,7 @@ from integrations.lifecycle import (
 from integrations.models import Integration
 from integrations.pacing import requests_per_minute
 from integrations.providers import PROVIDERS
+from integrations.servicemax.provider import CONNECT_ONLY, SERVICEMAX
 
 bp = api_blueprint("integrations_api", __name__)
 
@@ -81,15 +82,8 @@ def list_integrations() -> Response:
 def add_integration() -> Response | tuple[Response, int]:
     """Connect a provider; its credentials are checked with it first."""
     body = json_object()
-    if body.get("provider") == "servicemax":
-        return validation_problem(
-            {
-                "provider": [
-                    "ServiceMax connects through Salesforce sign-in: use Connect with Salesforce "
-                    "in the portal's Webhook Manager."
-                ]
-            }
-        )
+    if body.get("provider") == SERVICEMAX.key:
+        return validation_problem({"provider": [CONNECT_ONLY]})
     try:
         integration = create_integration(api_user().account_id, body)
     except ValidationError as error:

@@ -1,7 +1,7 @@
 """Portal pages of the integrations blueprint: the provider forms (with the
 credential check), the release form, the live grid on the Webhook Manager page,
-an integration's page, pause/resume, delete, and the Salesforce connection of
-ServiceMax (OAuth web-server flow with `state` kept in the session)."""
+an integration's page and its edit form. A provider's own pages live in its
+package (integrations/servicemax/views.py) and its templates folder."""
 
 from __future__ import annotations
 
@@ -12,23 +12,16 @@ from flask import (
     Blueprint,
     Response,
     abort,
-    flash,
-    redirect,
     render_template,
     request,
-    session,
     url_for,
 )
 from flask.typing import ResponseReturnValue
 from flask_login import current_user, login_required
 
-from accounts.audit import record
-from accounts.quotas import check_room
-from core.database import whole_number
 from core.errors import ValidationError
 from core.extensions import db
 from core.portal import (
-    EmptyForm,
     admin_required,
     after_change,
     is_htmx_request,
@@ -36,10 +29,9 @@ from core.portal import (
     show_errors,
 )
 from core.times import utcnow
-from integrations.base import BUDGET_FIELD, ProviderRejected, form_fields, secrets_of
+from integrations.base import BUDGET_FIELD, form_fields, secrets_of
 from integrations.forms import ProviderForm, ReleaseForm, provider_form
 from integrations.lifecycle import (
-    audit_details,
     create_integration,
     get_account_integration,
     resume_integration,
@@ -57,11 +49,9 @@ bp = Blueprint("integrations", __name__, url_prefix="/integrations")
 
 # Raised on the page (HX-Trigger) after a change: the integrations grid refreshes.
 CHANGED = "integrations-changed"
-OAUTH_STATE = "salesforce_oauth_state"
-OAUTH_RECONNECT = "salesforce_oauth_integration"
 
 
-def _own(integration_id: int) -> Integration:
+def own_integration(integration_id: int) -> Integration:
     integration = get_account_integration(current_user.account_id, integration_id)
     if integration is None:
         abort(404)
@@ -161,14 +151,14 @@ def resume_or_release(integration: Integration) -> Response | None:
 @bp.get("/<int:integration_id>/release")
 @admin_required
 def release(integration_id: int) -> Response:
-    return _release_dialog(ReleaseForm(formdata=None), _own(integration_id))
+    return _release_dialog(ReleaseForm(formdata=None), own_integration(integration_id))
 
 
 @bp.post("/<int:integration_id>/release")
 @admin_required
 def sign(integration_id: int) -> ResponseReturnValue:
     """Record the signed release (who, title, when, from where) and activate."""
-    integration = _own(integration_id)
+    integration = own_integration(integration_id)
     form = ReleaseForm()
     if not form.validate():
         return _release_dialog(form, integration, status=422)
@@ -186,7 +176,7 @@ def sign(integration_id: int) -> ResponseReturnValue:
 def detail(integration_id: int) -> str:
     """An integration's page: status, settings (secrets masked), the release,
     vehicles the provider does not know, and its latest messages."""
-    integration = _own(integration_id)
+    integration = own_integration(integration_id)
     messages = target_messages(integration.id, None, None, 20)
     return render_template(
         "integrations/detail.html",
@@ -205,7 +195,7 @@ def detail(integration_id: int) -> str:
 @login_required
 def message(integration_id: int, integration_message_id: str) -> str:
     """One message: the event as the integration took it, and every call made for it."""
-    integration = _own(integration_id)
+    integration = own_integration(integration_id)
     found = find_message(integration.id, integration_message_id)
     if found is None:
         abort(404)
@@ -223,7 +213,7 @@ def message(integration_id: int, integration_message_id: str) -> str:
 @bp.get("/<int:integration_id>/edit")
 @admin_required
 def edit(integration_id: int) -> Response:
-    integration = _own(integration_id)
+    integration = own_integration(integration_id)
     provider = PROVIDERS[integration.provider]
     form = provider_form(provider, editing=True, formdata=None)
     for field in provider.fields:
@@ -243,7 +233,7 @@ def edit(integration_id: int) -> Response:
 @admin_required
 def update(integration_id: int) -> ResponseReturnValue:
     """Save changed settings or credentials, checked with the provider again."""
-    integration = _own(integration_id)
+    integration = own_integration(integration_id)
     provider = PROVIDERS[integration.provider]
     form = provider_form(provider, editing=True)
     if not form.validate():
@@ -253,128 +243,6 @@ def update(integration_id: int) -> ResponseReturnValue:
     except ValidationError as error:
         db.session.rollback()
         show_errors(form, error)
-        return _form_dialog(form, provider, _own(integration_id), status=422)
+        return _form_dialog(form, provider, own_integration(integration_id), status=422)
     db.session.commit()
     return after_change(f"Integration {integration.id} saved.", CHANGED)
-
-
-@bp.get("/servicemax/connect")
-@admin_required
-def salesforce_connect() -> ResponseReturnValue:
-    """Start the OAuth web-server flow with PKCE at the chosen login host
-    (`login_host`, `my_domain`; signing in again, the integration's own unless
-    another is chosen): a state and a code verifier only this session knows (the
-    verifier encrypted in it), then Salesforce's login page."""
-    from integrations import servicemax
-
-    # Signing in again for an existing integration (its tokens were refused).
-    again = whole_number(request.args.get("integration"))
-    existing = _own(again) if again is not None else None
-    if existing is not None and existing.provider != "servicemax":
-        existing = None
-    back = (
-        url_for("integrations.detail", integration_id=existing.id)
-        if existing is not None
-        else url_for("manager.page")
-    )
-    try:
-        if existing is None:  # a new integration: not sent to Salesforce past the quota
-            check_room(current_user.account_id, "integrations", Integration)
-        if existing is not None and "login_host" not in request.args:
-            login = servicemax.login_host_of(existing)
-        else:
-            login = servicemax.login_host_from(request.args)
-        sign_in = servicemax.start_sign_in(login, _callback_url())
-    except ValidationError as error:
-        for messages in error.errors.values():
-            for message in messages:
-                flash(message, "error")
-        return redirect(back)
-    except ProviderRejected as refused:
-        flash(str(refused), "error")
-        return redirect(back)
-    session[OAUTH_STATE] = sign_in.for_session()
-    if existing is not None:
-        session[OAUTH_RECONNECT] = existing.id
-    else:
-        session.pop(OAUTH_RECONNECT, None)
-    return redirect(servicemax.authorize_url(sign_in))
-
-
-def _callback_url() -> str:
-    """FLEETHOOK_PUBLIC_URL and the callback's path (servicemax.callback_url)."""
-    from integrations import servicemax
-
-    return servicemax.callback_url(
-        url_for("integrations.salesforce_callback"),
-        url_for("integrations.salesforce_callback", _external=True),
-    )
-
-
-@bp.get("/servicemax/callback")
-@admin_required
-def salesforce_callback() -> ResponseReturnValue:
-    """Salesforce sends the user back here with a code; a wrong or replayed state
-    is refused, and the code is exchanged with the sign-in's own verifier, login
-    host and redirect_uri."""
-    from integrations import servicemax
-
-    sign_in = servicemax.SignIn.from_session(session.pop(OAUTH_STATE, None))
-    expected = sign_in.state if sign_in is not None else None
-    if sign_in is None or not servicemax.state_matches(expected, request.args.get("state")):
-        abort(400, "This Salesforce sign-in was not started here (its state does not match).")
-    if request.args.get("error") or not request.args.get("code"):
-        reason = request.args.get("error_description") or request.args.get("error") or "no code"
-        flash(f"Salesforce did not connect: {reason}", "error")
-        return redirect(url_for("manager.page"))
-    again = session.pop(OAUTH_RECONNECT, None)
-    try:
-        if again is not None:
-            integration = _own(again)
-            servicemax.reconnect(integration, request.args["code"], sign_in)
-            record(integration.account_id, "integration.reconnected", integration)
-        else:
-            integration = servicemax.connect(current_user.account_id, request.args["code"], sign_in)
-            record(
-                integration.account_id,
-                "integration.created",
-                integration,
-                audit_details(integration),
-            )
-    except ProviderRejected as rejected:
-        flash(str(rejected), "error")
-        return redirect(url_for("manager.page"))
-    except ValidationError as error:  # the quota was reached during the sign-in
-        for messages in error.errors.values():
-            for message in messages:
-                flash(message, "error")
-        return redirect(url_for("manager.page"))
-    db.session.commit()
-    if again is not None:
-        flash("Salesforce connected again; the queued locations are on their way.", "success")
-        return redirect(url_for("integrations.detail", integration_id=integration.id))
-    flash("Salesforce connected. Sign the release form to start sending.", "success")
-    return redirect(url_for("integrations.release", integration_id=integration.id))
-
-
-@bp.post("/<int:integration_id>/technicians")
-@admin_required
-def technicians(integration_id: int) -> ResponseReturnValue:
-    """ServiceMax: which technician each driver is."""
-    from integrations import servicemax
-
-    integration = _own(integration_id)
-    if integration.provider != "servicemax" or not EmptyForm().validate():
-        abort(404)
-    try:
-        servicemax.set_technicians(integration, request.form.get("technicians", ""))
-    except ValidationError as error:
-        for messages in error.errors.values():
-            for message in messages:
-                flash(message, "error")
-        return redirect(url_for("integrations.detail", integration_id=integration.id))
-    mapped = len(integration.options.get("technicians") or {})
-    record(integration.account_id, "integration.updated", integration, {"technicians": mapped})
-    db.session.commit()
-    flash("Technicians saved.", "success")
-    return redirect(url_for("integrations.detail", integration_id=integration.id))

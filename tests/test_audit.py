@@ -338,7 +338,9 @@ def test_connecting_reconnecting_and_mapping_servicemax_are_recorded(
     record_id = salesforce.add_technician("Dana Whitfield")
     detail = f"/integrations/{integration.id}"
     auth.post(
-        f"{detail}/technicians", {"technicians": f"Dana Whitfield = {record_id}"}, page=detail
+        f"/integrations/servicemax/{integration.id}/technicians",
+        {"technicians": f"Dana Whitfield = {record_id}"},
+        page=detail,
     )
     mapped = only("integration.updated")
     assert mapped.details == {"technicians": 1} and mapped.actor == ADMIN

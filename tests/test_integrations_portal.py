@@ -204,8 +204,10 @@ def test_another_accounts_integration_is_not_found(admin, client, auth, fleetio)
     db.session.commit()
     for path in ("", "/edit", "/delete", "/release"):
         assert client.get(f"/integrations/{theirs.id}{path}").status_code == 404
-    for path in ("/edit", "/delete", "/pause", "/resume", "/release", "/technicians"):
+    for path in ("/edit", "/delete", "/pause", "/resume", "/release"):
         assert auth.post(f"/integrations/{theirs.id}{path}", {}, page=MANAGER).status_code == 404
+    technicians = f"/integrations/servicemax/{theirs.id}/technicians"
+    assert auth.post(technicians, {}, page=MANAGER).status_code == 404
     assert f'id="integration-{theirs.id}"' not in client.get(MANAGER).get_data(as_text=True)
     assert len(integrations()) == 1
 

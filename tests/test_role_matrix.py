@@ -59,8 +59,8 @@ MEMBER_API_WRITES: set[str] = set()
 # Salesforce OAuth steps that connect an integration.
 ADMIN_ONLY_PORTAL_GETS = {
     "accounts.audit",
-    "integrations.salesforce_connect",
-    "integrations.salesforce_callback",
+    "servicemax.connect",
+    "servicemax.callback",
 }
 # The one thing a telemetry:write token may do.
 INGEST = ("POST", "/api/v1/telemetry")

@@ -268,7 +268,7 @@ def test_known_secrets_stay_secret_and_survive_key_rotation(
     [refresh_token] = salesforce.refresh_tokens
     [access_token] = salesforce.access_tokens
     mapped = auth.post(
-        f"/integrations/{servicemax_id}/technicians",
+        f"/integrations/servicemax/{servicemax_id}/technicians",
         {"technicians": f"Dana Whitfield = {technician}"},
     )
     assert mapped.status_code == 302

@@ -27,7 +27,7 @@ from core.errors import ValidationError
 from core.extensions import db
 from core.times import utcnow
 from events.catalogue import EventType
-from integrations.base import CURRENT_STATE, ProviderRejected, secrets_of
+from integrations.base import CURRENT_STATE, RELEASE_REASON, ProviderRejected, secrets_of
 from integrations.lifecycle import (
     create_integration,
     delete_integration,
@@ -36,27 +36,27 @@ from integrations.lifecycle import (
     update_integration,
 )
 from integrations.models import Integration
-from integrations.servicemax import (
+from integrations.servicemax.provider import (
     CONNECT_ONLY,
+    SERVICEMAX,
+    connect_integration,
+    reconnect_integration,
+)
+from integrations.servicemax.signin import (
     MY_DOMAIN,
     PRODUCTION,
-    RELEASE_REASON,
     SANDBOX,
-    SERVICEMAX,
     LoginHost,
     SignIn,
     authorize_url,
-    connect,
     login_host_from,
     new_code_verifier,
     new_state,
-    reconnect,
-    set_technicians,
     start_sign_in,
     state_matches,
-    technicians_text,
 )
-from integrations.views import OAUTH_STATE
+from integrations.servicemax.technicians import set_technicians, technicians_text
+from integrations.servicemax.views import OAUTH_STATE
 from outbox.drain import drain_target
 from outbox.models import DeliveryAttempt, MessageStatus, OutboxMessage, TargetStatus
 from tests.conftest import bearer, make_user
@@ -184,7 +184,7 @@ def signed_in(login: LoginHost | None = None) -> tuple[str, SignIn]:
 
 def connected(account: Account, login: LoginHost | None = None) -> Integration:
     code, sign_in = signed_in(login)
-    integration = connect(account.account_id, code, sign_in)
+    integration = connect_integration(account.account_id, code, sign_in)
     db.session.commit()
     return integration
 
@@ -300,13 +300,15 @@ def test_the_fake_refuses_a_code_exchange_without_the_right_verifier_and_ours_co
     # Ours: the verifier this sign-in started with, and the integration is made.
     code, sign_in = signed_in()
     with pytest.raises(ProviderRejected) as wrong:
-        connect(account.account_id, code, dataclasses.replace(sign_in, code_verifier="x" * 50))
+        connect_integration(
+            account.account_id, code, dataclasses.replace(sign_in, code_verifier="x" * 50)
+        )
     assert str(wrong.value).startswith(
         "Salesforce refused the sign-in: its proof key (PKCE code verifier) does not match"
     )
     assert not db.session.new and salesforce.refresh_tokens == set()
     code, sign_in = signed_in()
-    integration = connect(account.account_id, code, sign_in)
+    integration = connect_integration(account.account_id, code, sign_in)
     db.session.commit()
     last = salesforce.received("POST", TOKEN_PATH)[-1]
     assert last.form["code_verifier"] == sign_in.code_verifier
@@ -349,7 +351,7 @@ def test_connect_stores_the_tokens_encrypted_and_waits_for_the_release(salesforc
 
 def test_connect_adds_to_the_session_without_committing(salesforce, account):
     code, sign_in = signed_in()
-    integration = connect(account.account_id, code, sign_in)
+    integration = connect_integration(account.account_id, code, sign_in)
     assert integration in db.session  # flushed (for its id), not committed
     db.session.rollback()
     assert db.session.scalars(select(Integration)).all() == []
@@ -369,14 +371,14 @@ def test_a_refused_code_is_explained_in_plain_words(app, salesforce, account, ca
     if case == "unknown code":
         code = "aPrxNotACode"
     elif case == "code used twice":
-        connect(account.account_id, code, sign_in)
+        connect_integration(account.account_id, code, sign_in)
         db.session.rollback()
     elif case == "other redirect_uri":
         sign_in = dataclasses.replace(sign_in, redirect_uri="https://elsewhere.example.com/cb")
     else:
         app.config["FLEETHOOK_SALESFORCE_CLIENT_SECRET"] = "not-the-secret"
     with pytest.raises(ProviderRejected) as refused:
-        connect(account.account_id, code, sign_in)
+        connect_integration(account.account_id, code, sign_in)
     assert str(refused.value).startswith(words)
     assert "Salesforce said:" in str(refused.value)
     assert not db.session.new
@@ -394,7 +396,7 @@ def test_a_connection_the_api_refuses_is_not_kept_and_its_token_revoked(salesfor
     code, sign_in = signed_in()
     salesforce.fail_next(403, body=disabled, path="/services/data/")
     with pytest.raises(ProviderRejected) as refused:
-        connect(account.account_id, code, sign_in)
+        connect_integration(account.account_id, code, sign_in)
     assert str(refused.value) == (
         "Salesforce did not accept the connection: Salesforce refused the request (HTTP 403: "
         "API_DISABLED_FOR_ORG: API is not enabled for this Organization or Partner); check "
@@ -975,7 +977,7 @@ def test_a_refused_renewal_needs_attention_and_keeps_the_queue(salesforce, accou
 
     # Signing in again mends it, and the queue goes out.
     code, sign_in = signed_in()
-    reconnect(integration, code, sign_in)
+    reconnect_integration(integration, code, sign_in)
     db.session.commit()
     assert reload(integration.id).status == TargetStatus.ACTIVE
     [revoked] = salesforce.received("POST", "/services/oauth2/revoke")  # the old one, for good
@@ -993,7 +995,7 @@ def test_a_reconnection_the_api_refuses_keeps_the_old_tokens(salesforce, account
     code, sign_in = signed_in()
     salesforce.fail_next(403, path="/services/data/")
     with pytest.raises(ProviderRejected):
-        reconnect(integration, code, sign_in)
+        reconnect_integration(integration, code, sign_in)
     assert (secrets_of(integration), integration.options) == (stored, options)
     [revoked] = salesforce.received("POST", "/services/oauth2/revoke")
     assert revoked.form["token"] != stored["refresh_token"]
