@@ -17,18 +17,16 @@ from core.times import utcnow
 from events.catalogue import CURRENT_STATE as CURRENT_STATE_EVENT
 from integrations.models import Integration
 from integrations.pacing import REQUESTS_PER_MINUTE_RANGE, requests_per_minute, wait_for_room
+from outbox.answers import answered, unanswered
 from outbox.failures import describe_failure, shorten
-from outbox.http import elapsed_ms, failed_result, outbound_session, request_timeouts
+from outbox.http import outbound_session, request_timeouts
 from outbox.models import OutboxMessage
 from outbox.registry import Result
-from outbox.schedule import parse_retry_after
 
 # Why an integration that sends locations waits after it is connected.
 RELEASE_REASON = "Waiting for the release form to be signed."
 # How long a VIN map is trusted before it is listed again (a miss refreshes it too).
 VEHICLE_MAP_TTL = timedelta(minutes=15)
-MAX_RESPONSE_BYTES = 4096
-THROTTLING = frozenset({429, 502, 503, 504})
 
 
 @dataclass(frozen=True)
@@ -174,7 +172,7 @@ class Api:
         except requests.RequestException as error:
             connect_timeout, read_timeout = self.timeouts
             failure = describe_failure(error, url, read_timeout, connect_timeout)
-            return None, failed_result(started, shown, failure)
+            return None, unanswered(started, shown, failure.words, failure.detail)
         return response, result_of(response, started, shown, self.provider_name)
 
 
@@ -197,28 +195,20 @@ def result_of(
 ) -> Result:
     """The outbox's reading of a provider's answer: 2xx delivered; 401/403 the
     credentials need attention (the queue waits); 422 a permanent refusal of this
-    message; 429 and 502–504 throttling (Retry-After honoured); the rest retried."""
+    message; 429 and 502–504 throttling (outbox/answers.py: Retry-After honoured);
+    the rest retried."""
     status = response.status_code
-    body = response.content[:MAX_RESPONSE_BYTES].decode("utf-8", "replace")
-    result = Result(
-        delivered=200 <= status < 300,
-        status_code=status,
-        duration_ms=elapsed_ms(started),
-        request_headers=dict(shown),
-        response_headers={k.lower(): v for k, v in response.headers.items()},
-        response_body=body,
-    )
+    result = answered(status, response.headers, response.content, started, shown)
     if result.delivered:
         return result
-    result.error = shorten(f"{provider_name} answered HTTP {status}: {reason_in(body)}", 500)
+    reason = reason_in(result.response_body or "")
+    result.error = shorten(f"{provider_name} answered HTTP {status}: {reason}", 500)
     if status in (401, 403):
         result.needs_attention = (
             f"{provider_name} refused the credentials (HTTP {status}); update them to resume."
         )
     elif status == 422:
         result.permanent = True
-    elif status in THROTTLING:
-        result.retry_after = parse_retry_after(response.headers.get("Retry-After"))
     return result
 
 

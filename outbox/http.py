@@ -11,7 +11,6 @@ from __future__ import annotations
 import ipaddress
 import logging
 import socket
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -26,8 +25,6 @@ from requests_hardened.ip_filter import InvalidIPAddress
 from urllib3.util.connection import allowed_gai_family
 
 from outbox.addresses import AddressRefused, IPAddress, may_connect
-from outbox.failures import Failure
-from outbox.registry import Result
 
 log = logging.getLogger(__name__)
 
@@ -174,17 +171,3 @@ def outbound_session() -> requests.Session:
     if settings not in _sessions:
         _sessions[settings] = http_session(read_timeout)
     return _sessions[settings]
-
-
-def elapsed_ms(started: float) -> int:
-    return round((time.perf_counter() - started) * 1000)
-
-
-def failed_result(started: float, headers: dict[str, str], failure: Failure) -> Result:
-    return Result(
-        delivered=False,
-        duration_ms=elapsed_ms(started),
-        error=failure.words,
-        error_detail=failure.detail,
-        request_headers=headers,
-    )

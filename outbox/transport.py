@@ -37,17 +37,18 @@ from flask import current_app
 from yarl import URL
 
 from outbox.addresses import AddressRefused, IPAddress, may_connect
+from outbox.answers import (
+    MAX_RESPONSE_BODY_BYTES,
+    MAX_RESPONSE_HEADER_BYTES,
+    THROTTLING,
+    answered,
+    unanswered,
+)
 from outbox.failures import describe_failure
 from outbox.registry import Result
-from outbox.schedule import parse_retry_after
 
 log = logging.getLogger(__name__)
 
-# What an attempt record keeps of the answer.
-MAX_RESPONSE_BODY_BYTES = 4096
-MAX_RESPONSE_HEADER_BYTES = 8192
-# Answers that ask us to slow down; their Retry-After is honoured.
-THROTTLING = frozenset({429, 502, 503, 504})
 GONE = 410
 # Connections one process keeps open at most (across every target).
 MAX_CONNECTIONS = 1024
@@ -202,12 +203,12 @@ class Transport:
             async with asyncio.timeout(deadline):
                 return await self._post(delivery, signed, started)
         except UnsendableSetting as error:
-            return _failed(started, shown, str(error), needs_attention=str(error))
+            return unanswered(started, shown, str(error), needs_attention=str(error))
         except Exception as error:  # anything else still ends as a recorded attempt
             if not isinstance(error, (aiohttp.ClientError, OSError)):  # TimeoutError is one
                 log.exception("delivery attempt to %s failed unexpectedly", URL(delivery.url).host)
             failure = describe_failure(error, delivery.url, deadline, self._connect_timeout)
-            failed = _failed(started, shown, failure.words, detail=failure.detail)
+            failed = unanswered(started, shown, failure.words, detail=failure.detail)
             # A receiver past its deadline is overloaded: its window is halved.
             failed.throttled = isinstance(error, TimeoutError)
             return failed
@@ -243,21 +244,10 @@ class Transport:
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=self._connect_timeout),
         ) as response:
             body = await _read_capped(response)
-            status = response.status
-            return Result(
-                delivered=200 <= status < 300,
-                status_code=status,
-                duration_ms=_elapsed_ms(started),
-                error=None if 200 <= status < 300 else f"HTTP {status}",
-                retry_after=parse_retry_after(response.headers.get("Retry-After"))
-                if status in THROTTLING
-                else None,
-                throttled=status in THROTTLING,
-                gone=status == GONE,
-                request_headers=signed.shown,
-                response_headers=capped_headers(response.headers.items()),
-                response_body=body.decode("utf-8", "replace"),
-            )
+            result = answered(response.status, response.headers, body, started, signed.shown)
+            result.throttled = response.status in THROTTLING
+            result.gone = response.status == GONE
+            return result
 
     def close(self) -> None:
         async def shut() -> None:
@@ -283,40 +273,6 @@ async def _read_capped(response: aiohttp.ClientResponse) -> bytes:
     if not response.content.at_eof():
         response.close()
     return b"".join(chunks)
-
-
-def capped_headers(items: Any) -> dict[str, str]:
-    """Response headers as an attempt stores them: at most 8 KiB in all."""
-    kept: dict[str, str] = {}
-    size = 0
-    for name, value in items:
-        size += len(name) + len(value) + 4
-        if size > MAX_RESPONSE_HEADER_BYTES:
-            kept["x-fleethook-truncated"] = "true"
-            break
-        kept[name.lower()] = value
-    return kept
-
-
-def _elapsed_ms(started: float) -> int:
-    return round((time.perf_counter() - started) * 1000)
-
-
-def _failed(
-    started: float,
-    shown: dict[str, str],
-    error: str,
-    needs_attention: str | None = None,
-    detail: str | None = None,
-) -> Result:
-    return Result(
-        delivered=False,
-        duration_ms=_elapsed_ms(started),
-        error=error,
-        error_detail=detail,
-        needs_attention=needs_attention,
-        request_headers=shown,
-    )
 
 
 _transports: dict[tuple[Any, ...], Transport] = {}

@@ -48,7 +48,7 @@ from typing import Any
 import requests
 
 from core.encryption import mask
-from integrations.base import MAX_RESPONSE_BYTES, Api, secrets_of
+from integrations.base import Api, secrets_of
 from integrations.models import Integration
 from integrations.servicemax.signin import (
     SALESFORCE,
@@ -58,6 +58,7 @@ from integrations.servicemax.signin import (
     store_tokens,
     token_api,
 )
+from outbox.answers import MAX_RESPONSE_BODY_BYTES
 from outbox.registry import Result
 
 API_VERSION = "v60.0"
@@ -343,7 +344,7 @@ class SalesforceClient:
 
 def _record_result(call: Result, answer: Any, technician_id: str) -> Result:
     """The Result of one record of a Collections call (its SaveResult)."""
-    body = json.dumps(answer)[:MAX_RESPONSE_BYTES]
+    body = json.dumps(answer)[:MAX_RESPONSE_BODY_BYTES]
     if isinstance(answer, Mapping) and answer.get("success") is True:
         return dataclasses.replace(call, response_body=body)
     # The call's status stays (200): the engine reads a failure without one as "no
