@@ -40,10 +40,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
-import requests
 from flask import current_app
 
-from core.encryption import mask
 from core.times import format_rfc3339
 from integrations.base import (
     CURRENT_STATE,
@@ -53,6 +51,7 @@ from integrations.base import (
     Field,
     ListingFailed,
     ProviderRejected,
+    json_of,
     recently_missing,
     secrets_of,
     unmatched,
@@ -87,11 +86,6 @@ ASSUMED = (
 
 MAX_PAGES = 1000  # 100,000 vehicles: more means a loop, not a fleet
 ATTRIBUTES = tuple((key, label) for key, label in VEHICLE_ATTRIBUTES if key in READING_TYPES)
-
-
-def _shown(method: str, path: str, key: str) -> dict[str, str]:
-    """What attempt records show of a request: never the key itself."""
-    return {"method": method, "path": path, API_KEY_HEADER.lower(): mask(key)}
 
 
 def _vehicles_page(body: Any) -> tuple[dict[str, str], str | None]:
@@ -206,9 +200,7 @@ class AgileFleetProvider:
     def check_credentials(self, integration: Integration) -> None:
         """One page of one vehicle, which needs a good key."""
         api, key = self._api(integration)
-        response, result = api.call(
-            "GET", VEHICLES_PATH, _shown("GET", VEHICLES_PATH, key), params={"limit": 1}
-        )
+        response, result = api.call("GET", VEHICLES_PATH, params={"limit": 1})
         if response is None:
             raise ProviderRejected(f"Agile Fleet could not be reached ({result.error}); try again.")
         if response.status_code in (401, 403):
@@ -268,7 +260,7 @@ class AgileFleetProvider:
             if vehicle_id is None:
                 return unmatched(vin, NAME)
             path = READINGS_PATH.format(vehicle_id=vehicle_id)
-            _, result = api.call("POST", path, _shown("POST", path, key), json=body)
+            _, result = api.call("POST", path, json=body)
             if result.status_code != 404:
                 return result
             integration.vehicle_map = {k: v for k, v in integration.vehicle_map.items() if k != vin}
@@ -279,13 +271,11 @@ class AgileFleetProvider:
         vins: dict[str, str] = {}
         params: dict[str, Any] = {"limit": PAGE_SIZE}
         for _ in range(MAX_PAGES):
-            response, result = api.call(
-                "GET", VEHICLES_PATH, _shown("GET", VEHICLES_PATH, key), params=params
-            )
+            response, result = api.call("GET", VEHICLES_PATH, params=params)
             if response is None or not result.delivered:
                 raise ListingFailed(result)
             try:
-                page, cursor = _vehicles_page(_json_of(response))
+                page, cursor = _vehicles_page(json_of(response))
             except (ValueError, KeyError, AttributeError):
                 result.delivered = False
                 result.error = "Agile Fleet answered the vehicle list in an unexpected shape"
@@ -295,13 +285,6 @@ class AgileFleetProvider:
                 break
             params = {**params, "cursor": cursor}
         return vins
-
-
-def _json_of(response: requests.Response) -> Any:
-    try:
-        return response.json()
-    except ValueError:
-        return None
 
 
 PROVIDER = AgileFleetProvider()

@@ -80,7 +80,6 @@ import requests
 from flask import current_app
 from sqlalchemy import select
 
-from core.encryption import mask
 from core.extensions import db
 from core.times import format_rfc3339, parse_rfc3339
 from integrations.base import (
@@ -91,6 +90,7 @@ from integrations.base import (
     Field,
     ListingFailed,
     ProviderRejected,
+    json_of,
     recently_missing,
     secrets_of,
     unmatched,
@@ -129,22 +129,10 @@ def project_gid_in(value: str) -> str | None:
     return found.group(1) if found else None
 
 
-def _shown(method: str, path: str, token: str) -> dict[str, str]:
-    """What attempt records show of a request: never the token itself."""
-    return {"method": method, "path": path, "authorization": f"Bearer {mask(token)}"}
-
-
 def _number_text(value: Any) -> str:
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value)
-
-
-def _json_of(response: requests.Response) -> Any:
-    try:
-        return response.json()
-    except ValueError:
-        return None
 
 
 def asana_words(body: str | None) -> str:
@@ -319,15 +307,13 @@ class AsanaProvider:
             raise ProviderRejected(
                 "The project is the number in its Asana address (or paste the address)."
             )
-        response, result = api.call("GET", "/users/me", _shown("GET", "/users/me", token))
+        response, result = api.call("GET", "/users/me")
         if response is not None and response.status_code in (401, 403):
             raise ProviderRejected("Asana did not accept this personal access token.")
         _raise_unless_ok(response, result)
 
         path = f"/projects/{project}"
-        response, result = api.call(
-            "GET", path, _shown("GET", path, token), params={"opt_fields": "name"}
-        )
+        response, result = api.call("GET", path, params={"opt_fields": "name"})
         if response is not None and response.status_code in (400, 403, 404):
             raise ProviderRejected(f"Asana has no project {project} that this token can see.")
         _raise_unless_ok(response, result)
@@ -375,8 +361,8 @@ class AsanaProvider:
         found: list[dict[str, str]] = []
         result = Result(delivered=False)
         for _ in range(MAX_PAGES):
-            response, result = api.call("GET", path, _shown("GET", path, token), params=params)
-            body = _json_of(response) if response is not None and result.delivered else None
+            response, result = api.call("GET", path, params=params)
+            body = json_of(response) if response is not None and result.delivered else None
             if not isinstance(body, dict):
                 if result.delivered:
                     result.delivered = False
@@ -490,7 +476,7 @@ class AsanaProvider:
             if gid is None:
                 return unmatched(vin, NAME)
             path = f"/tasks/{gid}"
-            _, result = api.call("PUT", path, _shown("PUT", path, token), json=body)
+            _, result = api.call("PUT", path, json=body)
             result = _asana_result(result, project)
             if result.status_code == 400:
                 return self._refused(api, token, integration, result, "update")
@@ -584,7 +570,7 @@ class AsanaProvider:
         if found is not None:
             return result  # the look-up that found it is the attempt on record
         body = {"data": {"projects": [project], "name": task["name"], "notes": task["notes"]}}
-        _, result = api.call("POST", "/tasks", _shown("POST", "/tasks", token), json=body)
+        _, result = api.call("POST", "/tasks", json=body)
         result = _asana_result(result, project)
         if result.status_code == 404:
             return _project_gone(result, project)
@@ -607,11 +593,9 @@ class AsanaProvider:
         }
         result = Result(delivered=False)
         for _ in range(MAX_PAGES):
-            response, result = api.call(
-                "GET", "/tasks", _shown("GET", "/tasks", token), params=params
-            )
+            response, result = api.call("GET", "/tasks", params=params)
             result = _asana_result(result, project)
-            body = _json_of(response) if response is not None and result.delivered else None
+            body = json_of(response) if response is not None and result.delivered else None
             if not isinstance(body, dict):
                 if result.delivered:
                     result.delivered = False
@@ -636,13 +620,13 @@ class AsanaProvider:
         params: dict[str, Any] = {"opt_fields": "custom_fields,name", "limit": PAGE_SIZE}
         vins: dict[str, str] = {}
         for _ in range(MAX_PAGES):
-            response, result = api.call("GET", path, _shown("GET", path, token), params=params)
+            response, result = api.call("GET", path, params=params)
             result = _asana_result(result, project)
             if response is None or not result.delivered:
                 if result.status_code == 404:
                     result = _project_gone(result, project)
                 raise ListingFailed(result)
-            body = _json_of(response)
+            body = json_of(response)
             if not isinstance(body, dict):
                 result.delivered = False
                 result.error = "Asana answered the task list with something other than JSON"
@@ -695,7 +679,7 @@ def _raise_unless_ok(response: requests.Response | None, result: Result) -> dict
     ProviderRejected in words."""
     if response is None or not result.delivered:
         raise _rejection(result)
-    body = _json_of(response)
+    body = json_of(response)
     if not isinstance(body, dict):
         raise ProviderRejected("Asana answered with something other than JSON; try again later.")
     return body

@@ -10,9 +10,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 import requests
 
+from core.encryption import mask
 from core.times import utcnow
 from events.catalogue import CURRENT_STATE as CURRENT_STATE_EVENT
 from integrations.models import Integration
@@ -134,9 +136,38 @@ def store_secrets(integration: Integration, values: Mapping[str, Any]) -> None:
     integration.credentials = json.dumps(dict(values), sort_keys=True)
 
 
+# Request headers an attempt record shows as they are; every other header's value
+# is masked (its last 4 characters, and an auth scheme word, shown): a provider's
+# new credential header is never shown by omission.
+SHOWN_AS_IS = frozenset({"accept", "content-type", "x-api-version"})
+
+
+def shown_headers(method: str, path: str, headers: Mapping[str, str]) -> dict[str, str]:
+    """What an attempt record shows of a request: the method, the path and the
+    headers, names lower-cased, credentials masked."""
+    shown = {"method": method, "path": urlsplit(path).path}
+    for name, value in headers.items():
+        if name.lower() in SHOWN_AS_IS:
+            shown[name.lower()] = value
+        else:
+            scheme, space, credential = value.rpartition(" ")
+            shown[name.lower()] = f"{scheme}{space}{mask(credential)}"
+    return shown
+
+
+def json_of(response: requests.Response) -> Any:
+    """The answer's JSON, or None when its body is not JSON."""
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
 class Api:
     """Calls to one provider for one integration, over the shared outbound session;
-    every call becomes a Result the outbox understands."""
+    every call becomes a Result the outbox understands (outbox/answers.py read by
+    `result_of`), and its attempt record shows the request with its credentials
+    masked (`shown_headers`)."""
 
     def __init__(
         self,
@@ -155,13 +186,13 @@ class Api:
         self.timeouts = request_timeouts()  # what the session waits: for the words of a timeout
 
     def call(
-        self, method: str, path: str, shown_headers: Mapping[str, str] | None = None, **kwargs: Any
+        self, method: str, path: str, **kwargs: Any
     ) -> tuple[requests.Response | None, Result]:
-        """Make the request; the response (None if none came) and its Result.
-        `shown_headers` are what attempt records show instead of the real ones."""
+        """Make the request (`path` below the base URL, or a whole URL); the
+        response (None if none came) and its Result."""
         url = path if path.startswith("http") else f"{self.base_url}{path}"
         headers = {**self.headers, **kwargs.pop("headers", {})}
-        shown = dict(shown_headers if shown_headers is not None else {"method": method})
+        shown = shown_headers(method, path, headers)
         if self.integration is not None:
             wait = wait_for_room(self.integration)
             if wait is not None:

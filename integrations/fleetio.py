@@ -110,7 +110,6 @@ from typing import Any
 
 from flask import current_app
 
-from core.encryption import mask
 from core.times import format_rfc3339, parse_rfc3339, utcnow
 from integrations.base import (
     CURRENT_STATE,
@@ -118,6 +117,7 @@ from integrations.base import (
     Api,
     Field,
     ProviderRejected,
+    json_of,
     secrets_of,
     unmatched,
 )
@@ -396,27 +396,8 @@ def _headers(integration: Integration) -> dict[str, str]:
     }
 
 
-def _shown(api: Api, method: str, path: str) -> dict[str, str]:
-    """What an attempt record shows of a call: the credentials masked."""
-    token = api.headers["Authorization"].removeprefix("Token ")
-    return {
-        "method": method,
-        "path": path,
-        "Authorization": "Token " + mask(token),
-        "Account-Token": mask(api.headers["Account-Token"]),
-        "X-Api-Version": api.headers["X-Api-Version"],
-    }
-
-
 def _call(api: Api, method: str, path: str, **kwargs: Any) -> tuple[Any, Result]:
-    return api.call(method, path, shown_headers=_shown(api, method, path), **kwargs)
-
-
-def _json(response: Any) -> Any:
-    try:
-        return response.json()
-    except ValueError:
-        return None
+    return api.call(method, path, **kwargs)
 
 
 def _labelled(result: Result, label: str) -> Result:
@@ -615,7 +596,7 @@ class _Sending:
         response, result = self._request("GET", "/v1/vehicles", params=params)
         if not result.delivered:
             return _labelled(result, "Looking up the VIN")
-        page = _json(response)
+        page = json_of(response)
         found = self._found(page.get("records") if isinstance(page, dict) else None)
         self.vehicle_map.pop(vin, None)
         self.vehicle_map.update(found)
@@ -634,7 +615,7 @@ class _Sending:
             response, result = self._request("GET", "/v1/vehicles", params=params)
             if not result.delivered:
                 return _labelled(result, "Listing the vehicles")
-            page = _json(response)
+            page = json_of(response)
             if not isinstance(page, dict) or not isinstance(page.get("records"), list):
                 return replace(
                     result, delivered=False, error="Fleetio's vehicle list was not understood"
@@ -720,7 +701,7 @@ class _Sending:
         response, result = self._request("GET", path, params=params)
         if not result.delivered:
             return None, result
-        page = _json(response)
+        page = json_of(response)
         records = page.get("records") if isinstance(page, dict) else None
         for record in records if isinstance(records, list) else []:
             try:
@@ -786,7 +767,7 @@ class _Sending:
         response, accepted = self._request("POST", "/v1/bulk_api_jobs", json=body)
         if not accepted.delivered:
             return [_labelled(accepted, "Meter entry (bulk job)")] * len(chunk)
-        job = _json(response)
+        job = json_of(response)
         job_id = job.get("id") if isinstance(job, dict) else None
         done = self._finished_job(job_id) if job_id is not None else None
         if done is None:  # still running when the drain must stop: acceptance counts
@@ -830,7 +811,7 @@ class _Sending:
             response, result = self._request("GET", f"/v1/bulk_api_jobs/{job_id}")
             if not result.delivered:
                 return None
-            job = _json(response)
+            job = json_of(response)
             if isinstance(job, dict) and str(job.get("status", "")).lower() in JOB_FINISHED:
                 return job
         return None
@@ -866,7 +847,7 @@ class _Sending:
                 return _labelled(created, f"Fault rule {code}")
             # else: Fleetio has the rule already, so the fault's own refusal stands.
         if result.delivered:
-            fault = _json(response)
+            fault = json_of(response)
             fault_id = fault.get("id") if isinstance(fault, dict) else None
             self.open_faults[key] = {"id": fault_id, "count": 1, "last": occurred_at}
         else:

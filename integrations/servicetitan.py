@@ -145,7 +145,6 @@ from urllib.parse import quote
 import requests
 from flask import current_app
 
-from core.encryption import mask
 from core.errors import ValidationError
 from core.times import format_rfc3339, utcnow
 from fleet.detector import STATIONARY_MPH
@@ -257,11 +256,9 @@ class Client:
             cached = _tokens.get(key)
         if cached is not None and cached[1] > now:
             return cached[0], None
-        shown = {"method": "POST", "url": self.settings.auth_url + TOKEN_PATH}
         response, result = self.auth.call(
             "POST",
             TOKEN_PATH,
-            shown_headers=shown,
             data={
                 "grant_type": "client_credentials",
                 "client_id": self.settings.client_id,
@@ -303,17 +300,9 @@ class Client:
         if token is None:
             assert failure is not None
             return None, failure
-        shown = {
-            "method": "POST",
-            "url": self.settings.base_url + self.settings.pings_path,
-            "Authorization": "Bearer " + mask(token),
-            "ST-App-Key": mask(self.settings.app_key),
-            "Content-Type": "application/json",
-        }
         return self.api.call(
             "POST",
             self.settings.pings_path,
-            shown_headers=shown,
             headers={"Authorization": f"Bearer {token}"},
             json=items,
         )

@@ -10,7 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from integrations.base import Api
+from integrations.base import Api, shown_headers
 from outbox.answers import MAX_RESPONSE_BODY_BYTES
 
 pytestmark = pytest.mark.app_config(FLEETHOOK_ALLOW_LOCAL_NETWORK=True)
@@ -64,3 +64,22 @@ def test_a_delivered_answer_carries_no_error_and_no_wait(app, server):
     _, result = Api(server, {}, "Fleetio").call("GET", "/ok")
     assert result.delivered and result.status_code == 200
     assert result.error is None and result.retry_after is None
+
+
+def test_an_attempt_shows_every_credential_header_masked_whatever_its_name():
+    shown = shown_headers(
+        "POST",
+        "https://api.example.com/v1/things?page=2",
+        {
+            "Authorization": "Bearer abcdefghijkl",
+            "X-Brand-New-Key": "s3cr3t-value-99",
+            "Accept": "application/json",
+        },
+    )
+    assert shown == {
+        "method": "POST",
+        "path": "/v1/things",
+        "authorization": "Bearer ••••••••ijkl",
+        "x-brand-new-key": "••••••••e-99",
+        "accept": "application/json",
+    }

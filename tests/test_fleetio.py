@@ -404,7 +404,7 @@ def test_attempts_show_the_credentials_masked(account, fake):
     attempt = db.session.scalars(select(DeliveryAttempt)).one()
     shown = json.dumps(attempt.request_headers)
     assert API_KEY not in shown and ACCOUNT_TOKEN not in shown
-    assert attempt.request_headers["Authorization"] == "Token ••••••••" + API_KEY[-4:]
+    assert attempt.request_headers["authorization"] == "Token ••••••••" + API_KEY[-4:]
     assert attempt.request_headers["path"] == "/v1/meter_entries"
 
 

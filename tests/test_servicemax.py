@@ -731,7 +731,7 @@ def test_a_position_of_a_mapped_driver_updates_the_technician(salesforce, accoun
     [attempt] = attempts_of(message)
     assert attempt.outcome == "delivered"
     assert access_token not in str(attempt.request_headers)
-    assert attempt.request_headers["Authorization"].endswith(access_token[-4:])
+    assert attempt.request_headers["authorization"] == "Bearer ••••••••" + access_token[-4:]
     assert reload(integration.id).queue_depth == 0
 
 

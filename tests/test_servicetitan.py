@@ -369,7 +369,7 @@ def test_positions_of_two_vehicles_become_one_batch_of_gps_pings(app, fake, acco
     for attempt in db.session.scalars(select(DeliveryAttempt)):
         shown = json.dumps(attempt.request_headers)
         assert next(iter(fake.tokens)) not in shown and APP_KEY not in shown
-        assert attempt.request_headers["ST-App-Key"].endswith(APP_KEY[-4:])
+        assert attempt.request_headers["st-app-key"].endswith(APP_KEY[-4:])
 
 
 def test_the_fake_refuses_a_ping_without_message_or_status_message_and_takes_ours(

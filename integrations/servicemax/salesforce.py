@@ -47,7 +47,6 @@ from typing import Any
 
 import requests
 
-from core.encryption import mask
 from integrations.base import Api, secrets_of
 from integrations.models import Integration
 from integrations.servicemax.signin import (
@@ -203,9 +202,8 @@ class SalesforceClient:
     def _call_once(
         self, method: str, path: str, **kwargs: Any
     ) -> tuple[requests.Response | None, Result]:
-        shown = {"method": method, "Authorization": f"Bearer {mask(self.access_token)}"}
         headers = {"Authorization": f"Bearer {self.access_token}"}
-        return self.api.call(method, path, shown_headers=shown, headers=headers, **kwargs)
+        return self.api.call(method, path, headers=headers, **kwargs)
 
     def _read(self, response: requests.Response | None, result: Result) -> Result:
         """Salesforce's own reading of a whole request's answer on top of the shared
@@ -261,7 +259,6 @@ class SalesforceClient:
         response, result = token_api(login_host_of(self.integration)).call(
             "POST",
             "/services/oauth2/token",
-            shown_headers={"method": "POST", "grant_type": "refresh_token"},
             data={
                 "grant_type": "refresh_token",
                 "refresh_token": self.refresh_token,

@@ -331,7 +331,6 @@ def exchange_code(code: str, sign_in: SignIn) -> dict[str, str]:
     response, result = token_api(sign_in.login).call(
         "POST",
         "/services/oauth2/token",
-        shown_headers={"method": "POST", "grant_type": "authorization_code"},
         data={
             "grant_type": "authorization_code",
             "code": code,
@@ -391,7 +390,6 @@ def revoke_token(integration_id: int | None, login: LoginHost, token: str) -> No
     _, result = token_api(login).call(
         "POST",
         "/services/oauth2/revoke",
-        shown_headers={"method": "POST"},
         data={"token": token},
     )
     if not result.delivered:
