@@ -24,7 +24,8 @@ from core.extensions import db
 from core.times import utcnow
 from events.catalogue import CURRENT_STATE, EVENT_TYPES, EXAMPLE_VEHICLE, DetectedEvent
 from fleet.models import Vehicle
-from integrations import fleetio as fleetio_module
+from integrations.fleetio import provider as fleetio_module
+from integrations.fleetio import sending as fleetio_sending
 from integrations.lifecycle import create_integration
 from integrations.models import Integration
 from outbox.drain import drain_target
@@ -921,7 +922,7 @@ def test_an_unknown_vin_is_looked_up_by_filter_and_remembered(account, fake):
     drain_target(integration.id)
     assert messages_of(integration)[-1].status == "dead"  # the miss is fresh
     assert len(fake.received("GET", "/api/v1/vehicles")) == 2
-    old = (utcnow() - fleetio_module.MISS_REMEMBERED_FOR - timedelta(seconds=1)).isoformat()
+    old = (utcnow() - fleetio_sending.MISS_REMEMBERED_FOR - timedelta(seconds=1)).isoformat()
     integration.provider_state = {**integration.provider_state, "vin_misses": {VIN: old}}
     db.session.commit()
     account.position(2700, odometer_mi=13.0)
@@ -968,7 +969,7 @@ def test_kilometre_meters_get_kilometres_and_hour_meters_no_odometer(account, fa
     }
     fake.vehicles[0]["meter_unit"] = "hr"
     db.session.refresh(integration)
-    stale = (utcnow() - fleetio_module.VIN_TRUSTED_FOR - timedelta(minutes=1)).isoformat()
+    stale = (utcnow() - fleetio_sending.VIN_TRUSTED_FOR - timedelta(minutes=1)).isoformat()
     integration.vehicle_map = {VIN: {**integration.vehicle_map[VIN], "at": stale}}
     db.session.commit()
     account.position(900, odometer_mi=101.0)

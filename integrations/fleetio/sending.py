@@ -1,8 +1,6 @@
-"""Fleetio: odometer readings become meter entries and diagnostic trouble codes
-become faults on the Fleetio vehicle with the same VIN. Owns the Fleetio form,
-the credential check, which events make a message (and so how often a vehicle's
-odometer is sent), and the API calls: vehicle look-ups, meter entries one by one
-or in bulk jobs, and one open fault per vehicle and code.
+"""Fleetio's API as this integration calls it: vehicle look-ups and listings,
+meter entries one by one or in bulk jobs, and one open fault per vehicle and code;
+what a drain's batch learns is kept in the integration's provider_state.
 
 From Fleetio's developer documentation (developer.fleetio.com, API version
 2024-03-15, the version this client pins):
@@ -37,43 +35,6 @@ From Fleetio's developer documentation (developer.fleetio.com, API version
   `Retry-After` (seconds until the limit lifts) and `{"error": "Too many requests
   detected from your account token ..."}`. No X-RateLimit-* headers are documented.
 
-How this integration uses them:
-- Odometer pacing: a location report makes a meter entry when its odometer
-  advanced and its fix crosses an N-minute boundary since the vehicle's previous
-  fix (floor(fix / N) != floor(previous / N); a vehicle's first fix counts), N the
-  integration's "Odometer every" (default 15 minutes); Ignition Off (trip end)
-  always sends the current odometer. A late report (its fix older than the
-  previous one) sends nothing. The reading sent is the odometer itself, so a
-  skipped report loses no distance: the next entry carries it.
-- Meter entries: more than BULK_THRESHOLD in one drain go as bulk jobs (100
-  records a job), fewer one POST each. A reading equal to one this integration
-  already delivered for the vehicle is not sent again (Fleetio would store the
-  duplicate). A reading whose earlier POST got no answer (timeout, 5xx) may be
-  stored already: before sending it again, the vehicle's entries from its date on
-  are read, and an equal value there counts as delivered.
-- Bulk outcome: after the job is accepted its status is read (`GET
-  /v1/bulk_api_jobs/{id}`) until it is finished or the drain's time to send
-  ends; records the finished job reports as refused end dead with Fleetio's
-  words, the others are delivered. A job still running when the drain must stop
-  counts as delivered on its acceptance: its later refusals are not read.
-- Faults: one open fault per vehicle and code, its id kept in
-  `provider_state["open_faults"]["<VIN>|<code>"]`. A code newly reported opens a
-  fault (creating its Fault Rule first when Fleetio has none); a code still
-  reported updates that fault's `count` and `last_occurred_at` at most once per
-  odometer interval (the same boundary rule); a code that was reported and is
-  absent from a report's `fault_codes` is resolved; reported again later, it opens
-  a new fault. A report without `fault_codes` says nothing about faults. Faults go
-  one by one, not in bulk jobs: only the single create answers with the fault's
-  id, which its update and resolution need.
-- Vehicles: a VIN is looked up with `filter[vin][eq]` the first time it is met and
-  again after VIN_TRUSTED_FOR; a VIN Fleetio lacks is listed on the integration's
-  page (`unmatched_vins`) and its messages fail at once for
-  MISS_REMEMBERED_FOR before it is looked up again. When more than
-  LOOKUPS_BEFORE_LISTING unknown VINs meet in one drain (the initial sync after
-  connecting), the vehicles are listed page by page instead: one request per 100
-  vehicles rather than one per VIN.
-- Initial sync (CURRENT_STATE): the vehicle's current odometer as a meter entry
-  and one open fault for each code open now (open faults of other codes resolved).
 
 Assumed, for want of documentation (each marked "Guess:" in tests/fakes/fleetio.py):
 - Update Fault: Fleetio documents List, Create and Retrieve Fault, no update. We
@@ -93,6 +54,7 @@ Assumed, for want of documentation (each marked "Guess:" in tests/fakes/fleetio.
 - Readings go in miles, converted for a vehicle whose `meter_unit` is km; a
   vehicle whose primary meter counts hours gets no odometer.
 
+
 One message carries all its operations (a meter entry, fault changes). All must
 succeed for it to be delivered; a refused operation (422) does not stop the
 others and is the message's result (dead, with Fleetio's reason); a failure worth
@@ -101,7 +63,6 @@ what did not happen: delivered readings and fault changes are remembered."""
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -110,19 +71,10 @@ from typing import Any
 
 from flask import current_app
 
-from core.times import format_rfc3339, parse_rfc3339, utcnow
-from integrations.base import (
-    CURRENT_STATE,
-    VEHICLE_MAP_TTL,
-    Api,
-    Field,
-    ProviderRejected,
-    json_of,
-    secrets_of,
-    unmatched,
-)
+from core.times import utcnow
+from integrations.base import VEHICLE_MAP_TTL, Api, json_of, secrets_of, unmatched
+from integrations.fleetio.faults import Faults, combined, labelled, settled
 from integrations.models import Integration
-from integrations.providers import register
 from outbox.failures import shorten
 from outbox.models import OutboxMessage
 from outbox.registry import Result
@@ -130,12 +82,6 @@ from outbox.registry import Result
 # The date version of Fleetio's API this client speaks (sent on every call).
 API_VERSION = "2024-03-15"
 NAME = "Fleetio"
-# Fleetio's documented throttle (see budget_source).
-REQUESTS_PER_MINUTE = 20
-# The odometer interval: its form field, default and range.
-INTERVAL_FIELD = "odometer_interval_minutes"
-DEFAULT_INTERVAL_MINUTES = 15
-INTERVAL_RANGE = (1, 1440)
 # More meter entries than this in one drain go as a bulk job, fewer one by one.
 BULK_THRESHOLD = 3
 # Fleetio's most records a bulk job takes.
@@ -156,238 +102,13 @@ MISS_REMEMBERED_FOR = VEHICLE_MAP_TTL
 # Readings remembered per vehicle, to send none twice.
 METERS_REMEMBERED = 5
 KM_PER_MILE = 1.609344
-FAULT_SOURCE = "Fleethook"
 
 
-def interval_minutes(integration: Integration) -> int:
-    """The integration's odometer interval in minutes (the form checks the range)."""
-    value = (integration.options or {}).get(INTERVAL_FIELD)
-    if isinstance(value, int) and not isinstance(value, bool):
-        return min(max(value, INTERVAL_RANGE[0]), INTERVAL_RANGE[1])
-    return DEFAULT_INTERVAL_MINUTES
-
-
-def crosses_interval(fix: datetime, previous: datetime | None, minutes: int) -> bool:
-    """Whether `fix` lies in another N-minute slot (counted from the epoch) than
-    `previous`: at most one report per slot passes, whatever the reporting rate,
-    without remembering what was sent. A first fix (no previous) passes."""
-    if previous is None:
-        return True
-    step = minutes * 60
-    return math.floor(fix.timestamp() / step) != math.floor(previous.timestamp() / step)
-
-
-class Fleetio:
-    key = "fleetio"
-    name = NAME
-    software_type = "Fleet Management"
-    requirements = "A Fleetio API key and your account's Account Token."
-    receives_locations = False
-    fields: tuple[Field, ...] = (
-        Field(
-            "api_key",
-            "API Key",
-            "secret",
-            "A Fleetio API key: Account Settings → Manage API Keys → Add API Key "
-            "(secure.fleetio.com/api_keys).",
-        ),
-        Field(
-            "account_id",
-            "Account Token",
-            "Your Fleetio Account Token, shown below the API keys on the same page.",
-        ),
-        Field(
-            "update_odometer",
-            "Update Odometer",
-            "checkbox",
-            "Send the odometer as meter entries: at most one per vehicle per interval "
-            "below while it moves, and one at every trip end.",
-            required=False,
-        ),
-        Field(
-            INTERVAL_FIELD,
-            "Odometer every (minutes)",
-            "number",
-            f"At most one meter entry per vehicle this often while it drives "
-            f"({INTERVAL_RANGE[0]}–{INTERVAL_RANGE[1]}; blank: "
-            f"{DEFAULT_INTERVAL_MINUTES}). Trip ends always send one.",
-            required=False,
-            minimum=INTERVAL_RANGE[0],
-            maximum=INTERVAL_RANGE[1],
-        ),
-        Field(
-            "update_dtcs",
-            "Diagnostic Trouble Codes",
-            "checkbox",
-            "Keep one open fault per vehicle and code: opened when the code is reported, "
-            "resolved when it clears; a Fault Rule is added for a new code.",
-            required=False,
-        ),
-    )
-    secret_fields = frozenset({"api_key"})
-    requests_per_minute = REQUESTS_PER_MINUTE
-    budget_source = (
-        "Fleetio API reference, Rate Limiting (developer.fleetio.com/reference/rate-limiting): "
-        '"a simple throttle of 20 requests per minute"; the current page '
-        "(developer.fleetio.com/docs/overview/rate-limiting) makes the limit depend on the "
-        "plan and keeps the 20-a-minute example."
-    )
-    # Every meter entry is kept in Fleetio's history and every fault change matters.
-    latest_value_types: frozenset[str] = frozenset()
-    setup_steps: tuple[str, ...] = (
-        "In Fleetio, open Account Settings → Manage API Keys (secure.fleetio.com/api_keys), "
-        "click Add API Key, name it (for example Fleethook) and copy the key into API Key.",
-        "On the same page, below the API keys, copy the Account Token into Account Token.",
-        "Give each vehicle in Fleetio the same VIN as here: vehicles are matched by VIN, and "
-        "a VIN Fleetio does not have is listed on this integration's page.",
-        "Odometers go to each vehicle's primary meter, converted when it counts kilometres; "
-        "a vehicle whose primary meter counts hours gets no odometer.",
-        "Fault codes need a Fault Rule in Fleetio (Settings → Fault Rules); one is added for "
-        "a code Fleetio does not know, and you can set its priority there.",
-        "Fleetio's request limit depends on your plan; this integration keeps to 20 requests "
-        "a minute unless you change its budget, and sends many odometers as one bulk job.",
-    )
-
-    # -- the form ----------------------------------------------------------------
-
-    def check_credentials(self, integration: Integration) -> None:
-        """List one page of vehicles (two: Fleetio's smallest page)."""
-        api = self._api(integration)
-        response, result = _call(api, "GET", "/v1/vehicles", params={"per_page": 2})
-        if response is None:
-            raise ProviderRejected(f"Could not reach Fleetio ({result.error}); try again.")
-        if response.status_code in (401, 403):
-            raise ProviderRejected("Fleetio did not accept this API key and Account Token.")
-        if not result.delivered:
-            raise ProviderRejected(
-                f"Fleetio answered HTTP {response.status_code}; try again later."
-            )
-
-    # -- events → messages -------------------------------------------------------
-
-    def payload_for(self, integration: Integration, event: Any) -> dict[str, Any] | None:
-        """The operations an event asks of Fleetio (see the module's rules), or
-        None when it asks none."""
-        options = integration.options or {}
-        key = event.event_type.key
-        if key == "location":
-            operations = _location_operations(options, interval_minutes(integration), event)
-        elif key == "ignition_off":
-            operations = _trip_end_operations(options, event)
-        elif key == CURRENT_STATE:
-            open_faults = (integration.provider_state or {}).get("open_faults") or {}
-            operations = _current_state_operations(options, event, open_faults)
-        else:
-            return None
-        if not operations:
-            return None
-        return {
-            "type": key,
-            "vin": event.vehicle.vin,
-            "vehicle_name": event.vehicle.name,
-            "operations": operations,
-        }
-
-    # -- messages → Fleetio ------------------------------------------------------
-
-    def send(
-        self, integration: Integration, messages: Sequence[OutboxMessage], stop_at: float
-    ) -> list[Result]:
-        return _Sending(self._api(integration), integration, stop_at).send(messages)
-
-    def _api(self, integration: Integration) -> Api:
-        return Api(_base_url(), _headers(integration), NAME, integration=integration)
-
-
-# -- which events make which operations ----------------------------------------------
-
-
-def _fix_time(event: Any) -> datetime:
-    return event.vehicle.fix_time or event.occurred_at
-
-
-def _meter_operation(odometer: float, when: datetime) -> dict[str, Any]:
-    return {"op": "meter_entry", "value": odometer, "date": format_rfc3339(when)}
-
-
-def _codes(listed: Any) -> dict[str, str]:
-    """Code → description of a report's fault codes."""
-    return {str(f["code"]): str(f.get("description") or "") for f in listed or []}
-
-
-def _location_operations(options: dict[str, Any], minutes: int, event: Any) -> list[dict]:
-    report, vehicle = event.report, event.vehicle
-    fix, previous_fix = _fix_time(event), report.get("previous_fix_time")
-    if previous_fix is not None and fix < previous_fix:
-        return []  # late: the vehicle has moved on since
-    crosses = crosses_interval(fix, previous_fix, minutes)
-    operations = []
-    odometer, previous = vehicle.odometer_mi, report.get("previous_odometer_mi")
-    if options.get("update_odometer") and odometer is not None and crosses:
-        if previous is None or odometer > previous:
-            operations.append(_meter_operation(odometer, fix))
-    if options.get("update_dtcs") and "fault_codes" in report:
-        when = format_rfc3339(fix)
-        now, before = _codes(report["fault_codes"]), _codes(report.get("previous_fault_codes"))
-        for code, description in now.items():
-            if code not in before:
-                operations.append(
-                    {
-                        "op": "fault_open",
-                        "code": code,
-                        "description": description,
-                        "occurred_at": when,
-                    }
-                )
-            elif crosses:
-                operations.append(
-                    {
-                        "op": "fault_update",
-                        "code": code,
-                        "description": description,
-                        "occurred_at": when,
-                    }
-                )
-        for code in sorted(set(before) - set(now)):
-            operations.append({"op": "fault_resolve", "code": code, "resolved_at": when})
-    return operations
-
-
-def _trip_end_operations(options: dict[str, Any], event: Any) -> list[dict]:
-    odometer = event.vehicle.odometer_mi
-    if not options.get("update_odometer") or odometer is None:
-        return []
-    return [_meter_operation(odometer, _fix_time(event))]
-
-
-def _current_state_operations(
-    options: dict[str, Any], event: Any, open_faults: dict[str, Any]
-) -> list[dict]:
-    operations = _trip_end_operations(options, event)
-    if options.get("update_dtcs") and "fault_codes" in event.report:
-        codes = _codes(event.report["fault_codes"])
-        # With no code open now, only a vehicle with faults open in Fleetio (a
-        # catch-up after an outage) needs them resolved; a new integration has none.
-        vin = str(event.vehicle.vin).strip().upper()
-        if codes or any(key.startswith(f"{vin}|") for key in open_faults):
-            operations.append(
-                {
-                    "op": "fault_sync",
-                    "occurred_at": format_rfc3339(_fix_time(event)),
-                    "codes": [{"code": code, "description": d} for code, d in codes.items()],
-                }
-            )
-    return operations
-
-
-# -- calls --------------------------------------------------------------------------
-
-
-def _base_url() -> str:
+def base_url() -> str:
     return str(current_app.config["FLEETHOOK_FLEETIO_BASE_URL"]).rstrip("/")
 
 
-def _headers(integration: Integration) -> dict[str, str]:
+def headers_of(integration: Integration) -> dict[str, str]:
     return {
         "Authorization": f"Token {secrets_of(integration).get('api_key', '')}",
         "Account-Token": str((integration.options or {}).get("account_id") or ""),
@@ -396,40 +117,11 @@ def _headers(integration: Integration) -> dict[str, str]:
     }
 
 
-def _call(api: Api, method: str, path: str, **kwargs: Any) -> tuple[Any, Result]:
-    return api.call(method, path, **kwargs)
-
-
-def _labelled(result: Result, label: str) -> Result:
-    if result.delivered or not result.error or result.not_sent:
-        return result
-    return replace(result, error=shorten(f"{label}: {result.error}", 500))
-
-
 def _ambiguous(result: Result) -> bool:
     """Sent, but no answer says whether Fleetio stored it: no response, or a 5xx."""
     if result.delivered or result.not_sent:
         return False
     return result.status_code is None or result.status_code >= 500
-
-
-def _settled(why: str) -> Result:
-    """An operation that needs no request: what it asks is already so."""
-    return Result(delivered=True, response_body=why)
-
-
-def _combined(results: list[Result]) -> Result:
-    """One message's result from its operations': delivered if all were; else the
-    failure that stopped it, or the first refusal."""
-    spent = sum(r.duration_ms for r in results)
-    failed = [r for r in results if not r.delivered]
-    if not failed:
-        sent = [r for r in results if r.status_code is not None]
-        final = sent[-1] if sent else results[-1]
-    else:
-        retried = [r for r in failed if not r.permanent]
-        final = retried[-1] if retried else failed[0]
-    return replace(final, duration_ms=spent)
 
 
 @dataclass
@@ -442,7 +134,7 @@ class _MeterPlan:
     verify: bool = False
 
 
-class _Sending:
+class Sending:
     """One drain's batch for one integration: its vehicle look-ups, meter entries
     (bulk or single) and fault changes, and what it learns in provider_state."""
 
@@ -452,7 +144,9 @@ class _Sending:
         self.stop_at = stop_at
         self.requests = 0
         state = integration.provider_state or {}
-        self.open_faults: dict[str, dict[str, Any]] = dict(state.get("open_faults") or {})
+        self.faults = Faults(
+            dict(state.get("open_faults") or {}), self._request, self._forget_vehicle
+        )
         self.meters: dict[str, list[list[Any]]] = dict(state.get("meters") or {})
         self.unsure: dict[str, list[list[Any]]] = dict(state.get("unsure") or {})
         self.misses: dict[str, str] = dict(state.get("vin_misses") or {})
@@ -510,22 +204,16 @@ class _Sending:
             kind = operation["op"]
             if kind == "meter_entry":
                 result = bulk or self._meter_entry(vin, vehicle, operation, payload)
-            elif kind == "fault_sync":
-                result = self._fault_sync(vin, vehicle, operation)
-            elif kind == "fault_update":
-                result = self._fault_update(vin, vehicle, operation)
-            elif kind == "fault_resolve":
-                result = self._fault_resolve(vin, operation)
-            else:  # "fault_open", and "fault" of messages queued by earlier versions
-                result = self._fault_open(vin, vehicle, operation)
+            else:
+                result = self.faults.change(kind, vin, vehicle, operation)
             results.append(result)
             if not (result.delivered or result.permanent):
                 break
-        return _combined(results)
+        return combined(results)
 
     def _request(self, method: str, path: str, **kwargs: Any) -> tuple[Any, Result]:
         self.requests += 1
-        return _call(self.api, method, path, **kwargs)
+        return self.api.call(method, path, **kwargs)
 
     def _keep_state(self) -> None:
         """Write what was learnt (assigned anew: the JSON column sees a new value)."""
@@ -537,7 +225,7 @@ class _Sending:
         }
         state = {
             **(self.integration.provider_state or {}),
-            "open_faults": self.open_faults,
+            "open_faults": self.faults.open_faults,
             "meters": self.meters,
             "unsure": {v: u for v, u in self.unsure.items() if u},
             "vin_misses": misses,
@@ -595,7 +283,7 @@ class _Sending:
         params = {"filter[vin][eq]": vin, "per_page": 2}
         response, result = self._request("GET", "/v1/vehicles", params=params)
         if not result.delivered:
-            return _labelled(result, "Looking up the VIN")
+            return labelled(result, "Looking up the VIN")
         page = json_of(response)
         found = self._found(page.get("records") if isinstance(page, dict) else None)
         self.vehicle_map.pop(vin, None)
@@ -614,7 +302,7 @@ class _Sending:
                 params["start_cursor"] = cursor
             response, result = self._request("GET", "/v1/vehicles", params=params)
             if not result.delivered:
-                return _labelled(result, "Listing the vehicles")
+                return labelled(result, "Listing the vehicles")
             page = json_of(response)
             if not isinstance(page, dict) or not isinstance(page.get("records"), list):
                 return replace(
@@ -652,7 +340,7 @@ class _Sending:
             )
         delivered = self.meters.get(vin, [])
         if [date, miles] in delivered or (delivered and delivered[-1][1] == miles):
-            return _MeterPlan(_settled(f"Fleetio has this reading ({miles:g} mi) already."))
+            return _MeterPlan(settled(f"Fleetio has this reading ({miles:g} mi) already."))
         value = round(miles * KM_PER_MILE if unit == "km" else miles, 1)
         body = {"vehicle_id": vehicle["id"], "value": value, "date": date}
         return _MeterPlan(body=body, verify=[date, miles] in self.unsure.get(vin, []))
@@ -680,7 +368,7 @@ class _Sending:
         if plan.verify:
             stored, checked = self._stored_already(plan.body)
             if stored is None:
-                return _labelled(checked, "Checking the meter entries")
+                return labelled(checked, "Checking the meter entries")
             if stored:
                 self._remember_meter(vin, operation)
                 return replace(checked, response_body="Fleetio had this reading already.")
@@ -691,7 +379,7 @@ class _Sending:
             self._note_unsure(vin, operation)
         else:
             self._forget_vehicle(vin, result)
-        return _labelled(result, "Meter entry")
+        return labelled(result, "Meter entry")
 
     def _stored_already(self, body: dict[str, Any]) -> tuple[bool | None, Result]:
         """Whether Fleetio holds this reading: the vehicle's entries from its date on
@@ -766,7 +454,7 @@ class _Sending:
         }
         response, accepted = self._request("POST", "/v1/bulk_api_jobs", json=body)
         if not accepted.delivered:
-            return [_labelled(accepted, "Meter entry (bulk job)")] * len(chunk)
+            return [labelled(accepted, "Meter entry (bulk job)")] * len(chunk)
         job = json_of(response)
         job_id = job.get("id") if isinstance(job, dict) else None
         done = self._finished_job(job_id) if job_id is not None else None
@@ -816,118 +504,6 @@ class _Sending:
                 return job
         return None
 
-    # -- faults -------------------------------------------------------------------------
-
-    def _fault_open(self, vin: str, vehicle: dict[str, Any], operation: dict[str, Any]) -> Result:
-        key = f"{vin}|{operation['code']}"
-        if key in self.open_faults:
-            return self._fault_update(vin, vehicle, operation)
-        code, description = operation["code"], operation.get("description") or ""
-        occurred_at = operation["occurred_at"]
-        body = {
-            "vehicle_id": vehicle["id"],
-            "code": code,
-            "name": (description or code)[:255],
-            "description": description,
-            "count": 1,
-            "external_id": f"{vin}:{code}:{occurred_at}"[:255],
-            "last_occurred_at": occurred_at,
-            "status": "open",
-            "source": FAULT_SOURCE,
-        }
-        response, result = self._request("POST", "/v1/faults", json=body)
-        if result.status_code == 422:
-            rule = {"code": code, "name": (description or code)[:255], "description": description}
-            _, created = self._request("POST", "/v1/fault_rules", json=rule)
-            spent = result.duration_ms + created.duration_ms
-            if created.delivered:
-                response, result = self._request("POST", "/v1/faults", json=body)
-                result = replace(result, duration_ms=result.duration_ms + spent)
-            elif created.status_code != 422:
-                return _labelled(created, f"Fault rule {code}")
-            # else: Fleetio has the rule already, so the fault's own refusal stands.
-        if result.delivered:
-            fault = json_of(response)
-            fault_id = fault.get("id") if isinstance(fault, dict) else None
-            self.open_faults[key] = {"id": fault_id, "count": 1, "last": occurred_at}
-        else:
-            self._forget_vehicle(vin, result)
-        return _labelled(result, f"Fault {code}")
-
-    def _fault_update(self, vin: str, vehicle: dict[str, Any], operation: dict[str, Any]) -> Result:
-        key, code = f"{vin}|{operation['code']}", operation["code"]
-        fault = self.open_faults.get(key)
-        if fault is None or fault.get("id") is None:
-            self.open_faults.pop(key, None)
-            return self._fault_open(vin, vehicle, operation)
-        occurred_at = operation["occurred_at"]
-        if _not_after(occurred_at, fault["last"]):
-            return _settled(f"Fault {code} already shows this occurrence.")
-        body = {"count": fault["count"] + 1, "last_occurred_at": occurred_at}
-        _, result = self._request("PATCH", f"/v1/faults/{fault['id']}", json=body)
-        if result.status_code == 404:  # deleted in Fleetio: a new one is opened
-            self.open_faults.pop(key, None)
-            return self._fault_open(vin, vehicle, operation)
-        if result.delivered:
-            self.open_faults[key] = {**fault, "count": body["count"], "last": occurred_at}
-        return _labelled(result, f"Fault {code}")
-
-    def _fault_resolve(self, vin: str, operation: dict[str, Any]) -> Result:
-        key, code = f"{vin}|{operation['code']}", operation["code"]
-        fault = self.open_faults.get(key)
-        if fault is None or fault.get("id") is None:
-            self.open_faults.pop(key, None)
-            return _settled(f"No open fault {code} to resolve.")
-        _, result = self._request("PATCH", f"/v1/faults/{fault['id']}", json={"status": "resolved"})
-        if result.delivered or result.status_code == 404:
-            self.open_faults.pop(key, None)
-            if not result.delivered:
-                return replace(
-                    result,
-                    delivered=True,
-                    error=None,
-                    response_body=f"Fault {code} is gone from Fleetio.",
-                )
-        return _labelled(result, f"Fault {code}")
-
-    def _fault_sync(self, vin: str, vehicle: dict[str, Any], operation: dict[str, Any]) -> Result:
-        """The codes open now get an open fault each; the vehicle's other open
-        faults are resolved."""
-        results = []
-        codes = {c["code"]: c.get("description") or "" for c in operation["codes"]}
-        stale = sorted(
-            k.split("|", 1)[1]
-            for k in self.open_faults
-            if k.startswith(f"{vin}|") and k.split("|", 1)[1] not in codes
-        )
-        steps = [{"op": "fault_resolve", "code": code} for code in stale] + [
-            {
-                "op": "fault_open",
-                "code": code,
-                "description": description,
-                "occurred_at": operation["occurred_at"],
-            }
-            for code, description in codes.items()
-        ]
-        for step in steps:
-            if step["op"] == "fault_resolve":
-                result = self._fault_resolve(vin, step)
-            elif f"{vin}|{step['code']}" in self.open_faults:
-                result = _settled(f"Fault {step['code']} is open in Fleetio.")
-            else:
-                result = self._fault_open(vin, vehicle, step)
-            results.append(result)
-            if not (result.delivered or result.permanent):
-                break
-        return _combined(results) if results else _settled("No fault codes are open.")
-
-
-def _not_after(moment: str, other: str) -> bool:
-    """Whether RFC 3339 time `moment` is at or before `other` (compared as times:
-    as text, "…:00Z" would sort after "…:00.5Z")."""
-    first, second = parse_rfc3339(moment), parse_rfc3339(other)
-    return first is not None and second is not None and first <= second
-
 
 def _refused_records(job: dict[str, Any]) -> dict[int, str]:
     """Position in the job's records → Fleetio's words for each refused record
@@ -952,4 +528,6 @@ def _words(errors: Any) -> str:
     return str(errors)
 
 
-register(Fleetio())
+def api_for(integration: Integration) -> Api:
+    """Calls to Fleetio for this integration, within its request budget."""
+    return Api(base_url(), headers_of(integration), NAME, integration=integration)
