@@ -43,10 +43,14 @@ from typing import Any
 from flask import current_app
 
 from core.times import format_rfc3339
-from integrations.base import (
-    CURRENT_STATE,
+from integrations.attributes import (
     VEHICLE_ATTRIBUTE,
     VEHICLE_ATTRIBUTES,
+    attribute_value,
+    current_value,
+)
+from integrations.base import (
+    CURRENT_STATE,
     Api,
     Field,
     ListingFailed,
@@ -111,37 +115,13 @@ def _reading_body(reading: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def reading_value(attribute: str | None, event: Any) -> float | None:
-    """The attribute's value an event brings, or None: from a location event (the
-    odometer only when it advanced; nothing from a late report), or the current
-    value from the initial-sync event."""
-    key, report = event.event_type.key, event.report
-    if key == CURRENT_STATE:
-        return _current_value(attribute, event)
-    if key != "location" or _is_late(event):
-        return None
-    if attribute == "odometer":
-        odometer, before = event.vehicle.odometer_mi, report.get("previous_odometer_mi")
-        if odometer is not None and (before is None or odometer > before):
-            return float(odometer)
-        return None
-    key = {"engine_hours": "engine_hours", "fuel_level": "fuel_level_pct"}.get(attribute or "")
-    value = report.get(key) if key else None
-    return float(value) if value is not None else None
-
-
-def _current_value(attribute: str | None, event: Any) -> float | None:
-    if attribute == "odometer":
-        value = event.vehicle.odometer_mi
+    """The attribute's value an event brings (integrations/attributes.py), or its
+    value now from the initial-sync event; as a reading, a number."""
+    if event.event_type.key == CURRENT_STATE:
+        value = current_value(attribute, event)
     else:
-        name = {"engine_hours": "engine_hours", "fuel_level": "fuel_level_pct"}.get(attribute or "")
-        value = event.report.get(name) if name else None
+        value = attribute_value(attribute, event)
     return float(value) if value is not None else None
-
-
-def _is_late(event: Any) -> bool:
-    """A position report older than the vehicle's newest: not the meter's value now."""
-    previous = event.report.get("previous_fix_time")
-    return previous is not None and event.occurred_at < previous
 
 
 class AgileFleetProvider:

@@ -46,23 +46,6 @@ class Field:
     maximum: int | None = None
 
 
-VEHICLE_ATTRIBUTES = (
-    ("odometer", "Odometer (mi)"),
-    ("engine_hours", "Engine hours"),
-    ("fuel_level", "Fuel level (%)"),
-    ("location", "Last location"),
-    ("last_dvir", "Last DVIR"),
-)
-VEHICLE_ATTRIBUTE = Field(
-    "vehicle_attribute",
-    "Vehicle Attribute",
-    "select",
-    "The one vehicle attribute this integration keeps in sync; add another integration "
-    "for another attribute.",
-    choices=VEHICLE_ATTRIBUTES,
-)
-
-
 # Every integration's own request budget; blank keeps the provider's documented
 # one. Stored as the target's rate limit (integrations/pacing.py), not in options.
 BUDGET_FIELD = Field(

@@ -17,10 +17,10 @@ from core.errors import ValidationError
 from core.extensions import db
 from core.times import utcnow
 from fleet.detector import current_states
+from integrations.attributes import VEHICLE_ATTRIBUTES
 from integrations.base import (
     BUDGET_FIELD,
     RELEASE_REASON,
-    VEHICLE_ATTRIBUTES,
     Field,
     ProviderRejected,
     secrets_of,
