@@ -20,7 +20,7 @@ from core.times import parse_rfc3339, utcnow
 from events.catalogue import CURRENT_STATE as EVENT_CURRENT_STATE
 from events.catalogue import DetectedEvent, VehicleSnapshot
 from fleet.models import Vehicle
-from integrations.asana import CLOCK_MARGIN, PROVIDER
+from integrations.asana.provider import CLOCK_MARGIN, PROVIDER
 from integrations.lifecycle import create_integration, update_integration
 from integrations.models import Integration
 from integrations.pacing import forget_budget

@@ -1,4 +1,4 @@
-"""Asana (Task Management): keeps one vehicle attribute in a custom field of each
+"""Asana (Task Management) as a provider: keeps one vehicle attribute in a custom field of each
 vehicle's task, and opens one task for every DVIR with defects.
 
 The customer keeps a project whose tasks are the vehicles: a text custom field
@@ -38,17 +38,7 @@ response, which contains the standard Retry-After header". "Personal access toke
 made in the developer console (profile photo → Settings → Apps → View developer
 console, or https://app.asana.com/0/my-apps).
 
-How Asana's answers are read (`_asana_result`, on top of integrations.base):
-- 402, 403, 451, and 404 of the project → Needs attention, with Asana's words and
-  what to do; the queue waits;
-- 400 on one task's update or on opening a DVIR task: the project's custom fields are
-  read again; if they changed (a field removed, its type changed, the project gone)
-  → Needs attention, else that one message is dead with Asana's reason and the next
-  goes on at once;
-- 404 of one task (deleted since the map was listed): the map is listed again and
-  the message goes to the vehicle's task found then, or is dead when the vehicle
-  has none;
-- 429 → retried after Retry-After; 5xx and no answer → retried on the schedule.
+How Asana's answers are read: integrations/asana/answers.py.
 
 Our choices, not Asana's:
 - the form names the two custom fields (blank: "VIN" and the attribute's own label,
@@ -70,24 +60,32 @@ Our choices, not Asana's:
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-import requests
 from flask import current_app
-from sqlalchemy import select
 
-from core.extensions import db
 from core.times import format_rfc3339
+from integrations.asana.answers import (
+    asana_result,
+    asana_words,
+    needs_attention,
+    project_gone,
+    raise_unless_ok,
+    rejection,
+)
+from integrations.asana.dvir import (
+    KEY,
+    defect_task,
+    opens_dvir_tasks,
+)
 from integrations.attributes import (
     VEHICLE_ATTRIBUTE,
     VEHICLE_ATTRIBUTES,
     attribute_value,
     current_value,
-    defect_lines,
 )
 from integrations.base import (
     CURRENT_STATE,
@@ -104,7 +102,7 @@ from integrations.base import (
 from integrations.models import Integration
 from integrations.providers import register
 from outbox.failures import shorten
-from outbox.models import HELD, OutboxMessage, TargetStatus
+from outbox.models import OutboxMessage
 from outbox.registry import Result, send_in_order
 
 NAME = "Asana"
@@ -120,8 +118,6 @@ DVIR_TASK = "dvir_task"
 # How far before a DVIR message was queued its task may seem to have been modified
 # on Asana's clock: room for the two clocks to disagree.
 CLOCK_MARGIN = timedelta(hours=1)
-# The notes line that marks the task opened for one DVIR.
-REFERENCE_PREFIX = "Fleethook DVIR reference:"
 
 
 def project_gid_in(value: str) -> str | None:
@@ -140,84 +136,12 @@ def _number_text(value: Any) -> str:
     return str(value)
 
 
-def asana_words(body: str | None) -> str:
-    """Asana's own words from an error body: each error's message, and the phrase
-    Asana support looks a server error up by."""
-    try:
-        data = json.loads(body or "")
-    except ValueError:
-        return shorten((body or "").strip(), 300) or "no reason given"
-    errors = data.get("errors") if isinstance(data, Mapping) else None
-    if not isinstance(errors, list) or not errors:
-        return shorten(json.dumps(data), 300)
-    words = []
-    for error in errors:
-        if not isinstance(error, Mapping):
-            continue
-        text = str(error.get("message") or "").strip()
-        if error.get("phrase"):
-            text += f" (error phrase: {error['phrase']})"
-        if text:
-            words.append(text)
-    return shorten("; ".join(words), 300) or "no reason given"
-
-
-def _needs_attention(result: Result, words: str) -> Result:
-    result.needs_attention = shorten(words, 480)
-    result.permanent = False
-    return result
-
-
-def _asana_result(result: Result, project: str) -> Result:
-    """Asana's reading of a failed answer beside integrations.base's: its own words
-    in the error, and the answers a person must act on (402, 403, 451) in Needs
-    attention with what to do. 400 and a task's 404 are left to the caller, who
-    knows which request it was."""
-    status = result.status_code
-    if result.delivered or status is None:
-        return result
-    words = asana_words(result.response_body)
-    result.error = shorten(f"Asana answered HTTP {status}: {words}", 500)
-    if status == 402:
-        return _needs_attention(
-            result,
-            f"Asana answered 402 Payment Required: “{words}”. The request needs a "
-            "feature above the workspace's plan (custom fields are a premium feature): "
-            "upgrade the workspace in Asana, then save the integration again.",
-        )
-    if status == 403:
-        return _needs_attention(
-            result,
-            f"Asana refused access (HTTP 403: “{words}”). The token's user needs edit "
-            f"access to project {project} and its custom fields: give it that access in "
-            "Asana (or use a project member's token), then save the integration again.",
-        )
-    if status == 451:
-        return _needs_attention(
-            result,
-            f"Asana refused the request for legal reasons (HTTP 451: “{words}”); ask "
-            "Asana support, then save the integration again.",
-        )
-    return result
-
-
-def _project_gone(result: Result, project: str) -> Result:
-    """A 404 of the project itself: no retry can mend it."""
-    return _needs_attention(
-        result,
-        f"Asana has no project {project} that this token can see (HTTP 404: "
-        f"“{asana_words(result.response_body)}”): it was deleted, or the token's user "
-        "left it. Choose the project again in the integration's settings, or give the "
-        "user access in Asana, then save the integration again.",
-    )
-
-
 def _found_in(settings: Sequence[Mapping[str, str]], gid: str) -> Mapping[str, str] | None:
     return next((field for field in settings if field["gid"] == gid), None)
 
 
 class AsanaProvider:
-    key = "asana"
+    key = KEY
     name = NAME
     software_type = "Task Management"
     requirements = (
@@ -315,17 +239,17 @@ class AsanaProvider:
         response, result = api.call("GET", "/users/me")
         if response is not None and response.status_code in (401, 403):
             raise ProviderRejected("Asana did not accept this personal access token.")
-        _raise_unless_ok(response, result)
+        raise_unless_ok(response, result)
 
         path = f"/projects/{project}"
         response, result = api.call("GET", path, params={"opt_fields": "name"})
         if response is not None and response.status_code in (400, 403, 404):
             raise ProviderRejected(f"Asana has no project {project} that this token can see.")
-        _raise_unless_ok(response, result)
+        raise_unless_ok(response, result)
 
         settings, result = self._custom_fields(api, token, project)
         if settings is None:
-            raise _rejection(result)
+            raise rejection(result)
         vin_field = _find_field(settings, options.get("vin_field") or DEFAULT_VIN_FIELD)
         if vin_field is None or vin_field["type"] != "text":
             raise ProviderRejected(
@@ -482,7 +406,7 @@ class AsanaProvider:
                 return unmatched(vin, NAME)
             path = f"/tasks/{gid}"
             _, result = api.call("PUT", path, json=body)
-            result = _asana_result(result, project)
+            result = asana_result(result, project)
             if result.status_code == 400:
                 return self._refused(api, token, integration, result, "update")
             if result.status_code != 404:
@@ -509,7 +433,7 @@ class AsanaProvider:
         if isinstance(problem, Result):
             return result
         if problem is not None:
-            return _needs_attention(result, problem)
+            return needs_attention(result, problem)
         result.permanent = True
         result.error = shorten(
             f"Asana refused this {what} (HTTP 400: {asana_words(result.response_body)}); "
@@ -529,8 +453,8 @@ class AsanaProvider:
         settings, result = self._custom_fields(api, token, project)
         if settings is None:
             if result.status_code == 404:
-                return _project_gone(result, project).needs_attention
-            return _asana_result(result, project).needs_attention or result
+                return project_gone(result, project).needs_attention
+            return asana_result(result, project).needs_attention or result
         save_again = "then save the integration again."
         vin_field = _found_in(settings, str(options.get("vin_field_gid")))
         if vin_field is None or vin_field["type"] != "text":
@@ -570,15 +494,15 @@ class AsanaProvider:
         found, result = self._opened_task(api, token, project, task, queued_at)
         if not result.delivered:
             if result.status_code == 404:
-                return _project_gone(result, project)
+                return project_gone(result, project)
             return result
         if found is not None:
             return result  # the look-up that found it is the attempt on record
         body = {"data": {"projects": [project], "name": task["name"], "notes": task["notes"]}}
         _, result = api.call("POST", "/tasks", json=body)
-        result = _asana_result(result, project)
+        result = asana_result(result, project)
         if result.status_code == 404:
-            return _project_gone(result, project)
+            return project_gone(result, project)
         if result.status_code == 400:
             return self._refused(api, token, integration, result, "new task")
         return result
@@ -599,7 +523,7 @@ class AsanaProvider:
         result = Result(delivered=False)
         for _ in range(MAX_PAGES):
             response, result = api.call("GET", "/tasks", params=params)
-            result = _asana_result(result, project)
+            result = asana_result(result, project)
             body = json_of(response) if response is not None and result.delivered else None
             if not isinstance(body, dict):
                 if result.delivered:
@@ -626,10 +550,10 @@ class AsanaProvider:
         vins: dict[str, str] = {}
         for _ in range(MAX_PAGES):
             response, result = api.call("GET", path, params=params)
-            result = _asana_result(result, project)
+            result = asana_result(result, project)
             if response is None or not result.delivered:
                 if result.status_code == 404:
-                    result = _project_gone(result, project)
+                    result = project_gone(result, project)
                 raise ListingFailed(result)
             body = json_of(response)
             if not isinstance(body, dict):
@@ -645,61 +569,6 @@ class AsanaProvider:
                 break
             params = {**params, "offset": offset}
         return vins
-
-
-def opens_dvir_tasks(integration: Integration) -> bool:
-    """Whether this integration opens the DVIR tasks of its project: of the
-    account's Asana integrations on the project (not disabled), the first of those
-    not held (paused, needing attention), then of those whose attribute is the
-    last DVIR, then the oldest. Every integration reaches the same answer during
-    one fan-out, so each DVIR opens one task."""
-    project = (integration.options or {}).get("project_gid")
-    if not project or integration.id is None:
-        return True
-    query = select(Integration).where(
-        Integration.account_id == integration.account_id,
-        Integration.provider == AsanaProvider.key,
-        Integration.status != TargetStatus.DISABLED,
-    )
-    with db.session.no_autoflush:  # the fan-out's own pending rows play no part here
-        candidates = list(db.session.scalars(query))
-    siblings = [
-        other for other in candidates if (other.options or {}).get("project_gid") == project
-    ]
-    if integration not in siblings:
-        return True
-    opener = min(
-        siblings,
-        key=lambda other: (
-            other.status in HELD,
-            other.vehicle_attribute != "last_dvir",
-            other.id,
-        ),
-    )
-    return opener.id == integration.id
-
-
-def _raise_unless_ok(response: requests.Response | None, result: Result) -> dict[str, Any]:
-    """The JSON body of a successful answer during the credential check, else
-    ProviderRejected in words."""
-    if response is None or not result.delivered:
-        raise _rejection(result)
-    body = json_of(response)
-    if not isinstance(body, dict):
-        raise ProviderRejected("Asana answered with something other than JSON; try again later.")
-    return body
-
-
-def _rejection(result: Result) -> ProviderRejected:
-    """Why the credential check cannot go on, from a failed answer (or none)."""
-    if result.status_code is None:
-        return ProviderRejected(f"Asana could not be reached ({result.error}); try again.")
-    if result.status_code == 402:
-        return ProviderRejected(
-            f"Asana answered 402 Payment Required: “{asana_words(result.response_body)}”. "
-            "Custom fields are a premium feature: use a workspace on a paid plan."
-        )
-    return ProviderRejected(f"Asana answered HTTP {result.status_code}; try again later.")
 
 
 def _allowed_types(attribute: str) -> tuple[str, ...]:
@@ -724,31 +593,6 @@ def _vin_of(task: Mapping[str, Any], vin_field_gid: str) -> str | None:
             value = str(field.get("text_value") or field.get("display_value") or "")
             return value.strip().upper() or None
     return None
-
-
-def dvir_reference(vin: str, when: datetime) -> str:
-    """What marks the task of one DVIR: the vehicle and the DVIR's time."""
-    return f"{REFERENCE_PREFIX} {vin} {format_rfc3339(when)}"
-
-
-def defect_task(name: str, vin: str, when: datetime, dvir: Mapping[str, Any]) -> dict[str, str]:
-    """The task a DVIR with defects opens: its name and notes (both name the DVIR,
-    so an attempt whose answer was lost finds the task again), and its reference."""
-    defects = list(dvir.get("defects") or [])
-    driver = dvir.get("driver") or "The driver"
-    count = f"{len(defects)} defect" + ("s" if len(defects) > 1 else "")
-    notes = [f"{driver} reported {count} on {name} (VIN {vin}) at {format_rfc3339(when)}."]
-    if dvir.get("safety_status"):
-        notes.append(f"Safety status: {dvir['safety_status']}")
-    notes.append("")
-    notes += [f"- {line}" for line in defect_lines(defects)]
-    reference = dvir_reference(vin, when)
-    notes += ["", "Opened by Fleethook from the driver's vehicle inspection report.", reference]
-    return {
-        "name": f"DVIR defects: {name} ({vin}) at {format_rfc3339(when)}",
-        "notes": "\n".join(notes),
-        "reference": reference,
-    }
 
 
 PROVIDER = AsanaProvider()
