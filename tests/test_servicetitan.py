@@ -23,9 +23,10 @@ from core.errors import ValidationError
 from core.extensions import db, redis_client
 from core.times import utcnow
 from demo.simulator import demo_vin
-from integrations import servicetitan
 from integrations.lifecycle import create_integration, sign_release
 from integrations.models import Integration
+from integrations.servicetitan import client as servicetitan_client
+from integrations.servicetitan.provider import ServiceTitan
 from outbox.drain import drain_target
 from outbox.models import DeliveryAttempt, OutboxMessage
 from tests.conftest import NAMESPACE, bearer, delete_namespace, make_user, reset_database
@@ -290,7 +291,7 @@ def test_the_check_is_a_token_and_an_empty_batch_and_the_integration_waits_for_t
 
 
 def test_the_setup_steps_say_what_to_create_in_servicetitan_and_where_each_key_is(app):
-    provider = servicetitan.ServiceTitan()
+    provider = ServiceTitan()
     steps = " ".join(provider.setup_steps)
     for words in (
         "Settings → Integrations → GPS",
@@ -685,8 +686,8 @@ def test_one_token_serves_the_check_and_two_drains(app, fake, account):
 
 def test_a_token_near_its_expiry_is_renewed_before_use(app, fake, account):
     integration = account.connect()
-    (key,) = [k for k, (token, _) in servicetitan._tokens.items() if token in fake.tokens]
-    servicetitan._tokens[key] = (servicetitan._tokens[key][0], 0.0)  # expired
+    (key,) = [k for k, (token, _) in servicetitan_client._tokens.items() if token in fake.tokens]
+    servicetitan_client._tokens[key] = (servicetitan_client._tokens[key][0], 0.0)  # expired
     account.report(position(VIN_A, 0))
     drain_target(integration.id)
     assert len(token_requests(fake)) == 2
