@@ -62,8 +62,8 @@ lint: $(VENV)/.dev-installed
 	$(BIN)/mypy
 
 # Mutation testing of the delivery engine (not in CI: slow). mutmut works on a copy in
-# ./mutants/ (config: [tool.mutmut] in pyproject.toml); of drain.py only the fencing.
-MUTANTS ?= outbox.claims.* outbox.fanout.* outbox.drain.x_record_results* \
+# ./mutants/ (config: [tool.mutmut] in pyproject.toml); the fencing is outbox/recording.py.
+MUTANTS ?= outbox.claims.* outbox.fanout.* outbox.recording.* \
   outbox.addresses.* webhooks.url_safety.*
 MUTANTS_VENV := .venv-mutants
 $(MUTANTS_VENV)/.installed: requirements/mutants.lock

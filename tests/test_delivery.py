@@ -23,11 +23,12 @@ from core.extensions import db, redis_client
 from core.times import utcnow
 from events.catalogue import EVENT_TYPES, EXAMPLE_VEHICLE, DetectedEvent
 from outbox.claims import acquire_drain, acquire_drains, claim_due_messages, release_drain
-from outbox.drain import Outcomes, drain_target, record_results
 from outbox.drain import _follow_up as follow_up
+from outbox.drain import drain_target
 from outbox.fanout import account_targets, fan_out
 from outbox.models import DeliveryAttempt, MessageStatus, OutboxMessage, Target
 from outbox.queues import DELIVERIES, RETRIES, again_key, drain_job_id, queue_for
+from outbox.recording import Outcomes, record_results
 from outbox.recovery import recover_since, redeliver
 from outbox.registry import Result
 from outbox.sweeper import close_old_messages, sweep

@@ -141,7 +141,8 @@ def test_a_claim_that_loses_part_of_a_run_keeps_its_head_and_hands_back_the_rest
 
 
 def test_a_delivered_message_holds_no_lease(app, receiver):
-    """record_results clears the lease of what it delivers (x_record_results__mutmut_35):
+    """record_results clears the lease of what it delivers (x_record_results__mutmut_35,
+    when it lived in outbox/drain.py):
     only a message being sent holds one, which is what lets a claim re-check a row
     by its lease alone."""
     claimed = one_claimed_message(receiver)
