@@ -13,7 +13,8 @@ from accounts.models import ApiToken, User
 from accounts.tokens import issue_token, revoke_token
 from accounts.users import create_account
 from core.extensions import db
-from demo.simulator import DEFAULT_VEHICLES, demo_vehicles
+from demo.simulator import DEFAULT_VEHICLES
+from demo.vehicles import demo_vehicles
 from fleet.models import Vehicle
 from fleet.records import create_vehicle
 

@@ -22,7 +22,7 @@ from sqlalchemy import select, text, update
 from core.errors import ValidationError
 from core.extensions import db, redis_client
 from core.times import utcnow
-from demo.simulator import demo_vin
+from demo.vehicles import demo_vin
 from integrations.lifecycle import create_integration, sign_release
 from integrations.models import Integration
 from integrations.servicetitan import client as servicetitan_client

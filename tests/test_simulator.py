@@ -16,18 +16,9 @@ from sqlalchemy import func, select
 from werkzeug.serving import make_server
 
 from core.extensions import db
-from demo.simulator import (
-    LANDMARKS,
-    Api,
-    Schedule,
-    Settings,
-    SimClock,
-    SimulatorError,
-    Stopped,
-    build_fleet,
-    demo_vehicles,
-    run,
-)
+from demo.simulator import Api, Settings, SimClock, SimulatorError, Stopped, run
+from demo.vehicles import Schedule, build_fleet, demo_vehicles
+from demo.world import LANDMARKS
 from devstack import demo_token, simulator_wanted
 from events.catalogue import EVENT_TYPES
 from fleet.geometry import parse_circle, parse_polygon

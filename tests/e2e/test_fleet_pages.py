@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from playwright.sync_api import Page, expect
 
-from demo.simulator import demo_vin
+from demo.vehicles import demo_vin
 from tests.e2e.browser_checks import BrowserChecks
 from tests.e2e.live import Live
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 import signal
 import threading
 
-from demo.simulator import DEFAULT_VEHICLES, demo_vin
+from demo.simulator import DEFAULT_VEHICLES
+from demo.vehicles import demo_vin
 from tests.fakes import agilefleet, asana, fleetio, salesforce, servicetitan
 
 
