@@ -74,7 +74,7 @@ def fan_out(events: Sequence[Any], targets: Sequence[Target]) -> list[list[Outbo
             if payload is None:
                 continue
             # A person's test event (Demo) always goes: one message, asked for.
-            if target.id in over_quota and not getattr(event, "is_test", False):
+            if target.id in over_quota and not event.is_test:
                 dropped[target.id] = dropped.get(target.id, 0) + 1
                 continue
             message = OutboxMessage(
@@ -82,7 +82,7 @@ def fan_out(events: Sequence[Any], targets: Sequence[Target]) -> list[list[Outbo
                 message_id=new_message_id(),
                 event_type=payload["type"],
                 payload=payload,
-                is_test=bool(getattr(event, "is_test", False)),
+                is_test=event.is_test,
                 ordering_key=getattr(event, "ordering_key", TARGET_LANE),
             )
             messages.append(message)

@@ -498,3 +498,44 @@ def test_a_claim_touches_only_the_messages_it_wants(app, receiver):
     db.session.expire_all()
     left = db.session.get(OutboxMessage, orphan)
     assert (left.status, left.lease_owner, left.lease_expires_at) == ("sending", "dead", died_at)
+
+
+def test_a_disabled_target_gets_nothing_from_the_fan_out(app):
+    """account_targets leaves disabled targets out (x_account_targets__mutmut_13)."""
+    account_id = make_user().account_id
+    webhooks = [
+        create_webhook(
+            account_id, {"event_type": "location", "name": name, "url": "https://example.com/"}
+        )[0]
+        for name in ("Live", "Gone")
+    ]
+    db.session.commit()
+    live, gone = webhooks
+    gone.status = "disabled"
+    db.session.commit()
+    fan_out(
+        [DetectedEvent(EVENT_TYPES["location"], utcnow(), EXAMPLE_VEHICLE)],
+        account_targets(account_id),
+    )
+    db.session.commit()
+    assert (len(messages_of(live.id)), len(messages_of(gone.id))) == (1, 0)
+
+
+@pytest.mark.app_config(FLEETHOOK_ALLOW_LOCAL_NETWORK=True, FLEETHOOK_QUOTA_PENDING_MESSAGES=1)
+def test_over_the_pending_quota_a_demo_event_still_goes(app):
+    """A person's test event is never dropped by the pending quota, a fleet's is
+    (x_fan_out__mutmut_18, _24, _25)."""
+    account_id = make_user().account_id
+    webhook, _ = create_webhook(
+        account_id, {"event_type": "location", "name": "Paused", "url": "https://example.com/"}
+    )
+    db.session.commit()
+    event = DetectedEvent(EVENT_TYPES["location"], utcnow(), EXAMPLE_VEHICLE)
+    fan_out([event], account_targets(account_id))  # 1 waiting: the quota is reached
+    webhook.status = "paused"
+    db.session.commit()
+    fan_out([event, replace(event, is_test=True)], account_targets(account_id))
+    db.session.commit()
+    assert [m.is_test for m in messages_of(webhook.id)] == [False, True]
+    db.session.refresh(webhook)
+    assert webhook.dropped_by_quota == 1
