@@ -36,14 +36,14 @@ lock: $(VENV)/.dev-installed
 	  -o requirements/mutants.lock
 
 assets: $(VENV)/.run-installed
-	$(BIN)/python devstack.py assets
+	$(BIN)/python -m devstack assets
 
 run: $(VENV)/.run-installed assets
-	$(BIN)/python devstack.py run
+	$(BIN)/python -m devstack run
 
 # The demo login and API token the running (or last) `make run` printed.
 token:
-	@$(PYTHON) devstack.py token
+	@$(PYTHON) -m devstack token
 
 test: $(VENV)/.dev-installed assets
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)

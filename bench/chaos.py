@@ -51,7 +51,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.receiver import Receiver  # noqa: E402
 from bench.stack import BIN, NAMESPACE, Stack, stack, wait_until  # noqa: E402
-from devstack import free_port  # noqa: E402
+from devstack.redis_server import free_port  # noqa: E402
 from outbox.drain import TIME_BUDGET_SECONDS  # noqa: E402
 
 # Only webhooks here: every attempt ends by FLEETHOOK_DELIVERY_DEADLINE (the read

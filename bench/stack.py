@@ -23,7 +23,7 @@ from cryptography.fernet import Fernet
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from devstack import RedisServer  # noqa: E402
+from devstack.redis_server import RedisServer  # noqa: E402
 
 BIN = Path(sys.executable).parent
 NAMESPACE = "fhbench"

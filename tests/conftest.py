@@ -32,7 +32,7 @@ from accounts.users import add_user, create_account
 from app import create_app
 from core.config import normalise_database_url
 from core.extensions import db, redis_client
-from devstack import RedisServer
+from devstack.redis_server import RedisServer
 from tests.receiver import ReceiverServer, start_receiver
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -1,4 +1,4 @@
-"""The development CLI's settings (devstack.py cli, behind ./fleethook) and
+"""The development CLI's settings (devstack/settings.py, behind ./fleethook) and
 `make token`, on files in a temporary instance/ directory."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-import devstack
+from devstack import settings as devstack
 
 
 @pytest.fixture

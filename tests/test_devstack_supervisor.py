@@ -1,4 +1,4 @@
-"""`make run`'s supervisor (devstack.py) on small real processes: one that dies is
+"""`make run`'s supervisor (devstack/supervisor.py) on small real processes: one that dies is
 started again after 1, 2, 4 … 30 s while it keeps dying, and after 1 s again once
 it has stayed up; each death is logged with its pid and how it ended; the simulator
 is not restarted; and stopping leaves nothing of any process group behind.
@@ -16,8 +16,8 @@ from collections.abc import Iterator
 import psutil
 import pytest
 
-import devstack
-from devstack import ChildProcess, Supervisor
+from devstack.stack import wait_until_healthy
+from devstack.supervisor import STAYED_UP_SECONDS, ChildProcess, Supervisor
 
 CRASH = [sys.executable, "-c", "import sys; sys.exit(3)"]
 # A leader with a child in its process group, like gunicorn and its workers.
@@ -76,7 +76,7 @@ def test_after_staying_up_a_minute_the_next_restart_is_quick_again(supervisor, c
         child.check(child.started_at)
         child.check(child.restart_at)
     wait_dead(child)
-    child.check(child.started_at + devstack.STAYED_UP_SECONDS)
+    child.check(child.started_at + STAYED_UP_SECONDS)
     assert child.restart_delay == 1
     assert "restarting in 1 s" in capsys.readouterr().out
 
@@ -131,6 +131,6 @@ def test_a_portal_that_cannot_start_stops_the_stack_at_once():
     supervisor = Supervisor()
     portal = supervisor.start(ChildProcess("portal", CRASH, os.environ))
     started = time.monotonic()
-    healthy = devstack._wait_until_healthy("http://127.0.0.1:9/healthz", portal, supervisor)
+    healthy = wait_until_healthy("http://127.0.0.1:9/healthz", portal, supervisor)
     assert not healthy and time.monotonic() - started < 5
     supervisor.stop()

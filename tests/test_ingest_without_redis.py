@@ -20,7 +20,7 @@ from sqlalchemy import func, select
 from core.config import retry_queues, worker_queues
 from core.extensions import db
 from core.times import utcnow
-from devstack import RedisServer
+from devstack.redis_server import RedisServer
 from fleet.models import TelemetryReport
 from outbox.models import OutboxMessage
 from outbox.sweeper import sweep

@@ -23,7 +23,7 @@ from typing import IO
 import psutil
 import pytest
 
-from devstack import free_port
+from devstack.redis_server import free_port
 from tests.conftest import ROOT, scratch_database
 from tests.docs_commands import DOCUMENTS, script_of
 

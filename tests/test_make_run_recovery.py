@@ -3,7 +3,7 @@ and a gunicorn worker is killed with SIGKILL (as the OOM killer would); each is
 started again, the console names every restart, the portal answers /healthz all
 along, and every event reaches the receiver.
 
-It runs `devstack.py run` (what `make run` runs) on a copy of this checkout as it
+It runs `python -m devstack run` (what `make run` runs) on a copy of this checkout as it
 is, uncommitted changes included, with the test run's own virtualenv — no clone,
 no install — and a short delivery lease, so that a drain killed mid-way is taken
 up again within seconds."""
@@ -32,7 +32,7 @@ from typing import Any
 import psutil
 import pytest
 
-from devstack import free_port
+from devstack.redis_server import free_port
 from tests.conftest import ROOT
 from tests.receiver import ReceiverServer
 from tests.test_make_run import BANNER_END, Stack, fetch
@@ -52,7 +52,7 @@ DELIVERED_WITHIN_SECONDS = 45
 
 def copy_of_checkout(target: Path) -> Path:
     """This checkout's files as they are now (what git tracks or would track), and
-    the fetched htmx, so `devstack.py run` needs no network."""
+    the fetched htmx, so `python -m devstack run` needs no network."""
     listed = (
         subprocess.run(
             ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
@@ -88,7 +88,7 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
     env.update(SETTINGS, PORT=str(port), FLEETHOOK_SWEEP_SECONDS="2")
     log = (tmp_path / "make-run.log").open("w+")
     run = subprocess.Popen(
-        [sys.executable, "devstack.py", "run", "--no-simulator"],
+        [sys.executable, "-m", "devstack", "run", "--no-simulator"],
         cwd=copy,
         env=env,
         stdout=log,

@@ -19,7 +19,7 @@ from core.extensions import db
 from demo.simulator import Api, Settings, SimClock, SimulatorError, Stopped, run
 from demo.vehicles import Schedule, build_fleet, demo_vehicles
 from demo.world import LANDMARKS
-from devstack import demo_token, simulator_wanted
+from devstack.settings import demo_token, simulator_wanted
 from events.catalogue import EVENT_TYPES
 from fleet.geometry import parse_circle, parse_polygon
 from fleet.reports import check_report

@@ -20,7 +20,7 @@ from sqlalchemy import func, select, update
 from core.config import retry_queues, worker_queues
 from core.extensions import db
 from core.times import utcnow
-from devstack import RedisServer
+from devstack.redis_server import RedisServer
 from events.catalogue import EVENT_TYPES, EXAMPLE_VEHICLE, DetectedEvent
 from outbox.fanout import account_targets, fan_out
 from outbox.models import OutboxMessage, Target

@@ -20,7 +20,7 @@ from playwright.sync_api import Browser, BrowserContext, Page, ViewportSize, syn
 from app import create_app
 from core.config import retry_queues, worker_queues
 from core.extensions import db, redis_client
-from devstack import fetch_npm_file
+from devstack.assets import fetch_npm_file
 from tests.conftest import NAMESPACE, PASSWORD, bearer, csrf_token, delete_namespace, make_user
 from tests.conftest import reset_database as empty_database
 from tests.e2e.browser_checks import BrowserChecks
@@ -43,7 +43,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 
-# axe-core from the npm registry, pinned and hash-checked like htmx (devstack.py),
+# axe-core from the npm registry, pinned and hash-checked like htmx (devstack/assets.py),
 # kept in an ignored cache directory, never in the repository.
 AXE_VERSION = "4.14.1"
 AXE_INTEGRITY = "sha512-FHfa+lmNjQZfJz1q8wKqIDwC6DExcHt/pkjNQb09a3NPjCKg2rhu5qb2S4r76ASyFNNtuFooJpZe37OgudVGtQ=="  # noqa: E501

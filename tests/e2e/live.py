@@ -19,7 +19,7 @@ from flask import Flask
 from rq import Worker
 from werkzeug.serving import ThreadedWSGIServer, WSGIRequestHandler
 
-from devstack import stop_process_groups
+from devstack.supervisor import stop_process_groups
 from tests.fakes.fleetio import FleetioFake
 from tests.fakes.salesforce import FakeSalesforce
 from tests.receiver import ReceiverServer
