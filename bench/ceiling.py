@@ -252,12 +252,12 @@ def measure_receiver_ceiling(
     """POST/s one receiver process takes from a sender that is not the bottleneck:
     `senders` processes of `connections` connections each, pipelining `depth` of
     the same signed requests at a time."""
-    from bench.receiver import _response
+    from bench.receiver_server import http_response
 
     receiver, pool = _ceiling_receiver(verify_every)
     try:
         requests_ = [raw_request(receiver.port, headers, body) for headers, body in pool]
-        answers = _response(200, b"ok") * depth
+        answers = http_response(200, b"ok") * depth
         batches = [
             b"".join(requests_[(c * depth + i) % POOL] for i in range(depth))
             for c in range(connections)
