@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Any
 
 from flask import current_app
 from sqlalchemy import func, select, update
@@ -18,11 +17,11 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from accounts.quotas import account_limits
 from core.extensions import db
+from events.catalogue import DetectedEvent
 from outbox.alerts import alert_auto_paused
 from outbox.metrics import record_dropped_by_quota
 from outbox.models import (
     HELD,
-    TARGET_LANE,
     OutboxLane,
     OutboxMessage,
     Target,
@@ -54,7 +53,9 @@ def account_targets(account_id: int) -> list[Target]:
     )
 
 
-def fan_out(events: Sequence[Any], targets: Sequence[Target]) -> list[list[OutboxMessage]]:
+def fan_out(
+    events: Sequence[DetectedEvent], targets: Sequence[Target]
+) -> list[list[OutboxMessage]]:
     """Queue each of `events` for each of `targets` that wants it (usually the
     account's `account_targets`, loaded once per batch), numbered after each
     target's last message in event order; returns each event's messages. The caller
@@ -83,7 +84,7 @@ def fan_out(events: Sequence[Any], targets: Sequence[Target]) -> list[list[Outbo
                 event_type=payload["type"],
                 payload=payload,
                 is_test=event.is_test,
-                ordering_key=getattr(event, "ordering_key", TARGET_LANE),
+                ordering_key=event.ordering_key,
             )
             messages.append(message)
             by_target.setdefault(target.id, []).append(message)
