@@ -539,3 +539,21 @@ def test_over_the_pending_quota_a_demo_event_still_goes(app):
     assert [m.is_test for m in messages_of(webhook.id)] == [False, True]
     db.session.refresh(webhook)
     assert webhook.dropped_by_quota == 1
+
+
+def test_a_head_claim_takes_no_more_than_its_limit_across_both_open_statuses(app, receiver):
+    """_open_in_order reads pending and sending messages apart and merges them, cut at
+    the limit (x__open_in_order__mutmut_31): with two messages whose drain died and
+    two pending, all due, a claim of two takes the first two by sequence."""
+    webhook = webhook_of("location", receiver)
+    ids = queue(webhook, [("location", 1)] * 4)
+    died = utcnow() - timedelta(seconds=1)
+    db.session.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.id.in_(ids[:2]))
+        .values(status="sending", lease_owner="worker-gone", lease_expires_at=died)
+    )
+    db.session.commit()
+    claimed = claim_due_messages(webhook.id, "worker-a", utcnow(), 2)
+    assert [m.id for m in claimed] == ids[:2]
+    assert statuses(ids) == ["sending", "sending", "pending", "pending"]
