@@ -18,7 +18,7 @@ from accounts.tokens import (
     revoke_token,
 )
 from core.api import ApiProblem, iso_time, json_object, page_arguments, page_json
-from core.errors import ValidationError, validation_problem
+from core.errors import validation_problem
 from core.extensions import db
 from core.times import parse_rfc3339
 
@@ -77,10 +77,7 @@ def create_token() -> tuple[Response, int] | Response:
             errors["expires_at"] = [EXPIRY_FORMAT]
     if errors:
         return validation_problem(errors)
-    try:
-        token, clear = issue_token(api_user(), str(name), scope, expires_at)
-    except ValidationError as error:
-        return validation_problem(error.errors)
+    token, clear = issue_token(api_user(), str(name), scope, expires_at)
     db.session.commit()
     return jsonify({**token_json(token), "token": clear}), 201
 
@@ -115,9 +112,6 @@ def audit_event_json(event: AuditEvent) -> dict[str, Any]:
 @requires(Scope.ADMIN)  # a read, but members and read tokens may not see the log
 def list_audit_events() -> Response | tuple[Response, int]:
     """The account's audit log, newest first, a page at a time (`limit`, `cursor`)."""
-    try:
-        limit, cursor = page_arguments()
-    except ValidationError as error:
-        return validation_problem(error.errors)
+    limit, cursor = page_arguments()
     found = account_events(api_user().account_id, before_id=cursor, limit=limit + 1)
     return page_json("audit_events", found, limit, audit_event_json)

@@ -7,12 +7,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
-from flask import Blueprint, current_app, g, request
+from flask import Blueprint, Response, current_app, g, request
 
 from accounts.models import ApiToken, Scope, User
 from accounts.tokens import find_unrevoked_token, record_use, role_grants, token_grants
 from core.api import API_PREFIX, ApiProblem
-from core.extensions import csrf
+from core.errors import ValidationError, validation_problem
+from core.extensions import csrf, db
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # The attribute `requires` sets on a view: the scope a request to it needs.
@@ -23,13 +24,22 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 def api_blueprint(name: str, import_name: str) -> Blueprint:
     """A blueprint under /api/v1 whose every route needs a bearer token whose scope
-    (capped by its user's role) allows the request: see `required_scope`.
+    (capped by its user's role) allows the request: see `required_scope`. A
+    ValidationError a view lets through is answered 422 with its fields.
 
     The API takes no cookies, so CSRF cannot reach it and its token check is off."""
     blueprint = Blueprint(name, import_name, url_prefix=API_PREFIX)
     blueprint.before_request(_authenticate)
+    blueprint.register_error_handler(ValidationError, _invalid)
     csrf.exempt(blueprint)
     return blueprint
+
+
+def _invalid(error: ValidationError) -> Response:
+    """Bad input, whichever view found it: 422 naming each field, and nothing of
+    the request's changes kept."""
+    db.session.rollback()
+    return validation_problem(error.errors)
 
 
 def _authenticate() -> None:

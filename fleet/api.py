@@ -11,7 +11,7 @@ from accounts.api_access import admin_only, api_blueprint, api_user, requires
 from accounts.models import Scope
 from accounts.quotas import ReportQuotaExceeded
 from core.api import ApiProblem, iso_time, json_object, page_arguments, page_json
-from core.errors import ValidationError, problem, validation_problem
+from core.errors import problem
 from core.extensions import db
 from core.times import utcnow
 from fleet import records
@@ -75,10 +75,7 @@ _KINDS: dict[str, tuple[Any, Callable[[Any], dict[str, Any]]]] = {
 
 def _listing(plural: str) -> Response | tuple[Response, int]:
     model, render = _KINDS[plural]
-    try:
-        limit, cursor = page_arguments()
-    except ValidationError as error:
-        return validation_problem(error.errors)
+    limit, cursor = page_arguments()
     rows = records.account_page(model, api_user().account_id, cursor, limit + 1)
     return page_json(plural, rows, limit, render)
 
@@ -101,10 +98,7 @@ def list_vehicles() -> Response | tuple[Response, int]:
 @admin_only
 def add_vehicle() -> tuple[Response, int] | Response:
     """Add a vehicle; a doubtful check digit comes back as a warning."""
-    try:
-        vehicle, warnings = records.create_vehicle(api_user().account_id, json_object())
-    except ValidationError as error:
-        return validation_problem(error.errors)
+    vehicle, warnings = records.create_vehicle(api_user().account_id, json_object())
     db.session.commit()
     return jsonify({**vehicle_json(vehicle), "warnings": warnings}), 201
 
@@ -125,10 +119,7 @@ def change_vehicle(vehicle_id: int) -> Response | tuple[Response, int]:
         "group": vehicle.group_name,
         "driver_id": vehicle.driver_id,
     }
-    try:
-        driver = records.update_vehicle(vehicle, {**current, **json_object()})
-    except ValidationError as error:
-        return validation_problem(error.errors)
+    driver = records.update_vehicle(vehicle, {**current, **json_object()})
     if (driver.id if driver else None) != vehicle.driver_id:
         assign_driver(vehicle, driver, at=utcnow(), source="api")
     db.session.commit()
@@ -153,10 +144,7 @@ def list_drivers() -> Response | tuple[Response, int]:
 @admin_only
 def add_driver() -> tuple[Response, int] | Response:
     """Add a driver: a name unique in the account, and optionally the customer's id."""
-    try:
-        driver = records.create_driver(api_user().account_id, json_object())
-    except ValidationError as error:
-        return validation_problem(error.errors)
+    driver = records.create_driver(api_user().account_id, json_object())
     db.session.commit()
     return jsonify(driver_json(driver)), 201
 
@@ -171,10 +159,7 @@ def get_driver(driver_id: int) -> Response:
 def change_driver(driver_id: int) -> Response | tuple[Response, int]:
     driver = _own("drivers", driver_id)
     current = {"name": driver.name, "external_id": driver.external_id}
-    try:
-        records.update_driver(driver, {**current, **json_object()})
-    except ValidationError as error:
-        return validation_problem(error.errors)
+    records.update_driver(driver, {**current, **json_object()})
     db.session.commit()
     return jsonify(driver_json(driver))
 
@@ -198,10 +183,7 @@ def list_landmarks() -> Response | tuple[Response, int]:
 @admin_only
 def add_landmark() -> tuple[Response, int] | Response:
     """Add a landmark: a circle or a GeoJSON polygon."""
-    try:
-        landmark = records.create_landmark(api_user().account_id, json_object())
-    except ValidationError as error:
-        return validation_problem(error.errors)
+    landmark = records.create_landmark(api_user().account_id, json_object())
     db.session.commit()
     return jsonify(landmark_json(landmark)), 201
 
@@ -218,10 +200,7 @@ def change_landmark(landmark_id: int) -> Response | tuple[Response, int]:
     landmark = _own("landmarks", landmark_id)
     body = json_object()
     shape = {} if {"circle", "polygon"} & set(body) else dict(landmark.shape)
-    try:
-        records.update_landmark(landmark, {"name": landmark.name, **shape, **body})
-    except ValidationError as error:
-        return validation_problem(error.errors)
+    records.update_landmark(landmark, {"name": landmark.name, **shape, **body})
     db.session.commit()
     return jsonify(landmark_json(landmark))
 
@@ -241,8 +220,6 @@ def post_telemetry() -> Response | tuple[Response, int]:
     by index, or 429 past the account's report quota, with nothing written."""
     try:
         result = ingest(api_user().account_id, json_object(), utcnow())
-    except ValidationError as error:
-        return validation_problem(error.errors)
     except ReportQuotaExceeded as over:
         limits = over.limits
         return problem(

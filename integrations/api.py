@@ -84,10 +84,7 @@ def add_integration() -> Response | tuple[Response, int]:
     body = json_object()
     if body.get("provider") == SERVICEMAX.key:
         return validation_problem({"provider": [CONNECT_ONLY]})
-    try:
-        integration = create_integration(api_user().account_id, body)
-    except ValidationError as error:
-        return validation_problem(error.errors)
+    integration = create_integration(api_user().account_id, body)
     db.session.commit()
     response = jsonify(integration_json(integration))
     response.headers["Location"] = url_for(".get_integration", integration_id=integration.id)
@@ -104,11 +101,7 @@ def get_integration(integration_id: int) -> Response:
 def change_integration(integration_id: int) -> Response | tuple[Response, int]:
     """Change settings or credentials (checked again with the provider)."""
     integration = _own(integration_id)
-    try:
-        update_integration(integration, json_object())
-    except ValidationError as error:
-        db.session.rollback()
-        return validation_problem(error.errors)
+    update_integration(integration, json_object())
     db.session.commit()
     return jsonify(integration_json(integration))
 
@@ -127,10 +120,7 @@ def remove_integration(integration_id: int) -> tuple[str, int]:
 def sign_integration_release(integration_id: int) -> Response | tuple[Response, int]:
     """Sign the release form ({"signer_name", "signer_title", "accept": true})."""
     integration = _own(integration_id)
-    try:
-        sign_release(integration, json_object(), api_user().id, request.remote_addr or "")
-    except ValidationError as error:
-        return validation_problem(error.errors)
+    sign_release(integration, json_object(), api_user().id, request.remote_addr or "")
     db.session.commit()
     return jsonify(integration_json(integration))
 

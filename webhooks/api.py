@@ -109,10 +109,7 @@ def list_event_types() -> Response:
 @bp.get("/webhooks")
 def list_webhooks() -> Response | tuple[Response, int]:
     """The account's webhooks by id, a page at a time (`limit`, `cursor`)."""
-    try:
-        limit, cursor = page_arguments()
-    except ValidationError as error:
-        return validation_problem(error.errors)
+    limit, cursor = page_arguments()
     found = account_webhooks(api_user().account_id, after_id=cursor, limit=limit + 1)
     return page_json("webhooks", found, limit, webhook_json)
 
@@ -121,10 +118,7 @@ def list_webhooks() -> Response | tuple[Response, int]:
 @admin_only
 def create() -> tuple[Response, int, dict[str, str]] | Response:
     """Create a webhook; its `secret` is in this response only."""
-    try:
-        webhook, secret = create_webhook(api_user().account_id, json_object())
-    except ValidationError as error:
-        return validation_problem(error.errors)
+    webhook, secret = create_webhook(api_user().account_id, json_object())
     db.session.commit()
     location = url_for("webhooks_api.get", webhook_id=webhook.id)
     return jsonify({**webhook_json(webhook), "secret": secret}), 201, {"Location": location}
@@ -142,10 +136,7 @@ def patch(webhook_id: int) -> Response:
     """Change some fields of a webhook; the others stay. `warnings` says what else
     changed with them (a custom header removed by a move to another host)."""
     webhook = _own_webhook(webhook_id)
-    try:
-        warnings = update_webhook(webhook, json_object())
-    except ValidationError as error:
-        return validation_problem(error.errors)
+    warnings = update_webhook(webhook, json_object())
     db.session.commit()
     return jsonify({**webhook_json(webhook), "warnings": warnings})
 
@@ -257,12 +248,9 @@ def list_messages(webhook_id: int) -> Response | tuple[Response, int]:
     """The webhook's messages, newest first (`status`, `limit`, `cursor`)."""
     webhook = _own_webhook(webhook_id)
     status = request.args.get("status")
-    try:
-        limit, cursor = page_arguments(MAX_BIG_ID)
-        if status is not None and status not in set(MessageStatus):
-            raise ValidationError({"status": ["One of: " + ", ".join(MessageStatus) + "."]})
-    except ValidationError as error:
-        return validation_problem(error.errors)
+    limit, cursor = page_arguments(MAX_BIG_ID)
+    if status is not None and status not in set(MessageStatus):
+        raise ValidationError({"status": ["One of: " + ", ".join(MessageStatus) + "."]})
     found = target_messages(webhook.id, status, before_id=cursor, limit=limit + 1)
     return page_json("messages", found, limit, message_json)
 
