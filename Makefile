@@ -46,7 +46,7 @@ token:
 	@$(PYTHON) -m devstack token
 
 test: $(VENV)/.dev-installed assets
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --durations=25 $(PYTEST_ARGS)
 
 # The browser tests alone (`make test` runs them too); they drive /usr/bin/chromium.
 e2e: $(VENV)/.dev-installed assets
