@@ -523,22 +523,59 @@ def test_a_disabled_target_gets_nothing_from_the_fan_out(app):
 
 @pytest.mark.app_config(FLEETHOOK_ALLOW_LOCAL_NETWORK=True, FLEETHOOK_QUOTA_PENDING_MESSAGES=1)
 def test_over_the_pending_quota_a_demo_event_still_goes(app):
-    """A person's test event is never dropped by the pending quota, a fleet's is
-    (x_fan_out__mutmut_18, _24, _25)."""
+    """Below the pending quota a paused target still queues; at it, a fleet's event is
+    dropped and counted, a person's test event is not (x_fan_out__mutmut_18, _24,
+    _25, _41, _51, _52, _60; x__over_pending_quota__mutmut_20, _21)."""
     account_id = make_user().account_id
     webhook, _ = create_webhook(
         account_id, {"event_type": "location", "name": "Paused", "url": "https://example.com/"}
     )
+    webhook.status = "paused"
     db.session.commit()
     event = DetectedEvent(EVENT_TYPES["location"], utcnow(), EXAMPLE_VEHICLE)
-    fan_out([event], account_targets(account_id))  # 1 waiting: the quota is reached
-    webhook.status = "paused"
+    fan_out([event], account_targets(account_id))  # none waiting: it queues, and reaches 1
     db.session.commit()
     fan_out([event, replace(event, is_test=True)], account_targets(account_id))
     db.session.commit()
     assert [m.is_test for m in messages_of(webhook.id)] == [False, True]
     db.session.refresh(webhook)
     assert webhook.dropped_by_quota == 1
+
+
+@pytest.mark.app_config(FLEETHOOK_ALLOW_LOCAL_NETWORK=True, FLEETHOOK_QUOTA_PENDING_MESSAGES=1)
+def test_the_fan_out_leaves_each_target_s_counters_current_in_the_session(app):
+    """The counters the fan-out moved by UPDATE … RETURNING are the ones its caller
+    sees next, without a reload (x_fan_out__mutmut_111, _119; x__count_dropped
+    __mutmut_12, _21)."""
+    account_id = make_user().account_id
+    webhook, _ = create_webhook(
+        account_id, {"event_type": "location", "name": "Hook", "url": "https://example.com/"}
+    )
+    db.session.commit()
+    event = DetectedEvent(EVENT_TYPES["location"], utcnow(), EXAMPLE_VEHICLE)
+    fan_out([event, event], account_targets(account_id))
+    assert (webhook.total_messages, webhook.queue_depth) == (2, 2)
+    webhook.status = "paused"
+    fan_out([event], [webhook])
+    assert webhook.dropped_by_quota == 1
+
+
+@pytest.mark.app_config(FLEETHOOK_ALLOW_LOCAL_NETWORK=True, FLEETHOOK_QUEUE_DEPTH_CAP=2)
+def test_a_target_is_paused_only_past_its_queue_depth_cap(app):
+    """Queue Depth at the cap still delivers; past it the target pauses
+    (x_fan_out__mutmut_132)."""
+    account_id = make_user().account_id
+    webhook, _ = create_webhook(
+        account_id, {"event_type": "location", "name": "Hook", "url": "https://example.com/"}
+    )
+    db.session.commit()
+    event = DetectedEvent(EVENT_TYPES["location"], utcnow(), EXAMPLE_VEHICLE)
+    fan_out([event, event], [webhook])
+    db.session.commit()
+    assert webhook.status == "active"
+    fan_out([event], [webhook])
+    db.session.commit()
+    assert webhook.status == "paused" and webhook.status_cause == "queue_cap"
 
 
 def test_a_head_claim_takes_no_more_than_its_limit_across_both_open_statuses(app, receiver):
