@@ -3,17 +3,12 @@ messages, a worker's memory after a large run, and ingest with many landmarks.""
 
 from __future__ import annotations
 
-import sys
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from bench.receiver import Receiver  # noqa: E402
-from bench.stack import Stack, stack, wait_until  # noqa: E402
-from bench.steady import Lost, check_delivered  # noqa: E402
+from bench.receiver import Receiver
+from bench.stack import Stack, stack, wait_until
+from bench.steady import Lost, check_delivered
 
 GROWTH_TARGET = 1.5  # grid p95 and ingest rate, large / small, at most
 MEMORY_TARGET = 1.1  # worker RSS after the large run / after the small one, at most

@@ -4,18 +4,13 @@ answer past the deadline."""
 
 from __future__ import annotations
 
-import sys
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from bench.receiver import Receiver  # noqa: E402
-from bench.stack import stack, wait_until  # noqa: E402
-from bench.steady import (  # noqa: E402
+from bench.receiver import Receiver
+from bench.stack import stack, wait_until
+from bench.steady import (
     DEADLINE_SECONDS,
     INGEST,
     ISOLATION_TARGET,

@@ -4,17 +4,12 @@ under a steady load, and isolation from failing endpoints."""
 from __future__ import annotations
 
 import math
-import sys
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from bench.receiver import Receiver  # noqa: E402
-from bench.stack import NAMESPACE, Stack, stack, wait_until  # noqa: E402
+from bench.receiver import Receiver
+from bench.stack import NAMESPACE, Stack, stack, wait_until
 
 # The ingest of the latency scenarios runs in the harness process through the Flask
 # test client (the real views, no HTTP server): commit times are taken there.
