@@ -74,8 +74,8 @@ runs of this session): read the p95 ratios as a range, not a decimal.
 
 ### The other scenarios under the lane engine
 
-- **Throughput meets ≥ 0.75 with one worker on SQLite (1.03–1.06), not with two
-  (0.69–0.74), nor on PostgreSQL (0.71–0.77 with one, 0.57–0.59 with two or four).**
+- **Throughput meets ≥ 0.75 with one worker (0.91 SQLite, 0.89 PostgreSQL in this
+  run; 1.03–1.06 and 0.71–0.77 in earlier ones), not with two or four (0.68–0.74).**
   The scenario posts one vehicle's reports, so each of its 10 webhooks is one lane;
   a lane's messages go in runs of up to 50, one claim and one record per run. A
   claim reads the target's oldest open messages a page at a time along the index
@@ -84,13 +84,13 @@ runs of this session): read the p95 ratios as a range, not a decimal.
   more workers the bound is the machine: two cores shared by the receiver, the
   database server and the workers, against a ceiling measured with nothing but the
   POSTing processes.
-- **Latency at 200 events/s** is met on both engines (p99 44 ms SQLite, 62 ms
-  PostgreSQL): one lane, each batch of 10 reports goes in the run after the one in
+- **Latency at 200 events/s** is met on both engines (p99 48 ms SQLite, 66 ms
+  PostgreSQL in this run): one lane, each batch of 10 reports goes in the run after the one in
   flight.
 - **Isolation** (a black hole and a 500 beside 20 healthy webhooks, two main
   workers): each attempt at the black hole ends at the deadline (2 s here) and
-  costs one slot, not a worker. Met on PostgreSQL (0.73×); on SQLite 2.07× in this
-  run (1.00× and 1.68× in two other quiet runs of the same engine). A target a
+  costs one slot, not a worker. Met on both engines in this run (0.90× SQLite, 1.08×
+  PostgreSQL); earlier quiet runs on SQLite gave 1.00×, 1.68× and 2.07×. A target a
   drain serves learns of new messages through its queued job (taken within one
   turn of the loop) or, when another worker took that job, through the ask the
   drain reads every 0.2 s: that 0.2 s on a p95 of 72–155 ms is most of the spread.
@@ -99,7 +99,9 @@ runs of this session): read the p95 ratios as a range, not a decimal.
   never counting messages.
 - **Ingest vs landmarks**: the landmark index is cached per process and account
   (rebuilt when the account's landmarks change); what grows with 10,000 landmarks
-  is the number of crossings, hence messages, not the lookup.
+  is the number of crossings, hence messages, not the lookup. On PostgreSQL on the
+  4 Dec host the ratio is bimodal: 1.27× to 1.97× over five runs of this commit and
+  of 9135c72, before the restructuring.
 - **Worker memory** is flat: nothing per message outlives its drain (the session is
   removed after each job; caches are per target or per landmark set).
 
