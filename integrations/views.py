@@ -1,7 +1,8 @@
 """Portal pages of the integrations blueprint: the provider forms (with the
-credential check), the release form, the live grid on the Webhook Manager page,
-an integration's page and its edit form. A provider's own pages live in its
-package (integrations/servicemax/views.py) and its templates folder."""
+credential check), the release form, an integration's page, its messages and its
+edit form. The grid, pause, resume and delete are the Webhook Manager's
+(manager/views.py); a provider's own pages live in its package
+(integrations/servicemax/views.py) and its templates folder."""
 
 from __future__ import annotations
 
