@@ -61,7 +61,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     init_security(app)
     register_error_handlers(app)
     _register_with_the_outbox()
-    _register_blueprints(app)
+    register_blueprints(app)
     _register_commands(app)
     _register_template_helpers(app)
     _warn_if_htmx_missing(app)
@@ -82,17 +82,19 @@ def _register_with_the_outbox() -> None:
     register_pruners()
 
 
-def _register_blueprints(app: Flask) -> None:
+def register_blueprints(app: Flask) -> None:
+    """Every route: the portal's, the API's, health and metrics. (All the OpenAPI
+    document needs of an app: tests build it from these alone.)"""
     from accounts import api as accounts_api
     from accounts import views as accounts_views
     from core.health import bp as health_bp
+    from core.openapi import bp as openapi_bp
     from fleet import api as fleet_api
     from fleet import views as fleet_views
     from integrations import api as integrations_api
     from integrations import views as integrations_views
     from integrations.servicemax import views as servicemax_views
     from manager import views as manager_views
-    from openapi import bp as openapi_bp
     from outbox.metrics import bp as metrics_bp
     from webhooks import api as webhooks_api
     from webhooks import views as webhooks_views

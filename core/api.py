@@ -4,13 +4,16 @@ accounts layer's: accounts/api_access.py."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from flask import Response, jsonify, request
+from flask import Response, request
+from pydantic import Field
+from typing_extensions import TypedDict
 from werkzeug.exceptions import BadRequest, HTTPException
 
+from core.contract import QUERY_CONFIG, Answer, Says, answer, checked, page_of
 from core.database import MAX_ID, whole_number
 from core.errors import ValidationError, problem, validation_problem
 
@@ -87,31 +90,50 @@ def unstorable_text(body: Any) -> str | None:
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200
+CURSOR_PROBLEM = "Pass the next_cursor of the previous page, unchanged."
+
+
+class PageQuery(TypedDict, total=False):
+    """A listing, a page at a time."""
+
+    __pydantic_config__ = QUERY_CONFIG  # type: ignore[misc]
+
+    limit: Annotated[
+        int,
+        Field(ge=1, le=MAX_PAGE_SIZE, default=DEFAULT_PAGE_SIZE),
+        Says(f"A whole number from 1 to {MAX_PAGE_SIZE}."),
+    ]
+    cursor: Annotated[
+        str,
+        Field(description="The next_cursor of the previous page."),
+        Says(CURSOR_PROBLEM),
+    ]
+
+
+def query_arguments(shape: Any) -> dict[str, Any]:
+    """The query's parameters that `shape` names, checked; others are ignored (a
+    client's cache-buster)."""
+    given = {name: request.args[name] for name in shape.__annotations__ if name in request.args}
+    return checked(shape, given)
 
 
 def page_arguments(max_cursor: int = MAX_ID) -> tuple[int, int | None]:
     """`limit` (1–200, default 50) and `cursor` (the last id of the previous page,
     at most `max_cursor`: the largest id of the rows paged)."""
-    errors: dict[str, list[str]] = {}
-    limit_text = request.args.get("limit", str(DEFAULT_PAGE_SIZE))
-    cursor_text = request.args.get("cursor")
-    limit = whole_number(limit_text, MAX_PAGE_SIZE) or 0
-    if not 1 <= limit <= MAX_PAGE_SIZE:
-        errors["limit"] = [f"A whole number from 1 to {MAX_PAGE_SIZE}."]
+    page = query_arguments(PageQuery)
+    cursor_text = page.get("cursor")
     cursor = whole_number(cursor_text, max_cursor)
     if cursor_text is not None and cursor is None:
-        errors["cursor"] = ["Pass the next_cursor of the previous page, unchanged."]
-    if errors:
-        raise ValidationError(errors)
-    return limit, cursor
+        raise ValidationError({"cursor": [CURSOR_PROBLEM]})
+    return page.get("limit", DEFAULT_PAGE_SIZE), cursor
 
 
-def page_json(key: str, found: Sequence[Any], limit: int, render: Callable[[Any], Any]) -> Response:
+def page_json(key: str, found: Sequence[Any], limit: int, item: type[Answer]) -> Response:
     """A page of a listing: `found` holds up to limit + 1 rows — one more than asked
     tells whether another page follows, and the last row shown is its cursor."""
     page = found[:limit]
     next_cursor = str(page[-1].id) if len(found) > limit else None
-    return jsonify({key: [render(row) for row in page], "next_cursor": next_cursor})
+    return answer(page_of(key, item), {key: page, "next_cursor": next_cursor})
 
 
 def iso_time(value: datetime | None) -> str | None:

@@ -20,7 +20,7 @@ from wtforms.validators import InputRequired
 
 from events.catalogue import EventType, SpeedingEvents
 from outbox.models import DEFAULT_MAX_IN_FLIGHT, MAX_IN_FLIGHT_RANGE, Ordering
-from webhooks.lifecycle import LATEST_WINS_EVENT_TYPES
+from webhooks.schemas import LATEST_WINS_EVENT_TYPES
 from webhooks.wire import ContentType
 
 # Each ordering with what it costs.
@@ -34,24 +34,14 @@ ORDERING_CHOICES = {
 }
 
 
-def _number_or_text(text: str | None) -> Any:
-    """An integer when the text is one; otherwise the text, for the rules to refuse."""
+def _number_or_text(text: str | None, number: type[int] | type[float] = int) -> Any:
+    """An integer (with `float`, a decimal such as 2.5) when the text is one;
+    otherwise the text, for the rules to refuse."""
     text = (text or "").strip()
     if not text:
         return None
     try:
-        return int(text)
-    except ValueError:
-        return text
-
-
-def _decimal_or_text(text: str | None) -> Any:
-    """A number (2.5) when the text is one; otherwise the text, for the rules to refuse."""
-    text = (text or "").strip()
-    if not text:
-        return None
-    try:
-        return float(text)
+        return number(text)
     except ValueError:
         return text
 
@@ -149,7 +139,7 @@ class WebhookForm(FlaskForm):
         if self.max_in_flight.raw_data:
             values["max_in_flight"] = _number_or_text(self.max_in_flight.data)
         if self.rate_limit.raw_data:
-            values["rate_limit"] = _decimal_or_text(self.rate_limit.data)
+            values["rate_limit"] = _number_or_text(self.rate_limit.data, float)
         # An unticked box is not posted at all. Other types never show it: only a
         # tick is sent for them, for the rules to refuse.
         if event_type.key in LATEST_WINS_EVENT_TYPES or self.latest_wins.data:

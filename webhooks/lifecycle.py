@@ -4,7 +4,6 @@ the API both call; each change adds its audit event; callers commit."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -17,6 +16,7 @@ from sqlalchemy import select
 
 from accounts.audit import HIDDEN, record
 from accounts.quotas import check_room
+from core.contract import check_fields
 from core.errors import ValidationError
 from core.extensions import db
 from core.times import utcnow
@@ -30,38 +30,15 @@ from events.catalogue import (
     example_event,
 )
 from outbox.fanout import fan_out
-from outbox.models import MAX_IN_FLIGHT_RANGE, Ordering, OutboxMessage, TargetStatus
+from outbox.models import OutboxMessage, TargetStatus
 from outbox.status import activate, needs_fixing, pause
 from webhooks.models import Webhook
+from webhooks.schemas import LATEST_WINS_EVENT_TYPES, WebhookChange, WebhookCreate
 from webhooks.url_safety import Resolver, resolve_host, url_problems
 from webhooks.wire import RESERVED_HEADERS, ContentType, new_secret
 
-FIELDS = (
-    "event_type",
-    "name",
-    "url",
-    "content_type",
-    "threshold_mph",
-    "idle_minutes",
-    "contact_email",
-    "custom_header",
-    "vehicle_group",
-    "ordering",
-    "max_in_flight",
-    "rate_limit",
-    "latest_wins",
-    "speeding_events",
-)
 # What the API shows of the engine's state; nobody sets them.
 READ_ONLY_FIELDS = ("in_flight", "window", "throttled_until")
-MAX_NAME_LENGTH = 100
-MAX_HEADER_VALUE_LENGTH = 1024
-# A webhook's rate limit, in messages per second: above 0, at most this.
-MAX_RATE_LIMIT = 1000
-# Types whose every message is the vehicle's whole latest state (its position), so
-# a newer one makes an older one worthless: the only ones "latest wins" may drop.
-LATEST_WINS_EVENT_TYPES = ("location", "heartbeat")
-MAX_GROUP_LENGTH = 60  # as Vehicle.group_name
 # How long a rotated-out secret keeps signing beside the new one.
 SECRET_OVERLAP = timedelta(hours=24)
 # What a webhook's URL may change without its custom header going: the origin.
@@ -70,8 +47,6 @@ HEADER_CLEARED = (
     "The URL now points at another host, so its custom header was removed: the value "
     "was a credential for the old host. Re-enter it if the new host needs it."
 )
-# An HTTP field name is a "token" (RFC 9110, section 5.1).
-_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 
 
 def _resolver() -> Resolver:
@@ -80,59 +55,25 @@ def _resolver() -> Resolver:
     return resolver
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _check_event_type(
-    values: Mapping[str, Any], current: Webhook | None
-) -> tuple[EventType | None, list[str]]:
-    key = values.get("event_type")
-    if current is not None:
-        if "event_type" in values and key != current.event_type:
-            return EVENT_TYPES[current.event_type], [
-                "A webhook keeps its event type; create another webhook for another type."
-            ]
-        return EVENT_TYPES[current.event_type], []
-    if not isinstance(key, str) or key not in EVENT_TYPES:
-        return None, ["Choose one of: " + ", ".join(EVENT_TYPES) + "."]
-    return EVENT_TYPES[key], []
-
-
-def _check_name(value: Any) -> tuple[str, list[str]]:
-    if not isinstance(value, str) or not value.strip():
-        return "", ["Give the webhook a name."]
-    if len(value.strip()) > MAX_NAME_LENGTH:
-        return "", [f"At most {MAX_NAME_LENGTH} characters."]
-    return value.strip(), []
-
-
-def _check_url(value: Any) -> tuple[str, list[str]]:
-    if not isinstance(value, str) or not value.strip():
-        return "", ["Enter the URL that will receive the events."]
-    url = value.strip()
+def _url_problems(url: str) -> list[str]:
     allow_local = current_app.config["FLEETHOOK_ALLOW_LOCAL_NETWORK"]
     allowed = current_app.config["FLEETHOOK_ALLOWED_NETWORKS"]
-    return url, url_problems(url, allow_local, _resolver(), allowed)
+    return url_problems(url, allow_local, _resolver(), allowed)
 
 
-def _check_setting(event_type: EventType, name: str, value: Any) -> list[str]:
+def _setting_problems(event_type: EventType, name: str, value: int) -> list[str]:
     setting = event_type.setting
     if setting is None or setting.field != name:
         takers = [e.key for e in EVENT_TYPES.values() if e.setting and e.setting.field == name]
         return [f"Only {' and '.join(takers)} webhooks take this setting."]
-    if not _is_int(value):
-        return [f"A whole number of {setting.unit}."]
     if not setting.minimum <= value <= setting.maximum:
         return [f"Between {setting.minimum} and {setting.maximum} {setting.unit}."]
     return []
 
 
-def _check_contact_email(value: Any) -> tuple[str | None, list[str]]:
-    if value is None or value == "":
+def _contact_email(value: str | None) -> tuple[str | None, list[str]]:
+    if not value:
         return None, []
-    if not isinstance(value, str):
-        return None, ["An email address, or nothing."]
     try:
         validate_email(value.strip(), check_deliverability=False)
     except EmailNotValidError as error:
@@ -140,28 +81,11 @@ def _check_contact_email(value: Any) -> tuple[str | None, list[str]]:
     return value.strip().lower(), []
 
 
-def _check_custom_header(value: Any) -> tuple[tuple[str, str] | None, dict[str, list[str]]]:
-    if value is None:
-        return None, {}
-    if not isinstance(value, Mapping) or set(value) != {"name", "value"}:
-        return None, {"custom_header": ['An object {"name": …, "value": …}, or null.']}
-    name, content = value["name"], value["value"]
-    errors: dict[str, list[str]] = {}
-    if not isinstance(name, str) or not _HEADER_NAME.fullmatch(name.strip()):
-        errors["custom_header.name"] = ["A header name: letters, digits and - only, no spaces."]
-    elif name.strip().lower() in RESERVED_HEADERS:
-        errors["custom_header.name"] = [f"{name.strip()} is set by Fleethook; choose another."]
-    if not isinstance(content, str) or not content.strip():
-        errors["custom_header.value"] = ["Enter the header's value."]
-    elif len(content) > MAX_HEADER_VALUE_LENGTH:
-        errors["custom_header.value"] = [f"At most {MAX_HEADER_VALUE_LENGTH} characters."]
-    else:
-        problem = header_value_problem(content)
-        if problem:
-            errors["custom_header.value"] = [problem]
-    if errors:
-        return None, errors
-    return (name.strip(), content.strip()), {}
+def _header_problems(header: Mapping[str, str]) -> dict[str, list[str]]:
+    if header["name"].lower() in RESERVED_HEADERS:
+        return {"custom_header.name": [f"{header['name']} is set by Fleethook; choose another."]}
+    problem = header_value_problem(header["value"])
+    return {"custom_header.value": [problem]} if problem else {}
 
 
 def header_value_problem(value: str) -> str | None:
@@ -177,120 +101,72 @@ def header_value_problem(value: str) -> str | None:
     return None
 
 
-def _check_ordering(value: Any) -> list[str]:
-    if not isinstance(value, str) or value not in set(Ordering):
-        return ["One of: " + ", ".join(f'"{o.value}"' for o in Ordering) + "."]
-    return []
-
-
-def _check_max_in_flight(value: Any) -> list[str]:
-    low, high = MAX_IN_FLIGHT_RANGE
-    if not _is_int(value) or not low <= value <= high:
-        return [f"A whole number of requests from {low} to {high}."]
-    return []
-
-
-def _check_rate_limit(value: Any) -> tuple[float | None, list[str]]:
-    if value is None:
-        return None, []
-    number = isinstance(value, int | float) and not isinstance(value, bool)
-    # Written this way round, NaN fails the test too.
-    if not number or not 0 < value <= MAX_RATE_LIMIT:
-        return None, [
-            f"Messages per second: a number above 0 and at most {MAX_RATE_LIMIT}, "
-            "or empty (null) for no limit."
-        ]
-    return float(value), []
-
-
-def _check_latest_wins(event_type: EventType | None, value: Any) -> list[str]:
-    if not isinstance(value, bool):
-        return ["true or false."]
-    if value and event_type is not None and event_type.key not in LATEST_WINS_EVENT_TYPES:
-        return [
+def _joined_problems(event_type: EventType, cleaned: Mapping[str, Any]) -> dict[str, list[str]]:
+    """The rules that join a field to the webhook's event type."""
+    errors: dict[str, list[str]] = {}
+    for name in ("threshold_mph", "idle_minutes"):
+        setting = event_type.setting
+        applies = setting is not None and setting.field == name
+        if name not in cleaned or (cleaned[name] is None and not applies):
+            continue
+        if cleaned[name] is None and setting is not None:
+            errors[name] = [f"A whole number of {setting.unit}."]
+        else:
+            problems = _setting_problems(event_type, name, cleaned[name])
+            if problems:
+                errors[name] = problems
+    if cleaned.get("latest_wins") and event_type.key not in LATEST_WINS_EVENT_TYPES:
+        errors["latest_wins"] = [
             f"Only {' and '.join(LATEST_WINS_EVENT_TYPES)} webhooks may drop older "
             "messages; every other event must arrive."
         ]
-    return []
-
-
-def _check_speeding_events(event_type: EventType | None, value: Any) -> list[str]:
-    choices = [choice.value for choice in SpeedingEvents]
-    if not isinstance(value, str) or value not in choices:
-        return [f"One of {', '.join(repr(c) for c in choices)}."]
-    if (
-        value != SpeedingEvents.EVERY_REPORT
-        and event_type is not None
-        and event_type.key not in SPEEDING_EVENT_TYPES
-    ):
-        return [f"Only {' and '.join(SPEEDING_EVENT_TYPES)} webhooks have speeding episodes."]
-    return []
+    speeding = cleaned.get("speeding_events", SpeedingEvents.EVERY_REPORT)
+    if speeding != SpeedingEvents.EVERY_REPORT and event_type.key not in SPEEDING_EVENT_TYPES:
+        errors["speeding_events"] = [
+            f"Only {' and '.join(SPEEDING_EVENT_TYPES)} webhooks have speeding episodes."
+        ]
+    return errors
 
 
 def clean_fields(values: Mapping[str, Any], current: Webhook | None = None) -> dict[str, Any]:
     """Check fields for a new webhook (`current` None: event_type, name and url are
-    required) or for a change (only the fields given). Returns the cleaned fields;
-    raises ValidationError naming every bad field."""
-    errors: dict[str, list[str]] = {}
-    cleaned: dict[str, Any] = {}
-    creating = current is None
-    for unknown in sorted(set(values) - set(FIELDS)):
-        if unknown in READ_ONLY_FIELDS:
-            errors[unknown] = ["Set by Fleethook as it sends; read-only."]
-        else:
-            errors[unknown] = ["Not a webhook field."]
+    required; webhooks/schemas.WebhookCreate) or for a change (only the fields
+    given; WebhookChange). Returns the cleaned fields; raises ValidationError
+    naming every bad field."""
+    shape = WebhookCreate if current is None else WebhookChange
+    cleaned, errors = check_fields(shape, values, unknown="Not a webhook field.")
+    for name in set(READ_ONLY_FIELDS) & set(errors):
+        errors[name] = ["Set by Fleethook as it sends; read-only."]
 
-    event_type, problems = _check_event_type(values, current)
-    if problems:
-        errors["event_type"] = problems
-    elif creating and event_type is not None:
-        cleaned["event_type"] = event_type.key
-    if creating or "name" in values:
-        cleaned["name"], problems = _check_name(values.get("name"))
-        if problems:
-            errors["name"] = problems
-    if creating or "url" in values:
-        cleaned["url"], problems = _check_url(values.get("url"))
+    if current is not None:
+        event_type: EventType | None = EVENT_TYPES[current.event_type]
+        if cleaned.pop("event_type", current.event_type) != current.event_type:
+            errors["event_type"] = [
+                "A webhook keeps its event type; create another webhook for another type."
+            ]
+    else:
+        event_type = EVENT_TYPES.get(cleaned.get("event_type", ""))
+        cleaned.setdefault("content_type", ContentType.JSON.value)
+        setting = event_type.setting if event_type else None
+        if setting is not None and setting.field not in values:
+            cleaned[setting.field] = setting.default
+    if "url" in cleaned:
+        problems = _url_problems(cleaned["url"])
         if problems:
             errors["url"] = problems
-    if creating or "content_type" in values:
-        content_type = values.get("content_type", ContentType.JSON.value if creating else None)
-        if not isinstance(content_type, str) or content_type not in set(ContentType):
-            errors["content_type"] = ['"json" (application/json) or "form" (urlencoded).']
-        cleaned["content_type"] = content_type
     if event_type is not None:
-        for name in ("threshold_mph", "idle_minutes"):
-            setting = event_type.setting
-            applies = setting is not None and setting.field == name
-            if name in values and (values[name] is not None or applies):
-                value = values[name]
-            elif creating and setting is not None and applies:
-                value = setting.default
-            else:
-                continue
-            problems = _check_setting(event_type, name, value)
-            if problems:
-                errors[name] = problems
-            cleaned[name] = value
-    if "contact_email" in values:
-        cleaned["contact_email"], problems = _check_contact_email(values["contact_email"])
+        errors.update(_joined_problems(event_type, cleaned))
+    if "contact_email" in cleaned:
+        cleaned["contact_email"], problems = _contact_email(cleaned["contact_email"])
         if problems:
             errors["contact_email"] = problems
-    if "vehicle_group" in values:
-        group = values["vehicle_group"]
-        if group is None or (isinstance(group, str) and not group.strip()):
-            cleaned["vehicle_group"] = None
-        elif not isinstance(group, str) or len(group.strip()) > MAX_GROUP_LENGTH:
-            errors["vehicle_group"] = [
-                f"A vehicle group's name (at most {MAX_GROUP_LENGTH} characters), or null "
-                "for every vehicle."
-            ]
-        else:
-            cleaned["vehicle_group"] = group.strip()
-    if "custom_header" in values:
-        cleaned["custom_header"], header_errors = _check_custom_header(values["custom_header"])
-        errors.update(header_errors)
-    elif current is not None and current.custom_header_value:
+    if "vehicle_group" in cleaned:
+        cleaned["vehicle_group"] = cleaned["vehicle_group"] or None
+    if cleaned.get("custom_header"):
+        errors.update(_header_problems(cleaned["custom_header"]))
+        header = cleaned["custom_header"]
+        cleaned["custom_header"] = (header["name"], header["value"])
+    elif "custom_header" not in values and current is not None and current.custom_header_value:
         # Saved before values HTTP cannot carry were refused: every change asks for
         # a new one, or the engine would stop on it again.
         problem = header_value_problem(current.custom_header_value)
@@ -298,31 +174,6 @@ def clean_fields(values: Mapping[str, Any], current: Webhook | None = None) -> d
             errors["custom_header.value"] = [
                 f"The stored value cannot be sent: enter a new one, or remove the header. {problem}"
             ]
-    if "ordering" in values:
-        problems = _check_ordering(values["ordering"])
-        if problems:
-            errors["ordering"] = problems
-        cleaned["ordering"] = values["ordering"]
-    if "max_in_flight" in values:
-        problems = _check_max_in_flight(values["max_in_flight"])
-        if problems:
-            errors["max_in_flight"] = problems
-        cleaned["max_in_flight"] = values["max_in_flight"]
-    if "rate_limit" in values:
-        cleaned["rate_limit"], problems = _check_rate_limit(values["rate_limit"])
-        if problems:
-            errors["rate_limit"] = problems
-    if "latest_wins" in values:
-        problems = _check_latest_wins(event_type, values["latest_wins"])
-        if problems:
-            errors["latest_wins"] = problems
-        cleaned["latest_wins"] = values["latest_wins"]
-    if "speeding_events" in values:
-        problems = _check_speeding_events(event_type, values["speeding_events"])
-        if problems:
-            errors["speeding_events"] = problems
-        cleaned["speeding_events"] = values["speeding_events"]
-
     if errors:
         raise ValidationError(errors)
     return cleaned
