@@ -11,7 +11,8 @@ from sqlalchemy import select
 
 from accounts.models import Account, AccountQuota, User
 from accounts.quotas import LIMIT_NAMES, account_limits, check_limit_value, default_limits
-from accounts.tokens import EXPIRY_FORMAT, issue_token
+from accounts.schemas import EXPIRY_FORMAT
+from accounts.tokens import issue_token
 from accounts.users import create_account, normalise_email
 from core.errors import ValidationError
 from core.extensions import db

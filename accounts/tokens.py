@@ -5,19 +5,21 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Mapping
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import select
 
 from accounts.audit import record
 from accounts.models import ApiToken, Role, Scope, User
+from accounts.schemas import TokenCreate
+from core.contract import check_fields
 from core.errors import ValidationError
 from core.extensions import db
 from core.times import utcnow
 
 TOKEN_PREFIX = "fh_"
-MAX_TOKEN_NAME_LENGTH = 100
-EXPIRY_FORMAT = "An RFC 3339 time with its offset, e.g. 2027-01-31T17:00:00Z."
 # Writing last_used_at on every request would turn each read into a write.
 LAST_USED_RESOLUTION = timedelta(minutes=1)
 
@@ -47,15 +49,6 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def check_token_name(name: str) -> list[str]:
-    name = name.strip()
-    if not name:
-        return ["Name the token after what will use it."]
-    if len(name) > MAX_TOKEN_NAME_LENGTH:
-        return [f"At most {MAX_TOKEN_NAME_LENGTH} characters."]
-    return []
-
-
 def role_grants(user: User) -> frozenset[Scope]:
     # An unknown role grants nothing: fail closed.
     return ROLE_GRANTS.get(user.role, frozenset())
@@ -82,45 +75,34 @@ def default_scope(user: User) -> Scope:
 
 
 def check_scope(user: User, scope: str) -> list[str]:
-    if scope not in set(Scope):
-        return ["One of " + ", ".join(scope.value for scope in Scope) + "."]
+    """What is wrong with giving a token of `user` this scope (one of Scope): more
+    than the user's role allows."""
     if Scope(scope) not in scopes_for(user):
         return [f"A {user.role}'s token may only have the scope read."]
     return []
 
 
-def check_expiry(expires_at: datetime | None) -> list[str]:
-    if expires_at is not None and expires_at <= utcnow():
-        return ["Pick a time in the future, or none for a token that does not expire."]
-    return []
-
-
-def issue_token(
-    user: User, name: str, scope: str | None = None, expires_at: datetime | None = None
-) -> tuple[ApiToken, str]:
-    """A new token for `user`: the row and the clear token, which is never stored.
-    Without a scope it gets the widest the user's role allows (admin, or read for a
-    member); without `expires_at` it never expires.
+def create_token(user: User, values: Mapping[str, Any]) -> tuple[ApiToken, str]:
+    """A new token for `user` from `values` (the API's body: accounts/schemas.TokenCreate):
+    the row and the clear token, which is never stored. A scope left out or null
+    is the widest the user's role allows (admin, or read for a member); an expiry
+    left out or null, never. ValidationError names every bad field, the scope
+    beyond the user's role too.
 
     The caller commits."""
-    if scope is None:
-        scope = default_scope(user)
-    errors = {
-        field: messages
-        for field, messages in (
-            ("name", check_token_name(name)),
-            ("scope", check_scope(user, scope)),
-            ("expires_at", check_expiry(expires_at)),
-        )
-        if messages
-    }
+    fields, errors = check_fields(TokenCreate, values, unknown="Not a field of a token.")
+    scope = fields.get("scope") or default_scope(user)
+    beyond_role = [] if "scope" in errors else check_scope(user, scope)
+    if beyond_role:
+        errors["scope"] = beyond_role
     if errors:
         raise ValidationError(errors)
+    expires_at = fields.get("expires_at")
     clear = TOKEN_PREFIX + secrets.token_urlsafe(32)
     token = ApiToken(
         account_id=user.account_id,
         user=user,
-        name=name.strip(),
+        name=fields["name"],
         token_hash=hash_token(clear),
         hint=clear[:8],
         scope=scope,
@@ -135,6 +117,13 @@ def issue_token(
         details["expires_at"] = expires_at.isoformat()
     record(user.account_id, "token.created", token, details)
     return token, clear
+
+
+def issue_token(
+    user: User, name: str, scope: str | None = None, expires_at: datetime | None = None
+) -> tuple[ApiToken, str]:
+    """`create_token` with its fields one by one (the portal's form, the command line)."""
+    return create_token(user, {"name": name, "scope": scope, "expires_at": expires_at})
 
 
 def revoke_token(token: ApiToken) -> None:

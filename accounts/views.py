@@ -3,11 +3,11 @@ API tokens, users and the audit log."""
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import urlsplit
 
 from flask import (
     Blueprint,
-    abort,
     flash,
     make_response,
     redirect,
@@ -17,6 +17,7 @@ from flask import (
     url_for,
 )
 from flask_login import current_user, login_required, login_url, login_user, logout_user
+from flask_wtf import FlaskForm
 from werkzeug.wrappers import Response
 
 from accounts import login_throttle
@@ -36,7 +37,7 @@ from accounts.users import (
 from core.database import whole_number
 from core.errors import ValidationError
 from core.extensions import db, login_manager
-from core.portal import EmptyForm, admin_required, show_errors
+from core.portal import EmptyForm, admin_required, or_404, show_errors
 
 bp = Blueprint("accounts", __name__)
 
@@ -102,15 +103,15 @@ def overview() -> str:
     return render_template("accounts/overview.html")
 
 
+def _records_page(template: str, form: FlaskForm, status: int, **records: Any) -> Page:
+    """A page of the account's tokens or users: the records, the form that adds one,
+    and the empty form whose CSRF token the rows' buttons carry."""
+    return render_template(template, form=form, button=EmptyForm(), **records), status
+
+
 def _tokens_page(form: TokenForm, new_token: str | None = None, status: int = 200) -> Page:
-    page = render_template(
-        "accounts/tokens.html",
-        form=form,
-        new_token=new_token,
-        tokens=account_tokens(current_user.account_id),
-        button=EmptyForm(),
-    )
-    return page, status
+    tokens = account_tokens(current_user.account_id)
+    return _records_page("accounts/tokens.html", form, status, tokens=tokens, new_token=new_token)
 
 
 @bp.get("/account/tokens")
@@ -141,9 +142,7 @@ def create_token() -> Page:
 @admin_required
 def revoke(token_id: int) -> Response:
     """Revoke one of the account's API tokens."""
-    token = get_account_token(current_user.account_id, token_id)
-    if token is None:
-        abort(404)
+    token = or_404(get_account_token(current_user.account_id, token_id))
     revoke_token(token)
     db.session.commit()
     flash(f"Token “{token.name}” revoked.", "success")
@@ -151,13 +150,8 @@ def revoke(token_id: int) -> Response:
 
 
 def _users_page(form: UserForm, status: int = 200) -> Page:
-    page = render_template(
-        "accounts/users.html",
-        form=form,
-        users=account_users(current_user.account_id),
-        button=EmptyForm(),
-    )
-    return page, status
+    users = account_users(current_user.account_id)
+    return _records_page("accounts/users.html", form, status, users=users)
 
 
 @bp.get("/account/users")
@@ -191,9 +185,7 @@ def add() -> Response | Page:
 @admin_required
 def remove(user_id: int) -> Response:
     """Remove a user of the account (never the last admin)."""
-    user = get_account_user(current_user.account_id, user_id)
-    if user is None:
-        abort(404)
+    user = or_404(get_account_user(current_user.account_id, user_id))
     try:
         remove_user(user)
     except ValidationError as error:

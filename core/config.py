@@ -10,7 +10,7 @@ import warnings
 from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from cryptography.fernet import Fernet
 
@@ -103,6 +103,17 @@ def parse_networks(
     return networks
 
 
+def _split_address(url: str) -> SplitResult | None:
+    """The address's parts; None when its port is not a number (urlsplit finds that
+    out only when the port is read)."""
+    parts = urlsplit(url)
+    try:
+        parts.port  # noqa: B018 — raises on a port that is not a number
+    except ValueError:
+        return None
+    return parts
+
+
 def parse_public_url(value: str, production: bool) -> str:
     """FLEETHOOK_PUBLIC_URL: the address people reach the portal at — scheme, host and
     port, no path (https://fleethook.example.com). Addresses that leave Fleethook
@@ -112,12 +123,8 @@ def parse_public_url(value: str, production: bool) -> str:
     url = value.strip().rstrip("/")
     if not url:
         return ""
-    parts = urlsplit(url)
-    try:
-        parts.port  # noqa: B018 — raises on a port that is not a number
-    except ValueError:
-        parts = parts._replace(netloc="")
-    if parts.scheme not in ("https", "http") or not parts.hostname:
+    parts = _split_address(url)
+    if parts is None or parts.scheme not in ("https", "http") or not parts.hostname:
         raise ConfigError(
             f"FLEETHOOK_PUBLIC_URL must be an http(s) address like https://fleethook.example.com; "
             f"got {value!r}"
@@ -139,11 +146,9 @@ def parse_smtp_url(value: str) -> str:
     url = value.strip()
     if not url:
         return ""
-    parts = urlsplit(url)
-    try:
-        parts.port  # noqa: B018 — raises on a port that is not a number
-    except ValueError:
-        raise ConfigError("FLEETHOOK_SMTP_URL has a port that is not a number") from None
+    parts = _split_address(url)
+    if parts is None:
+        raise ConfigError("FLEETHOOK_SMTP_URL has a port that is not a number")
     if parts.scheme not in SMTP_SCHEMES or not parts.hostname:
         raise ConfigError(
             "FLEETHOOK_SMTP_URL must be smtp+starttls://user:password@host:587, "

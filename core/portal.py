@@ -1,9 +1,10 @@
-"""Helpers every portal view shares: the admin check, htmx-aware rendering (pages,
-fragments, dialogs; the one place that reads htmx-flask), the answer to a change
-made from a dialog or a grid's button, putting a domain
-`ValidationError` next to the form fields it names, the empty form whose only
-job is to carry a CSRF token on bare POST buttons, and the `relative_time` filter
-through which every template shows a time."""
+"""Helpers every portal view shares: the admin check, the 404 for a record the
+account does not have, htmx-aware rendering (pages, fragments, dialogs; the one
+place that reads htmx-flask), the answer to a change made from a dialog or a
+grid's button, putting a domain `ValidationError` next to the form fields it
+names, the empty form whose only job is to carry a CSRF token on bare POST
+buttons, and the `relative_time` filter through which every template shows a
+time."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from core.errors import ValidationError
 from core.times import parse_rfc3339, utcnow
 
 F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
 
 # The event (HX-Trigger) that closes the open dialog (static/fleethook.js).
 CLOSE_DIALOG = "close-dialog"
@@ -43,6 +45,13 @@ def admin_required(view: F) -> F:
         return view(*args, **kwargs)
 
     return cast(F, wrapped)
+
+
+def or_404(record: T | None) -> T:
+    """`record`, found among the account's own; none (another account's id too) is a 404."""
+    if record is None:
+        abort(404)
+    return record
 
 
 def is_htmx_request() -> bool:

@@ -1,6 +1,7 @@
 """Portal forms of the fleet blueprint. Fields arrive as text; `values()` turns
-them into the mapping the functions of `fleet.records` check, the same the API
-sends, and `show_errors` puts their errors back on the fields."""
+them into the mapping the functions of `fleet.records` check against the shapes of
+fleet/schemas.py, the same the API sends, and `show_errors` puts their errors back
+on the fields."""
 
 from __future__ import annotations
 
@@ -133,8 +134,10 @@ class LandmarkForm(FlaskForm):
     )
 
     def values(self) -> dict[str, Any]:
-        """The landmark as the API takes it: a circle or a polygon, by the radio."""
-        values: dict[str, Any] = {"name": self.name.data or ""}
+        """The landmark as the API takes it: a circle or a polygon, by the radio.
+        Both are named, the other one null, so that a change replaces the shape and
+        a choice of neither is refused, on an edit as on an add."""
+        values: dict[str, Any] = {"name": self.name.data or "", "circle": None, "polygon": None}
         self._json_problem = None
         if self.kind.data == "circle":
             values["circle"] = {

@@ -21,7 +21,11 @@ from shapely.geometry import Point, Polygon
 from shapely.validation import explain_validity
 
 EARTH_RADIUS_M = 6_371_008.8  # mean Earth radius (IUGG)
+MIN_RADIUS_M = 1
 MAX_RADIUS_M = 100_000
+# Degrees of a position (WGS 84), in landmarks and telemetry alike.
+LATITUDE_RANGE = (-90, 90)
+LONGITUDE_RANGE = (-180, 180)
 MAX_POLYGON_POINTS = 10_000
 
 
@@ -87,11 +91,11 @@ def parse_circle(value: Any) -> Circle:
     radius = value["radius_m"]
     if isinstance(radius, bool) or not isinstance(radius, int | float):
         raise ShapeError("radius_m must be a number of metres.")
-    if not 1 <= radius <= MAX_RADIUS_M:
-        raise ShapeError(f"radius_m must be between 1 and {MAX_RADIUS_M:,} metres.")
+    if not MIN_RADIUS_M <= radius <= MAX_RADIUS_M:
+        raise ShapeError(f"radius_m must be between {MIN_RADIUS_M:,} and {MAX_RADIUS_M:,} metres.")
     return Circle(
-        _coordinate(value["latitude"], "latitude", -90, 90),
-        _coordinate(value["longitude"], "longitude", -180, 180),
+        _coordinate(value["latitude"], "latitude", *LATITUDE_RANGE),
+        _coordinate(value["longitude"], "longitude", *LONGITUDE_RANGE),
         float(radius),
     )
 
@@ -103,7 +107,10 @@ def _position(value: Any) -> tuple[float, float]:
         raise ShapeError("A position is [longitude, latitude] (an altitude third is allowed).")
     if len(value) == 3:
         _coordinate(value[2], "altitude", -math.inf, math.inf)
-    return _coordinate(value[0], "longitude", -180, 180), _coordinate(value[1], "latitude", -90, 90)
+    return (
+        _coordinate(value[0], "longitude", *LONGITUDE_RANGE),
+        _coordinate(value[1], "latitude", *LATITUDE_RANGE),
+    )
 
 
 def parse_polygon(value: Any) -> Area:

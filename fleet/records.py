@@ -1,6 +1,9 @@
 """Adding, changing, deleting and listing an account's vehicles, drivers and
-landmarks, with every rule on their fields, and the CSV import of vehicles; the
-API and the portal call these. Callers commit."""
+landmarks, and the CSV import of vehicles; the API and the portal call these.
+Their fields are checked against the shapes of fleet/schemas.py, then by the rules
+a shape cannot say: a VIN (fleet/vin.py) not yet in the account, a driver's name
+unique in it, a driver of the account, exactly one shape per landmark and its
+geometry (fleet/geometry.py). Callers commit."""
 
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
+from core.contract import check_fields
 from core.database import write_unless_taken
 from core.errors import ValidationError
 from core.extensions import db
@@ -20,23 +24,30 @@ from fleet.geometry import (
     Circle,
     ShapeError,
     area_m2,
-    parse_circle,
     parse_polygon,
     stored_shape,
     svg,
 )
 from fleet.landmark_index import landmarks_changed, shape_of
 from fleet.models import Driver, Landmark, Vehicle
+from fleet.schemas import (
+    DRIVER_CHOICE,
+    NOT_A_FIELD,
+    DriverChange,
+    DriverCreate,
+    LandmarkChange,
+    LandmarkCreate,
+    VehicleChange,
+    VehicleCreate,
+)
 from fleet.vin import check_digit_warning, normalise_vin, vin_problems
 
-VEHICLE_FIELDS = ("name", "vin", "plate", "group")
-# A vehicle's VIN is its identity (events and integrations name it): fixed once added.
-VEHICLE_EDIT_FIELDS = ("name", "plate", "group", "driver_id")
-DRIVER_FIELDS = ("name", "external_id")
-# Text fields: (field, most characters, required).
-VEHICLE_TEXTS = (("name", 100, True), ("plate", 20, False), ("group", 60, False))
-DRIVER_TEXTS = (("name", 100, True), ("external_id", 60, False))
-LANDMARK_FIELDS = ("name", "circle", "polygon")
+# The CSV import's columns: a new vehicle's fields, in their order. (A vehicle's VIN
+# is its identity, which events and integrations name: VehicleChange has none.)
+VEHICLE_FIELDS = tuple(VehicleCreate.__annotations__)
+# A vehicle's field and its column, where they differ.
+VEHICLE_COLUMNS = {"group": "group_name"}
+LANDMARK_SHAPES = ("circle", "polygon")
 
 VIN_TAKEN = "This account already has a vehicle with this VIN."
 DRIVER_NAME_TAKEN = "This account already has a driver with this name."
@@ -46,57 +57,20 @@ MAX_IMPORT_BYTES = 1024 * 1024
 MAX_IMPORT_ROWS = 5000
 
 
-def _text(
-    values: Mapping[str, Any], field: str, limit: int, required: bool
-) -> tuple[Any, list[str]]:
-    value = values.get(field)
-    if value is None or (isinstance(value, str) and not value.strip()):
-        return None, (["Required."] if required else [])
-    if not isinstance(value, str):
-        return None, ["A string."]
-    if len(value.strip()) > limit:
-        return None, [f"At most {limit} characters."]
-    return value.strip(), []
-
-
-def _texts(
-    values: Mapping[str, Any],
-    rules: tuple[tuple[str, int, bool], ...],
-    errors: dict[str, list[str]],
-) -> dict[str, Any]:
-    """The text fields named by `rules` (field, limit, required), trimmed; their
-    problems go into `errors`."""
-    cleaned: dict[str, Any] = {}
-    for field, limit, required in rules:
-        cleaned[field], problems = _text(values, field, limit, required)
-        if problems:
-            errors[field] = problems
-    return cleaned
-
-
-def _unknown(values: Mapping[str, Any], known: tuple[str, ...]) -> dict[str, list[str]]:
-    return {name: ["Not a field here."] for name in sorted(set(values) - set(known))}
-
-
 def _check_vehicle(
     values: Mapping[str, Any], duplicate: Callable[[str], str | None]
 ) -> tuple[dict[str, Any], dict[str, list[str]]]:
     """The cleaned fields of a new vehicle and the problems of each; `duplicate`
     says why a well-formed VIN is taken, or None."""
-    errors = _unknown(values, VEHICLE_FIELDS)
-    cleaned = _texts(values, VEHICLE_TEXTS, errors)
-    given_vin = values.get("vin")
-    vin = normalise_vin(given_vin) if isinstance(given_vin, str) else ""
-    if not vin:
-        errors["vin"] = ["Required: the 17-character VIN."]
-    else:
+    cleaned, errors = check_fields(VehicleCreate, values, unknown=NOT_A_FIELD)
+    if "vin" in cleaned:
+        vin = cleaned["vin"] = normalise_vin(cleaned["vin"])
         problems = vin_problems(vin)
-        if not problems:
-            taken = duplicate(vin)
-            problems = [taken] if taken else []
+        taken = None if problems else duplicate(vin)
+        if taken:
+            problems = [taken]
         if problems:
             errors["vin"] = problems
-    cleaned["vin"] = vin
     return cleaned, errors
 
 
@@ -105,8 +79,8 @@ def _new_vehicle(account_id: int, cleaned: Mapping[str, Any]) -> Vehicle:
         account_id=account_id,
         name=cleaned["name"],
         vin=cleaned["vin"],
-        plate=cleaned["plate"],
-        group_name=cleaned["group"],
+        plate=cleaned.get("plate"),
+        group_name=cleaned.get("group"),
     )
 
 
@@ -136,25 +110,23 @@ def create_vehicle(account_id: int, values: Mapping[str, Any]) -> tuple[Vehicle,
 
 
 def update_vehicle(vehicle: Vehicle, values: Mapping[str, Any]) -> Driver | None:
-    """Change a vehicle's name, plate and group, and check the driver it should
-    have (`driver_id`: one of the account's drivers, or None for no driver).
+    """Change the fields given of a vehicle (name, plate, group; the others stay),
+    and check the driver it should have: `driver_id`, one of the account's drivers
+    or None for no driver; left out, the driver it has.
 
     The driver is returned, not set: `fleet.detector.assign_driver` records the
     change and its event, and only when it is a change."""
-    errors = _unknown(values, VEHICLE_EDIT_FIELDS)
-    cleaned = _texts(values, VEHICLE_TEXTS, errors)
-    driver = None
-    driver_id = values.get("driver_id")
-    if driver_id is not None:
-        if isinstance(driver_id, int) and not isinstance(driver_id, bool):
-            driver = get_account_driver(vehicle.account_id, driver_id)
-        if driver is None:
-            errors["driver_id"] = ["Choose one of the account's drivers, or no driver."]
+    cleaned, errors = check_fields(VehicleChange, values, unknown=NOT_A_FIELD)
+    driver = db.session.get(Driver, vehicle.driver_id) if vehicle.driver_id else None
+    if "driver_id" in cleaned:
+        driver_id = cleaned.pop("driver_id")
+        driver = None if driver_id is None else get_account_driver(vehicle.account_id, driver_id)
+        if driver_id is not None and driver is None:
+            errors["driver_id"] = [DRIVER_CHOICE]
     if errors:
         raise ValidationError(errors)
-    vehicle.name = cleaned["name"]
-    vehicle.plate = cleaned["plate"]
-    vehicle.group_name = cleaned["group"]
+    for field, value in cleaned.items():
+        setattr(vehicle, VEHICLE_COLUMNS.get(field, field), value)
     return driver
 
 
@@ -233,7 +205,7 @@ def import_vehicles_csv(account_id: int, data: bytes) -> tuple[list[Vehicle], li
         cleaned, problems = _check_vehicle(values, duplicate)
         for field, messages in problems.items():
             errors[f"line {line}: {field}"] = messages
-        if cleaned["vin"] and "vin" not in problems:
+        if "vin" in cleaned and "vin" not in problems:
             first_line[cleaned["vin"]] = line
         checked.append((line, cleaned))
     if errors:
@@ -301,27 +273,28 @@ def _header_problems(header: list[str]) -> dict[str, list[str]]:
 
 
 def _check_driver(
-    account_id: int, values: Mapping[str, Any], driver_id: int | None
-) -> tuple[dict[str, Any], dict[str, list[str]]]:
-    errors = _unknown(values, DRIVER_FIELDS)
-    cleaned = _texts(values, DRIVER_TEXTS, errors)
-    if cleaned["name"] is not None:
+    account_id: int, values: Mapping[str, Any], driver: Driver | None
+) -> dict[str, Any]:
+    """The cleaned fields of a new driver (`driver` None) or of a change to one, or
+    ValidationError; a name is unique in the account."""
+    shape = DriverCreate if driver is None else DriverChange
+    cleaned, errors = check_fields(shape, values, unknown=NOT_A_FIELD)
+    if "name" in cleaned:
         same_name = select(Driver.id).where(
             Driver.account_id == account_id, Driver.name == cleaned["name"]
         )
-        if driver_id is not None:
-            same_name = same_name.where(Driver.id != driver_id)
+        if driver is not None:
+            same_name = same_name.where(Driver.id != driver.id)
         if db.session.scalar(same_name):
             errors["name"] = [DRIVER_NAME_TAKEN]
-    return cleaned, errors
+    if errors:
+        raise ValidationError(errors)
+    return cleaned
 
 
 def create_driver(account_id: int, values: Mapping[str, Any]) -> Driver:
     """A new driver: a name unique in the account, and optionally the customer's own id."""
-    cleaned, errors = _check_driver(account_id, values, None)
-    if errors:
-        raise ValidationError(errors)
-    driver = Driver(account_id=account_id, **cleaned)
+    driver = Driver(account_id=account_id, **_check_driver(account_id, values, None))
     # As for a vehicle's VIN: a driver of this name may be committed meanwhile.
     if not write_unless_taken(db.session, lambda: db.session.add(driver)):
         raise ValidationError({"name": [DRIVER_NAME_TAKEN]})
@@ -329,14 +302,13 @@ def create_driver(account_id: int, values: Mapping[str, Any]) -> Driver:
 
 
 def update_driver(driver: Driver, values: Mapping[str, Any]) -> None:
-    """Change a driver's name and external id, by the rules of `create_driver`."""
-    cleaned, errors = _check_driver(driver.account_id, values, driver.id)
-    if errors:
-        raise ValidationError(errors)
+    """Change the fields given of a driver (name, external id), by the rules of
+    `create_driver`; the others stay."""
+    cleaned = _check_driver(driver.account_id, values, driver)
 
     def rename() -> None:
-        driver.name = cleaned["name"]
-        driver.external_id = cleaned["external_id"]
+        for field, value in cleaned.items():
+            setattr(driver, field, value)
 
     if not write_unless_taken(db.session, rename):
         raise ValidationError({"name": [DRIVER_NAME_TAKEN]})
@@ -379,41 +351,55 @@ def drivers_with_vehicles(account_id: int) -> list[tuple[Driver, list[Vehicle]]]
     return [(driver, assigned[driver.id]) for driver in drivers]
 
 
-def _check_landmark(values: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
-    """The name and stored shape of a landmark, or ValidationError."""
-    errors = _unknown(values, LANDMARK_FIELDS)
-    name, problems = _text(values, "name", 100, True)
-    if problems:
-        errors["name"] = problems
-    given = [kind for kind in ("circle", "polygon") if values.get(kind) is not None]
-    shape: dict[str, Any] = {}
-    if len(given) != 1:
-        errors["shape"] = ['Give exactly one of "circle" or "polygon".']
-    else:
-        kind = given[0]
-        try:
-            # Stored as rebuilt from the parsed numbers, never as sent (an altitude
-            # or a stray key would reach every later reader).
-            parse = parse_circle if kind == "circle" else parse_polygon
-            shape = stored_shape(parse(values[kind]))
-        except ShapeError as error:
-            errors[kind] = [str(error)]
+def _check_landmark(values: Mapping[str, Any], landmark: Landmark | None) -> dict[str, Any]:
+    """The name and stored shape of a new landmark (`landmark` None), or those given
+    for a change to one; or ValidationError. A new landmark has exactly one of
+    circle or polygon (null: not that one), and so does a change that names either."""
+    rules = LandmarkCreate if landmark is None else LandmarkChange
+    cleaned, problems = check_fields(rules, values, unknown=NOT_A_FIELD)
+    # A circle's or polygon's problems are named by the shape, as they always were
+    # ("circle": ["radius_m must be between …"]), not by its field.
+    errors: dict[str, list[str]] = {}
+    for key, messages in problems.items():
+        kind = key.split(".")[0]
+        target = errors.setdefault(kind if kind in LANDMARK_SHAPES else key, [])
+        target.extend(message for message in messages if message not in target)
+    changed = {"name": cleaned["name"]} if "name" in cleaned else {}
+    if landmark is None or set(LANDMARK_SHAPES) & set(values):
+        given = [kind for kind in LANDMARK_SHAPES if values.get(kind) is not None]
+        if len(given) != 1:
+            # The first thing to put right; what is wrong inside either waits.
+            for kind in LANDMARK_SHAPES:
+                errors.pop(kind, None)
+            errors["shape"] = ['Give exactly one of "circle" or "polygon".']
+        elif given[0] in cleaned:
+            kind = given[0]
+            try:
+                # Stored as rebuilt from the checked numbers, never as sent (an altitude
+                # or a stray key would reach every later reader).
+                parsed = (
+                    Circle(**cleaned[kind]) if kind == "circle" else parse_polygon(cleaned[kind])
+                )
+                changed["shape"] = stored_shape(parsed)
+            except ShapeError as error:
+                errors[kind] = [str(error)]
     if errors:
         raise ValidationError(errors)
-    return name, shape
+    return changed
 
 
 def create_landmark(account_id: int, values: Mapping[str, Any]) -> Landmark:
-    name, shape = _check_landmark(values)
-    landmark = Landmark(account_id=account_id, name=name, shape=shape)
+    landmark = Landmark(account_id=account_id, **_check_landmark(values, None))
     db.session.add(landmark)
     landmarks_changed(account_id)
     return landmark
 
 
 def update_landmark(landmark: Landmark, values: Mapping[str, Any]) -> None:
-    """Replace a landmark's name and shape, by the rules of `create_landmark`."""
-    landmark.name, landmark.shape = _check_landmark(values)
+    """Change a landmark's name or shape (a new circle or polygon replaces the old),
+    by the rules of `create_landmark`; what is not given stays."""
+    for field, value in _check_landmark(values, landmark).items():
+        setattr(landmark, field, value)
     landmarks_changed(landmark.account_id)
 
 

@@ -1,6 +1,11 @@
 """Telemetry reports as the ingest API takes them: one report or {"reports": [...]}
-of up to 1,000, each checked field by field. Any bad report refuses the whole
-batch, with errors keyed by index ("reports[3].latitude").
+of up to 1,000. Any bad report refuses the whole batch, with errors keyed by index
+("reports[3].latitude").
+
+Each field's rule is the report type's shape (fleet/schemas.py: TelemetryReport,
+TelemetryBatch); this module adds the rules a shape cannot say: a report names its
+vehicle once, by vin or by vehicle_id; a VIN is a VIN (fleet/vin.py); a report's
+time is an RFC 3339 time, neither from the future nor too old.
 
 A report timed before the reports' retention window (FLEETHOOK_KEEP_REPORTS_DAYS)
 is refused as too old: the sweeper deletes reports by the same time and cutoff
@@ -15,46 +20,38 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from flask import current_app, has_app_context
+from pydantic import TypeAdapter
+from pydantic import ValidationError as PydanticError
 
-from core.config import MAX_BATCH_REPORTS
-from core.database import MAX_ID
+from core.contract import check_fields
 from core.errors import ValidationError
 from core.times import parse_rfc3339
+from fleet.schemas import (
+    BATCH_FORMAT,
+    BATCH_SIZE,
+    REPORT_OBJECT,
+    REPORT_SHAPES,
+    REPORT_TYPE,
+    TIME_FORMAT,
+    TelemetryBatch,
+)
+from fleet.schemas import MAX_BATCH as MAX_BATCH  # where the tests and quotas look for it
 from fleet.vin import normalise_vin, vin_problems
 
-MAX_BATCH = MAX_BATCH_REPORTS  # core/config.py: the quota's burst must hold one
 # Device clocks drift; a report from further in the future is a broken clock.
 MAX_FUTURE = timedelta(minutes=5)
+ONE_VEHICLE = "Name the vehicle by vin or by vehicle_id (one of them)."
 
-REPORT_TYPES = ("position", "heartbeat", "dvir", "driver_assignment")
-SAFETY_STATUSES = ("safe", "unsafe")
-
-_BASE = {"vin", "vehicle_id", "time", "type"}
-_POSITION_REQUIRED = {"latitude", "longitude", "speed_mph", "heading", "ignition"}
-_POSITION_OPTIONAL = {
-    "odometer_mi",
-    "posted_speed_mph",
-    "engine_hours",
-    "fuel_level_pct",
-    "temperatures",
-    "fault_codes",
+# What every report has; the rest are its type's own fields (Report.fields).
+_BASE = ("vin", "vehicle_id", "time", "type")
+_OWN_FIELDS = {
+    kind: tuple(name for name in shape.__annotations__ if name not in _BASE)
+    for kind, shape in REPORT_SHAPES.items()
 }
-_FIELDS = {
-    "position": _POSITION_REQUIRED | _POSITION_OPTIONAL,
-    "heartbeat": set(),
-    "dvir": {"driver", "defects", "safety_status"},
-    "driver_assignment": {"driver"},
-}
-_RANGES = {
-    "latitude": (-90.0, 90.0),
-    "longitude": (-180.0, 180.0),
-    "speed_mph": (0.0, 250.0),
-    "heading": (0.0, 360.0),
-    "odometer_mi": (0.0, 10_000_000.0),
-    "posted_speed_mph": (0.0, 120.0),
-    "engine_hours": (0.0, 1_000_000.0),
-    "fuel_level_pct": (0.0, 100.0),
-}
+# A report, or a batch, is checked whole in one pass; only one that fails is
+# checked again field by field (check_fields), for the words of each problem.
+_BATCH = TypeAdapter(TelemetryBatch)
+_REPORT = {kind: TypeAdapter(shape) for kind, shape in REPORT_SHAPES.items()}
 
 
 @dataclass(frozen=True)
@@ -68,27 +65,48 @@ class Report:
     fields: dict[str, Any] = field(default_factory=dict)
 
 
-def _number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+def _report(
+    raw: Mapping[str, Any],
+    now: datetime,
+    oldest: datetime | None,
+    errors: dict[str, list[str]],
+) -> Report | None:
+    """The Report of `raw`, whose fields keep their shape's rules except those in
+    `errors`, or None with the problems of the rules no shape can say added."""
+    vin, vehicle_id = raw.get("vin"), raw.get("vehicle_id")
+    if (vin is None) == (vehicle_id is None):
+        errors["vin"] = [ONE_VEHICLE]
+    elif vin is not None and "vin" not in errors:
+        problems = vin_problems(vin)
+        if problems:
+            errors["vin"] = problems
+        vin = normalise_vin(vin)
+    when = None
+    if "time" not in errors:
+        when = parse_rfc3339(raw["time"])
+        problem = _time_problem(when, now, oldest)
+        if problem:
+            errors["time"] = [problem]
+    if errors or when is None:
+        return None
+    kind = raw["type"]
+    # The values as sent, not as the shape cleaned them: a heading of 225 stays 225
+    # in the stored report and the events made of it.
+    values = {name: raw[name] for name in _OWN_FIELDS[kind] if name in raw}
+    return Report(vin, vehicle_id, when, kind, values)
 
 
-def _text(value: Any, limit: int) -> bool:
-    return isinstance(value, str) and 0 < len(value.strip()) <= limit
-
-
-def _check_list(value: Any, name: str, limit: int, item_fields: Mapping[str, Any]) -> list[str]:
-    if not isinstance(value, list) or len(value) > limit:
-        return [f"{name}: a list of at most {limit} items."]
-    problems = []
-    for index, item in enumerate(value):
-        if not isinstance(item, Mapping) or set(item) != set(item_fields):
-            keys = ", ".join(item_fields)
-            problems.append(f"{name}[{index}]: an object with {keys}.")
-            continue
-        for key, check in item_fields.items():
-            if not check(item[key]):
-                problems.append(f"{name}[{index}].{key} is not valid.")
-    return problems
+def _time_problem(when: datetime | None, now: datetime, oldest: datetime | None) -> str | None:
+    if when is None:
+        return TIME_FORMAT
+    if when > now + MAX_FUTURE:
+        return "More than 5 minutes in the future: check the device clock."
+    if oldest is not None and when < oldest:
+        return (
+            f"Older than {_days(now - oldest)}, the reports' retention window "
+            "(FLEETHOOK_KEEP_REPORTS_DAYS): too old to be taken."
+        )
+    return None
 
 
 def check_report(
@@ -96,90 +114,18 @@ def check_report(
 ) -> tuple[Report | None, dict[str, list[str]]]:
     """A Report, or the errors by field; one timed before `oldest` is too old."""
     if not isinstance(raw, Mapping):
-        return None, {"": ["A report is a JSON object."]}
-    errors: dict[str, list[str]] = {}
+        return None, {"": [REPORT_OBJECT]}
     kind = raw.get("type")
-    if kind not in REPORT_TYPES:
-        return None, {"type": ["One of: " + ", ".join(REPORT_TYPES) + "."]}
-    for unknown in sorted(set(raw) - _BASE - _FIELDS[kind]):
-        errors[unknown] = [f"Not a field of {kind} reports."]
-
-    vin = raw.get("vin")
-    vehicle_id = raw.get("vehicle_id")
-    if (vin is None) == (vehicle_id is None):
-        errors["vin"] = ["Name the vehicle by vin or by vehicle_id (one of them)."]
-    elif vin is not None:
-        if not isinstance(vin, str) or vin_problems(vin):
-            errors["vin"] = vin_problems(vin) if isinstance(vin, str) else ["A string."]
-        else:
-            vin = normalise_vin(vin)
-    elif (
-        not isinstance(vehicle_id, int)
-        or isinstance(vehicle_id, bool)
-        or not 1 <= vehicle_id <= MAX_ID
-    ):
-        errors["vehicle_id"] = ["A vehicle id (a positive whole number)."]
-
-    when = parse_rfc3339(raw.get("time"))
-    if when is None:
-        errors["time"] = ["An RFC 3339 time with its offset, e.g. 2026-05-14T15:42:07Z."]
-    elif when > now + MAX_FUTURE:
-        errors["time"] = ["More than 5 minutes in the future: check the device clock."]
-    elif oldest is not None and when < oldest:
-        errors["time"] = [
-            f"Older than {_days(now - oldest)}, the reports' retention window "
-            "(FLEETHOOK_KEEP_REPORTS_DAYS): too old to be taken."
-        ]
-
-    values = {key: raw[key] for key in _FIELDS[kind] if key in raw}
-    if kind == "position":
-        for key in sorted(_POSITION_REQUIRED - set(values)):
-            errors[key] = ["Required in position reports."]
-    for key, (low, high) in _RANGES.items():
-        if key in values:
-            value = values[key]
-            if (
-                not _number(value)
-                or not low <= value <= high
-                or (key == "heading" and value == 360)
-            ):
-                errors[key] = [f"A number from {low:g} to {high:g}."]
-    if "ignition" in values and not isinstance(values["ignition"], bool):
-        errors["ignition"] = ["true or false."]
-    if "temperatures" in values:
-        problems = _check_list(
-            values["temperatures"],
-            "temperatures",
-            32,
-            {
-                "sensor": lambda v: _text(v, 50),
-                "fahrenheit": lambda v: _number(v) and -100 <= v <= 400,
-            },
-        )
-        if problems:
-            errors["temperatures"] = problems
-    if "fault_codes" in values:
-        problems = _check_list(
-            values["fault_codes"],
-            "fault_codes",
-            64,
-            {"code": lambda v: _text(v, 16), "description": lambda v: _text(v, 200)},
-        )
-        if problems:
-            errors["fault_codes"] = problems
-    if kind in ("dvir", "driver_assignment") and not _text(values.get("driver"), 100):
-        errors["driver"] = ["The driver's name, at most 100 characters."]
-    if kind == "dvir":
-        defect = {"component": lambda v: _text(v, 100), "description": lambda v: _text(v, 500)}
-        problems = _check_list(values.get("defects", []), "defects", 50, defect)
-        if problems:
-            errors["defects"] = problems
-        if values.get("safety_status") not in SAFETY_STATUSES:
-            errors["safety_status"] = ['"safe" or "unsafe".']
-
-    if errors or when is None:
-        return None, errors
-    return Report(vin, vehicle_id, when, kind, values), {}
+    if not isinstance(kind, str) or kind not in REPORT_SHAPES:
+        return None, {"type": [REPORT_TYPE]}
+    errors: dict[str, list[str]] = {}
+    try:
+        _REPORT[kind].validate_python(raw)
+    except PydanticError:
+        shape = REPORT_SHAPES[kind]
+        _, errors = check_fields(shape, raw, unknown=f"Not a field of {kind} reports.")
+    report = _report(raw, now, oldest, errors)
+    return report, errors
 
 
 def error_key(batched: bool, index: int, field: str) -> str:
@@ -193,6 +139,28 @@ def _days(window: timedelta) -> str:
     return f"{days:g} day" + ("" if days == 1 else "s")
 
 
+def _misshapen(body: Mapping[str, Any]) -> set[int]:
+    """The indexes of the batch's reports that break their shape's rules; or
+    ValidationError, if the batch itself is not {"reports": [1 to 1,000 reports]}."""
+    try:
+        _BATCH.validate_python(body)
+    except PydanticError as error:
+        problems = error.errors(include_url=False)
+    else:
+        return set()
+    # Problems of the batch itself: a key beside "reports", or "reports" not a list
+    # of 1 to 1,000; then its reports are not looked at.
+    envelope = {
+        problem["type"]
+        for problem in problems
+        if problem["loc"][:1] != ("reports",) or len(problem["loc"]) == 1
+    }
+    if envelope:
+        sized = envelope <= {"too_short", "too_long"}
+        raise ValidationError({"reports": [BATCH_SIZE if sized else BATCH_FORMAT]})
+    return {int(problem["loc"][1]) for problem in problems}
+
+
 def check_batch(
     body: Any, now: datetime, oldest: datetime | None = None
 ) -> tuple[list[Report], bool]:
@@ -203,16 +171,16 @@ def check_batch(
         oldest = now - current_app.config["FLEETHOOK_KEEP_REPORTS"]
     batched = isinstance(body, Mapping) and "reports" in body
     if batched:
-        raw_reports = body["reports"]
-        if set(body) != {"reports"} or not isinstance(raw_reports, list):
-            raise ValidationError({"reports": ['{"reports": [report, …]} and nothing else.']})
-        if not 1 <= len(raw_reports) <= MAX_BATCH:
-            raise ValidationError({"reports": [f"From 1 to {MAX_BATCH:,} reports."]})
+        raw_reports, misshapen = body["reports"], _misshapen(body)
     else:
-        raw_reports = [body]
+        raw_reports, misshapen = [body], {0}
     reports, errors = [], {}
     for index, raw in enumerate(raw_reports):
-        report, problems = check_report(raw, now, oldest)
+        if index in misshapen:
+            report, problems = check_report(raw, now, oldest)
+        else:
+            problems = {}
+            report = _report(raw, now, oldest, problems)
         for key, messages in problems.items():
             errors[error_key(batched, index, key)] = messages
         if report is not None:

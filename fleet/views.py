@@ -5,17 +5,28 @@ delete dialogs."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from functools import partial
+from typing import Any
 
 from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_login import current_user, login_required
+from flask_wtf import FlaskForm
 from markupsafe import Markup
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from core.errors import ValidationError
 from core.extensions import db
-from core.portal import EmptyForm, admin_required, is_htmx_request, render_dialog, show_errors
+from core.portal import (
+    EmptyForm,
+    admin_required,
+    is_htmx_request,
+    or_404,
+    render_dialog,
+    show_errors,
+)
 from core.times import utcnow
 from fleet import records
 from fleet.detector import assign_driver
@@ -41,29 +52,48 @@ _ERROR_KEY = re.compile(r"line (\d+): (.+)")
 
 
 def _own_vehicle(vehicle_id: int) -> Vehicle:
-    vehicle = records.get_account_vehicle(current_user.account_id, vehicle_id)
-    if vehicle is None:
-        abort(404)
-    return vehicle
+    return or_404(records.get_account_vehicle(current_user.account_id, vehicle_id))
 
 
 def _own_driver(driver_id: int) -> Driver:
-    driver = records.get_account_driver(current_user.account_id, driver_id)
-    if driver is None:
-        abort(404)
-    return driver
+    return or_404(records.get_account_driver(current_user.account_id, driver_id))
 
 
 def _own_landmark(landmark_id: int) -> Landmark:
-    landmark = records.get_account_landmark(current_user.account_id, landmark_id)
-    if landmark is None:
-        abort(404)
-    return landmark
+    return or_404(records.get_account_landmark(current_user.account_id, landmark_id))
 
 
-def _done(message: str, page: str, warnings: Iterable[str] = ()) -> ResponseReturnValue:
-    """Back to the list with the message (and any warnings) flashed: htmx follows
-    HX-Redirect with a full page load, which shows them and closes the dialog."""
+def _form_dialog(
+    content: str,
+    title: str,
+    form: FlaskForm,
+    error: ValidationError | None,
+    place_errors: Callable[[Any, ValidationError], None] = show_errors,
+    **context: Any,
+) -> Response:
+    """The dialog of an add or edit form; after a refused change, the form again with
+    the errors next to their fields, as a 422 (htmx swaps only 2xx and 422 answers in)."""
+    if error is None:
+        return render_dialog(content, title, form=form, **context)
+    place_errors(form, error)
+    return render_dialog(content, title, 422, form=form, **context)
+
+
+@contextmanager
+def _dialog_again_on_error(dialog: Callable[..., Response]) -> Iterator[None]:
+    """Make the change of the block; if it raises a ValidationError, answer with
+    `dialog(error=...)` instead (abort with a response ends the request with it)."""
+    try:
+        yield
+    except ValidationError as error:
+        abort(dialog(error=error))
+
+
+def _committed(message: str, page: str, warnings: Iterable[str] = ()) -> ResponseReturnValue:
+    """Commit the change, then back to the list with the message (and any warnings)
+    flashed: htmx follows HX-Redirect with a full page load, which shows them and
+    closes the dialog."""
+    db.session.commit()
     flash(message, "success")
     for warning in warnings:
         flash(warning, "warning")
@@ -71,6 +101,22 @@ def _done(message: str, page: str, warnings: Iterable[str] = ()) -> ResponseRetu
     if is_htmx_request():
         return Response(status=204, headers={"HX-Redirect": target})
     return redirect(target)
+
+
+def _confirm_delete(
+    kind: str, name: str, action: str, consequence: str, what: str = ""
+) -> Response:
+    """The dialog that asks before deleting a vehicle, driver or landmark, saying
+    what else goes or changes with it."""
+    return render_dialog(
+        "fleet/_confirm_delete.html",
+        f"Delete {name}?",
+        action=action,
+        what=what or f"{kind} {name}",
+        consequence=consequence,
+        button_label=f"Delete {kind}",
+        button=EmptyForm(),
+    )
 
 
 # Vehicles
@@ -85,8 +131,8 @@ def vehicles() -> str:
     )
 
 
-def _vehicle_dialog(form: VehicleForm, status: int = 200) -> Response:
-    return render_dialog("fleet/_vehicle_form.html", "Add vehicle", status, form=form)
+def _vehicle_dialog(form: VehicleForm, error: ValidationError | None = None) -> Response:
+    return _form_dialog("fleet/_vehicle_form.html", "Add vehicle", form, error)
 
 
 @bp.get("/vehicles/new")
@@ -101,20 +147,17 @@ def new_vehicle() -> Response:
 def add_vehicle() -> ResponseReturnValue:
     """Add a vehicle; a doubtful check digit is saved with a warning."""
     form = VehicleForm()
-    try:
+    with _dialog_again_on_error(partial(_vehicle_dialog, form)):
         vehicle, warnings = records.create_vehicle(current_user.account_id, form.values())
-    except ValidationError as error:
-        show_errors(form, error)
-        return _vehicle_dialog(form, status=422)
-    db.session.commit()
-    return _done(f"Vehicle “{vehicle.name}” added.", "fleet.vehicles", warnings)
+    return _committed(f"Vehicle “{vehicle.name}” added.", "fleet.vehicles", warnings)
 
 
-def _vehicle_edit_dialog(form: VehicleEditForm, vehicle: Vehicle, status: int = 200) -> Response:
+def _vehicle_edit_dialog(
+    form: VehicleEditForm, vehicle: Vehicle, error: ValidationError | None = None
+) -> Response:
     form.offer_drivers(records.account_drivers(current_user.account_id))
-    return render_dialog(
-        "fleet/_vehicle_edit_form.html", f"Edit {vehicle.name}", status, form=form, vehicle=vehicle
-    )
+    title = f"Edit {vehicle.name}"
+    return _form_dialog("fleet/_vehicle_edit_form.html", title, form, error, vehicle=vehicle)
 
 
 @bp.get("/vehicles/<int:vehicle_id>/edit")
@@ -140,11 +183,8 @@ def save_vehicle(vehicle_id: int) -> ResponseReturnValue:
     """Save the Edit Vehicle dialog; a new driver is assigned with its event."""
     vehicle = _own_vehicle(vehicle_id)
     form = VehicleEditForm()
-    try:
+    with _dialog_again_on_error(partial(_vehicle_edit_dialog, form, vehicle)):
         driver = records.update_vehicle(vehicle, form.values())
-    except ValidationError as error:
-        show_errors(form, error)
-        return _vehicle_edit_dialog(form, vehicle, status=422)
     chosen = driver.id if driver else None
     warnings = []
     if chosen != vehicle.driver_id:
@@ -153,8 +193,7 @@ def save_vehicle(vehicle_id: int) -> ResponseReturnValue:
             warnings.append(
                 "The driver was not changed: the vehicle reported a newer driver assignment."
             )
-    db.session.commit()
-    return _done(f"Vehicle “{vehicle.name}” saved.", "fleet.vehicles", warnings)
+    return _committed(f"Vehicle “{vehicle.name}” saved.", "fleet.vehicles", warnings)
 
 
 @bp.get("/vehicles/<int:vehicle_id>/delete")
@@ -162,15 +201,13 @@ def save_vehicle(vehicle_id: int) -> ResponseReturnValue:
 def confirm_delete_vehicle(vehicle_id: int) -> Response:
     """Ask before deleting a vehicle."""
     vehicle = _own_vehicle(vehicle_id)
-    return render_dialog(
-        "fleet/_confirm_delete.html",
-        f"Delete {vehicle.name}?",
-        action=url_for("fleet.delete_vehicle", vehicle_id=vehicle.id),
-        what=f"vehicle {vehicle.name} (VIN {vehicle.vin})",
-        consequence="Its telemetry reports and driver history are deleted with it; "
+    return _confirm_delete(
+        "vehicle",
+        vehicle.name,
+        url_for("fleet.delete_vehicle", vehicle_id=vehicle.id),
+        "Its telemetry reports and driver history are deleted with it; "
         "events already queued for your webhooks are still sent.",
-        button_label="Delete vehicle",
-        button=EmptyForm(),
+        what=f"vehicle {vehicle.name} (VIN {vehicle.vin})",
     )
 
 
@@ -179,10 +216,8 @@ def confirm_delete_vehicle(vehicle_id: int) -> Response:
 def delete_vehicle(vehicle_id: int) -> ResponseReturnValue:
     """Delete a vehicle."""
     vehicle = _own_vehicle(vehicle_id)
-    name = vehicle.name
     records.delete_vehicle(vehicle)
-    db.session.commit()
-    return _done(f"Vehicle “{name}” deleted.", "fleet.vehicles")
+    return _committed(f"Vehicle “{vehicle.name}” deleted.", "fleet.vehicles")
 
 
 # CSV import of vehicles
@@ -225,12 +260,11 @@ def import_vehicles() -> ResponseReturnValue:
         imported, warnings = records.import_vehicles_csv(current_user.account_id, upload.read())
     except ValidationError as error:
         return _import_dialog(form, error.errors, status=422)
-    db.session.commit()
     shown = warnings[:IMPORT_WARNINGS_SHOWN]
     if len(warnings) > len(shown):
         shown.append(f"… and {len(warnings) - len(shown):,} more VINs with a doubtful check digit.")
     noun = "vehicle" if len(imported) == 1 else "vehicles"
-    return _done(f"Imported {len(imported):,} {noun}.", "fleet.vehicles", shown)
+    return _committed(f"Imported {len(imported):,} {noun}.", "fleet.vehicles", shown)
 
 
 @bp.errorhandler(RequestEntityTooLarge)
@@ -256,9 +290,11 @@ def drivers() -> str:
     )
 
 
-def _driver_dialog(form: DriverForm, driver: Driver | None = None, status: int = 200) -> Response:
+def _driver_dialog(
+    form: DriverForm, driver: Driver | None = None, error: ValidationError | None = None
+) -> Response:
     title = f"Edit {driver.name}" if driver else "Add driver"
-    return render_dialog("fleet/_driver_form.html", title, status, form=form, driver=driver)
+    return _form_dialog("fleet/_driver_form.html", title, form, error, driver=driver)
 
 
 @bp.get("/drivers/new")
@@ -273,13 +309,9 @@ def new_driver() -> Response:
 def add_driver() -> ResponseReturnValue:
     """Add a driver."""
     form = DriverForm()
-    try:
+    with _dialog_again_on_error(partial(_driver_dialog, form)):
         driver = records.create_driver(current_user.account_id, form.values())
-    except ValidationError as error:
-        show_errors(form, error)
-        return _driver_dialog(form, status=422)
-    db.session.commit()
-    return _done(f"Driver “{driver.name}” added.", "fleet.drivers")
+    return _committed(f"Driver “{driver.name}” added.", "fleet.drivers")
 
 
 @bp.get("/drivers/<int:driver_id>/edit")
@@ -299,13 +331,9 @@ def save_driver(driver_id: int) -> ResponseReturnValue:
     """Save the Edit Driver dialog."""
     driver = _own_driver(driver_id)
     form = DriverForm()
-    try:
+    with _dialog_again_on_error(partial(_driver_dialog, form, driver)):
         records.update_driver(driver, form.values())
-    except ValidationError as error:
-        show_errors(form, error)
-        return _driver_dialog(form, driver, status=422)
-    db.session.commit()
-    return _done(f"Driver “{driver.name}” saved.", "fleet.drivers")
+    return _committed(f"Driver “{driver.name}” saved.", "fleet.drivers")
 
 
 @bp.get("/drivers/<int:driver_id>/delete")
@@ -313,14 +341,11 @@ def save_driver(driver_id: int) -> ResponseReturnValue:
 def confirm_delete_driver(driver_id: int) -> Response:
     """Ask before deleting a driver."""
     driver = _own_driver(driver_id)
-    return render_dialog(
-        "fleet/_confirm_delete.html",
-        f"Delete {driver.name}?",
-        action=url_for("fleet.delete_driver", driver_id=driver.id),
-        what=f"driver {driver.name}",
-        consequence="Vehicles assigned to them are left without a driver.",
-        button_label="Delete driver",
-        button=EmptyForm(),
+    return _confirm_delete(
+        "driver",
+        driver.name,
+        url_for("fleet.delete_driver", driver_id=driver.id),
+        "Vehicles assigned to them are left without a driver.",
     )
 
 
@@ -329,10 +354,8 @@ def confirm_delete_driver(driver_id: int) -> Response:
 def delete_driver(driver_id: int) -> ResponseReturnValue:
     """Delete a driver; their vehicles are left without one."""
     driver = _own_driver(driver_id)
-    name = driver.name
     records.delete_driver(driver)
-    db.session.commit()
-    return _done(f"Driver “{name}” deleted.", "fleet.drivers")
+    return _committed(f"Driver “{driver.name}” deleted.", "fleet.drivers")
 
 
 # Landmarks
@@ -349,10 +372,18 @@ def landmarks() -> str:
 
 
 def _landmark_dialog(
-    form: LandmarkForm, landmark: Landmark | None = None, status: int = 200
+    form: LandmarkForm, landmark: Landmark | None = None, error: ValidationError | None = None
 ) -> Response:
     title = f"Edit {landmark.name}" if landmark else "Add landmark"
-    return render_dialog("fleet/_landmark_form.html", title, status, form=form, landmark=landmark)
+    # A shape's errors go on the fields they are about: LandmarkForm places them.
+    return _form_dialog(
+        "fleet/_landmark_form.html",
+        title,
+        form,
+        error,
+        place_errors=LandmarkForm.show_errors,
+        landmark=landmark,
+    )
 
 
 @bp.get("/landmarks/new")
@@ -367,13 +398,9 @@ def new_landmark() -> Response:
 def add_landmark() -> ResponseReturnValue:
     """Add a landmark: a circle or a GeoJSON polygon."""
     form = LandmarkForm()
-    try:
+    with _dialog_again_on_error(partial(_landmark_dialog, form)):
         landmark = records.create_landmark(current_user.account_id, form.values())
-    except ValidationError as error:
-        form.show_errors(error)
-        return _landmark_dialog(form, status=422)
-    db.session.commit()
-    return _done(f"Landmark “{landmark.name}” added.", "fleet.landmarks")
+    return _committed(f"Landmark “{landmark.name}” added.", "fleet.landmarks")
 
 
 @bp.get("/landmarks/<int:landmark_id>/edit")
@@ -392,13 +419,9 @@ def save_landmark(landmark_id: int) -> ResponseReturnValue:
     """Save the Edit Landmark dialog."""
     landmark = _own_landmark(landmark_id)
     form = LandmarkForm()
-    try:
+    with _dialog_again_on_error(partial(_landmark_dialog, form, landmark)):
         records.update_landmark(landmark, form.values())
-    except ValidationError as error:
-        form.show_errors(error)
-        return _landmark_dialog(form, landmark, status=422)
-    db.session.commit()
-    return _done(f"Landmark “{landmark.name}” saved.", "fleet.landmarks")
+    return _committed(f"Landmark “{landmark.name}” saved.", "fleet.landmarks")
 
 
 @bp.get("/landmarks/<int:landmark_id>/delete")
@@ -406,14 +429,11 @@ def save_landmark(landmark_id: int) -> ResponseReturnValue:
 def confirm_delete_landmark(landmark_id: int) -> Response:
     """Ask before deleting a landmark."""
     landmark = _own_landmark(landmark_id)
-    return render_dialog(
-        "fleet/_confirm_delete.html",
-        f"Delete {landmark.name}?",
-        action=url_for("fleet.delete_landmark", landmark_id=landmark.id),
-        what=f"landmark {landmark.name}",
-        consequence="Vehicles inside it make no Landmark Leave event for it.",
-        button_label="Delete landmark",
-        button=EmptyForm(),
+    return _confirm_delete(
+        "landmark",
+        landmark.name,
+        url_for("fleet.delete_landmark", landmark_id=landmark.id),
+        "Vehicles inside it make no Landmark Leave event for it.",
     )
 
 
@@ -422,7 +442,5 @@ def confirm_delete_landmark(landmark_id: int) -> Response:
 def delete_landmark(landmark_id: int) -> ResponseReturnValue:
     """Delete a landmark."""
     landmark = _own_landmark(landmark_id)
-    name = landmark.name
     records.delete_landmark(landmark)
-    db.session.commit()
-    return _done(f"Landmark “{name}” deleted.", "fleet.landmarks")
+    return _committed(f"Landmark “{landmark.name}” deleted.", "fleet.landmarks")

@@ -43,23 +43,15 @@ from typing import Any
 from flask import current_app
 
 from core.times import format_rfc3339
-from integrations.attributes import (
-    VEHICLE_ATTRIBUTE,
-    VEHICLE_ATTRIBUTES,
-    attribute_value,
-    current_value,
-)
+from integrations.attributes import VEHICLE_ATTRIBUTE, VEHICLE_ATTRIBUTES, event_value
 from integrations.base import (
-    CURRENT_STATE,
     Api,
     Field,
     ListingFailed,
     ProviderRejected,
     json_of,
-    recently_missing,
     secrets_of,
-    unmatched,
-    vehicle_ref,
+    send_to_vehicle,
 )
 from integrations.models import Integration
 from integrations.providers import register
@@ -117,10 +109,7 @@ def _reading_body(reading: Mapping[str, Any]) -> dict[str, Any]:
 def reading_value(attribute: str | None, event: Any) -> float | None:
     """The attribute's value an event brings (integrations/attributes.py), or its
     value now from the initial-sync event; as a reading, a number."""
-    if event.event_type.key == CURRENT_STATE:
-        value = current_value(attribute, event)
-    else:
-        value = attribute_value(attribute, event)
+    value = event_value(attribute, event)
     return float(value) if value is not None else None
 
 
@@ -227,24 +216,15 @@ class AgileFleetProvider:
     ) -> Result:
         """POST the reading to the vehicle; a 404 (the vehicle went away since the
         map was listed) lists the vehicles again and tries once more."""
-        vin = payload["vin"]
         body = _reading_body(payload["reading"])
-        result = Result(delivered=False)
-        for _attempt in (1, 2):
-            if recently_missing(integration, vin):
-                return unmatched(vin, NAME)
-            try:
-                vehicle_id = vehicle_ref(integration, vin, lambda: self._vin_map(api, key))
-            except ListingFailed as failed:
-                return failed.result
-            if vehicle_id is None:
-                return unmatched(vin, NAME)
-            path = READINGS_PATH.format(vehicle_id=vehicle_id)
-            _, result = api.call("POST", path, json=body)
-            if result.status_code != 404:
-                return result
-            integration.vehicle_map = {k: v for k, v in integration.vehicle_map.items() if k != vin}
-        return result
+
+        def post(vehicle_id: str) -> Result:
+            _, result = api.call("POST", READINGS_PATH.format(vehicle_id=vehicle_id), json=body)
+            return result
+
+        return send_to_vehicle(
+            integration, payload["vin"], NAME, lambda: self._vin_map(api, key), post
+        )
 
     def _vin_map(self, api: Api, key: str) -> dict[str, str]:
         """VIN → vehicle id over every page; ListingFailed if a page did not come."""

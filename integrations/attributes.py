@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from core.times import format_rfc3339, parse_rfc3339
-from integrations.base import Field
+from integrations.base import CURRENT_STATE, Field
 
 VEHICLE_ATTRIBUTES = (
     ("odometer", "Odometer (mi)"),
@@ -39,21 +39,16 @@ def attribute_value(attribute: str | None, event: Any) -> Any:
     and fuel level from location events (the odometer only when it advanced), the
     location as "lat, lon" text, the last DVIR as a one-line summary. A late
     position report brings none."""
-    key, vehicle, report = event.event_type.key, event.vehicle, event.report
+    key = event.event_type.key
     if key == "location":
         if is_late(event):
             return None
-        if attribute == "odometer":
-            odometer, before = vehicle.odometer_mi, report.get("previous_odometer_mi")
-            if odometer is not None and (before is None or odometer > before):
-                return odometer
-        elif attribute == "engine_hours":
-            return report.get("engine_hours")
-        elif attribute == "fuel_level":
-            return report.get("fuel_level_pct")
-        elif attribute == "location":
-            return location_text(vehicle)
-    elif key == "dvir" and attribute == "last_dvir":
+        value = _reported(attribute, event)
+        before = event.report.get("previous_odometer_mi")
+        if attribute == "odometer" and value is not None and before is not None:
+            return value if value > before else None
+        return value
+    if key == "dvir" and attribute == "last_dvir":
         return dvir_summary(format_rfc3339(event.occurred_at), event.details.get("dvir") or {})
     return None
 
@@ -62,6 +57,25 @@ def current_value(attribute: str | None, event: Any) -> Any:
     """The attribute's value now, from the initial-sync event (CURRENT_STATE), or
     None when it is not known. The last DVIR comes from `report["last_dvir"]` in
     the vehicle's own shape ({"time", "driver", "defects", "safety_status"})."""
+    if attribute == "last_dvir":
+        last = event.report.get("last_dvir")
+        if isinstance(last, Mapping) and parse_rfc3339(last.get("time")) is not None:
+            return dvir_summary(str(last["time"]), last)
+        return None
+    return _reported(attribute, event)
+
+
+def event_value(attribute: str | None, event: Any) -> Any:
+    """The attribute's value for this event: its value now from the initial sync's
+    event (CURRENT_STATE), else the value the event brings."""
+    if event.event_type.key == CURRENT_STATE:
+        return current_value(attribute, event)
+    return attribute_value(attribute, event)
+
+
+def _reported(attribute: str | None, event: Any) -> Any:
+    """The odometer, engine hours, fuel level or location as the event's vehicle and
+    report hold them; None for another attribute."""
     vehicle, report = event.vehicle, event.report
     if attribute == "odometer":
         return vehicle.odometer_mi
@@ -71,10 +85,6 @@ def current_value(attribute: str | None, event: Any) -> Any:
         return report.get("fuel_level_pct")
     if attribute == "location":
         return location_text(vehicle)
-    if attribute == "last_dvir":
-        last = report.get("last_dvir")
-        if isinstance(last, Mapping) and parse_rfc3339(last.get("time")) is not None:
-            return dvir_summary(str(last["time"]), last)
     return None
 
 

@@ -1,6 +1,7 @@
 """What every provider module shares: the Provider interface the outbox's
 integration kind calls, the form fields a provider asks for, one mapping from a
-provider's HTTP answers to outbox results, and the VIN → provider vehicle map."""
+provider's HTTP answers to outbox results, and the VIN → provider vehicle map with
+sending to a vehicle by it."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 from urllib.parse import urlsplit
 
 import requests
@@ -31,13 +32,19 @@ RELEASE_REASON = "Waiting for the release form to be signed."
 VEHICLE_MAP_TTL = timedelta(minutes=15)
 
 
+FieldKind = Literal["text", "secret", "checkbox", "select", "number"]
+
+
 @dataclass(frozen=True)
 class Field:
-    """One field of a provider's form (and of the API's create body)."""
+    """One field of a provider's form, and of the API's bodies: the form, the check
+    and the OpenAPI document are all made from it (integrations/forms.py,
+    integrations/schemas.py). `help` is the form's help text and the field's
+    description; a field not `required` may be left blank (a checkbox never is)."""
 
     name: str
     label: str
-    kind: str = "text"  # text | secret | checkbox | select | number
+    kind: FieldKind = "text"  # a secret is text stored encrypted, shown masked
     help: str = ""
     required: bool = True
     choices: tuple[tuple[str, str], ...] = ()
@@ -289,3 +296,33 @@ def unmatched(vin: str, provider_name: str) -> Result:
         error=f"No vehicle with VIN {vin} in {provider_name}; it is listed on the "
         "integration's page.",
     )
+
+
+def send_to_vehicle(
+    integration: Integration,
+    vin: str,
+    provider_name: str,
+    list_vehicles: Callable[[], dict[str, Any]],
+    send: Callable[[Any], Result],
+    gone_again: Callable[[Result], Result] | None = None,
+) -> Result:
+    """`send` to the provider's vehicle with this VIN, by its id from `vehicle_ref`:
+    a VIN the provider lacks is `unmatched`, and a listing that failed gives its
+    Result. A 404 (the vehicle went away since the map was listed) takes the VIN out
+    of the map and sends once more, listing again; a second 404 comes back as
+    `gone_again` makes it (by default as it is)."""
+    result = Result(delivered=False)
+    for _attempt in (1, 2):
+        if recently_missing(integration, vin):
+            return unmatched(vin, provider_name)
+        try:
+            ref = vehicle_ref(integration, vin, list_vehicles)
+        except ListingFailed as failed:
+            return failed.result
+        if ref is None:
+            return unmatched(vin, provider_name)
+        result = send(ref)
+        if result.status_code != 404:
+            return result
+        integration.vehicle_map = {k: v for k, v in integration.vehicle_map.items() if k != vin}
+    return result if gone_again is None else gone_again(result)

@@ -1,7 +1,8 @@
-"""Connecting, changing and deleting integrations: every rule on their fields,
-the credential check against the provider on save, and the release form that
-providers receiving locations require. The portal and the API both call these;
-each change adds its audit event; callers commit."""
+"""Connecting, changing and deleting integrations: their fields checked against
+the shapes made from each provider's declaration (integrations/schemas.py), the
+credential check against the provider on save, the request budget, and the
+release form that providers receiving locations require. The portal and the API
+both call these; each change adds its audit event; callers commit."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from sqlalchemy import select
 
 from accounts.audit import HIDDEN, record
 from accounts.quotas import check_room
+from core.contract import checked
 from core.errors import ValidationError
 from core.extensions import db
 from core.times import utcnow
@@ -21,7 +23,6 @@ from integrations.attributes import VEHICLE_ATTRIBUTES
 from integrations.base import (
     BUDGET_FIELD,
     RELEASE_REASON,
-    Field,
     ProviderRejected,
     secrets_of,
     store_secrets,
@@ -29,11 +30,10 @@ from integrations.base import (
 from integrations.models import Integration
 from integrations.pacing import forget_budget, requests_per_minute
 from integrations.providers import PROVIDERS
+from integrations.schemas import ReleaseSign, provider_shapes
 from outbox.fanout import fan_out
 from outbox.models import TargetStatus
 from outbox.status import activate, hold_for_release, is_waiting_for_release, needs_fixing, pause
-
-MAX_TEXT = 200
 
 
 def _provider(values: Mapping[str, Any]) -> Any:
@@ -43,76 +43,50 @@ def _provider(values: Mapping[str, Any]) -> Any:
     return PROVIDERS[key]
 
 
-def _clean_field(field: Field, value: Any) -> tuple[Any, list[str]]:
-    if field.kind == "checkbox":
-        if value is None:
-            return False, []
-        return (value, []) if isinstance(value, bool) else (None, ["true or false."])
-    if value is None or (isinstance(value, str) and not value.strip()):
-        return None, ([f"Enter the {field.label}."] if field.required else [])
-    if field.kind == "number":
-        return _clean_number(field, value)
-    if not isinstance(value, str):
-        return None, ["A string."]
-    value = value.strip()
-    if len(value) > MAX_TEXT:
-        return None, [f"At most {MAX_TEXT} characters."]
-    if field.kind == "select" and value not in {key for key, _ in field.choices}:
-        return None, ["One of: " + ", ".join(key for key, _ in field.choices) + "."]
-    return value, []
+def clean_fields(
+    provider: Any, values: Mapping[str, Any], current: Integration | None = None
+) -> dict[str, Any]:
+    """The fields of a provider's form — its own and the request budget — checked
+    against its shapes (integrations/schemas.provider_shapes): for a new integration
+    every required one, and each left out is empty (a checkbox false); for a change
+    (`current`) only those given. ValidationError names every bad field."""
+    shapes = provider_shapes(provider)
+    shape = shapes.create if current is None else shapes.change
+    fields = checked(shape, values, unknown="Not a field of this provider.")
+    fields.pop("provider", None)
+    if current is None:
+        for field in provider.fields:
+            fields.setdefault(field.name, False if field.kind == "checkbox" else None)
+    return fields
 
 
-def _clean_number(field: Field, value: Any) -> tuple[int | None, list[str]]:
-    low, high = field.minimum, field.maximum
-    words = f"A whole number from {low} to {high}."
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        value = int(value.strip())
-    if isinstance(value, bool) or not isinstance(value, int):
-        return None, [words]
-    if (low is not None and value < low) or (high is not None and value > high):
-        return None, [words]
-    return value, []
+def _options_and_secrets(
+    provider: Any, fields: Mapping[str, Any], current: Integration | None = None
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The settings and the secrets of every field of the provider's form: those in
+    `fields`, and changing (`current`), the stored ones of those not given."""
+    options: dict[str, Any] = {}
+    secrets: dict[str, Any] = secrets_of(current) if current is not None else {}
+    stored = (current.options or {}) if current is not None else {}
+    for field in provider.fields:
+        if field.name in provider.secret_fields:
+            if field.name in fields:
+                secrets[field.name] = fields[field.name]
+        else:
+            options[field.name] = fields.get(field.name, stored.get(field.name))
+    return options, secrets
 
 
-def _set_budget(integration: Integration, provider: Any, values: Mapping[str, Any]) -> None:
-    """The integration's request budget from `values` (blank: the provider's
-    documented one); ValidationError when it is not a number in range."""
-    if BUDGET_FIELD.name not in values and integration.rate_limit is not None:
+def _set_budget(integration: Integration, provider: Any, fields: Mapping[str, Any]) -> None:
+    """The integration's request budget from the checked `fields`: null, or left out
+    of a new one, is the provider's documented budget; left out of a change, the
+    budget stays."""
+    if BUDGET_FIELD.name not in fields and integration.rate_limit is not None:
         return
-    per_minute, problems = _clean_field(BUDGET_FIELD, values.get(BUDGET_FIELD.name))
-    if problems:
-        raise ValidationError({BUDGET_FIELD.name: problems})
-    if per_minute is None:
-        per_minute = provider.requests_per_minute
+    per_minute = fields.get(BUDGET_FIELD.name) or provider.requests_per_minute
     if per_minute != requests_per_minute(integration):
         forget_budget(integration)
         integration.rate_limit = per_minute / 60
-
-
-def clean_fields(
-    provider: Any, values: Mapping[str, Any], current: Integration | None = None
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The settings and the secrets of a provider's form, or ValidationError naming
-    every bad field. Changing, a secret left out keeps the stored one."""
-    known = {field.name for field in provider.fields} | {"provider", BUDGET_FIELD.name}
-    errors = {name: ["Not a field of this provider."] for name in sorted(set(values) - known)}
-    options: dict[str, Any] = {}
-    secrets: dict[str, Any] = secrets_of(current) if current is not None else {}
-    for field in provider.fields:
-        if current is not None and field.name not in values:
-            if field.name not in provider.secret_fields:
-                options[field.name] = (current.options or {}).get(field.name)
-            continue
-        value, problems = _clean_field(field, values.get(field.name))
-        if problems:
-            errors[field.name] = problems
-        elif field.name in provider.secret_fields:
-            secrets[field.name] = value
-        else:
-            options[field.name] = value
-    if errors:
-        raise ValidationError(errors)
-    return options, secrets
 
 
 def _check_with_provider(provider: Any, integration: Integration) -> None:
@@ -143,7 +117,8 @@ def create_integration(account_id: int, values: Mapping[str, Any]) -> Integratio
     receive locations start paused until the release form is signed."""
     check_room(account_id, "integrations", Integration)
     provider = _provider(values)
-    options, secrets = clean_fields(provider, values)
+    fields = clean_fields(provider, values)
+    options, secrets = _options_and_secrets(provider, fields)
     integration = Integration(
         account_id=account_id,
         provider=provider.key,
@@ -153,7 +128,7 @@ def create_integration(account_id: int, values: Mapping[str, Any]) -> Integratio
         unmatched_vins=[],
     )
     store_secrets(integration, secrets)
-    _set_budget(integration, provider, values)
+    _set_budget(integration, provider, fields)
     if provider.receives_locations:
         hold_for_release(integration, RELEASE_REASON)
     else:
@@ -196,12 +171,11 @@ def update_integration(integration: Integration, values: Mapping[str, Any]) -> N
     """Change settings or credentials; they are checked again, and an integration
     that needed attention resumes with its queue."""
     provider = PROVIDERS[integration.provider]
-    given = {k: v for k, v in values.items() if k != "provider"}
-    options, secrets = clean_fields(provider, given, integration)
+    fields = clean_fields(provider, values, integration)
+    options, secrets = _options_and_secrets(provider, fields, integration)
     budget_before = requests_per_minute(integration)
-    _set_budget(integration, provider, given)
+    _set_budget(integration, provider, fields)
     settings_before, secrets_before = _settings(integration), secrets_of(integration)
-    # Left out of `values`, clean_fields gives None: the stored attribute stays.
     attribute = options.pop("vehicle_attribute", None) or integration.vehicle_attribute
     # Options no form field owns (ServiceMax's instance URL and technicians) stay.
     integration.options = {**(integration.options or {}), **options}
@@ -228,19 +202,11 @@ def update_integration(integration: Integration, values: Mapping[str, Any]) -> N
 def sign_release(
     integration: Integration, values: Mapping[str, Any], user_id: int, client_address: str
 ) -> None:
-    """Record the signed release (who, title, when, from where) and activate."""
-    errors: dict[str, list[str]] = {}
-    name, title = values.get("signer_name"), values.get("signer_title")
-    for key, value in (("signer_name", name), ("signer_title", title)):
-        if not isinstance(value, str) or not value.strip() or len(value.strip()) > 100:
-            errors[key] = ["Required, at most 100 characters."]
-    if values.get("accept") is not True:
-        errors["accept"] = ["Accept the release to let locations leave the platform."]
-    if errors:
-        raise ValidationError(errors)
-    assert isinstance(name, str) and isinstance(title, str)
-    integration.release_signer_name = name.strip()
-    integration.release_signer_title = title.strip()
+    """Record the signed release (who, title, when, from where; integrations/schemas.ReleaseSign)
+    and activate."""
+    fields = checked(ReleaseSign, values, unknown="Not a field of the release form.")
+    integration.release_signer_name = fields["signer_name"]
+    integration.release_signer_title = fields["signer_title"]
     integration.release_signed_at = utcnow()
     integration.release_user_id = user_id
     integration.release_client_address = client_address[:45]

@@ -81,6 +81,17 @@ def lock_targets(target_ids: list[int]) -> None:
     )
 
 
+def move_queue_depth(target_id: int, by: int) -> None:
+    """Add `by` to the target's queue depth counter (less than 0: take away), in the
+    caller's transaction."""
+    db.session.execute(
+        update(Target)
+        .where(Target.id == target_id)
+        .values(queue_depth=Target.queue_depth + by)
+        .execution_options(synchronize_session=False)
+    )
+
+
 def release_drain(target_id: int, owner: str) -> None:
     release_drains([target_id], owner)
 
@@ -358,12 +369,7 @@ def supersede_backlogs(
         .execution_options(synchronize_session=False)
     )
     count = rows_changed(changed)
-    db.session.execute(
-        update(Target)
-        .where(Target.id == target_id)
-        .values(queue_depth=Target.queue_depth - count)
-        .execution_options(synchronize_session=False)
-    )
+    move_queue_depth(target_id, -count)
     return count
 
 

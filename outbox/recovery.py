@@ -10,6 +10,7 @@ from sqlalchemy import func, select, update
 
 from core.extensions import db
 from core.times import utcnow
+from outbox.claims import move_queue_depth
 from outbox.models import OPEN_STATUSES, DeliveryAttempt, MessageStatus, OutboxMessage, Target
 from outbox.queues import nudge_after_commit
 
@@ -65,12 +66,7 @@ def _reopen(target: Target, message_ids: list[int]) -> None:
         )
         .execution_options(synchronize_session=False)
     )
-    db.session.execute(
-        update(Target)
-        .where(Target.id == target.id)
-        .values(queue_depth=Target.queue_depth + len(message_ids))
-        .execution_options(synchronize_session=False)
-    )
+    move_queue_depth(target.id, len(message_ids))
     nudge_after_commit([target])
 
 

@@ -14,7 +14,7 @@ from sqlalchemy import and_, case, func, or_, select, update
 from core.extensions import db
 from core.times import utcnow
 from outbox.activity import prune_activity
-from outbox.claims import lock_targets, rows_changed
+from outbox.claims import lock_targets, move_queue_depth, rows_changed
 from outbox.models import HELD, OPEN_STATUSES, MessageStatus, OutboxMessage, Target
 from outbox.queues import nudge, queue_for
 from outbox.retention import prune
@@ -49,12 +49,7 @@ def close_old_messages(now: Any) -> int:
         .execution_options(synchronize_session=False)
     )
     for target_id, count in per_target:
-        db.session.execute(
-            update(Target)
-            .where(Target.id == target_id)
-            .values(queue_depth=Target.queue_depth - count)
-            .execution_options(synchronize_session=False)
-        )
+        move_queue_depth(target_id, -count)
     db.session.commit()
     return sum(count for _, count in per_target)
 

@@ -27,8 +27,8 @@ from tests.conftest import HTMX, bearer, make_user
 from tests.test_webhooks_portal import MANAGER, WEBHOOK_GRID, field_errors, new_webhook, valid_form
 from webhooks.forms import ORDERING_CHOICES
 from webhooks.lifecycle import send_demo
-from webhooks.schemas import LATEST_WINS_EVENT_TYPES, MAX_RATE_LIMIT
 from webhooks.models import Webhook
+from webhooks.schemas import LATEST_WINS_EVENT_TYPES, MAX_RATE_LIMIT
 
 NEW = {"event_type": "location", "name": "Positions", "url": "https://hooks.example.com/in"}
 LOW, HIGH = MAX_IN_FLIGHT_RANGE
@@ -327,7 +327,8 @@ def test_the_openapi_document_describes_the_settings_from_the_constants(client):
             LOW,
             HIGH,
         )
-        assert fields["max_in_flight"]["default"] == DEFAULT_MAX_IN_FLIGHT
+        if name != "Webhook":  # a request's default; an answer shows the value
+            assert fields["max_in_flight"]["default"] == DEFAULT_MAX_IN_FLIGHT
         number, null = fields["rate_limit"]["anyOf"]
         assert (number["type"], null["type"]) == ("number", "null")
         assert (number["exclusiveMinimum"], number["maximum"]) == (0, MAX_RATE_LIMIT)

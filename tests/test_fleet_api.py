@@ -243,3 +243,65 @@ def test_members_may_read_but_not_change_the_fleet(app, client):
     assert client.patch(url, json={"name": "x"}, headers=member).status_code == 403
     assert client.delete(url, headers=member).status_code == 403
     assert client.post("/api/v1/drivers", json={"name": "x"}, headers=member).status_code == 403
+
+
+def test_every_fleet_route_declares_what_it_takes_and_answers(app):
+    views = [
+        app.view_functions[rule.endpoint]
+        for rule in app.url_map.iter_rules()
+        if rule.endpoint.startswith("fleet_api.")
+    ]
+    assert len(views) == 16
+    assert all(hasattr(view, "operation") for view in views)
+
+
+def test_a_patch_changes_only_the_fields_it_gives(client, headers):
+    vehicle = client.post("/api/v1/vehicles", json=TRUCK, headers=headers).json
+    url = f"/api/v1/vehicles/{vehicle['id']}"
+    changed = client.patch(url, json={"plate": "  IL 9  "}, headers=headers).json
+    assert (changed["name"], changed["plate"], changed["group"]) == ("Truck 42", "IL 9", "North")
+    driver = client.post(
+        "/api/v1/drivers", json={"name": "Dana", "external_id": "E-1"}, headers=headers
+    ).json
+    url = f"/api/v1/drivers/{driver['id']}"
+    changed = client.patch(url, json={"external_id": ""}, headers=headers).json
+    assert (changed["name"], changed["external_id"]) == ("Dana", None)
+
+
+def test_a_null_name_is_required_and_a_number_is_not_a_string(client, headers):
+    response = client.post("/api/v1/vehicles", json={**TRUCK, "name": None}, headers=headers)
+    assert response.json["errors"] == {"name": ["Required."]}
+    response = client.post("/api/v1/drivers", json={"name": 7}, headers=headers)
+    assert response.json["errors"] == {"name": ["A string."]}
+
+
+def test_a_circle_names_every_bad_field_and_keeps_whole_numbers(client, headers):
+    bad = {"latitude": 91, "longitude": "east", "radius_m": 400}
+    response = client.post(
+        "/api/v1/landmarks", json={"name": "Yard", "circle": bad}, headers=headers
+    )
+    assert response.json["errors"] == {
+        "circle": ["latitude must be between -90 and 90.", "longitude must be a number."]
+    }
+    circle = {"latitude": 41.88, "longitude": -87, "radius_m": 400}
+    made = client.post(
+        "/api/v1/landmarks", json={"name": "Yard", "circle": circle}, headers=headers
+    )
+    assert made.json["circle"] == circle
+    assert all(isinstance(made.json["circle"][key], int) for key in ("longitude", "radius_m"))
+    assert (
+        b'"radius_m":400'
+        in client.get(f"/api/v1/landmarks/{made.json['id']}", headers=headers).data
+    )
+
+
+def test_a_landmark_change_naming_neither_shape_is_refused(client, headers):
+    circle = {"latitude": 41.88, "longitude": -87.63, "radius_m": 400}
+    made = client.post(
+        "/api/v1/landmarks", json={"name": "Yard", "circle": circle}, headers=headers
+    ).json
+    url = f"/api/v1/landmarks/{made['id']}"
+    refused = client.patch(url, json={"name": "Big yard", "circle": None}, headers=headers)
+    assert refused.status_code == 422
+    assert refused.json["errors"] == {"shape": ['Give exactly one of "circle" or "polygon".']}
+    assert client.get(url, headers=headers).json == made

@@ -802,6 +802,28 @@ def test_a_bad_landmark_edit_changes_nothing(admin, auth):
     assert landmarks_version(admin.account_id) == version
 
 
+def test_an_edit_choosing_no_shape_changes_nothing(admin, auth):
+    landmark = add_landmark(admin.account_id)
+    version = landmarks_version(admin.account_id)
+    form = {"name": "Renamed", "kind": "triangle", **CIRCLE}
+    response = auth.post(f"/fleet/landmarks/{landmark.id}/edit", form, page=LANDMARKS)
+    assert response.status_code == 422
+    assert "Choose a circle or a polygon." in field_errors(response.data, "kind")
+    db.session.refresh(landmark)
+    assert landmark.name == "North yard" and "circle" in landmark.shape
+    assert landmarks_version(admin.account_id) == version
+
+
+def test_a_circle_shows_every_bad_field_at_once(admin, auth):
+    form = {"name": "North yard", "kind": "circle", "latitude": "91", "longitude": "east"}
+    response = auth.post("/fleet/landmarks/new", {**form, "radius_m": "0"}, page=LANDMARKS)
+    assert response.status_code == 422
+    assert "Latitude must be between -90 and 90." in field_errors(response.data, "latitude")
+    assert "Longitude must be a number." in field_errors(response.data, "longitude")
+    assert "between 1 and 100,000 metres" in field_errors(response.data, "radius_m")
+    assert count(Landmark) == 0
+
+
 # Members, other accounts, CSRF
 
 

@@ -30,6 +30,7 @@ from accounts.tokens import issue_token
 from app import IdConverter, register_blueprints
 from core.extensions import db
 from core.openapi import openapi_document
+from integrations.providers import load_providers
 from tests.conftest import make_user
 
 CHECKS = [
@@ -93,7 +94,9 @@ def seeded(app: Any) -> Seeded:
 
 
 def routes_only() -> Flask:
-    """An app with every route and nothing else: all the document is made of."""
+    """An app with every route, and the providers the integrations' shapes are made
+    from: all the document is made of."""
+    load_providers()
     app = Flask("routes_only")
     app.url_map.converters["int"] = IdConverter
     register_blueprints(app)

@@ -14,6 +14,7 @@ from accounts.models import Role
 from core.extensions import db
 from integrations.lifecycle import create_integration
 from integrations.models import Integration
+from integrations.schemas import KEEPS_PROVIDER, NOT_ACCEPTED, SIGNER_PROBLEM
 from outbox.models import OutboxMessage
 from tests.conftest import HTMX, bearer, make_user
 from tests.fakes.fleetio import ACCOUNT_TOKEN, API_KEY, FleetioFake
@@ -252,6 +253,41 @@ def test_the_api_refuses_bad_input_and_servicemax(app, client, fleetio):
     assert integrations() == []
 
 
+def test_the_api_answers_every_field_and_a_change_keeps_the_provider(app, client, fleetio):
+    headers = bearer(make_user())
+    body = {"provider": "fleetio", "api_key": API_KEY, "account_id": ACCOUNT_TOKEN}
+    created = client.post("/api/v1/integrations", json=body, headers=headers)
+    assert created.status_code == 201, created.json
+    assert created.headers["Location"].endswith(f"/api/v1/integrations/{created.json['id']}")
+    assert set(created.json) == {
+        "id",
+        "provider",
+        "vehicle_attribute",
+        "options",
+        "credentials",
+        "status",
+        "status_reason",
+        "queue_depth",
+        "total_messages",
+        "requests_per_minute",
+        "unmatched_vins",
+        "release_required",
+        "release",
+        "created_at",
+    }
+    assert created.json["options"]["update_odometer"] is False  # a box left out
+    assert (created.json["release_required"], created.json["release"]) == (False, None)
+    url = f"/api/v1/integrations/{created.json['id']}"
+    moved = client.patch(url, json={"provider": "asana", "update_dtcs": True}, headers=headers)
+    assert moved.status_code == 422
+    assert moved.json["errors"] == {"provider": [KEEPS_PROVIDER]}
+    assert client.get(url, headers=headers).json["options"]["update_dtcs"] is False
+    # Sending back what was read is no change of provider.
+    same = client.patch(url, json={"provider": "fleetio", "update_dtcs": True}, headers=headers)
+    assert same.status_code == 200 and same.json["options"]["update_dtcs"] is True
+    assert same.json["provider"] == "fleetio"
+
+
 def test_the_api_keeps_accounts_apart_and_members_read_only(app, client, fleetio):
     admin = make_user()
     mine = create_integration(
@@ -283,6 +319,52 @@ def servicetitan(app):
     )
     yield server
     server.stop()
+
+
+def test_the_api_refuses_a_bad_release_form_and_signs_a_good_one(app, client, servicetitan):
+    from tests.fakes.servicetitan import CLIENT_ID, CLIENT_SECRET, TENANT
+
+    admin = make_user()
+    headers = bearer(admin)
+    integration = create_integration(
+        admin.account_id,
+        {
+            "provider": "servicetitan",
+            "tenant_id": TENANT,
+            "client_id": CLIENT_ID,
+            "client_secret": CLIENT_SECRET,
+        },
+    )
+    db.session.commit()
+    url = f"/api/v1/integrations/{integration.id}"
+    refused = client.post(f"{url}/resume", headers=headers)
+    assert refused.status_code == 409 and refused.json["detail"] == "Sign the release form first."
+    good = {"signer_name": "Dana Whitfield", "signer_title": "Fleet Manager", "accept": True}
+    for body, errors in [
+        (
+            {**good, "signer_name": "n" * 101, "accept": False},
+            {"signer_name": [SIGNER_PROBLEM], "accept": [NOT_ACCEPTED]},
+        ),
+        (
+            {"signer_name": " ", "signer_title": 7},
+            {
+                "signer_name": [SIGNER_PROBLEM],
+                "signer_title": [SIGNER_PROBLEM],
+                "accept": [NOT_ACCEPTED],
+            },
+        ),
+        ({**good, "accept": "yes"}, {"accept": [NOT_ACCEPTED]}),
+        ({**good, "signed_at": "now"}, {"signed_at": ["Not a field of the release form."]}),
+    ]:
+        response = client.post(f"{url}/release", json=body, headers=headers)
+        assert response.status_code == 422, body
+        assert response.json["errors"] == errors
+    assert integrations()[0].release_signed_at is None
+    signed = client.post(f"{url}/release", json=good, headers=headers)
+    assert signed.status_code == 200 and signed.json["status"] == "active"
+    release = signed.json["release"]
+    assert (release["signer_name"], release["signer_title"]) == ("Dana Whitfield", "Fleet Manager")
+    assert release["client_address"] == "127.0.0.1" and release["signed_at"]
 
 
 def test_servicetitan_waits_for_the_release_form(admin, client, auth, servicetitan):

@@ -134,3 +134,74 @@ def test_batch_shape_is_checked(body):
     with pytest.raises(ValidationError) as refused:
         check_batch(body, NOW)
     assert "reports" in refused.value.errors
+
+
+def test_list_problems_are_worded_by_item():
+    _, errors = check_report(
+        {
+            **POSITION,
+            "temperatures": [{"sensor": "a"}, {"sensor": "b", "fahrenheit": 500}],
+            "fault_codes": [{"code": "P0420", "description": "ok"}] * 65,
+        },
+        NOW,
+    )
+    assert errors == {
+        "temperatures": [
+            "temperatures[0]: an object with sensor, fahrenheit.",
+            "temperatures[1].fahrenheit is not valid.",
+        ],
+        "fault_codes": ["fault_codes: a list of at most 64 items."],
+    }
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"reports": []}, "From 1 to 1,000 reports."),
+        ({"reports": [POSITION] * (MAX_BATCH + 1)}, "From 1 to 1,000 reports."),
+        ({"reports": "x"}, '{"reports": [report, …]} and nothing else.'),
+        ({"reports": [POSITION], "extra": 1}, '{"reports": [report, …]} and nothing else.'),
+    ],
+)
+def test_a_batch_that_is_not_one_says_so_in_words(body, message):
+    with pytest.raises(ValidationError) as refused:
+        check_batch(body, NOW)
+    assert refused.value.errors == {"reports": [message]}
+
+
+@pytest.mark.parametrize(
+    ("field", "taken", "refused"),
+    [
+        ("latitude", -90, -90.01),
+        ("longitude", 180, 180.5),
+        ("speed_mph", 250, 250.1),
+        ("heading", 359.99, 360),
+        ("posted_speed_mph", 120, 121),
+        ("odometer_mi", 10_000_000, -0.1),
+        ("engine_hours", 1_000_000, 1_000_001),
+        ("fuel_level_pct", 100, 100.5),
+        ("speed_mph", 58, True),
+    ],
+)
+def test_each_range_ends_where_it_says(field, taken, refused):
+    assert check_report({**POSITION, field: taken}, NOW)[1] == {}
+    assert field in check_report({**POSITION, field: refused}, NOW)[1]
+
+
+def test_a_report_keeps_its_values_as_sent():
+    report, _ = check_report({**POSITION, "vin": None, "vehicle_id": 7, "heading": 225}, NOW)
+    assert report.vehicle_id == 7 and report.vin is None
+    assert report.fields["heading"] == 225 and isinstance(report.fields["heading"], int)
+
+
+def test_a_batch_names_each_bad_report_as_one_report_would_be_named():
+    bad = {**POSITION, "latitude": "north", "colour": "red", "time": "2026-05-14T15:48:00Z"}
+    _, alone = check_report(bad, NOW)
+    with pytest.raises(ValidationError) as refused:
+        check_batch({"reports": [POSITION] * 999 + [bad]}, NOW)
+    assert refused.value.errors == {f"reports[999].{key}": words for key, words in alone.items()}
+    assert alone == {
+        "colour": ["Not a field of position reports."],
+        "latitude": ["A number from -90 to 90."],
+        "time": ["More than 5 minutes in the future: check the device clock."],
+    }

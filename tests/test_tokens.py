@@ -13,6 +13,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import select, text
 
 from accounts.models import ApiToken, Role, Scope
+from accounts.schemas import EXPIRY_FORMAT, EXPIRY_IN_THE_PAST
 from accounts.tokens import issue_token
 from core.errors import ValidationError
 from core.extensions import db, migrate
@@ -299,6 +300,71 @@ def test_the_api_refuses_a_bad_scope_or_expiry_with_422_and_creates_nothing(
     assert response.mimetype == "application/problem+json"
     assert set(response.json["errors"]) == fields
     assert db.session.query(ApiToken).count() == 1
+
+
+@pytest.mark.parametrize(
+    ("body", "errors"),
+    [
+        ({"name": "G", "scope": "superuser"}, {"scope": ["One of admin, read, telemetry:write."]}),
+        ({"name": "G", "expires_at": "next week"}, {"expires_at": [EXPIRY_FORMAT]}),
+        ({"name": "G", "expires_at": 1893456000}, {"expires_at": [EXPIRY_FORMAT]}),
+        ({"name": "G", "expires_at": "2020-01-01T00:00:00Z"}, {"expires_at": [EXPIRY_IN_THE_PAST]}),
+        # A misspelt field would otherwise make a token that never expires.
+        (
+            {"name": "G", "expires": "2030-01-01T00:00:00Z"},
+            {"expires": ["Not a field of a token."]},
+        ),
+    ],
+)
+def test_the_api_says_what_is_wrong_with_each_field_of_a_new_token(app, client, body, errors):
+    headers = bearer(make_user())
+    response = client.post("/api/v1/tokens", json=body, headers=headers)
+    assert response.status_code == 422
+    assert response.json["errors"] == errors
+    assert db.session.query(ApiToken).count() == 1
+
+
+def test_a_null_scope_and_expiry_are_as_if_left_out(app, client):
+    admin = make_user()
+    member = make_user(email="viewer@acme.example.com", role=Role.MEMBER, admin=admin)
+    _, clear = issue_token(admin, "Maker")
+    db.session.commit()
+    created = client.post(
+        "/api/v1/tokens",
+        json={"name": "  Gateway  ", "scope": None, "expires_at": None},
+        headers=_token_headers(clear),
+    )
+    assert created.status_code == 201, created.json
+    assert set(created.json) == {
+        "id",
+        "name",
+        "hint",
+        "user",
+        "scope",
+        "created_at",
+        "expires_at",
+        "last_used_at",
+        "revoked_at",
+        "token",
+    }
+    assert (created.json["name"], created.json["scope"], created.json["expires_at"]) == (
+        "Gateway",
+        "admin",
+        None,
+    )
+    assert created.json["user"] == admin.email and created.json["revoked_at"] is None
+    token, _ = issue_token(member, "Reader", None, None)
+    assert token.scope == "read"
+
+
+def test_the_account_answer_names_the_account_and_the_user(app, client):
+    admin = make_user()
+    response = client.get("/api/v1/account", headers=bearer(admin))
+    assert response.json == {
+        "id": admin.account_id,
+        "name": "Acme Haulage",
+        "user": {"id": admin.id, "email": admin.email, "role": "admin"},
+    }
 
 
 def test_an_expired_token_gets_401_expired_like_a_revoked_one(app, client):

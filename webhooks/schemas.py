@@ -16,6 +16,7 @@ from core.contract import QUERY_CONFIG, REQUEST_CONFIG, Answer, OneOf, Says, Tim
 from core.encryption import mask
 from events import catalogue
 from events.catalogue import EVENT_TYPES, SPEEDING_EVENT_TYPES, SpeedingEvents
+from fleet.schemas import MAX_GROUP_LENGTH
 from outbox.models import (
     DEFAULT_MAX_IN_FLIGHT,
     MAX_IN_FLIGHT_RANGE,
@@ -34,7 +35,6 @@ MAX_RATE_LIMIT = 1000
 # Types whose every message is the vehicle's whole latest state (its position), so
 # a newer one makes an older one worthless: the only ones "latest wins" may drop.
 LATEST_WINS_EVENT_TYPES = ("location", "heartbeat")
-MAX_GROUP_LENGTH = 60  # as Vehicle.group_name
 # An HTTP field name is a "token" (RFC 9110, section 5.1).
 HEADER_NAME_PATTERN = r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$"
 
@@ -79,6 +79,52 @@ WebhookUrl = Annotated[
         "Enter the URL that will receive the events.",
         when={"string_too_long": f"At most {MAX_URL_LENGTH:,} characters."},
     ),
+]
+
+
+# The delivery settings, as a request sets them and an answer shows them.
+OrderingSetting = Annotated[
+    Ordering,
+    Field(
+        strict=False,
+        description="vehicle: each vehicle's events in order, many vehicles at once; "
+        "webhook: every event in order, one request at a time (at most one message per "
+        "round trip of the receiver); none: no order, a failed message holds nothing back.",
+    ),
+    Says("One of: " + ", ".join(f'"{o.value}"' for o in Ordering) + "."),
+]
+MaxInFlight = Annotated[
+    int,
+    Field(
+        ge=MAX_IN_FLIGHT_RANGE[0],
+        le=MAX_IN_FLIGHT_RANGE[1],
+        description="Requests this webhook may have in flight at once: more means more "
+        "requests at once to the receiver.",
+    ),
+    Says("A whole number of requests from {} to {}.".format(*MAX_IN_FLIGHT_RANGE)),
+]
+RateLimit = Annotated[
+    float | None,
+    Field(
+        gt=0,
+        le=MAX_RATE_LIMIT,
+        allow_inf_nan=False,
+        description="At most this many messages per second (null: no limit); messages "
+        "wait rather than exceed it.",
+    ),
+    Says(
+        f"Messages per second: a number above 0 and at most {MAX_RATE_LIMIT}, or empty "
+        "(null) for no limit."
+    ),
+]
+LatestWins = Annotated[
+    bool,
+    Field(
+        description=f"{' and '.join(LATEST_WINS_EVENT_TYPES)} webhooks only: when a "
+        "backlog forms, older pending messages of a vehicle are dropped (status "
+        "superseded) and only its newest is sent.",
+    ),
+    Says("true or false."),
 ]
 
 
@@ -130,53 +176,10 @@ class WebhookSettings(TypedDict, total=False):
         ),
         Says('An object {"name": …, "value": …}, or null.'),
     ]
-    ordering: Annotated[
-        Ordering,
-        Field(
-            strict=False,
-            default=Ordering.VEHICLE,
-            description="vehicle: each vehicle's events in order, many vehicles at once; "
-            "webhook: every event in order, one request at a time (at most one message per "
-            "round trip of the receiver); none: no order, a failed message holds nothing back.",
-        ),
-        Says("One of: " + ", ".join(f'"{o.value}"' for o in Ordering) + "."),
-    ]
-    max_in_flight: Annotated[
-        int,
-        Field(
-            ge=MAX_IN_FLIGHT_RANGE[0],
-            le=MAX_IN_FLIGHT_RANGE[1],
-            default=DEFAULT_MAX_IN_FLIGHT,
-            description="Requests this webhook may have in flight at once: more means more "
-            "requests at once to the receiver.",
-        ),
-        Says("A whole number of requests from {} to {}.".format(*MAX_IN_FLIGHT_RANGE)),
-    ]
-    rate_limit: Annotated[
-        float | None,
-        Field(
-            gt=0,
-            le=MAX_RATE_LIMIT,
-            allow_inf_nan=False,
-            default=None,
-            description="At most this many messages per second (null: no limit); messages "
-            "wait rather than exceed it.",
-        ),
-        Says(
-            f"Messages per second: a number above 0 and at most {MAX_RATE_LIMIT}, or empty "
-            "(null) for no limit."
-        ),
-    ]
-    latest_wins: Annotated[
-        bool,
-        Field(
-            default=False,
-            description=f"{' and '.join(LATEST_WINS_EVENT_TYPES)} webhooks only: when a "
-            "backlog forms, older pending messages of a vehicle are dropped (status "
-            "superseded) and only its newest is sent.",
-        ),
-        Says("true or false."),
-    ]
+    ordering: Annotated[OrderingSetting, Field(default=Ordering.VEHICLE)]
+    max_in_flight: Annotated[MaxInFlight, Field(default=DEFAULT_MAX_IN_FLIGHT)]
+    rate_limit: Annotated[RateLimit, Field(default=None)]
+    latest_wins: Annotated[LatestWins, Field(default=False)]
     speeding_events: Annotated[
         SpeedingEvents,
         Field(
@@ -304,10 +307,10 @@ class Webhook(Answer):
     contact_email: str | None
     vehicle_group: str | None
     custom_header: CustomHeaderShown | None
-    ordering: Ordering
-    max_in_flight: int
-    rate_limit: float | None
-    latest_wins: bool
+    ordering: OrderingSetting
+    max_in_flight: MaxInFlight
+    rate_limit: RateLimit
+    latest_wins: LatestWins
     speeding_events: SpeedingEvents
     # The engine's state of sending: read-only, never part of a request.
     in_flight: Annotated[

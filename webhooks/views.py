@@ -27,7 +27,7 @@ from core.times import utcnow
 from events.catalogue import EVENT_TYPES, SPEEDING_EVENT_TYPES, EventType
 from fleet.records import vehicle_groups
 from outbox.activity import target_activity
-from outbox.models import MessageStatus
+from outbox.models import MessageStatus, OutboxMessage
 from outbox.recovery import (
     find_message,
     pruned_since,
@@ -70,6 +70,15 @@ def _own_webhook(webhook_id: int) -> Webhook:
     if webhook is None:
         abort(404)
     return webhook
+
+
+def _own_message(webhook_id: int, message_id: str) -> tuple[Webhook, OutboxMessage]:
+    """The account's webhook and its message with this webhook-id, or 404."""
+    webhook = _own_webhook(webhook_id)
+    found = find_message(webhook.id, message_id)
+    if found is None:
+        abort(404)
+    return webhook, found
 
 
 def _form_dialog(
@@ -120,6 +129,19 @@ def _form_dialog(
     )
 
 
+def _secret_dialog(webhook: Webhook, secret: str, rotated: bool) -> Response:
+    """The signing secret, shown once: a new webhook's (its grid refreshes) or a
+    rotated one's."""
+    return render_dialog(
+        "webhooks/_secret.html",
+        f"New secret for webhook {webhook.id}" if rotated else f"Webhook {webhook.id} added",
+        trigger=None if rotated else CHANGED,
+        webhook=webhook,
+        secret=secret,
+        rotated=rotated,
+    )
+
+
 def _example_header(name: str | None, webhook: Webhook | None) -> tuple[str, str] | None:
     name = (name or "").strip()
     if not name:
@@ -153,14 +175,7 @@ def create() -> Response:
         show_errors(form, error)
         return _form_dialog(form, event_type, status=422)
     db.session.commit()
-    return render_dialog(
-        "webhooks/_secret.html",
-        f"Webhook {webhook.id} added",
-        trigger=CHANGED,
-        webhook=webhook,
-        secret=secret,
-        rotated=False,
-    )
+    return _secret_dialog(webhook, secret, rotated=False)
 
 
 @bp.get("/example")
@@ -270,13 +285,7 @@ def rotate(webhook_id: int) -> Response:
     webhook = _own_webhook(webhook_id)
     secret = rotate_secret(webhook)
     db.session.commit()
-    return render_dialog(
-        "webhooks/_secret.html",
-        f"New secret for webhook {webhook.id}",
-        webhook=webhook,
-        secret=secret,
-        rotated=True,
-    )
+    return _secret_dialog(webhook, secret, rotated=True)
 
 
 @bp.post("/<int:webhook_id>/expire-previous-secret")
@@ -329,10 +338,7 @@ def feed(webhook_id: int) -> str:
 @login_required
 def message(webhook_id: int, message_id: str) -> str:
     """One message: what was sent, and every attempt with its answer."""
-    webhook = _own_webhook(webhook_id)
-    found = find_message(webhook.id, message_id)
-    if found is None:
-        abort(404)
+    webhook, found = _own_message(webhook_id, message_id)
     body = encode_body(found.payload, ContentType(webhook.content_type)).decode()
     return render_template(
         "_message.html",
@@ -351,10 +357,7 @@ def message(webhook_id: int, message_id: str) -> str:
 @admin_required
 def redeliver_message(webhook_id: int, message_id: str) -> ResponseReturnValue:
     """Send a finished message again, with the same webhook-id."""
-    webhook = _own_webhook(webhook_id)
-    found = find_message(webhook.id, message_id)
-    if found is None:
-        abort(404)
+    webhook, found = _own_message(webhook_id, message_id)
     if redeliver(webhook, found):
         db.session.commit()
         flash(f"{message_id} queued again.", "success")

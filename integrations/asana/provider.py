@@ -61,7 +61,7 @@ Our choices, not Asana's:
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -81,23 +81,15 @@ from integrations.asana.dvir import (
     defect_task,
     opens_dvir_tasks,
 )
-from integrations.attributes import (
-    VEHICLE_ATTRIBUTE,
-    VEHICLE_ATTRIBUTES,
-    attribute_value,
-    current_value,
-)
+from integrations.attributes import VEHICLE_ATTRIBUTE, VEHICLE_ATTRIBUTES, event_value
 from integrations.base import (
-    CURRENT_STATE,
     Api,
     Field,
     ListingFailed,
     ProviderRejected,
     json_of,
-    recently_missing,
     secrets_of,
-    unmatched,
-    vehicle_ref,
+    send_to_vehicle,
 )
 from integrations.models import Integration
 from integrations.providers import register
@@ -247,9 +239,10 @@ class AsanaProvider:
             raise ProviderRejected(f"Asana has no project {project} that this token can see.")
         raise_unless_ok(response, result)
 
-        settings, result = self._custom_fields(api, token, project)
-        if settings is None:
-            raise rejection(result)
+        try:
+            settings = self._custom_fields(api, token, project)
+        except ListingFailed as failed:
+            raise rejection(failed.result) from None
         vin_field = _find_field(settings, options.get("vin_field") or DEFAULT_VIN_FIELD)
         if vin_field is None or vin_field["type"] != "text":
             raise ProviderRejected(
@@ -277,27 +270,17 @@ class AsanaProvider:
             "attribute_field_type": field["type"],
         }
 
-    def _custom_fields(
-        self, api: Api, token: str, project: str
-    ) -> tuple[list[dict[str, str]] | None, Result]:
-        """The project's custom fields (gid, name and type: text, number, enum …) and
-        the last answer's Result; None instead of the list when a page failed."""
+    def _custom_fields(self, api: Api, token: str, project: str) -> list[dict[str, str]]:
+        """The project's custom fields (gid, name and type: text, number, enum …);
+        ListingFailed when a page did not come."""
         path = f"/projects/{project}/custom_field_settings"
         params: dict[str, Any] = {
             "opt_fields": "custom_field.name,custom_field.resource_subtype",
             "limit": PAGE_SIZE,
         }
         found: list[dict[str, str]] = []
-        result = Result(delivered=False)
-        for _ in range(MAX_PAGES):
-            response, result = api.call("GET", path, params=params)
-            body = json_of(response) if response is not None and result.delivered else None
-            if not isinstance(body, dict):
-                if result.delivered:
-                    result.delivered = False
-                    result.error = "Asana answered the custom fields with something other than JSON"
-                return None, result
-            for setting in body.get("data") or []:
+        for settings, _result in _pages(api, path, params, project, "the custom fields"):
+            for setting in settings:
                 field = setting.get("custom_field") or {}
                 kind = field.get("resource_subtype") or field.get("type") or ""
                 found.append(
@@ -307,11 +290,7 @@ class AsanaProvider:
                         "type": str(kind),
                     }
                 )
-            offset = (body.get("next_page") or {}).get("offset")
-            if not offset:
-                break
-            params = {**params, "offset": offset}
-        return found, result
+        return found
 
     # -- what to send ----------------------------------------------------------
 
@@ -322,10 +301,7 @@ class AsanaProvider:
         key = event.event_type.key
         vehicle = event.vehicle
         attribute = integration.vehicle_attribute
-        if key == CURRENT_STATE:
-            value = current_value(attribute, event)
-        else:
-            value = attribute_value(attribute, event)
+        value = event_value(attribute, event)
         dvir = event.details.get("dvir") if key == "dvir" else None
         task = None
         if dvir and dvir.get("defects") and opens_dvir_tasks(integration):
@@ -394,32 +370,27 @@ class AsanaProvider:
         """PUT the custom field on the vehicle's task; a 404 (the task went away
         since the map was listed) lists the project again and tries once more."""
         project = str((integration.options or {}).get("project_gid"))
-        result = Result(delivered=False)
-        for _attempt in (1, 2):
-            if recently_missing(integration, vin):
-                return unmatched(vin, NAME)
-            try:
-                gid = vehicle_ref(integration, vin, lambda: self._vin_map(api, token, integration))
-            except ListingFailed as failed:
-                return failed.result
-            if gid is None:
-                return unmatched(vin, NAME)
-            path = f"/tasks/{gid}"
-            _, result = api.call("PUT", path, json=body)
+
+        def put(gid: str) -> Result:
+            _, result = api.call("PUT", f"/tasks/{gid}", json=body)
             result = asana_result(result, project)
             if result.status_code == 400:
                 return self._refused(api, token, integration, result, "update")
-            if result.status_code != 404:
-                return result
-            integration.vehicle_map = {k: v for k, v in integration.vehicle_map.items() if k != vin}
-        # The task listed again answered 404 too: this message cannot go anywhere.
-        result.permanent = True
-        result.error = shorten(
-            f"The task of VIN {vin} is gone from Asana ({result.error}); the message is "
-            "not retried.",
-            500,
+            return result
+
+        def gone_again(result: Result) -> Result:
+            # The task listed again answered 404 too: this message cannot go anywhere.
+            result.permanent = True
+            result.error = shorten(
+                f"The task of VIN {vin} is gone from Asana ({result.error}); the message is "
+                "not retried.",
+                500,
+            )
+            return result
+
+        return send_to_vehicle(
+            integration, vin, NAME, lambda: self._vin_map(api, token, integration), put, gone_again
         )
-        return result
 
     def _refused(
         self, api: Api, token: str, integration: Integration, result: Result, what: str
@@ -450,11 +421,11 @@ class AsanaProvider:
         project's fields could not be read."""
         options = integration.options or {}
         project = str(options.get("project_gid"))
-        settings, result = self._custom_fields(api, token, project)
-        if settings is None:
-            if result.status_code == 404:
-                return project_gone(result, project).needs_attention
-            return asana_result(result, project).needs_attention or result
+        try:
+            settings = self._custom_fields(api, token, project)
+        except ListingFailed as failed:
+            # As _pages read it: the project gone (404), 402, 403 and 451 need a person.
+            return failed.result.needs_attention or failed.result
         save_again = "then save the integration again."
         vin_field = _found_in(settings, str(options.get("vin_field_gid")))
         if vin_field is None or vin_field["type"] != "text":
@@ -521,23 +492,14 @@ class AsanaProvider:
             "limit": PAGE_SIZE,
         }
         result = Result(delivered=False)
-        for _ in range(MAX_PAGES):
-            response, result = api.call("GET", "/tasks", params=params)
-            result = asana_result(result, project)
-            body = json_of(response) if response is not None and result.delivered else None
-            if not isinstance(body, dict):
-                if result.delivered:
-                    result.delivered = False
-                    result.error = "Asana answered the task look-up with something other than JSON"
-                return None, result
-            for candidate in body.get("data") or []:
-                notes = str(candidate.get("notes") or "")
-                if (reference and reference in notes) or candidate.get("name") == task["name"]:
-                    return str(candidate.get("gid")), result
-            offset = (body.get("next_page") or {}).get("offset")
-            if not offset:
-                break
-            params = {**params, "offset": offset}
+        try:
+            for candidates, result in _pages(api, "/tasks", params, project, "the task look-up"):
+                for candidate in candidates:
+                    notes = str(candidate.get("notes") or "")
+                    if (reference and reference in notes) or candidate.get("name") == task["name"]:
+                        return str(candidate.get("gid")), result
+        except ListingFailed as failed:
+            return None, failed.result
         return None, result
 
     def _vin_map(self, api: Api, token: str, integration: Integration) -> dict[str, str]:
@@ -548,27 +510,37 @@ class AsanaProvider:
         path = f"/projects/{project}/tasks"
         params: dict[str, Any] = {"opt_fields": "custom_fields,name", "limit": PAGE_SIZE}
         vins: dict[str, str] = {}
-        for _ in range(MAX_PAGES):
-            response, result = api.call("GET", path, params=params)
-            result = asana_result(result, project)
-            if response is None or not result.delivered:
-                if result.status_code == 404:
-                    result = project_gone(result, project)
-                raise ListingFailed(result)
-            body = json_of(response)
-            if not isinstance(body, dict):
-                result.delivered = False
-                result.error = "Asana answered the task list with something other than JSON"
-                raise ListingFailed(result)
-            for task in body.get("data") or []:
+        for tasks, _result in _pages(api, path, params, project, "the task list"):
+            for task in tasks:
                 vin = _vin_of(task, str(vin_field))
                 if vin and vin not in vins:
                     vins[vin] = str(task["gid"])
-            offset = (body.get("next_page") or {}).get("offset")
-            if not offset:
-                break
-            params = {**params, "offset": offset}
         return vins
+
+
+def _pages(
+    api: Api, path: str, params: dict[str, Any], project: str, what: str
+) -> Iterator[tuple[list[Any], Result]]:
+    """Each page of one of the project's lists (its "data", paged with
+    `next_page.offset`), with the answer's Result as `asana_result` reads it. A page
+    that did not come, or came as something other than JSON (`what` names the list),
+    ends the listing with ListingFailed; a 404 says the project is gone."""
+    for _ in range(MAX_PAGES):
+        response, result = api.call("GET", path, params=params)
+        result = asana_result(result, project)
+        body = json_of(response) if response is not None and result.delivered else None
+        if not isinstance(body, dict):
+            if result.delivered:
+                result.delivered = False
+                result.error = f"Asana answered {what} with something other than JSON"
+            elif result.status_code == 404:
+                result = project_gone(result, project)
+            raise ListingFailed(result)
+        yield body.get("data") or [], result
+        offset = (body.get("next_page") or {}).get("offset")
+        if not offset:
+            return
+        params = {**params, "offset": offset}
 
 
 def _allowed_types(attribute: str) -> tuple[str, ...]:

@@ -101,7 +101,7 @@ class Fleetio:
         Field(
             "account_id",
             "Account Token",
-            "Your Fleetio Account Token, shown below the API keys on the same page.",
+            help="Your Fleetio Account Token, shown below the API keys on the same page.",
         ),
         Field(
             "update_odometer",
