@@ -15,7 +15,6 @@ from pydantic import (
     BeforeValidator,
     Field,
     StringConstraints,
-    model_validator,
 )
 from pydantic_core import PydanticCustomError
 from typing_extensions import TypedDict
@@ -126,11 +125,8 @@ class Token(Answer):
     last_used_at: Annotated[Timestamp | None, Field(description="To the minute; null: never used.")]
     revoked_at: Timestamp | None
 
-    @model_validator(mode="before")
     @classmethod
-    def _from_token(cls, value: Any) -> Any:
-        if not hasattr(value, "token_hash"):
-            return value
+    def read(cls, value: Any) -> Any:
         return with_fields(value, user=value.user.email)
 
 

@@ -19,7 +19,14 @@ from datetime import datetime
 from typing import Annotated, Any, NotRequired, Required, TypeVar, get_args, get_origin
 
 from flask import Response, jsonify
-from pydantic import BaseModel, ConfigDict, PlainSerializer, TypeAdapter, WithJsonSchema
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    PlainSerializer,
+    TypeAdapter,
+    WithJsonSchema,
+    model_validator,
+)
 from pydantic import ValidationError as PydanticError
 from pydantic_core import CoreSchema, core_schema
 from typing_extensions import get_type_hints, is_typeddict
@@ -177,6 +184,19 @@ class Answer(BaseModel):
     """What the API answers, read from the domain's objects (their attributes)."""
 
     model_config = ConfigDict(from_attributes=True)
+
+    @classmethod
+    def read(cls, value: Any) -> Any:
+        """The object as this answer reads it: what it shows under another name, or
+        computes (a masked secret), given beside the object's own attributes with
+        `with_fields`. An answer that shows only attributes keeps this one."""
+        return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _read(cls, value: Any) -> Any:
+        # A mapping already holds the answer's fields (a listing's page, a test's).
+        return value if isinstance(value, Mapping | BaseModel) else cls.read(value)
 
 
 A = TypeVar("A", bound=Answer)

@@ -20,7 +20,6 @@ from pydantic import (
     StringConstraints,
     ValidatorFunctionWrapHandler,
     WrapValidator,
-    model_validator,
 )
 from pydantic import ValidationError as PydanticError
 from pydantic.fields import FieldInfo
@@ -505,11 +504,8 @@ class Vehicle(Answer):
     last_dvir: Annotated[dict[str, Any] | None, Field(description="Its newest DVIR report.")]
     created_at: Timestamp
 
-    @model_validator(mode="before")
     @classmethod
-    def _from_vehicle(cls, value: Any) -> Any:
-        if not hasattr(value, "group_name"):
-            return value
+    def read(cls, value: Any) -> Any:
         location = None
         if value.last_fix_at is not None:
             location = {
@@ -564,11 +560,8 @@ class Landmark(Answer):
     ]
     created_at: Timestamp
 
-    @model_validator(mode="before")
     @classmethod
-    def _from_landmark(cls, value: Any) -> Any:
-        if not hasattr(value, "shape"):
-            return value
+    def read(cls, value: Any) -> Any:
         return with_fields(value, **value.shape)
 
 

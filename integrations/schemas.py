@@ -22,7 +22,6 @@ from pydantic import (
     GetCoreSchemaHandler,
     RootModel,
     StringConstraints,
-    model_validator,
 )
 from pydantic_core import CoreSchema, PydanticCustomError
 from typing_extensions import TypedDict
@@ -289,11 +288,8 @@ class Integration(Answer):
     release: Release | None
     created_at: Timestamp
 
-    @model_validator(mode="before")
     @classmethod
-    def _from_integration(cls, value: Any) -> Any:
-        if not hasattr(value, "vehicle_map"):
-            return value
+    def read(cls, value: Any) -> Any:
         provider = PROVIDERS[value.provider]
         secrets = secrets_of(value)
         release = None

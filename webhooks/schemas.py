@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import ConfigDict, Field, StringConstraints, model_validator
+from pydantic import ConfigDict, Field, StringConstraints
 from typing_extensions import TypedDict
 
 from core.api import PageQuery
@@ -272,12 +272,9 @@ class EventType(Answer):
     setting: Setting | None
     example: Event
 
-    @model_validator(mode="before")
     @classmethod
-    def _from_catalogue(cls, value: Any) -> Any:
-        if isinstance(value, catalogue.EventType):
-            return with_fields(value, example=catalogue.example_event(value))
-        return value
+    def read(cls, value: Any) -> Any:
+        return with_fields(value, example=catalogue.example_event(value))
 
 
 class EventTypes(Answer):
@@ -342,11 +339,8 @@ class Webhook(Answer):
     created_at: Timestamp
     updated_at: Timestamp
 
-    @model_validator(mode="before")
     @classmethod
-    def _from_webhook(cls, value: Any) -> Any:
-        if not hasattr(value, "send_window"):
-            return value
+    def read(cls, value: Any) -> Any:
         header = None
         if value.custom_header_name and value.custom_header_value:
             header = {"name": value.custom_header_name, "value": mask(value.custom_header_value)}
@@ -386,11 +380,8 @@ class Message(Answer):
     next_attempt_at: Timestamp | None
     finished_at: Timestamp | None
 
-    @model_validator(mode="before")
     @classmethod
-    def _from_message(cls, value: Any) -> Any:
-        if not hasattr(value, "message_id"):
-            return value
+    def read(cls, value: Any) -> Any:
         waiting = value.status in OPEN_STATUSES
         return with_fields(
             value,
@@ -424,12 +415,9 @@ class MessageDetail(Message):
     payload: Event
     attempt_log: list[Attempt]
 
-    @model_validator(mode="before")
     @classmethod
-    def _with_attempts(cls, value: Any) -> Any:
-        if not hasattr(value, "attempt_records"):
-            return value
-        return with_fields(value, attempt_log=value.attempt_records)
+    def read(cls, value: Any) -> Any:
+        return with_fields(super().read(value), attempt_log=value.attempt_records)
 
 
 class Recovered(Answer):
