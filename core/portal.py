@@ -8,6 +8,7 @@ time."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import wraps
@@ -91,6 +92,23 @@ def render_dialog(
     if trigger:
         response.headers["HX-Trigger"] = trigger
     return response
+
+
+def number_or_text(text: str | None, *kinds: type[int] | type[float]) -> Any:
+    """A form field's text as the first of `kinds` (int when none is named) that reads
+    it as a finite number; otherwise the text, for the domain's rules to refuse with
+    their own words; None when it is blank."""
+    text = (text or "").strip()
+    if not text:
+        return None
+    for kind in kinds or (int,):
+        try:
+            number = kind(text)
+        except ValueError:
+            continue
+        if math.isfinite(number):
+            return number
+    return text
 
 
 def show_errors(form: FlaskForm, error: ValidationError) -> None:

@@ -6,7 +6,6 @@ on the fields."""
 from __future__ import annotations
 
 import json
-import math
 from typing import Any
 
 from flask_wtf import FlaskForm
@@ -14,27 +13,13 @@ from flask_wtf.file import FileField
 from wtforms import RadioField, SelectChoice, SelectField, StringField, TextAreaField
 
 from core.errors import ValidationError
-from core.portal import show_errors
+from core.portal import number_or_text, show_errors
 from fleet.models import Driver
 
 POLYGON_EXAMPLE = (
     '{"type": "Polygon", "coordinates": [[[-87.64, 41.87], [-87.62, 41.87], '
     "[-87.62, 41.89], [-87.64, 41.87]]]}"
 )
-
-
-def _number_or_text(text: str | None) -> Any:
-    """A number when the text is one; otherwise the text, for the rules to refuse."""
-    text = (text or "").strip()
-    if not text:
-        return None
-    for kind in (int, float):
-        try:
-            number = kind(text)
-        except ValueError:
-            continue
-        return number if math.isfinite(number) else text
-    return text
 
 
 class VehicleForm(FlaskForm):
@@ -83,7 +68,7 @@ class VehicleEditForm(FlaskForm):
             "name": self.name.data or "",
             "plate": self.plate.data or "",
             "group": self.group.data or "",
-            "driver_id": _number_or_text(self.driver_id.data),
+            "driver_id": number_or_text(self.driver_id.data),
         }
 
 
@@ -141,9 +126,9 @@ class LandmarkForm(FlaskForm):
         self._json_problem = None
         if self.kind.data == "circle":
             values["circle"] = {
-                "latitude": _number_or_text(self.latitude.data),
-                "longitude": _number_or_text(self.longitude.data),
-                "radius_m": _number_or_text(self.radius_m.data),
+                "latitude": number_or_text(self.latitude.data, int, float),
+                "longitude": number_or_text(self.longitude.data, int, float),
+                "radius_m": number_or_text(self.radius_m.data, int, float),
             }
         elif self.kind.data == "polygon":
             text = (self.polygon.data or "").strip()

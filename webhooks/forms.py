@@ -18,6 +18,7 @@ from wtforms import (
 )
 from wtforms.validators import InputRequired
 
+from core.portal import number_or_text
 from events.catalogue import EventType, SpeedingEvents
 from outbox.models import DEFAULT_MAX_IN_FLIGHT, MAX_IN_FLIGHT_RANGE, Ordering
 from webhooks.schemas import LATEST_WINS_EVENT_TYPES
@@ -32,18 +33,6 @@ ORDERING_CHOICES = {
     Ordering.NONE: "None: a failed message holds nothing back, but a vehicle's events may "
     "arrive out of order.",
 }
-
-
-def _number_or_text(text: str | None, number: type[int] | type[float] = int) -> Any:
-    """An integer (with `float`, a decimal such as 2.5) when the text is one;
-    otherwise the text, for the rules to refuse."""
-    text = (text or "").strip()
-    if not text:
-        return None
-    try:
-        return number(text)
-    except ValueError:
-        return text
 
 
 class WebhookForm(FlaskForm):
@@ -123,7 +112,7 @@ class WebhookForm(FlaskForm):
             values["event_type"] = event_type.key
         if event_type.setting is not None:
             setting_field = getattr(self, event_type.setting.field)
-            values[event_type.setting.field] = _number_or_text(setting_field.data)
+            values[event_type.setting.field] = number_or_text(setting_field.data)
         header_name = (self.custom_header_name.data or "").strip()
         header_value = self.custom_header_value.data or ""
         if editing and self.remove_custom_header.data:
@@ -137,9 +126,9 @@ class WebhookForm(FlaskForm):
         if self.ordering.raw_data:
             values["ordering"] = self.ordering.data
         if self.max_in_flight.raw_data:
-            values["max_in_flight"] = _number_or_text(self.max_in_flight.data)
+            values["max_in_flight"] = number_or_text(self.max_in_flight.data)
         if self.rate_limit.raw_data:
-            values["rate_limit"] = _number_or_text(self.rate_limit.data, float)
+            values["rate_limit"] = number_or_text(self.rate_limit.data, float)
         # An unticked box is not posted at all. Other types never show it: only a
         # tick is sent for them, for the rules to refuse.
         if event_type.key in LATEST_WINS_EVENT_TYPES or self.latest_wins.data:
