@@ -93,16 +93,19 @@ MAX_PAGE_SIZE = 200
 CURSOR_PROBLEM = "Pass the next_cursor of the previous page, unchanged."
 
 
+Limit = Annotated[
+    int,
+    Field(ge=1, le=MAX_PAGE_SIZE, default=DEFAULT_PAGE_SIZE),
+    Says(f"A whole number from 1 to {MAX_PAGE_SIZE}."),
+]
+
+
 class PageQuery(TypedDict, total=False):
     """A listing, a page at a time."""
 
     __pydantic_config__ = QUERY_CONFIG  # type: ignore[misc]
 
-    limit: Annotated[
-        int,
-        Field(ge=1, le=MAX_PAGE_SIZE, default=DEFAULT_PAGE_SIZE),
-        Says(f"A whole number from 1 to {MAX_PAGE_SIZE}."),
-    ]
+    limit: Limit
     cursor: Annotated[
         str,
         Field(description="The next_cursor of the previous page."),

@@ -202,6 +202,8 @@ class OutboxMessage(db.Model):  # type: ignore[name-defined]
         Index("ix_outbox_message_status_next_attempt_at", "status", "next_attempt_at"),
         # The messages list of a target, newest first.
         Index("ix_outbox_message_target_created", "target_id", "created_at"),
+        # A webhook's pull feed, after its cursor (outbox/feed.py).
+        Index("ix_outbox_message_target_sequence", "target_id", "sequence"),
         # What the retention prunes ended messages by (outbox/retention.py).
         Index("ix_outbox_message_finished_at", "finished_at"),
     )

@@ -4,16 +4,27 @@ their messages. What each route takes and answers is in webhooks/schemas.py."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import Response, url_for
 
 from accounts.api_access import admin_only, api_blueprint, api_user
-from core.api import ApiProblem, PageQuery, json_object, page_arguments, page_json, query_arguments
-from core.contract import answer, checked, operation, page_of
+from core.api import (
+    DEFAULT_PAGE_SIZE,
+    ApiProblem,
+    PageQuery,
+    json_object,
+    page_arguments,
+    page_json,
+    query_arguments,
+)
+from core.contract import answer, checked, operation, page_of, with_fields
 from core.database import MAX_BIG_ID
 from core.errors import ValidationError
 from core.extensions import db
 from core.times import parse_rfc3339
 from events.catalogue import EVENT_TYPES
+from outbox.feed import feed_page
 from outbox.models import OutboxMessage
 from outbox.recovery import (
     find_message,
@@ -36,6 +47,8 @@ from webhooks.lifecycle import (
     update_webhook,
 )
 from webhooks.models import Webhook
+from webhooks.sender import ordering_headers
+from webhooks.wire import ORDERING_KEY_HEADER, SEQUENCE_HEADER
 
 bp = api_blueprint("webhooks_api", __name__)
 
@@ -233,6 +246,37 @@ def redeliver_message(webhook_id: int, message_id: str) -> Response:
     db.session.commit()
     db.session.refresh(message)
     return answer(schemas.Message, message, 202)
+
+
+@bp.get("/webhooks/<int:webhook_id>/feed")
+@operation(
+    "The webhook's messages to pull, in the order its receiver gets them",
+    {200: schemas.Feed},
+    query=schemas.FeedQuery,
+    problems=NOT_FOUND,
+)
+def feed(webhook_id: int) -> Response:
+    """Every message the webhook was given to send, after `after`, whatever its
+    status: the same webhook-id, ordering headers and body a push carries."""
+    webhook = _own_webhook(webhook_id)
+    asked = query_arguments(schemas.FeedQuery)
+    after = asked.get("after", 0)
+    found = feed_page(webhook.id, after, asked.get("limit", DEFAULT_PAGE_SIZE))
+    messages = [_as_pushed(webhook, message) for message in found]
+    next_cursor = str(found[-1].sequence if found else after)
+    return answer(schemas.Feed, {"messages": messages, "next_cursor": next_cursor})
+
+
+def _as_pushed(webhook: Webhook, message: OutboxMessage) -> Any:
+    headers = ordering_headers(webhook, message)
+    return with_fields(
+        message,
+        id=message.message_id,
+        test=message.is_test,
+        ordering_key=headers[ORDERING_KEY_HEADER],
+        sequence=int(headers[SEQUENCE_HEADER]),
+        event=message.payload,
+    )
 
 
 @bp.post("/webhooks/<int:webhook_id>/recover")

@@ -11,8 +11,9 @@ from typing import Annotated, Any, Literal
 from pydantic import ConfigDict, Field, StringConstraints
 from typing_extensions import TypedDict
 
-from core.api import PageQuery
+from core.api import Limit, PageQuery
 from core.contract import QUERY_CONFIG, REQUEST_CONFIG, Answer, OneOf, Says, Timestamp, with_fields
+from core.database import MAX_BIG_ID
 from core.encryption import mask
 from events import catalogue
 from events.catalogue import EVENT_TYPES, SPEEDING_EVENT_TYPES, SpeedingEvents
@@ -230,6 +231,25 @@ class MessagesQuery(PageQuery, total=False):
     status: Annotated[MessageStatus, Says("One of: " + ", ".join(MessageStatus) + ".")]
 
 
+class FeedQuery(TypedDict, total=False):
+    """Where to read a webhook's feed from, and how much."""
+
+    __pydantic_config__ = QUERY_CONFIG  # type: ignore[misc]
+
+    after: Annotated[
+        int,
+        Field(
+            ge=0,
+            le=MAX_BIG_ID,
+            default=0,
+            description="The next_cursor of the previous read; left out or 0: from the "
+            "oldest message kept.",
+        ),
+        Says("Pass the next_cursor of the previous read, unchanged (0: from the start)."),
+    ]
+    limit: Limit
+
+
 # Answers
 
 
@@ -418,6 +438,37 @@ class MessageDetail(Message):
     @classmethod
     def read(cls, value: Any) -> Any:
         return with_fields(super().read(value), attempt_log=value.attempt_records)
+
+
+class FeedMessage(Answer):
+    """A message as a push carries it: its webhook-id, its ordering headers and its
+    body."""
+
+    id: Annotated[str, Field(description="The webhook-id header its pushes carry.")]
+    ordering_key: Annotated[
+        str, Field(description="Its fleethook-ordering-key header: the lane it is ordered in.")
+    ]
+    sequence: Annotated[
+        int, Field(ge=1, description="Its fleethook-sequence header: its number in the lane.")
+    ]
+    event_type: str
+    test: bool
+    status: Annotated[
+        MessageStatus, Field(description="Where its push stands (pending while paused).")
+    ]
+    created_at: Timestamp
+    event: Annotated[Event, Field(description="The body a push carries (as JSON).")]
+
+
+class Feed(Answer):
+    """Messages in the order the webhook's receiver gets them, and the cursor to read
+    on from; reading changes nothing of their delivery."""
+
+    messages: list[FeedMessage]
+    next_cursor: Annotated[
+        str,
+        Field(description="Pass it as `after` to read on; the same when nothing is new yet."),
+    ]
 
 
 class Recovered(Answer):

@@ -1,0 +1,29 @@
+"""webhook feed: a target's messages by their sequence, the order a pull feed
+(GET /api/v1/webhooks/{id}/feed) reads them in after its cursor
+
+Revision ID: b7e2d4f6a8c1
+Revises: a9c3e5f7b2d4
+Create Date: 2026-12-04 22:30:00.000000
+
+"""
+
+from alembic import op
+
+
+# revision identifiers, used by Alembic.
+revision = "b7e2d4f6a8c1"
+down_revision = "a9c3e5f7b2d4"
+branch_labels = None
+depends_on = None
+
+
+def upgrade():
+    with op.batch_alter_table("outbox_message", schema=None) as batch_op:
+        batch_op.create_index(
+            "ix_outbox_message_target_sequence", ["target_id", "sequence"], unique=False
+        )
+
+
+def downgrade():
+    with op.batch_alter_table("outbox_message", schema=None) as batch_op:
+        batch_op.drop_index("ix_outbox_message_target_sequence")
