@@ -43,6 +43,7 @@ from outbox.claims import (
     release_messages,
 )
 from outbox.failures import describe_failure
+from outbox.feed import keep_for_feed
 from outbox.http import read_timeout_cap
 from outbox.metrics import record_drain
 from outbox.models import (
@@ -91,6 +92,10 @@ def drain_target(target_id: int) -> dict[str, Any]:
     target = db.session.get(Target, target_id)
     if target is None:
         return {"target": target_id, "sent": 0}
+    if target.pull_only:  # what waited when it became pull-only, or arrived meanwhile
+        kept = keep_for_feed(target_id)
+        db.session.commit()
+        return {"target": target_id, "sent": 0, "kept": kept}
     if isinstance(kind_of(target), ConcurrentKind):
         return ConcurrentDrain(_owner()).run(target_id)
     return _serial_drain(target_id)
@@ -261,7 +266,7 @@ class ConcurrentDrain:
         rooms: dict[int, Room] = {}
         for served in looking:
             target = targets.get(served.target_id)
-            if target is None or target.status in HELD:
+            if target is None or target.status in HELD or target.pull_only:
                 served.look = False
                 continue
             if target.throttled_until is not None and target.throttled_until > now:
@@ -542,7 +547,7 @@ def _follow_up(target_id: int, own_job: bool) -> None:
     target taken from the queue had its job deleted, so its first id is free."""
     target = db.session.get(Target, target_id, populate_existing=True)
     now = utcnow()
-    if target is None or target.status in HELD:
+    if target is None or target.status in HELD or target.pull_only:
         db.session.rollback()
         return
     if target.throttled_until is not None and target.throttled_until > now:

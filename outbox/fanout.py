@@ -17,11 +17,13 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from accounts.quotas import account_limits
 from core.extensions import db
+from core.times import utcnow
 from events.catalogue import DetectedEvent
 from outbox.alerts import alert_auto_paused
 from outbox.metrics import record_dropped_by_quota
 from outbox.models import (
     HELD,
+    MessageStatus,
     OutboxLane,
     OutboxMessage,
     Target,
@@ -98,12 +100,18 @@ def fan_out(
     # In target id order, so concurrent fan-outs lock the targets' rows in one order.
     for target in sorted((t for t in targets if t.id in by_target), key=lambda t: t.id):
         queued = by_target[target.id]
+        # A pull-only target's messages are kept for its feed as they are written:
+        # nothing waits to be pushed.
+        waiting = 0 if target.pull_only else len(queued)
+        if target.pull_only:
+            for message in queued:
+                message.status, message.finished_at = MessageStatus.KEPT.value, utcnow()
         total, depth = db.session.execute(
             update(Target)
             .where(Target.id == target.id)
             .values(
                 total_messages=Target.total_messages + len(queued),
-                queue_depth=Target.queue_depth + len(queued),
+                queue_depth=Target.queue_depth + waiting,
             )
             .returning(Target.total_messages, Target.queue_depth)
             # Not "evaluate" against every object in the session: set the two below.
@@ -116,7 +124,7 @@ def fan_out(
         if depth > cap and target.status in (TargetStatus.ACTIVE, TargetStatus.FAILING):
             pause_at_cap(target, cap)
             alert_auto_paused(target)
-        if target.status not in HELD:
+        if target.status not in HELD and not target.pull_only:
             nudged.append(target)
     number_lanes(by_target)
     db.session.add_all([message for messages in per_event for message in messages])

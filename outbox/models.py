@@ -92,6 +92,8 @@ class Target(db.Model):  # type: ignore[name-defined]
     # Location and heartbeat only: a lane's older pending messages are superseded
     # by its newest when a backlog forms.
     latest_wins: Mapped[bool] = mapped_column(default=False)
+    # Nothing is pushed: its messages are kept for its feed (outbox/feed.py) only.
+    pull_only: Mapped[bool] = mapped_column(default=False)
     # The receiver asked us to wait (Retry-After): nothing is sent before this.
     throttled_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # When this target last failed; recent failures drain from the retries queue.
@@ -127,6 +129,7 @@ class MessageStatus(StrEnum):
     DEAD = "dead"  # attempts failed until the retention window ended
     EXPIRED = "expired"  # never sent within the retention window (target paused)
     SUPERSEDED = "superseded"  # a newer message of its lane was sent instead (latest wins)
+    KEPT = "kept"  # for a pull-only target's feed; never pushed
 
 
 OPEN_STATUSES = (MessageStatus.PENDING.value, MessageStatus.SENDING.value)

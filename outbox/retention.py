@@ -115,7 +115,10 @@ register_pruner(
     Pruner(
         "delivered",
         "FLEETHOOK_KEEP_DELIVERED",
-        lambda cutoff, batch: prune_messages((MessageStatus.DELIVERED.value,), cutoff, batch),
+        # A pull-only target's feed keeps its messages as long as pushes delivered.
+        lambda cutoff, batch: prune_messages(
+            (MessageStatus.DELIVERED.value, MessageStatus.KEPT.value), cutoff, batch
+        ),
     )
 )
 register_pruner(

@@ -15,7 +15,8 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from flask import current_app
+from sqlalchemy import select, update
 
 from accounts.tokens import issue_token
 from core.extensions import db
@@ -23,7 +24,8 @@ from core.times import utcnow
 from events.catalogue import EVENT_TYPES, EXAMPLE_VEHICLE, DetectedEvent
 from outbox.drain import drain_target
 from outbox.fanout import account_targets, fan_out
-from outbox.models import MessageStatus, OutboxMessage
+from outbox.models import MessageStatus, OutboxMessage, Target
+from outbox.retention import prune
 from tests.conftest import make_user
 from webhooks.lifecycle import create_webhook, pause_webhook, resume_webhook
 from webhooks.models import Webhook
@@ -211,3 +213,112 @@ def test_another_accounts_feed_is_not_found(admin, client, receiver):
         f"/api/v1/webhooks/{webhook.id}/feed", headers={"Authorization": f"Bearer {token}"}
     )
     assert answer.status_code == 404 and "messages" not in answer.json
+
+
+# --- pull only ----------------------------------------------------------------------
+
+
+def statuses(webhook_id: int) -> dict[str, int]:
+    db.session.rollback()
+    counted: dict[str, int] = defaultdict(int)
+    for (status,) in db.session.execute(
+        select(OutboxMessage.status).where(OutboxMessage.target_id == webhook_id)
+    ):
+        counted[status] += 1
+    return dict(counted)
+
+
+def test_a_pull_only_webhook_pushes_nothing_and_feeds_everything(admin, client, receiver):
+    user, headers = admin
+    webhook = webhook_to(user.account_id, receiver.url("/ok"), pull_only=True)
+    an_hour_of_positions(user.account_id, vehicles=3)
+    drain_target(webhook.id)
+    assert receiver.received == []
+    assert statuses(webhook.id) == {"kept": 36}
+    db.session.refresh(webhook)
+    assert (webhook.queue_depth, webhook.total_messages) == (0, 36)
+    fed, _ = read_all(client, headers, webhook.id)
+    assert len(fed) == 36 and {m["status"] for m in fed} == {"kept"}
+    assert by_lane([(m["ordering_key"], m["sequence"], m["id"]) for m in fed]) == {
+        f"vehicle:{v}": [(n, m["id"]) for n, m in enumerate(fed_of(fed, v), 1)] for v in (1, 2, 3)
+    }
+
+
+def fed_of(fed: list[dict], vehicle: int) -> list[dict]:
+    return [m for m in fed if m["event"]["data"]["vehicle"]["id"] == vehicle]
+
+
+def test_turned_on_it_keeps_the_backlog_for_the_feed_turned_off_it_pushes_again(
+    admin, client, receiver
+):
+    user, headers = admin
+    webhook = webhook_to(user.account_id, receiver.url("/ok"))
+    pause_webhook(webhook)
+    db.session.commit()
+    an_hour_of_positions(user.account_id, vehicles=2)
+    path = f"/api/v1/webhooks/{webhook.id}"
+    on = client.patch(path, json={"pull_only": True}, headers=headers)
+    assert on.status_code == 200 and on.json["pull_only"] is True
+    assert on.json["queue_depth"] == 0 and statuses(webhook.id) == {"kept": 24}
+    client.post(f"{path}/resume", headers=headers)
+    drain_target(webhook.id)
+    assert receiver.received == []
+
+    off = client.patch(path, json={"pull_only": False}, headers=headers)
+    assert off.status_code == 200 and off.json["pull_only"] is False
+    an_hour_of_positions(user.account_id, vehicles=2)
+    drain_target(webhook.id)
+    assert len(receiver.received) == 24  # only the new ones: the kept stay the feed's
+    assert statuses(webhook.id) == {"kept": 24, "delivered": 24}
+    fed, _ = read_all(client, headers, webhook.id)
+    assert len(fed) == 48
+
+
+def test_a_message_left_waiting_on_a_pull_only_webhook_is_kept_not_pushed(
+    admin, client, receiver
+):
+    """A fan-out that read the webhook just before it became pull-only queued its
+    messages to be pushed: the drain keeps them for the feed instead."""
+    user, _ = admin
+    webhook = webhook_to(user.account_id, receiver.url("/ok"))
+    an_hour_of_positions(user.account_id, vehicles=1)
+    db.session.execute(update(Target).where(Target.id == webhook.id).values(pull_only=True))
+    db.session.commit()
+    drain_target(webhook.id)
+    assert receiver.received == [] and statuses(webhook.id) == {"kept": 12}
+    db.session.refresh(webhook)
+    assert webhook.queue_depth == 0
+
+
+def test_kept_messages_go_with_the_delivered_window(admin, client, receiver):
+    user, _ = admin
+    webhook = webhook_to(user.account_id, receiver.url("/ok"), pull_only=True)
+    an_hour_of_positions(user.account_id, vehicles=1)
+    now = utcnow()
+    window = current_app.config["FLEETHOOK_KEEP_DELIVERED"]
+    assert prune(now)["delivered"] == 0
+    assert prune(now + window + timedelta(hours=2))["delivered"] == 12
+    assert statuses(webhook.id) == {}
+
+
+def test_pull_only_is_a_checkbox_of_the_webhook_dialog(auth, app, client):
+    """The portal's form: ticked, the webhook is pull only; unticked, it pushes."""
+    user = make_user()
+    auth.login(user.email)
+    form = client.get("/webhooks/new?event_type=location", headers={"HX-Request": "true"})
+    assert b'name="pull_only"' in form.data
+    posted = auth.post(
+        "/webhooks/new",
+        {
+            "event_type": "location",
+            "name": "Behind the firewall",
+            "url": "https://hooks.example.com/in",
+            "content_type": "json",
+            "pull_only": "y",
+        },
+        htmx=True,
+    )
+    assert posted.status_code in (200, 204), posted.data[:300]
+    webhook = db.session.scalars(select(Webhook).where(Webhook.account_id == user.account_id)).one()
+    assert webhook.pull_only is True
+    assert b"pull only" in client.get("/webhooks/").data

@@ -93,6 +93,11 @@ class WebhookForm(FlaskForm):
         "Rate limit (messages per second, optional)",
         description="Messages wait rather than exceed it; leave it empty for no limit.",
     )
+    pull_only = BooleanField(
+        "Pull only: push nothing, keep every message for the feed",
+        description="Your system reads GET /api/v1/webhooks/{id}/feed instead of receiving "
+        "POSTs (a receiver behind a firewall).",
+    )
     latest_wins = BooleanField(
         "Send only the newest position when a backlog forms",
         description="Older positions of a vehicle are dropped (superseded) when a backlog forms.",
@@ -133,6 +138,7 @@ class WebhookForm(FlaskForm):
         # tick is sent for them, for the rules to refuse.
         if event_type.key in LATEST_WINS_EVENT_TYPES or self.latest_wins.data:
             values["latest_wins"] = bool(self.latest_wins.data)
+        values["pull_only"] = bool(self.pull_only.data)
         if self.speeding_events.raw_data:
             values["speeding_events"] = self.speeding_events.data
         return values

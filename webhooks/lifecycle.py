@@ -30,6 +30,7 @@ from events.catalogue import (
     example_event,
 )
 from outbox.fanout import fan_out
+from outbox.feed import keep_for_feed
 from outbox.models import OutboxMessage, TargetStatus
 from outbox.status import activate, needs_fixing, pause
 from webhooks.models import Webhook
@@ -255,6 +256,9 @@ def update_webhook(webhook: Webhook, values: Mapping[str, Any]) -> list[str]:
         notes.append(HEADER_CLEARED)
     changed = {k: v for k, v in cleaned.items() if v != _stored_value(webhook, k)}
     _apply(webhook, cleaned)
+    if changed.get("pull_only"):
+        db.session.flush()
+        keep_for_feed(webhook.id)  # what waits to be pushed is the feed's now
     if needs_fixing(webhook):
         activate(webhook)
         changed["status"] = webhook.status

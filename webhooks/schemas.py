@@ -118,6 +118,16 @@ RateLimit = Annotated[
         "(null) for no limit."
     ),
 ]
+PullOnly = Annotated[
+    bool,
+    Field(
+        description="Nothing is pushed: every message is kept for the webhook's feed "
+        "(GET /api/v1/webhooks/{id}/feed) only. Turned on, the messages waiting are kept "
+        "for the feed too; turned off, the next ones are pushed again (those kept stay in "
+        "the feed)."
+    ),
+    Says("true or false."),
+]
 LatestWins = Annotated[
     bool,
     Field(
@@ -181,6 +191,7 @@ class WebhookSettings(TypedDict, total=False):
     max_in_flight: Annotated[MaxInFlight, Field(default=DEFAULT_MAX_IN_FLIGHT)]
     rate_limit: Annotated[RateLimit, Field(default=None)]
     latest_wins: Annotated[LatestWins, Field(default=False)]
+    pull_only: Annotated[PullOnly, Field(default=False)]
     speeding_events: Annotated[
         SpeedingEvents,
         Field(
@@ -328,6 +339,7 @@ class Webhook(Answer):
     max_in_flight: MaxInFlight
     rate_limit: RateLimit
     latest_wins: LatestWins
+    pull_only: PullOnly
     speeding_events: SpeedingEvents
     # The engine's state of sending: read-only, never part of a request.
     in_flight: Annotated[

@@ -1,5 +1,6 @@
 """webhook feed: a target's messages by their sequence, the order a pull feed
-(GET /api/v1/webhooks/{id}/feed) reads them in after its cursor
+(GET /api/v1/webhooks/{id}/feed) reads them in after its cursor, and a target's
+pull-only mode (its messages are kept for the feed, nothing is pushed)
 
 Revision ID: b7e2d4f6a8c1
 Revises: a9c3e5f7b2d4
@@ -8,6 +9,7 @@ Create Date: 2026-12-04 22:30:00.000000
 """
 
 from alembic import op
+import sqlalchemy as sa
 
 
 # revision identifiers, used by Alembic.
@@ -18,6 +20,10 @@ depends_on = None
 
 
 def upgrade():
+    with op.batch_alter_table("target", schema=None) as batch_op:
+        batch_op.add_column(
+            sa.Column("pull_only", sa.Boolean(), nullable=False, server_default=sa.false())
+        )
     with op.batch_alter_table("outbox_message", schema=None) as batch_op:
         batch_op.create_index(
             "ix_outbox_message_target_sequence", ["target_id", "sequence"], unique=False
@@ -25,5 +31,7 @@ def upgrade():
 
 
 def downgrade():
+    with op.batch_alter_table("target", schema=None) as batch_op:
+        batch_op.drop_column("pull_only")
     with op.batch_alter_table("outbox_message", schema=None) as batch_op:
         batch_op.drop_index("ix_outbox_message_target_sequence")
