@@ -320,3 +320,32 @@ def test_deleting_a_webhook_removes_its_row(page: Page, live: Live, checks: Brow
     expect(row).to_have_count(0)
     live.api.get(f"/api/v1/webhooks/{webhook['id']}", expect=404)
     checks.assert_clean()
+
+
+def test_a_pull_only_webhook_made_in_its_dialog_pushes_nothing_and_feeds_its_demo(
+    page: Page, live: Live, checks: BrowserChecks
+) -> None:
+    open_manager(page, checks)
+    page.get_by_role("link", name="Add a Location webhook").click()
+    dialog = page.get_by_role("dialog", name="Create Location Webhook")
+    path = f"/ok/pulled-{uuid.uuid4().hex[:8]}"
+    dialog.get_by_label("URL", exact=True).fill(live.receiver.url(path))
+    dialog.get_by_label("Name", exact=True).fill("Behind the firewall")
+    dialog.get_by_label("Pull only: push nothing, keep every message for the feed").check()
+    checks.audit(page, "Create Location Webhook dialog, pull only")
+    dialog.get_by_role("button", name="Add Webhook").click()
+    added = page.get_by_role("dialog", name=re.compile(r"^Webhook \d+ added$"))
+    title = added.get_by_role("heading", name=re.compile(r"^Webhook \d+ added$")).inner_text()
+    webhook_id = int(re.findall(r"\d+", title)[0])
+    added.get_by_role("button", name="Done").click()
+
+    row = webhook_row(page, webhook_id)
+    expect(cell(row, "Name")).to_contain_text("pull only")
+    assert live.api.get(f"/api/v1/webhooks/{webhook_id}")["pull_only"] is True
+    demo = live.api.post(f"/api/v1/webhooks/{webhook_id}/demo", {}, expect=202)
+    assert demo["status"] == "kept"
+    fed = live.api.get(f"/api/v1/webhooks/{webhook_id}/feed")["messages"]
+    assert [(m["id"], m["test"]) for m in fed] == [(demo["id"], True)]
+    time.sleep(3)  # what a worker would have pushed by now: nothing
+    assert live.receiver.requests_to(path) == []
+    checks.assert_clean()
