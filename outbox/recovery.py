@@ -4,6 +4,7 @@ receivers can de-duplicate; the caller commits (drains are nudged after)."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime
 
 from sqlalchemy import func, select, update
@@ -25,17 +26,26 @@ def redeliver(target: Target, message: OutboxMessage) -> bool:
     return True
 
 
-def recover_since(target: Target, since: datetime) -> int:
-    """Send again every dead or expired message created since `since`."""
-    ids = list(
-        db.session.scalars(
-            select(OutboxMessage.id).where(
-                OutboxMessage.target_id == target.id,
-                OutboxMessage.status.in_((MessageStatus.DEAD.value, MessageStatus.EXPIRED.value)),
-                OutboxMessage.created_at >= since,
-            )
-        )
+def recover_since(
+    target: Target,
+    since: datetime,
+    lanes: Collection[str] | None = None,
+    driver_id: int | None = None,
+) -> int:
+    """Send again every dead or expired message created since `since`; with `lanes`,
+    only those of these lanes (vehicles); with `driver_id`, only those whose event
+    names this driver (its body's data.driver.id)."""
+    query = select(OutboxMessage.id).where(
+        OutboxMessage.target_id == target.id,
+        OutboxMessage.status.in_((MessageStatus.DEAD.value, MessageStatus.EXPIRED.value)),
+        OutboxMessage.created_at >= since,
     )
+    if lanes is not None:
+        query = query.where(OutboxMessage.ordering_key.in_(lanes))
+    if driver_id is not None:
+        driver = OutboxMessage.payload["data"]["driver"]["id"].as_integer()
+        query = query.where(driver == driver_id)
+    ids = list(db.session.scalars(query))
     _reopen(target, ids)
     return len(ids)
 

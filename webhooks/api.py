@@ -20,16 +20,13 @@ from core.api import (
 )
 from core.contract import answer, checked, operation, page_of, with_fields
 from core.database import MAX_BIG_ID
-from core.errors import ValidationError
 from core.extensions import db
-from core.times import parse_rfc3339
 from events.catalogue import EVENT_TYPES
 from outbox.feed import feed_page
 from outbox.models import OutboxMessage
 from outbox.recovery import (
     find_message,
     pruned_since,
-    recover_since,
     redeliver,
     target_messages,
 )
@@ -47,6 +44,7 @@ from webhooks.lifecycle import (
     update_webhook,
 )
 from webhooks.models import Webhook
+from webhooks.replay import asked_replay, recover_replay
 from webhooks.sender import ordering_headers
 from webhooks.wire import ORDERING_KEY_HEADER, SEQUENCE_HEADER
 
@@ -282,20 +280,19 @@ def _as_pushed(webhook: Webhook, message: OutboxMessage) -> Any:
 @bp.post("/webhooks/<int:webhook_id>/recover")
 @admin_only
 @operation(
-    "Send again every dead or expired message since a time",
+    "Send again every dead or expired message since a time (of one vehicle, group or driver)",
     {202: schemas.Recovered},
     body=schemas.Recover,
     problems=NOT_FOUND,
 )
 def recover(webhook_id: int) -> Response:
-    """Send again every dead or expired message since `since` (RFC 3339)."""
+    """Send again every dead or expired message since `since` (RFC 3339): all, or only
+    those of `vehicle_id`, `vehicle_group` or `driver_id`."""
     webhook = _own_webhook(webhook_id)
-    since = parse_rfc3339(checked(schemas.Recover, json_object())["since"])
-    if since is None:
-        raise ValidationError({"since": [schemas.SINCE_FORMAT]})
-    count = recover_since(webhook, since)
+    replay = asked_replay(webhook.account_id, checked(schemas.Recover, json_object()))
+    count = recover_replay(webhook, replay)
     db.session.commit()
-    pruned_before = pruned_since(webhook, since)
+    pruned_before = pruned_since(webhook, replay.since)
     if pruned_before is None:
         return answer(schemas.Recovered, {"recovered": count}, 202)
     # The retention deleted some of the window's messages: say so, not just 0.

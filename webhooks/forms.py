@@ -3,6 +3,7 @@ them into the mapping `lifecycle.clean_fields` checks, the same the API sends.""
 
 from __future__ import annotations
 
+from datetime import UTC
 from typing import Any
 
 from flask_wtf import FlaskForm
@@ -20,6 +21,7 @@ from wtforms.validators import InputRequired
 
 from core.portal import number_or_text
 from events.catalogue import EventType, SpeedingEvents
+from fleet.records import account_drivers, vehicle_groups, vehicles_with_drivers
 from outbox.models import DEFAULT_MAX_IN_FLIGHT, MAX_IN_FLIGHT_RANGE, Ordering
 from webhooks.schemas import LATEST_WINS_EVENT_TYPES
 from webhooks.wire import ContentType
@@ -150,3 +152,30 @@ class RecoverForm(FlaskForm):
         format="%Y-%m-%dT%H:%M",
         validators=[InputRequired()],
     )
+    of = SelectField(
+        "Of",
+        choices=[SelectChoice("", "every vehicle")],
+        validate_choice=False,  # webhooks/replay.py checks the account's own
+    )
+
+    def offer(self, account_id: int) -> RecoverForm:
+        """The vehicles, groups and drivers a recovery may be limited to."""
+        self.of.choices = {
+            "All": [("", "every vehicle")],
+            "Vehicle": [
+                (f"vehicle_id:{v.id}", v.name) for v, _ in vehicles_with_drivers(account_id)
+            ],
+            "Vehicle group": [(f"vehicle_group:{g}", g) for g in vehicle_groups(account_id)],
+            "Driver": [(f"driver_id:{d.id}", d.name) for d in account_drivers(account_id)],
+        }
+        return self
+
+    def values(self) -> dict[str, Any]:
+        """As webhooks/replay.asked_replay takes them."""
+        values: dict[str, Any] = {"since": self.since.data.replace(tzinfo=UTC).isoformat()}
+        name, _, value = (self.of.data or "").partition(":")
+        if name in ("vehicle_id", "driver_id"):
+            values[name] = int(value) if value.isdigit() else -1
+        elif name == "vehicle_group":
+            values[name] = value
+        return values

@@ -13,7 +13,7 @@ from typing_extensions import TypedDict
 
 from core.api import Limit, PageQuery
 from core.contract import QUERY_CONFIG, REQUEST_CONFIG, Answer, OneOf, Says, Timestamp, with_fields
-from core.database import MAX_BIG_ID
+from core.database import MAX_BIG_ID, MAX_ID
 from core.encryption import mask
 from events import catalogue
 from events.catalogue import EVENT_TYPES, SPEEDING_EVENT_TYPES, SpeedingEvents
@@ -226,8 +226,28 @@ class WebhookCreate(WebhookSettings):
 SINCE_FORMAT = "An RFC 3339 time, e.g. 2026-05-14T00:00:00Z."
 
 
-class Recover(TypedDict):
-    """The start of the window whose dead or expired messages are sent again."""
+class _RecoverScope(TypedDict, total=False):
+    vehicle_id: Annotated[
+        int,
+        Field(ge=1, le=MAX_ID, description="Only this vehicle's messages."),
+        Says("One of the account's vehicles (its id)."),
+    ]
+    vehicle_group: Annotated[
+        str,
+        StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_GROUP_LENGTH),
+        Field(description="Only the messages of the vehicles now in this group."),
+        Says("One of the account's vehicle groups."),
+    ]
+    driver_id: Annotated[
+        int,
+        Field(ge=1, le=MAX_ID, description="Only the messages about this driver's trips."),
+        Says("One of the account's drivers (their id)."),
+    ]
+
+
+class Recover(_RecoverScope):
+    """The start of the window whose dead or expired messages are sent again, and
+    optionally one vehicle, one vehicle group or one driver (at most one of them)."""
 
     __pydantic_config__ = REQUEST_CONFIG  # type: ignore[misc]
 

@@ -4,8 +4,6 @@ page."""
 
 from __future__ import annotations
 
-from datetime import UTC
-
 from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_login import current_user, login_required
@@ -31,7 +29,6 @@ from outbox.models import MessageStatus, OutboxMessage
 from outbox.recovery import (
     find_message,
     pruned_since,
-    recover_since,
     redeliver,
     status_counts,
     target_messages,
@@ -47,6 +44,7 @@ from webhooks.lifecycle import (
     update_webhook,
 )
 from webhooks.models import Webhook
+from webhooks.replay import asked_replay, recover_replay
 from webhooks.url_safety import is_plain_http
 from webhooks.wire import ContentType, encode_body, example_request
 
@@ -231,7 +229,7 @@ def detail(webhook_id: int) -> str:
         activity=target_activity(webhook.id, utcnow()),
         status_filter=status,
         statuses=list(MessageStatus),
-        recover_form=RecoverForm(),
+        recover_form=RecoverForm().offer(webhook.account_id),
     )
 
 
@@ -369,17 +367,23 @@ def redeliver_message(webhook_id: int, message_id: str) -> ResponseReturnValue:
 @bp.post("/<int:webhook_id>/recover")
 @admin_required
 def recover(webhook_id: int) -> ResponseReturnValue:
-    """Send again every dead or expired message since a time."""
+    """Send again every dead or expired message since a time, of every vehicle or of
+    one vehicle, group or driver."""
     webhook = _own_webhook(webhook_id)
     form = RecoverForm()
     if not form.validate_on_submit():
         flash("Choose a date and time (UTC) to recover from.", "error")
         return redirect(url_for("webhooks.detail", webhook_id=webhook.id))
-    since = form.since.data.replace(tzinfo=UTC)
-    count = recover_since(webhook, since)
+    try:
+        replay = asked_replay(webhook.account_id, form.values())
+    except ValidationError as error:
+        problems = [message for messages in error.errors.values() for message in messages]
+        flash(" ".join(problems), "error")
+        return redirect(url_for("webhooks.detail", webhook_id=webhook.id))
+    count = recover_replay(webhook, replay)
     db.session.commit()
     flash(f"{count} dead or expired messages queued again.", "success")
-    pruned_before = pruned_since(webhook, since)
+    pruned_before = pruned_since(webhook, replay.since)
     if pruned_before is not None:
         flash(
             f"Dead or expired messages created up to {pruned_before:%Y-%m-%d %H:%M} UTC were "
