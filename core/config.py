@@ -273,6 +273,11 @@ def load_config(environ: Mapping[str, str], instance_path: str) -> dict[str, Any
         "FLEETHOOK_QUOTA_PENDING_MESSAGES": int(
             _number(environ, "FLEETHOOK_QUOTA_PENDING_MESSAGES", 250_000)
         ),
+        # A report received longer than this after its time (its fix) makes "late"
+        # events: store-and-forward after a dead zone (README, "Late data").
+        "FLEETHOOK_LATE_AFTER": timedelta(
+            seconds=_number(environ, "FLEETHOOK_LATE_AFTER_SECONDS", 120)
+        ),
         # Delivery (see README, "Delivery").
         "FLEETHOOK_RETENTION": timedelta(hours=_number(environ, "FLEETHOOK_RETENTION_HOURS", 72)),
         # How long rows are kept before the sweeper deletes them (outbox/retention.py):

@@ -70,6 +70,9 @@ class DetectedEvent:
     vehicle: VehicleSnapshot
     details: Mapping[str, Any] = field(default_factory=dict)
     is_test: bool = False  # a Demo event; receivers see "test": true
+    # When the platform received the report it comes from (None: made by the
+    # platform itself, e.g. a Demo or an idle timer, so received as it is made).
+    received_at: datetime | None = None
     # Idle events: the idle seconds at the vehicle's previous report and at this
     # one. A webhook with N minutes takes the event whose window N crosses, so each
     # idle period reaches it once.
@@ -300,10 +303,14 @@ def build_event(
     occurred_at: datetime,
     vehicle: VehicleSnapshot,
     details: Mapping[str, Any],
+    received_at: datetime | None = None,
+    late_after: timedelta | None = None,
 ) -> dict[str, Any]:
     """The body every receiver gets: `{"type", "timestamp", "data"}`.
 
-    `data` holds the vehicle, the driver and position fields that are known, then
+    `data` holds the vehicle, the driver and position fields that are known, when
+    the platform received the report (`received_at`) and whether that was more than
+    `late_after` after the event (`late`: store-and-forward after a dead zone), then
     the event's own fields, which must be the ones its catalogue entry names."""
     unknown = set(details) - set(event_type.example_details)
     if unknown:
@@ -321,6 +328,9 @@ def build_event(
         "fix_time": format_rfc3339(vehicle.fix_time) if vehicle.fix_time else None,
     }
     data.update({name: value for name, value in known.items() if value is not None})
+    received = received_at or occurred_at
+    data["received_at"] = format_rfc3339(received)
+    data["late"] = late_after is not None and received - occurred_at > late_after
     # In the catalogue's order, whoever added them in whichever order.
     data.update({name: details[name] for name in event_type.example_details if name in details})
     return {"type": event_type.key, "timestamp": format_rfc3339(occurred_at), "data": data}
@@ -356,4 +366,5 @@ def example_event(event_type: EventType, setting_value: int | None = None) -> di
             details["idle_duration_s"] = setting_value * 60
             details["idle_since"] = format_rfc3339(_EXAMPLE_TIME - timedelta(minutes=setting_value))
     vehicle = replace(EXAMPLE_VEHICLE, speed_mph=round(speed, 1))
-    return build_event(event_type, _EXAMPLE_TIME, vehicle, details)
+    received = _EXAMPLE_TIME + timedelta(seconds=1)
+    return build_event(event_type, _EXAMPLE_TIME, vehicle, details, received)

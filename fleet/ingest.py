@@ -12,7 +12,7 @@ so two batches for one vehicle are detected one after the other."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -133,7 +133,7 @@ def ingest(account_id: int, body: Any, now: datetime) -> IngestResult:
     size = chunk_size(len(account_targets(account_id)))
     accepted = events = messages = 0
     for first in range(0, len(ordered), size):
-        counts = _ingest_chunk(account_id, ordered[first : first + size])
+        counts = _ingest_chunk(account_id, ordered[first : first + size], now)
         db.session.commit()
         accepted += counts.accepted
         events += counts.events
@@ -141,7 +141,9 @@ def ingest(account_id: int, body: Any, now: datetime) -> IngestResult:
     return IngestResult(accepted, len(reports) - accepted, events, messages)
 
 
-def _ingest_chunk(account_id: int, chunk: list[tuple[Report, int]]) -> IngestResult:
+def _ingest_chunk(
+    account_id: int, chunk: list[tuple[Report, int]], received_at: datetime
+) -> IngestResult:
     """Store and detect time-ordered (report, vehicle id) pairs in the current
     transaction; the caller commits. A report already stored (by an earlier chunk,
     request or process) is a duplicate."""
@@ -174,7 +176,8 @@ def _ingest_chunk(account_id: int, chunk: list[tuple[Report, int]]) -> IngestRes
             continue
         new.discard(key)  # a second copy in this chunk is a duplicate
         accepted += 1
-        detected += detect(report, vehicles[vehicle_id], states[vehicle_id], landmarks)
+        found = detect(report, vehicles[vehicle_id], states[vehicle_id], landmarks)
+        detected += [replace(event, received_at=received_at) for event in found]
     queued = fan_out(detected, targets)
     events = sum(
         1

@@ -14,6 +14,7 @@ import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from core.encryption import mask
+from core.times import format_rfc3339
 from events.catalogue import (
     EVENT_TYPES,
     EventType,
@@ -125,7 +126,12 @@ def test_build_event_with_only_the_vehicle_known() -> None:
     assert event == {
         "type": "location",
         "timestamp": "2026-05-14T15:42:07Z",
-        "data": {"vehicle": {"id": 7, "name": "Camión 7", "vin": "3AKJHHDR7JSJV1234"}},
+        "data": {
+            "vehicle": {"id": 7, "name": "Camión 7", "vin": "3AKJHHDR7JSJV1234"},
+            # Made by the platform itself: received as it is made, never late.
+            "received_at": "2026-05-14T15:42:07Z",
+            "late": False,
+        },
     }
 
 
@@ -140,6 +146,8 @@ def test_build_event_with_everything_known_keeps_zero_values() -> None:
         "speed_mph": 0.0,
         "odometer_mi": 1200.5,
         "fix_time": "2026-05-14T15:42:04Z",
+        "received_at": "2026-05-14T15:42:07Z",
+        "late": False,
         "ignition": False,
     }
 
@@ -149,8 +157,31 @@ def test_build_event_omits_unknown_snapshot_fields() -> None:
         vehicle_id=7, name="Camión 7", vin="3AKJHHDR7JSJV1234", latitude=41.0, longitude=-87.0
     )
     data = build_event(EVENT_TYPES["heartbeat"], OCCURRED, vehicle, {})["data"]
-    assert set(data) == {"vehicle", "latitude", "longitude"}
+    assert set(data) == {"vehicle", "latitude", "longitude", "received_at", "late"}
     assert None not in data.values()
+
+
+@pytest.mark.parametrize(
+    ("received_after", "late"),
+    [
+        (timedelta(seconds=2), False),
+        (timedelta(minutes=2), False),  # the threshold itself is not late
+        (timedelta(minutes=2, seconds=1), True),
+        (timedelta(hours=3), True),  # stored through a dead zone
+    ],
+)
+def test_an_event_received_long_after_it_happened_is_late(received_after, late) -> None:
+    data = build_event(
+        EVENT_TYPES["location"],
+        OCCURRED,
+        FULL_VEHICLE,
+        {},
+        received_at=OCCURRED + received_after,
+        late_after=timedelta(minutes=2),
+    )["data"]
+    assert data["late"] is late
+    assert data["received_at"] == format_rfc3339(OCCURRED + received_after)
+    assert data["fix_time"] == "2026-05-14T15:42:04Z"
 
 
 @pytest.mark.parametrize(

@@ -23,7 +23,7 @@ from core.portal import number_or_text
 from events.catalogue import EventType, SpeedingEvents
 from fleet.records import account_drivers, vehicle_groups, vehicles_with_drivers
 from outbox.models import DEFAULT_MAX_IN_FLIGHT, MAX_IN_FLIGHT_RANGE, Ordering
-from webhooks.schemas import LATEST_WINS_EVENT_TYPES
+from webhooks.schemas import LATEST_WINS_EVENT_TYPES, SKIP_LATE_EVENT_TYPES
 from webhooks.wire import ContentType
 
 # Each ordering with what it costs.
@@ -100,6 +100,11 @@ class WebhookForm(FlaskForm):
         description="Your system reads GET /api/v1/webhooks/{id}/feed instead of receiving "
         "POSTs (a receiver behind a firewall).",
     )
+    skip_late = BooleanField(
+        "Skip late positions",
+        description="Positions received long after their fix (stored in a dead zone, sent "
+        "when the signal came back) are not sent.",
+    )
     latest_wins = BooleanField(
         "Send only the newest position when a backlog forms",
         description="Older positions of a vehicle are dropped (superseded) when a backlog forms.",
@@ -141,6 +146,9 @@ class WebhookForm(FlaskForm):
         if event_type.key in LATEST_WINS_EVENT_TYPES or self.latest_wins.data:
             values["latest_wins"] = bool(self.latest_wins.data)
         values["pull_only"] = bool(self.pull_only.data)
+        # As latest wins: offered to location webhooks only; a tick elsewhere is refused.
+        if event_type.key in SKIP_LATE_EVENT_TYPES or self.skip_late.data:
+            values["skip_late"] = bool(self.skip_late.data)
         if self.speeding_events.raw_data:
             values["speeding_events"] = self.speeding_events.data
         return values

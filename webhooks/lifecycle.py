@@ -34,7 +34,12 @@ from outbox.feed import keep_for_feed
 from outbox.models import OutboxMessage, TargetStatus
 from outbox.status import activate, needs_fixing, pause
 from webhooks.models import Webhook
-from webhooks.schemas import LATEST_WINS_EVENT_TYPES, WebhookChange, WebhookCreate
+from webhooks.schemas import (
+    LATEST_WINS_EVENT_TYPES,
+    SKIP_LATE_EVENT_TYPES,
+    WebhookChange,
+    WebhookCreate,
+)
 from webhooks.url_safety import Resolver, resolve_host, url_problems
 from webhooks.wire import RESERVED_HEADERS, ContentType, new_secret
 
@@ -120,6 +125,11 @@ def _joined_problems(event_type: EventType, cleaned: Mapping[str, Any]) -> dict[
         errors["latest_wins"] = [
             f"Only {' and '.join(LATEST_WINS_EVENT_TYPES)} webhooks may drop older "
             "messages; every other event must arrive."
+        ]
+    if cleaned.get("skip_late") and event_type.key not in SKIP_LATE_EVENT_TYPES:
+        errors["skip_late"] = [
+            f"Only {' and '.join(SKIP_LATE_EVENT_TYPES)} webhooks skip late events; every "
+            'other event arrives, late or not, marked "late": true.'
         ]
     speeding = cleaned.get("speeding_events", SpeedingEvents.EVERY_REPORT)
     if speeding != SpeedingEvents.EVERY_REPORT and event_type.key not in SPEEDING_EVENT_TYPES:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, String
+from sqlalchemy import ForeignKey, String, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.database import UTCDateTime
@@ -29,6 +29,8 @@ class Webhook(Target):
     idle_minutes: Mapped[int | None]  # idle
     # Only vehicles of this group (Vehicle.group_name); None: every vehicle.
     vehicle_group: Mapped[str | None] = mapped_column(String(60))
+    # Location only: a late position (received long after its fix) is not sent.
+    skip_late: Mapped[bool] = mapped_column(default=False, server_default=false())
     contact_email: Mapped[str | None] = mapped_column(String(254))
     custom_header_name: Mapped[str | None] = mapped_column(String(100))
     custom_header_value: Mapped[str | None] = mapped_column(EncryptedText)

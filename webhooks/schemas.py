@@ -128,6 +128,17 @@ PullOnly = Annotated[
     ),
     Says("true or false."),
 ]
+SKIP_LATE_EVENT_TYPES = ("location",)
+SkipLate = Annotated[
+    bool,
+    Field(
+        description="location webhooks only: a late position — received more than "
+        "FLEETHOOK_LATE_AFTER_SECONDS (120) after its fix, e.g. stored on the device in a "
+        "dead zone and sent when the signal came back — is not sent; the others carry "
+        '"late": false.'
+    ),
+    Says("true or false."),
+]
 LatestWins = Annotated[
     bool,
     Field(
@@ -192,6 +203,7 @@ class WebhookSettings(TypedDict, total=False):
     rate_limit: Annotated[RateLimit, Field(default=None)]
     latest_wins: Annotated[LatestWins, Field(default=False)]
     pull_only: Annotated[PullOnly, Field(default=False)]
+    skip_late: Annotated[SkipLate, Field(default=False)]
     speeding_events: Annotated[
         SpeedingEvents,
         Field(
@@ -360,6 +372,7 @@ class Webhook(Answer):
     rate_limit: RateLimit
     latest_wins: LatestWins
     pull_only: PullOnly
+    skip_late: SkipLate
     speeding_events: SpeedingEvents
     # The engine's state of sending: read-only, never part of a request.
     in_flight: Annotated[

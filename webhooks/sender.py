@@ -9,6 +9,8 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from flask import current_app
+
 from core.encryption import mask
 from events.catalogue import (
     EVENT_TYPES,
@@ -38,7 +40,7 @@ LANDMARK_CROSSINGS = ("landmark_enter", "landmark_leave")
 
 def wanted_payload(webhook: Webhook, event: DetectedEvent) -> dict[str, Any] | None:
     """The body this webhook gets for `event`, or None when it does not want it
-    (another type, or below its threshold)."""
+    (another type, below its threshold, or late when it skips late events)."""
     key = event.event_type.key
     if webhook.event_type != key and not (
         webhook.event_type == "landmark_change" and key in LANDMARK_CROSSINGS
@@ -59,7 +61,16 @@ def wanted_payload(webhook: Webhook, event: DetectedEvent) -> dict[str, Any] | N
             if once and event.previous_mph is not None and event.previous_mph >= (chosen or 0):
                 return None  # the episode goes on: its first report was sent
         details[setting.field] = chosen
-    body = build_event(EVENT_TYPES[webhook.event_type], event.occurred_at, event.vehicle, details)
+    body = build_event(
+        EVENT_TYPES[webhook.event_type],
+        event.occurred_at,
+        event.vehicle,
+        details,
+        event.received_at,
+        current_app.config["FLEETHOOK_LATE_AFTER"],
+    )
+    if webhook.skip_late and body["data"]["late"]:
+        return None  # a position from the past: this webhook wants the present only
     if event.is_test:
         body["test"] = True
     return body

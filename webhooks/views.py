@@ -35,7 +35,6 @@ from outbox.recovery import (
 )
 from webhooks.forms import ORDERING_CHOICES, RecoverForm, WebhookForm
 from webhooks.lifecycle import (
-    LATEST_WINS_EVENT_TYPES,
     create_webhook,
     expire_previous_secret,
     get_account_webhook,
@@ -45,6 +44,7 @@ from webhooks.lifecycle import (
 )
 from webhooks.models import Webhook
 from webhooks.replay import asked_replay, recover_replay
+from webhooks.schemas import LATEST_WINS_EVENT_TYPES, SKIP_LATE_EVENT_TYPES
 from webhooks.url_safety import is_plain_http
 from webhooks.wire import ContentType, encode_body, example_request
 
@@ -123,6 +123,7 @@ def _form_dialog(
         example_body=body.decode(),
         plain_http=is_plain_http(form.url.data or ""),
         offers_latest_wins=event_type.key in LATEST_WINS_EVENT_TYPES,
+        offers_skip_late=event_type.key in SKIP_LATE_EVENT_TYPES,
         speeding_event_types=SPEEDING_EVENT_TYPES,
     )
 
@@ -220,6 +221,7 @@ def detail(webhook_id: int) -> str:
         event_type=EVENT_TYPES[webhook.event_type],
         ordering_choices=ORDERING_CHOICES,
         offers_latest_wins=webhook.event_type in LATEST_WINS_EVENT_TYPES,
+        skip_late_types=SKIP_LATE_EVENT_TYPES,
         masked_header=mask(webhook.custom_header_value) if webhook.custom_header_value else None,
         button=EmptyForm(),
         messages=messages[:MESSAGES_PAGE],
