@@ -274,9 +274,7 @@ def test_turned_on_it_keeps_the_backlog_for_the_feed_turned_off_it_pushes_again(
     assert len(fed) == 48
 
 
-def test_a_message_left_waiting_on_a_pull_only_webhook_is_kept_not_pushed(
-    admin, client, receiver
-):
+def test_a_message_left_waiting_on_a_pull_only_webhook_is_kept_not_pushed(admin, client, receiver):
     """A fan-out that read the webhook just before it became pull-only queued its
     messages to be pushed: the drain keeps them for the feed instead."""
     user, _ = admin

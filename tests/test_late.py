@@ -65,9 +65,7 @@ def bodies(webhook_id: int) -> list[dict]:
     )
 
 
-def test_a_position_received_long_after_its_fix_is_late_and_says_when_it_came(
-    client, gateway
-):
+def test_a_position_received_long_after_its_fix_is_late_and_says_when_it_came(client, gateway):
     user, headers = gateway
     webhook_id = location_webhook(user.account_id)
     now = utcnow()
