@@ -1,6 +1,8 @@
 """webhook feed: a target's messages by their sequence, the order a pull feed
-(GET /api/v1/webhooks/{id}/feed) reads them in after its cursor, and a target's
-pull-only mode (its messages are kept for the feed, nothing is pushed)
+(GET /api/v1/webhooks/{id}/feed) reads them in after its cursor; a target's
+pull-only mode (its messages are kept for the feed, nothing is pushed); and a
+location webhook's choice to skip late positions (received long after their fix:
+store-and-forward after a dead zone)
 
 Revision ID: b7e2d4f6a8c1
 Revises: a9c3e5f7b2d4
@@ -24,6 +26,10 @@ def upgrade():
         batch_op.add_column(
             sa.Column("pull_only", sa.Boolean(), nullable=False, server_default=sa.false())
         )
+    with op.batch_alter_table("webhook", schema=None) as batch_op:
+        batch_op.add_column(
+            sa.Column("skip_late", sa.Boolean(), nullable=False, server_default=sa.false())
+        )
     with op.batch_alter_table("outbox_message", schema=None) as batch_op:
         batch_op.create_index(
             "ix_outbox_message_target_sequence", ["target_id", "sequence"], unique=False
@@ -31,6 +37,8 @@ def upgrade():
 
 
 def downgrade():
+    with op.batch_alter_table("webhook", schema=None) as batch_op:
+        batch_op.drop_column("skip_late")
     with op.batch_alter_table("target", schema=None) as batch_op:
         batch_op.drop_column("pull_only")
     with op.batch_alter_table("outbox_message", schema=None) as batch_op:
