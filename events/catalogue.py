@@ -40,6 +40,9 @@ class EventType:
     # The event's own fields in an example, beside the common vehicle and fix fields.
     example_details: Mapping[str, Any] = field(default_factory=dict)
     example_speed_mph: float = 58.0
+    # A webhook's message of this type older than this ends stale instead of being
+    # tried again: a position is worth little after minutes. None: the retention.
+    ttl: timedelta | None = None
 
 
 @dataclass(frozen=True)
@@ -153,6 +156,10 @@ _DRIVER = {"id": 17, "name": "Dana Whitfield"}
 
 # Not an event anyone subscribes to: a vehicle's state as it is now, which an
 # integration gets once per vehicle when it starts (integrations/base.py).
+# How long a message stays worth sending (EventType.ttl; README, "Delivery").
+POSITION_TTL = timedelta(minutes=15)
+SPEEDING_TTL = timedelta(hours=2)
+
 CURRENT_STATE = EventType(
     "current_state",
     "Current state",
@@ -164,7 +171,7 @@ CURRENT_STATE = EventType(
 EVENT_TYPES: dict[str, EventType] = {
     event.key: event
     for event in [
-        EventType("location", "Location", "Every position the vehicle reports."),
+        EventType("location", "Location", "Every position the vehicle reports.", ttl=POSITION_TTL),
         EventType(
             "speed",
             "Speed",
@@ -172,6 +179,7 @@ EVENT_TYPES: dict[str, EventType] = {
             SPEED_THRESHOLD,
             {"threshold_mph": 70},
             74.6,
+            ttl=SPEEDING_TTL,
         ),
         EventType(
             "posted_speed",
@@ -180,11 +188,13 @@ EVENT_TYPES: dict[str, EventType] = {
             POSTED_SPEED_MARGIN,
             {"posted_speed_mph": 55, "over_limit_mph": 13.4, "threshold_mph": 10},
             68.4,
+            ttl=SPEEDING_TTL,
         ),
         EventType(
             "heartbeat",
             "Heartbeat",
             "The device checks in (about daily), with its last known position.",
+            ttl=POSITION_TTL,
         ),
         EventType(
             "trip_complete",

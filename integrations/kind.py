@@ -4,6 +4,7 @@ batch of messages to the integration's provider module."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import timedelta
 from typing import Any
 
 from integrations.models import Integration
@@ -24,6 +25,11 @@ class IntegrationKind:
         if not isinstance(target, Integration) or getattr(event, "is_test", False):
             return None
         return PROVIDERS[target.provider].payload_for(target, event)
+
+    def stale_after(self, target: Target, event_type: str) -> timedelta | None:
+        # A provider's record keeps its own date (an odometer reading of 40 minutes
+        # ago is still right): only the retention ends its messages.
+        return None
 
     def latest_value_types(self, target: Target) -> frozenset[str]:
         assert isinstance(target, Integration)

@@ -94,6 +94,9 @@ class Target(db.Model):  # type: ignore[name-defined]
     latest_wins: Mapped[bool] = mapped_column(default=False)
     # Nothing is pushed: its messages are kept for its feed (outbox/feed.py) only.
     pull_only: Mapped[bool] = mapped_column(default=False)
+    # A message older than this many minutes ends stale; None: its kind says
+    # (a webhook: its event type's TTL; outbox/registry.py, stale_after).
+    ttl_minutes: Mapped[int | None]
     # The receiver asked us to wait (Retry-After): nothing is sent before this.
     throttled_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # When this target last failed; recent failures drain from the retries queue.
@@ -130,6 +133,7 @@ class MessageStatus(StrEnum):
     EXPIRED = "expired"  # never sent within the retention window (target paused)
     SUPERSEDED = "superseded"  # a newer message of its lane was sent instead (latest wins)
     KEPT = "kept"  # for a pull-only target's feed; never pushed
+    STALE = "stale"  # older than its time to live (TTL) before it was delivered
 
 
 OPEN_STATUSES = (MessageStatus.PENDING.value, MessageStatus.SENDING.value)

@@ -21,7 +21,7 @@ from outbox.claims import rows_changed
 from outbox.failures import shorten
 from outbox.metrics import record_deliveries
 from outbox.models import DeliveryAttempt, MessageStatus, OutboxMessage, Target
-from outbox.registry import Result
+from outbox.registry import Result, kind_of
 from outbox.schedule import RETRY_STEPS, next_attempt_at
 from outbox.status import after_attempts
 
@@ -51,6 +51,11 @@ def record_results(owner: str, outcomes: Sequence[Outcomes]) -> None:
         for m, r in zip(outcome.messages, outcome.results, strict=True)
     ]
     recorded: list[tuple[OutboxMessage, Result, str]] = []
+    stale_after = {
+        message.id: kind_of(outcome.target).stale_after(outcome.target, message.event_type)
+        for outcome in outcomes
+        for message in outcome.messages
+    }
 
     delivered = [(m, r) for m, r in pairs if r.delivered]
     if delivered:
@@ -92,10 +97,14 @@ def record_results(owner: str, outcomes: Sequence[Outcomes]) -> None:
         if result.permanent or now - message.retain_from > retention:
             values: dict[str, Any] = {"status": MessageStatus.DEAD, "finished_at": now}
         else:
-            values = {
-                "status": MessageStatus.PENDING,
-                "next_attempt_at": next_attempt_at(attempts, result.retry_after, now),
-            }
+            retry_at = next_attempt_at(attempts, result.retry_after, now)
+            ttl = stale_after[message.id]
+            if ttl is not None and retry_at - message.retain_from > ttl:
+                # By the time it could be tried again it is worth nothing (a
+                # position minutes old): it ends, and the lane goes on.
+                values = {"status": MessageStatus.STALE, "finished_at": now}
+            else:
+                values = {"status": MessageStatus.PENDING, "next_attempt_at": retry_at}
         changed = db.session.execute(
             update(OutboxMessage)
             .where(OutboxMessage.id == message.id, *fence)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any, Protocol, runtime_checkable
 
 from outbox.models import OutboxMessage, Target
@@ -52,6 +53,11 @@ class TargetKind(Protocol):
 
     def payload_for(self, target: Target, event: Any) -> dict[str, Any] | None:
         """The message body this target wants for `event`, or None to skip it."""
+
+    def stale_after(self, target: Target, event_type: str) -> timedelta | None:
+        """How long a message of `event_type` stays worth sending to this target;
+        older, it ends stale instead of being tried again. None: until the
+        retention (FLEETHOOK_RETENTION) ends it."""
 
 
 @runtime_checkable

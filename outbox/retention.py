@@ -36,7 +36,7 @@ from outbox.models import DeliveryAttempt, MessageStatus, OutboxMessage, Target
 # Ended messages a person may recover (outbox/recovery.py); the target keeps the
 # time up to which they were deleted.
 RECOVERABLE = (MessageStatus.DEAD.value, MessageStatus.EXPIRED.value)
-ENDED = (*RECOVERABLE, MessageStatus.SUPERSEDED.value)
+ENDED = (*RECOVERABLE, MessageStatus.SUPERSEDED.value, MessageStatus.STALE.value)
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ retention (outbox/retention.py)."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from flask import current_app
@@ -17,6 +18,7 @@ from outbox.activity import prune_activity
 from outbox.claims import lock_targets, move_queue_depth, rows_changed
 from outbox.models import HELD, OPEN_STATUSES, MessageStatus, OutboxMessage, Target
 from outbox.queues import nudge, queue_for
+from outbox.registry import kind_of
 from outbox.retention import prune
 
 
@@ -52,6 +54,58 @@ def close_old_messages(now: Any) -> int:
         move_queue_depth(target_id, -count)
     db.session.commit()
     return sum(count for _, count in per_target)
+
+
+# The shortest time to live a target may set (Target.ttl_minutes): younger
+# messages are never stale, so the sweep need not look at them.
+SHORTEST_TTL = timedelta(minutes=1)
+
+
+def close_stale_messages(now: Any) -> int:
+    """Waiting messages older than their time to live (a paused or failing
+    webhook's positions) end stale instead of waiting for their turn: their kind
+    says how long each event type stays worth sending (outbox/registry.py)."""
+    waiting = and_(
+        OutboxMessage.status == MessageStatus.PENDING,
+        OutboxMessage.retain_from < now - SHORTEST_TTL,
+    )
+    pairs = db.session.execute(
+        select(OutboxMessage.target_id, OutboxMessage.event_type)
+        .where(waiting)
+        .group_by(OutboxMessage.target_id, OutboxMessage.event_type)
+    ).all()
+    ids = {target_id for target_id, _ in pairs}
+    targets = {t.id: t for t in db.session.scalars(select(Target).where(Target.id.in_(ids)))}
+    cutoffs = []
+    for target_id, event_type in pairs:
+        target = targets.get(target_id)
+        ttl = kind_of(target).stale_after(target, event_type) if target is not None else None
+        if ttl is not None:
+            cutoffs.append((target_id, event_type, now - ttl))
+    if not cutoffs:
+        db.session.rollback()
+        return 0
+    lock_targets(sorted({target_id for target_id, _, _ in cutoffs}))
+    closed = 0
+    for target_id, event_type, cutoff in cutoffs:
+        ended = rows_changed(
+            db.session.execute(
+                update(OutboxMessage)
+                .where(
+                    OutboxMessage.target_id == target_id,
+                    OutboxMessage.event_type == event_type,
+                    OutboxMessage.status == MessageStatus.PENDING,
+                    OutboxMessage.retain_from < cutoff,
+                )
+                .values(status=MessageStatus.STALE.value, finished_at=now)
+                .execution_options(synchronize_session=False)
+            )
+        )
+        if ended:
+            move_queue_depth(target_id, -ended)
+            closed += ended
+    db.session.commit()
+    return closed
 
 
 def targets_with_due_work(now: Any) -> list[Target]:
@@ -93,7 +147,7 @@ def sweep() -> dict[str, int]:
     drop old activity counters, nudge due targets, then delete rows past their
     retention (outbox/retention.py) for at most FLEETHOOK_PRUNE_SECONDS."""
     now = utcnow()
-    closed = close_old_messages(now)
+    closed = close_old_messages(now) + close_stale_messages(now)
     release_expired_claims(now)
     prune_activity(now)
     targets = targets_with_due_work(now)

@@ -152,7 +152,9 @@ def test_receiver_matrix(account, receiver, path, delivered, code, error, wait, 
     url = refused_url() if path == "refused" else receiver.url(path)
     if error is not None:
         error = error.format(where=urlsplit(url).netloc)
-    webhook, _ = webhook_to(account, url)
+    # The retry schedule alone: a location message lives 15 minutes unless its
+    # webhook says longer (a 10-hour Retry-After would end it stale: test_ttl.py).
+    webhook, _ = webhook_to(account, url, ttl_minutes=72 * 60)
     emit(account, 1)
     before = utcnow()
     drain_target(webhook.id)

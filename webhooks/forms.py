@@ -100,6 +100,12 @@ class WebhookForm(FlaskForm):
         description="Your system reads GET /api/v1/webhooks/{id}/feed instead of receiving "
         "POSTs (a receiver behind a firewall).",
     )
+    ttl_minutes = StringField(
+        "Time to live (minutes, optional)",
+        description="A message not delivered within it ends stale instead of being tried "
+        "again. Empty: the event type's (positions 15 minutes, speeding 2 hours, the others "
+        "72 hours).",
+    )
     skip_late = BooleanField(
         "Skip late positions",
         description="Positions received long after their fix (stored in a dead zone, sent "
@@ -146,6 +152,8 @@ class WebhookForm(FlaskForm):
         if event_type.key in LATEST_WINS_EVENT_TYPES or self.latest_wins.data:
             values["latest_wins"] = bool(self.latest_wins.data)
         values["pull_only"] = bool(self.pull_only.data)
+        if self.ttl_minutes.raw_data:
+            values["ttl_minutes"] = number_or_text(self.ttl_minutes.data)
         # As latest wins: offered to location webhooks only; a tick elsewhere is refused.
         if event_type.key in SKIP_LATE_EVENT_TYPES or self.skip_late.data:
             values["skip_late"] = bool(self.skip_late.data)

@@ -128,6 +128,24 @@ PullOnly = Annotated[
     ),
     Says("true or false."),
 ]
+# A webhook's own time to live, in minutes: at least a minute, at most the
+# retention's default (72 h), after which a message is dead or expired anyway.
+TTL_MINUTES_RANGE = (1, 72 * 60)
+TtlMinutes = Annotated[
+    int | None,
+    Field(
+        ge=TTL_MINUTES_RANGE[0],
+        le=TTL_MINUTES_RANGE[1],
+        description="A message not delivered within this many minutes ends stale instead "
+        "of being tried again. null: its event type's (location and heartbeat 15, speed "
+        "and posted_speed 120, every other type the retention, 72 h).",
+    ),
+    Says(
+        "A whole number of minutes from {} to {}, or empty (null) for the event type's.".format(
+            *TTL_MINUTES_RANGE
+        )
+    ),
+]
 SKIP_LATE_EVENT_TYPES = ("location",)
 SkipLate = Annotated[
     bool,
@@ -204,6 +222,7 @@ class WebhookSettings(TypedDict, total=False):
     latest_wins: Annotated[LatestWins, Field(default=False)]
     pull_only: Annotated[PullOnly, Field(default=False)]
     skip_late: Annotated[SkipLate, Field(default=False)]
+    ttl_minutes: Annotated[TtlMinutes, Field(default=None)]
     speeding_events: Annotated[
         SpeedingEvents,
         Field(
@@ -373,6 +392,7 @@ class Webhook(Answer):
     latest_wins: LatestWins
     pull_only: PullOnly
     skip_late: SkipLate
+    ttl_minutes: TtlMinutes
     speeding_events: SpeedingEvents
     # The engine's state of sending: read-only, never part of a request.
     in_flight: Annotated[

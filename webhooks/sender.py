@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
+from datetime import timedelta
 from typing import Any
 
 from flask import current_app
@@ -118,6 +119,12 @@ class WebhookKind:
 
     kind = "webhook"
     queue = DELIVERIES
+
+    def stale_after(self, target: Target, event_type: str) -> timedelta | None:
+        if target.ttl_minutes is not None:
+            return timedelta(minutes=target.ttl_minutes)
+        known = EVENT_TYPES.get(event_type)
+        return known.ttl if known is not None else None
 
     def payload_for(self, target: Target, event: Any) -> dict[str, Any] | None:
         if not isinstance(target, Webhook) or not isinstance(event, DetectedEvent):

@@ -2,7 +2,8 @@
 (GET /api/v1/webhooks/{id}/feed) reads them in after its cursor; a target's
 pull-only mode (its messages are kept for the feed, nothing is pushed); and a
 location webhook's choice to skip late positions (received long after their fix:
-store-and-forward after a dead zone)
+store-and-forward after a dead zone); and a target's own time to live for its
+messages (older, they end stale)
 
 Revision ID: b7e2d4f6a8c1
 Revises: a9c3e5f7b2d4
@@ -26,6 +27,7 @@ def upgrade():
         batch_op.add_column(
             sa.Column("pull_only", sa.Boolean(), nullable=False, server_default=sa.false())
         )
+        batch_op.add_column(sa.Column("ttl_minutes", sa.Integer(), nullable=True))
     with op.batch_alter_table("webhook", schema=None) as batch_op:
         batch_op.add_column(
             sa.Column("skip_late", sa.Boolean(), nullable=False, server_default=sa.false())
@@ -40,6 +42,7 @@ def downgrade():
     with op.batch_alter_table("webhook", schema=None) as batch_op:
         batch_op.drop_column("skip_late")
     with op.batch_alter_table("target", schema=None) as batch_op:
+        batch_op.drop_column("ttl_minutes")
         batch_op.drop_column("pull_only")
     with op.batch_alter_table("outbox_message", schema=None) as batch_op:
         batch_op.drop_index("ix_outbox_message_target_sequence")
