@@ -267,13 +267,11 @@ def feed(webhook_id: int) -> Response:
 
 def _as_pushed(webhook: Webhook, message: OutboxMessage) -> Any:
     headers = ordering_headers(webhook, message)
+    # The ordering headers depend on the webhook's ordering, not on the message.
     return with_fields(
         message,
-        id=message.message_id,
-        test=message.is_test,
         ordering_key=headers[ORDERING_KEY_HEADER],
         sequence=int(headers[SEQUENCE_HEADER]),
-        event=message.payload,
     )
 
 

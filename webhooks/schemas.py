@@ -470,10 +470,15 @@ class Message(Answer):
         waiting = value.status in OPEN_STATUSES
         return with_fields(
             value,
-            id=value.message_id,
-            test=value.is_test,
+            **_as_sent(value),
             next_attempt_at=value.next_attempt_at if waiting else None,
         )
+
+
+def _as_sent(message: Any) -> dict[str, Any]:
+    """What every answer about an outbox message names otherwise than its row: the
+    webhook-id it is sent with, and whether it is a Demo's."""
+    return {"id": message.message_id, "test": message.is_test}
 
 
 class Attempt(Answer):
@@ -523,6 +528,10 @@ class FeedMessage(Answer):
     ]
     created_at: Timestamp
     event: Annotated[Event, Field(description="The body a push carries (as JSON).")]
+
+    @classmethod
+    def read(cls, value: Any) -> Any:
+        return with_fields(value, **_as_sent(value), event=value.payload)
 
 
 class Feed(Answer):
