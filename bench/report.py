@@ -105,6 +105,25 @@ runs of this session): read the p95 ratios as a range, not a decimal.
 - **Worker memory** is flat: nothing per message outlives its drain (the session is
   removed after each job; caches are per target or per landmark set).
 
+### Spot check after issue 19's outbox changes (d04d101, 4 Dec)
+
+The feed, pull only, the time-to-live sweep (`outbox/sweeper.close_stale_messages`)
+and the stale ending in `outbox/recording.py` touch the delivery path; the slow,
+busy and trickling scenarios ran again on both engines, nothing else on the machine
+(`bench/run.py --full --only "slow webhooks 200" --only busy --only trickling`).
+Beside the full run above (b3e8bc8, same host):
+
+| scenario | SQLite then | SQLite now | PostgreSQL then | PostgreSQL now |
+|---|---|---|---|---|
+| slow webhooks 200×20, 200 ms receivers (≤ 1.5×) | 1.31× | 1.36× | 1.60× | 1.38× |
+| busy webhook 200×10, 200 ms receiver (≤ 1.5×) | 1.17× | 1.10× | 1.12× | 1.12× |
+| trickling receiver beside 20 healthy 50–500 ms ones (≤ 1.2×) | 1.04× | 1.02× | 0.86× | 1.12× |
+
+Within the noise of one run each; every target met. The trickled attempts ended at
+2,000–2,029 ms (deadline 2,000 ms). The stale sweep alone, measured apart: 69 ms a
+sweep over 100,000 pending messages on SQLite, against 21 ms for the retention close
+beside it.
+
 ### Earlier findings (the serial drain, before issue 14)
 
 - A fork per drain job was the largest cost: `worker.FleethookWorker` runs jobs in
