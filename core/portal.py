@@ -114,8 +114,17 @@ def number_or_text(text: str | None, *kinds: type[int] | type[float]) -> Any:
 def show_errors(form: FlaskForm, error: ValidationError) -> None:
     """Put each domain error next to its field; errors of no field go to the form."""
     for field_name, messages in error.errors.items():
-        # Nested API fields ("custom_header.name") are flat form fields here.
-        field = getattr(form, field_name.replace(".", "_"), None)
+        # Nested API fields ("custom_header.name") are flat form fields here; one
+        # the form has no field for is shown beside its parent's ("area.circle").
+        parts = field_name.split(".")
+        field = next(
+            (
+                getattr(form, "_".join(parts[:n]))
+                for n in range(len(parts), 0, -1)
+                if hasattr(form, "_".join(parts[:n]))
+            ),
+            None,
+        )
         if field is None:
             form.form_errors.extend(messages)
         else:

@@ -197,10 +197,17 @@ def change_landmark(landmark_id: int) -> Response:
 
 @bp.delete("/landmarks/<int:landmark_id>")
 @admin_only
-@operation("Delete a landmark", {204: "Deleted."}, problems=LANDMARK_NOT_FOUND)
+@operation(
+    "Delete a landmark",
+    {204: "Deleted."},
+    problems={**LANDMARK_NOT_FOUND, 409: "A webhook's area is this landmark."},
+)
 def remove_landmark(landmark_id: int) -> tuple[str, int]:
     """Delete a landmark; vehicles inside it make no Landmark Leave event for it."""
-    records.delete_landmark(_own(Landmark, landmark_id))
+    try:
+        records.delete_landmark(_own(Landmark, landmark_id))
+    except records.LandmarkInUse as error:
+        raise ApiProblem(409, "Conflict", str(error)) from error
     db.session.commit()
     return "", 204
 

@@ -43,6 +43,13 @@ class LandmarkIndex:
     def __len__(self) -> int:
         return len(self._ids)
 
+    def shape(self, landmark_id: int) -> Shape | None:
+        """The landmark's shape; None when the account has no such landmark."""
+        try:
+            return self._shapes[self._ids.index(landmark_id)]
+        except ValueError:
+            return None
+
     def containing(self, latitude: float, longitude: float) -> set[int]:
         """The ids of the landmarks that contain the point (edges included)."""
         found = set()

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 
 from core.contract import check_fields
 from core.database import write_unless_taken
@@ -403,8 +404,26 @@ def update_landmark(landmark: Landmark, values: Mapping[str, Any]) -> None:
     landmarks_changed(landmark.account_id)
 
 
+class LandmarkInUse(Exception):
+    """A landmark that a webhook's area names: it stays until the webhook's area
+    changes, or the webhook would start getting every vehicle's events."""
+
+    def __init__(self, landmark: Landmark):
+        super().__init__(
+            f"“{landmark.name}” is the area of a webhook: give that webhook another area "
+            "(or none) first."
+        )
+
+
 def delete_landmark(landmark: Landmark) -> None:
-    db.session.delete(landmark)
+    """Delete a landmark, unless a webhook's area is it (LandmarkInUse; the
+    database's foreign key says so, nothing is changed)."""
+    try:
+        with db.session.begin_nested():
+            db.session.delete(landmark)
+            db.session.flush()
+    except IntegrityError as error:
+        raise LandmarkInUse(landmark) from error
     landmarks_changed(landmark.account_id)
 
 
@@ -454,6 +473,17 @@ def account_page(model: Any, account_id: int, after_id: int | None, limit: int) 
     if after_id is not None:
         query = query.where(model.id > after_id)
     return list(db.session.scalars(query.limit(limit)))
+
+
+def account_landmarks(account_id: int) -> list[Landmark]:
+    """Every landmark of the account by name."""
+    return list(
+        db.session.scalars(
+            select(Landmark)
+            .where(Landmark.account_id == account_id)
+            .order_by(func.lower(Landmark.name), Landmark.id)
+        )
+    )
 
 
 def vehicle_groups(account_id: int) -> list[str]:

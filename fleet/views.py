@@ -89,12 +89,14 @@ def _dialog_again_on_error(dialog: Callable[..., Response]) -> Iterator[None]:
         abort(dialog(error=error))
 
 
-def _committed(message: str, page: str, warnings: Iterable[str] = ()) -> ResponseReturnValue:
+def _committed(
+    message: str, page: str, warnings: Iterable[str] = (), category: str = "success"
+) -> ResponseReturnValue:
     """Commit the change, then back to the list with the message (and any warnings)
     flashed: htmx follows HX-Redirect with a full page load, which shows them and
     closes the dialog."""
     db.session.commit()
-    flash(message, "success")
+    flash(message, category)
     for warning in warnings:
         flash(warning, "warning")
     target = url_for(page)
@@ -442,5 +444,9 @@ def confirm_delete_landmark(landmark_id: int) -> Response:
 def delete_landmark(landmark_id: int) -> ResponseReturnValue:
     """Delete a landmark."""
     landmark = _own_landmark(landmark_id)
-    records.delete_landmark(landmark)
+    try:
+        records.delete_landmark(landmark)
+    except records.LandmarkInUse as error:
+        db.session.rollback()
+        return _committed(str(error), "fleet.landmarks", category="error")
     return _committed(f"Landmark “{landmark.name}” deleted.", "fleet.landmarks")

@@ -113,12 +113,16 @@ class Fleet:
 
     def received(self, key: str) -> list[dict]:
         """The data of each message the `key` webhook got, oldest first."""
+        return self.received_by(self.webhooks[key])
+
+    def received_by(self, webhook_id: int) -> list[dict]:
+        """The data of each message the webhook got, oldest first."""
         db.session.expire_all()
         return [
             message.payload["data"]
             for message in db.session.scalars(
                 select(OutboxMessage)
-                .where(OutboxMessage.target_id == self.webhooks[key])
+                .where(OutboxMessage.target_id == webhook_id)
                 .order_by(OutboxMessage.sequence)
             )
         ]

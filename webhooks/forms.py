@@ -3,6 +3,7 @@ them into the mapping `lifecycle.clean_fields` checks, the same the API sends.""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC
 from typing import Any
 
@@ -16,11 +17,13 @@ from wtforms import (
     SelectChoice,
     SelectField,
     StringField,
+    TextAreaField,
 )
 from wtforms.validators import InputRequired
 
 from core.portal import number_or_text
 from events.catalogue import EventType, SpeedingEvents
+from fleet.models import Landmark
 from fleet.records import account_drivers, vehicle_groups, vehicles_with_drivers
 from outbox.models import DEFAULT_MAX_IN_FLIGHT, MAX_IN_FLIGHT_RANGE, Ordering
 from webhooks.schemas import LATEST_WINS_EVENT_TYPES, SKIP_LATE_EVENT_TYPES
@@ -71,6 +74,21 @@ class WebhookForm(FlaskForm):
         description="Limit the webhook to one group of vehicles (the vehicles' Group).",
         choices=[SelectChoice("", "All vehicles")],
         validate_choice=False,  # the rules in lifecycle.clean_fields decide
+    )
+    area = SelectField(
+        "Area",
+        description="Only events whose position is inside it (edges included).",
+        choices=[SelectChoice("", "Everywhere")],
+        validate_choice=False,  # lifecycle.clean_fields decides
+    )
+    area_circle = StringField(
+        "Circle: latitude, longitude, radius (metres)",
+        description='For "within a distance of a point", e.g. 41.8800, -87.6300, 500.',
+    )
+    area_polygon = TextAreaField(
+        "Polygon (GeoJSON)",
+        description='For "inside a polygon": {"type": "Polygon", "coordinates": [[[longitude, '
+        "latitude], …]]}, the first position repeated last.",
     )
     contact_email = EmailField(
         "Contact email (optional)", description="Who we tell when this endpoint keeps failing."
@@ -128,6 +146,7 @@ class WebhookForm(FlaskForm):
         }
         if not editing:
             values["event_type"] = event_type.key
+        values["area"] = self._area()
         if event_type.setting is not None:
             setting_field = getattr(self, event_type.setting.field)
             values[event_type.setting.field] = number_or_text(setting_field.data)
@@ -160,6 +179,56 @@ class WebhookForm(FlaskForm):
         if self.speeding_events.raw_data:
             values["speeding_events"] = self.speeding_events.data
         return values
+
+    def _area(self) -> dict[str, Any] | None:
+        """The chosen area as the API takes it; unreadable text is passed on as it
+        is, for the rules to refuse in their own words."""
+        chosen = self.area.data or ""
+        if chosen.startswith(LANDMARK_CHOICE):
+            return {"landmark_id": number_or_text(chosen.removeprefix(LANDMARK_CHOICE))}
+        if chosen == "circle":
+            parts = [part.strip() for part in (self.area_circle.data or "").split(",")]
+            if len(parts) != len(CIRCLE_KEYS):
+                return {"circle": self.area_circle.data or ""}
+            return {
+                "circle": {
+                    k: number_or_text(v, float) for k, v in zip(CIRCLE_KEYS, parts, strict=True)
+                }
+            }
+        if chosen == "polygon":
+            text = self.area_polygon.data or ""
+            try:
+                return {"polygon": json.loads(text)}
+            except ValueError:
+                return {"polygon": text}
+        return None
+
+    def offer_areas(self, landmarks: list[Landmark], webhook: Any = None) -> None:
+        """The area choices: everywhere, each of the account's landmarks, a circle
+        or a polygon; editing, the webhook's own area filled in."""
+        self.area.choices = [
+            SelectChoice("", "Everywhere"),
+            *(SelectChoice(f"{LANDMARK_CHOICE}{m.id}", f"Inside {m.name}") for m in landmarks),
+            SelectChoice("circle", "Within a distance of a point"),
+            SelectChoice("polygon", "Inside a polygon"),
+        ]
+        if webhook is None or self.area.raw_data:
+            return
+        if webhook.area_landmark_id is not None:
+            self.area.data = f"{LANDMARK_CHOICE}{webhook.area_landmark_id}"
+        elif webhook.area and "circle" in webhook.area:
+            circle = webhook.area["circle"]
+            self.area.data = "circle"
+            self.area_circle.data = ", ".join(str(circle[key]) for key in CIRCLE_KEYS)
+        elif webhook.area:
+            self.area.data = "polygon"
+            self.area_polygon.data = json.dumps(webhook.area["polygon"])
+        else:
+            self.area.data = ""
+
+
+LANDMARK_CHOICE = "landmark:"
+CIRCLE_KEYS = ("latitude", "longitude", "radius_m")
 
 
 class RecoverForm(FlaskForm):

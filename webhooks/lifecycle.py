@@ -33,6 +33,7 @@ from outbox.fanout import fan_out
 from outbox.feed import keep_for_feed
 from outbox.models import OutboxMessage, TargetStatus
 from outbox.status import activate, needs_fixing, pause
+from webhooks.areas import clean_area
 from webhooks.models import Webhook
 from webhooks.schemas import (
     LATEST_WINS_EVENT_TYPES,
@@ -139,11 +140,13 @@ def _joined_problems(event_type: EventType, cleaned: Mapping[str, Any]) -> dict[
     return errors
 
 
-def clean_fields(values: Mapping[str, Any], current: Webhook | None = None) -> dict[str, Any]:
-    """Check fields for a new webhook (`current` None: event_type, name and url are
-    required; webhooks/schemas.WebhookCreate) or for a change (only the fields
-    given; WebhookChange). Returns the cleaned fields; raises ValidationError
-    naming every bad field."""
+def clean_fields(
+    account_id: int, values: Mapping[str, Any], current: Webhook | None = None
+) -> dict[str, Any]:
+    """Check fields for a new webhook of the account (`current` None: event_type,
+    name and url are required; webhooks/schemas.WebhookCreate) or for a change
+    (only the fields given; WebhookChange). Returns the cleaned fields, as the
+    webhook's columns; raises ValidationError naming every bad field."""
     shape = WebhookCreate if current is None else WebhookChange
     cleaned, errors = check_fields(shape, values, unknown="Not a webhook field.")
     for name in set(READ_ONLY_FIELDS) & set(errors):
@@ -173,6 +176,11 @@ def clean_fields(values: Mapping[str, Any], current: Webhook | None = None) -> d
             errors["contact_email"] = problems
     if "vehicle_group" in cleaned:
         cleaned["vehicle_group"] = cleaned["vehicle_group"] or None
+    if "area" in cleaned:
+        try:
+            cleaned.update(clean_area(account_id, cleaned.pop("area")))
+        except ValidationError as error:
+            errors.update(error.errors)
     if cleaned.get("custom_header"):
         errors.update(_header_problems(cleaned["custom_header"]))
         header = cleaned["custom_header"]
@@ -222,7 +230,7 @@ def _audit_details(cleaned: Mapping[str, Any]) -> dict[str, Any]:
 def create_webhook(account_id: int, values: Mapping[str, Any]) -> tuple[Webhook, str]:
     """A new, active webhook and its signing secret (shown once, stored encrypted)."""
     check_room(account_id, "webhooks", Webhook)
-    cleaned = clean_fields(values)
+    cleaned = clean_fields(account_id, values)
     secret = new_secret()
     webhook = Webhook(
         account_id=account_id, status=TargetStatus.ACTIVE.value, signing_secret=secret
@@ -254,7 +262,7 @@ def update_webhook(webhook: Webhook, values: Mapping[str, Any]) -> list[str]:
     unless the same change gives it again: otherwise whoever may edit the URL could
     point it at their own host and receive the stored credential. Returns what the
     person should know (that removal), for the portal and the API to say."""
-    cleaned = clean_fields(values, current=webhook)
+    cleaned = clean_fields(webhook.account_id, values, current=webhook)
     notes = []
     if (
         "url" in cleaned

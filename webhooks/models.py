@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import ForeignKey, String, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.database import UTCDateTime
 from core.encryption import EncryptedText
-from outbox.models import Target
+from outbox.models import Payload, Target
 
 
 class Webhook(Target):
@@ -29,6 +30,13 @@ class Webhook(Target):
     idle_minutes: Mapped[int | None]  # idle
     # Only vehicles of this group (Vehicle.group_name); None: every vehicle.
     vehicle_group: Mapped[str | None] = mapped_column(String(60))
+    # Only events whose position is inside one of the account's landmarks, or inside
+    # this circle or polygon ({"circle": …} or {"polygon": …}, as a landmark stores
+    # it); neither: everywhere (webhooks/areas.py). A landmark in use is not deleted.
+    area_landmark_id: Mapped[int | None] = mapped_column(
+        ForeignKey("landmark.id", ondelete="RESTRICT"), index=True
+    )
+    area: Mapped[dict[str, Any] | None] = mapped_column(Payload)
     # Location only: a late position (received long after its fix) is not sent.
     skip_late: Mapped[bool] = mapped_column(default=False, server_default=false())
     contact_email: Mapped[str | None] = mapped_column(String(254))

@@ -17,7 +17,7 @@ from core.database import MAX_BIG_ID, MAX_ID
 from core.encryption import mask
 from events import catalogue
 from events.catalogue import EVENT_TYPES, SPEEDING_EVENT_TYPES, SpeedingEvents
-from fleet.schemas import MAX_GROUP_LENGTH
+from fleet.schemas import CIRCLE_FORMAT, MAX_GROUP_LENGTH, POLYGON_FORMAT, Circle, Polygon
 from outbox.models import (
     DEFAULT_MAX_IN_FLIGHT,
     MAX_IN_FLIGHT_RANGE,
@@ -26,6 +26,7 @@ from outbox.models import (
     Ordering,
     TargetStatus,
 )
+from webhooks.areas import shown_area
 from webhooks.url_safety import MAX_URL_LENGTH
 from webhooks.wire import USER_AGENT, ContentType
 
@@ -168,6 +169,37 @@ LatestWins = Annotated[
 ]
 
 
+class Area(TypedDict, total=False):
+    """Exactly one of: one of the account's landmarks, a circle (within radius_m
+    metres of a point) or a GeoJSON polygon."""
+
+    __pydantic_config__ = ConfigDict(  # type: ignore[misc]
+        strict=True, extra="forbid", json_schema_extra={"minProperties": 1, "maxProperties": 1}
+    )
+
+    landmark_id: Annotated[
+        int,
+        Field(ge=1, le=MAX_ID, description="Inside this landmark (its shape as it is now)."),
+        Says("One of your landmarks (its id)."),
+    ]
+    circle: Annotated[Circle, Says(CIRCLE_FORMAT)]
+    polygon: Annotated[Polygon, Says(POLYGON_FORMAT)]
+
+
+AreaSetting = Annotated[
+    Area | None,
+    Field(
+        description="Only events whose position (data.latitude, data.longitude) is inside "
+        "this area: a landmark, a circle or a polygon, edges included; an event without a "
+        "position is outside. null: everywhere."
+    ),
+    Says(
+        'An area is {"landmark_id": …}, {"circle": {…}} or {"polygon": {…}}, or null for '
+        "everywhere."
+    ),
+]
+
+
 class WebhookSettings(TypedDict, total=False):
     """A webhook's settings; each left out keeps its default, or on a change its value."""
 
@@ -207,6 +239,7 @@ class WebhookSettings(TypedDict, total=False):
             "every vehicle."
         ),
     ]
+    area: Annotated[AreaSetting, Field(default=None)]
     custom_header: Annotated[
         CustomHeader | None,
         Field(
@@ -385,6 +418,7 @@ class Webhook(Answer):
     idle_minutes: int | None
     contact_email: str | None
     vehicle_group: str | None
+    area: AreaSetting
     custom_header: CustomHeaderShown | None
     ordering: OrderingSetting
     max_in_flight: MaxInFlight
@@ -429,7 +463,9 @@ class Webhook(Answer):
         header = None
         if value.custom_header_name and value.custom_header_value:
             header = {"name": value.custom_header_name, "value": mask(value.custom_header_value)}
-        return with_fields(value, window=value.send_window, custom_header=header)
+        return with_fields(
+            value, window=value.send_window, custom_header=header, area=shown_area(value)
+        )
 
 
 class ChangedWebhook(Webhook):

@@ -24,6 +24,7 @@ from outbox.models import Ordering, OutboxMessage, Target
 from outbox.queues import DELIVERIES
 from outbox.registry import Result
 from outbox.transport import Delivery, Signed
+from webhooks.areas import has_area, in_area
 from webhooks.lifecycle import signing_secrets
 from webhooks.models import Webhook
 from webhooks.wire import (
@@ -41,7 +42,8 @@ LANDMARK_CROSSINGS = ("landmark_enter", "landmark_leave")
 
 def wanted_payload(webhook: Webhook, event: DetectedEvent) -> dict[str, Any] | None:
     """The body this webhook gets for `event`, or None when it does not want it
-    (another type, below its threshold, or late when it skips late events)."""
+    (another type, another vehicle group, outside its area, below its threshold,
+    or late when it skips late events)."""
     key = event.event_type.key
     if webhook.event_type != key and not (
         webhook.event_type == "landmark_change" and key in LANDMARK_CROSSINGS
@@ -50,6 +52,8 @@ def wanted_payload(webhook: Webhook, event: DetectedEvent) -> dict[str, Any] | N
     if webhook.vehicle_group and not event.is_test:
         if event.vehicle.group != webhook.vehicle_group:
             return None
+    if has_area(webhook) and not event.is_test and not in_area(webhook, event.vehicle):
+        return None
     details = dict(event.details)
     setting = event.event_type.setting
     if setting is not None:

@@ -23,7 +23,7 @@ from core.portal import (
 )
 from core.times import utcnow
 from events.catalogue import EVENT_TYPES, SPEEDING_EVENT_TYPES, EventType
-from fleet.records import vehicle_groups
+from fleet.records import account_landmarks, vehicle_groups
 from outbox.activity import target_activity
 from outbox.models import MessageStatus, OutboxMessage
 from outbox.recovery import (
@@ -33,6 +33,7 @@ from outbox.recovery import (
     status_counts,
     target_messages,
 )
+from webhooks.areas import describe_area
 from webhooks.forms import ORDERING_CHOICES, RecoverForm, WebhookForm
 from webhooks.lifecycle import (
     create_webhook,
@@ -105,6 +106,7 @@ def _form_dialog(
     form.vehicle_group.choices = [SelectChoice("", "All vehicles")] + [
         SelectChoice(name, name) for name in groups
     ]
+    form.offer_areas(account_landmarks(current_user.account_id), webhook)
     chosen = form.content_type.data
     headers, body = example_request(
         event_type,
@@ -220,6 +222,7 @@ def detail(webhook_id: int) -> str:
         webhook=webhook,
         event_type=EVENT_TYPES[webhook.event_type],
         ordering_choices=ORDERING_CHOICES,
+        area=describe_area(webhook),
         offers_latest_wins=webhook.event_type in LATEST_WINS_EVENT_TYPES,
         skip_late_types=SKIP_LATE_EVENT_TYPES,
         masked_header=mask(webhook.custom_header_value) if webhook.custom_header_value else None,
