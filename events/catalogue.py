@@ -361,8 +361,17 @@ EXAMPLE_VEHICLE = VehicleSnapshot(
 
 
 def example_event(event_type: EventType, setting_value: int | None = None) -> dict[str, Any]:
-    """A realistic event of this type, built like a real one. `setting_value` is the
-    webhook's own threshold; the example then shows an event that would pass it."""
+    """A realistic event body of this type, built like a real one. `setting_value`
+    is the webhook's own threshold; the example then shows an event that would pass
+    it."""
+    event = example_detected(event_type, setting_value)
+    return build_event(
+        event_type, event.occurred_at, event.vehicle, event.details, event.received_at
+    )
+
+
+def example_detected(event_type: EventType, setting_value: int | None = None) -> DetectedEvent:
+    """The event `example_event` shows, as the detector would hand it over."""
     details = dict(event_type.example_details)
     speed = event_type.example_speed_mph
     if event_type.setting is not None and setting_value is not None:
@@ -377,4 +386,4 @@ def example_event(event_type: EventType, setting_value: int | None = None) -> di
             details["idle_since"] = format_rfc3339(_EXAMPLE_TIME - timedelta(minutes=setting_value))
     vehicle = replace(EXAMPLE_VEHICLE, speed_mph=round(speed, 1))
     received = _EXAMPLE_TIME + timedelta(seconds=1)
-    return build_event(event_type, _EXAMPLE_TIME, vehicle, details, received)
+    return DetectedEvent(event_type, _EXAMPLE_TIME, vehicle, details, received_at=received)

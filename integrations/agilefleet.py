@@ -123,6 +123,7 @@ class AgileFleetProvider:
         "offers that before relying on it."
     )
     receives_locations = False
+    needs_driver_names = False
     requests_per_minute = ASSUMED_REQUESTS_PER_MINUTE
     budget_source = (
         "assumed: Agile Fleet publishes no API documentation and no rate limit; 60 requests "

@@ -18,6 +18,7 @@ import requests
 from core.encryption import mask
 from core.times import utcnow
 from events.catalogue import CURRENT_STATE as CURRENT_STATE_EVENT
+from events.redaction import MAX_DECIMALS
 from integrations.models import Integration
 from integrations.pacing import REQUESTS_PER_MINUTE_RANGE, requests_per_minute, wait_for_room
 from outbox.answers import answered, unanswered
@@ -32,7 +33,8 @@ RELEASE_REASON = "Waiting for the release form to be signed."
 VEHICLE_MAP_TTL = timedelta(minutes=15)
 
 
-FieldKind = Literal["text", "secret", "checkbox", "select", "number"]
+# "paths": a list of text, typed in one field separated by commas.
+FieldKind = Literal["text", "secret", "checkbox", "select", "number", "paths"]
 
 
 @dataclass(frozen=True)
@@ -67,9 +69,40 @@ BUDGET_FIELD = Field(
 )
 
 
+# What every integration leaves out of events, or blurs, before its provider sees
+# them (events/redaction.py). Stored as the target's columns, not in options.
+REDACTION_FIELDS = (
+    Field(
+        "drop_driver_name",
+        "Leave out drivers' names",
+        "checkbox",
+        "The provider gets drivers by id only; a DVIR's driver is left out.",
+    ),
+    Field(
+        "coordinate_decimals",
+        "Round coordinates to (decimals)",
+        "number",
+        "3: about 110 m; 2: about 1.1 km. Blank: as the device reported them.",
+        required=False,
+        minimum=0,
+        maximum=MAX_DECIMALS,
+    ),
+    Field(
+        "drop_fields",
+        "Leave out fields",
+        "paths",
+        "Fields of the events the provider never gets, by their path in a webhook body, "
+        "separated by commas: data.odometer_mi (no odometer readings), data.trip.start.",
+        required=False,
+    ),
+)
+REDACTION_FIELD_NAMES = tuple(field.name for field in REDACTION_FIELDS)
+
+
 def form_fields(provider: Provider) -> tuple[Field, ...]:
-    """The fields of a provider's form: its own, then the request budget."""
-    return (*provider.fields, BUDGET_FIELD)
+    """The fields of a provider's form: its own, the request budget, then the
+    redaction."""
+    return (*provider.fields, BUDGET_FIELD, *REDACTION_FIELDS)
 
 
 class ProviderRejected(Exception):
@@ -92,6 +125,7 @@ class Provider(Protocol):
     software_type: str  # "Fleet Management"
     requirements: str  # what the customer needs, in a line
     receives_locations: bool  # needs the signed release form
+    needs_driver_names: bool  # matches drivers by name: names cannot be redacted
     fields: tuple[Field, ...]
     secret_fields: frozenset[str]  # of `fields`, those stored encrypted
     # The provider's documented request budget, and where it is documented: every

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
+from events.redaction import Redaction, redact
 from integrations.models import Integration
 from integrations.pacing import sending_until
 from integrations.providers import PROVIDERS
@@ -24,7 +25,8 @@ class IntegrationKind:
     def payload_for(self, target: Target, event: Any) -> dict[str, Any] | None:
         if not isinstance(target, Integration) or getattr(event, "is_test", False):
             return None
-        return PROVIDERS[target.provider].payload_for(target, event)
+        # The provider sees the event as the integration's redaction lets it out.
+        return PROVIDERS[target.provider].payload_for(target, redact(event, Redaction.of(target)))
 
     def stale_after(self, target: Target, event_type: str) -> timedelta | None:
         # A provider's record keeps its own date (an odometer reading of 40 minutes

@@ -14,14 +14,17 @@ from sqlalchemy import select
 
 from accounts.audit import HIDDEN, record
 from accounts.quotas import check_room
-from core.contract import checked
+from core.contract import check_fields, checked
 from core.errors import ValidationError
 from core.extensions import db
 from core.times import utcnow
+from events.catalogue import EVENT_TYPES
+from events.redaction import path_problems
 from fleet.detector import current_states
 from integrations.attributes import VEHICLE_ATTRIBUTES
 from integrations.base import (
     BUDGET_FIELD,
+    REDACTION_FIELD_NAMES,
     RELEASE_REASON,
     ProviderRejected,
     secrets_of,
@@ -52,12 +55,31 @@ def clean_fields(
     (`current`) only those given. ValidationError names every bad field."""
     shapes = provider_shapes(provider)
     shape = shapes.create if current is None else shapes.change
-    fields = checked(shape, values, unknown="Not a field of this provider.")
+    fields, errors = check_fields(shape, values, unknown="Not a field of this provider.")
     fields.pop("provider", None)
+    if fields.get("drop_driver_name") and provider.needs_driver_names:
+        errors["drop_driver_name"] = [
+            f"{provider.name} matches each driver to a technician by name: it cannot work "
+            "without drivers' names."
+        ]
+    # An integration gets events of many types: a path must be in one of them.
+    problems = path_problems(fields.get("drop_fields") or (), EVENT_TYPES.values())
+    if problems:
+        errors["drop_fields"] = problems
+    if errors:
+        raise ValidationError(errors)
     if current is None:
         for field in provider.fields:
             fields.setdefault(field.name, False if field.kind == "checkbox" else None)
     return fields
+
+
+def _set_redaction(integration: Integration, fields: Mapping[str, Any]) -> None:
+    """The redaction fields given, on the target's columns (None: no paths)."""
+    for name in REDACTION_FIELD_NAMES:
+        if name in fields:
+            value = fields[name]
+            setattr(integration, name, (value or []) if name == "drop_fields" else value)
 
 
 def _options_and_secrets(
@@ -98,7 +120,12 @@ def _check_with_provider(provider: Any, integration: Integration) -> None:
 
 def _settings(integration: Integration) -> dict[str, Any]:
     """The settings that are not secret, as the audit log shows them."""
-    return {"vehicle_attribute": integration.vehicle_attribute, **(integration.options or {})}
+    redaction = {name: getattr(integration, name) for name in REDACTION_FIELD_NAMES}
+    return {
+        "vehicle_attribute": integration.vehicle_attribute,
+        **(integration.options or {}),
+        **redaction,
+    }
 
 
 def audit_details(integration: Integration) -> dict[str, Any]:
@@ -108,7 +135,11 @@ def audit_details(integration: Integration) -> dict[str, Any]:
     hidden = {
         name: HIDDEN for name in PROVIDERS[integration.provider].secret_fields if secrets.get(name)
     }
-    settings = {k: v for k, v in _settings(integration).items() if v is not None}
+    settings = {
+        k: v
+        for k, v in _settings(integration).items()
+        if v is not None and (v or k not in REDACTION_FIELD_NAMES)  # a redaction, if any
+    }
     return {"provider": integration.provider, **settings, **dict(sorted(hidden.items()))}
 
 
@@ -129,6 +160,7 @@ def create_integration(account_id: int, values: Mapping[str, Any]) -> Integratio
     )
     store_secrets(integration, secrets)
     _set_budget(integration, provider, fields)
+    _set_redaction(integration, fields)
     if provider.receives_locations:
         hold_for_release(integration, RELEASE_REASON)
     else:
@@ -180,6 +212,7 @@ def update_integration(integration: Integration, values: Mapping[str, Any]) -> N
     # Options no form field owns (ServiceMax's instance URL and technicians) stay.
     integration.options = {**(integration.options or {}), **options}
     integration.vehicle_attribute = attribute
+    _set_redaction(integration, fields)
     store_secrets(integration, secrets)
     integration.vehicle_map_at = None  # other credentials may see other vehicles
     _check_with_provider(provider, integration)

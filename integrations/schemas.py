@@ -28,6 +28,14 @@ from typing_extensions import TypedDict
 
 from core.contract import REQUEST_CONFIG, Answer, Says, Timestamp, with_fields
 from core.encryption import mask
+from events.redaction import (
+    MAX_DROPPED_FIELDS,
+    PATH_PATTERN,
+    CoordinateDecimals,
+    DropDriverName,
+    DropFields,
+    paths_of,
+)
 from integrations.base import Field as FormField
 from integrations.base import Provider, form_fields, secrets_of
 from integrations.pacing import requests_per_minute
@@ -77,6 +85,14 @@ def _value_type(field: FormField) -> tuple[Any, str, dict[str, str]]:
     if field.kind == "select":
         keys = tuple(key for key, _label in field.choices)
         return Literal[keys], "One of: " + ", ".join(keys) + ".", {}
+    if field.kind == "paths":
+        # A form types them in one field, separated by commas: the API sends a list.
+        paths = Annotated[
+            list[Annotated[str, StringConstraints(pattern=PATH_PATTERN)]],
+            Field(max_length=MAX_DROPPED_FIELDS),
+            BeforeValidator(lambda value: paths_of(value) if isinstance(value, str) else value),
+        ]
+        return paths, f'At most {MAX_DROPPED_FIELDS} paths like "data.odometer_mi".', {}
     if field.kind in ("text", "secret"):
         text = Annotated[str, StringConstraints(min_length=1, max_length=MAX_TEXT)]
         return text, "A string.", {"string_too_long": f"At most {MAX_TEXT} characters."}
@@ -286,6 +302,9 @@ class Integration(Answer):
         ),
     ]
     release: Release | None
+    drop_driver_name: DropDriverName
+    coordinate_decimals: CoordinateDecimals
+    drop_fields: DropFields
     created_at: Timestamp
 
     @classmethod

@@ -30,6 +30,7 @@ from core.portal import (
     show_errors,
 )
 from core.times import utcnow
+from events.redaction import Redaction
 from integrations.base import BUDGET_FIELD, form_fields, secrets_of
 from integrations.forms import ProviderForm, ReleaseForm, provider_form
 from integrations.lifecycle import (
@@ -185,6 +186,7 @@ def detail(integration_id: int) -> str:
         provider=PROVIDERS[integration.provider],
         secrets=secrets_of(integration),
         requests_per_minute=requests_per_minute,
+        redaction=Redaction.of(integration).in_words(),
         messages=messages,
         error_details=last_error_details([m.id for m in messages]),
         activity=target_activity(integration.id, utcnow()),
@@ -227,6 +229,9 @@ def edit(integration_id: int) -> Response:
         )
         getattr(form, field.name).data = value
     getattr(form, BUDGET_FIELD.name).data = requests_per_minute(integration)
+    form.drop_driver_name.data = integration.drop_driver_name
+    form.coordinate_decimals.data = integration.coordinate_decimals
+    form.drop_fields.data = ", ".join(integration.drop_fields)
     return _form_dialog(form, provider, integration)
 
 

@@ -11,7 +11,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, ForeignKey, Index, String, Text
+from sqlalchemy import JSON, BigInteger, ForeignKey, Index, String, Text, false
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
 
@@ -97,6 +97,10 @@ class Target(db.Model):  # type: ignore[name-defined]
     # A message older than this many minutes ends stale; None: its kind says
     # (a webhook: its event type's TTL; outbox/registry.py, stale_after).
     ttl_minutes: Mapped[int | None]
+    # What every event leaves out or blurs before it is sent (events/redaction.py).
+    drop_driver_name: Mapped[bool] = mapped_column(default=False, server_default=false())
+    coordinate_decimals: Mapped[int | None]
+    drop_fields: Mapped[list[str]] = mapped_column(JSON, default=list, server_default="[]")
     # The receiver asked us to wait (Retry-After): nothing is sent before this.
     throttled_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # When this target last failed; recent failures drain from the retries queue.

@@ -1084,3 +1084,19 @@ def test_fifty_trucks_against_the_throttled_fake_all_arrive(client, fake):
     assert throttled and all(a.outcome == "throttled" for a in throttled)
     ours = [r for r in fake.requests[1:] if r.path != "/api/v1/vehicles" or r.query]
     assert len(ours) <= 12  # a listing and a few bulk jobs, not 150 POSTs
+
+
+def test_an_integration_leaving_out_the_odometer_sends_fleetio_no_meter_entry(account, fake):
+    fake.add_vehicle(VIN)
+    integration = connect(account.id, drop_fields=["data.odometer_mi"])
+    account.position(0, odometer_mi=1000.0)
+    account.position(1800, odometer_mi=1012.0)
+    assert messages_of(integration) == []
+    # Without the redaction the same reports are meter entries (the control).
+    db.session.delete(integration)
+    db.session.commit()
+    kept = connect(account.id)
+    account.position(3600, odometer_mi=1030.0)
+    assert {op["op"] for m in messages_of(kept) for op in m.payload["operations"]} == {
+        "meter_entry"
+    }

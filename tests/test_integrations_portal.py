@@ -5,6 +5,7 @@ refusal, the grid, the release form, delete (no orphaned messages), the REST API
 
 from __future__ import annotations
 
+import html
 import re
 
 import pytest
@@ -111,6 +112,46 @@ def test_a_refused_key_is_shown_in_plain_words_and_nothing_saved(admin, auth, fl
     ],
 )
 def test_each_bad_field_is_shown_and_nothing_saved(admin, auth, fleetio, field, value, message):
+    response = auth.post(
+        "/integrations/new", {**FLEETIO_FORM, field: value}, page=MANAGER, htmx=True
+    )
+    assert response.status_code == 422 and message in response.get_data(as_text=True)
+    assert integrations() == [] and fleetio.requests == []
+
+
+def test_the_form_takes_a_redaction_and_the_edit_dialog_shows_it(admin, client, auth, fleetio):
+    dialog = client.get("/integrations/new?provider=fleetio", headers=HTMX).get_data(True)
+    for name in ("drop_driver_name", "coordinate_decimals", "drop_fields"):
+        assert f'name="{name}"' in dialog
+    redaction = {
+        "drop_driver_name": "y",
+        "coordinate_decimals": "3",
+        "drop_fields": "data.odometer_mi, data.heading",
+    }
+    response = auth.post("/integrations/new", {**FLEETIO_FORM, **redaction}, MANAGER, htmx=True)
+    assert response.status_code == 200
+    [saved] = integrations()
+    assert (saved.drop_driver_name, saved.coordinate_decimals, saved.drop_fields) == (
+        True,
+        3,
+        ["data.odometer_mi", "data.heading"],
+    )
+    edit = client.get(f"/integrations/{saved.id}/edit", headers=HTMX).get_data(True)
+    assert 'value="data.odometer_mi, data.heading"' in edit and 'value="3"' in edit
+    page = html.unescape(client.get(f"/integrations/{saved.id}").get_data(True))
+    assert "drivers' names left out · coordinates rounded to 3 decimals" in page
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("coordinate_decimals", "9", "A whole number from 0 to 6"),
+        ("drop_fields", "odometer", "paths like"),
+        ("drop_fields", "data.vehicle.vin", "always sent"),
+        ("drop_fields", "data.nowhere", "no event carries it"),
+    ],
+)
+def test_a_bad_redaction_is_shown_and_nothing_saved(admin, auth, fleetio, field, value, message):
     response = auth.post(
         "/integrations/new", {**FLEETIO_FORM, field: value}, page=MANAGER, htmx=True
     )
@@ -273,9 +314,16 @@ def test_the_api_answers_every_field_and_a_change_keeps_the_provider(app, client
         "unmatched_vins",
         "release_required",
         "release",
+        "drop_driver_name",
+        "coordinate_decimals",
+        "drop_fields",
         "created_at",
     }
     assert created.json["options"]["update_odometer"] is False  # a box left out
+    redaction = [
+        created.json[k] for k in ("drop_driver_name", "coordinate_decimals", "drop_fields")
+    ]
+    assert redaction == [False, None, []]  # nothing redacted unless asked
     assert (created.json["release_required"], created.json["release"]) == (False, None)
     url = f"/api/v1/integrations/{created.json['id']}"
     moved = client.patch(url, json={"provider": "asana", "update_dtcs": True}, headers=headers)

@@ -536,6 +536,23 @@ def test_changing_the_login_host_needs_a_new_sign_in_and_saves_nothing(salesforc
     assert len(salesforce.requests) == before  # nothing reached Salesforce
 
 
+def test_servicemax_cannot_leave_out_drivers_names_it_matches_technicians_by(salesforce, account):
+    integration = connected(account)
+    before = len(salesforce.requests)
+    with pytest.raises(ValidationError) as refused:
+        update_integration(integration, {"drop_driver_name": True})
+    assert (
+        "matches each driver to a technician by name" in refused.value.errors["drop_driver_name"][0]
+    )
+    db.session.rollback()
+    assert reload(integration.id).drop_driver_name is False
+    assert len(salesforce.requests) == before
+    # Rounding its coordinates is fine.
+    update_integration(integration, {"coordinate_decimals": 3})
+    db.session.commit()
+    assert reload(integration.id).coordinate_decimals == 3
+
+
 # --- the portal's connect and callback --------------------------------------------------
 
 

@@ -849,3 +849,13 @@ def test_a_burst_past_the_limit_is_retried_until_every_ping_is_delivered(
         waited = (after - attempt.attempted_at).total_seconds()
         assert waited >= float(attempt.response_headers["retry-after"])
     assert reloaded(integration).status == "active" and reloaded(integration).queue_depth == 0
+
+
+def test_rounded_coordinates_are_what_servicetitan_gets(app, fake, account):
+    integration = account.connect(coordinate_decimals=2, drop_driver_name=True)
+    account.report(position(VIN_A, 0, latitude=41.95123, longitude=-87.80456))
+    drain_target(integration.id)
+    (request,) = ping_requests(fake)
+    assert request.json == [account.ping(VIN_A, 0, is_new=True, latitude=41.95, longitude=-87.8)]
+    answer = account.client.get(f"/api/v1/integrations/{integration.id}", headers=account.headers)
+    assert (answer.json["coordinate_decimals"], answer.json["drop_driver_name"]) == (2, True)

@@ -4,6 +4,8 @@ them into the mapping `lifecycle.clean_fields` checks, the same the API sends.""
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Mapping
 from datetime import UTC
 from typing import Any
 
@@ -23,6 +25,7 @@ from wtforms.validators import InputRequired
 
 from core.portal import number_or_text
 from events.catalogue import EventType, SpeedingEvents
+from events.redaction import MAX_DECIMALS, PATH_PATTERN, Redaction, paths_of
 from fleet.models import Landmark
 from fleet.records import account_drivers, vehicle_groups, vehicles_with_drivers
 from outbox.models import DEFAULT_MAX_IN_FLIGHT, MAX_IN_FLIGHT_RANGE, Ordering
@@ -90,6 +93,20 @@ class WebhookForm(FlaskForm):
         description='For "inside a polygon": {"type": "Polygon", "coordinates": [[[longitude, '
         "latitude], …]]}, the first position repeated last.",
     )
+    drop_driver_name = BooleanField(
+        "Leave out drivers' names",
+        description="Drivers keep only their id; a DVIR's driver is left out.",
+    )
+    coordinate_decimals = StringField(
+        "Round coordinates to (decimals, optional)",
+        description="3: about 110 m; 2: about 1.1 km. Empty: as the device reported them.",
+        render_kw={"type": "number", "inputmode": "numeric", "min": 0, "max": MAX_DECIMALS},
+    )
+    drop_fields = StringField(
+        "Leave out fields (optional)",
+        description="Their paths in the body, separated by commas: data.odometer_mi, "
+        "data.trip.start. The example shows what is left.",
+    )
     contact_email = EmailField(
         "Contact email (optional)", description="Who we tell when this endpoint keeps failing."
     )
@@ -147,6 +164,7 @@ class WebhookForm(FlaskForm):
         if not editing:
             values["event_type"] = event_type.key
         values["area"] = self._area()
+        values.update(self.redaction_values())
         if event_type.setting is not None:
             setting_field = getattr(self, event_type.setting.field)
             values[event_type.setting.field] = number_or_text(setting_field.data)
@@ -179,6 +197,14 @@ class WebhookForm(FlaskForm):
         if self.speeding_events.raw_data:
             values["speeding_events"] = self.speeding_events.data
         return values
+
+    def redaction_values(self) -> dict[str, Any]:
+        """The redaction fields as the rules take them."""
+        return {
+            "drop_driver_name": bool(self.drop_driver_name.data),
+            "coordinate_decimals": number_or_text(self.coordinate_decimals.data),
+            "drop_fields": paths_of(self.drop_fields.data or ""),
+        }
 
     def _area(self) -> dict[str, Any] | None:
         """The chosen area as the API takes it; unreadable text is passed on as it
@@ -225,6 +251,17 @@ class WebhookForm(FlaskForm):
             self.area_polygon.data = json.dumps(webhook.area["polygon"])
         else:
             self.area.data = ""
+
+
+def example_redaction(values: Mapping[str, Any]) -> Redaction:
+    """The redaction the dialog's example shows for the fields as typed so far:
+    what is valid of them (saving names what is not)."""
+    decimals = number_or_text(values.get("coordinate_decimals"))
+    return Redaction(
+        values.get("drop_driver_name") in (True, "y"),
+        decimals if isinstance(decimals, int) and 0 <= decimals <= MAX_DECIMALS else None,
+        tuple(p for p in paths_of(values.get("drop_fields")) if re.fullmatch(PATH_PATTERN, p)),
+    )
 
 
 LANDMARK_CHOICE = "landmark:"

@@ -29,6 +29,7 @@ from events.catalogue import (
     SpeedingEvents,
     example_event,
 )
+from events.redaction import path_problems
 from outbox.fanout import fan_out
 from outbox.feed import keep_for_feed
 from outbox.models import OutboxMessage, TargetStatus
@@ -132,6 +133,9 @@ def _joined_problems(event_type: EventType, cleaned: Mapping[str, Any]) -> dict[
             f"Only {' and '.join(SKIP_LATE_EVENT_TYPES)} webhooks skip late events; every "
             'other event arrives, late or not, marked "late": true.'
         ]
+    problems = path_problems(cleaned.get("drop_fields", ()), [event_type])
+    if problems:
+        errors["drop_fields"] = problems
     speeding = cleaned.get("speeding_events", SpeedingEvents.EVERY_REPORT)
     if speeding != SpeedingEvents.EVERY_REPORT and event_type.key not in SPEEDING_EVENT_TYPES:
         errors["speeding_events"] = [

@@ -17,6 +17,7 @@ from core.database import MAX_BIG_ID, MAX_ID
 from core.encryption import mask
 from events import catalogue
 from events.catalogue import EVENT_TYPES, SPEEDING_EVENT_TYPES, SpeedingEvents
+from events.redaction import CoordinateDecimals, DropDriverName, DropFields
 from fleet.schemas import CIRCLE_FORMAT, MAX_GROUP_LENGTH, POLYGON_FORMAT, Circle, Polygon
 from outbox.models import (
     DEFAULT_MAX_IN_FLIGHT,
@@ -240,6 +241,9 @@ class WebhookSettings(TypedDict, total=False):
         ),
     ]
     area: Annotated[AreaSetting, Field(default=None)]
+    drop_driver_name: Annotated[DropDriverName, Field(default=False)]
+    coordinate_decimals: Annotated[CoordinateDecimals, Field(default=None)]
+    drop_fields: Annotated[DropFields, Field(default_factory=list)]
     custom_header: Annotated[
         CustomHeader | None,
         Field(
@@ -419,6 +423,9 @@ class Webhook(Answer):
     contact_email: str | None
     vehicle_group: str | None
     area: AreaSetting
+    drop_driver_name: DropDriverName
+    coordinate_decimals: CoordinateDecimals
+    drop_fields: DropFields
     custom_header: CustomHeaderShown | None
     ordering: OrderingSetting
     max_in_flight: MaxInFlight

@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -19,6 +20,7 @@ from events.catalogue import (
     SpeedingEvents,
     build_event,
 )
+from events.redaction import Redaction, redact
 from outbox.failures import describe_failure
 from outbox.models import Ordering, OutboxMessage, Target
 from outbox.queues import DELIVERIES
@@ -66,19 +68,27 @@ def wanted_payload(webhook: Webhook, event: DetectedEvent) -> dict[str, Any] | N
             if once and event.previous_mph is not None and event.previous_mph >= (chosen or 0):
                 return None  # the episode goes on: its first report was sent
         details[setting.field] = chosen
-    body = build_event(
-        EVENT_TYPES[webhook.event_type],
-        event.occurred_at,
-        event.vehicle,
-        details,
-        event.received_at,
-        current_app.config["FLEETHOOK_LATE_AFTER"],
+    body = event_body(
+        webhook.event_type, redact(replace(event, details=details), Redaction.of(webhook))
     )
     if webhook.skip_late and body["data"]["late"]:
         return None  # a position from the past: this webhook wants the present only
     if event.is_test:
         body["test"] = True
     return body
+
+
+def event_body(event_type: str, event: DetectedEvent) -> dict[str, Any]:
+    """The body of a webhook of `event_type` for an event it takes, as redacted: a
+    landmark_change webhook's events are of its own type."""
+    return build_event(
+        EVENT_TYPES[event_type],
+        event.occurred_at,
+        event.vehicle,
+        event.details,
+        event.received_at,
+        current_app.config["FLEETHOOK_LATE_AFTER"],
+    )
 
 
 def delivery_of(webhook: Webhook, message: OutboxMessage, secrets: list[str]) -> Delivery:

@@ -23,6 +23,7 @@ from core.portal import (
 )
 from core.times import utcnow
 from events.catalogue import EVENT_TYPES, SPEEDING_EVENT_TYPES, EventType
+from events.redaction import Redaction
 from fleet.records import account_landmarks, vehicle_groups
 from outbox.activity import target_activity
 from outbox.models import MessageStatus, OutboxMessage
@@ -34,7 +35,7 @@ from outbox.recovery import (
     target_messages,
 )
 from webhooks.areas import describe_area
-from webhooks.forms import ORDERING_CHOICES, RecoverForm, WebhookForm
+from webhooks.forms import ORDERING_CHOICES, RecoverForm, WebhookForm, example_redaction
 from webhooks.lifecycle import (
     create_webhook,
     expire_previous_secret,
@@ -113,6 +114,13 @@ def _form_dialog(
         ContentType(chosen) if chosen in set(ContentType) else ContentType.JSON,
         setting_value,
         _example_header(form.custom_header_name.data, webhook),
+        example_redaction(
+            {
+                "drop_driver_name": form.drop_driver_name.data,
+                "coordinate_decimals": form.coordinate_decimals.data,
+                "drop_fields": form.drop_fields.data,
+            }
+        ),
     )
     return render_dialog(
         "webhooks/_webhook_form.html",
@@ -197,6 +205,7 @@ def example() -> str:
         ContentType(content_type),
         setting_value,
         _example_header(request.args.get("custom_header_name"), webhook),
+        example_redaction(request.args),
     )
     return render_template(
         "webhooks/_example.html",
@@ -223,6 +232,7 @@ def detail(webhook_id: int) -> str:
         event_type=EVENT_TYPES[webhook.event_type],
         ordering_choices=ORDERING_CHOICES,
         area=describe_area(webhook),
+        redaction=Redaction.of(webhook).in_words(),
         offers_latest_wins=webhook.event_type in LATEST_WINS_EVENT_TYPES,
         skip_late_types=SKIP_LATE_EVENT_TYPES,
         masked_header=mask(webhook.custom_header_value) if webhook.custom_header_value else None,
@@ -245,6 +255,9 @@ def edit(webhook_id: int) -> Response:
     webhook = _own_webhook(webhook_id)
     form = WebhookForm(formdata=None, obj=webhook)
     form.custom_header_value.data = ""  # never sent back to the browser
+    form.drop_fields.data = ", ".join(webhook.drop_fields)
+    decimals = webhook.coordinate_decimals
+    form.coordinate_decimals.data = "" if decimals is None else str(decimals)
     event_type = EVENT_TYPES[webhook.event_type]
     if event_type.setting is not None:
         value = getattr(webhook, event_type.setting.field)

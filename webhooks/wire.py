@@ -16,7 +16,8 @@ from typing import Any
 from urllib.parse import urlencode
 
 from core.encryption import mask
-from events.catalogue import EventType, example_event
+from events.catalogue import EventType, build_event, example_detected
+from events.redaction import NO_REDACTION, Redaction, redact
 from outbox.models import MESSAGE_ID_PREFIX
 
 try:
@@ -150,10 +151,16 @@ def example_request(
     content_type: ContentType,
     setting_value: int | None = None,
     custom_header: tuple[str, str] | None = None,
+    redaction: Redaction = NO_REDACTION,
 ) -> tuple[dict[str, str], bytes]:
     """The headers and body a receiver would get for an example event of this type,
-    signed with the placeholder secret; a custom header's value is masked."""
-    body = encode_body(example_event(event_type, setting_value), content_type)
+    redacted as the webhook's `redaction` says and signed with the placeholder
+    secret; a custom header's value is masked."""
+    event = redact(example_detected(event_type, setting_value), redaction)
+    built = build_event(
+        event_type, event.occurred_at, event.vehicle, event.details, event.received_at
+    )
+    body = encode_body(built, content_type)
     shown_header = (custom_header[0], mask(custom_header[1])) if custom_header else None
     headers = request_headers(
         content_type,

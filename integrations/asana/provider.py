@@ -142,6 +142,7 @@ class AsanaProvider:
         "custom field holding each VIN and a custom field for the attribute."
     )
     receives_locations = False
+    needs_driver_names = False
     # developers.asana.com "Rate limits": 150 requests a minute per token on a free
     # domain, 1,500 on a paid one. Custom fields need a paid plan, so most
     # workspaces may set 1,500; the free figure is the one that is safe everywhere.

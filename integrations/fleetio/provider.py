@@ -90,6 +90,7 @@ class Fleetio:
     software_type = "Fleet Management"
     requirements = "A Fleetio API key and your account's Account Token."
     receives_locations = False
+    needs_driver_names = False
     fields: tuple[Field, ...] = (
         Field(
             "api_key",

@@ -106,6 +106,8 @@ class ServiceMax:
         "records matched to your drivers."
     )
     receives_locations = True
+    # Drivers are matched to technicians by name: names cannot be left out.
+    needs_driver_names = True
     # The login host is chosen before signing in (the connect page) and shown on
     # the integration's page; the integration itself is made by the sign-in only.
     fields: tuple[Field, ...] = (

@@ -96,6 +96,7 @@ class ServiceTitan:
         "Integrations → API Application Access."
     )
     receives_locations = True
+    needs_driver_names = False
     fields: tuple[Field, ...] = (
         Field(
             "tenant_id",
