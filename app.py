@@ -69,17 +69,21 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
 
 def _register_with_the_outbox() -> None:
-    """The kinds of target it delivers to, and the rows above it that it prunes."""
+    """The kinds of target it delivers to, the rows above it that it prunes, and
+    the track windows its sweeper closes."""
     from fleet.retention import register_pruners
     from integrations.kind import IntegrationKind
     from integrations.providers import load_providers
     from outbox.registry import register
+    from outbox.sweeper import run_with_every_sweep
     from webhooks.sender import WebhookKind
+    from webhooks.tracks import close_due_windows
 
     register(WebhookKind())
     register(IntegrationKind())
     load_providers()
     register_pruners()
+    run_with_every_sweep(close_due_windows)
 
 
 def register_blueprints(app: Flask) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import Any
 
 from flask import current_app
 from sqlalchemy import func, select, update
@@ -83,7 +84,7 @@ def fan_out(
             message = OutboxMessage(
                 target_id=target.id,
                 message_id=new_message_id(),
-                event_type=payload["type"],
+                event_type=body_event_type(payload),
                 payload=payload,
                 is_test=event.is_test,
                 ordering_key=event.ordering_key,
@@ -131,6 +132,14 @@ def fan_out(
     db.session.flush()
     nudge_after_commit(nudged)
     return per_event
+
+
+def body_event_type(payload: dict[str, Any]) -> str:
+    """The event type a message body is of: its `type`, or a GeoJSON Feature's (a
+    webhook's track, webhooks/tracks.py) `properties.event_type`."""
+    if payload["type"] == "Feature":
+        return str(payload["properties"]["event_type"])
+    return str(payload["type"])
 
 
 def _over_pending_quota(targets: Sequence[Target]) -> set[int]:

@@ -176,7 +176,9 @@ class OutboxMessage(db.Model):  # type: ignore[name-defined]
     # The webhook-id: the same on every attempt and redelivery.
     message_id: Mapped[str] = mapped_column(String(40), unique=True)
     event_type: Mapped[str] = mapped_column(String(32))
-    payload: Mapped[dict[str, Any]] = mapped_column(Payload)
+    # JSON, not JSONB, on PostgreSQL too: kept as written, keys in the order fan-out
+    # built them, so every attempt sends the bytes the portal's example shows.
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
     is_test: Mapped[bool] = mapped_column(default=False)
     status: Mapped[str] = mapped_column(String(10), default=MessageStatus.PENDING.value)
     attempts: Mapped[int] = mapped_column(default=0)

@@ -6,7 +6,8 @@ retention (outbox/retention.py)."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import Any
 
 from flask import current_app
@@ -142,11 +143,23 @@ def release_expired_claims(now: Any) -> int:
     return rows_changed(released)
 
 
+# Jobs of the layers above that every sweep runs first, e.g. closing the track
+# windows the clock ends (webhooks/tracks.py); registered at start-up.
+_EVERY_SWEEP: list[Callable[[datetime], int]] = []
+
+
+def run_with_every_sweep(job: Callable[[datetime], int]) -> None:
+    if job not in _EVERY_SWEEP:
+        _EVERY_SWEEP.append(job)
+
+
 def sweep() -> dict[str, int]:
     """RQ job (run by `rq cron`): close old messages, hand back expired claims,
     drop old activity counters, nudge due targets, then delete rows past their
     retention (outbox/retention.py) for at most FLEETHOOK_PRUNE_SECONDS."""
     now = utcnow()
+    for job in _EVERY_SWEEP:
+        job(now)
     closed = close_old_messages(now) + close_stale_messages(now)
     release_expired_claims(now)
     prune_activity(now)

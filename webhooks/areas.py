@@ -9,23 +9,60 @@ event always goes, as it does past a vehicle group."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Annotated, Any
 from weakref import WeakKeyDictionary
 
+from pydantic import ConfigDict, Field
+from typing_extensions import TypedDict
+
+from core.contract import Says
+from core.database import MAX_ID
 from core.errors import ValidationError
 from core.extensions import db
 from events.catalogue import VehicleSnapshot
+from fleet import schemas as fleet_schemas
 from fleet.geometry import Circle, Shape, ShapeError, parse_polygon, stored_shape
 from fleet.landmark_index import account_landmarks_index, shape_of
 from fleet.models import Landmark
 from fleet.records import get_account_landmark
+from fleet.schemas import CIRCLE_FORMAT, POLYGON_FORMAT
 from webhooks.models import Webhook
 
-AREA_KINDS = ("landmark_id", "circle", "polygon")
 AREA_FORMAT = (
     'An area is {"landmark_id": …}, {"circle": {"latitude", "longitude", "radius_m"}} or '
     '{"polygon": GeoJSON Polygon}, or null for everywhere.'
 )
+
+
+class Area(TypedDict, total=False):
+    """Exactly one of: one of the account's landmarks, a circle (within radius_m
+    metres of a point) or a GeoJSON polygon."""
+
+    __pydantic_config__ = ConfigDict(  # type: ignore[misc]
+        strict=True, extra="forbid", json_schema_extra={"minProperties": 1, "maxProperties": 1}
+    )
+
+    landmark_id: Annotated[
+        int,
+        Field(ge=1, le=MAX_ID, description="Inside this landmark (its shape as it is now)."),
+        Says("One of your landmarks (its id)."),
+    ]
+    circle: Annotated[fleet_schemas.Circle, Says(CIRCLE_FORMAT)]
+    polygon: Annotated[fleet_schemas.Polygon, Says(POLYGON_FORMAT)]
+
+
+AreaSetting = Annotated[
+    Area | None,
+    Field(
+        description="Only events whose position (data.latitude, data.longitude) is inside "
+        "this area: a landmark, a circle or a polygon, edges included; an event without a "
+        "position is outside. null: everywhere."
+    ),
+    Says(
+        'An area is {"landmark_id": …}, {"circle": {…}} or {"polygon": {…}}, or null for '
+        "everywhere."
+    ),
+]
 
 
 def clean_area(account_id: int, value: Mapping[str, Any] | None) -> dict[str, Any]:

@@ -30,6 +30,12 @@ from fleet.models import Landmark
 from fleet.records import account_drivers, vehicle_groups, vehicles_with_drivers
 from outbox.models import DEFAULT_MAX_IN_FLIGHT, MAX_IN_FLIGHT_RANGE, Ordering
 from webhooks.schemas import LATEST_WINS_EVENT_TYPES, SKIP_LATE_EVENT_TYPES
+from webhooks.tracks import (
+    DEFAULT_TRACK,
+    TRACK_EVENT_TYPES,
+    TRACK_POINTS_RANGE,
+    TRACK_SECONDS_RANGE,
+)
 from webhooks.wire import ContentType
 
 # Each ordering with what it costs.
@@ -92,6 +98,24 @@ class WebhookForm(FlaskForm):
         "Polygon (GeoJSON)",
         description='For "inside a polygon": {"type": "Polygon", "coordinates": [[[longitude, '
         "latitude], …]]}, the first position repeated last.",
+    )
+    track = BooleanField(
+        "Send positions as tracks",
+        description="One POST per vehicle per window: a GeoJSON Feature with a LineString "
+        "of its positions and each one's time, speed and heading (JSON only).",
+    )
+    track_points = StringField(
+        "Positions per window ({}–{})".format(*TRACK_POINTS_RANGE),
+        default=str(DEFAULT_TRACK["points"]),
+    )
+    track_seconds = StringField(
+        "… or seconds per window ({}–{}), whichever comes first".format(*TRACK_SECONDS_RANGE),
+        default=str(DEFAULT_TRACK["seconds"]),
+    )
+    track_min_distance_m = StringField(
+        "Leave out positions closer than (metres)",
+        default=str(DEFAULT_TRACK["min_distance_m"]),
+        description="To the last one kept in the window; 0 keeps every position.",
     )
     drop_driver_name = BooleanField(
         "Leave out drivers' names",
@@ -164,6 +188,9 @@ class WebhookForm(FlaskForm):
         if not editing:
             values["event_type"] = event_type.key
         values["area"] = self._area()
+        # As latest wins: offered to location webhooks only; a tick elsewhere is refused.
+        if event_type.key in TRACK_EVENT_TYPES or self.track.data:
+            values["track"] = self._track()
         values.update(self.redaction_values())
         if event_type.setting is not None:
             setting_field = getattr(self, event_type.setting.field)
@@ -197,6 +224,16 @@ class WebhookForm(FlaskForm):
         if self.speeding_events.raw_data:
             values["speeding_events"] = self.speeding_events.data
         return values
+
+    def _track(self) -> dict[str, Any] | None:
+        if not self.track.data:
+            return None
+        fields = (self.track_points, self.track_seconds, self.track_min_distance_m)
+        return {
+            name: number_or_text(field.data)
+            for name, field in zip(("points", "seconds", "min_distance_m"), fields, strict=True)
+            if (field.data or "").strip()
+        }
 
     def redaction_values(self) -> dict[str, Any]:
         """The redaction fields as the rules take them."""

@@ -42,6 +42,7 @@ from webhooks.schemas import (
     WebhookChange,
     WebhookCreate,
 )
+from webhooks.tracks import TRACK_EVENT_TYPES, close_all_windows
 from webhooks.url_safety import Resolver, resolve_host, url_problems
 from webhooks.wire import RESERVED_HEADERS, ContentType, new_secret
 
@@ -133,6 +134,8 @@ def _joined_problems(event_type: EventType, cleaned: Mapping[str, Any]) -> dict[
             f"Only {' and '.join(SKIP_LATE_EVENT_TYPES)} webhooks skip late events; every "
             'other event arrives, late or not, marked "late": true.'
         ]
+    if cleaned.get("track") and event_type.key not in TRACK_EVENT_TYPES:
+        errors["track"] = [f"Only {' and '.join(TRACK_EVENT_TYPES)} webhooks send tracks."]
     problems = path_problems(cleaned.get("drop_fields", ()), [event_type])
     if problems:
         errors["drop_fields"] = problems
@@ -140,6 +143,27 @@ def _joined_problems(event_type: EventType, cleaned: Mapping[str, Any]) -> dict[
     if speeding != SpeedingEvents.EVERY_REPORT and event_type.key not in SPEEDING_EVENT_TYPES:
         errors["speeding_events"] = [
             f"Only {' and '.join(SPEEDING_EVENT_TYPES)} webhooks have speeding episodes."
+        ]
+    return errors
+
+
+def _track_problems(cleaned: Mapping[str, Any], current: Webhook | None) -> dict[str, list[str]]:
+    """A track is GeoJSON, sent whole: JSON only, and none of it may be dropped."""
+    tracks = cleaned["track"] if "track" in cleaned else (current and current.track_points)
+    if not tracks:
+        return {}
+    content_type = cleaned.get("content_type") or (current and current.content_type)
+    latest_wins = (
+        cleaned["latest_wins"]
+        if "latest_wins" in cleaned
+        else (current is not None and current.latest_wins)
+    )
+    errors = {}
+    if content_type == ContentType.FORM:
+        errors["content_type"] = ["A track is a GeoJSON Feature: choose json."]
+    if latest_wins:
+        errors["latest_wins"] = [
+            "A track's windows are parts of one path: none may be dropped for a newer one."
         ]
     return errors
 
@@ -180,6 +204,12 @@ def clean_fields(
             errors["contact_email"] = problems
     if "vehicle_group" in cleaned:
         cleaned["vehicle_group"] = cleaned["vehicle_group"] or None
+    errors.update(_track_problems(cleaned, current))
+    if "track" in cleaned:
+        track = cleaned.pop("track") or {}
+        cleaned["track_points"] = track.get("points")
+        cleaned["track_seconds"] = track.get("seconds")
+        cleaned["track_min_distance_m"] = track.get("min_distance_m")
     if "area" in cleaned:
         try:
             cleaned.update(clean_area(account_id, cleaned.pop("area")))
@@ -277,6 +307,8 @@ def update_webhook(webhook: Webhook, values: Mapping[str, Any]) -> list[str]:
         cleaned["custom_header"] = None
         notes.append(HEADER_CLEARED)
     changed = {k: v for k, v in cleaned.items() if v != _stored_value(webhook, k)}
+    if "track_points" in changed or "track_seconds" in changed:
+        close_all_windows(webhook)  # sent as they are; the next open by the new rules
     _apply(webhook, cleaned)
     if changed.get("pull_only"):
         db.session.flush()

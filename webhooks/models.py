@@ -5,11 +5,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, String, false
+from sqlalchemy import BigInteger, ForeignKey, Index, String, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.database import UTCDateTime
 from core.encryption import EncryptedText
+from core.extensions import db
+from core.times import utcnow
 from outbox.models import Payload, Target
 
 
@@ -39,6 +41,13 @@ class Webhook(Target):
     area: Mapped[dict[str, Any] | None] = mapped_column(Payload)
     # Location only: a late position (received long after its fix) is not sent.
     skip_late: Mapped[bool] = mapped_column(default=False, server_default=false())
+    # Location only: positions sent as tracks (webhooks/tracks.py), one POST per
+    # vehicle per window of at most track_points positions or track_seconds; a
+    # position under track_min_distance_m from the last one kept is left out.
+    # track_points None: every position is its own event.
+    track_points: Mapped[int | None]
+    track_seconds: Mapped[int | None]
+    track_min_distance_m: Mapped[int | None]
     contact_email: Mapped[str | None] = mapped_column(String(254))
     custom_header_name: Mapped[str | None] = mapped_column(String(100))
     custom_header_value: Mapped[str | None] = mapped_column(EncryptedText)
@@ -48,3 +57,28 @@ class Webhook(Target):
     previous_secret_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     __mapper_args__ = {"polymorphic_identity": "webhook"}
+
+
+class TrackPoint(db.Model):  # type: ignore[name-defined]
+    """A position waiting in its vehicle's open track window (webhooks/tracks.py),
+    as the webhook's redaction let it out."""
+
+    __tablename__ = "track_point"
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(db.Integer, "sqlite"), primary_key=True
+    )
+    webhook_id: Mapped[int] = mapped_column(ForeignKey("webhook.id", ondelete="CASCADE"))
+    ordering_key: Mapped[str] = mapped_column(String(64))  # the vehicle's lane
+    fix_time: Mapped[datetime] = mapped_column(UTCDateTime)
+    latitude: Mapped[float]
+    longitude: Mapped[float]
+    speed_mph: Mapped[float | None]
+    heading: Mapped[int | None]
+    # The vehicle ({"id", "name", "vin"}) and its driver as the event showed them.
+    vehicle: Mapped[dict[str, Any]] = mapped_column(Payload)
+    driver: Mapped[dict[str, Any] | None] = mapped_column(Payload)
+    # When it arrived: the window it opens closes track_seconds later by the clock.
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (Index("ix_track_point_window", "webhook_id", "ordering_key", "id"),)

@@ -18,7 +18,7 @@ from core.encryption import mask
 from events import catalogue
 from events.catalogue import EVENT_TYPES, SPEEDING_EVENT_TYPES, SpeedingEvents
 from events.redaction import CoordinateDecimals, DropDriverName, DropFields
-from fleet.schemas import CIRCLE_FORMAT, MAX_GROUP_LENGTH, POLYGON_FORMAT, Circle, Polygon
+from fleet.schemas import MAX_GROUP_LENGTH
 from outbox.models import (
     DEFAULT_MAX_IN_FLIGHT,
     MAX_IN_FLIGHT_RANGE,
@@ -27,7 +27,8 @@ from outbox.models import (
     Ordering,
     TargetStatus,
 )
-from webhooks.areas import shown_area
+from webhooks.areas import AreaSetting, shown_area
+from webhooks.tracks import TrackSetting
 from webhooks.url_safety import MAX_URL_LENGTH
 from webhooks.wire import USER_AGENT, ContentType
 
@@ -170,37 +171,6 @@ LatestWins = Annotated[
 ]
 
 
-class Area(TypedDict, total=False):
-    """Exactly one of: one of the account's landmarks, a circle (within radius_m
-    metres of a point) or a GeoJSON polygon."""
-
-    __pydantic_config__ = ConfigDict(  # type: ignore[misc]
-        strict=True, extra="forbid", json_schema_extra={"minProperties": 1, "maxProperties": 1}
-    )
-
-    landmark_id: Annotated[
-        int,
-        Field(ge=1, le=MAX_ID, description="Inside this landmark (its shape as it is now)."),
-        Says("One of your landmarks (its id)."),
-    ]
-    circle: Annotated[Circle, Says(CIRCLE_FORMAT)]
-    polygon: Annotated[Polygon, Says(POLYGON_FORMAT)]
-
-
-AreaSetting = Annotated[
-    Area | None,
-    Field(
-        description="Only events whose position (data.latitude, data.longitude) is inside "
-        "this area: a landmark, a circle or a polygon, edges included; an event without a "
-        "position is outside. null: everywhere."
-    ),
-    Says(
-        'An area is {"landmark_id": …}, {"circle": {…}} or {"polygon": {…}}, or null for '
-        "everywhere."
-    ),
-]
-
-
 class WebhookSettings(TypedDict, total=False):
     """A webhook's settings; each left out keeps its default, or on a change its value."""
 
@@ -241,6 +211,7 @@ class WebhookSettings(TypedDict, total=False):
         ),
     ]
     area: Annotated[AreaSetting, Field(default=None)]
+    track: Annotated[TrackSetting, Field(default=None)]
     drop_driver_name: Annotated[DropDriverName, Field(default=False)]
     coordinate_decimals: Annotated[CoordinateDecimals, Field(default=None)]
     drop_fields: Annotated[DropFields, Field(default_factory=list)]
@@ -373,6 +344,21 @@ class Event(Answer):
     data: EventData
 
 
+class TrackFeature(Answer):
+    """A track webhook's body: a GeoJSON Feature of one vehicle's window of positions
+    (a LineString, or a Point when it holds one), each position's time, speed and
+    heading in properties.coordinateProperties."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: Literal["Feature"]
+    geometry: dict[str, Any]
+    properties: dict[str, Any]
+
+
+Body = Annotated[Event | TrackFeature, Field(description="The body a push carries (as JSON).")]
+
+
 class Setting(Answer):
     field: Literal["threshold_mph", "idle_minutes"]
     label: str
@@ -423,6 +409,7 @@ class Webhook(Answer):
     contact_email: str | None
     vehicle_group: str | None
     area: AreaSetting
+    track: TrackSetting
     drop_driver_name: DropDriverName
     coordinate_decimals: CoordinateDecimals
     drop_fields: DropFields
@@ -470,8 +457,19 @@ class Webhook(Answer):
         header = None
         if value.custom_header_name and value.custom_header_value:
             header = {"name": value.custom_header_name, "value": mask(value.custom_header_value)}
+        track = None
+        if value.track_points is not None:
+            track = {
+                "points": value.track_points,
+                "seconds": value.track_seconds,
+                "min_distance_m": value.track_min_distance_m,
+            }
         return with_fields(
-            value, window=value.send_window, custom_header=header, area=shown_area(value)
+            value,
+            window=value.send_window,
+            custom_header=header,
+            area=shown_area(value),
+            track=track,
         )
 
 
@@ -545,7 +543,7 @@ class Attempt(Answer):
 class MessageDetail(Message):
     """One message: its payload and every attempt."""
 
-    payload: Event
+    payload: Body
     attempt_log: list[Attempt]
 
     @classmethod
@@ -570,7 +568,7 @@ class FeedMessage(Answer):
         MessageStatus, Field(description="Where its push stands (pending while paused).")
     ]
     created_at: Timestamp
-    event: Annotated[Event, Field(description="The body a push carries (as JSON).")]
+    event: Body
 
     @classmethod
     def read(cls, value: Any) -> Any:

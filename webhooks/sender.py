@@ -29,6 +29,7 @@ from outbox.transport import Delivery, Signed
 from webhooks.areas import has_area, in_area
 from webhooks.lifecycle import signing_secrets
 from webhooks.models import Webhook
+from webhooks.tracks import TRACK_EVENT, add_position, example_feature, is_track
 from webhooks.wire import (
     ORDERING_KEY_HEADER,
     SEQUENCE_HEADER,
@@ -45,7 +46,8 @@ LANDMARK_CROSSINGS = ("landmark_enter", "landmark_leave")
 def wanted_payload(webhook: Webhook, event: DetectedEvent) -> dict[str, Any] | None:
     """The body this webhook gets for `event`, or None when it does not want it
     (another type, another vehicle group, outside its area, below its threshold,
-    or late when it skips late events)."""
+    or late when it skips late events). A track webhook's position waits in its
+    window: the body is the Feature of a window it closed, if any."""
     key = event.event_type.key
     if webhook.event_type != key and not (
         webhook.event_type == "landmark_change" and key in LANDMARK_CROSSINGS
@@ -68,11 +70,14 @@ def wanted_payload(webhook: Webhook, event: DetectedEvent) -> dict[str, Any] | N
             if once and event.previous_mph is not None and event.previous_mph >= (chosen or 0):
                 return None  # the episode goes on: its first report was sent
         details[setting.field] = chosen
-    body = event_body(
-        webhook.event_type, redact(replace(event, details=details), Redaction.of(webhook))
-    )
+    redacted = redact(replace(event, details=details), Redaction.of(webhook))
+    body = event_body(webhook.event_type, redacted)
     if webhook.skip_late and body["data"]["late"]:
         return None  # a position from the past: this webhook wants the present only
+    if is_track(webhook):
+        if event.is_test:
+            return example_feature(Redaction.of(webhook), is_test=True)
+        return add_position(webhook, redacted)
     if event.is_test:
         body["test"] = True
     return body
@@ -143,6 +148,8 @@ class WebhookKind:
     def payload_for(self, target: Target, event: Any) -> dict[str, Any] | None:
         if not isinstance(target, Webhook) or not isinstance(event, DetectedEvent):
             return None
+        if event.event_type is TRACK_EVENT:  # a closed window, for the webhook it is of
+            return dict(event.details["feature"]) if is_track(target) else None
         return wanted_payload(target, event)
 
     def deliveries(

@@ -47,6 +47,7 @@ from webhooks.lifecycle import (
 from webhooks.models import Webhook
 from webhooks.replay import asked_replay, recover_replay
 from webhooks.schemas import LATEST_WINS_EVENT_TYPES, SKIP_LATE_EVENT_TYPES
+from webhooks.tracks import DEFAULT_TRACK, TRACK_EVENT_TYPES
 from webhooks.url_safety import is_plain_http
 from webhooks.wire import ContentType, encode_body, example_request
 
@@ -111,7 +112,9 @@ def _form_dialog(
     chosen = form.content_type.data
     headers, body = example_request(
         event_type,
-        ContentType(chosen) if chosen in set(ContentType) else ContentType.JSON,
+        ContentType(chosen)
+        if chosen in set(ContentType) and not form.track.data
+        else ContentType.JSON,
         setting_value,
         _example_header(form.custom_header_name.data, webhook),
         example_redaction(
@@ -121,6 +124,7 @@ def _form_dialog(
                 "drop_fields": form.drop_fields.data,
             }
         ),
+        track=bool(form.track.data),
     )
     return render_dialog(
         "webhooks/_webhook_form.html",
@@ -134,6 +138,7 @@ def _form_dialog(
         plain_http=is_plain_http(form.url.data or ""),
         offers_latest_wins=event_type.key in LATEST_WINS_EVENT_TYPES,
         offers_skip_late=event_type.key in SKIP_LATE_EVENT_TYPES,
+        offers_track=event_type.key in TRACK_EVENT_TYPES,
         speeding_event_types=SPEEDING_EVENT_TYPES,
     )
 
@@ -200,12 +205,14 @@ def example() -> str:
         setting_value = whole_number(request.args.get(event_type.setting.field))
     webhook_id = whole_number(request.args.get("webhook_id"))
     webhook = _own_webhook(webhook_id) if webhook_id is not None else None
+    track = request.args.get("track") == "y" and event_type.key in TRACK_EVENT_TYPES
     headers, body = example_request(
         event_type,
-        ContentType(content_type),
+        ContentType.JSON if track else ContentType(content_type),
         setting_value,
         _example_header(request.args.get("custom_header_name"), webhook),
         example_redaction(request.args),
+        track=track,
     )
     return render_template(
         "webhooks/_example.html",
@@ -258,6 +265,10 @@ def edit(webhook_id: int) -> Response:
     form.drop_fields.data = ", ".join(webhook.drop_fields)
     decimals = webhook.coordinate_decimals
     form.coordinate_decimals.data = "" if decimals is None else str(decimals)
+    form.track.data = webhook.track_points is not None
+    for name, default in DEFAULT_TRACK.items():
+        stored = getattr(webhook, f"track_{name}")
+        getattr(form, f"track_{name}").data = str(default if stored is None else stored)
     event_type = EVENT_TYPES[webhook.event_type]
     if event_type.setting is not None:
         value = getattr(webhook, event_type.setting.field)

@@ -19,6 +19,7 @@ from core.encryption import mask
 from events.catalogue import EventType, build_event, example_detected
 from events.redaction import NO_REDACTION, Redaction, redact
 from outbox.models import MESSAGE_ID_PREFIX
+from webhooks.tracks import example_feature
 
 try:
     USER_AGENT = f"Fleethook-Webhooks/{version('fleethook')}"
@@ -152,14 +153,19 @@ def example_request(
     setting_value: int | None = None,
     custom_header: tuple[str, str] | None = None,
     redaction: Redaction = NO_REDACTION,
+    track: bool = False,
 ) -> tuple[dict[str, str], bytes]:
-    """The headers and body a receiver would get for an example event of this type,
-    redacted as the webhook's `redaction` says and signed with the placeholder
-    secret; a custom header's value is masked."""
-    event = redact(example_detected(event_type, setting_value), redaction)
-    built = build_event(
-        event_type, event.occurred_at, event.vehicle, event.details, event.received_at
-    )
+    """The headers and body a receiver would get for an example event of this type
+    (or, sent as tracks, an example window), redacted as the webhook's `redaction`
+    says and signed with the placeholder secret; a custom header's value is
+    masked."""
+    if track:
+        built = example_feature(redaction)
+    else:
+        event = redact(example_detected(event_type, setting_value), redaction)
+        built = build_event(
+            event_type, event.occurred_at, event.vehicle, event.details, event.received_at
+        )
     body = encode_body(built, content_type)
     shown_header = (custom_header[0], mask(custom_header[1])) if custom_header else None
     headers = request_headers(
