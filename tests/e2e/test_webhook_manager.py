@@ -349,3 +349,67 @@ def test_a_pull_only_webhook_made_in_its_dialog_pushes_nothing_and_feeds_its_dem
     time.sleep(3)  # what a worker would have pushed by now: nothing
     assert live.receiver.requests_to(path) == []
     checks.assert_clean()
+
+
+def test_area_redaction_and_tracks_are_set_in_the_dialog_and_the_example_follows(
+    page: Page, live: Live, checks: BrowserChecks
+) -> None:
+    open_manager(page, checks)
+    page.get_by_role("link", name="Add a Location webhook").click()
+    dialog = page.get_by_role("dialog", name="Create Location Webhook")
+    body = dialog.locator("#example-body")
+    expect(body).to_contain_text('"name":"Dana Whitfield"')
+    path = f"/ok/tracks-{uuid.uuid4().hex[:8]}"
+    dialog.get_by_label("URL", exact=True).fill(live.receiver.url(path))
+    dialog.get_by_label("Name", exact=True).fill("Yard tracks, no names")
+    dialog.get_by_label("Area", exact=True).select_option(label="Within a distance of a point")
+    dialog.get_by_label("Circle: latitude, longitude, radius (metres)").fill("41.525, -88.08, 900")
+
+    # The example follows each redaction as it is typed.
+    dialog.get_by_label("Leave out drivers' names").check()
+    expect(body).not_to_contain_text("Dana Whitfield")
+    expect(body).to_contain_text('"driver":{"id":17}')
+    dialog.get_by_label("Round coordinates to (decimals, optional)").fill("2")
+    expect(body).to_contain_text('"latitude":41.52,')
+    dialog.get_by_label("Leave out fields (optional)").fill("data.odometer_mi, data.heading")
+    expect(body).not_to_contain_text("odometer_mi")
+    expect(body).not_to_contain_text("heading")
+    checks.audit(page, "Create Location Webhook dialog, area and redaction")
+
+    dialog.get_by_label("Send positions as tracks").check()
+    expect(body).to_have_text(re.compile(r'^\{"type":"Feature","geometry":\{"type":"LineString"'))
+    expect(body).to_contain_text('"speed_mph":[58.0,58.0,58.0]')
+    expect(body).not_to_contain_text('"heading":[')  # left out by the redaction
+    dialog.get_by_label("Positions per window (2–1000)").fill("20")
+    checks.audit(page, "Create Location Webhook dialog, tracks")
+    checks.screenshot(page, "create-webhook-tracks")
+    dialog.get_by_role("button", name="Add Webhook").click()
+    added = page.get_by_role("dialog", name=re.compile(r"^Webhook \d+ added$"))
+    title = added.get_by_role("heading", name=re.compile(r"^Webhook \d+ added$")).inner_text()
+    webhook_id = int(re.findall(r"\d+", title)[0])
+    added.get_by_role("button", name="Done").click()
+
+    saved = live.api.get(f"/api/v1/webhooks/{webhook_id}")
+    assert saved["area"] == {"circle": {"latitude": 41.525, "longitude": -88.08, "radius_m": 900}}
+    assert (saved["drop_driver_name"], saved["coordinate_decimals"]) == (True, 2)
+    assert saved["drop_fields"] == ["data.odometer_mi", "data.heading"]
+    assert saved["track"] == {"points": 20, "seconds": 60, "min_distance_m": 0}
+
+    # Demo goes through the real worker: an example window, redacted, signed.
+    live.api.post(f"/api/v1/webhooks/{webhook_id}/demo", {}, expect=202)
+    deadline = time.monotonic() + DELIVERY_WAIT_SECONDS
+    while not live.receiver.requests_to(path) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    [request] = live.receiver.requests_to(path)
+    feature = json.loads(request.body)
+    assert feature["type"] == "Feature" and feature["properties"]["test"] is True
+    assert feature["properties"]["driver"] == {"id": 17}
+    assert "heading" not in feature["properties"]["coordinateProperties"]
+
+    page.goto(f"/webhooks/{webhook_id}")
+    settings = page.locator("dl.settings")
+    expect(settings).to_contain_text("within 900 m of 41.525, -88.08")
+    expect(settings).to_contain_text("one GeoJSON Feature per vehicle per window of 20 positions")
+    expect(settings).to_contain_text("coordinates rounded to 2 decimals")
+    checks.audit(page, "webhook page with area, tracks and redaction")
+    checks.assert_clean()
