@@ -53,9 +53,10 @@ def _landmark(rng: random.Random, n: int) -> dict:
 
 
 def reports_per_second(
-    system: Any, landmark_count: int, report_count: int, webhooks: list[str]
+    system: Any, landmark_count: int, report_count: int, webhooks: list[str] | list[dict]
 ) -> float:
-    """Set up the landmarks, vehicles and webhooks in `system`, then time the ingest."""
+    """Set up the landmarks, vehicles and webhooks in `system` (each an event type,
+    or a webhook's fields beside its URL), then time the ingest."""
     from core.extensions import db
     from core.times import utcnow
     from fleet.records import create_landmark, create_vehicle
@@ -73,10 +74,10 @@ def reports_per_second(
             vins.append(vin)
         for n in range(landmark_count):
             create_landmark(system.account_id, _landmark(rng, n))
-        for key in webhooks:
-            create_webhook(
-                system.account_id, {"event_type": key, "name": key, "url": "http://127.0.0.1:9/"}
-            )
+        for webhook in webhooks:
+            fields = {"event_type": webhook} if isinstance(webhook, str) else dict(webhook)
+            fields.setdefault("name", fields["event_type"])
+            create_webhook(system.account_id, {**fields, "url": "http://127.0.0.1:9/"})
         db.session.commit()
         db.session.remove()
     headers = system.headers

@@ -294,6 +294,24 @@ def render(results: dict[str, Any]) -> str:
                 f"{row['landmarks_large']:,} | **{row['ratio']:.2f}×** | "
                 f"{'met' if row['target_met'] else 'NOT met'} |"
             )
+        for row in _rows(rows, "fan-out options"):
+            lines.append(
+                "\n### Fan-out: a webhook's area, redaction and tracks (target: ≤ 2× plain)\n"
+            )
+            lines.append(
+                f"{row['reports']:,} position reports in batches of 100, to "
+                f"{row['webhooks']} Location webhooks with the option (bench/fan_out_options.py)."
+                "\n"
+            )
+            lines.append("| option | reports/s | plain ÷ option |")
+            lines.append("|---|---|---|")
+            plain = row["per_second"]["plain"]
+            for name, rate in row["per_second"].items():
+                lines.append(f"| {name} | {rate:,.0f} | {plain / rate:.2f}× |")
+            lines.append(
+                f"\nSlowest: **{row['slowest_ratio']:.2f}×** "
+                f"({'met' if row['target_met'] else 'NOT met'})."
+            )
         for row in _rows(rows, "worker memory"):
             lines.append("\n### Growth: one worker's resident memory (target: ≤ 1.1×)\n")
             lines.append(

@@ -30,6 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.ceiling import measure_ceiling  # noqa: E402
+from bench.fan_out_options import fan_out_options  # noqa: E402
 from bench.growth import (  # noqa: E402
     GridGrowth,
     IngestGrowth,
@@ -162,6 +163,12 @@ def run(
             (
                 "ingest vs landmarks",
                 partial(ingest_growth, engine, postgresql_url, reports, few, many),
+            )
+        )
+        scenarios.append(
+            (
+                "fan-out options",
+                partial(fan_out_options, engine, postgresql_url, 500 if quick else 5_000),
             )
         )
         small, large = (1_000, 10_000) if quick else (10_000, 200_000)

@@ -330,11 +330,15 @@ def get_account_driver(account_id: int, driver_id: int) -> Driver | None:
 
 def account_drivers(account_id: int) -> list[Driver]:
     """Every driver of the account by name."""
+    return _by_name(Driver, account_id)
+
+
+def _by_name(model: Any, account_id: int) -> list[Any]:
     return list(
         db.session.scalars(
-            select(Driver)
-            .where(Driver.account_id == account_id)
-            .order_by(func.lower(Driver.name), Driver.id)
+            select(model)
+            .where(model.account_id == account_id)
+            .order_by(func.lower(model.name), model.id)
         )
     )
 
@@ -477,13 +481,7 @@ def account_page(model: Any, account_id: int, after_id: int | None, limit: int) 
 
 def account_landmarks(account_id: int) -> list[Landmark]:
     """Every landmark of the account by name."""
-    return list(
-        db.session.scalars(
-            select(Landmark)
-            .where(Landmark.account_id == account_id)
-            .order_by(func.lower(Landmark.name), Landmark.id)
-        )
-    )
+    return _by_name(Landmark, account_id)
 
 
 def vehicle_groups(account_id: int) -> list[str]:

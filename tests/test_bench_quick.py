@@ -46,6 +46,7 @@ def test_the_quick_benchmark_delivers_everything(tmp_path):
         "trickling receiver",
         "grid growth",
         "ingest vs landmarks",
+        "fan-out options",
         "worker memory",
     }
     for name in ("throughput W=1", "per-message jobs W=1"):
@@ -83,6 +84,15 @@ def test_the_quick_benchmark_delivers_everything(tmp_path):
     assert grid["messages_large"] > grid["messages_small"] and grid["p95_ms_large"] > 0
     ingest = rows["ingest vs landmarks"]
     assert ingest["landmarks_large"] > ingest["landmarks_small"] and ingest["per_second_large"] > 0
+    options = rows["fan-out options"]["per_second"]
+    assert set(options) == {
+        "plain",
+        "area: circle",
+        "area: polygon of 1,000 points",
+        "redaction",
+        "tracks of 100",
+    }
+    assert all(rate > 0 for rate in options.values())
     memory = rows["worker memory"]
     assert memory["deliveries_large"] > memory["deliveries_small"]
     assert memory["rss_mib_small"] > 0 and memory["signatures_checked"] > 0

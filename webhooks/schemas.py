@@ -28,7 +28,7 @@ from outbox.models import (
     TargetStatus,
 )
 from webhooks.areas import AreaSetting, shown_area
-from webhooks.tracks import TrackSetting
+from webhooks.tracks import TrackSetting, shown_track
 from webhooks.url_safety import MAX_URL_LENGTH
 from webhooks.wire import USER_AGENT, ContentType
 
@@ -457,19 +457,12 @@ class Webhook(Answer):
         header = None
         if value.custom_header_name and value.custom_header_value:
             header = {"name": value.custom_header_name, "value": mask(value.custom_header_value)}
-        track = None
-        if value.track_points is not None:
-            track = {
-                "points": value.track_points,
-                "seconds": value.track_seconds,
-                "min_distance_m": value.track_min_distance_m,
-            }
         return with_fields(
             value,
             window=value.send_window,
             custom_header=header,
             area=shown_area(value),
-            track=track,
+            track=shown_track(value),
         )
 
 

@@ -15,9 +15,10 @@ in its vehicle's lane: ordered, retried, signed, in the feed."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Annotated, Any
+from weakref import WeakKeyDictionary
 
 from pydantic import Field
 from sqlalchemy import delete, func, select
@@ -107,6 +108,55 @@ def is_track(webhook: Webhook) -> bool:
     return webhook.track_points is not None
 
 
+def shown_track(webhook: Webhook) -> dict[str, Any] | None:
+    """The webhook's track settings as the API shows them and takes them back."""
+    if not is_track(webhook):
+        return None
+    return {
+        "points": webhook.track_points,
+        "seconds": webhook.track_seconds,
+        "min_distance_m": webhook.track_min_distance_m,
+    }
+
+
+@dataclass
+class _Window:
+    """An open window as this transaction knows it."""
+
+    count: int = 0
+    first_fix: datetime | None = None
+    last: tuple[float, float] | None = None  # the last position kept
+
+
+# Each window's state, read once per lane and transaction, then kept as positions
+# are added: a fan-out batch adds many positions, and asks no more queries for them.
+_windows: WeakKeyDictionary[Any, dict[tuple[int, str], _Window]] = WeakKeyDictionary()
+
+
+def _transaction() -> Any:
+    session = db.session()
+    return session.get_transaction() or session.begin()
+
+
+def _window(webhook: Webhook, lane: str) -> _Window:
+    known = _windows.setdefault(_transaction(), {})
+    if (webhook.id, lane) not in known:
+        in_lane = (TrackPoint.webhook_id == webhook.id, TrackPoint.ordering_key == lane)
+        count, first_fix, last_id = db.session.execute(
+            select(func.count(), func.min(TrackPoint.fix_time), func.max(TrackPoint.id)).where(
+                *in_lane
+            )
+        ).one()
+        last = None
+        if last_id is not None:
+            last = db.session.execute(
+                select(TrackPoint.latitude, TrackPoint.longitude).where(TrackPoint.id == last_id)
+            ).one()
+        position = (last.latitude, last.longitude) if last else None
+        known[(webhook.id, lane)] = _Window(count, first_fix, position)
+    return known[(webhook.id, lane)]
+
+
 def add_position(webhook: Webhook, event: DetectedEvent) -> dict[str, Any] | None:
     """Keep a position (an event the webhook takes, redacted) in its vehicle's
     window; the Feature of the window it closed, if it closed one."""
@@ -114,29 +164,23 @@ def add_position(webhook: Webhook, event: DetectedEvent) -> dict[str, Any] | Non
     if vehicle.latitude is None or vehicle.longitude is None:
         return None  # nothing to draw: its position was left out
     lane = event.ordering_key
-    window = db.session.execute(
-        select(func.count(), func.min(TrackPoint.fix_time)).where(
-            TrackPoint.webhook_id == webhook.id, TrackPoint.ordering_key == lane
-        )
-    ).one()
+    window = _window(webhook, lane)
     closed = None
-    if window[0] and event.occurred_at - window[1] >= timedelta(seconds=webhook.track_seconds or 0):
+    seconds = timedelta(seconds=webhook.track_seconds or 0)
+    if window.first_fix is not None and event.occurred_at - window.first_fix >= seconds:
         closed = take_window(webhook.id, lane)  # this position opens the next window
-    elif window[0] and webhook.track_min_distance_m:
-        last = db.session.scalars(
-            select(TrackPoint)
-            .where(TrackPoint.webhook_id == webhook.id, TrackPoint.ordering_key == lane)
-            .order_by(TrackPoint.id.desc())
-            .limit(1)
-        ).one()
-        moved = distance_m(last.latitude, last.longitude, vehicle.latitude, vehicle.longitude)
+        window = _window(webhook, lane)
+    elif window.last is not None and webhook.track_min_distance_m:
+        moved = distance_m(*window.last, vehicle.latitude, vehicle.longitude)
         if moved < webhook.track_min_distance_m:
             return None  # adds nothing to the line
     point = _as_point(event)
     point.webhook_id, point.ordering_key = webhook.id, lane
     db.session.add(point)
-    if closed is None and window[0] + 1 >= (webhook.track_points or 0):
-        db.session.flush()
+    window.count += 1
+    window.first_fix = min(window.first_fix or event.occurred_at, event.occurred_at)
+    window.last = (vehicle.latitude, vehicle.longitude)
+    if closed is None and window.count >= (webhook.track_points or 0):
         closed = take_window(webhook.id, lane)
     return feature(closed) if closed else None
 
@@ -144,6 +188,8 @@ def add_position(webhook: Webhook, event: DetectedEvent) -> dict[str, Any] | Non
 def take_window(webhook_id: int, lane: str) -> list[Any]:
     """The window's positions, oldest fix first, taken out of the table: of two
     processes closing one window, one gets them and the other nothing."""
+    db.session.flush()
+    _windows.get(_transaction(), {}).pop((webhook_id, lane), None)
     taken = db.session.execute(
         delete(TrackPoint)
         .where(TrackPoint.webhook_id == webhook_id, TrackPoint.ordering_key == lane)
