@@ -128,9 +128,10 @@ class _Window:
     last: tuple[float, float] | None = None  # the last position kept
 
 
-# Each window's state, read once per lane and transaction, then kept as positions
-# are added: a fan-out batch adds many positions, and asks no more queries for them.
-_windows: WeakKeyDictionary[Any, dict[tuple[int, str], _Window]] = WeakKeyDictionary()
+# Each webhook's open windows, read once per transaction (two queries, whatever the
+# number of vehicles), then kept as positions are added: a fan-out batch adds many
+# positions and asks nothing more for them.
+_windows: WeakKeyDictionary[Any, dict[int, dict[str, _Window]]] = WeakKeyDictionary()
 
 
 def _transaction() -> Any:
@@ -140,21 +141,30 @@ def _transaction() -> Any:
 
 def _window(webhook: Webhook, lane: str) -> _Window:
     known = _windows.setdefault(_transaction(), {})
-    if (webhook.id, lane) not in known:
-        in_lane = (TrackPoint.webhook_id == webhook.id, TrackPoint.ordering_key == lane)
-        count, first_fix, last_id = db.session.execute(
-            select(func.count(), func.min(TrackPoint.fix_time), func.max(TrackPoint.id)).where(
-                *in_lane
+    if webhook.id not in known:
+        lanes = db.session.execute(
+            select(
+                TrackPoint.ordering_key,
+                func.count(),
+                func.min(TrackPoint.fix_time),
+                func.max(TrackPoint.id),
             )
-        ).one()
-        last = None
-        if last_id is not None:
-            last = db.session.execute(
-                select(TrackPoint.latitude, TrackPoint.longitude).where(TrackPoint.id == last_id)
-            ).one()
-        position = (last.latitude, last.longitude) if last else None
-        known[(webhook.id, lane)] = _Window(count, first_fix, position)
-    return known[(webhook.id, lane)]
+            .where(TrackPoint.webhook_id == webhook.id)
+            .group_by(TrackPoint.ordering_key)
+        ).all()
+        last = {
+            row.id: (row.latitude, row.longitude)
+            for row in db.session.execute(
+                select(TrackPoint.id, TrackPoint.latitude, TrackPoint.longitude).where(
+                    TrackPoint.id.in_([last_id for *_, last_id in lanes])
+                )
+            )
+        }
+        known[webhook.id] = {
+            key: _Window(count, first_fix, last.get(last_id))
+            for key, count, first_fix, last_id in lanes
+        }
+    return known[webhook.id].setdefault(lane, _Window())
 
 
 def add_position(webhook: Webhook, event: DetectedEvent) -> dict[str, Any] | None:
@@ -189,7 +199,7 @@ def take_window(webhook_id: int, lane: str) -> list[Any]:
     """The window's positions, oldest fix first, taken out of the table: of two
     processes closing one window, one gets them and the other nothing."""
     db.session.flush()
-    _windows.get(_transaction(), {}).pop((webhook_id, lane), None)
+    _windows.get(_transaction(), {}).get(webhook_id, {}).pop(lane, None)
     taken = db.session.execute(
         delete(TrackPoint)
         .where(TrackPoint.webhook_id == webhook_id, TrackPoint.ordering_key == lane)
