@@ -124,6 +124,22 @@ Within the noise of one run each; every target met. The trickled attempts ended 
 sweep over 100,000 pending messages on SQLite, against 21 ms for the retention close
 beside it.
 
+### Fan-out options (issue 19, 5 Dec)
+
+- Each option against plain Location webhooks in the same run, 5 webhooks each,
+  fresh systems. An **area** is checked at fan-out against the event's position:
+  a circle is a haversine, a polygon a shapely  of a shape parsed once per
+  webhook and batch. Its rate is higher than plain's when it leaves events out (the
+  circle's 20 km hold most, not all, of the routes): fewer messages are written.
+- **Redaction** copies and rewrites each event once per webhook (1.13× / 1.26×).
+- **Tracks of 100** write one outbox message per 100 positions instead of 100,
+  and read a webhook's open windows in two queries per batch: cheaper than plain
+  on both engines. (Reading each window per position cost 2.18× on SQLite and
+  2.17× on PostgreSQL before that; per lane and batch, 1.67× on SQLite.)
+- Ingest vs landmarks on PostgreSQL gave 1.24× here, in the upper mode of the
+  bimodal 1.27×–1.97× of 4 Dec; one run is not enough to say the json payload
+  column (written as text, where jsonb is parsed and re-encoded) moved it.
+
 ### Earlier findings (the serial drain, before issue 14)
 
 - A fork per drain job was the largest cost: `worker.FleethookWorker` runs jobs in
