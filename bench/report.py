@@ -128,7 +128,7 @@ beside it.
 
 - Each option against plain Location webhooks in the same run, 5 webhooks each,
   fresh systems. An **area** is checked at fan-out against the event's position:
-  a circle is a haversine, a polygon a shapely  of a shape parsed once per
+  a circle is a haversine, a polygon a shapely `covers` of a shape parsed once per
   webhook and batch. Its rate is higher than plain's when it leaves events out (the
   circle's 20 km hold most, not all, of the routes): fewer messages are written.
 - **Redaction** copies and rewrites each event once per webhook (1.13× / 1.26×).
