@@ -13,9 +13,14 @@ from typing import Any
 
 import pytest
 from playwright.sync_api import Page, expect
+from sqlalchemy import update
 from standardwebhooks.webhooks import Webhook as StandardWebhook
 
+from core.extensions import db
+from core.times import utcnow
 from fleet.vin import check_digit
+from outbox.models import OutboxMessage
+from outbox.sweeper import close_old_messages
 from tests.e2e.browser_checks import BrowserChecks
 from tests.e2e.grids import action, cell, rest_pointer, scroll_to, webhook_row
 from tests.e2e.live import Live
@@ -412,4 +417,71 @@ def test_area_redaction_and_tracks_are_set_in_the_dialog_and_the_example_follows
     expect(settings).to_contain_text("one GeoJSON Feature per vehicle per window of 20 positions")
     expect(settings).to_contain_text("coordinates rounded to 2 decimals")
     checks.audit(page, "webhook page with area, tracks and redaction")
+    checks.assert_clean()
+
+
+def test_time_to_live_late_skip_and_a_recovery_of_one_vehicle_from_the_portal(
+    page: Page, live: Live, checks: BrowserChecks
+) -> None:
+    webhook = add_webhook(live, "Recovered per truck", "location")
+    webhook_id = webhook["id"]
+    open_manager(page, checks)
+    action(webhook_row(page, webhook_id), "Edit").click()
+    dialog = page.get_by_role("dialog", name=f"Edit webhook {webhook_id}")
+    dialog.get_by_label("Time to live (minutes, optional)").fill("30")
+    dialog.get_by_label("Skip late positions").check()
+    checks.audit(page, "Edit webhook dialog with a time to live")
+    dialog.get_by_role("button", name="Save").click()
+    expect(dialog).to_have_count(0)
+    saved = live.api.get(f"/api/v1/webhooks/{webhook_id}")
+    assert (saved["ttl_minutes"], saved["skip_late"]) == (30, True)
+
+    # Two trucks' positions while the webhook is paused; the retention ends them
+    # unsent (expired), then the webhook resumes with nothing waiting.
+    names = {"Recovery truck A": "1RCVRYA1X00000001", "Recovery truck B": "1RCVRYB2X00000002"}
+    vins = {name: vin_with_check_digit(vin) for name, vin in names.items()}
+    for name, vin in vins.items():
+        live.api.post("/api/v1/vehicles", {"name": name, "vin": vin})
+    live.api.post(f"/api/v1/webhooks/{webhook_id}/pause", {}, expect=200)
+    # Fresh positions: late ones (2 minutes after their fix) this webhook now skips.
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=40)
+    reports = [
+        {
+            "vin": vin,
+            "type": "position",
+            "latitude": 41.88,
+            "longitude": -87.63 + n / 1000,
+            "time": (start + timedelta(seconds=10 * n)).isoformat().replace("+00:00", "Z"),
+            "speed_mph": 30,
+            "heading": 90,
+            "ignition": True,
+        }
+        for n in range(3)
+        for vin in vins.values()
+    ]
+    live.api.post("/api/v1/telemetry", {"reports": reports}, expect=202)
+    with live.server.app.app_context():
+        retention = live.server.app.config["FLEETHOOK_RETENTION"]
+        db.session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.target_id == webhook_id)
+            .values(retain_from=utcnow() - retention - timedelta(minutes=1))
+        )
+        db.session.commit()
+        assert close_old_messages(utcnow()) >= 6  # the retention's own sweep
+    live.api.post(f"/api/v1/webhooks/{webhook_id}/resume", {}, expect=200)
+
+    page.goto(f"/webhooks/{webhook_id}")
+    since = (start - timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%M")
+    page.get_by_label("Recover dead and expired messages since (UTC)").fill(since)
+    page.get_by_label("Of", exact=True).select_option(label="Recovery truck A")
+    checks.audit(page, "webhook page, recovering one vehicle")
+    page.get_by_role("button", name="Recover").click()
+    expect(page.get_by_text("3 dead or expired messages queued again.")).to_be_visible()
+    deadline = time.monotonic() + DELIVERY_WAIT_SECONDS
+    while len(live.receiver.requests_to(webhook["path"])) < 3 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(1)  # anything more would have come by now
+    delivered = [json.loads(r.body)["data"] for r in live.receiver.requests_to(webhook["path"])]
+    assert [d["vehicle"]["name"] for d in delivered] == ["Recovery truck A"] * 3
     checks.assert_clean()
