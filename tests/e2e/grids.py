@@ -1,9 +1,21 @@
 """Finding things in the portal's grids the way a user reads them: a row by the ID
-link in it, a cell by its column's header; and keeping out of their way."""
+link in it, a cell by its column's header; a dialog once it is ready to type in;
+and keeping out of their way."""
 
 from __future__ import annotations
 
-from playwright.sync_api import Locator, Page
+from re import Pattern
+
+from playwright.sync_api import Locator, Page, expect
+
+
+def dialog_ready(page: Page, name: str | Pattern[str]) -> Locator:
+    """The dialog named `name`, once its script has put the focus in it: a field
+    filled before then may have its text typed into the field the script focuses
+    (under load, the VIN went into the Name box)."""
+    dialog = page.get_by_role("dialog", name=name)
+    expect(dialog.locator(":focus")).to_have_count(1)
+    return dialog
 
 
 def grid_row(page: Page, region: str, object_id: int) -> Locator:

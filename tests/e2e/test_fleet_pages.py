@@ -10,6 +10,7 @@ from playwright.sync_api import Page, expect
 
 from demo.vehicles import demo_vin
 from tests.e2e.browser_checks import BrowserChecks
+from tests.e2e.grids import dialog_ready
 from tests.e2e.live import Live
 
 pytestmark = pytest.mark.e2e
@@ -45,7 +46,7 @@ def test_add_a_vehicle_and_see_it_listed(page: Page, live: Live, checks: Browser
     checks.audit(page)
 
     page.get_by_role("link", name="Add vehicle").click()
-    dialog = page.get_by_role("dialog", name="Add vehicle")
+    dialog = dialog_ready(page, "Add vehicle")
     vin = demo_vin(42)
     dialog.get_by_label("Name", exact=True).fill("Box truck 12")
     dialog.get_by_label("VIN").fill(vin)
@@ -74,7 +75,7 @@ def test_add_a_landmark_and_see_it_listed(page: Page, live: Live, checks: Browse
     checks.audit(page)
 
     page.get_by_role("link", name="Add landmark").click()
-    dialog = page.get_by_role("dialog", name="Add landmark")
+    dialog = dialog_ready(page, "Add landmark")
     dialog.get_by_label("Name", exact=True).fill("Customer dock, Cicero")
     dialog.get_by_label("Circle — a centre and a radius").check()
     dialog.get_by_label("Latitude").fill("41.8456")

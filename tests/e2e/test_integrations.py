@@ -11,7 +11,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from tests.e2e.browser_checks import BrowserChecks
-from tests.e2e.grids import action, cell, integration_row, rest_pointer, scroll_to
+from tests.e2e.grids import action, cell, dialog_ready, integration_row, rest_pointer, scroll_to
 from tests.e2e.live import Live
 from tests.fakes.fleetio import ACCOUNT_TOKEN, API_KEY
 
@@ -53,7 +53,7 @@ def test_fleetio_counters_move_in_the_grid_as_trucks_report(
     checks.audit(page)
 
     page.get_by_role("link", name="Connect Fleetio").click()
-    dialog = page.get_by_role("dialog", name="Connect Fleetio")
+    dialog = dialog_ready(page, "Connect Fleetio")
     dialog.get_by_label("API Key").fill(API_KEY)
     dialog.get_by_label("Account Token").fill(ACCOUNT_TOKEN)
     expect(dialog.get_by_label("Update Odometer")).to_be_checked()
@@ -122,7 +122,7 @@ def test_servicemax_signs_in_at_the_login_host_chosen_in_its_dialog(
     production, sandbox = live.salesforce["production"], live.salesforce["sandbox"]
     page.goto("/webhooks/")
     page.get_by_role("link", name="Connect ServiceMax").click()
-    dialog = page.get_by_role("dialog", name="Connect ServiceMax")
+    dialog = dialog_ready(page, "Connect ServiceMax")
     # What to set up in Salesforce first, with the callback URL the connected app lists.
     expect(dialog.get_by_text("Before you connect")).to_be_visible()
     expect(dialog).to_contain_text("Connected Apps OAuth Usage")

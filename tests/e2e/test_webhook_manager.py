@@ -22,7 +22,7 @@ from fleet.vin import check_digit
 from outbox.models import OutboxMessage
 from outbox.sweeper import close_old_messages
 from tests.e2e.browser_checks import BrowserChecks
-from tests.e2e.grids import action, cell, rest_pointer, scroll_to, webhook_row
+from tests.e2e.grids import action, cell, dialog_ready, rest_pointer, scroll_to, webhook_row
 from tests.e2e.live import Live
 
 pytestmark = pytest.mark.e2e
@@ -61,7 +61,7 @@ def test_add_a_location_webhook_with_the_green_plus(
     open_manager(page, checks)
 
     page.get_by_role("link", name="Add a Location webhook").click()
-    dialog = page.get_by_role("dialog", name="Create Location Webhook")
+    dialog = dialog_ready(page, "Create Location Webhook")
     expect(dialog).to_be_visible()
     expect(dialog.get_by_label("URL", exact=True)).to_be_focused()  # ready to type
     headers, body = dialog.locator("#example-headers"), dialog.locator("#example-body")
@@ -108,7 +108,7 @@ def test_the_speed_dialog_says_when_events_come_and_keeps_its_buttons_in_view(
     page.set_viewport_size({"width": 1280, "height": 800})
     open_manager(page, checks)
     page.get_by_role("link", name="Add a Speed webhook").click()
-    dialog = page.get_by_role("dialog", name="Create Speed Webhook")
+    dialog = dialog_ready(page, "Create Speed Webhook")
     expect(dialog).to_contain_text("Every position report at or over this speed makes an event")
     threshold = dialog.get_by_label("Speed threshold (mph)")
     expect(threshold).to_have_attribute("type", "number")
@@ -143,7 +143,7 @@ def test_local_network_mode_says_so_and_still_refuses_cloud_metadata(
     expect(banner).to_be_visible()
     before = len(live.api.get("/api/v1/webhooks?limit=100")["webhooks"])
     page.get_by_role("link", name="Add a Location webhook").click()
-    dialog = page.get_by_role("dialog", name="Create Location Webhook")
+    dialog = dialog_ready(page, "Create Location Webhook")
     dialog.get_by_label("URL", exact=True).fill("http://169.254.169.254/latest/meta-data/")
     dialog.get_by_label("Name", exact=True).fill("Metadata grab")
     dialog.get_by_role("button", name="Add Webhook").click()
@@ -332,7 +332,7 @@ def test_a_pull_only_webhook_made_in_its_dialog_pushes_nothing_and_feeds_its_dem
 ) -> None:
     open_manager(page, checks)
     page.get_by_role("link", name="Add a Location webhook").click()
-    dialog = page.get_by_role("dialog", name="Create Location Webhook")
+    dialog = dialog_ready(page, "Create Location Webhook")
     path = f"/ok/pulled-{uuid.uuid4().hex[:8]}"
     dialog.get_by_label("URL", exact=True).fill(live.receiver.url(path))
     dialog.get_by_label("Name", exact=True).fill("Behind the firewall")
@@ -361,7 +361,7 @@ def test_area_redaction_and_tracks_are_set_in_the_dialog_and_the_example_follows
 ) -> None:
     open_manager(page, checks)
     page.get_by_role("link", name="Add a Location webhook").click()
-    dialog = page.get_by_role("dialog", name="Create Location Webhook")
+    dialog = dialog_ready(page, "Create Location Webhook")
     body = dialog.locator("#example-body")
     expect(body).to_contain_text('"name":"Dana Whitfield"')
     path = f"/ok/tracks-{uuid.uuid4().hex[:8]}"
@@ -427,7 +427,7 @@ def test_time_to_live_late_skip_and_a_recovery_of_one_vehicle_from_the_portal(
     webhook_id = webhook["id"]
     open_manager(page, checks)
     action(webhook_row(page, webhook_id), "Edit").click()
-    dialog = page.get_by_role("dialog", name=f"Edit webhook {webhook_id}")
+    dialog = dialog_ready(page, f"Edit webhook {webhook_id}")
     dialog.get_by_label("Time to live (minutes, optional)").fill("30")
     dialog.get_by_label("Skip late positions").check()
     checks.audit(page, "Edit webhook dialog with a time to live")
