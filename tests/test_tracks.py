@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 from collections import defaultdict
 from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 from standardwebhooks.webhooks import Webhook as StandardWebhook
 
 from core.extensions import db
@@ -326,3 +327,44 @@ def test_the_dialog_offers_tracks_to_location_webhooks_and_shows_an_example_feat
     edit = client.get(f"/webhooks/{webhook.id}/edit").get_data(as_text=True)
     [box] = re.findall(r'<input[^>]*id="track"[^>]*>', edit)
     assert "checked" in box and 'value="20"' in edit and 'value="30"' in edit
+
+
+def test_a_window_the_sweeper_closes_meanwhile_is_sent_once_and_the_rest_with_the_ingest(
+    app, fleet, receiver
+):
+    """The race of the two closers, made deterministic: just as the ingest takes a
+    full window, the sweeper (another connection) closes the same window and
+    commits. Each position goes out in exactly one of the two Features."""
+    if db.engine.dialect.name == "sqlite":
+        pytest.skip("SQLite has one writer at a time: the ingest holds it, no race to lose")
+    webhook, _ = fleet.track_webhook(receiver.url("/ok"), track={"points": 5, "seconds": 3600})
+    vin, lane = VINS[0], f"vehicle:{fleet.vehicle_ids[0]}"
+    fleet.post([position(vin, s, s) for s in range(3)])  # a window of 3, committed
+    raced: list[int] = []
+    started: list[bool] = []
+
+    def sweeper_first(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if started or not statement.lstrip().upper().startswith("DELETE FROM TRACK_POINT"):
+            return
+        started.append(True)  # once: the sweeper's own DELETE passes here too
+
+        def close() -> None:
+            with app.app_context():
+                raced.append(close_window(webhook.id, lane))
+
+        other = threading.Thread(target=close)
+        other.start()
+        other.join()
+
+    event.listen(db.engine, "before_cursor_execute", sweeper_first)
+    try:
+        fleet.post([position(vin, s, s) for s in range(3, 5)])  # the 5th closes it
+    finally:
+        event.remove(db.engine, "before_cursor_execute", sweeper_first)
+    assert raced == [1]  # the sweeper took the 3 committed positions first
+    windows = features(webhook.id)
+    times = [w["properties"]["coordinateProperties"]["times"] for w in windows]
+    assert sorted(len(t) for t in times) == [2, 3]
+    assert sorted(time for t in times for time in t) == [
+        format_rfc3339(T0 + timedelta(seconds=s)) for s in range(5)
+    ]
