@@ -124,6 +124,20 @@ Within the noise of one run each; every target met. The trickled attempts ended 
 sweep over 100,000 pending messages on SQLite, against 21 ms for the retention close
 beside it.
 
+### Spot check after the rest of issue 19 (5e873a3, 5 Dec)
+
+Areas, redaction, tracks (a new sweeper job, a closed window fanned out as an
+event) and the outbox payload stored as json on PostgreSQL: the same three
+scenarios again, both engines, nothing else running:
+
+| scenario | SQLite | PostgreSQL |
+|---|---|---|
+| slow webhooks 200×20, 200 ms receivers (≤ 1.5×) | 1.25× | 1.25× |
+| busy webhook 200×10, 200 ms receiver (≤ 1.5×) | 1.07× | 1.08× |
+| trickling receiver beside 20 healthy 50–500 ms ones (≤ 1.2×) | 1.03× | 0.98× |
+
+Every target met; trickled attempts ended at 2,000–2,012 ms (deadline 2,000 ms).
+
 ### Fan-out options (issue 19, 5 Dec)
 
 - Each option against plain Location webhooks in the same run, 5 webhooks each,

@@ -58,10 +58,7 @@ AreaSetting = Annotated[
         "this area: a landmark, a circle or a polygon, edges included; an event without a "
         "position is outside. null: everywhere."
     ),
-    Says(
-        'An area is {"landmark_id": …}, {"circle": {…}} or {"polygon": {…}}, or null for '
-        "everywhere."
-    ),
+    Says(AREA_FORMAT),
 ]
 
 

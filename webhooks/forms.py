@@ -191,7 +191,7 @@ class WebhookForm(FlaskForm):
         # As latest wins: offered to location webhooks only; a tick elsewhere is refused.
         if event_type.key in TRACK_EVENT_TYPES or self.track.data:
             values["track"] = self._track()
-        values.update(self.redaction_values())
+        values.update(self._redaction())
         if event_type.setting is not None:
             setting_field = getattr(self, event_type.setting.field)
             values[event_type.setting.field] = number_or_text(setting_field.data)
@@ -235,7 +235,7 @@ class WebhookForm(FlaskForm):
             if (field.data or "").strip()
         }
 
-    def redaction_values(self) -> dict[str, Any]:
+    def _redaction(self) -> dict[str, Any]:
         """The redaction fields as the rules take them."""
         return {
             "drop_driver_name": bool(self.drop_driver_name.data),

@@ -112,9 +112,7 @@ def _form_dialog(
     chosen = form.content_type.data
     headers, body = example_request(
         event_type,
-        ContentType(chosen)
-        if chosen in set(ContentType) and not form.track.data
-        else ContentType.JSON,
+        ContentType(chosen) if chosen in set(ContentType) else ContentType.JSON,
         setting_value,
         _example_header(form.custom_header_name.data, webhook),
         example_redaction(
@@ -208,7 +206,7 @@ def example() -> str:
     track = request.args.get("track") == "y" and event_type.key in TRACK_EVENT_TYPES
     headers, body = example_request(
         event_type,
-        ContentType.JSON if track else ContentType(content_type),
+        ContentType(content_type),
         setting_value,
         _example_header(request.args.get("custom_header_name"), webhook),
         example_redaction(request.args),

@@ -161,6 +161,7 @@ def example_request(
     masked."""
     if track:
         built = example_feature(redaction)
+        content_type = ContentType.JSON  # a Feature has no form encoding
     else:
         event = redact(example_detected(event_type, setting_value), redaction)
         built = build_event(
